@@ -1,0 +1,43 @@
+//! Writes the frozen compatibility file for the current format version:
+//! `testdata/v{N}-small.vwi` plus the answers it gives, which
+//! `tests/format.rs` checks on every change. Run once per new format version:
+//! `cargo run --release -p vectorwise-index --example freeze_format`.
+//! It refuses to overwrite a frozen file.
+
+use std::path::Path;
+use vectorwise_index::hnsw::BuildOptions;
+use vectorwise_index::{Index, SearchParams, dataset, format::FORMAT_VERSION};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata");
+    let path = dir.join(format!("v{FORMAT_VERSION}-small.vwi"));
+    if path.exists() {
+        return Err(format!("{} is frozen; delete it by hand only if you mean to", path.display()).into());
+    }
+    let base = dataset::sphere(300, 8, 2024);
+    let opts = BuildOptions { m: 4, ef_construction: 32, threads: Some(1), seed: 2024 };
+    vectorwise_index::build_index(&base, &path, &opts, &|_| {})?;
+    let index = Index::open(&path)?;
+    let mut queries = Vec::new();
+    for q in dataset::sphere(5, 8, 99).rows() {
+        let hits = index.search(q, 5, &SearchParams { ef_search: 64 })?;
+        let ids: Vec<String> = hits.iter().map(|h| h.id.to_string()).collect();
+        let ds: Vec<String> = hits.iter().map(|h| format!("{:?}", h.distance)).collect();
+        let qs: Vec<String> = q.iter().map(|x| format!("{x:?}")).collect();
+        queries.push(format!(
+            "    {{\"query\": [{}], \"ids\": [{}], \"distances\": [{}]}}",
+            qs.join(", "),
+            ids.join(", "),
+            ds.join(", ")
+        ));
+    }
+    let json = format!(
+        "{{\n  \"format_version\": {FORMAT_VERSION},\n  \"count\": {},\n  \"dim\": {},\n  \"queries\": [\n{}\n  ]\n}}\n",
+        index.len(),
+        index.dim(),
+        queries.join(",\n")
+    );
+    std::fs::write(dir.join(format!("v{FORMAT_VERSION}-small.expected.json")), json)?;
+    println!("wrote {}", path.display());
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! Distance kernels: a scalar reference and SIMD versions, one file per
+//! instruction set. The best kernel set is chosen once, at first use, from the
+//! CPU's features (`is_x86_feature_detected!`) and cached; nothing is chosen
+//! per call and the release binary needs no `target-cpu`.
+//!
+//! `VECTORWISE_SIMD=scalar|avx2|avx512|neon` forces a level (if the CPU has it),
+//! which the benchmarks and tests use to compare kernels.
+
+mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
+use std::sync::OnceLock;
+
+pub use scalar::{dot as dot_scalar, l2_squared as l2_squared_scalar};
+
+/// Signature shared by every kernel. Both slices must have the same length.
+pub type DistanceFn = fn(&[f32], &[f32]) -> f32;
+
+/// A set of kernels for one instruction-set level.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernels {
+    /// Name of the level, shown in `/stats` (`scalar`, `avx2+fma`, `avx512f`, `neon`).
+    pub name: &'static str,
+    /// Squared Euclidean distance.
+    pub l2_squared: DistanceFn,
+    /// Inner product.
+    pub dot: DistanceFn,
+}
+
+const SCALAR: Kernels = Kernels { name: "scalar", l2_squared: scalar::l2_squared, dot: scalar::dot };
+
+/// Every kernel set this CPU can run, best last. Used by tests to check each
+/// one against the scalar reference.
+pub fn available() -> Vec<Kernels> {
+    #[allow(unused_mut)]
+    let mut sets = vec![SCALAR];
+    #[cfg(target_arch = "x86_64")]
+    sets.extend(x86::available());
+    #[cfg(target_arch = "aarch64")]
+    sets.push(neon::KERNELS);
+    sets
+}
+
+/// The kernel set in use: the best available, or the one `VECTORWISE_SIMD` names.
+pub fn kernels() -> &'static Kernels {
+    static CHOSEN: OnceLock<Kernels> = OnceLock::new();
+    CHOSEN.get_or_init(|| {
+        let sets = available();
+        let wanted = std::env::var("VECTORWISE_SIMD").ok();
+        wanted
+            .and_then(|w| sets.iter().find(|k| k.name.starts_with(w.as_str())).copied())
+            .unwrap_or_else(|| *sets.last().expect("scalar is always available"))
+    })
+}
+
+/// Squared Euclidean distance with the chosen kernel.
+#[inline]
+pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+    (kernels().l2_squared)(a, b)
+}
+
+/// Inner product with the chosen kernel.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    (kernels().dot)(a, b)
+}
+
+/// Scales `v` to unit L2 norm in place. Returns `false` (and leaves `v`
+/// alone) when the norm is zero or not finite.
+pub fn normalize(v: &mut [f32]) -> bool {
+    let norm = dot(v, v).sqrt();
+    if !(norm.is_finite() && norm > 0.0) {
+        return false;
+    }
+    let inv = 1.0 / norm;
+    v.iter_mut().for_each(|x| *x *= inv);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn close(a: f32, b: f32) -> bool {
+        // FMA and different summation orders change rounding: compare relatively.
+        (a - b).abs() <= 1e-4 * a.abs().max(b.abs()).max(1.0)
+    }
+
+    proptest! {
+        #[test]
+        fn every_kernel_matches_scalar(
+            (a, b) in (0usize..300).prop_flat_map(|n| (
+                proptest::collection::vec(-10.0f32..10.0, n),
+                proptest::collection::vec(-10.0f32..10.0, n),
+            ))
+        ) {
+            let l2 = l2_squared_scalar(&a, &b);
+            let ip = dot_scalar(&a, &b);
+            for k in available() {
+                prop_assert!(close((k.l2_squared)(&a, &b), l2), "{} l2 {} vs {}", k.name, (k.l2_squared)(&a, &b), l2);
+                prop_assert!(close((k.dot)(&a, &b), ip), "{} dot {} vs {}", k.name, (k.dot)(&a, &b), ip);
+            }
+        }
+    }
+
+    #[test]
+    fn normalize_rejects_zero_and_scales_others() {
+        let mut z = vec![0.0f32; 8];
+        assert!(!normalize(&mut z));
+        let mut v = vec![3.0f32, 4.0];
+        assert!(normalize(&mut v));
+        assert!(close(v[0], 0.6) && close(v[1], 0.8));
+    }
+
+    #[test]
+    #[should_panic]
+    fn kernels_assert_equal_lengths() {
+        for k in available() {
+            (k.l2_squared)(&[1.0, 2.0], &[1.0]);
+        }
+    }
+}

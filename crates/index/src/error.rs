@@ -1,0 +1,58 @@
+//! The engine's one error type. Each variant says whether it is the caller's
+//! fault (bad input, bad file) or an internal fault, so the server can map it
+//! to a status with one exhaustive match.
+
+use std::path::PathBuf;
+
+/// Result alias used across the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything the engine can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O operation on `path` failed. Internal fault or environment problem.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An index or vector file is not what it claims to be (bad magic, version,
+    /// size, checksum, truncated, or structurally inconsistent). User error:
+    /// the file must be rebuilt.
+    #[error("{path}: {reason}")]
+    CorruptFile { path: PathBuf, reason: String },
+
+    /// A vector file has a format we do not read (wrong dtype, order, shape).
+    #[error("{path}: unsupported vector file: {reason}")]
+    UnsupportedFile { path: PathBuf, reason: String },
+
+    /// A query or data vector has the wrong number of dimensions. User error.
+    #[error("dimension mismatch: expected {expected}, got {actual}")]
+    DimensionMismatch { expected: usize, actual: usize },
+
+    /// A parameter is outside its valid range. User error.
+    #[error("invalid parameter `{name}`: {reason}")]
+    InvalidParameter { name: &'static str, reason: String },
+
+    /// A vector contains NaN or infinity. User error.
+    #[error("vector {index} contains a non-finite value")]
+    NonFinite { index: usize },
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::CorruptFile { path: path.into(), reason: reason.into() }
+    }
+
+    /// True when the error was caused by the caller's input rather than by the
+    /// engine or its environment.
+    pub fn is_user_error(&self) -> bool {
+        !matches!(self, Error::Io { .. })
+    }
+}

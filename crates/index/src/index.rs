@@ -1,0 +1,131 @@
+//! [`Index`]: a loaded, searchable index file. The handle the server holds.
+
+use crate::distance::kernels;
+use crate::error::{Error, Result};
+use crate::format::{self, MappedFile};
+use crate::hnsw;
+use crate::topk::Scored;
+use crate::visited::VisitedPool;
+use crate::{exact, Neighbor, SearchParams};
+use std::path::Path;
+use std::time::Instant;
+
+/// What an index is, for `/stats` and the CLI.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IndexInfo {
+    pub index_type: &'static str,
+    pub metric: &'static str,
+    pub format_version: u32,
+    pub dim: usize,
+    pub count: usize,
+    pub hnsw_m: u32,
+    pub hnsw_m0: u32,
+    pub ef_construction: u32,
+    pub max_level: u8,
+    pub build_seconds: f64,
+    pub file_size_bytes: u64,
+    pub load_seconds: f64,
+    /// Kernel set in use (`avx2+fma`, `avx512f`, `neon`, `scalar`).
+    pub simd: &'static str,
+}
+
+/// A memory-mapped HNSW index.
+#[derive(Debug)]
+pub struct Index {
+    file: MappedFile,
+    visited: VisitedPool,
+    load_seconds: f64,
+}
+
+impl Index {
+    /// Opens and validates an index file (see [`format`] for the checks).
+    pub fn open(path: &Path) -> Result<Self> {
+        let start = Instant::now();
+        let file = format::open(path)?;
+        let visited = VisitedPool::new(file.header.count as usize);
+        Ok(Index { file, visited, load_seconds: start.elapsed().as_secs_f64() })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.file.header.dim as usize
+    }
+
+    pub fn len(&self) -> usize {
+        self.file.header.count as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.file.path
+    }
+
+    /// The stored vectors, row-major (point offset order).
+    pub fn vectors(&self) -> &[f32] {
+        self.file.vectors()
+    }
+
+    pub fn info(&self) -> IndexInfo {
+        let h = &self.file.header;
+        IndexInfo {
+            index_type: "HNSW",
+            metric: "l2",
+            format_version: h.format_version,
+            dim: h.dim as usize,
+            count: h.count as usize,
+            hnsw_m: h.params.m,
+            hnsw_m0: h.params.m0,
+            ef_construction: h.params.ef_construction,
+            max_level: h.max_level,
+            build_seconds: h.build_seconds,
+            file_size_bytes: self.file.file_size(),
+            load_seconds: self.load_seconds,
+            simd: kernels().name,
+        }
+    }
+
+    fn check_query(&self, query: &[f32], k: usize) -> Result<()> {
+        if query.len() != self.dim() {
+            return Err(Error::DimensionMismatch { expected: self.dim(), actual: query.len() });
+        }
+        if query.iter().any(|x| !x.is_finite()) {
+            return Err(Error::NonFinite { index: 0 });
+        }
+        if k == 0 {
+            return Err(Error::InvalidParameter { name: "k", reason: "must be at least 1".into() });
+        }
+        Ok(())
+    }
+
+    fn to_neighbors(&self, found: Vec<Scored>) -> Vec<Neighbor> {
+        let ids = self.file.ids();
+        found.into_iter().map(|s| Neighbor { id: ids[s.offset as usize], distance: s.distance }).collect()
+    }
+
+    /// Approximate k-NN by HNSW with beam width `max(params.ef_search, k)`.
+    /// Returns `min(k, len)` neighbours, ascending squared L2.
+    pub fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Neighbor>> {
+        self.check_query(query, k)?;
+        if params.ef_search == 0 {
+            return Err(Error::InvalidParameter { name: "ef_search", reason: "must be at least 1".into() });
+        }
+        let vectors = self.vectors();
+        let dim = self.dim();
+        let l2 = kernels().l2_squared;
+        let graph = self.file.graph();
+        let found = self.visited.with(|visited| {
+            hnsw::search(&graph, k, params.ef_search, visited, |p| {
+                l2(&vectors[p as usize * dim..(p as usize + 1) * dim], query)
+            })
+        });
+        Ok(self.to_neighbors(found))
+    }
+
+    /// Exact k-NN by scanning every vector.
+    pub fn exact_search(&self, query: &[f32], k: usize) -> Result<Vec<Neighbor>> {
+        self.check_query(query, k)?;
+        Ok(self.to_neighbors(exact::search(self.vectors(), self.dim(), query, k, None)))
+    }
+}

@@ -1,0 +1,230 @@
+//! Reading and writing vector files: NumPy `.npy` (float32, C order, 2-D) and
+//! the ANN-benchmark `.fvecs` format. A [`Matrix`] is a dense row-major
+//! `count x dim` block of `f32`.
+
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use std::path::Path;
+
+/// A dense row-major matrix of `f32` vectors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Matrix {
+    dim: usize,
+    data: Vec<f32>,
+}
+
+impl Matrix {
+    /// Wraps `data` as rows of `dim` values. Fails when `dim` is 0 or does not divide the length.
+    pub fn new(dim: usize, data: Vec<f32>) -> Result<Self> {
+        if dim == 0 || data.len() % dim != 0 {
+            return Err(Error::InvalidParameter {
+                name: "dim",
+                reason: format!("{} values cannot be split into rows of {dim}", data.len()),
+            });
+        }
+        Ok(Matrix { dim, data })
+    }
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+    pub fn len(&self) -> usize {
+        self.data.len() / self.dim
+    }
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+    pub fn as_slice(&self) -> &[f32] {
+        &self.data
+    }
+    pub fn rows(&self) -> std::slice::ChunksExact<'_, f32> {
+        self.data.chunks_exact(self.dim)
+    }
+    pub fn into_vec(self) -> Vec<f32> {
+        self.data
+    }
+
+    /// Reads a `.npy` or `.fvecs` file, chosen by extension (`.fvecs`, else NumPy).
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("fvecs")) {
+            parse_fvecs(path, &bytes)
+        } else {
+            parse_npy(path, &bytes)
+        }
+    }
+
+    /// Writes the matrix as a NumPy `.npy` file (`<f4`, C order), atomically.
+    pub fn save_npy(&self, path: &Path) -> Result<()> {
+        write_atomic(path, |w| {
+            w.write_all(&npy_header(self.len(), self.dim))?;
+            for chunk in self.data.chunks(1 << 16) {
+                w.write_all(bytemuck::cast_slice(&to_le(chunk)))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn to_le(values: &[f32]) -> Vec<u32> {
+    values.iter().map(|v| v.to_bits().to_le()).collect()
+}
+
+/// The NumPy 1.0 header for a `count x dim` float32 array, padded so the data
+/// starts on a 64-byte boundary (as NumPy itself does).
+fn npy_header(count: usize, dim: usize) -> Vec<u8> {
+    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({count}, {dim}), }}");
+    let unpadded = 10 + dict.len() + 1;
+    let total = unpadded.div_ceil(64) * 64;
+    let mut h = Vec::with_capacity(total);
+    h.extend_from_slice(b"\x93NUMPY\x01\x00");
+    h.extend_from_slice(&((total - 10) as u16).to_le_bytes());
+    h.extend_from_slice(dict.as_bytes());
+    h.resize(total - 1, b' ');
+    h.push(b'\n');
+    h
+}
+
+fn parse_npy(path: &Path, bytes: &[u8]) -> Result<Matrix> {
+    let unsupported = |reason: String| Error::UnsupportedFile { path: path.into(), reason };
+    let corrupt = |reason: &str| Error::corrupt(path, reason);
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(unsupported("not a NumPy .npy file (bad magic)".into()));
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 => {
+            if bytes.len() < 12 {
+                return Err(corrupt("truncated .npy header"));
+            }
+            (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12)
+        }
+        v => return Err(unsupported(format!("NumPy format version {v} not supported"))),
+    };
+    let data_start = start + header_len;
+    let header = bytes.get(start..data_start).ok_or_else(|| corrupt("truncated .npy header"))?;
+    let header = std::str::from_utf8(header).map_err(|_| corrupt(".npy header is not text"))?;
+    let field = |name: &str| -> Option<&str> {
+        let at = header.find(&format!("'{name}'"))? + name.len() + 2;
+        let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
+        Some(rest)
+    };
+    let descr = field("descr").ok_or_else(|| corrupt(".npy header has no 'descr'"))?;
+    let descr = descr.split(['\'', '"']).nth(1).unwrap_or("");
+    if descr != "<f4" && descr != "=f4" && descr != "|f4" {
+        return Err(unsupported(format!("dtype '{descr}' not supported; convert to float32 ('<f4')")));
+    }
+    let fortran = field("fortran_order").ok_or_else(|| corrupt(".npy header has no 'fortran_order'"))?;
+    if !fortran.starts_with("False") {
+        return Err(unsupported("Fortran-ordered arrays not supported; save a C-ordered array".into()));
+    }
+    let shape = field("shape").ok_or_else(|| corrupt(".npy header has no 'shape'"))?;
+    let shape = shape.strip_prefix('(').and_then(|s| s.split(')').next()).ok_or_else(|| corrupt("bad 'shape'"))?;
+    let dims: Vec<usize> = shape
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|_| corrupt("bad 'shape'")))
+        .collect::<Result<_>>()?;
+    let [count, dim] = dims[..] else {
+        return Err(unsupported(format!("expected a 2-D array (count, dim), got shape {dims:?}")));
+    };
+    if dim == 0 {
+        return Err(unsupported("dimension is 0".into()));
+    }
+    let expected = count.checked_mul(dim).and_then(|n| n.checked_mul(4)).ok_or_else(|| corrupt("shape too large"))?;
+    let data = &bytes[data_start..];
+    if data.len() != expected {
+        return Err(corrupt(&format!(
+            "data is {} bytes but shape ({count}, {dim}) needs {expected}: truncated or not float32",
+            data.len()
+        )));
+    }
+    let values = data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    Matrix::new(dim, values)
+}
+
+fn parse_fvecs(path: &Path, bytes: &[u8]) -> Result<Matrix> {
+    if bytes.len() < 4 {
+        return Err(Error::corrupt(path, "empty .fvecs file"));
+    }
+    let dim = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+    let row = 4 + 4 * dim;
+    if dim == 0 || dim > 65_536 || bytes.len() % row != 0 {
+        return Err(Error::corrupt(path, format!("not an .fvecs file of dimension {dim}: size {} is not a multiple of {row}", bytes.len())));
+    }
+    let mut values = Vec::with_capacity(bytes.len() / row * dim);
+    for (i, r) in bytes.chunks_exact(row).enumerate() {
+        if u32::from_le_bytes(r[..4].try_into().unwrap()) as usize != dim {
+            return Err(Error::corrupt(path, format!("row {i} has a different dimension than row 0 ({dim})")));
+        }
+        values.extend(r[4..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())));
+    }
+    Matrix::new(dim, values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_round_trip_and_alignment() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("v.npy");
+        let m = Matrix::new(3, (0..12).map(|i| i as f32 * 0.5).collect()).unwrap();
+        m.save_npy(&p).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!((bytes.len() - 48) % 64, 0, "data starts on a 64-byte boundary");
+        assert_eq!(Matrix::load(&p).unwrap(), m);
+    }
+
+    #[test]
+    fn npy_rejects_other_dtypes_shapes_and_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("v.npy");
+        let m = Matrix::new(2, vec![1.0; 8]).unwrap();
+        m.save_npy(&p).unwrap();
+        let good = std::fs::read(&p).unwrap();
+
+        let replace = |from: &str, to: &str| {
+            let at = good.windows(from.len()).position(|w| w == from.as_bytes()).unwrap();
+            let mut b = good.clone();
+            b[at..at + to.len()].copy_from_slice(to.as_bytes());
+            b
+        };
+        std::fs::write(&p, replace("<f4", "<f8")).unwrap();
+        assert!(Matrix::load(&p).unwrap_err().to_string().contains("'<f8' not supported"));
+
+        std::fs::write(&p, replace("False", "True ")).unwrap();
+        assert!(Matrix::load(&p).unwrap_err().to_string().contains("Fortran"));
+
+        std::fs::write(&p, replace("(4, 2)", "(8,)  ")).unwrap();
+        assert!(Matrix::load(&p).unwrap_err().to_string().contains("2-D"));
+
+        std::fs::write(&p, &good[..good.len() - 3]).unwrap();
+        assert!(Matrix::load(&p).unwrap_err().to_string().contains("truncated"));
+
+        std::fs::write(&p, b"hello").unwrap();
+        assert!(Matrix::load(&p).unwrap_err().to_string().contains("bad magic"));
+    }
+
+    #[test]
+    fn fvecs_reads_and_rejects_ragged_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("v.fvecs");
+        let mut bytes = Vec::new();
+        for r in 0..3 {
+            bytes.extend_from_slice(&2u32.to_le_bytes());
+            bytes.extend_from_slice(&(r as f32).to_le_bytes());
+            bytes.extend_from_slice(&(r as f32 + 0.5).to_le_bytes());
+        }
+        std::fs::write(&p, &bytes).unwrap();
+        let m = Matrix::load(&p).unwrap();
+        assert_eq!((m.len(), m.dim()), (3, 2));
+        assert_eq!(m.row(2), &[2.0, 2.5]);
+        std::fs::write(&p, &bytes[..bytes.len() - 1]).unwrap();
+        assert!(Matrix::load(&p).is_err());
+    }
+}

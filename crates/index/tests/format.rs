@@ -1,0 +1,150 @@
+//! The index file refuses every kind of damage with a clear error naming the
+//! file, and never panics. Also reads the frozen version-1 file in testdata/.
+
+use std::path::{Path, PathBuf};
+use vectorwise_index::hnsw::BuildOptions;
+use vectorwise_index::{Error, Index, SearchParams, dataset};
+use xxhash_rust::xxh3::xxh3_64;
+
+fn build(dir: &Path) -> PathBuf {
+    let path = dir.join("good.vwi");
+    let base = dataset::sphere(500, 16, 5);
+    vectorwise_index::build_index(&base, &path, &BuildOptions { m: 4, ef_construction: 16, threads: Some(1), seed: 5 }, &|_| {})
+        .unwrap();
+    path
+}
+
+fn open_err(dir: &Path, bytes: &[u8]) -> String {
+    let p = dir.join("bad.vwi");
+    std::fs::write(&p, bytes).unwrap();
+    match Index::open(&p) {
+        Ok(_) => panic!("damaged file was accepted"),
+        Err(e @ Error::CorruptFile { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("bad.vwi"), "error names the file: {msg}");
+            msg
+        }
+        Err(e) => panic!("wrong error kind: {e:?}"),
+    }
+}
+
+/// Rewrites both checksums so that only the structural checks can catch a change.
+fn reseal(bytes: &mut [u8]) {
+    let body = xxh3_64(&bytes[256..]);
+    bytes[184..192].copy_from_slice(&body.to_le_bytes());
+    let header = xxh3_64(&bytes[..248]);
+    bytes[248..256].copy_from_slice(&header.to_le_bytes());
+}
+
+fn section(bytes: &[u8], i: usize) -> (usize, usize) {
+    let at = 80 + 16 * i;
+    let off = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+    let len = u64::from_le_bytes(bytes[at + 8..at + 16].try_into().unwrap()) as usize;
+    (off, len)
+}
+
+#[test]
+fn every_corruption_is_refused_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read(build(dir.path())).unwrap();
+    Index::open(&dir.path().join("good.vwi")).unwrap();
+
+    let mut b = good.clone();
+    b[0] = b'X';
+    assert!(open_err(dir.path(), &b).contains("bad magic"));
+
+    let mut b = good.clone();
+    b[8..12].copy_from_slice(&2u32.to_le_bytes());
+    assert!(open_err(dir.path(), &b).contains("version 2 is not supported"));
+
+    let mut b = good.clone();
+    b[20] ^= 1; // dim, without resealing
+    assert!(open_err(dir.path(), &b).contains("header checksum"));
+
+    let mut b = good.clone();
+    let (vec_off, _) = section(&b, 0);
+    b[vec_off + 5] ^= 0x40;
+    assert!(open_err(dir.path(), &b).contains("body checksum"));
+
+    for cut in [0, 7, 100, 255, 256, 1000, good.len() / 2, good.len() - 1] {
+        let msg = open_err(dir.path(), &good[..cut]);
+        assert!(msg.contains("truncated"), "cut at {cut}: {msg}");
+    }
+    let mut longer = good.clone();
+    longer.extend_from_slice(&[0; 64]);
+    assert!(open_err(dir.path(), &longer).contains("padded"));
+    assert!(open_err(dir.path(), b"").contains("truncated"));
+}
+
+#[test]
+fn structural_damage_behind_valid_checksums_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read(build(dir.path())).unwrap();
+    let (l0_off, _) = section(&good, 3);
+
+    // A layer-0 link pointing past the last point.
+    let mut b = good.clone();
+    b[l0_off + 4..l0_off + 8].copy_from_slice(&999_999u32.to_le_bytes());
+    reseal(&mut b);
+    assert!(open_err(dir.path(), &b).contains("layer-0 links"));
+
+    // A link count larger than the block.
+    let mut b = good.clone();
+    b[l0_off..l0_off + 4].copy_from_slice(&1000u32.to_le_bytes());
+    reseal(&mut b);
+    assert!(open_err(dir.path(), &b).contains("layer-0 links"));
+
+    // An entry point out of range.
+    let mut b = good.clone();
+    b[48..52].copy_from_slice(&500u32.to_le_bytes());
+    reseal(&mut b);
+    assert!(open_err(dir.path(), &b).contains("entry point"));
+
+    // A section table entry past the end of the file.
+    let mut b = good.clone();
+    b[80 + 16 * 5..88 + 16 * 5].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    reseal(&mut b);
+    assert!(open_err(dir.path(), &b).contains("past the end"));
+
+    // A point claiming an upper layer it has no links block for.
+    let mut b = good.clone();
+    let (lv_off, lv_len) = section(&b, 2);
+    let p = (0..lv_len).find(|&i| b[lv_off + i] == 0).unwrap();
+    b[lv_off + p] = 1;
+    reseal(&mut b);
+    assert!(open_err(dir.path(), &b).contains("upper-layer offsets"));
+}
+
+#[test]
+fn other_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Index::open(&dir.path().join("missing.vwi")).unwrap_err();
+    assert!(matches!(e, Error::Io { .. }) && e.to_string().contains("missing.vwi"));
+    let npy = dir.path().join("v.npy");
+    dataset::sphere(10, 4, 0).save_npy(&npy).unwrap();
+    let e = Index::open(&npy).unwrap_err();
+    assert!(e.to_string().contains("bad magic"), "{e}");
+}
+
+/// testdata/v1-small.vwi was written by format version 1 and must stay
+/// readable, with the answers recorded beside it when it was frozen.
+#[test]
+fn frozen_v1_file_still_loads_and_answers_the_same() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata");
+    let index = Index::open(&root.join("v1-small.vwi")).expect("frozen v1 index must load");
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("v1-small.expected.json")).unwrap()).unwrap();
+    assert_eq!(index.info().format_version, 1);
+    assert_eq!(index.len() as u64, expected["count"].as_u64().unwrap());
+    assert_eq!(index.dim() as u64, expected["dim"].as_u64().unwrap());
+    for case in expected["queries"].as_array().unwrap() {
+        let q: Vec<f32> = case["query"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let hits = index.search(&q, 5, &SearchParams { ef_search: 64 }).unwrap();
+        let ids: Vec<u64> = hits.iter().map(|h| h.id).collect();
+        let want: Vec<u64> = case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        assert_eq!(ids, want);
+        for (h, d) in hits.iter().zip(case["distances"].as_array().unwrap()) {
+            assert!((h.distance as f64 - d.as_f64().unwrap()).abs() < 1e-5);
+        }
+    }
+}
