@@ -20,7 +20,7 @@ fn main() {
             let t = Instant::now();
             let mut rec = 0.0;
             for (q, tr) in qs.rows().zip(&truth) {
-                let f: Vec<u32> = hnsw::search(&g.view(), 10, ef, &mut v, |p| distance::l2_squared(base.row(p as usize), q)).iter().map(|s| s.offset).collect();
+                let f: Vec<u32> = hnsw::search(&g.view(), 10, ef, &mut v, |p| distance::l2_squared(base.row(p as usize), q), |p| distance::prefetch(base.row(p as usize))).iter().map(|s| s.offset).collect();
                 rec += exact::recall_at(&f, &tr.iter().map(|s| s.offset).collect::<Vec<_>>(), 10);
             }
             println!("{name} ef {ef}: recall {:.3}  {:.3} ms/q", rec / qs.len() as f64, t.elapsed().as_secs_f64() * 1000.0 / qs.len() as f64);

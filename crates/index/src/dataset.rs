@@ -15,14 +15,18 @@ fn block_rng(seed: u64, block: usize) -> StdRng {
     StdRng::seed_from_u64(seed ^ (block as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
+/// Called with the number of rows finished since its last call.
+pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
+
 /// Fills `count x dim` rows, block by block in parallel, with `fill(rng, row)`.
-fn generate(count: usize, dim: usize, seed: u64, fill: impl Fn(&mut StdRng, &mut [f32]) + Sync) -> Matrix {
+fn generate(count: usize, dim: usize, seed: u64, progress: Progress<'_>, fill: impl Fn(&mut StdRng, &mut [f32]) + Sync) -> Matrix {
     let mut data = vec![0f32; count * dim];
     data.par_chunks_mut(BLOCK_ROWS * dim.max(1)).enumerate().for_each(|(b, block)| {
         let mut rng = block_rng(seed, b);
         for row in block.chunks_exact_mut(dim) {
             fill(&mut rng, row);
         }
+        progress((block.len() / dim.max(1)) as u64);
     });
     Matrix::new(dim, data).expect("dim > 0")
 }
@@ -30,7 +34,12 @@ fn generate(count: usize, dim: usize, seed: u64, fill: impl Fn(&mut StdRng, &mut
 /// The demo's data: i.i.d. standard Gaussian vectors, each scaled to unit L2
 /// norm (uniform on the sphere).
 pub fn sphere(count: usize, dim: usize, seed: u64) -> Matrix {
-    generate(count, dim, seed, |rng, row| {
+    sphere_with_progress(count, dim, seed, &|_| {})
+}
+
+/// [`sphere`], reporting rows done to `progress`.
+pub fn sphere_with_progress(count: usize, dim: usize, seed: u64, progress: Progress<'_>) -> Matrix {
+    generate(count, dim, seed, progress, |rng, row| {
         loop {
             row.iter_mut().for_each(|x| *x = rng.sample(StandardNormal));
             if normalize(row) {
@@ -46,11 +55,16 @@ pub fn sphere(count: usize, dim: usize, seed: u64) -> Matrix {
 /// different `point_seed` with the same `seed` to draw queries from the same
 /// distribution.
 pub fn clustered(count: usize, dim: usize, clusters: usize, seed: u64, point_seed: u64) -> Matrix {
+    clustered_with_progress(count, dim, clusters, seed, point_seed, &|_| {})
+}
+
+/// [`clustered`], reporting rows done to `progress`.
+pub fn clustered_with_progress(count: usize, dim: usize, clusters: usize, seed: u64, point_seed: u64, progress: Progress<'_>) -> Matrix {
     let clusters = clusters.max(1);
     let mut rng = StdRng::seed_from_u64(seed);
     let centres: Vec<f32> = (0..clusters * dim).map(|_| rng.sample(StandardNormal)).collect();
     let spreads: Vec<f32> = (0..clusters * dim).map(|_| rng.random_range(0.05f32..0.5)).collect();
-    generate(count, dim, point_seed.wrapping_add(1), |rng, row| {
+    generate(count, dim, point_seed.wrapping_add(1), progress, |rng, row| {
         let c = rng.random_range(0..clusters);
         for (j, x) in row.iter_mut().enumerate() {
             let z: f32 = rng.sample(StandardNormal);

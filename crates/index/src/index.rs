@@ -116,8 +116,9 @@ impl Index {
         let l2 = kernels().l2_squared;
         let graph = self.file.graph();
         let found = self.visited.with(|visited| {
-            hnsw::search(&graph, k, params.ef_search, visited, |p| {
-                l2(&vectors[p as usize * dim..(p as usize + 1) * dim], query)
+            let vector = |p: u32| &vectors[p as usize * dim..(p as usize + 1) * dim];
+            hnsw::search(&graph, k, params.ef_search, visited, |p| l2(vector(p), query), |p| {
+                crate::distance::prefetch(vector(p))
             })
         });
         Ok(self.to_neighbors(found))

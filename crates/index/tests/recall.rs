@@ -23,7 +23,7 @@ fn graph_search(base: &Matrix, graph: &hnsw::HnswGraph, ef: usize) -> impl FnMut
     let view = graph.view();
     let mut visited = VisitedList::new(base.len());
     move |q| {
-        hnsw::search(&view, 10, ef, &mut visited, |p| distance::l2_squared(base.row(p as usize), q))
+        hnsw::search(&view, 10, ef, &mut visited, |p| distance::l2_squared(base.row(p as usize), q), |_| {})
             .iter()
             .map(|s| s.offset)
             .collect()
@@ -130,4 +130,20 @@ fn search_rejects_bad_queries() {
     assert!(index.search(&[f32::NAN, 0.0, 0.0, 0.0], 1, &p).is_err());
     assert!(index.search(&[1.0; 4], 0, &p).is_err());
     assert!(index.search(&[1.0; 4], 1, &SearchParams { ef_search: 0 }).is_err());
+}
+
+/// Concurrent insertion must not orphan points: with a beam as wide as the
+/// data, every point is found, and finds itself first. Built many times with
+/// more threads than cores, so insertions interleave.
+#[test]
+fn parallel_builds_leave_no_point_unreachable() {
+    let base = dataset::sphere(1_000, 128, 7);
+    for round in 0..12 {
+        let opts = BuildOptions { m: 16, ef_construction: 100, threads: Some(4), seed: round };
+        let graph = hnsw::builder::build(base.as_slice(), 128, &opts, &|_| {}).unwrap();
+        let view = graph.view();
+        let mut visited = VisitedList::new(base.len());
+        let found = hnsw::search(&view, 1_000, 1_000, &mut visited, |p| distance::l2_squared(base.row(p as usize), base.row(0)), |_| {});
+        assert_eq!(found.len(), 1_000, "round {round}: {} points unreachable", 1_000 - found.len());
+    }
 }

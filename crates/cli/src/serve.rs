@@ -1,0 +1,213 @@
+//! `vectorwise serve` and `vectorwise health`.
+//!
+//! The listener opens at once; the index is loaded (or, on a first run with
+//! the default paths, generated and built) in the background, and until it is
+//! ready `/` answers 503 `loading`, so orchestrators can tell "starting" from
+//! "dead".
+
+use crate::build::{HnswArgs, build};
+use crate::generate::{Kind, generate};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+use vectorwise_index::Index;
+use vectorwise_server::{AppState, ServerConfig, app};
+
+const DEFAULT_INDEX: &str = "data/index.vwi";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Index file to serve.
+    #[arg(long, env = "VECTORWISE_INDEX_PATH", default_value = DEFAULT_INDEX)]
+    pub index: PathBuf,
+    /// Vectors file used when the index has to be built first.
+    #[arg(long, env = "VECTORWISE_VECTORS_PATH", default_value = "data/vectors.npy")]
+    pub vectors: PathBuf,
+    /// Address to bind.
+    #[arg(long, env = "VECTORWISE_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    /// Port to bind (0 picks a free one and logs it).
+    #[arg(long, env = "VECTORWISE_PORT", default_value_t = 8000)]
+    pub port: u16,
+    /// Allowed CORS origins: `*` or a comma-separated list.
+    #[arg(long, env = "VECTORWISE_CORS_ORIGINS", default_value = "*")]
+    pub cors_origins: String,
+    /// HNSW beam width for every search.
+    #[arg(long, env = "VECTORWISE_EF_SEARCH", default_value_t = 64)]
+    pub ef_search: usize,
+    /// Largest k a request may ask for.
+    #[arg(long, env = "VECTORWISE_MAX_K", default_value_t = 100)]
+    pub max_k: usize,
+    /// Largest request body in bytes; larger ones get 413.
+    #[arg(long, env = "VECTORWISE_BODY_LIMIT", default_value_t = 4 * 1024 * 1024)]
+    pub body_limit: usize,
+    /// Searches running or queued at once; past it requests get 503 at once.
+    #[arg(long, env = "VECTORWISE_MAX_PENDING", default_value_t = 64)]
+    pub max_pending: usize,
+    /// Log format.
+    #[arg(long, env = "VECTORWISE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+    /// Build the index if it is missing even when --index is not the default path.
+    #[arg(long)]
+    pub auto_build: bool,
+    /// Vectors to generate when building on first run.
+    #[arg(long, env = "VECTORWISE_DATASET_N", default_value_t = 1_000_000)]
+    pub dataset_n: usize,
+    /// Dimension of the generated vectors.
+    #[arg(long, env = "VECTORWISE_DATASET_DIM", default_value_t = 128)]
+    pub dataset_dim: usize,
+    #[command(flatten)]
+    pub hnsw: HnswArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HealthArgs {
+    /// Base URL of the service.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+pub fn run(a: Args) -> Result<()> {
+    init_logging(a.log_format);
+    let config = ServerConfig {
+        ef_search: a.ef_search,
+        max_k: a.max_k,
+        body_limit_bytes: a.body_limit,
+        max_pending_searches: a.max_pending,
+        cors_origins: a.cors_origins.clone(),
+    };
+    anyhow::ensure!(a.ef_search >= 1, "--ef-search must be at least 1");
+    anyhow::ensure!(a.max_k >= 1, "--max-k must be at least 1");
+    let (host, port) = (a.host.clone(), a.port);
+    let must_build = !a.index.exists();
+    if must_build && !(a.auto_build || a.index == Path::new(DEFAULT_INDEX)) {
+        anyhow::bail!(
+            "index file {} not found; build it with `vectorwise build --out {}` or pass --auto-build",
+            a.index.display(),
+            a.index.display()
+        );
+    }
+    // An existing index is opened before binding, so a bad file stops the
+    // process at once with a clear error instead of serving 503s.
+    let (state, pending) = if must_build {
+        (AppState::new(config), Some(a))
+    } else {
+        let index = open(&a.index)?;
+        (AppState::with_index(config, Arc::new(index)), None)
+    };
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
+    // Searches run on the blocking pool. More threads than cores only adds
+    // switching: extra searches wait in tokio's queue, still bounded by
+    // --max-pending. One more thread for the first-run build.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(cores + 1).build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind((host.as_str(), port))
+            .await
+            .with_context(|| format!("cannot bind {host}:{port}"))?;
+        tracing::info!(address = %listener.local_addr()?, "listening");
+        if let Some(a) = pending {
+            let loader_state = state.clone();
+            tokio::task::spawn_blocking(move || match build_and_open(&a) {
+                Ok(index) => loader_state.set_index(Arc::new(index)),
+                Err(e) => {
+                    loader_state.set_failed("the index could not be built".into());
+                    let _ = failed_tx.send(format!("{e:#}"));
+                }
+            });
+        }
+        let failure = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+        let failure_slot = failure.clone();
+        let stop = async move {
+            tokio::select! {
+                () = shutdown_signal() => {}
+                Ok(reason) = failed_rx => {
+                    tracing::error!(error = %reason, "index unavailable, stopping");
+                    *failure_slot.lock().expect("not poisoned") = Some(reason);
+                }
+            }
+        };
+        axum::serve(listener, app(state)).with_graceful_shutdown(stop).await?;
+        tracing::info!("shut down");
+        match failure.lock().expect("not poisoned").take() {
+            Some(reason) => Err(anyhow::anyhow!(reason)),
+            None => Ok(()),
+        }
+    })
+}
+
+fn open(path: &Path) -> Result<Index> {
+    let started = Instant::now();
+    let index = Index::open(path)?;
+    tracing::info!(
+        vectors = index.len(),
+        dim = index.dim(),
+        path = %path.display(),
+        seconds = started.elapsed().as_secs_f64(),
+        simd = index.info().simd,
+        "index loaded"
+    );
+    Ok(index)
+}
+
+fn build_and_open(a: &Args) -> Result<Index> {
+    tracing::info!(index = %a.index.display(), "index not found: building it first (first run); / answers 503 until ready");
+    if !a.vectors.exists() {
+        generate(&a.vectors, a.dataset_n, a.dataset_dim, 42, Kind::Sphere, 0)?;
+    }
+    build(&a.vectors, &a.index, &a.hnsw)?;
+    open(&a.index)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("signal received, finishing in-flight requests");
+}
+
+pub fn health(a: HealthArgs) -> Result<()> {
+    let url = format!("{}/", a.url.trim_end_matches('/'));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(5)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent.get(&url).call().with_context(|| format!("cannot reach {url}"))?;
+    let body: serde_json::Value = resp.body_mut().read_json().context("health answer is not JSON")?;
+    let status = body.get("status").and_then(|s| s.as_str()).unwrap_or("?");
+    println!("{body}");
+    anyhow::ensure!(status == "healthy", "service is {status}");
+    Ok(())
+}

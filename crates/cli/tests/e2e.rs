@@ -1,0 +1,236 @@
+//! End to end: the real `vectorwise` binary on real files and a real socket.
+//! generate → build → serve → HTTP → search/bench/health CLIs → SIGTERM.
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_vectorwise");
+
+fn run(args: &[&str]) -> Output {
+    let out = Command::new(BIN).args(args).env_remove("VECTORWISE_INDEX_PATH").env_remove("VECTORWISE_VECTORS_PATH").output().unwrap();
+    out
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A running `vectorwise serve`, killed on drop if the test did not stop it.
+struct Server {
+    child: Child,
+    url: String,
+    logs: mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .args(["--host", "127.0.0.1", "--port", "0", "--log-format", "json"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, logs) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let line = logs.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("server printed its address");
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if v["fields"]["message"] == "listening" {
+                    let addr = v["fields"]["address"].as_str().unwrap().to_string();
+                    return Server { child, url: format!("http://{addr}"), logs };
+                }
+            }
+        }
+    }
+
+    fn wait_healthy(&self, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (status, body) = get(&format!("{}/", self.url));
+            if status == 200 {
+                return body;
+            }
+            assert_eq!(status, 503, "while starting, / answers 503: {body}");
+            assert!(Instant::now() < deadline, "not healthy in time: {body}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit; returns the logs.
+    fn terminate(mut self) -> Vec<String> {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "server did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "exit status after SIGTERM: {status}");
+        self.logs.try_iter().collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().into()
+}
+
+fn get(url: &str) -> (u16, Value) {
+    let mut r = agent().get(url).call().unwrap();
+    (r.status().as_u16(), r.body_mut().read_json().unwrap_or(Value::Null))
+}
+
+fn post(url: &str, body: Value) -> (u16, Value) {
+    let mut r = agent().post(url).send_json(body).unwrap();
+    (r.status().as_u16(), r.body_mut().read_json().unwrap_or(Value::Null))
+}
+
+fn generate_and_build(dir: &Path) -> (String, String) {
+    let vectors = dir.join("v.npy").display().to_string();
+    let index = dir.join("i.vwi").display().to_string();
+    let out = run_ok(&["generate", "--n", "3000", "--dim", "32", "--seed", "5", "--out", &vectors]);
+    assert!(out.contains("Generating 3000 vectors of dimension 32"), "{out}");
+    let out = run_ok(&["build", "--vectors", &vectors, "--out", &index, "--m", "8", "--ef-construction", "64"]);
+    assert!(out.contains("Total vectors: 3000") && out.contains("Dimension: 32"), "{out}");
+    (vectors, index)
+}
+
+#[test]
+fn generate_build_serve_query_bench_and_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vectors, index) = generate_and_build(dir.path());
+
+    let server = Server::start(&["--index", &index, "--ef-search", "128"]);
+    let health = server.wait_healthy(Duration::from_secs(20));
+    assert_eq!(health, json!({"service": "VectorWise", "status": "healthy", "vectors_indexed": 3000}));
+
+    let (status, stats) = get(&format!("{}/stats", server.url));
+    assert_eq!(status, 200);
+    assert_eq!((stats["total_vectors"].as_u64(), stats["dimension"].as_u64()), (Some(3000), Some(32)));
+    assert_eq!((stats["hnsw_m"].as_u64(), stats["hnsw_efSearch"].as_u64(), stats["hnsw_efConstruction"].as_u64()), (Some(8), Some(128), Some(64)));
+
+    let query: Vec<f32> = (0..32).map(|i| (i as f32).sin()).collect();
+    let (status, body) = post(&format!("{}/search", server.url), json!({"query_vector": query, "k": 10}));
+    assert_eq!(status, 200, "{body}");
+    let d: Vec<f64> = body["distances"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!((body["indices"].as_array().unwrap().len(), d.len()), (10, 10));
+    assert!(d.windows(2).all(|w| w[0] <= w[1]));
+
+    let (status, body) = post(&format!("{}/search", server.url), json!({"query_vector": [1.0, 2.0], "k": 10}));
+    assert_eq!(status, 400);
+    assert!(body["detail"].as_str().unwrap().contains("32"), "{body}");
+    let (status, body) = post(&format!("{}/search", server.url), json!({"query_vector": query, "k": 0}));
+    assert_eq!(status, 422);
+    assert_eq!(body["detail"][0]["loc"], json!(["body", "k"]));
+
+    // The CLI's own search agrees with the server (same ef, same normalisation).
+    let qfile = dir.path().join("q.npy");
+    vectorwise_index::Matrix::new(32, query.clone()).unwrap().save_npy(&qfile).unwrap();
+    let cli = run_ok(&["search", "--index", &index, "--query-file", qfile.to_str().unwrap(), "--k", "10", "--ef-search", "128"]);
+    let cli: Value = serde_json::from_str(cli.trim()).unwrap();
+    let (_, http) = post(&format!("{}/search", server.url), json!({"query_vector": query, "k": 10}));
+    assert_eq!(cli["indices"], http["indices"]);
+
+    let results = dir.path().join("bench.json");
+    let out = run_ok(&["bench", "--url", &server.url, "--vectors", &vectors, "--queries", "50", "--out", results.to_str().unwrap()]);
+    assert!(out.contains("demo") && out.contains("random"), "{out}");
+    let results: Value = serde_json::from_slice(&std::fs::read(&results).unwrap()).unwrap();
+    let rows = results["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        assert_eq!(r["queries"], 50);
+        let recall = r["recall_mean"].as_f64().unwrap();
+        assert!(recall > 0.8 && recall <= 1.0, "recall through HTTP at ef 128 on 3000 points: {r}");
+        assert!(r["latency_ms_p99"].as_f64().unwrap() >= r["latency_ms_median"].as_f64().unwrap());
+    }
+
+    let out = run_ok(&["health", "--url", &server.url]);
+    assert!(out.contains("healthy"));
+
+    let logs = server.terminate();
+    let request_lines = logs.iter().filter(|l| l.contains("\"path\":\"/search\"")).count();
+    assert!(request_lines >= 100, "one log line per request: found {request_lines}");
+    assert!(logs.iter().any(|l| l.contains("shut down")), "clean shutdown logged");
+}
+
+#[test]
+fn in_process_bench_sweeps_ef_and_recall_grows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, index) = generate_and_build(dir.path());
+    let results = dir.path().join("sweep.json");
+    run_ok(&["bench", "--index", &index, "--queries", "100", "--ef", "10,200", "--out", results.to_str().unwrap()]);
+    let v: Value = serde_json::from_slice(&std::fs::read(&results).unwrap()).unwrap();
+    let rows = v["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    for set in ["demo", "random"] {
+        let r: Vec<f64> = rows.iter().filter(|r| r["query_set"] == set).map(|r| r["recall_mean"].as_f64().unwrap()).collect();
+        assert!(r[1] > 0.95 && r[1] >= r[0], "{set}: recall at ef 10 {} vs ef 200 {}", r[0], r[1]);
+    }
+}
+
+#[test]
+fn first_run_builds_in_the_background_and_answers_503_until_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let vectors = dir.path().join("auto.npy");
+    let index = dir.path().join("auto.vwi");
+    let server = Server::start(&[
+        "--index", index.to_str().unwrap(),
+        "--vectors", vectors.to_str().unwrap(),
+        "--auto-build", "--dataset-n", "20000", "--dataset-dim", "64", "--m", "8", "--ef-construction", "100",
+    ]);
+    let (status, body) = get(&format!("{}/", server.url));
+    if status == 503 {
+        assert_eq!(body["status"], "loading");
+        assert_eq!(body["vectors_indexed"], 0);
+        let (status, _) = post(&format!("{}/search", server.url), json!({"query_vector": vec![0.1; 64], "k": 1}));
+        assert_eq!(status, 503);
+    }
+    let health = server.wait_healthy(Duration::from_secs(120));
+    assert_eq!(health["vectors_indexed"], 20000);
+    assert!(vectors.exists() && index.exists());
+    server.terminate();
+}
+
+#[test]
+fn bad_index_files_stop_the_server_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.vwi");
+    let out = run(&["serve", "--index", missing.to_str().unwrap(), "--port", "0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let corrupt = dir.path().join("corrupt.vwi");
+    std::fs::write(&corrupt, b"VWINDEX\0 but not really an index").unwrap();
+    let out = run(&["serve", "--index", corrupt.to_str().unwrap(), "--port", "0"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("corrupt.vwi") && err.contains("truncated"), "{err}");
+
+    let out = run(&["build", "--vectors", corrupt.to_str().unwrap(), "--out", dir.path().join("x.vwi").to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a NumPy"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -1,0 +1,170 @@
+//! API documentation: the OpenAPI document generated from the handlers and
+//! models (`/openapi.json`), Swagger UI (`/docs`) and ReDoc (`/redoc`). Both
+//! UIs are served from assets compiled into the binary, so the pages make no
+//! request to any other host: Swagger UI from `utoipa-swagger-ui`'s vendored
+//! dist, ReDoc from the standalone bundle in `assets/` (redoc 2.5.4, MIT).
+
+use crate::error::ApiError;
+use crate::routes;
+use crate::state::{AppState, ServerConfig};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::Path;
+use axum::http::{HeaderValue, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use std::sync::{Arc, LazyLock};
+use utoipa::OpenApi;
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::{RefOr, Required};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "VectorWise",
+        description = "Approximate nearest-neighbour search (HNSW, squared L2 on L2-normalised vectors)."
+    ),
+    paths(routes::health, routes::stats, routes::search),
+    tags(
+        (name = "health", description = "Liveness and readiness"),
+        (name = "index", description = "The served index"),
+        (name = "search", description = "k-nearest-neighbour queries"),
+    )
+)]
+struct ApiDoc;
+
+/// The OpenAPI document for `config` (the bound on `k` is the configured one).
+pub fn openapi(config: &ServerConfig) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    let k = doc.components.as_mut().and_then(|c| c.schemas.get_mut("SearchRequest")).and_then(|s| match s {
+        RefOr::T(Schema::Object(o)) => o.properties.get_mut("k"),
+        _ => None,
+    });
+    if let Some(RefOr::T(Schema::Object(k))) = k {
+        k.maximum = Some(config.max_k.into());
+    }
+    // The request body is required (an empty body is a 422).
+    if let Some(body) =
+        doc.paths.paths.get_mut("/search").and_then(|p| p.post.as_mut()).and_then(|op| op.request_body.as_mut())
+    {
+        body.required = Some(Required::True);
+    }
+    doc
+}
+
+/// Routes for `/openapi.json`, `/docs` and `/redoc`.
+pub(crate) fn router(config: &ServerConfig) -> Router<AppState> {
+    let spec = Bytes::from(serde_json::to_vec(&openapi(config)).expect("an OpenAPI document serialises"));
+    let swagger = Arc::new(
+        utoipa_swagger_ui::Config::new([OPENAPI_URL])
+            // Else Swagger UI shows a badge image fetched from validator.swagger.io.
+            .validator_url("none")
+            // FastAPI's layout: no top bar with a spec URL box.
+            .use_base_layout(),
+    );
+    Router::new()
+        .route(OPENAPI_URL, get(move || async move { ([(header::CONTENT_TYPE, "application/json")], spec) }))
+        .route("/docs", get(|| async { Html(SWAGGER_HTML) }))
+        .route("/docs/", get(|| async { Html(SWAGGER_HTML) }))
+        .route("/docs/{*file}", get(move |Path(file): Path<String>| swagger_file(file, Arc::clone(&swagger))))
+        .route("/redoc", get(|| async { Html(REDOC_HTML) }))
+        .route(REDOC_JS_URL, get(redoc_js))
+}
+
+const OPENAPI_URL: &str = "/openapi.json";
+const REDOC_JS_URL: &str = "/redoc/redoc.standalone.js";
+
+/// Swagger UI's page, as FastAPI writes its own; assets under `/docs/`.
+const SWAGGER_HTML: &str = r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>VectorWise - Swagger UI</title>
+<link rel="stylesheet" type="text/css" href="/docs/swagger-ui.css">
+<link rel="icon" type="image/png" href="/docs/favicon-32x32.png" sizes="32x32">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="/docs/swagger-ui-bundle.js" charset="UTF-8"></script>
+<script src="/docs/swagger-ui-standalone-preset.js" charset="UTF-8"></script>
+<script src="/docs/swagger-initializer.js" charset="UTF-8"></script>
+</body>
+</html>
+"#;
+
+/// ReDoc's page: the `<redoc>` element is picked up by the standalone bundle.
+const REDOC_HTML: &str = r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>VectorWise - ReDoc</title>
+<style>body { margin: 0; padding: 0; }</style>
+</head>
+<body>
+<redoc spec-url="/openapi.json"></redoc>
+<script src="/redoc/redoc.standalone.js" charset="UTF-8"></script>
+</body>
+</html>
+"#;
+
+/// A file of Swagger UI's dist (`swagger-initializer.js` carries our config).
+async fn swagger_file(file: String, config: Arc<utoipa_swagger_ui::Config<'static>>) -> Result<Response, ApiError> {
+    match utoipa_swagger_ui::serve(&file, config) {
+        Ok(Some(f)) => Ok(([(header::CONTENT_TYPE, f.content_type)], f.bytes.into_owned()).into_response()),
+        Ok(None) => Err(ApiError::NotFound),
+        Err(e) => {
+            // Only formatting our own config can fail here.
+            tracing::error!(error = %e, file, "swagger ui asset");
+            Err(ApiError::NotFound)
+        }
+    }
+}
+
+/// The ReDoc bundle as shipped, license header included. It holds non-ASCII
+/// regex ranges: served without `charset=utf-8`, browsers read it as Latin-1
+/// and it fails to parse (seen in headless Chromium).
+const REDOC_JS: &[u8] = include_bytes!("../assets/redoc.standalone.js");
+
+/// The one remote asset in the bundle: the sidebar's Redocly logo. The `<img>`
+/// hides itself when its source fails to load, which `data:,` does at once.
+const REDOC_REMOTE_LOGO: &str = "https://cdn.redoc.ly/redoc/logo-mini.svg";
+
+/// [`REDOC_JS`] with its one remote URL removed, computed once.
+static REDOC_JS_LOCAL: LazyLock<Bytes> = LazyLock::new(|| {
+    let js = std::str::from_utf8(REDOC_JS).expect("the ReDoc bundle is UTF-8");
+    Bytes::from(js.replace(REDOC_REMOTE_LOGO, "data:,"))
+});
+
+async fn redoc_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400")),
+        ],
+        REDOC_JS_LOCAL.clone(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vendored_bundle_keeps_its_header_and_loses_its_remote_logo() {
+        assert!(REDOC_JS.starts_with(b"/*! For license information please see redoc.standalone.js.LICENSE.txt */"));
+        let js = std::str::from_utf8(REDOC_JS).unwrap();
+        assert_eq!(js.matches(REDOC_REMOTE_LOGO).count(), 1, "the bundle changed: recheck its remote assets");
+        assert!(!REDOC_JS_LOCAL.windows(b"cdn.redoc.ly".len()).any(|w| w == b"cdn.redoc.ly"));
+        assert!(REDOC_JS_LOCAL.starts_with(b"/*! For license information"));
+    }
+
+    #[test]
+    fn the_document_carries_the_configured_max_k() {
+        let config = ServerConfig { max_k: 37, ..ServerConfig::default() };
+        let doc = serde_json::to_value(openapi(&config)).unwrap();
+        assert_eq!(doc["components"]["schemas"]["SearchRequest"]["properties"]["k"]["maximum"], 37);
+        assert_eq!(doc["paths"]["/search"]["post"]["requestBody"]["required"], true);
+    }
+}

@@ -1,0 +1,104 @@
+//! [`ApiError`]: everything a request can fail with, and the one exhaustive
+//! match that turns it into a status and a FastAPI-shaped body. 5xx bodies say
+//! nothing internal; the cause goes to the log here, in one place.
+
+use crate::models::{ErrorResponse, FieldError, ValidationErrorResponse};
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// An error answered to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body failed validation (422, pydantic-shaped list of problems).
+    #[error("request validation failed ({} errors)", .0.len())]
+    Validation(Vec<FieldError>),
+
+    /// The query has the wrong number of dimensions (400).
+    #[error("query_vector has {actual} dimensions, expected {expected}")]
+    DimensionMismatch { expected: usize, actual: usize },
+
+    /// The body is larger than the configured limit (413).
+    #[error("Request body too large: the limit is {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+
+    /// The body could not be read, e.g. the client went away mid-upload (400).
+    #[error("Could not read the request body")]
+    BodyRead(#[source] axum::Error),
+
+    /// No index yet: the CLI is still loading or building it (503).
+    #[error("Index not loaded yet")]
+    IndexLoading,
+
+    /// Loading the index failed; see the server log (503).
+    #[error("Index not available")]
+    IndexUnavailable,
+
+    /// Every search permit is taken (503).
+    #[error("Too many pending searches, retry later")]
+    Overloaded,
+
+    /// No such route (404).
+    #[error("Not Found")]
+    NotFound,
+
+    /// The route exists but not for this method (405).
+    #[error("Method Not Allowed")]
+    MethodNotAllowed,
+
+    /// The engine refused or failed a search.
+    #[error(transparent)]
+    Engine(#[from] vectorwise_index::Error),
+
+    /// The blocking search task panicked or was cancelled (500).
+    #[error("search task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+const INTERNAL: &str = "Internal server error";
+
+impl ApiError {
+    /// The status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        use vectorwise_index::Error as E;
+        match self {
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::DimensionMismatch { .. } | ApiError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::IndexLoading | ApiError::IndexUnavailable | ApiError::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            // Validation runs before the engine, so these mean a check here
+            // is missing; they are still the caller's input.
+            ApiError::Engine(E::DimensionMismatch { .. } | E::InvalidParameter { .. } | E::NonFinite { .. }) => {
+                StatusCode::BAD_REQUEST
+            }
+            // The engine calls a bad file a user error, but the file is ours,
+            // not the HTTP caller's: internal.
+            ApiError::Engine(E::Io { .. } | E::CorruptFile { .. } | E::UnsupportedFile { .. }) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            ApiError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+            tracing::error!(error = %self, details = ?self, "internal error");
+            return (status, Json(ErrorResponse { detail: INTERNAL.to_owned() })).into_response();
+        }
+        match self {
+            ApiError::Validation(detail) => (status, Json(ValidationErrorResponse { detail })).into_response(),
+            ApiError::Overloaded => {
+                let retry = [(header::RETRY_AFTER, HeaderValue::from_static("1"))];
+                (status, retry, Json(ErrorResponse { detail: self.to_string() })).into_response()
+            }
+            other => (status, Json(ErrorResponse { detail: other.to_string() })).into_response(),
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! [`ValidJson`]: the JSON body extractor with the API's own rejections.
+//! It reads the body as bytes under the size limit (413), decides like FastAPI
+//! whether it is JSON (by `Content-Type`), parses it (syntax errors are a 422
+//! `json_invalid` at the character position) and hands it to the request
+//! type's rules in `validate.rs`.
+
+use crate::error::ApiError;
+use crate::models::FieldError;
+use crate::state::AppState;
+use crate::validate::FromBody;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::header;
+use serde_json::{Value, json};
+
+/// A request body parsed as JSON and validated into `T`.
+#[derive(Debug)]
+pub(crate) struct ValidJson<T>(pub T);
+
+impl<T: FromBody> FromRequest<AppState> for ValidJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let is_json = match req.headers().get(header::CONTENT_TYPE) {
+            None => true,
+            Some(value) => value.to_str().is_ok_and(is_json_content_type),
+        };
+        // `Bytes` honours the router's `DefaultBodyLimit` and stops reading
+        // past it, so an oversized body costs at most the limit.
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| match rejection {
+            BytesRejection::FailedToBufferBody(e) if is_length_limit(&e) => {
+                ApiError::PayloadTooLarge { limit: state.config().body_limit_bytes }
+            }
+            BytesRejection::FailedToBufferBody(e) => ApiError::BodyRead(axum::Error::new(e)),
+            other => ApiError::BodyRead(axum::Error::new(other)),
+        })?;
+        let body = parse_body(&bytes, is_json).map_err(ApiError::Validation)?;
+        T::from_body(&body, state.config()).map(ValidJson).map_err(ApiError::Validation)
+    }
+}
+
+fn is_length_limit(e: &axum::extract::rejection::FailedToBufferBody) -> bool {
+    matches!(e, axum::extract::rejection::FailedToBufferBody::LengthLimitError(_))
+}
+
+/// `application/json` or any `application/*+json`, parameters ignored.
+fn is_json_content_type(value: &str) -> bool {
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match essence.strip_prefix("application/") {
+        Some(subtype) => subtype == "json" || subtype.ends_with("+json"),
+        None => false,
+    }
+}
+
+/// The body as JSON, or the error FastAPI gives for it.
+fn parse_body(bytes: &[u8], is_json: bool) -> Result<Value, Vec<FieldError>> {
+    if bytes.is_empty() {
+        return Err(vec![FieldError::new(vec!["body".into()], "missing", "Field required")]);
+    }
+    if !is_json {
+        // FastAPI hands non-JSON bodies to pydantic as raw bytes.
+        return Err(vec![FieldError::new(
+            vec!["body".into()],
+            "model_attributes_type",
+            "Input should be a valid dictionary or object to extract fields from",
+        )]);
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        // Python reports a premature end at the end; serde_json at the last byte.
+        let position = if e.is_eof() {
+            String::from_utf8_lossy(bytes).chars().count()
+        } else {
+            char_position(bytes, e.line(), e.column())
+        };
+        // serde_json appends " at line L column C"; the position is in `loc`.
+        let full = e.to_string();
+        let suffix = format!(" at line {} column {}", e.line(), e.column());
+        let reason = full.strip_suffix(&suffix).unwrap_or(&full);
+        vec![
+            FieldError::new(vec!["body".into(), position.into()], "json_invalid", "JSON decode error")
+                .with_ctx(json!({ "error": reason })),
+        ]
+    })
+}
+
+/// The 0-based character index of serde_json's 1-based (line, byte column),
+/// which is what Python's `JSONDecodeError.pos` (and so FastAPI's `loc`) holds.
+fn char_position(bytes: &[u8], line: usize, column: usize) -> usize {
+    let line_start: usize = bytes.split(|&b| b == b'\n').take(line.saturating_sub(1)).map(|l| l.len() + 1).sum();
+    let end = (line_start + column.saturating_sub(1)).min(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).chars().count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_types() {
+        for ok in ["application/json", "Application/JSON; charset=utf-8", "application/vnd.api+json"] {
+            assert!(is_json_content_type(ok), "{ok}");
+        }
+        for bad in ["text/plain", "application/x-www-form-urlencoded", "json", ""] {
+            assert!(!is_json_content_type(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_carry_the_python_position() {
+        // Python: json.loads('{"k": 1,}') -> "line 1 column 9 (char 8)".
+        let errors = parse_body(br#"{"k": 1,}"#, true).unwrap_err();
+        assert_eq!(serde_json::to_value(&errors[0].loc).unwrap(), json!(["body", 8]));
+        assert_eq!(errors[0].kind, "json_invalid");
+        assert_eq!(errors[0].ctx, Some(json!({"error": "trailing comma"})));
+        let errors = parse_body(b"{\n\"k\": \xc3\xa9}", true).unwrap_err();
+        assert_eq!(serde_json::to_value(&errors[0].loc).unwrap(), json!(["body", 7]));
+    }
+
+    #[test]
+    fn overflowing_numbers_are_invalid_json() {
+        let errors = parse_body(br#"{"k": 1e999}"#, true).unwrap_err();
+        assert_eq!(errors[0].kind, "json_invalid");
+    }
+}

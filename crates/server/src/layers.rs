@@ -1,0 +1,38 @@
+//! Cross-cutting middleware: the access log (one line per request) and CORS
+//! from the configured origin list.
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use std::time::Instant;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+
+/// Logs method, path, status and latency of every request at info level.
+pub(crate) async fn access_log(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let response = next.run(req).await;
+    let latency_ms = (start.elapsed().as_secs_f64() * 1e3 * 1e3).round() / 1e3;
+    tracing::info!(%method, %path, status = response.status().as_u16(), latency_ms, "request");
+    response
+}
+
+/// `*` (or an entry `*`) allows any origin; else only the listed ones.
+/// Entries that are not valid header values are skipped with a warning.
+pub(crate) fn cors(origins: &str) -> CorsLayer {
+    let entries: Vec<&str> = origins.split(',').map(str::trim).filter(|o| !o.is_empty()).collect();
+    let allow = if entries.contains(&"*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(entries.iter().filter_map(|o| match HeaderValue::from_str(o) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                tracing::warn!(origin = %o, "ignoring invalid CORS origin");
+                None
+            }
+        }))
+    };
+    CorsLayer::new().allow_origin(allow).allow_methods(Any).allow_headers(Any)
+}

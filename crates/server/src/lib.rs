@@ -1,0 +1,88 @@
+//! The VectorWise HTTP API (axum), compatible with the FastAPI demo it
+//! replaces: `GET /`, `GET /stats`, `POST /search`, FastAPI-shaped errors,
+//! OpenAPI at `/openapi.json`, Swagger UI at `/docs`, ReDoc at `/redoc`.
+//!
+//! Modules: `state` (config, the index slot, search permits), `routes`
+//! (handlers), `extract` + `validate` (body parsing and pydantic-style rules),
+//! `models` (wire types), `error` (the one error -> status mapping), `docs`,
+//! `layers` (access log, CORS).
+//!
+//! The CLI builds an [`AppState`], calls [`app`] and serves it with
+//! `axum::serve(listener, app(state)).with_graceful_shutdown(signal)`; it may
+//! start serving before the index is loaded and call [`AppState::set_index`]
+//! (or [`AppState::set_failed`]) later.
+
+#![forbid(unsafe_code)]
+
+mod docs;
+mod error;
+mod extract;
+mod layers;
+mod models;
+mod routes;
+mod state;
+mod validate;
+
+pub use docs::openapi;
+pub use error::ApiError;
+pub use models::{
+    ErrorResponse, FieldError, HealthResponse, HealthStatus, LocItem, SearchRequest, SearchResponse, StatsResponse,
+    ValidationErrorResponse,
+};
+pub use state::{AppState, ServerConfig};
+
+use axum::extract::DefaultBodyLimit;
+
+/// The whole service: API routes, docs, body limit, CORS and access log.
+pub fn app(state: AppState) -> axum::Router {
+    let config = state.config().clone();
+    routes::router()
+        .merge(docs::router(&config))
+        // After the merge, so that the docs routes get the 405 body too.
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(config.body_limit_bytes))
+        .layer(layers::cors(&config.cors_origins))
+        .layer(axum::middleware::from_fn(layers::access_log))
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use std::sync::Arc;
+    use tower::ServiceExt;
+    use vectorwise_index::{Index, build_index, dataset, hnsw};
+
+    /// Saturation, deterministically: with every permit held by (stand-ins
+    /// for) running searches the next one is 503; once one ends, it is served.
+    #[tokio::test]
+    async fn a_full_search_pool_answers_503_until_a_permit_frees() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.vwi");
+        let data = dataset::sphere(50, 8, 1);
+        build_index(
+            &data,
+            &path,
+            &hnsw::BuildOptions { m: 8, ef_construction: 32, threads: Some(1), seed: 1 },
+            &|_| {},
+        )
+        .unwrap();
+        let config = ServerConfig { max_pending_searches: 2, ..ServerConfig::default() };
+        let state = AppState::with_index(config, Arc::new(Index::open(&path).unwrap()));
+        let app = app(state.clone());
+        let request = || {
+            let body = serde_json::json!({"query_vector": data.row(3), "k": 1}).to_string();
+            Request::post("/search").header("content-type", "application/json").body(Body::from(body)).unwrap()
+        };
+
+        let held = [state.try_acquire_search().unwrap(), state.try_acquire_search().unwrap()];
+        assert_eq!(app.clone().oneshot(request()).await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+        drop(held);
+        assert_eq!(app.clone().oneshot(request()).await.unwrap().status(), StatusCode::OK);
+        // The permit went back when the search ended.
+        let _all = [state.try_acquire_search().unwrap(), state.try_acquire_search().unwrap()];
+    }
+}

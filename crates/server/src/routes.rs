@@ -1,0 +1,145 @@
+//! The API's handlers: health, stats, search, and the 404/405 fallbacks.
+//! Searches run on tokio's blocking pool, at most `max_pending_searches` at a
+//! time (queued or running); past that, 503 at once.
+
+use crate::error::ApiError;
+use crate::extract::ValidJson;
+use crate::models::{
+    ErrorResponse, HealthResponse, HealthStatus, SearchRequest, SearchResponse, StatsResponse, ValidationErrorResponse,
+};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use vectorwise_index::SearchParams;
+use vectorwise_index::distance::normalize;
+
+pub(crate) const SERVICE_NAME: &str = "VectorWise";
+
+/// The API routes (docs are added by `docs.rs`, fallbacks by `app`).
+pub(crate) fn router() -> axum::Router<AppState> {
+    axum::Router::new().route("/", get(health)).route("/stats", get(stats)).route("/search", post(search))
+}
+
+/// Health check: 200 once the index is served, 503 before.
+#[utoipa::path(
+    get, path = "/", tag = "health",
+    responses(
+        (status = 200, description = "Index loaded, searches served", body = HealthResponse),
+        (status = 503, description = "Index still loading, or its load failed", body = HealthResponse),
+    )
+)]
+pub(crate) async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthResponse>) {
+    let (code, status, vectors_indexed) = match state.index() {
+        Ok(index) => (StatusCode::OK, HealthStatus::Healthy, index.len()),
+        Err(ApiError::IndexLoading) => (StatusCode::SERVICE_UNAVAILABLE, HealthStatus::Loading, 0),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, HealthStatus::Unavailable, 0),
+    };
+    (code, Json(HealthResponse { service: SERVICE_NAME.to_owned(), status, vectors_indexed }))
+}
+
+/// Index statistics and the search settings.
+#[utoipa::path(
+    get, path = "/stats", tag = "index",
+    responses(
+        (status = 200, description = "The served index", body = StatsResponse),
+        (status = 503, description = "Index not loaded", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<StatsResponse>, ApiError> {
+    let index = state.index()?;
+    let info = index.info();
+    let config = state.config();
+    Ok(Json(StatsResponse {
+        total_vectors: info.count,
+        dimension: info.dim,
+        index_type: info.index_type.to_owned(),
+        hnsw_m: info.hnsw_m,
+        hnsw_ef_search: config.ef_search,
+        hnsw_ef_construction: info.ef_construction,
+        metric: info.metric.to_owned(),
+        format_version: info.format_version,
+        file_size_bytes: info.file_size_bytes,
+        build_seconds: info.build_seconds,
+        load_seconds: info.load_seconds,
+        simd: info.simd.to_owned(),
+        max_k: config.max_k,
+        index_path: index.path().display().to_string(),
+    }))
+}
+
+/// k nearest neighbours of the L2-normalised query, by squared L2, ascending.
+#[utoipa::path(
+    post, path = "/search", tag = "search",
+    request_body = SearchRequest,
+    responses(
+        (status = 200, description = "min(k, total_vectors) neighbours, nearest first", body = SearchResponse),
+        (status = 400, description = "query_vector has the wrong dimension", body = ErrorResponse),
+        (status = 413, description = "Body larger than the configured limit", body = ErrorResponse),
+        (status = 422, description = "Invalid body: every problem, located", body = ValidationErrorResponse),
+        (status = 500, description = "Internal error (details in the server log)", body = ErrorResponse),
+        (status = 503, description = "Index not loaded, or too many pending searches", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn search(
+    State(state): State<AppState>,
+    ValidJson(request): ValidJson<SearchRequest>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let index = state.index()?;
+    let SearchRequest { query_vector: mut query, k } = request;
+    if query.len() != index.dim() {
+        return Err(ApiError::DimensionMismatch { expected: index.dim(), actual: query.len() });
+    }
+    normalize_query(&mut query);
+    let permit = state.try_acquire_search()?;
+    let params = SearchParams { ef_search: state.config().ef_search };
+    let hits = tokio::task::spawn_blocking(move || {
+        // Held until the search ends, even if the client has gone away.
+        let _permit = permit;
+        index.search(&query, k, &params)
+    })
+    .await??;
+    Ok(Json(SearchResponse {
+        indices: hits.iter().map(|n| n.id).collect(),
+        distances: hits.iter().map(|n| n.distance).collect(),
+    }))
+}
+
+/// Scales `query` to unit length. Validation has rejected zero vectors; a
+/// vector whose squared norm overflows or underflows f32 (elements near 1e20
+/// or 1e-20) is first brought to max |x| = 1, which does not change its direction.
+fn normalize_query(query: &mut [f32]) {
+    if normalize(query) {
+        return;
+    }
+    let max = query.iter().fold(0f32, |m, x| m.max(x.abs()));
+    if max > 0.0 {
+        query.iter_mut().for_each(|x| *x /= max);
+        normalize(query);
+    }
+}
+
+/// 404 for unknown paths, FastAPI's body.
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+/// 405 for known paths with another method, FastAPI's body.
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extreme_queries_normalise_to_unit_length() {
+        for scale in [1e-30f32, 1.0, 1e30] {
+            let mut q = vec![3.0 * scale, 4.0 * scale];
+            normalize_query(&mut q);
+            assert!((q[0] - 0.6).abs() < 1e-6 && (q[1] - 0.8).abs() < 1e-6, "{scale}: {q:?}");
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! What the handlers share: the configuration, the index slot (empty while the
+//! CLI loads or builds the index in the background) and the search permits
+//! that bound queued + running searches.
+
+use crate::error::ApiError;
+use parking_lot::RwLock;
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use vectorwise_index::Index;
+
+/// Server knobs. The CLI fills this from its flags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// HNSW beam width for every search (0 is treated as 1).
+    pub ef_search: usize,
+    /// Largest `k` a search may ask for.
+    pub max_k: usize,
+    /// Largest accepted request body; larger ones get 413.
+    pub body_limit_bytes: usize,
+    /// Searches queued or running at once; past it, 503 at once.
+    pub max_pending_searches: usize,
+    /// `*` for any origin, else a comma-separated list of origins.
+    pub cors_origins: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            ef_search: 64,
+            max_k: 100,
+            body_limit_bytes: 4 * 1024 * 1024,
+            max_pending_searches: 64,
+            cors_origins: "*".to_owned(),
+        }
+    }
+}
+
+/// Where the served index is in its life.
+#[derive(Debug)]
+enum IndexSlot {
+    Loading,
+    Ready(Arc<Index>),
+    Failed,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ServerConfig,
+    // A lock held only to clone or replace the Arc: a later segment swap or
+    // reload replaces it while searches keep their own Arc.
+    index: RwLock<IndexSlot>,
+    searches: Arc<Semaphore>,
+}
+
+/// Shared state of the router; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+impl AppState {
+    /// State with no index yet: health reports `loading` until [`set_index`](Self::set_index).
+    pub fn new(mut config: ServerConfig) -> Self {
+        config.ef_search = config.ef_search.max(1);
+        let permits = config.max_pending_searches.min(Semaphore::MAX_PERMITS);
+        AppState {
+            inner: Arc::new(Inner {
+                config,
+                index: RwLock::new(IndexSlot::Loading),
+                searches: Arc::new(Semaphore::new(permits)),
+            }),
+        }
+    }
+
+    /// State serving `index` from the start.
+    pub fn with_index(config: ServerConfig, index: Arc<Index>) -> Self {
+        let state = AppState::new(config);
+        state.set_index(index);
+        state
+    }
+
+    /// Starts serving `index` (replacing any previous one).
+    pub fn set_index(&self, index: Arc<Index>) {
+        tracing::info!(vectors = index.len(), dim = index.dim(), path = %index.path().display(), "index ready");
+        *self.inner.index.write() = IndexSlot::Ready(index);
+    }
+
+    /// Records that the background load failed: health reports `unavailable`.
+    /// The reason is logged, never sent to clients. An index already being
+    /// served stays served: a failed reload must not take the service down.
+    pub fn set_failed(&self, reason: String) {
+        tracing::error!(%reason, "index load failed");
+        let mut slot = self.inner.index.write();
+        if !matches!(*slot, IndexSlot::Ready(_)) {
+            *slot = IndexSlot::Failed;
+        }
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// The served index, or the 503 that explains why there is none.
+    pub(crate) fn index(&self) -> Result<Arc<Index>, ApiError> {
+        match &*self.inner.index.read() {
+            IndexSlot::Ready(index) => Ok(Arc::clone(index)),
+            IndexSlot::Loading => Err(ApiError::IndexLoading),
+            IndexSlot::Failed => Err(ApiError::IndexUnavailable),
+        }
+    }
+
+    /// A permit for one search, held until the blocking task ends; none left
+    /// means overload, answered at once rather than queued.
+    pub(crate) fn try_acquire_search(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        Arc::clone(&self.inner.searches).try_acquire_owned().map_err(|_| ApiError::Overloaded)
+    }
+}

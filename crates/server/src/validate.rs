@@ -1,0 +1,252 @@
+//! Request rules, checked by hand on a parsed `serde_json::Value` so that every
+//! problem is reported at once with pydantic v2's `loc`, `msg` and `type`, as
+//! the demo's FastAPI did. Stricter than pydantic's lax mode on purpose: `"10"`
+//! and `true` are not integers here, `"0.5"` is not a number. An integral float
+//! such as `10.0` is an integer, as in pydantic.
+
+use crate::models::{FieldError, LocItem, SearchRequest};
+use crate::state::ServerConfig;
+use serde_json::{Map, Value, json};
+
+/// A request body type that can be built from a parsed JSON body.
+pub(crate) trait FromBody: Sized {
+    fn from_body(body: &Value, config: &ServerConfig) -> Result<Self, Vec<FieldError>>;
+}
+
+/// Element errors reported per list. pydantic reports all of them, but a
+/// 4 MiB body of strings would then answer with ~100 MB of errors.
+const MAX_ELEMENT_ERRORS: usize = 32;
+
+/// Strings longer than this are not echoed back in `input`.
+const MAX_ECHO_CHARS: usize = 256;
+
+impl FieldError {
+    pub(crate) fn new(loc: Vec<LocItem>, kind: &str, msg: impl Into<String>) -> Self {
+        FieldError { loc, msg: msg.into(), kind: kind.to_owned(), input: None, ctx: None }
+    }
+
+    /// Echoes `value` as `input` when it is a short scalar (pydantic echoes
+    /// everything; whole lists and objects would make errors as big as bodies).
+    pub(crate) fn with_input(mut self, value: &Value) -> Self {
+        self.input = match value {
+            Value::Array(_) | Value::Object(_) => None,
+            Value::String(s) if s.chars().count() > MAX_ECHO_CHARS => None,
+            v => Some(v.clone()),
+        };
+        self
+    }
+
+    pub(crate) fn with_ctx(mut self, ctx: Value) -> Self {
+        self.ctx = Some(ctx);
+        self
+    }
+}
+
+fn loc(items: &[LocItem]) -> Vec<LocItem> {
+    items.to_vec()
+}
+
+/// The body must be a JSON object; anything else is one error at `["body"]`.
+pub(crate) fn body_object(body: &Value) -> Result<&Map<String, Value>, Vec<FieldError>> {
+    match body {
+        Value::Object(map) => Ok(map),
+        // FastAPI treats a `null` body as an absent one.
+        Value::Null => Err(vec![FieldError::new(vec!["body".into()], "missing", "Field required")]),
+        other => Err(vec![
+            FieldError::new(
+                vec!["body".into()],
+                "model_attributes_type",
+                "Input should be a valid dictionary or object to extract fields from",
+            )
+            .with_input(other),
+        ]),
+    }
+}
+
+/// A required field, or a `missing` error.
+fn required<'a>(map: &'a Map<String, Value>, name: &str, errors: &mut Vec<FieldError>) -> Option<&'a Value> {
+    let value = map.get(name);
+    if value.is_none() {
+        errors.push(FieldError::new(vec!["body".into(), name.into()], "missing", "Field required"));
+    }
+    value
+}
+
+/// A strict integer: a JSON number without a fractional part.
+fn parse_int(value: &Value, at: &[LocItem], errors: &mut Vec<FieldError>) -> Option<i128> {
+    let err = |kind: &str, msg: &str| FieldError::new(loc(at), kind, msg).with_input(value);
+    match value {
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                return Some(i128::from(i));
+            }
+            if let Some(u) = n.as_u64() {
+                return Some(i128::from(u));
+            }
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            if f.fract() != 0.0 {
+                errors.push(err(
+                    "int_from_float",
+                    "Input should be a valid integer, got a number with a fractional part",
+                ));
+                return None;
+            }
+            // `as` saturates: 1e300 becomes i128::MAX, still "too large".
+            Some(f as i128)
+        }
+        Value::String(s) if s.trim().parse::<i128>().is_err() => {
+            errors.push(err("int_parsing", "Input should be a valid integer, unable to parse string as an integer"));
+            None
+        }
+        _ => {
+            errors.push(err("int_type", "Input should be a valid integer"));
+            None
+        }
+    }
+}
+
+/// A list of finite f32; every bad element is reported with its index.
+fn parse_vector(value: &Value, at: &[LocItem], errors: &mut Vec<FieldError>) -> Option<Vec<f32>> {
+    let Value::Array(items) = value else {
+        errors.push(FieldError::new(loc(at), "list_type", "Input should be a valid list").with_input(value));
+        return None;
+    };
+    let before = errors.len();
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let bad = match item {
+            // serde_json only yields finite f64s; a finite f64 can still
+            // overflow f32 (1e39).
+            Value::Number(n) => {
+                let x = n.as_f64().unwrap_or(f64::NAN) as f32;
+                out.push(x);
+                (!x.is_finite()).then_some(("finite_number", "Input should be a finite number"))
+            }
+            Value::String(s) if s.trim().parse::<f64>().is_err() => {
+                Some(("float_parsing", "Input should be a valid number, unable to parse string as a number"))
+            }
+            _ => Some(("float_type", "Input should be a valid number")),
+        };
+        if let Some((kind, msg)) = bad {
+            if errors.len() - before < MAX_ELEMENT_ERRORS {
+                let mut item_loc = loc(at);
+                item_loc.push(i.into());
+                errors.push(FieldError::new(item_loc, kind, msg).with_input(item));
+            }
+        }
+    }
+    (errors.len() == before).then_some(out)
+}
+
+impl FromBody for SearchRequest {
+    fn from_body(body: &Value, config: &ServerConfig) -> Result<Self, Vec<FieldError>> {
+        let map = body_object(body)?;
+        let mut errors = Vec::new();
+
+        let query_at = [LocItem::from("body"), LocItem::from("query_vector")];
+        let query = required(map, "query_vector", &mut errors).and_then(|v| parse_vector(v, &query_at, &mut errors));
+        // Normalising a zero vector divides by zero; an empty one is left to
+        // the dimension check (400), as the demo did.
+        let is_zero = query.as_ref().is_some_and(|q| !q.is_empty() && q.iter().all(|&x| x == 0.0));
+        if is_zero {
+            let reason = "query_vector must not be the zero vector";
+            errors.push(
+                FieldError::new(loc(&query_at), "value_error", format!("Value error, {reason}"))
+                    .with_ctx(json!({ "error": reason })),
+            );
+        }
+
+        let k_at = [LocItem::from("body"), LocItem::from("k")];
+        let k = required(map, "k", &mut errors).and_then(|v| {
+            let k = parse_int(v, &k_at, &mut errors)?;
+            let err = |kind: &str, msg: String, ctx: Value| {
+                FieldError::new(loc(&k_at), kind, msg).with_input(v).with_ctx(ctx)
+            };
+            if k <= 0 {
+                errors.push(err("greater_than", "Input should be greater than 0".into(), json!({ "gt": 0 })));
+                None
+            } else if k > config.max_k as i128 {
+                let max = config.max_k;
+                errors.push(err(
+                    "less_than_equal",
+                    format!("Input should be less than or equal to {max}"),
+                    json!({ "le": max }),
+                ));
+                None
+            } else {
+                Some(k as usize)
+            }
+        });
+
+        match (query, k) {
+            (Some(query_vector), Some(k)) if errors.is_empty() => Ok(SearchRequest { query_vector, k }),
+            _ => Err(errors),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(body: Value) -> Result<SearchRequest, Vec<FieldError>> {
+        SearchRequest::from_body(&body, &ServerConfig::default())
+    }
+
+    fn kinds(errors: &[FieldError]) -> Vec<(String, String)> {
+        errors.iter().map(|e| (serde_json::to_string(&e.loc).unwrap(), e.kind.clone())).collect()
+    }
+
+    #[test]
+    fn accepts_a_valid_body_and_integral_floats() {
+        let r = check(json!({"query_vector": [1, 0.5, -2e-3], "k": 10.0})).unwrap();
+        assert_eq!(r, SearchRequest { query_vector: vec![1.0, 0.5, -0.002], k: 10 });
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_location() {
+        let errors = check(json!({"query_vector": [1, "a", null, "2", 1e39, true], "k": "10"})).unwrap_err();
+        assert_eq!(
+            kinds(&errors),
+            vec![
+                (r#"["body","query_vector",1]"#.into(), "float_parsing".into()),
+                (r#"["body","query_vector",2]"#.into(), "float_type".into()),
+                (r#"["body","query_vector",3]"#.into(), "float_type".into()),
+                (r#"["body","query_vector",4]"#.into(), "finite_number".into()),
+                (r#"["body","query_vector",5]"#.into(), "float_type".into()),
+                (r#"["body","k"]"#.into(), "int_type".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn huge_and_tiny_k_are_range_errors() {
+        for (k, kind) in
+            [(json!(1e300), "less_than_equal"), (json!(u64::MAX), "less_than_equal"), (json!(i64::MIN), "greater_than")]
+        {
+            let errors = check(json!({"query_vector": [1], "k": k})).unwrap_err();
+            assert_eq!(errors.len(), 1);
+            assert_eq!(errors[0].kind, kind);
+        }
+        assert_eq!(check(json!({"query_vector": [1], "k": "ten"})).unwrap_err()[0].kind, "int_parsing");
+    }
+
+    #[test]
+    fn element_errors_are_capped() {
+        let errors = check(json!({"query_vector": vec!["x"; 1000], "k": 1})).unwrap_err();
+        assert_eq!(errors.len(), MAX_ELEMENT_ERRORS);
+    }
+
+    #[test]
+    fn empty_vector_is_left_to_the_dimension_check() {
+        assert_eq!(check(json!({"query_vector": [], "k": 1})).unwrap().query_vector, Vec::<f32>::new());
+    }
+
+    #[test]
+    fn long_strings_are_not_echoed() {
+        let long = "x".repeat(MAX_ECHO_CHARS + 1);
+        let errors = check(json!({"query_vector": [long], "k": "abc"})).unwrap_err();
+        assert_eq!(errors[0].input, None);
+        assert_eq!(errors[1].input, Some(json!("abc")));
+    }
+}

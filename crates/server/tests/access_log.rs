@@ -1,0 +1,51 @@
+//! The access log: one info line per request with method, path, status and
+//! latency. Its own test binary, so that the global subscriber it installs
+//! sees only these requests (tracing's per-thread subscribers race with
+//! other tests' callsite registration).
+
+use axum::body::Body;
+use axum::http::Request;
+use http_body_util::BodyExt;
+use std::sync::{Arc, Mutex};
+use tower::ServiceExt;
+use vectorwise_server::{AppState, ServerConfig, app};
+
+/// Collects what the fmt subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn every_request_is_logged_once() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+
+    // No index: `/` is 503, and the log still says so.
+    let app = app(AppState::new(ServerConfig::default()));
+    for (method, path, body) in [("GET", "/", ""), ("GET", "/nope", ""), ("POST", "/search", r#"{"k": 1}"#)] {
+        let req = Request::builder().method(method).uri(path).body(Body::from(body)).unwrap();
+        let response = app.clone().oneshot(req).await.unwrap();
+        response.into_body().collect().await.unwrap();
+    }
+
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(" request ")).collect();
+    assert_eq!(lines.len(), 3, "{log}");
+    for (line, (method, path, status)) in
+        lines.iter().zip([("GET", "/", 503), ("GET", "/nope", 404), ("POST", "/search", 422)])
+    {
+        assert!(line.contains(" INFO "), "{line}");
+        assert!(line.contains(&format!("method={method} path={path} status={status} latency_ms=")), "{line}");
+    }
+}
