@@ -39,6 +39,9 @@ pub struct Args {
     /// Beam widths to sweep in --index mode.
     #[arg(long, value_delimiter = ',', default_value = "64,128,256,512,1024,2048,4096")]
     pub ef: Vec<usize>,
+    /// In --index mode, also time exact search (a full scan) on this many queries per set.
+    #[arg(long, default_value_t = 100)]
+    pub exact_queries: usize,
     /// Write the results as JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -47,6 +50,8 @@ pub struct Args {
 #[derive(Debug, Serialize)]
 struct Summary {
     query_set: String,
+    /// `hnsw` (with `ef_search`) or `exact`.
+    method: &'static str,
     ef_search: Option<usize>,
     queries: usize,
     k: usize,
@@ -60,13 +65,14 @@ struct Summary {
     recall_max: f64,
 }
 
-fn summarise(query_set: &str, ef: Option<usize>, k: usize, mut lat: Vec<Duration>, recalls: &[f64]) -> Summary {
+fn summarise(query_set: &str, method: &'static str, ef: Option<usize>, k: usize, mut lat: Vec<Duration>, recalls: &[f64]) -> Summary {
     lat.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let pct = |p: f64| ms(lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1]);
     let total: f64 = lat.iter().map(|d| d.as_secs_f64()).sum();
     Summary {
         query_set: query_set.into(),
+        method,
         ef_search: ef,
         queries: lat.len(),
         k,
@@ -87,7 +93,7 @@ fn print_table(rows: &[Summary]) {
         "queries", "ef", "avg ms", "p50 ms", "p95 ms", "p99 ms", "QPS", "recall", "min", "max"
     );
     for r in rows {
-        let ef = r.ef_search.map_or("-".to_string(), |e| e.to_string());
+        let ef = r.ef_search.map_or(r.method.to_string(), |e| e.to_string());
         println!(
             "{:<8} {:>6} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.0} {:>8.4} {:>7.2} {:>7.2}",
             r.query_set, ef, r.latency_ms_avg, r.latency_ms_median, r.latency_ms_p95, r.latency_ms_p99, r.qps_sequential, r.recall_mean, r.recall_min, r.recall_max
@@ -158,7 +164,20 @@ fn in_process(a: &Args, path: &PathBuf) -> Result<Vec<Summary>> {
                 let ids: Vec<u32> = hits.iter().map(|h| h.id as u32).collect();
                 rec.push(exact::recall_at(&ids, truth, a.k));
             }
-            rows.push(summarise(set.name, Some(ef), a.k, lat, &rec));
+            rows.push(summarise(set.name, "hnsw", Some(ef), a.k, lat, &rec));
+            print_table(&rows[rows.len() - 1..]);
+        }
+        if a.exact_queries > 0 {
+            let mut lat = Vec::new();
+            let mut rec = Vec::new();
+            for (q, truth) in set.queries.rows().zip(&set.truth).take(a.exact_queries) {
+                let t = Instant::now();
+                let hits = index.exact_search(q, a.k)?;
+                lat.push(t.elapsed());
+                let ids: Vec<u32> = hits.iter().map(|h| h.id as u32).collect();
+                rec.push(exact::recall_at(&ids, truth, a.k));
+            }
+            rows.push(summarise(set.name, "exact", None, a.k, lat, &rec));
             print_table(&rows[rows.len() - 1..]);
         }
     }
@@ -214,7 +233,7 @@ fn http(a: &Args, url: &str) -> Result<Vec<Summary>> {
             pb.inc(1);
         }
         pb.finish_and_clear();
-        rows.push(summarise(set.name, stats["hnsw_efSearch"].as_u64().map(|e| e as usize), a.k, lat, &rec));
+        rows.push(summarise(set.name, "http", stats["hnsw_efSearch"].as_u64().map(|e| e as usize), a.k, lat, &rec));
     }
     Ok(rows)
 }

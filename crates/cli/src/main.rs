@@ -2,6 +2,8 @@
 //! Flags are parsed here (clap, each mirrored by a `VECTORWISE_*` variable
 //! where the demo had one); the work lives in one module per command.
 
+#![forbid(unsafe_code)]
+
 mod bench;
 mod build;
 mod generate;

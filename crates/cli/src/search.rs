@@ -31,7 +31,7 @@ pub fn run(a: Args) -> Result<()> {
     let mut out = std::io::stdout().lock();
     for (i, q) in queries.rows().enumerate() {
         let mut q = q.to_vec();
-        anyhow::ensure!(distance::normalize(&mut q), "query {i} is zero or not finite");
+        anyhow::ensure!(distance::normalize_query(&mut q), "query {i} is zero or not finite");
         let hits = if a.exact { index.exact_search(&q, a.k)? } else { index.search(&q, a.k, &SearchParams { ef_search: a.ef_search })? };
         let indices: Vec<u64> = hits.iter().map(|h| h.id).collect();
         let distances: Vec<f32> = hits.iter().map(|h| h.distance).collect();

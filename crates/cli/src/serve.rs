@@ -76,7 +76,11 @@ pub struct HealthArgs {
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Pretty => builder.init(),
@@ -92,8 +96,10 @@ pub fn run(a: Args) -> Result<()> {
         max_pending_searches: a.max_pending,
         cors_origins: a.cors_origins.clone(),
     };
-    anyhow::ensure!(a.ef_search >= 1, "--ef-search must be at least 1");
-    anyhow::ensure!(a.max_k >= 1, "--max-k must be at least 1");
+    anyhow::ensure!((1..=100_000).contains(&a.ef_search), "--ef-search must be in 1..=100000");
+    anyhow::ensure!((1..=100_000).contains(&a.max_k), "--max-k must be in 1..=100000");
+    anyhow::ensure!(a.max_pending >= 1, "--max-pending must be at least 1");
+    anyhow::ensure!(a.body_limit >= 1024, "--body-limit must be at least 1024 bytes");
     let (host, port) = (a.host.clone(), a.port);
     let must_build = !a.index.exists();
     if must_build && !(a.auto_build || a.index == Path::new(DEFAULT_INDEX)) {
@@ -117,7 +123,7 @@ pub fn run(a: Args) -> Result<()> {
     // --max-pending. One more thread for the first-run build.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(cores + 1).build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind((host.as_str(), port))
             .await
             .with_context(|| format!("cannot bind {host}:{port}"))?;
@@ -149,7 +155,12 @@ pub fn run(a: Args) -> Result<()> {
             Some(reason) => Err(anyhow::anyhow!(reason)),
             None => Ok(()),
         }
-    })
+    });
+    // Do not wait for a first-run build still running on the blocking pool: a
+    // stop signal must stop the process (it has no temp file open until the
+    // graph is done, and a later run replaces any leftover).
+    runtime.shutdown_background();
+    result
 }
 
 fn open(path: &Path) -> Result<Index> {

@@ -10,9 +10,17 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vectorwise");
 
+/// The binary with no `VECTORWISE_*` variable inherited from the test's environment.
+fn command() -> Command {
+    let mut cmd = Command::new(BIN);
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("VECTORWISE_")) {
+        cmd.env_remove(key);
+    }
+    cmd
+}
+
 fn run(args: &[&str]) -> Output {
-    let out = Command::new(BIN).args(args).env_remove("VECTORWISE_INDEX_PATH").env_remove("VECTORWISE_VECTORS_PATH").output().unwrap();
-    out
+    command().args(args).output().unwrap()
 }
 
 fn run_ok(args: &[&str]) -> String {
@@ -30,7 +38,12 @@ struct Server {
 
 impl Server {
     fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
+        Server::start_with_env(args, &[])
+    }
+
+    fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut child = command()
+            .envs(env.iter().copied())
             .arg("serve")
             .args(["--host", "127.0.0.1", "--port", "0", "--log-format", "json"])
             .args(args)
@@ -124,7 +137,8 @@ fn generate_build_serve_query_bench_and_stop() {
     let dir = tempfile::tempdir().unwrap();
     let (vectors, index) = generate_and_build(dir.path());
 
-    let server = Server::start(&["--index", &index, "--ef-search", "128"]);
+    // Settings by environment variable, as the demo's users set them.
+    let server = Server::start_with_env(&[], &[("VECTORWISE_INDEX_PATH", &index), ("VECTORWISE_EF_SEARCH", "128")]);
     let health = server.wait_healthy(Duration::from_secs(20));
     assert_eq!(health, json!({"service": "VectorWise", "status": "healthy", "vectors_indexed": 3000}));
 
@@ -185,9 +199,15 @@ fn in_process_bench_sweeps_ef_and_recall_grows() {
     run_ok(&["bench", "--index", &index, "--queries", "100", "--ef", "10,200", "--out", results.to_str().unwrap()]);
     let v: Value = serde_json::from_slice(&std::fs::read(&results).unwrap()).unwrap();
     let rows = v["results"].as_array().unwrap();
-    assert_eq!(rows.len(), 4);
+    assert_eq!(rows.len(), 6, "two ef values and one exact row per query set");
     for set in ["demo", "random"] {
-        let r: Vec<f64> = rows.iter().filter(|r| r["query_set"] == set).map(|r| r["recall_mean"].as_f64().unwrap()).collect();
+        let exact = rows.iter().find(|r| r["query_set"] == set && r["method"] == "exact").unwrap();
+        assert_eq!(exact["recall_mean"], 1.0);
+        let r: Vec<f64> = rows
+            .iter()
+            .filter(|r| r["query_set"] == set && r["method"] == "hnsw")
+            .map(|r| r["recall_mean"].as_f64().unwrap())
+            .collect();
         assert!(r[1] > 0.95 && r[1] >= r[0], "{set}: recall at ef 10 {} vs ef 200 {}", r[0], r[1]);
     }
 }
@@ -213,6 +233,29 @@ fn first_run_builds_in_the_background_and_answers_503_until_ready() {
     assert_eq!(health["vectors_indexed"], 20000);
     assert!(vectors.exists() && index.exists());
     server.terminate();
+}
+
+#[test]
+fn sigterm_during_a_first_run_build_stops_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let vectors = dir.path().join("big.npy");
+    let index = dir.path().join("big.vwi");
+    // 200k x 128 at efConstruction 200 takes minutes to build on 2 cores.
+    let server = Server::start(&[
+        "--index", index.to_str().unwrap(),
+        "--vectors", vectors.to_str().unwrap(),
+        "--auto-build", "--dataset-n", "200000",
+    ]);
+    let (status, body) = get(&format!("{}/", server.url));
+    assert_eq!((status, &body["status"], &body["vectors_indexed"]), (503, &json!("loading"), &json!(0)));
+    let (status, body) = post(&format!("{}/search", server.url), json!({"query_vector": vec![0.1; 128], "k": 1}));
+    assert_eq!(status, 503, "{body}");
+    assert!(body["detail"].is_string());
+    assert_eq!(get(&format!("{}/stats", server.url)).0, 503);
+    let stopped = Instant::now();
+    server.terminate();
+    assert!(stopped.elapsed() < Duration::from_secs(5), "stop took {:?}", stopped.elapsed());
+    assert!(!index.exists(), "no half-built index left behind");
 }
 
 #[test]

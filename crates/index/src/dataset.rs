@@ -2,7 +2,7 @@
 //! on the number of threads: rows are generated in fixed blocks, each block
 //! from its own RNG seeded by `(seed, block)`.
 
-use crate::distance::normalize;
+use crate::distance::dot_scalar;
 use crate::vectors::Matrix;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -10,6 +10,17 @@ use rand_distr::StandardNormal;
 use rayon::prelude::*;
 
 const BLOCK_ROWS: usize = 4096;
+
+/// Unit-normalises with the scalar kernel, so files do not depend on which
+/// SIMD kernels the generating machine has (FMA rounds differently).
+fn normalize(v: &mut [f32]) -> bool {
+    let norm = dot_scalar(v, v).sqrt();
+    if !(norm.is_finite() && norm > 0.0) {
+        return false;
+    }
+    v.iter_mut().for_each(|x| *x /= norm);
+    true
+}
 
 fn block_rng(seed: u64, block: usize) -> StdRng {
     StdRng::seed_from_u64(seed ^ (block as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))

@@ -49,10 +49,4 @@ impl Error {
     pub(crate) fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         Error::CorruptFile { path: path.into(), reason: reason.into() }
     }
-
-    /// True when the error was caused by the caller's input rather than by the
-    /// engine or its environment.
-    pub fn is_user_error(&self) -> bool {
-        !matches!(self, Error::Io { .. })
-    }
 }

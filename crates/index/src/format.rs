@@ -52,6 +52,16 @@ use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 #[cfg(target_endian = "big")]
 compile_error!("the index file is little-endian and read in place; big-endian hosts are not supported");
+// Section sizes are computed in usize; on 32-bit hosts a crafted header could
+// overflow them. VectorWise targets 64-bit x86 and ARM only.
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("VectorWise supports 64-bit targets only");
+
+/// Largest dimension the format accepts (the builder refuses more, too).
+pub const MAX_DIM: usize = 65_536;
+/// Largest point count the format accepts: offsets are u32 and the upper-layer
+/// pool is indexed by u32, so half the u32 range leaves room for both.
+pub const MAX_POINTS: usize = (u32::MAX / 2) as usize;
 
 pub const MAGIC: &[u8; 8] = b"VWINDEX\0";
 pub const FORMAT_VERSION: u32 = 1;
@@ -270,11 +280,11 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
     let dim = u32_at(20);
     let count = u64_at(24);
     let params = HnswParams { m: u32_at(36), m0: u32_at(40), ef_construction: u32_at(44) };
-    if !(1..=65_536).contains(&dim) {
-        return Err(bad(format!("dimension {dim} is outside 1..=65536")));
+    if !(1..=MAX_DIM as u32).contains(&dim) {
+        return Err(bad(format!("dimension {dim} is outside 1..={MAX_DIM}")));
     }
-    if count == 0 || count >= u32::MAX as u64 {
-        return Err(bad(format!("point count {count} is outside 1..{}", u32::MAX)));
+    if count == 0 || count > MAX_POINTS as u64 {
+        return Err(bad(format!("point count {count} is outside 1..={MAX_POINTS}")));
     }
     if !(2..=256).contains(&params.m) || params.m0 < params.m || params.m0 > 512 {
         return Err(bad(format!("HNSW m={} m0={} are out of range", params.m, params.m0)));

@@ -17,7 +17,10 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = (|| -> std::io::Result<()> {
-        let file = File::create(&tmp)?;
+        // A leftover from a killed run with the same pid is ours to replace;
+        // create_new then refuses to follow anything planted at that name.
+        let _ = std::fs::remove_file(&tmp);
+        let file = File::options().write(true).create_new(true).open(&tmp)?;
         let mut w = BufWriter::with_capacity(1 << 20, file);
         write(&mut w)?;
         let file = w.into_inner().map_err(|e| e.into_error())?;

@@ -33,7 +33,8 @@ pub struct TopK {
 
 impl TopK {
     pub fn new(k: usize) -> Self {
-        TopK { k, heap: BinaryHeap::with_capacity(k + 1) }
+        // Capacity is a hint; a huge k must not become a huge allocation up front.
+        TopK { k, heap: BinaryHeap::with_capacity(k.min(4096) + 1) }
     }
     /// The distance a new point must beat to enter, or +inf while not full.
     #[inline]

@@ -106,6 +106,20 @@ fn structural_damage_behind_valid_checksums_is_refused() {
     reseal(&mut b);
     assert!(open_err(dir.path(), &b).contains("past the end"));
 
+    // A section that does not start on a 64-byte boundary.
+    let mut b = good.clone();
+    let (ids_off, _) = section(&b, 1);
+    b[80 + 16..88 + 16].copy_from_slice(&(ids_off as u64 + 4).to_le_bytes());
+    reseal(&mut b);
+    assert!(open_err(dir.path(), &b).contains("misplaced"));
+
+    // A section of the wrong length.
+    let mut b = good.clone();
+    let (_, ids_len) = section(&b, 1);
+    b[88 + 16..96 + 16].copy_from_slice(&(ids_len as u64 - 8).to_le_bytes());
+    reseal(&mut b);
+    assert!(open_err(dir.path(), &b).contains("expected"));
+
     // A point claiming an upper layer it has no links block for.
     let mut b = good.clone();
     let (lv_off, lv_len) = section(&b, 2);

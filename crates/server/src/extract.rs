@@ -18,7 +18,12 @@ use serde_json::{Value, json};
 #[derive(Debug)]
 pub(crate) struct ValidJson<T>(pub T);
 
-impl<T: FromBody> FromRequest<AppState> for ValidJson<T> {
+/// Bodies larger than this are parsed on the blocking pool: a 4 MiB array
+/// takes ~0.8 s to parse and validate, which must not stall the async workers
+/// that answer `/` and every other request (measured in review).
+const INLINE_PARSE_BYTES: usize = 64 * 1024;
+
+impl<T: FromBody + Send + 'static> FromRequest<AppState> for ValidJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
@@ -35,8 +40,11 @@ impl<T: FromBody> FromRequest<AppState> for ValidJson<T> {
             BytesRejection::FailedToBufferBody(e) => ApiError::BodyRead(axum::Error::new(e)),
             other => ApiError::BodyRead(axum::Error::new(other)),
         })?;
-        let body = parse_body(&bytes, is_json).map_err(ApiError::Validation)?;
-        T::from_body(&body, state.config()).map(ValidJson).map_err(ApiError::Validation)
+        let small = bytes.len() <= INLINE_PARSE_BYTES;
+        let config = state.config().clone();
+        let parse = move || parse_body(&bytes, is_json).and_then(|body| T::from_body(&body, &config));
+        let parsed = if small { parse() } else { tokio::task::spawn_blocking(parse).await? };
+        parsed.map(ValidJson).map_err(ApiError::Validation)
     }
 }
 

@@ -87,6 +87,22 @@ pub fn prefetch(v: &[f32]) {
     let _ = v;
 }
 
+/// Scales a query to unit L2 norm in place, also when its squared norm
+/// overflows or underflows f32 (elements near 1e20 or 1e-20): it is first
+/// brought to max |x| = 1, which does not change its direction. Returns
+/// `false` for a zero or non-finite vector.
+pub fn normalize_query(v: &mut [f32]) -> bool {
+    if normalize(v) {
+        return true;
+    }
+    let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    if !(max.is_finite() && max > 0.0) || v.iter().any(|x| !x.is_finite()) {
+        return false;
+    }
+    v.iter_mut().for_each(|x| *x /= max);
+    normalize(v)
+}
+
 /// Scales `v` to unit L2 norm in place. Returns `false` (and leaves `v`
 /// alone) when the norm is zero or not finite.
 pub fn normalize(v: &mut [f32]) -> bool {
@@ -136,10 +152,23 @@ mod tests {
     }
 
     #[test]
-    #[should_panic]
-    fn kernels_assert_equal_lengths() {
+    fn every_kernel_asserts_equal_lengths() {
         for k in available() {
-            (k.l2_squared)(&[1.0, 2.0], &[1.0]);
+            for f in [k.l2_squared, k.dot] {
+                let r = std::panic::catch_unwind(|| f(&[1.0; 40], &[1.0; 39]));
+                assert!(r.is_err(), "{} accepted inputs of different lengths", k.name);
+            }
         }
+    }
+
+    #[test]
+    fn normalize_query_handles_extreme_scales() {
+        for scale in [1e-30f32, 1.0, 1e30] {
+            let mut q = vec![3.0 * scale, 4.0 * scale];
+            assert!(normalize_query(&mut q));
+            assert!(close(q[0], 0.6) && close(q[1], 0.8), "{scale}: {q:?}");
+        }
+        assert!(!normalize_query(&mut [0.0, 0.0]));
+        assert!(!normalize_query(&mut [f32::NAN, 1.0]));
     }
 }

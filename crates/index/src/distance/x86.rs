@@ -58,15 +58,16 @@ unsafe fn l2_avx2_impl(a: &[f32], b: &[f32]) -> f32 {
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
     let mut acc = [_mm256_setzero_ps(); 4];
     let mut i = 0;
-    // SAFETY (all loads below): i + width <= n == a.len() == b.len().
     while i + 32 <= n {
         for (j, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: the loop condition keeps every lane read below n == a.len() == b.len().
             let d = unsafe { _mm256_sub_ps(_mm256_loadu_ps(pa.add(i + 8 * j)), _mm256_loadu_ps(pb.add(i + 8 * j))) };
             *acc = _mm256_fmadd_ps(d, d, *acc);
         }
         i += 32;
     }
     while i + 8 <= n {
+        // SAFETY: the loop condition keeps every lane read below n == a.len() == b.len().
         let d = unsafe { _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
         acc[0] = _mm256_fmadd_ps(d, d, acc[0]);
         i += 8;
@@ -88,15 +89,16 @@ unsafe fn dot_avx2_impl(a: &[f32], b: &[f32]) -> f32 {
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
     let mut acc = [_mm256_setzero_ps(); 4];
     let mut i = 0;
-    // SAFETY (all loads below): i + width <= n == a.len() == b.len().
     while i + 32 <= n {
         for (j, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: the loop condition keeps every lane read below n == a.len() == b.len().
             let (x, y) = unsafe { (_mm256_loadu_ps(pa.add(i + 8 * j)), _mm256_loadu_ps(pb.add(i + 8 * j))) };
             *acc = _mm256_fmadd_ps(x, y, *acc);
         }
         i += 32;
     }
     while i + 8 <= n {
+        // SAFETY: the loop condition keeps every lane read below n == a.len() == b.len().
         let (x, y) = unsafe { (_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
         acc[0] = _mm256_fmadd_ps(x, y, acc[0]);
         i += 8;
@@ -118,10 +120,10 @@ unsafe fn l2_avx512_impl(a: &[f32], b: &[f32]) -> f32 {
     let mut acc0 = _mm512_setzero_ps();
     let mut acc1 = _mm512_setzero_ps();
     let mut i = 0;
-    // SAFETY (all loads below): full loads stay within i + 16 <= n; the masked
-    // tail load touches only the `n - i` lanes that are in bounds.
     while i + 32 <= n {
+        // SAFETY: the loop condition keeps every lane read below n == a.len() == b.len().
         let d0 = unsafe { _mm512_sub_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i))) };
+        // SAFETY: the loop condition keeps every lane read below n == a.len() == b.len().
         let d1 = unsafe { _mm512_sub_ps(_mm512_loadu_ps(pa.add(i + 16)), _mm512_loadu_ps(pb.add(i + 16))) };
         acc0 = _mm512_fmadd_ps(d0, d0, acc0);
         acc1 = _mm512_fmadd_ps(d1, d1, acc1);
@@ -129,6 +131,7 @@ unsafe fn l2_avx512_impl(a: &[f32], b: &[f32]) -> f32 {
     }
     while i < n {
         let mask: __mmask16 = if n - i >= 16 { 0xffff } else { (1u16 << (n - i)) - 1 };
+        // SAFETY: the mask enables only the n - i lanes in bounds; masked-off lanes are not read.
         let d = unsafe { _mm512_sub_ps(_mm512_maskz_loadu_ps(mask, pa.add(i)), _mm512_maskz_loadu_ps(mask, pb.add(i))) };
         acc0 = _mm512_fmadd_ps(d, d, acc0);
         i += 16;
@@ -145,9 +148,10 @@ unsafe fn dot_avx512_impl(a: &[f32], b: &[f32]) -> f32 {
     let mut acc0 = _mm512_setzero_ps();
     let mut acc1 = _mm512_setzero_ps();
     let mut i = 0;
-    // SAFETY (all loads below): as in `l2_avx512_impl`.
     while i + 32 <= n {
+        // SAFETY: the loop condition keeps every lane read below n == a.len() == b.len().
         let (x0, y0) = unsafe { (_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i))) };
+        // SAFETY: the loop condition keeps every lane read below n == a.len() == b.len().
         let (x1, y1) = unsafe { (_mm512_loadu_ps(pa.add(i + 16)), _mm512_loadu_ps(pb.add(i + 16))) };
         acc0 = _mm512_fmadd_ps(x0, y0, acc0);
         acc1 = _mm512_fmadd_ps(x1, y1, acc1);
@@ -155,6 +159,7 @@ unsafe fn dot_avx512_impl(a: &[f32], b: &[f32]) -> f32 {
     }
     while i < n {
         let mask: __mmask16 = if n - i >= 16 { 0xffff } else { (1u16 << (n - i)) - 1 };
+        // SAFETY: the mask enables only the n - i lanes in bounds; masked-off lanes are not read.
         let (x, y) = unsafe { (_mm512_maskz_loadu_ps(mask, pa.add(i)), _mm512_maskz_loadu_ps(mask, pb.add(i))) };
         acc0 = _mm512_fmadd_ps(x, y, acc0);
         i += 16;

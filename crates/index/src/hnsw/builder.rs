@@ -323,12 +323,15 @@ pub fn build(data: &[f32], dim: usize, opts: &BuildOptions, progress: &(dyn Fn(u
     if opts.ef_construction < 1 || opts.ef_construction > 100_000 {
         return Err(Error::InvalidParameter { name: "ef_construction", reason: format!("{} is outside 1..=100000", opts.ef_construction) });
     }
-    if dim == 0 || data.len() % dim != 0 {
-        return Err(Error::InvalidParameter { name: "dim", reason: format!("{} values do not split into rows of {dim}", data.len()) });
+    if dim == 0 || dim > crate::format::MAX_DIM || data.len() % dim != 0 {
+        return Err(Error::InvalidParameter {
+            name: "dim",
+            reason: format!("{} values in rows of {dim}: need 1..={} dimensions dividing the data", data.len(), crate::format::MAX_DIM),
+        });
     }
     let n = data.len() / dim;
-    if n == 0 || n > u32::MAX as usize - 1 {
-        return Err(Error::InvalidParameter { name: "count", reason: format!("{n} vectors; need 1 ..= {}", u32::MAX - 1) });
+    if n == 0 || n > crate::format::MAX_POINTS {
+        return Err(Error::InvalidParameter { name: "count", reason: format!("{n} vectors; need 1..={}", crate::format::MAX_POINTS) });
     }
     if let Some(i) = data.iter().position(|x| !x.is_finite()) {
         return Err(Error::NonFinite { index: i / dim });

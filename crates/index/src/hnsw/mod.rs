@@ -157,9 +157,13 @@ pub fn search(
     dist: impl Fn(u32) -> f32,
     prefetch: impl Fn(u32),
 ) -> Vec<Scored> {
-    if graph.levels.is_empty() || k == 0 {
+    let n = graph.levels.len();
+    if n == 0 || k == 0 {
         return Vec::new();
     }
+    // A beam wider than the graph is the whole graph; clamping also bounds
+    // the heaps' allocations whatever a caller asks for.
+    let (k, ef) = (k.min(n), ef.max(k).min(n));
     let copy_links = |p: u32, l: u8, out: &mut Vec<u32>| {
         out.clear();
         out.extend_from_slice(graph.links(p, l));
@@ -169,7 +173,7 @@ pub fn search(
     for level in (1..=graph.max_level).rev() {
         cur = greedy_step(cur, level, copy_links, &dist);
     }
-    let mut found = search_layer(&[cur], ef.max(k), 0, visited, copy_links, &dist, prefetch);
+    let mut found = search_layer(&[cur], ef, 0, visited, copy_links, &dist, prefetch);
     found.truncate(k);
     found
 }
