@@ -55,8 +55,10 @@ pub struct StatsResponse {
     pub index_path: String,
 }
 
-/// `POST /search` body. Validated by hand (see `validate.rs`) so that every
-/// malformed body gets a pydantic-shaped 422; this type is the result.
+// Validated by hand (see `validate.rs`) so that every malformed body gets a
+// pydantic-shaped 422; this type is the result. (A plain comment: doc
+// comments become the OpenAPI description.)
+/// A k-nearest-neighbour query.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SearchRequest {
     /// The query; any non-zero length-`dimension` vector of finite numbers.
