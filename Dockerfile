@@ -19,7 +19,8 @@ ENV VECTORWISE_INDEX_PATH=/data/index.vwi \
 # Numeric, so runtimes can check it is non-root (e.g. Kubernetes runAsNonRoot).
 USER 10001:10001
 EXPOSE 8000
+# Through sh so the check follows VECTORWISE_PORT if it is overridden.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
-    CMD ["vectorwise", "health", "--url", "http://127.0.0.1:8000"]
+    CMD ["sh", "-c", "exec vectorwise health --url \"http://127.0.0.1:${VECTORWISE_PORT}\""]
 ENTRYPOINT ["vectorwise"]
 CMD ["serve"]
