@@ -48,6 +48,9 @@ pub struct Args {
     /// Largest request body in bytes; larger ones get 413.
     #[arg(long, env = "VECTORWISE_BODY_LIMIT", default_value_t = 4 * 1024 * 1024)]
     pub body_limit: usize,
+    /// Seconds a client may take to send a request body (slower: 400).
+    #[arg(long, env = "VECTORWISE_BODY_TIMEOUT", default_value_t = 30)]
+    pub body_timeout: u64,
     /// Searches running or queued at once; past it requests get 503 at once.
     #[arg(long, env = "VECTORWISE_MAX_PENDING", default_value_t = 64)]
     pub max_pending: usize,
@@ -95,11 +98,13 @@ pub fn run(a: Args) -> Result<()> {
         body_limit_bytes: a.body_limit,
         max_pending_searches: a.max_pending,
         cors_origins: a.cors_origins.clone(),
+        body_timeout: std::time::Duration::from_secs(a.body_timeout),
     };
     anyhow::ensure!((1..=100_000).contains(&a.ef_search), "--ef-search must be in 1..=100000");
     anyhow::ensure!((1..=100_000).contains(&a.max_k), "--max-k must be in 1..=100000");
     anyhow::ensure!(a.max_pending >= 1, "--max-pending must be at least 1");
     anyhow::ensure!(a.body_limit >= 1024, "--body-limit must be at least 1024 bytes");
+    anyhow::ensure!(a.body_timeout >= 1, "--body-timeout must be at least 1 second");
     let (host, port) = (a.host.clone(), a.port);
     let must_build = !a.index.exists();
     if must_build && !(a.auto_build || a.index == Path::new(DEFAULT_INDEX)) {

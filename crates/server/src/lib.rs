@@ -42,6 +42,7 @@ pub fn app(state: AppState) -> axum::Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(config.body_timeout))
         .layer(layers::cors(&config.cors_origins))
         .layer(axum::middleware::from_fn(layers::access_log))
         .with_state(state)

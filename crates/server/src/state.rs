@@ -21,6 +21,9 @@ pub struct ServerConfig {
     pub max_pending_searches: usize,
     /// `*` for any origin, else a comma-separated list of origins.
     pub cors_origins: String,
+    /// Longest time a client may take to send its body; a slower upload gets
+    /// 400 and frees its connection (and does not hold up a graceful shutdown).
+    pub body_timeout: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -31,6 +34,7 @@ impl Default for ServerConfig {
             body_limit_bytes: 4 * 1024 * 1024,
             max_pending_searches: 64,
             cors_origins: "*".to_owned(),
+            body_timeout: std::time::Duration::from_secs(30),
         }
     }
 }

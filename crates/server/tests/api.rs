@@ -4,6 +4,7 @@
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -430,6 +431,20 @@ async fn validation_comes_before_the_dimension_check() {
 }
 
 // ---- body limit ----
+
+/// A client that sends half a body and then stalls is answered 400 once the
+/// body timeout passes, instead of holding its connection forever.
+#[tokio::test]
+async fn stalled_uploads_time_out_with_400() {
+    let app = app(state_with(ServerConfig { body_timeout: std::time::Duration::from_millis(200), ..ServerConfig::default() }));
+    let first: Result<Bytes, std::io::Error> = Ok(Bytes::from_static(b"{\"query_vector\": [0.1, "));
+    let stalled = futures_util::stream::iter([first]).chain(futures_util::stream::pending());
+    let r = tokio::time::timeout(std::time::Duration::from_secs(10), post_raw(&app, "/search", Body::from_stream(stalled)))
+        .await
+        .expect("the server answered instead of waiting for the body forever");
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json(), json!({"detail": "Could not read the request body"}));
+}
 
 #[tokio::test]
 async fn oversized_bodies_are_413_and_the_server_stays_healthy() {
