@@ -162,8 +162,9 @@ pub fn run(a: Args) -> Result<()> {
         }
     });
     // Do not wait for a first-run build still running on the blocking pool: a
-    // stop signal must stop the process (it has no temp file open until the
-    // graph is done, and a later run replaces any leftover).
+    // stop signal must stop the process. The index is written to a temp file
+    // only after the graph is done, so a stop mid-build leaves no partial index
+    // (a stop during those last seconds of writing leaves `.index.vwi.tmp-PID`).
     runtime.shutdown_background();
     result
 }
