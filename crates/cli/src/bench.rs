@@ -50,7 +50,7 @@ pub struct Args {
 #[derive(Debug, Serialize)]
 struct Summary {
     query_set: String,
-    /// `hnsw` (with `ef_search`) or `exact`.
+    /// `hnsw` or `exact` (in-process), `http` (through a server, at its `ef_search`).
     method: &'static str,
     ef_search: Option<usize>,
     queries: usize,
@@ -101,6 +101,28 @@ fn print_table(rows: &[Summary]) {
     }
 }
 
+/// Runs `search` on each query in order, timing it and scoring its ids against the truth.
+fn measure(
+    set: &QuerySet,
+    take: usize,
+    k: usize,
+    mut search: impl FnMut(&[f32]) -> Result<Vec<u32>>,
+) -> Result<(Vec<Duration>, Vec<f64>)> {
+    let mut lat = Vec::with_capacity(take.min(set.truth.len()));
+    let mut rec = Vec::with_capacity(lat.capacity());
+    for (q, truth) in set.queries.rows().zip(&set.truth).take(take) {
+        let t = Instant::now();
+        let ids = search(q)?;
+        lat.push(t.elapsed());
+        rec.push(exact::recall_at(&ids, truth, k));
+    }
+    Ok((lat, rec))
+}
+
+fn ids(hits: Vec<vectorwise_index::Neighbor>) -> Vec<u32> {
+    hits.iter().map(|h| h.id as u32).collect()
+}
+
 struct QuerySet {
     name: &'static str,
     queries: Matrix,
@@ -108,9 +130,7 @@ struct QuerySet {
 }
 
 fn query_sets(base: &[f32], dim: usize, n: usize, k: usize, seed: u64) -> Result<Vec<QuerySet>> {
-    let base_m = Matrix::new(dim, base.to_vec())?;
-    let sets = [("demo", dataset::noisy_queries(&base_m, n, seed)), ("random", dataset::sphere(n, dim, seed.wrapping_add(1)))];
-    drop(base_m);
+    let sets = [("demo", dataset::noisy_queries(base, dim, n, seed)), ("random", dataset::sphere(n, dim, seed.wrapping_add(1)))];
     let mut out = Vec::new();
     for (name, queries) in sets {
         let start = Instant::now();
@@ -155,28 +175,12 @@ fn in_process(a: &Args, path: &PathBuf) -> Result<Vec<Summary>> {
     for set in &sets {
         for &ef in &a.ef {
             let params = SearchParams { ef_search: ef };
-            let mut lat = Vec::with_capacity(a.queries);
-            let mut rec = Vec::with_capacity(a.queries);
-            for (q, truth) in set.queries.rows().zip(&set.truth) {
-                let t = Instant::now();
-                let hits = index.search(q, a.k, &params)?;
-                lat.push(t.elapsed());
-                let ids: Vec<u32> = hits.iter().map(|h| h.id as u32).collect();
-                rec.push(exact::recall_at(&ids, truth, a.k));
-            }
+            let (lat, rec) = measure(set, usize::MAX, a.k, |q| Ok(ids(index.search(q, a.k, &params)?)))?;
             rows.push(summarise(set.name, "hnsw", Some(ef), a.k, lat, &rec));
             print_table(&rows[rows.len() - 1..]);
         }
         if a.exact_queries > 0 {
-            let mut lat = Vec::new();
-            let mut rec = Vec::new();
-            for (q, truth) in set.queries.rows().zip(&set.truth).take(a.exact_queries) {
-                let t = Instant::now();
-                let hits = index.exact_search(q, a.k)?;
-                lat.push(t.elapsed());
-                let ids: Vec<u32> = hits.iter().map(|h| h.id as u32).collect();
-                rec.push(exact::recall_at(&ids, truth, a.k));
-            }
+            let (lat, rec) = measure(set, a.exact_queries, a.k, |q| Ok(ids(index.exact_search(q, a.k)?)))?;
             rows.push(summarise(set.name, "exact", None, a.k, lat, &rec));
             print_table(&rows[rows.len() - 1..]);
         }
@@ -223,15 +227,10 @@ fn http(a: &Args, url: &str) -> Result<Vec<Summary>> {
     let mut rows = Vec::new();
     for set in &sets {
         let pb = bar(a.queries as u64, set.name);
-        let mut lat = Vec::with_capacity(a.queries);
-        let mut rec = Vec::with_capacity(a.queries);
-        for (q, truth) in set.queries.rows().zip(&set.truth) {
-            let t = Instant::now();
-            let ids = search(q)?;
-            lat.push(t.elapsed());
-            rec.push(exact::recall_at(&ids, truth, a.k));
+        let (lat, rec) = measure(set, usize::MAX, a.k, |q| {
             pb.inc(1);
-        }
+            search(q)
+        })?;
         pb.finish_and_clear();
         rows.push(summarise(set.name, "http", stats["hnsw_efSearch"].as_u64().map(|e| e as usize), a.k, lat, &rec));
     }

@@ -23,7 +23,7 @@ pub struct Args {
     /// Dimensions per vector.
     #[arg(long, default_value_t = 128)]
     pub dim: usize,
-    /// RNG seed; the same seed gives the same file on any machine and thread count.
+    /// RNG seed; the same seed gives the same file whatever the thread count or SIMD level.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Kind of data.

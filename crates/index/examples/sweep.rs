@@ -13,7 +13,7 @@ fn main() {
     let t = Instant::now();
     let g = hnsw::builder::build(base.as_slice(), dim, &BuildOptions { m, ef_construction: efc, threads: None, seed: 1 }, &|_| {}).unwrap();
     println!("build {:.2}s", t.elapsed().as_secs_f64());
-    for (name, qs) in [("noisy", dataset::noisy_queries(&base, 300, 2)), ("random", dataset::sphere(300, dim, 3))] {
+    for (name, qs) in [("noisy", dataset::noisy_queries(base.as_slice(), dim, 300, 2)), ("random", dataset::sphere(300, dim, 3))] {
         let truth = exact::search_many(base.as_slice(), dim, qs.as_slice(), 10);
         for ef in [16, 64, 128, 256, 400, 800] {
             let mut v = VisitedList::new(n);

@@ -84,13 +84,16 @@ pub fn clustered_with_progress(count: usize, dim: usize, clusters: usize, seed: 
     })
 }
 
-/// The demo's queries: a random base vector plus `0.1 *` Gaussian noise, renormalised.
-pub fn noisy_queries(base: &Matrix, count: usize, seed: u64) -> Matrix {
-    let dim = base.dim();
+/// The demo's queries: a random row of `base` (row-major, `dim` wide) plus
+/// `0.1 *` Gaussian noise, renormalised. Takes a slice so that a memory-mapped
+/// index's vectors serve without a copy.
+pub fn noisy_queries(base: &[f32], dim: usize, count: usize, seed: u64) -> Matrix {
+    let rows = base.len() / dim;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut data = Vec::with_capacity(count * dim);
     for _ in 0..count {
-        let src = base.row(rng.random_range(0..base.len()));
+        let r = rng.random_range(0..rows);
+        let src = &base[r * dim..(r + 1) * dim];
         let start = data.len();
         data.extend(src.iter().map(|&x| x + 0.1 * rng.sample::<f32, _>(StandardNormal)));
         if !normalize(&mut data[start..]) {

@@ -37,7 +37,7 @@ fn sphere_20k_reaches_high_recall_at_high_ef() {
     let base = dataset::sphere(20_000, 128, 1);
     let opts = BuildOptions { m: 16, ef_construction: 100, threads: None, seed: 1 };
     let graph = hnsw::builder::build(base.as_slice(), 128, &opts, &|_| {}).unwrap();
-    let noisy = dataset::noisy_queries(&base, 200, 2);
+    let noisy = dataset::noisy_queries(base.as_slice(), 128, 200, 2);
     let random = dataset::sphere(200, 128, 3);
     let r_noisy = mean_recall(&base, &noisy, 10, graph_search(&base, &graph, 800));
     let r_random = mean_recall(&base, &random, 10, graph_search(&base, &graph, 800));

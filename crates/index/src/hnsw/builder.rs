@@ -154,6 +154,28 @@ impl Builder<'_> {
         kept
     }
 
+    /// Greedy descent for point `q` from the entry point `ep` on layer `top`
+    /// down to layer `stop + 1`; returns the nearest point found there.
+    fn descend(&self, q: u32, ep: u32, top: u8, stop: u8) -> Scored {
+        let query = self.vector(q);
+        let dist = |p: u32| (kernels().l2_squared)(self.vector(p), query);
+        let links = |p: u32, l: u8, out: &mut Vec<u32>| self.copy_links(p, l, out);
+        let mut cur = Scored { distance: dist(ep), offset: ep };
+        for l in (stop + 1..=top).rev() {
+            cur = greedy_step(cur, l, links, dist);
+        }
+        cur
+    }
+
+    /// Beam search of width `ef_construction` for point `q` on one layer.
+    fn search_for(&self, q: u32, entry: &[Scored], level: u8, visited: &mut VisitedList) -> Vec<Scored> {
+        let query = self.vector(q);
+        let dist = |p: u32| (kernels().l2_squared)(self.vector(p), query);
+        let links = |p: u32, l: u8, out: &mut Vec<u32>| self.copy_links(p, l, out);
+        let prefetch = |p: u32| crate::distance::prefetch(self.vector(p));
+        search_layer(entry, self.params.ef_construction as usize, level, visited, links, dist, prefetch)
+    }
+
     fn insert(&self, q: u32, visited: &mut VisitedList) {
         let level = self.levels[q as usize];
         let mut global = Some(self.entry.lock());
@@ -161,18 +183,9 @@ impl Builder<'_> {
         if level <= top {
             global = None; // release: this point does not change the entry point
         }
-        let query = self.vector(q);
-        let dist = |p: u32| (kernels().l2_squared)(self.vector(p), query);
-        let links = |p: u32, l: u8, out: &mut Vec<u32>| self.copy_links(p, l, out);
-        let prefetch = |p: u32| crate::distance::prefetch(self.vector(p));
-
-        let mut cur = Scored { distance: dist(ep), offset: ep };
-        for l in (level + 1..=top).rev() {
-            cur = greedy_step(cur, l, links, dist);
-        }
-        let mut entry = vec![cur];
+        let mut entry = vec![self.descend(q, ep, top, level)];
         for l in (0..=level.min(top)).rev() {
-            let found = search_layer(&entry, self.params.ef_construction as usize, l, visited, links, dist, prefetch);
+            let found = self.search_for(q, &entry, l, visited);
             let chosen = self.select(&found, self.params.m as usize);
             let cap = if l == 0 { self.params.m0 } else { self.params.m } as usize;
             self.set_own_links(q, l, &chosen, cap);
@@ -248,14 +261,8 @@ impl Builder<'_> {
                 break;
             }
             for &p in &orphans {
-                let query = self.vector(p);
-                let dist = |x: u32| (kernels().l2_squared)(self.vector(x), query);
-                let links = |x: u32, l: u8, out: &mut Vec<u32>| self.copy_links(x, l, out);
-                let mut cur = Scored { distance: dist(ep), offset: ep };
-                for l in (1..=top).rev() {
-                    cur = greedy_step(cur, l, links, dist);
-                }
-                let found = search_layer(&[cur], self.params.ef_construction as usize, 0, &mut visited, links, dist, |_| {});
+                let cur = self.descend(p, ep, top, 0);
+                let found = self.search_for(p, &[cur], 0, &mut visited);
                 let near: Vec<&Scored> = found.iter().filter(|s| s.offset != p && reachable[s.offset as usize]).collect();
                 let with_room = near.iter().find(|s| self.block0(s.offset)[0].load(Ordering::Relaxed) < cap as u32);
                 let Some(target) = with_room.or(near.first()) else { continue };
