@@ -124,6 +124,18 @@ impl Index {
         Ok(self.to_neighbors(found))
     }
 
+    /// [`Index::search`] for many queries (row-major, `dim` wide), spread over
+    /// the rayon pool; results in query order. Fails on the first bad query
+    /// (callers that want per-query errors validate before calling).
+    pub fn search_batch(&self, queries: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
+        use rayon::prelude::*;
+        if self.dim() == 0 || queries.len() % self.dim() != 0 {
+            let reason = format!("length {} is not a multiple of the dimension {}", queries.len(), self.dim());
+            return Err(Error::InvalidParameter { name: "queries", reason });
+        }
+        queries.par_chunks_exact(self.dim()).map(|q| self.search(q, k, params)).collect()
+    }
+
     /// Exact k-NN by scanning every vector.
     pub fn exact_search(&self, query: &[f32], k: usize) -> Result<Vec<Neighbor>> {
         self.check_query(query, k)?;

@@ -147,3 +147,20 @@ fn parallel_builds_leave_no_point_unreachable() {
         assert_eq!(found.len(), 1_000, "round {round}: {} points unreachable", 1_000 - found.len());
     }
 }
+
+#[test]
+fn batch_search_matches_single_searches_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dataset::sphere(2_000, 16, 7);
+    let path = dir.path().join("b.vwi");
+    vectorwise_index::build_index(&base, &path, &BuildOptions::default(), &|_| {}).unwrap();
+    let index = Index::open(&path).unwrap();
+    let queries = dataset::sphere(37, 16, 8);
+    let params = SearchParams::default();
+    let batch = index.search_batch(queries.as_slice(), 5, &params).unwrap();
+    assert_eq!(batch.len(), 37);
+    for (q, got) in queries.rows().zip(&batch) {
+        assert_eq!(got, &index.search(q, 5, &params).unwrap());
+    }
+    assert!(index.search_batch(&queries.as_slice()[..17], 5, &params).is_err());
+}
