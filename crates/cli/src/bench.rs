@@ -174,7 +174,7 @@ fn in_process(a: &Args, path: &PathBuf) -> Result<Vec<Summary>> {
     let mut rows = Vec::new();
     for set in &sets {
         for &ef in &a.ef {
-            let params = SearchParams { ef_search: ef };
+            let params = SearchParams::hnsw(ef);
             let (lat, rec) = measure(set, usize::MAX, a.k, |q| Ok(ids(index.search(q, a.k, &params)?)))?;
             rows.push(summarise(set.name, "hnsw", Some(ef), a.k, lat, &rec));
             print_table(&rows[rows.len() - 1..]);

@@ -20,7 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let index = Index::open(&path)?;
     let mut queries = Vec::new();
     for q in dataset::sphere(5, 8, 99).rows() {
-        let hits = index.search(q, 5, &SearchParams { ef_search: 64 })?;
+        let hits = index.search(q, 5, &SearchParams::hnsw(64))?;
         let ids: Vec<String> = hits.iter().map(|h| h.id.to_string()).collect();
         let ds: Vec<String> = hits.iter().map(|h| format!("{:?}", h.distance)).collect();
         let qs: Vec<String> = q.iter().map(|x| format!("{x:?}")).collect();

@@ -6,7 +6,7 @@ use crate::format::{self, MappedFile};
 use crate::hnsw;
 use crate::topk::Scored;
 use crate::visited::VisitedPool;
-use crate::{exact, Neighbor, SearchParams};
+use crate::{exact, Method, Neighbor, SearchParams};
 use std::path::Path;
 use std::time::Instant;
 
@@ -108,8 +108,16 @@ impl Index {
     /// Returns `min(k, len)` neighbours, ascending squared L2.
     pub fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Neighbor>> {
         self.check_query(query, k)?;
-        if params.ef_search == 0 {
-            return Err(Error::InvalidParameter { name: "ef_search", reason: "must be at least 1".into() });
+        params.validate()?;
+        match params.method {
+            Method::Exact => return self.exact_search(query, k),
+            Method::Scan => {
+                return Err(Error::InvalidParameter {
+                    name: "method",
+                    reason: "this index has no quantised codes for `scan`".into(),
+                });
+            }
+            Method::Auto | Method::Hnsw => {}
         }
         let vectors = self.vectors();
         let dim = self.dim();

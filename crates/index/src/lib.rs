@@ -14,6 +14,7 @@ pub mod format;
 mod fsutil;
 pub mod hnsw;
 mod index;
+pub mod params;
 pub mod topk;
 pub mod vectors;
 pub mod visited;
@@ -21,6 +22,7 @@ pub mod visited;
 pub use error::{Error, Result};
 pub use fsutil::write_atomic;
 pub use index::{Index, IndexInfo};
+pub use params::{Method, SearchParams};
 pub use vectors::Matrix;
 
 /// One search hit.
@@ -30,19 +32,6 @@ pub struct Neighbor {
     pub id: u64,
     /// Exact squared L2 distance from the query.
     pub distance: f32,
-}
-
-/// Knobs a single search may set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SearchParams {
-    /// HNSW beam width on layer 0; raised to `k` when smaller.
-    pub ef_search: usize,
-}
-
-impl Default for SearchParams {
-    fn default() -> Self {
-        SearchParams { ef_search: 64 }
-    }
 }
 
 /// Builds an HNSW index over `vectors` and writes it to `path` atomically.

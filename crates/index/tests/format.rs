@@ -153,7 +153,7 @@ fn frozen_v1_file_still_loads_and_answers_the_same() {
     assert_eq!(index.dim() as u64, expected["dim"].as_u64().unwrap());
     for case in expected["queries"].as_array().unwrap() {
         let q: Vec<f32> = case["query"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
-        let hits = index.search(&q, 5, &SearchParams { ef_search: 64 }).unwrap();
+        let hits = index.search(&q, 5, &SearchParams::hnsw(64)).unwrap();
         let ids: Vec<u64> = hits.iter().map(|h| h.id).collect();
         let want: Vec<u64> = case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
         assert_eq!(ids, want);

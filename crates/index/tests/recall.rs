@@ -78,7 +78,7 @@ fn reloaded_index_answers_like_the_exact_search_and_the_built_graph() {
     let queries = dataset::sphere(50, 32, 12);
     let mut in_memory = graph_search(&base, &graph, 50);
     for q in queries.rows() {
-        let loaded = index.search(q, 10, &SearchParams { ef_search: 50 }).unwrap();
+        let loaded = index.search(q, 10, &SearchParams::hnsw(50)).unwrap();
         let ids: Vec<u32> = loaded.iter().map(|n| n.id as u32).collect();
         assert_eq!(ids, in_memory(q), "file and memory disagree");
         assert!(loaded.windows(2).all(|w| w[0].distance <= w[1].distance));
@@ -89,12 +89,12 @@ fn reloaded_index_answers_like_the_exact_search_and_the_built_graph() {
     }
     // With a beam as wide as the data, HNSW equals exact search.
     for q in queries.rows().take(10) {
-        let approx = index.search(q, 10, &SearchParams { ef_search: 3_000 }).unwrap();
+        let approx = index.search(q, 10, &SearchParams::hnsw(3_000)).unwrap();
         let truth = index.exact_search(q, 10).unwrap();
         assert_eq!(approx.iter().map(|n| n.id).collect::<Vec<_>>(), truth.iter().map(|n| n.id).collect::<Vec<_>>());
     }
     // k beyond the point count returns every point once.
-    let all = index.search(queries.row(0), 5_000, &SearchParams { ef_search: 10 }).unwrap();
+    let all = index.search(queries.row(0), 5_000, &SearchParams::hnsw(10)).unwrap();
     assert_eq!(all.len(), 3_000);
 }
 
@@ -129,7 +129,7 @@ fn search_rejects_bad_queries() {
     ));
     assert!(index.search(&[f32::NAN, 0.0, 0.0, 0.0], 1, &p).is_err());
     assert!(index.search(&[1.0; 4], 0, &p).is_err());
-    assert!(index.search(&[1.0; 4], 1, &SearchParams { ef_search: 0 }).is_err());
+    assert!(index.search(&[1.0; 4], 1, &SearchParams::hnsw(0)).is_err());
 }
 
 /// Concurrent insertion must not orphan points: with a beam as wide as the

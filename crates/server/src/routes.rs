@@ -94,7 +94,7 @@ pub(crate) async fn search(
     // Validation rejected zero and non-finite vectors, so this succeeds.
     normalize_query(&mut query);
     let permit = state.try_acquire_search()?;
-    let params = SearchParams { ef_search: state.config().ef_search };
+    let params = SearchParams::hnsw(state.config().ef_search);
     let hits = tokio::task::spawn_blocking(move || {
         // Held until the search ends, even if the client has gone away.
         let _permit = permit;
