@@ -1,0 +1,582 @@
+"""`VectorWiseClient`: the HTTP client, its results, and how it encodes queries.
+
+Queries go out as JSON with every element written as ``%.9g`` of its float32
+value: nine significant digits are exactly enough for a float32 to come back
+bit for bit (the server stores and searches float32), and the body is about
+40 % smaller than Python's shortest float64 repr of the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Callable, TypedDict, Union, cast, overload
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+
+from .errors import (
+    ServiceUnavailable,
+    TransportError,
+    UnexpectedResponse,
+    ValidationError,
+    error_from_response,
+)
+
+__all__ = [
+    "BatchResult",
+    "Health",
+    "SearchResult",
+    "Stats",
+    "VectorWiseClient",
+]
+
+#: Anything accepted as one query: a 1-D numpy array or a sequence of numbers.
+VectorLike = Union[npt.NDArray[Any], Sequence[float]]
+#: Anything accepted as many queries: a 2-D numpy array or a sequence of rows.
+MatrixLike = Union[npt.NDArray[Any], Sequence[Sequence[float]]]
+
+#: Statuses worth another try: the same request may well succeed later.
+RETRY_STATUSES = frozenset({502, 503, 504})
+
+# Transport failures worth another try. Every request this client makes is
+# idempotent (reads and searches), so a retry after a read timeout or a reset
+# connection cannot do anything twice.
+_RETRY_EXCEPTIONS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+_JSON = {"content-type": "application/json", "accept": "application/json"}
+
+
+class Health(TypedDict):
+    """``GET /`` body."""
+
+    service: str
+    #: ``"healthy"``, ``"loading"`` or ``"unavailable"``.
+    status: str
+    vectors_indexed: int
+
+
+class Stats(TypedDict, total=False):
+    """``GET /stats`` body (the server may add fields; they are kept)."""
+
+    total_vectors: int
+    dimension: int
+    index_type: str
+    hnsw_m: int
+    hnsw_efSearch: int
+    hnsw_efConstruction: int
+    metric: str
+    format_version: int
+    file_size_bytes: int
+    build_seconds: float
+    load_seconds: float
+    simd: str
+    max_k: int
+    index_path: str
+
+
+@dataclass(frozen=True, eq=False)
+class SearchResult:
+    """The neighbours of one query, nearest first.
+
+    Attributes:
+        ids: Row numbers of the neighbours in the indexed vectors file (int64).
+        distances: Squared L2 distances from the L2-normalised query (float32),
+            ascending.
+    """
+
+    ids: npt.NDArray[np.int64]
+    distances: npt.NDArray[np.float32]
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def __iter__(self) -> Iterator[tuple[int, float]]:
+        """``(id, distance)`` pairs, nearest first."""
+        return zip(self.ids.tolist(), self.distances.tolist())
+
+    @classmethod
+    def _from_json(cls, body: Any) -> SearchResult:
+        try:
+            ids = np.asarray(body["indices"], dtype=np.int64)
+            distances = np.asarray(body["distances"], dtype=np.float32)
+        except (KeyError, TypeError, ValueError) as e:
+            raise UnexpectedResponse(f"not a search result: {str(body)[:200]!r}") from e
+        if ids.ndim != 1 or ids.shape != distances.shape:
+            raise UnexpectedResponse(f"indices and distances differ in shape: {str(body)[:200]!r}")
+        return cls(ids=ids, distances=distances)
+
+
+class BatchResult(Sequence[SearchResult]):
+    """The results of a batch, one `SearchResult` per query, in query order.
+
+    Besides indexing and iteration, ``ids`` and ``distances`` give the whole
+    batch as 2-D arrays of shape ``(n_queries, k)``. Every row has
+    ``min(k, total_vectors)`` hits from this server, so nothing is padded in
+    practice; should rows ever differ in length, the short ones are padded with
+    id ``-1`` and distance ``inf`` (Faiss's convention).
+    """
+
+    def __init__(self, results: Sequence[SearchResult]) -> None:
+        self._results = list(results)
+
+    @overload
+    def __getitem__(self, i: int) -> SearchResult: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[SearchResult]: ...
+    def __getitem__(self, i: int | slice) -> SearchResult | list[SearchResult]:
+        return self._results[i]
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def __repr__(self) -> str:
+        return f"BatchResult({len(self)} queries, k={self._width()})"
+
+    def _width(self) -> int:
+        return max((len(r) for r in self._results), default=0)
+
+    @property
+    def ids(self) -> npt.NDArray[np.int64]:
+        """Neighbour ids, shape ``(n_queries, k)``; ``-1`` pads short rows."""
+        out = np.full((len(self), self._width()), -1, dtype=np.int64)
+        for row, r in zip(out, self._results):
+            row[: len(r)] = r.ids
+        return out
+
+    @property
+    def distances(self) -> npt.NDArray[np.float32]:
+        """Squared L2 distances, shape ``(n_queries, k)``; ``inf`` pads short rows."""
+        out = np.full((len(self), self._width()), np.inf, dtype=np.float32)
+        for row, r in zip(out, self._results):
+            row[: len(r)] = r.distances
+        return out
+
+
+def _input_error(msg: str, loc: list[Any], kind: str) -> ValidationError:
+    where = ".".join(str(p) for p in loc)
+    return ValidationError(
+        f"invalid query, {where}: {msg}",
+        status=None,
+        detail=[{"loc": loc, "msg": msg, "type": kind}],
+    )
+
+
+def _as_matrix(data: Any, field: str, ndim: int) -> npt.NDArray[np.float32]:
+    """``data`` as a float32 array of ``ndim`` dimensions, finite, or a `ValidationError`."""
+    try:
+        arr = np.asarray(data, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise _input_error(f"not a {ndim}-D array of numbers: {e}", ["body", field], "type") from e
+    if arr.ndim != ndim:
+        what = "a vector (1-D)" if ndim == 1 else "a matrix (2-D, one query per row)"
+        raise _input_error(
+            f"expected {what}, got an array of shape {arr.shape}", ["body", field], "shape"
+        )
+    bad = np.argwhere(~np.isfinite(arr))
+    if bad.size:
+        where = [int(i) for i in bad[0]]
+        raise _input_error(
+            "Input should be a finite number", ["body", field, *where], "finite_number"
+        )
+    return arr
+
+
+_fmt = "%.9g".__mod__
+
+
+def _encode_row(row: Sequence[float]) -> str:
+    return "[" + ",".join(map(_fmt, row)) + "]"
+
+
+def _json_value(value: Any) -> Any:
+    """Options as JSON: numpy scalars and arrays become Python numbers and lists."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def _body(vectors_field: str, vectors_json: str, k: int, options: Mapping[str, Any]) -> bytes:
+    if vectors_field in options or "k" in options:
+        raise TypeError(f"options may not set {vectors_field!r} or 'k'; pass them as arguments")
+    head = json.dumps({"k": _json_value(k), **{n: _json_value(v) for n, v in options.items()}})
+    return (head[:-1] + f',"{vectors_field}":{vectors_json}}}').encode()
+
+
+_QUERY_INDEX = re.compile(r"query_vectors\[(\d+)\]")
+
+
+def _server_max_batch(response: httpx.Response) -> int | None:
+    """The server's batch limit, if ``response`` refuses a batch as too long (422 ``too_long``)."""
+    if response.status_code != 422:
+        return None
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        return None
+    if isinstance(detail, list) and len(detail) == 1 and isinstance(detail[0], dict):
+        e = detail[0]
+        limit = (e.get("ctx") or {}).get("max_length")
+        if e.get("type") == "too_long" and e.get("loc") == ["body", "query_vectors"]:
+            return limit if isinstance(limit, int) else None
+    return None
+
+
+def _relocate_batch(offset: int, single: bool = False) -> Callable[[Any], Any]:
+    """A detail rewriter: locate a batch's problems by their row in the caller's matrix.
+
+    The server counts query indices from the start of its request; the client
+    may have split the matrix, so ``offset`` (the request's first row) is
+    added. With ``single``, the detail came from ``POST /search`` for row
+    ``offset`` and its ``["body", "query_vector", ...]`` locations are turned
+    into ``["body", "query_vectors", offset, ...]``.
+    """
+
+    def relocate(detail: Any) -> Any:
+        if isinstance(detail, str) and not single:
+            # e.g. "query_vectors[3] has 2 dimensions, expected 128" (400)
+            return _QUERY_INDEX.sub(lambda m: f"query_vectors[{int(m[1]) + offset}]", detail)
+        if isinstance(detail, str):
+            return detail.replace("query_vector ", f"query_vectors[{offset}] ", 1)
+        if not isinstance(detail, list):
+            return detail
+        out = []
+        for e in detail:
+            loc = e.get("loc") if isinstance(e, dict) else None
+            if isinstance(loc, list) and loc[:2] == ["body", "query_vector"] and single:
+                e = {**e, "loc": ["body", "query_vectors", offset, *loc[2:]]}
+            elif (
+                isinstance(loc, list)
+                and loc[:2] == ["body", "query_vectors"]
+                and len(loc) >= 3
+                and isinstance(loc[2], int)
+                and not single
+            ):
+                e = {**e, "loc": [*loc[:2], loc[2] + offset, *loc[3:]]}
+            out.append(e)
+        return out
+
+    return relocate
+
+
+class VectorWiseClient:
+    """A client for one VectorWise server; thread-safe, with a pooled connection.
+
+    ::
+
+        with VectorWiseClient("http://localhost:8000") as vw:
+            hits = vw.search(np.random.rand(128), k=10)
+            print(hits.ids, hits.distances)
+
+    Every request is idempotent (health, stats and searches change nothing), so
+    failed connections, timeouts and 502/503/504 answers are retried up to
+    ``retries`` times, waiting ``backoff * 2**attempt`` seconds (with jitter,
+    at most ``backoff_max``) in between. A 503's ``Retry-After`` is honoured:
+    the wait is at least that long; if the server asks for more than
+    ``backoff_max`` the error is raised at once instead, so a call never blocks
+    longer than the caller allowed. Other errors are raised at once as the
+    typed exceptions of `vectorwise.errors`.
+
+    Args:
+        url: The server's base URL.
+        timeout: Seconds to wait for a connection and for each read (or an
+            ``httpx.Timeout``).
+        retries: Extra attempts after the first (0: no retry).
+        backoff: First wait between attempts, in seconds; doubled each time.
+        backoff_max: Longest single wait, in seconds.
+        batch_size: Most queries sent in one ``POST /search/batch``; larger
+            matrices go as several requests (the server's default maximum is
+            1024).
+        max_body_bytes: Largest request body to send; a batch is split further
+            so each request stays under it (the server's default limit is
+            4 MiB).
+        batch_fallback: If the server has no ``/search/batch`` (404, an older
+            server), send a batch's queries one by one to ``/search`` instead
+            (with a warning, once). ``False`` raises `NotFound`.
+        headers: Extra headers for every request (e.g. authentication at a proxy).
+        transport: An ``httpx`` transport to use instead of the network (tests).
+    """
+
+    def __init__(
+        self,
+        url: str = "http://localhost:8000",
+        *,
+        timeout: float | httpx.Timeout = 10.0,
+        retries: int = 3,
+        backoff: float = 0.1,
+        backoff_max: float = 10.0,
+        batch_size: int = 1024,
+        max_body_bytes: int = 4_000_000,
+        batch_fallback: bool = True,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if retries < 0:
+            raise ValueError("retries must be >= 0")
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.url = url.rstrip("/")
+        self.retries = retries
+        self.backoff = backoff
+        self.backoff_max = backoff_max
+        self.batch_size = batch_size
+        self.max_body_bytes = max_body_bytes
+        self.batch_fallback = batch_fallback
+        self._has_batch: bool | None = None
+        self._sleep: Callable[[float], None] = time.sleep
+        self._http = httpx.Client(
+            base_url=self.url,
+            timeout=timeout,
+            headers=dict(headers or {}),
+            transport=transport,
+        )
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection pool. The client cannot be used afterwards."""
+        self._http.close()
+
+    def __enter__(self) -> VectorWiseClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"VectorWiseClient({self.url!r}, retries={self.retries})"
+
+    # -- the API -----------------------------------------------------------
+
+    def health(self) -> Health:
+        """``GET /``: the service's state.
+
+        Returns the body whether the server is ready (``status == "healthy"``)
+        or not (``"loading"`` or ``"unavailable"``, answered with 503): a
+        health check wants the current state, so a 503 here is not retried.
+        Connection failures are retried, then raise `TransportError`.
+        """
+        response = self._send("GET", "/", retry_statuses=frozenset())
+        if response.status_code in (200, 503):
+            body = self._json(response)
+            if isinstance(body, dict) and "status" in body:
+                return cast(Health, body)
+        raise error_from_response(response)
+
+    def wait_until_ready(self, timeout: float = 30.0, interval: float = 0.1) -> Health:
+        """Poll ``GET /`` until the index is served; returns the healthy body.
+
+        Raises:
+            ServiceUnavailable: the load failed, or still loading after ``timeout``.
+            TransportError: no answer at all within ``timeout``.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                health = self.health()
+            except TransportError:
+                if time.monotonic() >= deadline:
+                    raise
+            else:
+                if health["status"] == "healthy":
+                    return health
+                if health["status"] != "loading" or time.monotonic() >= deadline:
+                    raise ServiceUnavailable(
+                        f"{self.url} is not ready: status {health['status']!r}", detail=health
+                    )
+            time.sleep(interval)
+
+    def stats(self) -> Stats:
+        """``GET /stats``: the index's size, dimension, parameters and limits."""
+        body = self._json(self._checked("GET", "/stats"))
+        if not isinstance(body, dict):
+            raise UnexpectedResponse(f"not a stats body: {str(body)[:200]!r}")
+        return cast(Stats, body)
+
+    def search(self, vector: VectorLike, k: int = 10, **options: Any) -> SearchResult:
+        """``POST /search``: the ``k`` nearest neighbours of one query.
+
+        Args:
+            vector: The query: a 1-D numpy array (any float or int dtype) or a
+                sequence of numbers, of the index's dimension. The server scales
+                it to unit length, so its length does not matter.
+            k: Neighbours wanted (``1..max_k``; see `stats`).
+            **options: Extra fields of the request body, passed through as they
+                are (e.g. ``ef_search=256`` where the server supports it).
+
+        Returns:
+            ``min(k, total_vectors)`` neighbours, nearest first.
+
+        Raises:
+            ValidationError: wrong dimension (400), bad ``k`` or vector (422),
+                or a vector that cannot be sent (non-finite, not 1-D).
+            ServiceUnavailable: still 503 after the retries.
+            TransportError: no answer after the retries.
+        """
+        row = _as_matrix(vector, "query_vector", 1)
+        body = _body("query_vector", _encode_row(row.tolist()), k, options)
+        return SearchResult._from_json(self._json(self._checked("POST", "/search", body)))
+
+    def search_batch(self, matrix: MatrixLike, k: int = 10, **options: Any) -> BatchResult:
+        """``POST /search/batch``: the ``k`` nearest neighbours of each row of ``matrix``.
+
+        Rows are sent in requests of at most ``batch_size`` rows and
+        ``max_body_bytes`` bytes, in order; the results come back in row
+        order. Errors name the row in the whole matrix (see `ValidationError`).
+
+        Args:
+            matrix: The queries: a 2-D numpy array, one query per row, or a
+                sequence of equal-length sequences. No rows: no request, an
+                empty result.
+            k: Neighbours wanted per query.
+            **options: Extra request fields, passed through (as in `search`).
+
+        Returns:
+            A `BatchResult`: a sequence of `SearchResult`, with ``.ids`` and
+            ``.distances`` as ``(n_queries, k)`` arrays.
+        """
+        arr = _as_matrix(matrix, "query_vectors", 2)
+        if arr.shape[0] == 0:
+            return BatchResult([])
+        rows = [_encode_row(r) for r in arr.tolist()]
+        if self._has_batch is False:
+            return self._batch_by_singles(rows, k, options)
+        results: list[SearchResult] = []
+        overhead = len(_body("query_vectors", "[]", k, options))
+        start = 0
+        while start < len(rows):
+            end = self._chunk_end(rows, start, overhead)
+            body = _body("query_vectors", "[" + ",".join(rows[start:end]) + "]", k, options)
+            response = self._send("POST", "/search/batch", body)
+            if response.status_code == 404 and not self._has_batch and self.batch_fallback:
+                self._has_batch = False
+                warnings.warn(
+                    f"{self.url} has no POST /search/batch (an older server?); "
+                    "sending the queries one by one",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                rest = self._batch_by_singles(rows[start:], k, options, offset=start)
+                return BatchResult(results + list(rest))
+            if not response.is_success:
+                smaller = _server_max_batch(response)
+                if smaller is not None and 0 < smaller < end - start:
+                    # The server's --max-batch is below ours: use its size from now on.
+                    self.batch_size = smaller
+                    continue
+                raise error_from_response(response, _relocate_batch(start))
+            self._has_batch = True
+            results.extend(self._parse_batch(self._json(response), end - start))
+            start = end
+        return BatchResult(results)
+
+    # -- internals ---------------------------------------------------------
+
+    def _chunk_end(self, rows: list[str], start: int, overhead: int) -> int:
+        """End of the request from ``start``: at most ``batch_size`` rows and ``max_body_bytes``.
+
+        A request always holds at least one row (the server answers 413 if
+        that alone is too large).
+        """
+        size = overhead + len(rows[start])
+        end = start + 1
+        limit = min(len(rows), start + self.batch_size)
+        while end < limit and size + len(rows[end]) + 1 <= self.max_body_bytes:
+            size += len(rows[end]) + 1  # the row and its comma
+            end += 1
+        return end
+
+    def _batch_by_singles(
+        self, rows: list[str], k: int, options: Mapping[str, Any], offset: int = 0
+    ) -> BatchResult:
+        results = []
+        for i, row in enumerate(rows, start=offset):
+            response = self._send("POST", "/search", _body("query_vector", row, k, options))
+            if not response.is_success:
+                # Name the row as the batch endpoint would.
+                raise error_from_response(response, _relocate_batch(i, single=True))
+            results.append(SearchResult._from_json(self._json(response)))
+        return BatchResult(results)
+
+    @staticmethod
+    def _parse_batch(body: Any, expected: int) -> list[SearchResult]:
+        items = body.get("results") if isinstance(body, dict) else None
+        if not isinstance(items, list) or len(items) != expected:
+            raise UnexpectedResponse(
+                f"expected {expected} results in a batch answer: {str(body)[:200]!r}"
+            )
+        return [SearchResult._from_json(item) for item in items]
+
+    @staticmethod
+    def _json(response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError as e:
+            raise UnexpectedResponse(
+                f"HTTP {response.status_code}: not JSON: {response.text[:200]!r}",
+                status=response.status_code,
+            ) from e
+
+    def _checked(self, method: str, path: str, body: bytes | None = None) -> httpx.Response:
+        """Send with retries; a 2xx answer, else its typed error."""
+        response = self._send(method, path, body)
+        if response.is_success:
+            return response
+        raise error_from_response(response)
+
+    def _delay(self, attempt: int) -> float:
+        base = min(self.backoff_max, self.backoff * 2.0**attempt)
+        return base * (0.5 + random.random() / 2)  # jitter: many clients do not retry in step
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        retry_statuses: frozenset[int] = RETRY_STATUSES,
+    ) -> httpx.Response:
+        """One request, retried on transport errors and ``retry_statuses``.
+
+        Returns the last answer (whatever its status) or raises `TransportError`.
+        """
+        headers = _JSON if body is not None else None
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(method, path, content=body, headers=headers)
+            except _RETRY_EXCEPTIONS as e:
+                if attempt >= self.retries:
+                    raise TransportError(
+                        f"{method} {self.url}{path} failed after {attempt + 1} attempt(s): "
+                        f"{type(e).__name__}: {e}"
+                    ) from e
+                wait = self._delay(attempt)
+            except httpx.HTTPError as e:  # not transient: a bad URL, a closed client...
+                raise TransportError(f"{method} {self.url}{path}: {type(e).__name__}: {e}") from e
+            else:
+                if response.status_code not in retry_statuses or attempt >= self.retries:
+                    return response
+                wait = self._delay(attempt)
+                if response.status_code == 503:
+                    err = error_from_response(response)
+                    assert isinstance(err, ServiceUnavailable)
+                    if err.retry_after is not None:
+                        if err.retry_after > self.backoff_max:
+                            return response  # longer than we may wait: the caller decides
+                        wait = max(wait, err.retry_after)
+            self._sleep(wait)
+            attempt += 1

@@ -1,0 +1,56 @@
+"""Each of the six examples runs start to finish against the real server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import Dataset
+
+from vectorwise.local import LocalServer
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+ARGS = {
+    "05_latency_benchmark.py": ["--queries", "200", "--batch", "50"],
+}
+
+
+def test_there_are_six_examples() -> None:
+    assert len(sorted(EXAMPLES.glob("0*.py"))) == 6
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("0*.py")))
+def test_example_runs(example: str, server: LocalServer, dataset: Dataset, binary: Path) -> None:
+    env = {
+        **os.environ,
+        "VECTORWISE_URL": server.url,
+        "VECTORWISE_VECTORS_PATH": str(dataset.vectors_path),
+        "VECTORWISE_BIN": str(binary),
+    }
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / example), *ARGS.get(example, [])],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, f"{example} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
+    assert done.stdout.strip()
+
+
+def test_an_example_fails_when_the_server_is_down(free_port: int) -> None:
+    env = {**os.environ, "VECTORWISE_URL": f"http://127.0.0.1:{free_port}"}
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "01_health_and_stats.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "error:" in done.stderr

@@ -1,0 +1,270 @@
+"""Client behaviour the real server cannot be made to show on demand (an
+overload's Retry-After, 5xx, an older server without /search/batch, garbled
+answers), against scripted answers from httpx.MockTransport."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from vectorwise import (
+    NotFound,
+    ServerError,
+    ServiceUnavailable,
+    UnexpectedResponse,
+    ValidationError,
+    VectorWiseClient,
+)
+from vectorwise._client import _encode_row
+from vectorwise.errors import parse_retry_after
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def hits(k: int = 2) -> dict[str, list[float]]:
+    return {"indices": list(range(k)), "distances": [0.5 * i for i in range(k)]}
+
+
+class Script:
+    """Answers requests from a list of responses (or a function), recording them."""
+
+    def __init__(self, *answers: httpx.Response | Handler) -> None:
+        self.answers: Iterator[httpx.Response | Handler] = iter(answers)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        answer = next(self.answers)
+        return answer(request) if callable(answer) else answer
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(r.content) for r in self.requests]
+
+
+def client(script: Script, **kwargs: object) -> tuple[VectorWiseClient, list[float]]:
+    vw = VectorWiseClient("http://vw.test", transport=httpx.MockTransport(script), **kwargs)  # type: ignore[arg-type]
+    sleeps: list[float] = []
+    vw._sleep = sleeps.append
+    return vw, sleeps
+
+
+def test_options_pass_through_to_the_body() -> None:
+    script = Script(
+        httpx.Response(200, json=hits()), httpx.Response(200, json={"results": [hits()]})
+    )
+    vw, _ = client(script)
+    vw.search([1, 2], k=2, ef_search=np.int64(256), profile="fast", recall_target=0.95)
+    vw.search_batch([[1, 2]], k=2, ef_search=128)
+    first, second = script.bodies()
+    assert first == {
+        "k": 2,
+        "ef_search": 256,
+        "profile": "fast",
+        "recall_target": 0.95,
+        "query_vector": [1.0, 2.0],
+    }
+    assert second == {"k": 2, "ef_search": 128, "query_vectors": [[1.0, 2.0]]}
+    assert script.requests[0].headers["content-type"] == "application/json"
+    assert script.requests[1].url.path == "/search/batch"
+
+
+def test_options_cannot_replace_the_query() -> None:
+    vw, _ = client(Script())
+    with pytest.raises(TypeError):
+        vw.search([1.0], k=1, query_vector=[2.0])
+
+
+def test_float32_values_go_out_exactly() -> None:
+    x = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
+    x[:3] = [1e-38, -3.4e38, 0.0]
+    back = np.array(json.loads(_encode_row(x.tolist())), dtype=np.float32)
+    np.testing.assert_array_equal(back, x)
+
+
+def test_503_retry_after_is_honoured() -> None:
+    busy = httpx.Response(
+        503,
+        json={"detail": "Too many pending searches, retry later"},
+        headers={"Retry-After": "0.25"},
+    )
+    script = Script(busy, busy, httpx.Response(200, json=hits()))
+    vw, sleeps = client(script, retries=3, backoff=0.001)
+    assert len(vw.search([1.0, 2.0], k=2)) == 2
+    assert len(script.requests) == 3
+    assert sleeps == [0.25, 0.25]
+
+
+def test_503_retries_run_out() -> None:
+    busy = httpx.Response(
+        503, json={"detail": "Too many pending searches, retry later"}, headers={"Retry-After": "1"}
+    )
+    vw, sleeps = client(Script(busy, busy, busy), retries=2, backoff=0.001)
+    with pytest.raises(ServiceUnavailable) as info:
+        vw.search([1.0], k=1)
+    assert info.value.retry_after == 1.0
+    assert info.value.detail == "Too many pending searches, retry later"
+    assert isinstance(info.value, ServerError)
+    assert sleeps == [1.0, 1.0]
+
+
+def test_retry_after_longer_than_backoff_max_is_raised_at_once() -> None:
+    busy = httpx.Response(503, json={"detail": "busy"}, headers={"Retry-After": "120"})
+    vw, sleeps = client(Script(busy), retries=5, backoff_max=10)
+    with pytest.raises(ServiceUnavailable) as info:
+        vw.search([1.0], k=1)
+    assert info.value.retry_after == 120
+    assert sleeps == []
+
+
+def test_backoff_grows_exponentially_and_is_capped() -> None:
+    loading = httpx.Response(503, json={"detail": "Index not loaded yet"})
+    vw, sleeps = client(Script(*[loading] * 6), retries=5, backoff=0.1, backoff_max=0.5)
+    with pytest.raises(ServiceUnavailable):
+        vw.stats()
+    bases = [0.1, 0.2, 0.4, 0.5, 0.5]  # jitter keeps each wait within [base/2, base]
+    assert all(b / 2 <= s <= b for s, b in zip(sleeps, bases)), sleeps
+
+
+def test_500_is_a_server_error_and_not_retried() -> None:
+    script = Script(httpx.Response(500, json={"detail": "Internal server error"}))
+    vw, _ = client(script, retries=3)
+    with pytest.raises(ServerError) as info:
+        vw.search([1.0], k=1)
+    assert not isinstance(info.value, ServiceUnavailable)
+    assert (info.value.status, info.value.detail) == (500, "Internal server error")
+    assert len(script.requests) == 1
+
+
+def test_502_from_a_proxy_is_retried() -> None:
+    script = Script(httpx.Response(502, text="Bad Gateway"), httpx.Response(200, json=hits()))
+    vw, _ = client(script, retries=1)
+    assert len(vw.search([1.0], k=2)) == 2
+
+
+def test_read_timeouts_are_retried() -> None:
+    def timeout(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    script = Script(timeout, httpx.Response(200, json=hits()))
+    vw, sleeps = client(script, retries=1)
+    assert len(vw.search([1.0], k=2)) == 2
+    assert len(sleeps) == 1
+
+
+def test_garbled_answers_are_unexpected_responses() -> None:
+    vw, _ = client(Script(httpx.Response(200, text="<html>proxy</html>")))
+    with pytest.raises(UnexpectedResponse):
+        vw.search([1.0], k=1)
+    vw, _ = client(Script(httpx.Response(200, json={"indices": [1, 2], "distances": [0.1]})))
+    with pytest.raises(UnexpectedResponse):
+        vw.search([1.0], k=2)
+    vw, _ = client(Script(httpx.Response(200, json={"results": [hits()]})))
+    with pytest.raises(UnexpectedResponse):
+        vw.search_batch([[1.0], [2.0]], k=2)  # two queries, one result
+
+
+def test_health_reports_loading_without_raising() -> None:
+    loading = {"service": "VectorWise", "status": "loading", "vectors_indexed": 0}
+    script = Script(httpx.Response(503, json=loading), httpx.Response(503, json=loading))
+    vw, sleeps = client(script, retries=3)
+    assert vw.health() == loading
+    assert sleeps == []  # a health check reports the state now; it does not wait
+    failed = {"service": "VectorWise", "status": "unavailable", "vectors_indexed": 0}
+    vw, _ = client(Script(httpx.Response(503, json=failed)))
+    with pytest.raises(ServiceUnavailable):
+        vw.wait_until_ready(timeout=5)
+
+
+def test_older_server_without_batch_falls_back_to_singles() -> None:
+    script = Script(
+        httpx.Response(404, json={"detail": "Not Found"}),
+        *[httpx.Response(200, json=hits()) for _ in range(3)],
+        *[httpx.Response(200, json=hits()) for _ in range(2)],
+    )
+    vw, _ = client(script)
+    with pytest.warns(RuntimeWarning, match="no POST /search/batch"):
+        assert len(vw.search_batch(np.ones((3, 4)), k=2)) == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once; the next batch goes straight to /search
+        assert vw.search_batch(np.ones((2, 4)), k=2).ids.shape == (2, 2)
+    paths = [r.url.path for r in script.requests]
+    assert paths == ["/search/batch"] + ["/search"] * 5
+
+
+def test_fallback_errors_name_the_batch_row() -> None:
+    bad = {"detail": [{"loc": ["body", "query_vector"], "msg": "zero", "type": "value_error"}]}
+    script = Script(
+        httpx.Response(404, json={"detail": "Not Found"}),
+        httpx.Response(200, json=hits()),
+        httpx.Response(422, json=bad),
+    )
+    vw, _ = client(script)
+    with pytest.warns(RuntimeWarning), pytest.raises(ValidationError) as info:
+        vw.search_batch(np.ones((3, 4)), k=2)
+    assert info.value.errors[0]["loc"] == ["body", "query_vectors", 1]
+
+
+def test_no_fallback_raises_not_found() -> None:
+    vw, _ = client(Script(httpx.Response(404, json={"detail": "Not Found"})), batch_fallback=False)
+    with pytest.raises(NotFound) as info:
+        vw.search_batch(np.ones((3, 4)), k=2)
+    assert info.value.status == 404
+
+
+def test_batch_chunks_keep_order_and_relocate_errors() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        n = len(json.loads(request.content)["query_vectors"])
+        return httpx.Response(200, json={"results": [hits() for _ in range(n)]})
+
+    bad = {"detail": [{"loc": ["body", "query_vectors", 1, 0], "msg": "bad", "type": "x"}]}
+    script = Script(answer, answer, httpx.Response(422, json=bad))
+    vw, _ = client(script, batch_size=4)
+    with pytest.raises(ValidationError) as info:
+        vw.search_batch(np.arange(1, 41, dtype=np.float32).reshape(10, 4), k=2)
+    assert info.value.errors[0]["loc"] == ["body", "query_vectors", 9, 0]  # 8 + 1
+    sent = [b["query_vectors"] for b in script.bodies()]
+    assert [len(s) for s in sent] == [4, 4, 2]
+    assert [row[0] for s in sent for row in s] == [1.0 + 4 * i for i in range(10)]
+
+
+def test_batch_dimension_message_names_the_matrix_row() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        n = len(json.loads(request.content)["query_vectors"])
+        return httpx.Response(200, json={"results": [hits() for _ in range(n)]})
+
+    msg = {"detail": "query_vectors[1] has 5 dimensions, expected 4"}
+    vw, _ = client(Script(answer, httpx.Response(400, json=msg)), batch_size=3)
+    with pytest.raises(ValidationError) as info:
+        vw.search_batch(np.ones((6, 5)), k=2)
+    assert info.value.detail == "query_vectors[4] has 5 dimensions, expected 4"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("3", 3.0),
+        ("0.5", 0.5),
+        ("-2", 0.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+        ("soon", None),
+        (None, None),
+    ],
+)
+def test_parse_retry_after(header: str | None, expected: float | None) -> None:
+    assert parse_retry_after(header) == expected
+
+
+def test_constructor_checks() -> None:
+    with pytest.raises(ValueError, match="retries"):
+        VectorWiseClient(retries=-1)
+    with pytest.raises(ValueError, match="batch_size"):
+        VectorWiseClient(batch_size=0)
+    vw = VectorWiseClient("http://localhost:8000/")
+    assert vw.url == "http://localhost:8000"
+    vw.close()
