@@ -4,7 +4,8 @@ use crate::progress::{bar, mib};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use vectorwise_index::{Matrix, hnsw::BuildOptions};
+use vectorwise_index::scan::ScanOptions;
+use vectorwise_index::{IndexOptions, Matrix, Method, choose, hnsw::BuildOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -18,8 +19,29 @@ pub struct Args {
     pub hnsw: HnswArgs,
 }
 
+/// Which search structures to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MethodArg {
+    /// Test a graph on a 20k-point sample: build HNSW + scan codes when the
+    /// data has structure (sample recall@10 at ef 64 >= 0.9), else scan codes only.
+    Auto,
+    /// HNSW graph only.
+    Hnsw,
+    /// Quantised scan codes only (seconds to build).
+    Scan,
+    /// Both; searches default to HNSW.
+    Both,
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct HnswArgs {
+    /// Search structures to build.
+    #[arg(long, value_enum, default_value_t = MethodArg::Auto)]
+    pub method: MethodArg,
+    /// Dimensions per 4-bit sub-quantiser of the scan codes (2: 0.25 bytes a
+    /// dimension, more precise; 4: 0.125 bytes a dimension).
+    #[arg(long, default_value_t = 2)]
+    pub scan_dsub: usize,
     /// HNSW links per point (layer 0 gets twice as many).
     #[arg(long, default_value_t = 32)]
     pub m: u32,
@@ -43,11 +65,39 @@ pub fn build(vectors: &Path, out: &Path, h: &HnswArgs) -> Result<()> {
     let m = Matrix::load(vectors).with_context(|| format!("cannot read vectors from {}", vectors.display()))?;
     println!("      {} vectors of dimension {}", m.len(), m.dim());
     let threads = h.threads.unwrap_or_else(rayon::current_num_threads);
-    println!("[2/3] Building HNSW index (M={}, efConstruction={}, {threads} threads)...", h.m, h.ef_construction);
-    let opts = BuildOptions { m: h.m, ef_construction: h.ef_construction, threads: h.threads, seed: h.build_seed };
-    let pb = bar(m.len() as u64, "build");
+    let graph = BuildOptions { m: h.m, ef_construction: h.ef_construction, threads: h.threads, seed: h.build_seed };
+    let scan = ScanOptions { dsub: h.scan_dsub, seed: h.build_seed };
+    let method = match h.method {
+        MethodArg::Auto => {
+            println!("[2/3] Choosing the method: HNSW on a sample of up to {} points...", choose::SAMPLE);
+            let c = choose::choose(m.as_slice(), m.dim(), h.build_seed)?;
+            let verdict = if c.method == Method::Hnsw { "the data has structure: HNSW + scan codes" } else { "no structure a graph can use: quantised scan" };
+            println!(
+                "      sample recall@10 at ef 64: {:.3} on {} points (graph from {}) -> {verdict}",
+                c.sample_recall,
+                c.sample_points,
+                choose::GRAPH_RECALL
+            );
+            if c.method == Method::Hnsw { MethodArg::Both } else { MethodArg::Scan }
+        }
+        other => other,
+    };
+    let opts = IndexOptions {
+        graph: matches!(method, MethodArg::Hnsw | MethodArg::Both).then_some(graph),
+        scan: matches!(method, MethodArg::Scan | MethodArg::Both).then_some(scan),
+        default_method: if method == MethodArg::Scan { Method::Scan } else { Method::Hnsw },
+    };
+    match (&opts.graph, &opts.scan) {
+        (Some(_), Some(_)) => println!(
+            "[2/3] Building HNSW index (M={}, efConstruction={}, {threads} threads) and scan codes (dsub={})...",
+            h.m, h.ef_construction, h.scan_dsub
+        ),
+        (Some(_), None) => println!("[2/3] Building HNSW index (M={}, efConstruction={}, {threads} threads)...", h.m, h.ef_construction),
+        _ => println!("[2/3] Building quantised scan codes (4-bit PQ, dsub={}, + SQ8; {threads} threads)...", h.scan_dsub),
+    }
+    let pb = bar(if opts.graph.is_some() { m.len() as u64 } else { 0 }, "build");
     let start = Instant::now();
-    let build_seconds = vectorwise_index::build_index(&m, out, &opts, &|n| pb.inc(n))?;
+    let build_seconds = vectorwise_index::build(&m, out, &opts, &|n| pb.inc(n))?;
     pb.finish_and_clear();
     println!("      Index built in {build_seconds:.2} seconds");
     println!("[3/3] Saved index to '{}' in {:.2} s", out.display(), start.elapsed().as_secs_f64() - build_seconds);

@@ -1,48 +1,66 @@
 //! The index file: one little-endian file, memory-mapped on load, holding the
-//! vectors once plus the HNSW graph.
+//! vectors once plus the search structures: an HNSW graph, quantised scan
+//! codes, or both.
+//!
+//! Version 2 (written now; version 1 files, graph only, still load):
 //!
 //! ```text
 //! offset  size  field
 //! ------  ----  ---------------------------------------------------------
 //!      0     8  magic  b"VWINDEX\0"
-//!      8     4  format_version   u32  (= 1)
-//!     12     4  header_size      u32  (= 256)
+//!      8     4  format_version   u32  (= 2)
+//!     12     4  header_size      u32  (= 512)
 //!     16     4  metric           u32  (0 = squared L2)
 //!     20     4  dim              u32
 //!     24     8  count            u64  (points)
-//!     32     4  index_kind       u32  (1 = HNSW over full-precision vectors)
-//!     36     4  hnsw_m           u32
+//!     32     4  index_kind       u32  bit 0: HNSW graph, bit 1: quantised scan
+//!     36     4  hnsw_m           u32  (0 without a graph)
 //!     40     4  hnsw_m0          u32
 //!     44     4  ef_construction  u32
 //!     48     4  entry_point      u32  (point offset)
 //!     52     4  max_level        u32
 //!     56     8  build_seconds    f64
-//!     64   8×2  reserved (zero)
-//!     80  16×6  section table, (offset u64, length u64) for, in file order:
+//!     64    16  reserved (zero)
+//!     80 16×16  section table, (offset u64, length u64); an absent section is (0, 0):
 //!                 0 vectors        count × dim × f32
 //!                 1 ids            count × u64   (external id of each point offset)
-//!                 2 levels         count × u8    (top layer of each point)
-//!                 3 level0         count × (1 + m0) × u32   [len, links…]
-//!                 4 upper_offsets  count × u32   (u32::MAX = layer 0 only)
-//!                 5 upper          blocks of (1 + m) × u32  [len, links…]
-//!    176     8  file_size        u64
-//!    184     8  body_checksum    u64  xxh3-64 of bytes [header_size, file_size)
-//!    192    56  reserved (zero)
-//!    248     8  header_checksum  u64  xxh3-64 of bytes [0, 248)
-//!    256        body: the sections, each starting on a 64-byte boundary,
+//!                 2 levels         count × u8    (top layer of each point)       } graph
+//!                 3 level0         count × (1 + m0) × u32   [len, links…]         } only
+//!                 4 upper_offsets  count × u32   (u32::MAX = layer 0 only)        }
+//!                 5 upper          blocks of (1 + m) × u32  [len, links…]         }
+//!                 6 scan centroids scan_m × 16 × scan_dsub × f32                  } scan
+//!                 7 scan codes     ⌈count/32⌉ blocks × scan_m/2 × 32 B (4-bit)    } only
+//!                 8 sq8 offsets    dim × f32                                      }
+//!                 9 sq8 steps      dim × f32                                      }
+//!                10 sq8 codes      count × dim × u8                               }
+//!             11–15 reserved (0, 0)
+//!    336     8  file_size        u64
+//!    344     8  body_checksum    u64  xxh3-64 of bytes [header_size, file_size)
+//!    352     4  scan_dsub        u32  (dimensions per 4-bit sub-quantiser; 0 without scan)
+//!    356     4  scan_m           u32  (sub-quantisers, even)
+//!    360     4  default_method   u32  (1 = HNSW, 2 = scan): what `auto` searches use
+//!    364   140  reserved (zero)
+//!    504     8  header_checksum  u64  xxh3-64 of bytes [0, 504)
+//!    512        body: the sections, each starting on a 64-byte boundary,
 //!               zero padding between them
 //! ```
+//!
+//! Version 1 is the same up to byte 80, then a 6-entry table (sections 0–5),
+//! `file_size` at 176, `body_checksum` at 184, `header_checksum` at 248 over
+//! [0, 248), and a 256-byte header.
 //!
 //! [`open`] checks, in order: size ≥ header, magic, version, header checksum,
 //! recorded vs actual size, section bounds/alignment/lengths, body checksum,
 //! then the graph's structure (every link in range and on a layer its target
-//! has), so a file that passes can be searched without a bounds failure.
-//! Point offsets (positions, u32) and external ids (u64) are distinct: the
-//! ids section maps one to the other.
+//! has) and the scan's (sizes, finite parameters), so a file that passes can
+//! be searched without a bounds failure. Point offsets (positions, u32) and
+//! external ids (u64) are distinct: the ids section maps one to the other.
 
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::hnsw::{GraphView, HnswGraph, HnswParams, NO_UPPER};
+use crate::params::Method;
+use crate::scan::{ScanCodes, ScanShape, ScanView};
 use memmap2::Mmap;
 use std::fs::File;
 use std::io::Write;
@@ -64,12 +82,44 @@ pub const MAX_DIM: usize = 65_536;
 pub const MAX_POINTS: usize = (u32::MAX / 2) as usize;
 
 pub const MAGIC: &[u8; 8] = b"VWINDEX\0";
-pub const FORMAT_VERSION: u32 = 1;
-pub const HEADER_SIZE: usize = 256;
+/// The version [`write`] produces.
+pub const FORMAT_VERSION: u32 = 2;
 const SECTION_ALIGN: usize = 64;
-const SECTIONS: usize = 6;
-const INDEX_KIND_HNSW: u32 = 1;
+const MAX_SECTIONS: usize = 16;
+const KIND_GRAPH: u32 = 1;
+const KIND_SCAN: u32 = 2;
 const METRIC_L2: u32 = 0;
+
+/// Where a version keeps its layout fields.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Layout {
+    version: u32,
+    header_size: usize,
+    sections: usize,
+    file_size_at: usize,
+    body_checksum_at: usize,
+    header_checksum_at: usize,
+}
+
+const V1: Layout =
+    Layout { version: 1, header_size: 256, sections: 6, file_size_at: 176, body_checksum_at: 184, header_checksum_at: 248 };
+const V2: Layout =
+    Layout { version: 2, header_size: 512, sections: 16, file_size_at: 336, body_checksum_at: 344, header_checksum_at: 504 };
+
+/// Section numbers (see the module doc).
+mod sec {
+    pub const VECTORS: usize = 0;
+    pub const IDS: usize = 1;
+    pub const LEVELS: usize = 2;
+    pub const LEVEL0: usize = 3;
+    pub const UPPER_OFFSETS: usize = 4;
+    pub const UPPER: usize = 5;
+    pub const SCAN_CENTROIDS: usize = 6;
+    pub const SCAN_CODES: usize = 7;
+    pub const SQ8_MIN: usize = 8;
+    pub const SQ8_STEP: usize = 9;
+    pub const SQ8_CODES: usize = 10;
+}
 
 /// Fields of the header that describe the index (everything but layout and checksums).
 #[derive(Clone, Debug, PartialEq)]
@@ -77,41 +127,49 @@ pub struct Header {
     pub format_version: u32,
     pub dim: u32,
     pub count: u64,
-    pub params: HnswParams,
+    /// HNSW parameters; `None` when the file has no graph.
+    pub graph: Option<HnswParams>,
     pub entry_point: u32,
     pub max_level: u8,
+    /// Scan code shape; `None` when the file has no scan codes.
+    pub scan: Option<ScanShape>,
+    /// What `auto` searches use.
+    pub default_method: Method,
     pub build_seconds: f64,
-    sections: [Range<usize>; SECTIONS],
+    sections: [Range<usize>; MAX_SECTIONS],
 }
 
-/// What [`write`] stores.
+/// What [`write`] stores. At least one of `graph` and `scan` must be given.
 #[derive(Debug)]
 pub struct IndexParts<'a> {
     pub dim: usize,
     pub vectors: &'a [f32],
     /// External ids; `None` means "the point's position in the input".
     pub ids: Option<&'a [u64]>,
-    pub graph: &'a HnswGraph,
+    pub graph: Option<&'a HnswGraph>,
+    pub scan: Option<&'a ScanCodes>,
+    /// What `auto` searches use: `Hnsw` or `Scan`, and the file must hold it.
+    pub default_method: Method,
     pub build_seconds: f64,
 }
 
-fn section_bytes<'a>(parts: &'a IndexParts<'_>, ids: &'a [u64]) -> [&'a [u8]; SECTIONS] {
-    let g = parts.graph;
-    [
-        bytemuck::cast_slice(parts.vectors),
-        bytemuck::cast_slice(ids),
-        &g.levels,
-        bytemuck::cast_slice(&g.level0),
-        bytemuck::cast_slice(&g.upper_offsets),
-        bytemuck::cast_slice(&g.upper),
-    ]
-}
-
-/// Writes the index atomically (temp file, fsync, rename).
+/// Writes the index atomically (temp file, fsync, rename) in the current version.
 pub fn write(path: &Path, parts: &IndexParts<'_>) -> Result<()> {
-    let count = parts.graph.levels.len();
-    if parts.vectors.len() != count * parts.dim || parts.ids.is_some_and(|i| i.len() != count) {
-        return Err(Error::InvalidParameter { name: "parts", reason: "vectors, ids and graph disagree on the point count".into() });
+    let invalid = |reason: &str| Err(Error::InvalidParameter { name: "parts", reason: reason.into() });
+    let count = if parts.dim == 0 { 0 } else { parts.vectors.len() / parts.dim };
+    if count == 0 || parts.vectors.len() != count * parts.dim || parts.ids.is_some_and(|i| i.len() != count) {
+        return invalid("vectors and ids disagree on the point count");
+    }
+    if parts.graph.is_some_and(|g| g.levels.len() != count) || parts.scan.is_some_and(|s| s.shape.count != count || s.shape.dim != parts.dim) {
+        return invalid("the graph or scan codes were built for other vectors");
+    }
+    let method_ok = match parts.default_method {
+        Method::Hnsw => parts.graph.is_some(),
+        Method::Scan => parts.scan.is_some(),
+        _ => false,
+    };
+    if !method_ok {
+        return invalid("the default method must be `hnsw` or `scan` and present in the file");
     }
     let default_ids: Vec<u64>;
     let ids = match parts.ids {
@@ -121,10 +179,29 @@ pub fn write(path: &Path, parts: &IndexParts<'_>) -> Result<()> {
             &default_ids
         }
     };
-    let sections = section_bytes(parts, ids);
-    let mut table = [0u64; 2 * SECTIONS];
-    let mut at = HEADER_SIZE;
+    let mut sections: [&[u8]; MAX_SECTIONS] = [&[]; MAX_SECTIONS];
+    sections[sec::VECTORS] = bytemuck::cast_slice(parts.vectors);
+    sections[sec::IDS] = bytemuck::cast_slice(ids);
+    if let Some(g) = parts.graph {
+        sections[sec::LEVELS] = &g.levels;
+        sections[sec::LEVEL0] = bytemuck::cast_slice(&g.level0);
+        sections[sec::UPPER_OFFSETS] = bytemuck::cast_slice(&g.upper_offsets);
+        sections[sec::UPPER] = bytemuck::cast_slice(&g.upper);
+    }
+    if let Some(sc) = parts.scan {
+        sections[sec::SCAN_CENTROIDS] = bytemuck::cast_slice(&sc.centroids);
+        sections[sec::SCAN_CODES] = &sc.codes;
+        sections[sec::SQ8_MIN] = bytemuck::cast_slice(&sc.sq8_min);
+        sections[sec::SQ8_STEP] = bytemuck::cast_slice(&sc.sq8_step);
+        sections[sec::SQ8_CODES] = &sc.sq8;
+    }
+    let layout = V2;
+    let mut table = [0u64; 2 * MAX_SECTIONS];
+    let mut at = layout.header_size;
     for (i, s) in sections.iter().enumerate() {
+        if s.is_empty() {
+            continue; // absent: (0, 0)
+        }
         at = at.next_multiple_of(SECTION_ALIGN);
         table[2 * i] = at as u64;
         table[2 * i + 1] = s.len() as u64;
@@ -132,8 +209,11 @@ pub fn write(path: &Path, parts: &IndexParts<'_>) -> Result<()> {
     }
     let file_size = at;
     let write_body = |w: &mut dyn Write| -> std::io::Result<()> {
-        let mut pos = HEADER_SIZE;
+        let mut pos = layout.header_size;
         for (i, s) in sections.iter().enumerate() {
+            if s.is_empty() {
+                continue;
+            }
             let start = table[2 * i] as usize;
             w.write_all(&[0u8; SECTION_ALIGN][..start - pos])?;
             w.write_all(s)?;
@@ -145,29 +225,36 @@ pub fn write(path: &Path, parts: &IndexParts<'_>) -> Result<()> {
     write_body(&mut hasher).expect("hashing cannot fail");
     let body_checksum = hasher.0.digest();
 
-    let g = parts.graph;
-    let mut h = [0u8; HEADER_SIZE];
+    let mut h = vec![0u8; layout.header_size];
     let mut put = |at: usize, bytes: &[u8]| h[at..at + bytes.len()].copy_from_slice(bytes);
     put(0, MAGIC);
-    put(8, &FORMAT_VERSION.to_le_bytes());
-    put(12, &(HEADER_SIZE as u32).to_le_bytes());
+    put(8, &layout.version.to_le_bytes());
+    put(12, &(layout.header_size as u32).to_le_bytes());
     put(16, &METRIC_L2.to_le_bytes());
     put(20, &(parts.dim as u32).to_le_bytes());
     put(24, &(count as u64).to_le_bytes());
-    put(32, &INDEX_KIND_HNSW.to_le_bytes());
-    put(36, &g.params.m.to_le_bytes());
-    put(40, &g.params.m0.to_le_bytes());
-    put(44, &g.params.ef_construction.to_le_bytes());
-    put(48, &g.entry_point.to_le_bytes());
-    put(52, &(g.max_level as u32).to_le_bytes());
+    let kind = if parts.graph.is_some() { KIND_GRAPH } else { 0 } | if parts.scan.is_some() { KIND_SCAN } else { 0 };
+    put(32, &kind.to_le_bytes());
+    if let Some(g) = parts.graph {
+        put(36, &g.params.m.to_le_bytes());
+        put(40, &g.params.m0.to_le_bytes());
+        put(44, &g.params.ef_construction.to_le_bytes());
+        put(48, &g.entry_point.to_le_bytes());
+        put(52, &(g.max_level as u32).to_le_bytes());
+    }
     put(56, &parts.build_seconds.to_le_bytes());
     for (i, v) in table.iter().enumerate() {
         put(80 + 8 * i, &v.to_le_bytes());
     }
-    put(176, &(file_size as u64).to_le_bytes());
-    put(184, &body_checksum.to_le_bytes());
-    let header_checksum = xxh3_64(&h[..248]);
-    h[248..256].copy_from_slice(&header_checksum.to_le_bytes());
+    put(layout.file_size_at, &(file_size as u64).to_le_bytes());
+    put(layout.body_checksum_at, &body_checksum.to_le_bytes());
+    if let Some(sc) = parts.scan {
+        put(352, &(sc.shape.dsub as u32).to_le_bytes());
+        put(356, &(sc.shape.m as u32).to_le_bytes());
+    }
+    put(360, &(if parts.default_method == Method::Hnsw { 1u32 } else { 2u32 }).to_le_bytes());
+    let header_checksum = xxh3_64(&h[..layout.header_checksum_at]);
+    h[layout.header_checksum_at..].copy_from_slice(&header_checksum.to_le_bytes());
 
     write_atomic(path, |w| {
         w.write_all(&h)?;
@@ -205,24 +292,37 @@ impl MappedFile {
 
     /// The stored vectors, row-major.
     pub fn vectors(&self) -> &[f32] {
-        bytemuck::cast_slice(self.section(0))
+        bytemuck::cast_slice(self.section(sec::VECTORS))
     }
 
     /// External id of each point offset.
     pub fn ids(&self) -> &[u64] {
-        bytemuck::cast_slice(self.section(1))
+        bytemuck::cast_slice(self.section(sec::IDS))
     }
 
-    pub fn graph(&self) -> GraphView<'_> {
-        GraphView {
-            params: self.header.params,
+    /// The HNSW graph, when the file has one.
+    pub fn graph(&self) -> Option<GraphView<'_>> {
+        Some(GraphView {
+            params: self.header.graph?,
             entry_point: self.header.entry_point,
             max_level: self.header.max_level,
-            levels: self.section(2),
-            level0: bytemuck::cast_slice(self.section(3)),
-            upper_offsets: bytemuck::cast_slice(self.section(4)),
-            upper: bytemuck::cast_slice(self.section(5)),
-        }
+            levels: self.section(sec::LEVELS),
+            level0: bytemuck::cast_slice(self.section(sec::LEVEL0)),
+            upper_offsets: bytemuck::cast_slice(self.section(sec::UPPER_OFFSETS)),
+            upper: bytemuck::cast_slice(self.section(sec::UPPER)),
+        })
+    }
+
+    /// The quantised scan codes, when the file has them.
+    pub fn scan(&self) -> Option<ScanView<'_>> {
+        Some(ScanView {
+            shape: self.header.scan?,
+            centroids: bytemuck::cast_slice(self.section(sec::SCAN_CENTROIDS)),
+            codes: self.section(sec::SCAN_CODES),
+            sq8_min: bytemuck::cast_slice(self.section(sec::SQ8_MIN)),
+            sq8_step: bytemuck::cast_slice(self.section(sec::SQ8_STEP)),
+            sq8: self.section(sec::SQ8_CODES),
+        })
     }
 }
 
@@ -234,74 +334,128 @@ pub fn open(path: &Path) -> Result<MappedFile> {
     // under us (or fault on truncation); VectorWise only ever replaces index files
     // by atomic rename, which leaves this mapping's inode intact.
     let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-    let header = parse_header(path, &mmap)?;
-    let body_checksum = u64::from_le_bytes(mmap[184..192].try_into().unwrap());
-    if xxh3_64(&mmap[HEADER_SIZE..]) != body_checksum {
+    let (header, layout) = parse_header(path, &mmap)?;
+    let at = layout.body_checksum_at;
+    let body_checksum = u64::from_le_bytes(mmap[at..at + 8].try_into().unwrap());
+    if xxh3_64(&mmap[layout.header_size..]) != body_checksum {
         return Err(Error::corrupt(path, "body checksum mismatch: the file is damaged; rebuild it"));
     }
     let mapped = MappedFile { path: path.to_path_buf(), header, mmap };
-    check_graph(path, &mapped)?;
+    if mapped.header.graph.is_some() {
+        check_graph(path, &mapped)?;
+    }
+    if let Some(scan) = mapped.scan() {
+        scan.check().map_err(|reason| Error::corrupt(path, reason))?;
+    }
     Ok(mapped)
 }
 
-fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
+fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, Layout)> {
     let bad = |reason: String| Error::corrupt(path, reason);
-    if bytes.len() < HEADER_SIZE {
-        if bytes.len() >= 8 && &bytes[..8] != MAGIC {
-            return Err(bad("not a VectorWise index file (bad magic)".into()));
-        }
-        return Err(bad(format!("truncated: {} bytes, the header alone needs {HEADER_SIZE}", bytes.len())));
-    }
-    if &bytes[..8] != MAGIC {
+    if bytes.len() >= 8 && &bytes[..8] != MAGIC {
         return Err(bad("not a VectorWise index file (bad magic)".into()));
+    }
+    if bytes.len() < V1.header_size {
+        return Err(bad(format!("truncated: {} bytes, the smallest header needs {}", bytes.len(), V1.header_size)));
     }
     let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
     let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
     let version = u32_at(8);
-    if version != FORMAT_VERSION {
-        return Err(bad(format!("index format version {version} is not supported (this build reads version {FORMAT_VERSION}); rebuild the index")));
+    let layout = match version {
+        1 => V1,
+        2 => V2,
+        _ => {
+            return Err(bad(format!(
+                "index format version {version} is not supported (this build reads versions 1 and {FORMAT_VERSION}); rebuild the index"
+            )));
+        }
+    };
+    if bytes.len() < layout.header_size {
+        return Err(bad(format!("truncated: {} bytes, the header alone needs {}", bytes.len(), layout.header_size)));
     }
-    if xxh3_64(&bytes[..248]) != u64_at(248) {
+    if xxh3_64(&bytes[..layout.header_checksum_at]) != u64_at(layout.header_checksum_at) {
         return Err(bad("header checksum mismatch: the file is damaged; rebuild it".into()));
     }
-    if u32_at(12) as usize != HEADER_SIZE {
-        return Err(bad(format!("header size {} is not {HEADER_SIZE}", u32_at(12))));
+    if u32_at(12) as usize != layout.header_size {
+        return Err(bad(format!("header size {} is not {}", u32_at(12), layout.header_size)));
     }
-    let recorded = u64_at(176);
+    let recorded = u64_at(layout.file_size_at);
     if recorded != bytes.len() as u64 {
         return Err(bad(format!("truncated or padded: the header records {recorded} bytes but the file has {}", bytes.len())));
     }
     if u32_at(16) != METRIC_L2 {
         return Err(bad(format!("unknown metric {}", u32_at(16))));
     }
-    if u32_at(32) != INDEX_KIND_HNSW {
-        return Err(bad(format!("unknown index kind {}", u32_at(32))));
+    let kind = u32_at(32);
+    let allowed = if version == 1 { KIND_GRAPH } else { KIND_GRAPH | KIND_SCAN };
+    if kind == 0 || kind & !allowed != 0 || (version == 1 && kind != KIND_GRAPH) {
+        return Err(bad(format!("unknown index kind {kind}")));
     }
     let dim = u32_at(20);
     let count = u64_at(24);
-    let params = HnswParams { m: u32_at(36), m0: u32_at(40), ef_construction: u32_at(44) };
     if !(1..=MAX_DIM as u32).contains(&dim) {
         return Err(bad(format!("dimension {dim} is outside 1..={MAX_DIM}")));
     }
     if count == 0 || count > MAX_POINTS as u64 {
         return Err(bad(format!("point count {count} is outside 1..={MAX_POINTS}")));
     }
-    if !(2..=256).contains(&params.m) || params.m0 < params.m || params.m0 > 512 {
-        return Err(bad(format!("HNSW m={} m0={} are out of range", params.m, params.m0)));
+    let (n, d) = (count as usize, dim as usize);
+    let graph = if kind & KIND_GRAPH != 0 {
+        let params = HnswParams { m: u32_at(36), m0: u32_at(40), ef_construction: u32_at(44) };
+        if !(2..=256).contains(&params.m) || params.m0 < params.m || params.m0 > 512 {
+            return Err(bad(format!("HNSW m={} m0={} are out of range", params.m, params.m0)));
+        }
+        Some(params)
+    } else {
+        None
+    };
+    let scan = if kind & KIND_SCAN != 0 {
+        let (dsub, m) = (u32_at(352) as usize, u32_at(356) as usize);
+        let shape = ScanShape::new(d, n, dsub).map_err(|e| bad(format!("scan codes: {e}")))?;
+        if shape.m != m {
+            return Err(bad(format!("scan codes: {m} sub-quantisers recorded, {} expected", shape.m)));
+        }
+        Some(shape)
+    } else {
+        None
+    };
+    let default_method = match (version, u32_at(360)) {
+        (1, _) => Method::Hnsw,
+        (_, 1) if graph.is_some() => Method::Hnsw,
+        (_, 2) if scan.is_some() => Method::Scan,
+        (_, other) => return Err(bad(format!("default method {other} is unknown or absent from the file"))),
+    };
+    // Expected length of each section; `None`: checked below; absent sections are (0, 0).
+    let mut expected: [Option<Option<usize>>; MAX_SECTIONS] = [Some(Some(0)); MAX_SECTIONS];
+    expected[sec::VECTORS] = Some(Some(n * d * 4));
+    expected[sec::IDS] = Some(Some(n * 8));
+    if let Some(p) = graph {
+        expected[sec::LEVELS] = Some(Some(n));
+        expected[sec::LEVEL0] = Some(Some(n * (1 + p.m0 as usize) * 4));
+        expected[sec::UPPER_OFFSETS] = Some(Some(n * 4));
+        expected[sec::UPPER] = Some(None); // a multiple of the block size
     }
-    let n = count as usize;
-    let expected = [
-        Some(n * dim as usize * 4),
-        Some(n * 8),
-        Some(n),
-        Some(n * (1 + params.m0 as usize) * 4),
-        Some(n * 4),
-        None, // upper: a multiple of the block size, checked below
-    ];
-    let mut sections: [Range<usize>; SECTIONS] = Default::default();
-    let mut end_of_previous = HEADER_SIZE;
-    for i in 0..SECTIONS {
+    if let Some(s) = scan {
+        expected[sec::SCAN_CENTROIDS] = Some(Some(s.centroid_floats() * 4));
+        expected[sec::SCAN_CODES] = Some(Some(s.code_bytes()));
+        expected[sec::SQ8_MIN] = Some(Some(d * 4));
+        expected[sec::SQ8_STEP] = Some(Some(d * 4));
+        expected[sec::SQ8_CODES] = Some(Some(s.sq8_bytes()));
+    }
+    let mut sections: [Range<usize>; MAX_SECTIONS] = Default::default();
+    let mut end_of_previous = layout.header_size;
+    for i in 0..layout.sections {
         let (off, len) = (u64_at(80 + 16 * i), u64_at(88 + 16 * i));
+        let want = expected[i].flatten();
+        if want == Some(0) {
+            if off != 0 || len != 0 {
+                return Err(bad(format!("section {i} should be absent but is ({off}, {len})")));
+            }
+            continue;
+        }
+        if len == 0 && off == 0 && want.is_none() {
+            continue; // an empty upper-layer pool (no point above layer 0)
+        }
         let end = off.checked_add(len).filter(|&e| e <= bytes.len() as u64);
         let Some(end) = end else {
             return Err(bad(format!("section {i} ({off}+{len}) runs past the end of the file")));
@@ -310,9 +464,9 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
         if off % SECTION_ALIGN != 0 || off < end_of_previous {
             return Err(bad(format!("section {i} at {off} is misplaced")));
         }
-        match expected[i] {
+        match want {
             Some(e) if e != len => return Err(bad(format!("section {i} is {len} bytes, expected {e}"))),
-            None if len % ((1 + params.m as usize) * 4) != 0 => {
+            None if len % ((1 + graph.map_or(0, |p| p.m as usize)) * 4) != 0 => {
                 return Err(bad(format!("section {i} is {len} bytes, not a whole number of link blocks")));
             }
             _ => {}
@@ -322,25 +476,28 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
     }
     let max_level = u32_at(52);
     let entry_point = u32_at(48);
-    if max_level > 15 || entry_point as u64 >= count {
+    if graph.is_some() && (max_level > 15 || entry_point as u64 >= count) {
         return Err(bad(format!("entry point {entry_point} / top level {max_level} out of range")));
     }
-    Ok(Header {
+    let header = Header {
         format_version: version,
         dim,
         count,
-        params,
+        graph,
         entry_point,
         max_level: max_level as u8,
+        scan,
+        default_method,
         build_seconds: f64::from_le_bytes(bytes[56..64].try_into().unwrap()),
         sections,
-    })
+    };
+    Ok((header, layout))
 }
 
 /// Structural checks so that searching a file that passed them cannot index
 /// out of bounds: every link points at an existing point that lives on that layer.
 fn check_graph(path: &Path, f: &MappedFile) -> Result<()> {
-    let g = f.graph();
+    let Some(g) = f.graph() else { return Ok(()) };
     let n = g.levels.len();
     let bad = |reason: String| Err(Error::corrupt(path, format!("graph is inconsistent: {reason}")));
     if g.levels[g.entry_point as usize] != g.max_level {

@@ -18,6 +18,12 @@ pub struct IndexInfo {
     pub format_version: u32,
     pub dim: usize,
     pub count: usize,
+    /// Method `auto` searches use (`Hnsw` or `Scan`).
+    pub default_method: Method,
+    /// Whether the file holds an HNSW graph (the `hnsw_*` fields are 0 when not).
+    pub has_graph: bool,
+    /// Dimensions per 4-bit sub-quantiser of the scan codes; 0 without them.
+    pub scan_dsub: usize,
     pub hnsw_m: u32,
     pub hnsw_m0: u32,
     pub ef_construction: u32,
@@ -70,14 +76,20 @@ impl Index {
     pub fn info(&self) -> IndexInfo {
         let h = &self.file.header;
         IndexInfo {
-            index_type: "HNSW",
+            index_type: match h.default_method {
+                Method::Scan => "QuantizedScan",
+                _ => "HNSW",
+            },
             metric: "l2",
             format_version: h.format_version,
             dim: h.dim as usize,
             count: h.count as usize,
-            hnsw_m: h.params.m,
-            hnsw_m0: h.params.m0,
-            ef_construction: h.params.ef_construction,
+            hnsw_m: h.graph.map_or(0, |p| p.m),
+            hnsw_m0: h.graph.map_or(0, |p| p.m0),
+            ef_construction: h.graph.map_or(0, |p| p.ef_construction),
+            has_graph: h.graph.is_some(),
+            scan_dsub: h.scan.map_or(0, |s| s.dsub),
+            default_method: h.default_method,
             max_level: h.max_level,
             build_seconds: h.build_seconds,
             file_size_bytes: self.file.file_size(),
@@ -104,31 +116,41 @@ impl Index {
         found.into_iter().map(|s| Neighbor { id: ids[s.offset as usize], distance: s.distance }).collect()
     }
 
-    /// Approximate k-NN by HNSW with beam width `max(params.ef_search, k)`.
-    /// Returns `min(k, len)` neighbours, ascending squared L2.
+    /// k-NN by the method `params` names (`auto`: the one the index was built
+    /// for): HNSW with beam width `max(ef_search, k)`, the quantised scan
+    /// re-ranking `rerank × k` candidates, or exact. Returns `min(k, len)`
+    /// neighbours, ascending exact squared L2.
     pub fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Neighbor>> {
         self.check_query(query, k)?;
         params.validate()?;
-        match params.method {
-            Method::Exact => return self.exact_search(query, k),
-            Method::Scan => {
-                return Err(Error::InvalidParameter {
-                    name: "method",
-                    reason: "this index has no quantised codes for `scan`".into(),
-                });
-            }
-            Method::Auto | Method::Hnsw => {}
-        }
+        let method = match params.method {
+            Method::Auto => self.file.header.default_method,
+            m => m,
+        };
         let vectors = self.vectors();
-        let dim = self.dim();
-        let l2 = kernels().l2_squared;
-        let graph = self.file.graph();
-        let found = self.visited.with(|visited| {
-            let vector = |p: u32| &vectors[p as usize * dim..(p as usize + 1) * dim];
-            hnsw::search(&graph, k, params.ef_search, visited, |p| l2(vector(p), query), |p| {
-                crate::distance::prefetch(vector(p))
-            })
-        });
+        let found = match method {
+            Method::Exact => exact::search(vectors, self.dim(), query, k, None),
+            Method::Scan => {
+                let Some(scan) = self.file.scan() else {
+                    return Err(Error::InvalidParameter { name: "method", reason: "this index has no scan codes".into() });
+                };
+                let candidates = params.rerank.saturating_mul(k);
+                scan.search(vectors, query, k, candidates, (5 * k).max(50))
+            }
+            Method::Hnsw | Method::Auto => {
+                let Some(graph) = self.file.graph() else {
+                    return Err(Error::InvalidParameter { name: "method", reason: "this index has no HNSW graph".into() });
+                };
+                let dim = self.dim();
+                let l2 = kernels().l2_squared;
+                self.visited.with(|visited| {
+                    let vector = |p: u32| &vectors[p as usize * dim..(p as usize + 1) * dim];
+                    hnsw::search(&graph, k, params.ef_search, visited, |p| l2(vector(p), query), |p| {
+                        crate::distance::prefetch(vector(p))
+                    })
+                })
+            }
+        };
         Ok(self.to_neighbors(found))
     }
 

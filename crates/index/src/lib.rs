@@ -7,6 +7,7 @@
 //! that user ids, deletes and segments can come without a format rewrite.
 
 pub mod dataset;
+pub mod choose;
 pub mod distance;
 pub mod error;
 pub mod exact;
@@ -15,6 +16,7 @@ mod fsutil;
 pub mod hnsw;
 mod index;
 pub mod params;
+pub mod scan;
 pub mod topk;
 pub mod vectors;
 pub mod visited;
@@ -34,7 +36,59 @@ pub struct Neighbor {
     pub distance: f32,
 }
 
-/// Builds an HNSW index over `vectors` and writes it to `path` atomically.
+/// What [`build`] puts in an index file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IndexOptions {
+    /// Build an HNSW graph with these options.
+    pub graph: Option<hnsw::BuildOptions>,
+    /// Build quantised scan codes with these options.
+    pub scan: Option<scan::ScanOptions>,
+    /// What `auto` searches use; `Auto` picks HNSW when there is a graph.
+    pub default_method: Method,
+}
+
+impl Default for IndexOptions {
+    fn default() -> Self {
+        IndexOptions { graph: Some(Default::default()), scan: Some(Default::default()), default_method: Method::Auto }
+    }
+}
+
+/// Builds what `opts` asks for over `vectors` and writes it to `path`
+/// atomically. `progress` counts graph insertions. Returns the build time in
+/// seconds (structures only, not the write).
+pub fn build(
+    vectors: &Matrix,
+    path: &std::path::Path,
+    opts: &IndexOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<f64> {
+    let start = std::time::Instant::now();
+    if opts.graph.is_none() && opts.scan.is_none() {
+        return Err(Error::InvalidParameter { name: "index", reason: "nothing to build: ask for a graph, scan codes, or both".into() });
+    }
+    let scan = opts.scan.map(|o| scan::build(vectors.as_slice(), vectors.dim(), &o)).transpose()?;
+    let graph = opts.graph.map(|o| hnsw::builder::build(vectors.as_slice(), vectors.dim(), &o, progress)).transpose()?;
+    let default_method = match opts.default_method {
+        Method::Auto | Method::Exact => if graph.is_some() { Method::Hnsw } else { Method::Scan },
+        m => m,
+    };
+    let build_seconds = start.elapsed().as_secs_f64();
+    format::write(
+        path,
+        &format::IndexParts {
+            dim: vectors.dim(),
+            vectors: vectors.as_slice(),
+            ids: None,
+            graph: graph.as_ref(),
+            scan: scan.as_ref(),
+            default_method,
+            build_seconds,
+        },
+    )?;
+    Ok(build_seconds)
+}
+
+/// Builds an HNSW-only index over `vectors` and writes it to `path` atomically.
 /// Returns the build time in seconds (graph only, not the write).
 pub fn build_index(
     vectors: &Matrix,
@@ -42,12 +96,5 @@ pub fn build_index(
     opts: &hnsw::BuildOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<f64> {
-    let start = std::time::Instant::now();
-    let graph = hnsw::builder::build(vectors.as_slice(), vectors.dim(), opts, progress)?;
-    let build_seconds = start.elapsed().as_secs_f64();
-    format::write(
-        path,
-        &format::IndexParts { dim: vectors.dim(), vectors: vectors.as_slice(), ids: None, graph: &graph, build_seconds },
-    )?;
-    Ok(build_seconds)
+    build(vectors, path, &IndexOptions { graph: Some(*opts), scan: None, default_method: Method::Hnsw }, progress)
 }

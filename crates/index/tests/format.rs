@@ -3,14 +3,19 @@
 
 use std::path::{Path, PathBuf};
 use vectorwise_index::hnsw::BuildOptions;
-use vectorwise_index::{Error, Index, SearchParams, dataset};
+use vectorwise_index::scan::ScanOptions;
+use vectorwise_index::{Error, Index, IndexOptions, Method, SearchParams, dataset};
 use xxhash_rust::xxh3::xxh3_64;
 
 fn build(dir: &Path) -> PathBuf {
     let path = dir.join("good.vwi");
     let base = dataset::sphere(500, 16, 5);
-    vectorwise_index::build_index(&base, &path, &BuildOptions { m: 4, ef_construction: 16, threads: Some(1), seed: 5 }, &|_| {})
-        .unwrap();
+    let opts = IndexOptions {
+        graph: Some(BuildOptions { m: 4, ef_construction: 16, threads: Some(1), seed: 5 }),
+        scan: Some(ScanOptions::default()),
+        default_method: Method::Auto,
+    };
+    vectorwise_index::build(&base, &path, &opts, &|_| {}).unwrap();
     path
 }
 
@@ -28,12 +33,13 @@ fn open_err(dir: &Path, bytes: &[u8]) -> String {
     }
 }
 
-/// Rewrites both checksums so that only the structural checks can catch a change.
+/// Rewrites both checksums (version 2 layout) so that only the structural
+/// checks can catch a change.
 fn reseal(bytes: &mut [u8]) {
-    let body = xxh3_64(&bytes[256..]);
-    bytes[184..192].copy_from_slice(&body.to_le_bytes());
-    let header = xxh3_64(&bytes[..248]);
-    bytes[248..256].copy_from_slice(&header.to_le_bytes());
+    let body = xxh3_64(&bytes[512..]);
+    bytes[344..352].copy_from_slice(&body.to_le_bytes());
+    let header = xxh3_64(&bytes[..504]);
+    bytes[504..512].copy_from_slice(&header.to_le_bytes());
 }
 
 fn section(bytes: &[u8], i: usize) -> (usize, usize) {
@@ -54,8 +60,8 @@ fn every_corruption_is_refused_cleanly() {
     assert!(open_err(dir.path(), &b).contains("bad magic"));
 
     let mut b = good.clone();
-    b[8..12].copy_from_slice(&2u32.to_le_bytes());
-    assert!(open_err(dir.path(), &b).contains("version 2 is not supported"));
+    b[8..12].copy_from_slice(&3u32.to_le_bytes());
+    assert!(open_err(dir.path(), &b).contains("version 3 is not supported"));
 
     let mut b = good.clone();
     b[20] ^= 1; // dim, without resealing
@@ -66,7 +72,7 @@ fn every_corruption_is_refused_cleanly() {
     b[vec_off + 5] ^= 0x40;
     assert!(open_err(dir.path(), &b).contains("body checksum"));
 
-    for cut in [0, 7, 100, 255, 256, 1000, good.len() / 2, good.len() - 1] {
+    for cut in [0, 7, 100, 255, 256, 511, 512, 1000, good.len() / 2, good.len() - 1] {
         let msg = open_err(dir.path(), &good[..cut]);
         assert!(msg.contains("truncated"), "cut at {cut}: {msg}");
     }
@@ -127,6 +133,55 @@ fn structural_damage_behind_valid_checksums_is_refused() {
     b[lv_off + p] = 1;
     reseal(&mut b);
     assert!(open_err(dir.path(), &b).contains("upper-layer offsets"));
+
+    // Scan codes: a non-finite centroid, a wrong sub-quantiser count, a
+    // zero SQ8 step, a reserved section that is not empty, a default method
+    // the file does not hold.
+    let mut b = good.clone();
+    let (c_off, _) = section(&b, 6);
+    b[c_off..c_off + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    reseal(&mut b);
+    assert!(open_err(dir.path(), &b).contains("not finite"));
+    let mut b = good.clone();
+    b[356..360].copy_from_slice(&6u32.to_le_bytes());
+    reseal(&mut b);
+    assert!(open_err(dir.path(), &b).contains("sub-quantisers"));
+    let mut b = good.clone();
+    let (s_off, _) = section(&b, 9);
+    b[s_off..s_off + 4].copy_from_slice(&0f32.to_le_bytes());
+    reseal(&mut b);
+    assert!(open_err(dir.path(), &b).contains("sq8"));
+    let mut b = good.clone();
+    b[80 + 16 * 12 + 8..80 + 16 * 13].copy_from_slice(&64u64.to_le_bytes());
+    reseal(&mut b);
+    assert!(open_err(dir.path(), &b).contains("should be absent"));
+    let mut b = good.clone();
+    b[32..36].copy_from_slice(&2u32.to_le_bytes()); // scan only, but the default is HNSW
+    reseal(&mut b);
+    assert!(open_err(dir.path(), &b).contains("default method"));
+}
+
+#[test]
+fn a_scan_only_index_searches_by_scan_and_refuses_hnsw() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scan.vwi");
+    let base = dataset::sphere(2_000, 24, 9);
+    let opts = IndexOptions { graph: None, scan: Some(ScanOptions::default()), default_method: Method::Auto };
+    vectorwise_index::build(&base, &path, &opts, &|_| {}).unwrap();
+    let index = Index::open(&path).unwrap();
+    let info = index.info();
+    assert_eq!((info.format_version, info.default_method, info.has_graph, info.index_type), (2, Method::Scan, false, "QuantizedScan"));
+    let q = dataset::sphere(1, 24, 10);
+    let auto = index.search(q.row(0), 10, &SearchParams::default()).unwrap();
+    assert_eq!(auto.len(), 10);
+    for n in &auto {
+        let d = vectorwise_index::distance::l2_squared(base.row(n.id as usize), q.row(0));
+        assert_eq!(n.distance, d, "returned distances are exact");
+    }
+    let all = index.search(q.row(0), 10, &SearchParams::scan(200)).unwrap();
+    assert_eq!(all, index.exact_search(q.row(0), 10).unwrap(), "a scan keeping every point is exact");
+    let e = index.search(q.row(0), 10, &SearchParams::hnsw(64)).unwrap_err();
+    assert!(e.to_string().contains("no HNSW graph"), "{e}");
 }
 
 #[test]

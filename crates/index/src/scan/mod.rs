@@ -1,0 +1,350 @@
+//! The quantised scan: every point is read, but as a few bytes of code, not
+//! as its full vector. Three stages per query:
+//!
+//! 1. **Fast scan** of 4-bit product-quantisation codes (`dsub` dimensions per
+//!    sub-quantiser, 16 centroids each, so `dim / (2·dsub)` bytes a point: 16
+//!    bytes at 128-d with the default `dsub = 4`). The query's distance table
+//!    is quantised to u8 and looked up 64 codes per shuffle ([`kernels`]). The
+//!    codes of a million points (16 MB) stay in the last-level cache from one
+//!    query to the next, which is what makes this stage fast. Keeps the
+//!    `candidates` best.
+//! 2. **SQ8 re-rank** of those candidates with 8-bit scalar-quantised vectors
+//!    (one byte per dimension, per-dimension affine scale): close to exact.
+//!    Keeps the `rerank` best.
+//! 3. **Exact re-rank** with the stored f32 vectors; returns the `k` best with
+//!    exact squared L2 distances.
+//!
+//! Unstructured data (the demo's Gaussian sphere) defeats graphs but not this:
+//! the work per query is a sequential pass over a cache-resident array.
+
+pub mod kernels;
+pub mod kmeans;
+
+use crate::distance::{kernels as distance_kernels, prefetch_lines};
+use crate::error::{Error, Result};
+use crate::topk::{Scored, TopK};
+use kernels::scan_kernels;
+use rand::SeedableRng;
+use rand::seq::index::sample;
+use rayon::prelude::*;
+
+/// Points per fast-scan block.
+pub const BLOCK: usize = 32;
+/// Centroids per sub-quantiser (4-bit codes).
+pub const CENTROIDS: usize = 16;
+const TRAIN_SAMPLE: usize = 65_536;
+const KMEANS_ITERS: usize = 20;
+
+/// How to build the scan codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScanOptions {
+    /// Dimensions per 4-bit sub-quantiser (smaller: more precise, more bytes).
+    pub dsub: usize,
+    pub seed: u64,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions { dsub: 4, seed: 42 }
+    }
+}
+
+/// Shape of the scan codes, as recorded in the file header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScanShape {
+    pub dim: usize,
+    pub count: usize,
+    /// Dimensions per sub-quantiser.
+    pub dsub: usize,
+    /// Sub-quantisers, padded to an even number (a padding one has all-zero
+    /// centroids and contributes nothing).
+    pub m: usize,
+}
+
+impl ScanShape {
+    pub fn new(dim: usize, count: usize, dsub: usize) -> Result<Self> {
+        if dsub == 0 || dsub > 64 {
+            return Err(Error::InvalidParameter { name: "dsub", reason: format!("{dsub} is outside 1..=64") });
+        }
+        let m = dim.div_ceil(dsub).next_multiple_of(2);
+        // 255 per table entry summed over m sub-quantisers must fit a u16.
+        if m > 256 {
+            let reason = format!("{dim} dimensions need at least {} dimensions per sub-quantiser", dim.div_ceil(256));
+            return Err(Error::InvalidParameter { name: "dsub", reason });
+        }
+        Ok(ScanShape { dim, count, dsub, m })
+    }
+    pub fn blocks(&self) -> usize {
+        self.count.div_ceil(BLOCK)
+    }
+    /// Bytes of one block of codes.
+    pub fn block_bytes(&self) -> usize {
+        self.m / 2 * 32
+    }
+    pub fn centroid_floats(&self) -> usize {
+        self.m * CENTROIDS * self.dsub
+    }
+    pub fn code_bytes(&self) -> usize {
+        self.blocks() * self.block_bytes()
+    }
+    pub fn sq8_bytes(&self) -> usize {
+        self.count * self.dim
+    }
+}
+
+/// Scan codes built in memory ([`build`]) before they are written.
+#[derive(Clone, Debug)]
+pub struct ScanCodes {
+    pub shape: ScanShape,
+    /// `m × 16 × dsub` f32: the sub-quantisers' centroids (zero-padded).
+    pub centroids: Vec<f32>,
+    /// Fast-scan blocks, [`ScanShape::code_bytes`] long.
+    pub codes: Vec<u8>,
+    /// Per-dimension SQ8 offset and step (`x ≈ min + step · code`).
+    pub sq8_min: Vec<f32>,
+    pub sq8_step: Vec<f32>,
+    /// `count × dim` SQ8 codes.
+    pub sq8: Vec<u8>,
+}
+
+impl ScanCodes {
+    pub fn view(&self) -> ScanView<'_> {
+        ScanView {
+            shape: self.shape,
+            centroids: &self.centroids,
+            codes: &self.codes,
+            sq8_min: &self.sq8_min,
+            sq8_step: &self.sq8_step,
+            sq8: &self.sq8,
+        }
+    }
+}
+
+/// Borrowed scan codes: from [`ScanCodes`] or a memory-mapped index file.
+#[derive(Clone, Copy, Debug)]
+pub struct ScanView<'a> {
+    pub shape: ScanShape,
+    pub centroids: &'a [f32],
+    pub codes: &'a [u8],
+    pub sq8_min: &'a [f32],
+    pub sq8_step: &'a [f32],
+    pub sq8: &'a [u8],
+}
+
+impl ScanView<'_> {
+    /// Whether every slice has the length its shape implies, and the SQ8
+    /// parameters are usable (finite, positive steps).
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let s = &self.shape;
+        let want = [
+            ("centroids", self.centroids.len(), s.centroid_floats()),
+            ("codes", self.codes.len(), s.code_bytes()),
+            ("sq8 offsets", self.sq8_min.len(), s.dim),
+            ("sq8 steps", self.sq8_step.len(), s.dim),
+            ("sq8 codes", self.sq8.len(), s.sq8_bytes()),
+        ];
+        for (name, got, want) in want {
+            if got != want {
+                return Err(format!("scan {name} hold {got} values, expected {want}"));
+            }
+        }
+        if self.sq8_step.iter().any(|x| !(x.is_finite() && *x > 0.0)) || self.sq8_min.iter().any(|x| !x.is_finite()) {
+            return Err("scan sq8 parameters are not finite and positive".into());
+        }
+        if self.centroids.iter().any(|x| !x.is_finite()) {
+            return Err("scan centroids are not finite".into());
+        }
+        Ok(())
+    }
+
+    /// Sub-quantiser `s`'s dimensions within a vector.
+    fn sub_range(&self, s: usize) -> std::ops::Range<usize> {
+        let d = self.shape.dsub;
+        (s * d).min(self.shape.dim)..((s + 1) * d).min(self.shape.dim)
+    }
+
+    /// The query's quantised distance table in the kernels' pair layout.
+    fn table(&self, query: &[f32]) -> Vec<u8> {
+        let (m, dsub) = (self.shape.m, self.shape.dsub);
+        let mut dist = vec![0f32; m * CENTROIDS];
+        let mut sub = vec![0f32; dsub];
+        for s in 0..m {
+            sub.fill(0.0);
+            let r = self.sub_range(s);
+            sub[..r.len()].copy_from_slice(&query[r]);
+            for c in 0..CENTROIDS {
+                let cent = &self.centroids[(s * CENTROIDS + c) * dsub..(s * CENTROIDS + c + 1) * dsub];
+                dist[s * CENTROIDS + c] = cent.iter().zip(&sub).map(|(a, b)| (a - b) * (a - b)).sum();
+            }
+        }
+        let mut range = 0f32;
+        let mut mins = vec![0f32; m];
+        for (s, row) in dist.chunks_exact(CENTROIDS).enumerate() {
+            mins[s] = row.iter().copied().fold(f32::INFINITY, f32::min);
+            range = range.max(row.iter().copied().fold(f32::NEG_INFINITY, f32::max) - mins[s]);
+        }
+        let scale = if range > 0.0 { 255.0 / range } else { 0.0 };
+        // Pair layout: for pair p, 16 entries of 2p then 16 of 2p+1 — the same
+        // as sub-quantiser order, since each row is 16 entries.
+        dist.iter().enumerate().map(|(i, &d)| ((d - mins[i / CENTROIDS]) * scale).round().clamp(0.0, 255.0) as u8).collect()
+    }
+
+    /// Stage 1: the `keep` points with the smallest table sums, unordered.
+    fn fast_scan(&self, query: &[f32], keep: usize) -> Vec<(u16, u32)> {
+        let lut = self.table(query);
+        let block = scan_kernels().block;
+        let n = self.shape.count;
+        let keep = keep.clamp(1, n);
+        let mut found: Vec<(u16, u32)> = Vec::with_capacity(2 * keep + BLOCK);
+        let mut threshold = u16::MAX;
+        let mut sums = [0u16; BLOCK];
+        for (b, codes) in self.codes.chunks_exact(self.shape.block_bytes()).enumerate() {
+            block(codes, &lut, &mut sums);
+            if !sums.iter().any(|&x| x < threshold) {
+                continue;
+            }
+            let base = b * BLOCK;
+            for (j, &x) in sums.iter().enumerate() {
+                if x < threshold && base + j < n {
+                    found.push((x, (base + j) as u32));
+                }
+            }
+            if found.len() >= 2 * keep {
+                found.select_nth_unstable(keep - 1);
+                found.truncate(keep);
+                threshold = found.iter().map(|c| c.0).max().unwrap_or(u16::MAX);
+            }
+        }
+        if found.len() > keep {
+            found.select_nth_unstable(keep - 1);
+            found.truncate(keep);
+        }
+        found
+    }
+
+    /// The three stages; returns up to `k` points, ascending exact distance.
+    /// `vectors` are the index's f32 rows.
+    pub fn search(&self, vectors: &[f32], query: &[f32], k: usize, candidates: usize, rerank: usize) -> Vec<Scored> {
+        let dim = self.shape.dim;
+        let rerank = rerank.max(k);
+        let mut found = self.fast_scan(query, candidates.max(rerank));
+        found.sort_unstable_by_key(|c| c.1); // memory order for stage 2
+        // Stage 2: SQ8 distances, `Σ step² (q' − c)²` with `q' = (q − min) / step`.
+        let q8: Vec<f32> = query.iter().zip(self.sq8_min).zip(self.sq8_step).map(|((q, m), s)| (q - m) / s).collect();
+        let w: Vec<f32> = self.sq8_step.iter().map(|s| s * s).collect();
+        let sq8 = scan_kernels().sq8;
+        let code = |p: u32| &self.sq8[p as usize * dim..(p as usize + 1) * dim];
+        let lines = dim.div_ceil(64);
+        const AHEAD: usize = 8;
+        let mut stage2: Vec<Scored> = Vec::with_capacity(found.len());
+        for (i, &(_, p)) in found.iter().enumerate() {
+            if let Some(&(_, next)) = found.get(i + AHEAD) {
+                prefetch_lines(code(next), lines);
+            }
+            stage2.push(Scored { distance: sq8(code(p), &q8, &w), offset: p });
+        }
+        if stage2.len() > rerank {
+            stage2.select_nth_unstable(rerank - 1);
+            stage2.truncate(rerank);
+        }
+        // Stage 3: exact.
+        let l2 = distance_kernels().l2_squared;
+        let row = |p: u32| &vectors[p as usize * dim..(p as usize + 1) * dim];
+        let mut top = TopK::new(k);
+        for (i, s) in stage2.iter().enumerate() {
+            if let Some(next) = stage2.get(i + AHEAD) {
+                prefetch_lines(row(next.offset), (dim * 4).div_ceil(64));
+            }
+            let d = l2(row(s.offset), query);
+            if d < top.threshold() {
+                top.push(Scored { distance: d, offset: s.offset });
+            }
+        }
+        top.into_sorted()
+    }
+}
+
+/// Trains the quantisers on a sample of `vectors` and encodes every point.
+pub fn build(vectors: &[f32], dim: usize, opts: &ScanOptions) -> Result<ScanCodes> {
+    let count = vectors.len() / dim.max(1);
+    if count == 0 || vectors.len() != count * dim {
+        return Err(Error::InvalidParameter { name: "vectors", reason: "empty or not a whole number of rows".into() });
+    }
+    let shape = ScanShape::new(dim, count, opts.dsub)?;
+    let row = |i: usize| &vectors[i * dim..(i + 1) * dim];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
+    let train: Vec<usize> = if count > TRAIN_SAMPLE { sample(&mut rng, count, TRAIN_SAMPLE).into_vec() } else { (0..count).collect() };
+    let (m, dsub) = (shape.m, shape.dsub);
+    let view_for_ranges = ScanView { shape, centroids: &[], codes: &[], sq8_min: &[], sq8_step: &[], sq8: &[] };
+
+    // Product quantiser: k-means per sub-quantiser on the sample.
+    let centroids: Vec<f32> = (0..m)
+        .into_par_iter()
+        .flat_map_iter(|s| {
+            let r = view_for_ranges.sub_range(s);
+            if r.is_empty() {
+                return vec![0f32; CENTROIDS * dsub];
+            }
+            let mut sub = vec![0f32; train.len() * dsub];
+            for (t, &i) in train.iter().enumerate() {
+                sub[t * dsub..t * dsub + r.len()].copy_from_slice(&row(i)[r.clone()]);
+            }
+            kmeans::kmeans(&sub, dsub, CENTROIDS, KMEANS_ITERS, opts.seed ^ s as u64)
+        })
+        .collect();
+
+    // Encode and pack, one block of 32 points per task.
+    let block_bytes = shape.block_bytes();
+    let mut codes = vec![0u8; shape.code_bytes()];
+    codes.par_chunks_mut(block_bytes).enumerate().for_each(|(b, out)| {
+        let mut sub = vec![0f32; dsub];
+        let mut point_codes = [[0u8; BLOCK]; 256];
+        for j in 0..BLOCK {
+            let p = b * BLOCK + j;
+            if p >= count {
+                break;
+            }
+            for (s, pc) in point_codes.iter_mut().enumerate().take(m) {
+                let r = view_for_ranges.sub_range(s);
+                sub.fill(0.0);
+                sub[..r.len()].copy_from_slice(&row(p)[r]);
+                let cents = &centroids[s * CENTROIDS * dsub..(s + 1) * CENTROIDS * dsub];
+                pc[j] = kmeans::nearest(cents, dsub, &sub).0 as u8;
+            }
+        }
+        pack_block(&point_codes[..m], out);
+    });
+
+    // SQ8: per-dimension range over all points.
+    let mut lo = vec![f32::INFINITY; dim];
+    let mut hi = vec![f32::NEG_INFINITY; dim];
+    for r in vectors.chunks_exact(dim) {
+        for ((l, h), &x) in lo.iter_mut().zip(hi.iter_mut()).zip(r) {
+            *l = l.min(x);
+            *h = h.max(x);
+        }
+    }
+    let step: Vec<f32> = lo.iter().zip(&hi).map(|(l, h)| if h > l { (h - l) / 255.0 } else { 1.0 }).collect();
+    if lo.iter().chain(&step).any(|x| !x.is_finite()) {
+        return Err(Error::InvalidParameter { name: "vectors", reason: "contain non-finite values".into() });
+    }
+    let mut sq8 = vec![0u8; count * dim];
+    sq8.par_chunks_mut(dim).zip(vectors.par_chunks(dim)).for_each(|(out, r)| {
+        for (((o, &x), l), s) in out.iter_mut().zip(r).zip(&lo).zip(&step) {
+            *o = ((x - l) / s).round().clamp(0.0, 255.0) as u8;
+        }
+    });
+    Ok(ScanCodes { shape, centroids, codes, sq8_min: lo, sq8_step: step, sq8 })
+}
+
+/// Packs the codes of one block (`codes[s][j]`: sub-quantiser `s`, point `j`)
+/// into the layout [`kernels`] documents.
+pub fn pack_block(codes: &[[u8; BLOCK]], out: &mut [u8]) {
+    for (p, pair) in codes.chunks_exact(2).enumerate() {
+        let dst = &mut out[p * 32..(p + 1) * 32];
+        for j in 0..16 {
+            dst[j] = pair[0][j] | (pair[0][j + 16] << 4);
+            dst[16 + j] = pair[1][j] | (pair[1][j + 16] << 4);
+        }
+    }
+}
