@@ -24,32 +24,49 @@ use utoipa::openapi::{RefOr, Required};
         title = "VectorWise",
         description = "Approximate nearest-neighbour search (HNSW, squared L2 on L2-normalised vectors)."
     ),
-    paths(routes::health, routes::stats, routes::search),
+    paths(routes::health, routes::stats, routes::search, routes::search_batch, routes::metrics),
     tags(
         (name = "health", description = "Liveness and readiness"),
         (name = "index", description = "The served index"),
         (name = "search", description = "k-nearest-neighbour queries"),
+        (name = "monitoring", description = "Prometheus metrics"),
     )
 )]
 struct ApiDoc;
 
-/// The OpenAPI document for `config` (the bound on `k` is the configured one).
+/// The OpenAPI document for `config` (the bounds on `k` and on the batch size
+/// are the configured ones).
 pub fn openapi(config: &ServerConfig) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
-    let k = doc.components.as_mut().and_then(|c| c.schemas.get_mut("SearchRequest")).and_then(|s| match s {
-        RefOr::T(Schema::Object(o)) => o.properties.get_mut("k"),
-        _ => None,
-    });
-    if let Some(RefOr::T(Schema::Object(k))) = k {
-        k.maximum = Some(config.max_k.into());
+    for schema in ["SearchRequest", "SearchBatchRequest"] {
+        if let Some(RefOr::T(Schema::Object(k))) = schema_property(&mut doc, schema, "k") {
+            k.maximum = Some(config.max_k.into());
+        }
     }
-    // The request body is required (an empty body is a 422).
-    if let Some(body) =
-        doc.paths.paths.get_mut("/search").and_then(|p| p.post.as_mut()).and_then(|op| op.request_body.as_mut())
-    {
-        body.required = Some(Required::True);
+    if let Some(RefOr::T(Schema::Array(queries))) = schema_property(&mut doc, "SearchBatchRequest", "query_vectors") {
+        queries.max_items = Some(config.max_batch);
+    }
+    // Request bodies are required (an empty body is a 422).
+    for path in ["/search", "/search/batch"] {
+        if let Some(body) =
+            doc.paths.paths.get_mut(path).and_then(|p| p.post.as_mut()).and_then(|op| op.request_body.as_mut())
+        {
+            body.required = Some(Required::True);
+        }
     }
     doc
+}
+
+/// A property of a component schema, to adjust it to the configuration.
+fn schema_property<'a>(
+    doc: &'a mut utoipa::openapi::OpenApi,
+    schema: &str,
+    name: &str,
+) -> Option<&'a mut RefOr<Schema>> {
+    match doc.components.as_mut()?.schemas.get_mut(schema)? {
+        RefOr::T(Schema::Object(o)) => o.properties.get_mut(name),
+        _ => None,
+    }
 }
 
 /// Routes for `/openapi.json`, `/docs` and `/redoc`.
@@ -162,9 +179,13 @@ mod tests {
 
     #[test]
     fn the_document_carries_the_configured_max_k() {
-        let config = ServerConfig { max_k: 37, ..ServerConfig::default() };
+        let config = ServerConfig { max_k: 37, max_batch: 12, ..ServerConfig::default() };
         let doc = serde_json::to_value(openapi(&config)).unwrap();
-        assert_eq!(doc["components"]["schemas"]["SearchRequest"]["properties"]["k"]["maximum"], 37);
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(schemas["SearchRequest"]["properties"]["k"]["maximum"], 37);
+        assert_eq!(schemas["SearchBatchRequest"]["properties"]["k"]["maximum"], 37);
+        assert_eq!(schemas["SearchBatchRequest"]["properties"]["query_vectors"]["maxItems"], 12);
         assert_eq!(doc["paths"]["/search"]["post"]["requestBody"]["required"], true);
+        assert_eq!(doc["paths"]["/search/batch"]["post"]["requestBody"]["required"], true);
     }
 }

@@ -18,6 +18,10 @@ pub enum ApiError {
     #[error("query_vector has {actual} dimensions, expected {expected}")]
     DimensionMismatch { expected: usize, actual: usize },
 
+    /// A query of a batch has the wrong number of dimensions (400).
+    #[error("query_vectors[{query}] has {actual} dimensions, expected {expected}")]
+    BatchDimensionMismatch { query: usize, expected: usize, actual: usize },
+
     /// The body is larger than the configured limit (413).
     #[error("Request body too large: the limit is {limit} bytes")]
     PayloadTooLarge { limit: usize },
@@ -63,7 +67,9 @@ impl ApiError {
         use vectorwise_index::Error as E;
         match self {
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::DimensionMismatch { .. } | ApiError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            ApiError::DimensionMismatch { .. } | ApiError::BatchDimensionMismatch { .. } | ApiError::BodyRead(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::IndexLoading | ApiError::IndexUnavailable | ApiError::Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE

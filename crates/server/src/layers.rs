@@ -1,7 +1,8 @@
-//! Cross-cutting middleware: the access log (one line per request) and CORS
-//! from the configured origin list.
+//! Cross-cutting middleware: the access log (one line per request), request
+//! metrics, and CORS from the configured origin list.
 
-use axum::extract::Request;
+use crate::state::AppState;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -16,6 +17,17 @@ pub(crate) async fn access_log(req: Request, next: Next) -> Response {
     let response = next.run(req).await;
     let latency_ms = (start.elapsed().as_secs_f64() * 1e3 * 1e3).round() / 1e3;
     tracing::info!(%method, %path, status = response.status().as_u16(), latency_ms, "request");
+    response
+}
+
+/// Counts every request and times it by its matched route template (never
+/// the raw path, which clients choose); see `telemetry.rs`.
+pub(crate) async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let method = req.method().clone();
+    let response = next.run(req).await;
+    state.metrics().http_request(route.as_deref(), &method, response.status(), start.elapsed());
     response
 }
 

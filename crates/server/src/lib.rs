@@ -1,11 +1,13 @@
 //! The VectorWise HTTP API (axum), compatible with the FastAPI demo it
 //! replaces: `GET /`, `GET /stats`, `POST /search`, FastAPI-shaped errors,
-//! OpenAPI at `/openapi.json`, Swagger UI at `/docs`, ReDoc at `/redoc`.
+//! OpenAPI at `/openapi.json`, Swagger UI at `/docs`, ReDoc at `/redoc`; and
+//! beyond the demo, `POST /search/batch` and Prometheus metrics at `/metrics`.
 //!
 //! Modules: `state` (config, the index slot, search permits), `routes`
 //! (handlers), `extract` + `validate` (body parsing and pydantic-style rules),
 //! `models` (wire types), `error` (the one error -> status mapping), `docs`,
-//! `layers` (access log, CORS).
+//! `layers` (access log, request metrics, CORS), `telemetry` (the per-state
+//! Prometheus recorder and its series).
 //!
 //! The CLI builds an [`AppState`], calls [`app`] and serves it with
 //! `axum::serve(listener, app(state)).with_graceful_shutdown(signal)`; it may
@@ -21,19 +23,21 @@ mod layers;
 mod models;
 mod routes;
 mod state;
+mod telemetry;
 mod validate;
 
 pub use docs::openapi;
 pub use error::ApiError;
 pub use models::{
-    ErrorResponse, FieldError, HealthResponse, HealthStatus, LocItem, SearchRequest, SearchResponse, StatsResponse,
-    ValidationErrorResponse,
+    ErrorResponse, FieldError, HealthResponse, HealthStatus, LocItem, SearchBatchRequest, SearchBatchResponse,
+    SearchOptions, SearchRequest, SearchResponse, StatsResponse, ValidationErrorResponse,
 };
 pub use state::{AppState, ServerConfig};
 
 use axum::extract::DefaultBodyLimit;
 
-/// The whole service: API routes, docs, body limit, CORS and access log.
+/// The whole service: API routes, docs, body limit, CORS, access log and
+/// request metrics.
 pub fn app(state: AppState) -> axum::Router {
     let config = state.config().clone();
     routes::router()
@@ -45,6 +49,9 @@ pub fn app(state: AppState) -> axum::Router {
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(config.body_timeout))
         .layer(layers::cors(&config.cors_origins))
         .layer(axum::middleware::from_fn(layers::access_log))
+        // Outermost, so its latency covers every other layer. `Router::layer`
+        // wraps each route after routing, so the matched route is known.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), layers::record_metrics))
         .with_state(state)
 }
 
@@ -54,6 +61,7 @@ mod tests {
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
     use std::sync::Arc;
+    use telemetry::SearchKind::{Batch, Single};
     use tower::ServiceExt;
     use vectorwise_index::{Index, build_index, dataset, hnsw};
 
@@ -79,11 +87,51 @@ mod tests {
             Request::post("/search").header("content-type", "application/json").body(Body::from(body)).unwrap()
         };
 
-        let held = [state.try_acquire_search().unwrap(), state.try_acquire_search().unwrap()];
+        let held = [state.try_acquire_search(Single, 1).unwrap(), state.try_acquire_search(Single, 1).unwrap()];
         assert_eq!(app.clone().oneshot(request()).await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
         drop(held);
         assert_eq!(app.clone().oneshot(request()).await.unwrap().status(), StatusCode::OK);
         // The permit went back when the search ended.
-        let _all = [state.try_acquire_search().unwrap(), state.try_acquire_search().unwrap()];
+        let _all = [state.try_acquire_search(Single, 1).unwrap(), state.try_acquire_search(Single, 1).unwrap()];
+    }
+
+    /// A batch takes one permit per query (all or none), capped at the whole
+    /// bound so that a batch larger than the bound can still run when idle.
+    #[tokio::test]
+    async fn a_batch_counts_its_queries_against_the_bound() {
+        let state = AppState::new(ServerConfig { max_pending_searches: 4, ..ServerConfig::default() });
+        let one = state.try_acquire_search(Single, 1).unwrap();
+        assert!(state.try_acquire_search(Batch, 4).is_err(), "4 queries need 4 free permits");
+        let three = state.try_acquire_search(Batch, 3).unwrap();
+        assert!(state.try_acquire_search(Single, 1).is_err());
+        drop((one, three));
+        // Larger than the bound: takes all 4, so nothing else fits meanwhile.
+        let big = state.try_acquire_search(Batch, 1000).unwrap();
+        assert!(state.try_acquire_search(Single, 1).is_err());
+        drop(big);
+        let _ = state.try_acquire_search(Single, 1).unwrap();
+        // A bound of 0 refuses everything, batches included.
+        let none = AppState::new(ServerConfig { max_pending_searches: 0, ..ServerConfig::default() });
+        assert!(none.try_acquire_search(Batch, 5).is_err() && none.try_acquire_search(Single, 1).is_err());
+    }
+
+    /// The in-flight gauge counts queries (uncapped) while their permits are held.
+    #[test]
+    fn in_flight_counts_the_queries_holding_permits() {
+        let state = AppState::new(ServerConfig { max_pending_searches: 4, ..ServerConfig::default() });
+        let gauge = |state: &AppState| {
+            let text = state.metrics().render();
+            let line = text.lines().find(|l| l.starts_with("vectorwise_searches_in_flight ")).unwrap().to_owned();
+            line.rsplit(' ').next().unwrap().parse::<f64>().unwrap()
+        };
+        let batch = state.try_acquire_search(Batch, 10).unwrap();
+        assert_eq!(gauge(&state), 10.0);
+        assert!(state.try_acquire_search(Single, 1).is_err(), "the batch holds the whole bound");
+        assert_eq!(gauge(&state), 10.0, "a refused request adds nothing");
+        drop(batch);
+        let single = state.try_acquire_search(Single, 1).unwrap();
+        assert_eq!(gauge(&state), 1.0);
+        drop(single);
+        assert_eq!(gauge(&state), 0.0);
     }
 }

@@ -67,6 +67,32 @@ pub struct SearchRequest {
     /// Number of neighbours wanted; at most `max_k` (see `/stats`).
     #[schema(minimum = 1, maximum = 100, example = 10)]
     pub k: usize,
+    #[serde(skip)]
+    pub options: SearchOptions,
+}
+
+// Per-request settings both search routes accept; parsed in one place
+// (`validate::search_options`) and turned into engine parameters in one place
+// (`SearchOptions::params`). None yet: every search uses the configured
+// `ef_search`. Fields added here also need their schema on the request types.
+/// Optional search settings shared by `/search` and `/search/batch`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SearchOptions {}
+
+/// Many k-nearest-neighbour queries in one request, answered in order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SearchBatchRequest {
+    /// The queries, each as `query_vector` in `/search`: non-zero, finite,
+    /// length `dimension`, L2-normalised before the search. At most
+    /// `max_batch` of them (1024 by default).
+    #[schema(min_items = 1, max_items = 1024)]
+    pub query_vectors: Vec<Vec<f32>>,
+    /// Number of neighbours wanted for every query; at most `max_k`.
+    #[schema(minimum = 1, maximum = 100, example = 10)]
+    pub k: usize,
+    #[serde(skip)]
+    pub options: SearchOptions,
 }
 
 /// `POST /search` result: `min(k, total_vectors)` neighbours, nearest first.
@@ -76,6 +102,12 @@ pub struct SearchResponse {
     pub indices: Vec<u64>,
     /// Squared L2 distances from the normalised query, ascending.
     pub distances: Vec<f32>,
+}
+
+/// `POST /search/batch` result: one [`SearchResponse`] per query, in request order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SearchBatchResponse {
+    pub results: Vec<SearchResponse>,
 }
 
 /// Body of every error but 422: `{"detail": "..."}`, as FastAPI's HTTPException.

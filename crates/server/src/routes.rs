@@ -1,25 +1,46 @@
-//! The API's handlers: health, stats, search, and the 404/405 fallbacks.
-//! Searches run on tokio's blocking pool, at most `max_pending_searches` at a
-//! time (queued or running); past that, 503 at once.
+//! The API's handlers: health, stats, search, batch search, metrics, and the
+//! 404/405 fallbacks. Searches run on tokio's blocking pool, at most
+//! `max_pending_searches` queries at a time (queued or running; a batch counts
+//! its queries); past that, 503 at once.
 
 use crate::error::ApiError;
 use crate::extract::ValidJson;
 use crate::models::{
-    ErrorResponse, HealthResponse, HealthStatus, SearchRequest, SearchResponse, StatsResponse, ValidationErrorResponse,
+    ErrorResponse, HealthResponse, HealthStatus, SearchBatchRequest, SearchBatchResponse, SearchOptions,
+    SearchRequest, SearchResponse, StatsResponse, ValidationErrorResponse,
 };
-use crate::state::AppState;
+use crate::state::{AppState, ServerConfig};
+use crate::telemetry::SearchKind;
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use vectorwise_index::SearchParams;
+use std::time::Instant;
 use vectorwise_index::distance::normalize_query;
+use vectorwise_index::{Neighbor, SearchParams};
 
 pub(crate) const SERVICE_NAME: &str = "VectorWise";
 
 /// The API routes (docs are added by `docs.rs`, fallbacks by `app`).
 pub(crate) fn router() -> axum::Router<AppState> {
-    axum::Router::new().route("/", get(health)).route("/stats", get(stats)).route("/search", post(search))
+    axum::Router::new()
+        .route("/", get(health))
+        .route("/stats", get(stats))
+        .route("/search", post(search))
+        .route("/search/batch", post(search_batch))
+        .route("/metrics", get(metrics))
+}
+
+impl SearchOptions {
+    /// The engine parameters for a request with these options.
+    pub(crate) fn params(&self, config: &ServerConfig) -> SearchParams {
+        SearchParams::hnsw(config.ef_search)
+    }
+}
+
+fn response(hits: Vec<Neighbor>) -> SearchResponse {
+    SearchResponse { indices: hits.iter().map(|n| n.id).collect(), distances: hits.iter().map(|n| n.distance).collect() }
 }
 
 /// Health check: 200 once the index is served, 503 before.
@@ -87,24 +108,84 @@ pub(crate) async fn search(
     ValidJson(request): ValidJson<SearchRequest>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let index = state.index()?;
-    let SearchRequest { query_vector: mut query, k } = request;
+    let SearchRequest { query_vector: mut query, k, options } = request;
     if query.len() != index.dim() {
         return Err(ApiError::DimensionMismatch { expected: index.dim(), actual: query.len() });
     }
     // Validation rejected zero and non-finite vectors, so this succeeds.
     normalize_query(&mut query);
-    let permit = state.try_acquire_search()?;
-    let params = SearchParams::hnsw(state.config().ef_search);
+    let permit = state.try_acquire_search(SearchKind::Single, 1)?;
+    let params = options.params(state.config());
     let hits = tokio::task::spawn_blocking(move || {
         // Held until the search ends, even if the client has gone away.
         let _permit = permit;
-        index.search(&query, k, &params)
+        let start = Instant::now();
+        let hits = index.search(&query, k, &params);
+        state.metrics().search(SearchKind::Single, start.elapsed());
+        hits
     })
     .await??;
-    Ok(Json(SearchResponse {
-        indices: hits.iter().map(|n| n.id).collect(),
-        distances: hits.iter().map(|n| n.distance).collect(),
-    }))
+    Ok(Json(response(hits)))
+}
+
+/// k nearest neighbours of each query, as `/search` answers one, in request order.
+#[utoipa::path(
+    post, path = "/search/batch", tag = "search",
+    request_body = SearchBatchRequest,
+    responses(
+        (status = 200, description = "One result per query, in request order", body = SearchBatchResponse),
+        (status = 400, description = "A query has the wrong dimension (the detail names it)", body = ErrorResponse),
+        (status = 413, description = "Body larger than the configured limit", body = ErrorResponse),
+        (status = 422, description = "Invalid body, empty batch, or more than max_batch queries; \
+            every problem located (`loc` holds the query's index)", body = ValidationErrorResponse),
+        (status = 500, description = "Internal error (details in the server log)", body = ErrorResponse),
+        (status = 503, description = "Index not loaded, or too many pending searches", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn search_batch(
+    State(state): State<AppState>,
+    ValidJson(request): ValidJson<SearchBatchRequest>,
+) -> Result<Json<SearchBatchResponse>, ApiError> {
+    let index = state.index()?;
+    let SearchBatchRequest { query_vectors, k, options } = request;
+    let dim = index.dim();
+    if let Some((query, q)) = query_vectors.iter().enumerate().find(|(_, q)| q.len() != dim) {
+        return Err(ApiError::BatchDimensionMismatch { query, expected: dim, actual: q.len() });
+    }
+    let n = query_vectors.len();
+    let permit = state.try_acquire_search(SearchKind::Batch, n)?;
+    let params = options.params(state.config());
+    // One blocking task for the whole batch; the engine spreads its queries
+    // over the rayon pool.
+    let results = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let mut flat = Vec::with_capacity(n * dim);
+        for mut query in query_vectors {
+            // Validation rejected zero and non-finite vectors, so this succeeds.
+            normalize_query(&mut query);
+            flat.extend_from_slice(&query);
+        }
+        state.metrics().batch_size(n);
+        let start = Instant::now();
+        let results = index.search_batch(&flat, k, &params);
+        state.metrics().search(SearchKind::Batch, start.elapsed());
+        results
+    })
+    .await??;
+    Ok(Json(SearchBatchResponse { results: results.into_iter().map(response).collect() }))
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(
+    get, path = "/metrics", tag = "monitoring",
+    responses(
+        (status = 200, description = "Every `vectorwise_*` series (see README, Metrics)", body = String,
+            content_type = "text/plain; version=0.0.4"),
+    )
+)]
+pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+    ([(header::CONTENT_TYPE, content_type)], state.metrics().render())
 }
 
 /// 404 for unknown paths, FastAPI's body.

@@ -1,8 +1,9 @@
 //! What the handlers share: the configuration, the index slot (empty while the
-//! CLI loads or builds the index in the background) and the search permits
-//! that bound queued + running searches.
+//! CLI loads or builds the index in the background), the search permits
+//! that bound queued + running searches, and the metrics recorder.
 
 use crate::error::ApiError;
+use crate::telemetry::{Metrics, SearchKind};
 use parking_lot::RwLock;
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -17,8 +18,11 @@ pub struct ServerConfig {
     pub max_k: usize,
     /// Largest accepted request body; larger ones get 413.
     pub body_limit_bytes: usize,
-    /// Searches queued or running at once; past it, 503 at once.
+    /// Searches queued or running at once; past it, 503 at once. A batch of
+    /// n queries counts as n (see [`AppState::try_acquire_search`]).
     pub max_pending_searches: usize,
+    /// Most queries in one `POST /search/batch`; more is a 422.
+    pub max_batch: usize,
     /// `*` for any origin, else a comma-separated list of origins.
     pub cors_origins: String,
     /// Longest time a client may take to send its body; a slower upload gets
@@ -33,6 +37,7 @@ impl Default for ServerConfig {
             max_k: 100,
             body_limit_bytes: 4 * 1024 * 1024,
             max_pending_searches: 64,
+            max_batch: 1024,
             cors_origins: "*".to_owned(),
             body_timeout: std::time::Duration::from_secs(30),
         }
@@ -54,6 +59,9 @@ struct Inner {
     // reload replaces it while searches keep their own Arc.
     index: RwLock<IndexSlot>,
     searches: Arc<Semaphore>,
+    /// The semaphore's size: the most permits one request can take.
+    permits: usize,
+    metrics: Metrics,
 }
 
 /// Shared state of the router; cheap to clone.
@@ -64,28 +72,38 @@ pub struct AppState {
 
 impl AppState {
     /// State with no index yet: health reports `loading` until [`set_index`](Self::set_index).
-    pub fn new(mut config: ServerConfig) -> Self {
+    pub fn new(config: ServerConfig) -> Self {
+        let state = AppState::empty(config);
+        state.inner.metrics.index_loading();
+        state
+    }
+
+    /// State serving `index` from the start.
+    pub fn with_index(config: ServerConfig, index: Arc<Index>) -> Self {
+        let state = AppState::empty(config);
+        state.set_index(index);
+        state
+    }
+
+    fn empty(mut config: ServerConfig) -> Self {
         config.ef_search = config.ef_search.max(1);
         let permits = config.max_pending_searches.min(Semaphore::MAX_PERMITS);
+        let metrics = Metrics::new(config.max_batch);
         AppState {
             inner: Arc::new(Inner {
                 config,
                 index: RwLock::new(IndexSlot::Loading),
                 searches: Arc::new(Semaphore::new(permits)),
+                permits,
+                metrics,
             }),
         }
-    }
-
-    /// State serving `index` from the start.
-    pub fn with_index(config: ServerConfig, index: Arc<Index>) -> Self {
-        let state = AppState::new(config);
-        state.set_index(index);
-        state
     }
 
     /// Starts serving `index` (replacing any previous one).
     pub fn set_index(&self, index: Arc<Index>) {
         tracing::info!(vectors = index.len(), dim = index.dim(), path = %index.path().display(), "index ready");
+        self.inner.metrics.index_ready(&index.info());
         *self.inner.index.write() = IndexSlot::Ready(index);
     }
 
@@ -113,9 +131,50 @@ impl AppState {
         }
     }
 
-    /// A permit for one search, held until the blocking task ends; none left
-    /// means overload, answered at once rather than queued.
-    pub(crate) fn try_acquire_search(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        Arc::clone(&self.inner.searches).try_acquire_owned().map_err(|_| ApiError::Overloaded)
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Permits for a request of `queries` queries, held until its blocking
+    /// task ends; too few left means overload, answered at once rather than
+    /// queued (and counted).
+    ///
+    /// The bound is on queued + running *queries*, since that is the work
+    /// (and the wait) it limits: a batch of n takes n permits, all or none.
+    /// Taking one would let `max_pending` batches of `max_batch` queue (with
+    /// the defaults) 64 × 1024 searches, tens of seconds of work on two
+    /// cores, which is the pile-up the bound exists to refuse. A batch
+    /// larger than the whole bound takes the whole bound, so any batch the
+    /// size limit admits can run on an otherwise idle server; while it runs,
+    /// other searches get 503, as they would behind that many singles.
+    pub(crate) fn try_acquire_search(&self, kind: SearchKind, queries: usize) -> Result<SearchPermit, ApiError> {
+        // At least one, so that a bound of 0 refuses everything.
+        let wanted = queries.clamp(1, self.inner.permits.max(1)).min(u32::MAX as usize);
+        match Arc::clone(&self.inner.searches).try_acquire_many_owned(wanted as u32) {
+            Ok(permit) => {
+                let in_flight = self.inner.metrics.in_flight().clone();
+                in_flight.increment(queries as f64);
+                Ok(SearchPermit { _permit: permit, in_flight, queries })
+            }
+            Err(_) => {
+                self.inner.metrics.rejected(kind);
+                Err(ApiError::Overloaded)
+            }
+        }
+    }
+}
+
+/// Held while a search request is queued or running: its semaphore permits
+/// and its share of the in-flight gauge, both given back on drop.
+#[derive(Debug)]
+pub(crate) struct SearchPermit {
+    _permit: OwnedSemaphorePermit,
+    in_flight: metrics::Gauge,
+    queries: usize,
+}
+
+impl Drop for SearchPermit {
+    fn drop(&mut self) {
+        self.in_flight.decrement(self.queries as f64);
     }
 }

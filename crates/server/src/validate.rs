@@ -4,7 +4,7 @@
 //! and `true` are not integers here, `"0.5"` is not a number. An integral float
 //! such as `10.0` is an integer, as in pydantic.
 
-use crate::models::{FieldError, LocItem, SearchRequest};
+use crate::models::{FieldError, LocItem, SearchBatchRequest, SearchOptions, SearchRequest};
 use crate::state::ServerConfig;
 use serde_json::{Map, Value, json};
 
@@ -138,48 +138,125 @@ fn parse_vector(value: &Value, at: &[LocItem], errors: &mut Vec<FieldError>) -> 
     (errors.len() == before).then_some(out)
 }
 
+/// One query vector at `at`: a list of finite numbers that is not the zero
+/// vector; `name` says how the zero-vector message calls it.
+fn parse_query(
+    value: &Value,
+    at: &[LocItem],
+    name: impl FnOnce() -> String,
+    errors: &mut Vec<FieldError>,
+) -> Option<Vec<f32>> {
+    let query = parse_vector(value, at, errors)?;
+    // Normalising a zero vector divides by zero; an empty one is left to
+    // the dimension check (400), as the demo did.
+    if !query.is_empty() && query.iter().all(|&x| x == 0.0) {
+        let reason = format!("{} must not be the zero vector", name());
+        errors.push(
+            FieldError::new(loc(at), "value_error", format!("Value error, {reason}"))
+                .with_ctx(json!({ "error": reason })),
+        );
+        return None;
+    }
+    Some(query)
+}
+
+/// `query_vectors`: 1 to `max` queries, each checked as [`parse_query`] with
+/// its index in `loc`. Element errors are capped over the whole batch.
+fn parse_queries(value: &Value, at: &[LocItem], max: usize, errors: &mut Vec<FieldError>) -> Option<Vec<Vec<f32>>> {
+    let Value::Array(items) = value else {
+        errors.push(FieldError::new(loc(at), "list_type", "Input should be a valid list").with_input(value));
+        return None;
+    };
+    // pydantic's length errors (`conlist(min_length=1, max_length=max)`). Too
+    // long a batch is refused before its elements are looked at.
+    let n = items.len();
+    let length_error = if n == 0 {
+        Some(("too_short", "min_length", 1, "at least"))
+    } else if n > max {
+        Some(("too_long", "max_length", max, "at most"))
+    } else {
+        None
+    };
+    if let Some((kind, bound_name, bound, relation)) = length_error {
+        let plural = if bound == 1 { "" } else { "s" };
+        let msg = format!("List should have {relation} {bound} item{plural} after validation, not {n}");
+        errors.push(
+            FieldError::new(loc(at), kind, msg)
+                .with_ctx(json!({ "field_type": "List", bound_name: bound, "actual_length": n })),
+        );
+        return None;
+    }
+    let mut queries = Vec::with_capacity(n);
+    let (mut failed, mut reported, mut scratch) = (false, 0, Vec::new());
+    for (i, item) in items.iter().enumerate() {
+        let mut item_at = loc(at);
+        item_at.push(i.into());
+        match parse_query(item, &item_at, || format!("query_vectors[{i}]"), &mut scratch) {
+            Some(query) => queries.push(query),
+            None => failed = true,
+        }
+        let room = MAX_ELEMENT_ERRORS - reported;
+        reported += scratch.len().min(room);
+        errors.extend(scratch.drain(..).take(room));
+    }
+    (!failed).then_some(queries)
+}
+
+/// `k`: a strict integer in `1..=max_k`.
+fn parse_k(map: &Map<String, Value>, config: &ServerConfig, errors: &mut Vec<FieldError>) -> Option<usize> {
+    let k_at = [LocItem::from("body"), LocItem::from("k")];
+    let v = required(map, "k", errors)?;
+    let k = parse_int(v, &k_at, errors)?;
+    let err = |kind: &str, msg: String, ctx: Value| FieldError::new(loc(&k_at), kind, msg).with_input(v).with_ctx(ctx);
+    if k <= 0 {
+        errors.push(err("greater_than", "Input should be greater than 0".into(), json!({ "gt": 0 })));
+        None
+    } else if k > config.max_k as i128 {
+        let max = config.max_k;
+        errors.push(err("less_than_equal", format!("Input should be less than or equal to {max}"), json!({ "le": max })));
+        None
+    } else {
+        Some(k as usize)
+    }
+}
+
+/// The optional settings both search requests accept. None yet; unknown
+/// fields are ignored, as pydantic's default model config does.
+fn search_options(_map: &Map<String, Value>, _errors: &mut Vec<FieldError>) -> Option<SearchOptions> {
+    Some(SearchOptions::default())
+}
+
 impl FromBody for SearchRequest {
     fn from_body(body: &Value, config: &ServerConfig) -> Result<Self, Vec<FieldError>> {
         let map = body_object(body)?;
         let mut errors = Vec::new();
-
         let query_at = [LocItem::from("body"), LocItem::from("query_vector")];
-        let query = required(map, "query_vector", &mut errors).and_then(|v| parse_vector(v, &query_at, &mut errors));
-        // Normalising a zero vector divides by zero; an empty one is left to
-        // the dimension check (400), as the demo did.
-        let is_zero = query.as_ref().is_some_and(|q| !q.is_empty() && q.iter().all(|&x| x == 0.0));
-        if is_zero {
-            let reason = "query_vector must not be the zero vector";
-            errors.push(
-                FieldError::new(loc(&query_at), "value_error", format!("Value error, {reason}"))
-                    .with_ctx(json!({ "error": reason })),
-            );
-        }
-
-        let k_at = [LocItem::from("body"), LocItem::from("k")];
-        let k = required(map, "k", &mut errors).and_then(|v| {
-            let k = parse_int(v, &k_at, &mut errors)?;
-            let err = |kind: &str, msg: String, ctx: Value| {
-                FieldError::new(loc(&k_at), kind, msg).with_input(v).with_ctx(ctx)
-            };
-            if k <= 0 {
-                errors.push(err("greater_than", "Input should be greater than 0".into(), json!({ "gt": 0 })));
-                None
-            } else if k > config.max_k as i128 {
-                let max = config.max_k;
-                errors.push(err(
-                    "less_than_equal",
-                    format!("Input should be less than or equal to {max}"),
-                    json!({ "le": max }),
-                ));
-                None
-            } else {
-                Some(k as usize)
+        let query = required(map, "query_vector", &mut errors)
+            .and_then(|v| parse_query(v, &query_at, || "query_vector".to_owned(), &mut errors));
+        let k = parse_k(map, config, &mut errors);
+        let options = search_options(map, &mut errors);
+        match (query, k, options) {
+            (Some(query_vector), Some(k), Some(options)) if errors.is_empty() => {
+                Ok(SearchRequest { query_vector, k, options })
             }
-        });
+            _ => Err(errors),
+        }
+    }
+}
 
-        match (query, k) {
-            (Some(query_vector), Some(k)) if errors.is_empty() => Ok(SearchRequest { query_vector, k }),
+impl FromBody for SearchBatchRequest {
+    fn from_body(body: &Value, config: &ServerConfig) -> Result<Self, Vec<FieldError>> {
+        let map = body_object(body)?;
+        let mut errors = Vec::new();
+        let at = [LocItem::from("body"), LocItem::from("query_vectors")];
+        let queries = required(map, "query_vectors", &mut errors)
+            .and_then(|v| parse_queries(v, &at, config.max_batch, &mut errors));
+        let k = parse_k(map, config, &mut errors);
+        let options = search_options(map, &mut errors);
+        match (queries, k, options) {
+            (Some(query_vectors), Some(k), Some(options)) if errors.is_empty() => {
+                Ok(SearchBatchRequest { query_vectors, k, options })
+            }
             _ => Err(errors),
         }
     }
@@ -200,7 +277,7 @@ mod tests {
     #[test]
     fn accepts_a_valid_body_and_integral_floats() {
         let r = check(json!({"query_vector": [1, 0.5, -2e-3], "k": 10.0})).unwrap();
-        assert_eq!(r, SearchRequest { query_vector: vec![1.0, 0.5, -0.002], k: 10 });
+        assert_eq!(r, SearchRequest { query_vector: vec![1.0, 0.5, -0.002], k: 10, options: SearchOptions::default() });
     }
 
     #[test]
