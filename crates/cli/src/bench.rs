@@ -7,13 +7,21 @@
 //!
 //! Query sets: `demo` (a random base vector + 0.1·Gaussian noise,
 //! renormalised: the demo's queries) and `random` (uniform on the sphere).
+//!
+//! `--index` also drives the comparison harness (`bench/compare/`): it reads
+//! queries (`--queries-file`) and exact neighbours (`--truth-file`) from files,
+//! sweeps `--settings` (each a [`SearchParams`] text form), measures one query
+//! at a time on one thread and the whole set in one `search_batch` call on
+//! every core, and reports the index's load time, RSS and size as JSON.
+//! `--truth-out` only computes exact ground truth with our exact search and
+//! writes it (int32 `.npy`, one row of ids per query).
 
 use crate::progress::bar;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use vectorwise_index::{Index, Matrix, SearchParams, dataset, exact};
+use vectorwise_index::{Index, Matrix, Method, SearchParams, dataset, exact};
 
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["url", "index"])))]
@@ -42,6 +50,23 @@ pub struct Args {
     /// In --index mode, also time exact search (a full scan) on this many queries per set.
     #[arg(long, default_value_t = 100)]
     pub exact_queries: usize,
+    /// In --index mode, search settings to sweep instead of --ef, `;`-separated, each a
+    /// `SearchParams` text form: "ef=64;ef=128;rerank=8;exact". `exact` is timed on
+    /// --exact-queries queries.
+    #[arg(long, value_delimiter = ';', conflicts_with = "ef")]
+    pub settings: Vec<SearchParams>,
+    /// In --index mode, queries from this file (float32 .npy or .fvecs) instead of the
+    /// generated demo and random sets.
+    #[arg(long, requires = "index")]
+    pub queries_file: Option<PathBuf>,
+    /// Exact neighbour ids of --queries-file (int32/int64 .npy or .ivecs, one row of >= k ids
+    /// per query); computed here by exact search when absent.
+    #[arg(long, requires = "queries_file")]
+    pub truth_file: Option<PathBuf>,
+    /// Compute the exact k nearest ids of --queries-file with our exact search, write them
+    /// here (int32 .npy, shape (queries, k)) and stop.
+    #[arg(long, requires = "queries_file", conflicts_with = "truth_file")]
+    pub truth_out: Option<PathBuf>,
     /// Write the results as JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -148,7 +173,7 @@ pub fn run(a: Args) -> Result<()> {
     anyhow::ensure!(a.queries >= 1 && a.k >= 1, "--queries and --k must be at least 1");
     let rows = match (&a.url, &a.index) {
         (Some(url), None) => http(&a, url)?,
-        (None, Some(path)) => in_process(&a, path)?,
+        (None, Some(path)) => return in_process(&a, path), // writes its own report
         _ => bail!("give exactly one of --url or --index"),
     };
     if a.url.is_some() {
@@ -162,30 +187,361 @@ pub fn run(a: Args) -> Result<()> {
     Ok(())
 }
 
-fn in_process(a: &Args, path: &PathBuf) -> Result<Vec<Summary>> {
+/// `--index` mode: each setting on each query set, one query at a time on one
+/// thread and then as one batch on every core; the index's load time, size
+/// and RSS. Prints a row per setting as it finishes and writes the report.
+fn in_process(a: &Args, path: &Path) -> Result<()> {
+    let rss_before_load = rss_bytes();
     let start = Instant::now();
     let index = Index::open(path)?;
+    let open_seconds = start.elapsed().as_secs_f64();
+    let rss_after_load = rss_bytes();
     let info = index.info();
     println!(
-        "index {}: {} vectors x {} dims, M={}, efConstruction={}, opened in {:.3} s, kernels {}",
-        path.display(), info.count, info.dim, info.hnsw_m, info.ef_construction, start.elapsed().as_secs_f64(), info.simd
+        "index {}: {} vectors x {} dims, M={}, efConstruction={}, opened in {open_seconds:.3} s, kernels {}",
+        path.display(), info.count, info.dim, info.hnsw_m, info.ef_construction, info.simd
     );
-    let sets = query_sets(index.vectors(), index.dim(), a.queries, a.k, a.seed)?;
+    if let Some(out) = &a.truth_out {
+        let queries_file = a.queries_file.as_deref().context("--truth-out needs --queries-file")?;
+        return write_truth(&index, queries_file, a.k, out);
+    }
+    let sets = match &a.queries_file {
+        Some(file) => vec![file_query_set(&index, file, a.truth_file.as_deref(), a.k)?],
+        None => query_sets(index.vectors(), index.dim(), a.queries, a.k, a.seed)?,
+    };
+    let settings: Vec<SearchParams> = if a.settings.is_empty() {
+        let exact = (a.exact_queries > 0).then(SearchParams::exact);
+        a.ef.iter().map(|&ef| SearchParams::hnsw(ef)).chain(exact).collect()
+    } else {
+        a.settings.clone()
+    };
+    print_setting_header();
     let mut rows = Vec::new();
     for set in &sets {
-        for &ef in &a.ef {
-            let params = SearchParams::hnsw(ef);
-            let (lat, rec) = measure(set, usize::MAX, a.k, |q| Ok(ids(index.search(q, a.k, &params)?)))?;
-            rows.push(summarise(set.name, "hnsw", Some(ef), a.k, lat, &rec));
-            print_table(&rows[rows.len() - 1..]);
-        }
-        if a.exact_queries > 0 {
-            let (lat, rec) = measure(set, a.exact_queries, a.k, |q| Ok(ids(index.exact_search(q, a.k)?)))?;
-            rows.push(summarise(set.name, "exact", None, a.k, lat, &rec));
-            print_table(&rows[rows.len() - 1..]);
+        for params in &settings {
+            let row = measure_setting(&index, set, params, a.k, a.exact_queries)?;
+            print_setting_row(&row);
+            rows.push(row);
         }
     }
-    Ok(rows)
+    let report = serde_json::json!({
+        "index": {
+            "path": path,
+            "index_type": info.index_type,
+            "count": info.count,
+            "dim": info.dim,
+            "hnsw_m": info.hnsw_m,
+            "ef_construction": info.ef_construction,
+            "build_seconds": info.build_seconds,
+            "file_size_bytes": info.file_size_bytes,
+            "load_seconds": open_seconds,
+            "rss_before_load_bytes": rss_before_load,
+            "rss_after_load_bytes": rss_after_load,
+            "rss_after_runs_bytes": rss_bytes(),
+            "simd": info.simd,
+        },
+        "k": a.k,
+        "batch_threads": rayon::current_num_threads(),
+        "results": rows,
+    });
+    if let Some(out) = &a.out {
+        let json = serde_json::to_vec_pretty(&report)?;
+        vectorwise_index::write_atomic(out, |w| w.write_all(&json))?;
+        println!("results written to {}", out.display());
+    }
+    Ok(())
+}
+
+/// One search setting on one query set, `--index` mode.
+#[derive(Debug, Serialize)]
+struct SettingRow {
+    query_set: &'static str,
+    /// The setting's short form (`hnsw ef=64`, `scan rerank=8`, `exact`).
+    setting: String,
+    method: &'static str,
+    ef_search: Option<usize>,
+    rerank: Option<usize>,
+    k: usize,
+    /// Why the index cannot serve this setting (e.g. `rerank=` without quantised
+    /// codes); a skipped row has no measurements.
+    skipped: Option<String>,
+    #[serde(flatten)]
+    measured: Option<Measured>,
+}
+
+#[derive(Debug, Serialize)]
+struct Measured {
+    /// Queries timed one at a time on one thread.
+    queries: usize,
+    recall_mean: f64,
+    /// 5th percentile of per-query recall (nearest rank).
+    recall_p5: f64,
+    recall_min: f64,
+    latency_ms_avg: f64,
+    latency_ms_p50: f64,
+    latency_ms_p95: f64,
+    latency_ms_p99: f64,
+    qps_single_thread: f64,
+    /// The whole query set in one `search_batch` call on every core, three times.
+    batch_queries: usize,
+    batch_seconds: Vec<f64>,
+    /// `batch_queries` / the median of `batch_seconds`.
+    qps_batch: f64,
+    batch_recall_mean: f64,
+}
+
+/// The `p`-quantile of ascending `sorted` by nearest rank (the harness's Python side uses the same rule).
+fn nearest_rank(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+fn measure_setting(index: &Index, set: &QuerySet, params: &SearchParams, k: usize, exact_queries: usize) -> Result<SettingRow> {
+    let mut row = SettingRow {
+        query_set: set.name,
+        setting: params.to_string(),
+        method: params.method.as_str(),
+        ef_search: matches!(params.method, Method::Hnsw | Method::Auto).then_some(params.ef_search),
+        rerank: matches!(params.method, Method::Scan | Method::Auto).then_some(params.rerank),
+        k,
+        skipped: None,
+        measured: None,
+    };
+    // One probe query, also a warm-up: a setting this index cannot serve is reported, not fatal.
+    match index.search(set.queries.row(0), k, params) {
+        Err(e @ vectorwise_index::Error::InvalidParameter { .. }) => {
+            row.skipped = Some(e.to_string());
+            return Ok(row);
+        }
+        Err(e) => return Err(e.into()),
+        Ok(_) => {}
+    }
+    let take = if params.method == Method::Exact { exact_queries.max(1) } else { usize::MAX };
+    let (lat, mut recalls) = measure(set, take, k, |q| Ok(ids(index.search(q, k, params)?)))?;
+    let mut ms: Vec<f64> = lat.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    ms.sort_by(f64::total_cmp);
+    recalls.sort_by(f64::total_cmp);
+    let total_ms: f64 = ms.iter().sum();
+    let mut batch_seconds = Vec::with_capacity(3);
+    let mut batch_recall = 0.0;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let found = index.search_batch(set.queries.as_slice(), k, params)?;
+        batch_seconds.push(t.elapsed().as_secs_f64());
+        batch_recall = found.into_iter().zip(&set.truth).map(|(hits, truth)| exact::recall_at(&ids(hits), truth, k)).sum::<f64>();
+    }
+    let mut sorted = batch_seconds.clone();
+    sorted.sort_by(f64::total_cmp);
+    row.measured = Some(Measured {
+        queries: ms.len(),
+        recall_mean: recalls.iter().sum::<f64>() / recalls.len() as f64,
+        recall_p5: nearest_rank(&recalls, 0.05),
+        recall_min: recalls[0],
+        latency_ms_avg: total_ms / ms.len() as f64,
+        latency_ms_p50: nearest_rank(&ms, 0.5),
+        latency_ms_p95: nearest_rank(&ms, 0.95),
+        latency_ms_p99: nearest_rank(&ms, 0.99),
+        qps_single_thread: ms.len() as f64 / (total_ms / 1e3),
+        batch_queries: set.queries.len(),
+        batch_seconds,
+        qps_batch: set.queries.len() as f64 / sorted[1],
+        batch_recall_mean: batch_recall / set.queries.len() as f64,
+    });
+    Ok(row)
+}
+
+fn print_setting_header() {
+    println!(
+        "{:<7} {:<18} {:>6} {:>7} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "queries", "setting", "n", "recall", "p5", "min", "avg ms", "p50 ms", "p95 ms", "p99 ms", "QPS 1t", "QPS batch"
+    );
+}
+
+fn print_setting_row(r: &SettingRow) {
+    match (&r.measured, &r.skipped) {
+        (Some(m), _) => println!(
+            "{:<7} {:<18} {:>6} {:>7.4} {:>6.2} {:>6.2} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.0} {:>9.0}",
+            r.query_set, r.setting, m.queries, m.recall_mean, m.recall_p5, m.recall_min, m.latency_ms_avg, m.latency_ms_p50,
+            m.latency_ms_p95, m.latency_ms_p99, m.qps_single_thread, m.qps_batch
+        ),
+        (None, reason) => println!("{:<7} {:<18} skipped: {}", r.query_set, r.setting, reason.as_deref().unwrap_or("")),
+    }
+}
+
+/// This process's resident set (VmRSS), in bytes; `None` where /proc is missing.
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim();
+    kib.parse::<u64>().ok().map(|k| k * 1024)
+}
+
+fn load_queries(index: &Index, file: &Path) -> Result<Matrix> {
+    let queries = Matrix::load(file).with_context(|| format!("cannot read queries from {}", file.display()))?;
+    anyhow::ensure!(
+        queries.dim() == index.dim() && !queries.is_empty(),
+        "{} holds {} x {} but the index has dimension {}",
+        file.display(), queries.len(), queries.dim(), index.dim()
+    );
+    Ok(queries)
+}
+
+/// Exact neighbours of each row of `queries`, by our exact search on every core.
+fn exact_truth(index: &Index, queries: &Matrix, k: usize) -> Vec<Vec<u32>> {
+    let start = Instant::now();
+    let truth = exact::search_many(index.vectors(), index.dim(), queries.as_slice(), k)
+        .into_iter()
+        .map(|t| t.into_iter().map(|s| s.offset).collect())
+        .collect();
+    println!("ground truth for {} queries by exact search: {:.1} s", queries.len(), start.elapsed().as_secs_f64());
+    truth
+}
+
+/// The `--queries-file` set, with its truth read from `truth_file` or computed here.
+fn file_query_set(index: &Index, file: &Path, truth_file: Option<&Path>, k: usize) -> Result<QuerySet> {
+    let queries = load_queries(index, file)?;
+    let truth = match truth_file {
+        Some(t) => read_truth(t, queries.len(), k)?,
+        None => exact_truth(index, &queries, k),
+    };
+    Ok(QuerySet { name: "file", queries, truth })
+}
+
+/// `--truth-out`: exact k nearest ids of each query as an int32 `.npy` of shape (queries, k).
+fn write_truth(index: &Index, queries_file: &Path, k: usize, out: &Path) -> Result<()> {
+    let queries = load_queries(index, queries_file)?;
+    let truth = exact_truth(index, &queries, k);
+    let mut body = Vec::with_capacity(queries.len() * k * 4);
+    for row in &truth {
+        // Fewer than k points in the index: pad with -1, as Faiss does.
+        for j in 0..k {
+            body.extend_from_slice(&row.get(j).map_or(-1, |&o| o as i32).to_le_bytes());
+        }
+    }
+    let header = npy_header("<i4", queries.len(), k);
+    vectorwise_index::write_atomic(out, |w| {
+        w.write_all(&header)?;
+        w.write_all(&body)
+    })?;
+    println!("exact ground truth ({} x {k}) written to {}", queries.len(), out.display());
+    Ok(())
+}
+
+/// A NumPy 1.0 header for a C-ordered 2-D array, padded to 64 bytes.
+fn npy_header(descr: &str, rows: usize, cols: usize) -> Vec<u8> {
+    let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    let total = (10 + dict.len() + 1).div_ceil(64) * 64;
+    let mut h = b"\x93NUMPY\x01\x00".to_vec();
+    h.extend_from_slice(&((total - 10) as u16).to_le_bytes());
+    h.extend_from_slice(dict.as_bytes());
+    h.resize(total - 1, b' ');
+    h.push(b'\n');
+    h
+}
+
+/// Neighbour ids, `rows` rows of at least `k`: NumPy `.npy` (int32/int64/uint32/uint64,
+/// 2-D, C order) or `.ivecs`. Keeps the first `k` of each row.
+fn read_truth(path: &Path, rows: usize, k: usize) -> Result<Vec<Vec<u32>>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let (width, values) = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("ivecs")) {
+        parse_ivecs(&bytes)
+    } else {
+        parse_int_npy(&bytes)
+    }
+    .with_context(|| format!("{}: not a ground-truth file", path.display()))?;
+    let found = values.len() / width.max(1);
+    anyhow::ensure!(found == rows, "{} has {found} rows but there are {rows} queries", path.display());
+    anyhow::ensure!(width >= k, "{} has {width} ids per query, fewer than k = {k}", path.display());
+    values
+        .chunks_exact(width)
+        .map(|row| {
+            row[..k]
+                .iter()
+                .map(|&id| u32::try_from(id).with_context(|| format!("{}: id {id} is not a row number", path.display())))
+                .collect()
+        })
+        .collect()
+}
+
+fn parse_ivecs(bytes: &[u8]) -> Result<(usize, Vec<i64>)> {
+    anyhow::ensure!(bytes.len() >= 4, "empty .ivecs file");
+    let width = u32::from_le_bytes(bytes[..4].try_into()?) as usize;
+    let row = 4 + 4 * width;
+    anyhow::ensure!(width > 0 && bytes.len() % row == 0, "size {} is not a multiple of a row ({row} bytes)", bytes.len());
+    let mut values = Vec::with_capacity(bytes.len() / row * width);
+    for r in bytes.chunks_exact(row) {
+        anyhow::ensure!(u32::from_le_bytes(r[..4].try_into()?) as usize == width, "rows of different widths");
+        values.extend(r[4..].chunks_exact(4).map(|c| i64::from(i32::from_le_bytes(c.try_into().unwrap()))));
+    }
+    Ok((width, values))
+}
+
+fn parse_int_npy(bytes: &[u8]) -> Result<(usize, Vec<i64>)> {
+    anyhow::ensure!(bytes.len() >= 10 && &bytes[..6] == b"\x93NUMPY", "not a NumPy .npy file");
+    let (len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        _ => (u32::from_le_bytes(bytes.get(8..12).context("truncated header")?.try_into()?) as usize, 12),
+    };
+    let header = std::str::from_utf8(bytes.get(start..start + len).context("truncated header")?)?;
+    let field = |name: &str| header.split_once(&format!("'{name}':")).map(|(_, rest)| rest.trim_start());
+    let descr = field("descr").and_then(|d| d.split(['\'', '"']).nth(1)).context("no 'descr'")?;
+    anyhow::ensure!(field("fortran_order").is_some_and(|f| f.starts_with("False")), "not a C-ordered array");
+    let shape = field("shape").and_then(|s| s.strip_prefix('(')).and_then(|s| s.split(')').next()).context("no 'shape'")?;
+    let dims: Vec<usize> = shape.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::parse).collect::<Result<_, _>>()?;
+    let [rows, width] = dims[..] else { bail!("expected a 2-D array, got shape {dims:?}") };
+    let data = &bytes[start + len..];
+    let size = match descr {
+        "<i4" | "<u4" => 4,
+        "<i8" | "<u8" => 8,
+        other => bail!("dtype '{other}' not supported (int32 or int64 ids)"),
+    };
+    anyhow::ensure!(data.len() == rows * width * size, "data is {} bytes, shape ({rows}, {width}) needs {}", data.len(), rows * width * size);
+    let values = match descr {
+        "<i4" => data.chunks_exact(4).map(|c| i64::from(i32::from_le_bytes(c.try_into().unwrap()))).collect(),
+        "<u4" => data.chunks_exact(4).map(|c| i64::from(u32::from_le_bytes(c.try_into().unwrap()))).collect(),
+        "<i8" => data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect(),
+        _ => data.chunks_exact(8).map(|c| i64::try_from(u64::from_le_bytes(c.try_into().unwrap())).unwrap_or(-1)).collect(),
+    };
+    Ok((width, values))
+}
+
+#[cfg(test)]
+mod harness_tests {
+    use super::*;
+
+    #[test]
+    fn truth_files_round_trip_in_every_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<i64> = (0..12).collect(); // 3 queries x 4 ids
+        let npy = |descr: &str, size: usize| {
+            let mut b = npy_header(descr, 3, 4);
+            for &v in &ids {
+                b.extend_from_slice(&v.to_le_bytes()[..size]);
+            }
+            b
+        };
+        let mut ivecs = Vec::new();
+        for row in ids.chunks(4) {
+            ivecs.extend_from_slice(&4u32.to_le_bytes());
+            row.iter().for_each(|&v| ivecs.extend_from_slice(&(v as i32).to_le_bytes()));
+        }
+        for (name, bytes) in [("a.npy", npy("<i4", 4)), ("b.npy", npy("<i8", 8)), ("c.npy", npy("<u8", 8)), ("d.ivecs", ivecs)] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            let t = read_truth(&p, 3, 2).unwrap();
+            assert_eq!(t, vec![vec![0, 1], vec![4, 5], vec![8, 9]], "{name}");
+            assert!(read_truth(&p, 4, 2).unwrap_err().to_string().contains("3 rows"), "{name}");
+            assert!(read_truth(&p, 3, 5).unwrap_err().to_string().contains("fewer than k"), "{name}");
+        }
+        let p = dir.path().join("f.npy");
+        std::fs::write(&p, npy("<f4", 4)).unwrap();
+        assert!(format!("{:#}", read_truth(&p, 3, 2).unwrap_err()).contains("'<f4' not supported"));
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!((nearest_rank(&v, 0.05), nearest_rank(&v, 0.5), nearest_rank(&v, 0.99)), (5.0, 50.0, 99.0));
+        assert_eq!(nearest_rank(&[3.0], 0.05), 3.0);
+    }
 }
 
 fn http(a: &Args, url: &str) -> Result<Vec<Summary>> {
