@@ -197,22 +197,30 @@ impl ScanView<'_> {
         let keep = keep.clamp(1, n);
         let mut found: Vec<(u16, u32)> = Vec::with_capacity(2 * keep + BLOCK);
         let mut threshold = u16::MAX;
-        let mut sums = [0u16; BLOCK];
-        for (b, codes) in self.codes.chunks_exact(self.shape.block_bytes()).enumerate() {
-            block(codes, &lut, &mut sums);
-            if !sums.iter().any(|&x| x < threshold) {
-                continue;
-            }
-            let base = b * BLOCK;
-            for (j, &x) in sums.iter().enumerate() {
-                if x < threshold && base + j < n {
-                    found.push((x, (base + j) as u32));
+        // Blocks per kernel call: the sums (4 KiB) stay in L1.
+        const CHUNK: usize = 64;
+        let mut sums = vec![0u16; CHUNK * BLOCK];
+        let mut masks = vec![0u32; CHUNK];
+        for (c, codes) in self.codes.chunks(CHUNK * self.shape.block_bytes()).enumerate() {
+            let blocks = codes.len() / self.shape.block_bytes();
+            let (sums, masks) = (&mut sums[..blocks * BLOCK], &mut masks[..blocks]);
+            block(codes, &lut, threshold, sums, masks);
+            for (b, &mask) in masks.iter().enumerate() {
+                let mut mask = mask;
+                let base = (c * CHUNK + b) * BLOCK;
+                while mask != 0 {
+                    let j = mask.trailing_zeros() as usize;
+                    mask &= mask - 1;
+                    let x = sums[b * BLOCK + j];
+                    if x < threshold && base + j < n {
+                        found.push((x, (base + j) as u32));
+                    }
                 }
-            }
-            if found.len() >= 2 * keep {
-                found.select_nth_unstable(keep - 1);
-                found.truncate(keep);
-                threshold = found.iter().map(|c| c.0).max().unwrap_or(u16::MAX);
+                if found.len() >= 2 * keep {
+                    found.select_nth_unstable(keep - 1);
+                    found.truncate(keep);
+                    threshold = found.iter().map(|c| c.0).max().unwrap_or(u16::MAX);
+                }
             }
         }
         if found.len() > keep {
@@ -228,7 +236,6 @@ impl ScanView<'_> {
         let dim = self.shape.dim;
         let rerank = rerank.max(k);
         let mut found = self.fast_scan(query, candidates.max(rerank));
-        found.sort_unstable_by_key(|c| c.1); // memory order for stage 2
         // Stage 2: SQ8 distances, `Σ step² (q' − c)²` with `q' = (q − min) / step`.
         let q8: Vec<f32> = query.iter().zip(self.sq8_min).zip(self.sq8_step).map(|((q, m), s)| (q - m) / s).collect();
         let w: Vec<f32> = self.sq8_step.iter().map(|s| s * s).collect();
