@@ -4,7 +4,7 @@
 
 1. Embeds the 240 shipped sentences (data/sentences.tsv, 12 topics) with a
    small hashed bag-of-words model: words, word pairs and character 4-grams,
-   TF-IDF weighted, hashed with signs into 1024 dimensions, L2-normalised.
+   TF-IDF weighted, hashed with signs into 512 dimensions, L2-normalised.
 2. Writes them as sentences.npy and indexes them with `vectorwise build`.
 3. Serves the index with `vectorwise serve --port 0` (a free port) and asks it
    questions in plain words, printing the nearest sentences.
@@ -40,7 +40,7 @@ from vectorwise import VectorWiseClient, VectorWiseError
 from vectorwise.local import LocalServer, build_index
 
 HERE = Path(__file__).resolve().parent
-DIM = 1024
+DIM = 512
 # fmt: off
 STOP = frozenset([
     "a", "an", "and", "are", "as", "at", "be", "before", "by", "can", "each", "every", "for",

@@ -64,7 +64,9 @@ def dataset(binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Dataset:
         check=True,
         capture_output=True,
     )
-    build_index(vectors_path, index_path, binary=binary)
+    # An HNSW graph, whatever `--method auto` would pick: with efSearch >= n its
+    # search visits every vector, so answers are exact.
+    build_index(vectors_path, index_path, binary=binary, extra_args=["--method", "hnsw"])
     return Dataset(vectors_path, index_path, np.load(vectors_path))
 
 
