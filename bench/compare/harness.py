@@ -1,0 +1,620 @@
+"""The comparison harness: VectorWise (in-process, through `vectorwise bench --index`) against
+Faiss and hnswlib on the same files, the same queries and the same thread counts, in one run.
+`run.sh` is the front door (venv, release build, data); this file does the measuring.
+
+Per engine configuration and search setting: recall@k (mean, 5th percentile, min) against exact
+ground truth, single-thread latency (one query per call, one thread) and QPS, batch QPS (the whole
+query set in one call on every core, median of 3); per configuration: build time on every core,
+size on disk, load time and RSS after load in a fresh process. Each sweep goes up its knob until
+recall reaches --target-recall or the mean latency --max-ms. Writes results.json, results.md and
+recall_qps_<query set>.png to --out-dir.
+"""
+
+import argparse, gc, importlib.metadata, json, math, os, platform, subprocess, sys, tempfile, time
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+NCORES = os.cpu_count() or 1
+
+HNSW_EFS = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192]
+RERANKS = [1, 2, 4, 8, 16, 32, 64, 128]
+K_FACTORS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+
+
+def rss_bytes():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def nearest_rank(sorted_values, p):
+    """The p-quantile by nearest rank: the same rule as `vectorwise bench`."""
+    n = len(sorted_values)
+    return float(sorted_values[min(max(math.ceil(n * p), 1), n) - 1])
+
+
+def recalls(found, truth, k):
+    t = truth[:, :k]
+    return np.array([len(np.intersect1d(f[:k], r, assume_unique=False)) / k for f, r in zip(found, t)])
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------- datasets
+
+def vw(args, *cmd, capture=False):
+    full = [args.vectorwise, *map(str, cmd)]
+    if capture:
+        return subprocess.run(full, check=True, capture_output=True, text=True).stdout
+    subprocess.run(full, check=True, stdout=subprocess.DEVNULL)
+
+
+def prepare(args):
+    """{'base': path, 'sets': [(name, queries path, truth path or None)], 'notes': [...]}; generates what is missing."""
+    d = args.data_dir
+    os.makedirs(d, exist_ok=True)
+    ds, notes = args.dataset, []
+    if ds.startswith("sphere-") or ds == "smoke":
+        n = parse_n(ds) if ds != "smoke" else 5000
+        dim = 128 if ds != "smoke" else 32
+        base = os.path.join(d, "base.npy")
+        if not os.path.exists(base):
+            vw(args, "generate", "--kind", "sphere", "--n", n, "--dim", dim, "--seed", 42, "--out", base)
+        x = np.load(base, mmap_mode="r")
+        demo, rnd = os.path.join(d, "queries-demo.npy"), os.path.join(d, "queries-random.npy")
+        if not os.path.exists(demo):
+            # The demo's queries: a random base row + 0.1 x Gaussian noise, renormalised (seeded).
+            rng = np.random.default_rng(7)
+            rows = rng.integers(0, len(x), args.nq)
+            q = x[np.sort(rows)].astype(np.float32) + np.float32(0.1) * rng.standard_normal((args.nq, dim), dtype=np.float32)
+            q /= np.linalg.norm(q, axis=1, keepdims=True)
+            np.save(demo, q.astype(np.float32))
+        if not os.path.exists(rnd):
+            vw(args, "generate", "--kind", "sphere", "--n", args.nq, "--dim", dim, "--seed", 4242, "--out", rnd)
+        notes.append(f"base: `vectorwise generate --kind sphere --n {n} --dim {dim} --seed 42`; queries `demo`: {args.nq} random base rows + 0.1 x N(0,1) noise, renormalised (numpy seed 7); `random`: `vectorwise generate --kind sphere --n {args.nq} --seed 4242` (uniform on the sphere)")
+        sets = [("demo", demo, None), ("random", rnd, None)]
+        if ds == "smoke":
+            sets = sets[:1]
+        return dict(base=base, sets=sets, notes=notes)
+    if ds.startswith("clustered-"):
+        n = parse_n(ds)
+        base, qp = os.path.join(d, "base.npy"), os.path.join(d, "queries.npy")
+        if not (os.path.exists(base) and os.path.exists(qp)):
+            # n + nq points of one seeded mixture: the first n are the base (rows do not depend on
+            # the total, so this base equals `generate --n n`), the last nq the held-out queries.
+            full = os.path.join(d, "all.npy")
+            vw(args, "generate", "--kind", "clustered", "--clusters", args.clusters, "--n", n + args.nq, "--dim", 128, "--seed", 42, "--out", full)
+            x = np.load(full)
+            np.save(base, x[:n])
+            np.save(qp, x[n:])
+            os.remove(full)
+        notes.append(f"`vectorwise generate --kind clustered --clusters {args.clusters} --n {n + args.nq} --dim 128 --seed 42`: {args.clusters} anisotropic Gaussian clusters (per-axis spread 0.05-0.5, Gaussian centres); the first {n} rows are the base, the last {args.nq} the queries (same distribution, not in the base)")
+        return dict(base=base, sets=[("clustered", qp, None)], notes=notes)
+    if ds.startswith("real-"):
+        base, qp = os.path.join(d, "base.npy"), os.path.join(d, "queries.npy")
+        for p in (base, qp):
+            if not os.path.exists(p):
+                sys.exit(f"{p} missing: run.sh {ds} makes it (embed_text.py)")
+        meta = os.path.join(d, "meta.json")
+        if os.path.exists(meta):
+            m = json.load(open(meta))
+            notes.append(f"{m['model']} from PyPI package {m['model_package']}; {m['base'][0]} base sentences and {m['queries'][0]} held-out queries (from {m['held_out_pages']} of {m['man_pages']} man pages kept out of the base), {m['text']}")
+        return dict(base=base, sets=[("held-out", qp, None)], notes=notes)
+    if ds == "custom":
+        if not (args.base and args.queries):
+            sys.exit("custom needs --base and --queries")
+        notes.append(f"base {args.base}, queries {args.queries}, truth {args.truth or 'computed by our exact search'}")
+        return dict(base=args.base, sets=[("custom", args.queries, args.truth)], notes=notes)
+    sys.exit(f"unknown dataset {ds}")
+
+
+def parse_n(name):
+    s = name.split("-", 1)[1]
+    return int(float(s[:-1]) * (1_000_000 if s.endswith("m") else 1000))
+
+
+def as_f32(path):
+    """Queries/base as a float32 C array from .npy or .fvecs."""
+    if path.endswith(".fvecs"):
+        raw = np.fromfile(path, dtype=np.int32)
+        dim = raw[0]
+        return raw.reshape(-1, dim + 1)[:, 1:].view(np.float32).copy()
+    return np.ascontiguousarray(np.load(path), dtype=np.float32)
+
+
+def as_ids(path):
+    if path.endswith(".ivecs"):
+        raw = np.fromfile(path, dtype=np.int32)
+        return raw.reshape(-1, raw[0] + 1)[:, 1:].astype(np.int64)
+    return np.load(path).astype(np.int64)
+
+
+# ---------------------------------------------------------------- VectorWise
+
+def build_vectorwise(args, ds):
+    """`vectorwise build` on every core, timed: one file per method when the binary has
+    `build --method` (a graph-only file and a scan-codes-only file, so each has its own build
+    time, size and RSS), else one file. Our index also serves the exact ground truth."""
+    has_method = "--method" in subprocess.run([args.vectorwise, "build", "--help"], capture_output=True, text=True).stdout
+    plan = [("hnsw", ["--method", "hnsw"]), ("scan", ["--method", "scan"])] if has_method else [("all", [])]
+    built = []
+    for kind, extra in plan:
+        path = os.path.join(args.work_dir, f"vectorwise-{kind}.vwi")
+        log(f"VectorWise: build {' '.join(extra) or '(default)'} M=32 efC=200 on {NCORES} threads")
+        la = os.getloadavg()[0]
+        t = time.time()
+        vw(args, "build", "--vectors", ds["base"], "--out", path, "--m", 32, "--ef-construction", 200, *extra)
+        built.append((kind, path, time.time() - t, la))
+    return built
+
+
+VW_SWEEPS = {
+    "hnsw": ("VectorWise HNSW M32 efC200", [f"ef={e}" for e in HNSW_EFS]),
+    "scan": ("VectorWise 4-bit scan + exact rerank", [f"rerank={r}" for r in RERANKS]),
+    "exact": ("VectorWise exact scan", ["exact"]),
+}
+
+
+def run_vectorwise(args, sets, results, built):
+    """Sweeps each family on the file built for it (`all`: every family on one file); each
+    setting is one `vectorwise bench --index` process, so load time and RSS come from a fresh one."""
+    out = os.path.join(args.work_dir, "vw-setting.json")
+    for kind, path, wall, la in built:
+        families = {"hnsw": ["hnsw"], "scan": ["scan", "exact"], "all": ["hnsw", "scan", "exact"]}[kind]
+        for family in families:
+            label, sweep = VW_SWEEPS[family]
+            cfg = dict(engine="VectorWise", config=label, family=family, file=os.path.basename(path),
+                       build_seconds_wall=wall, size_bytes=os.path.getsize(path), loadavg_at_build=la, rows=[])
+            facts = None
+            for set_name, qpath, tpath in sets:
+                nq = len(np.load(qpath, mmap_mode="r"))
+                for s in sweep:
+                    vw(args, "bench", "--index", path, "--queries-file", qpath, "--truth-file", tpath, "--k", args.k,
+                       "--settings", s, "--exact-queries", nq, "--out", out)
+                    rep = json.load(open(out))
+                    facts = facts or rep["index"]
+                    r = rep["results"][0]
+                    if r["skipped"]:
+                        log(f"  {label} [{set_name}] {s}: not served ({r['skipped']})")
+                        cfg["skipped"] = f"{s}: {r['skipped']}"
+                        break
+                    row = dict(query_set=set_name, setting=r["setting"], family=family, queries=r["queries"],
+                               recall_mean=r["recall_mean"], recall_p5=r["recall_p5"], recall_min=r["recall_min"],
+                               latency_ms_mean=r["latency_ms_avg"], latency_ms_p50=r["latency_ms_p50"],
+                               latency_ms_p95=r["latency_ms_p95"], latency_ms_p99=r["latency_ms_p99"],
+                               qps_single=r["qps_single_thread"], qps_batch=r["qps_batch"], batch_seconds=r["batch_seconds"],
+                               batch_recall_mean=r["batch_recall_mean"])
+                    cfg["rows"].append(row)
+                    log_row(label, row)
+                    if done(args, row):
+                        break
+            cfg.update(build_seconds=facts["build_seconds"], load_seconds=facts["load_seconds"],
+                       rss_before_load=facts["rss_before_load_bytes"], rss_after_load=facts["rss_after_load_bytes"],
+                       rss_after_runs=facts["rss_after_runs_bytes"], simd=facts["simd"])
+            results.append(cfg)
+
+
+def done(args, row):
+    return row["recall_mean"] >= args.target_recall or row["latency_ms_mean"] >= args.max_ms
+
+
+def log_row(config, r):
+    log(f"  {config} [{r['query_set']}] {r['setting']}: recall {r['recall_mean']:.4f} (p5 {r['recall_p5']:.2f}) "
+        f"{r['latency_ms_mean']:.3f} ms mean, {r['qps_single']:.0f} QPS 1 thread, {r['qps_batch']:.0f} QPS batch")
+
+
+# ---------------------------------------------------------------- peers
+
+def measure(search_one, search_batch, set_threads, queries, truth, k):
+    """Single-thread one-query calls, then batch on every core (median of 3)."""
+    set_threads(1)
+    for q in queries[: min(10, len(queries))]:
+        search_one(q[None, :])  # warm-up
+    lat = np.empty(len(queries))
+    found = np.empty((len(queries), k), dtype=np.int64)
+    pc = time.perf_counter
+    for i in range(len(queries)):
+        q = queries[i : i + 1]
+        t = pc()
+        ids = search_one(q)
+        lat[i] = pc() - t
+        found[i] = ids[0][:k]
+    set_threads(NCORES)
+    secs = []
+    for _ in range(3):
+        t = pc()
+        ids = search_batch(queries)
+        secs.append(pc() - t)
+    rec = np.sort(recalls(found, truth, k))
+    ms = np.sort(lat * 1e3)
+    return dict(queries=len(queries), recall_mean=float(rec.mean()), recall_p5=nearest_rank(rec, 0.05), recall_min=float(rec[0]),
+                latency_ms_mean=float(ms.mean()), latency_ms_p50=nearest_rank(ms, 0.5), latency_ms_p95=nearest_rank(ms, 0.95),
+                latency_ms_p99=nearest_rank(ms, 0.99), qps_single=float(len(ms) / (ms.sum() / 1e3)),
+                qps_batch=float(len(queries) / sorted(secs)[1]), batch_seconds=secs,
+                batch_recall_mean=float(recalls(np.asarray(ids)[:, :k], truth, k).mean()))
+
+
+def scaled_nlist(nominal, n):
+    """nlist for n points when `nominal` is meant for 1M: scaled by n / 1M to the nearest power of 2."""
+    return int(min(nominal, max(16, 2 ** round(math.log2(nominal * n / 1e6)))))
+
+
+def peer_configs(args, n, dim):
+    """(label, kind, factory string or None, knob name, values, note)."""
+    out = []
+    want = set(args.engines.split(","))
+    if "faiss-hnsw" in want:
+        out.append(("Faiss HNSWFlat M32 efC200", "faiss", "HNSW32,Flat", "efSearch", HNSW_EFS, ""))
+    if "hnswlib" in want:
+        out.append(("hnswlib M32 efC200", "hnswlib", None, "ef", HNSW_EFS, ""))
+    for m in (64, 32):
+        if f"faiss-pq{m}" in want:
+            if dim % m:
+                out.append((f"Faiss PQ{m}x4fs,RFlat", "skip", None, None, [], f"dimension {dim} is not a multiple of {m}"))
+            else:
+                out.append((f"Faiss PQ{m}x4fs,RFlat", "faiss", f"PQ{m}x4fs,RFlat", "k_factor", K_FACTORS, ""))
+    if "faiss-ivfpq" in want:
+        nl = scaled_nlist(4096, n)
+        note = "" if nl == 4096 else f"nlist scaled from 4096 to {nl} for {n} points"
+        m = 64 if dim % 64 == 0 else None
+        if m is None:
+            out.append((f"Faiss IVF{nl},PQ64x4fs,RFlat", "skip", None, None, [], f"dimension {dim} is not a multiple of 64"))
+        else:
+            for kf in (8, 64):
+                out.append((f"Faiss IVF{nl},PQ64x4fs,RFlat k_factor={kf}", "faiss", f"IVF{nl},PQ64x4fs,RFlat", "nprobe",
+                            [p for p in [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096] if p <= nl], note, kf))
+    if "faiss-ivfflat" in want:
+        nl = scaled_nlist(1024, n)
+        note = "" if nl == 1024 else f"nlist scaled from 1024 to {nl} for {n} points"
+        out.append((f"Faiss IVF{nl},Flat", "faiss", f"IVF{nl},Flat", "nprobe", [p for p in [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024] if p <= nl], note))
+    if "faiss-flat" in want:
+        out.append(("Faiss IndexFlatL2 (exact)", "faiss", "Flat", None, [None], ""))
+    return out
+
+
+def build_peer(kind, factory, base, dim):
+    if kind == "faiss":
+        import faiss
+        faiss.omp_set_num_threads(NCORES)
+        index = faiss.index_factory(dim, factory)
+        if factory.startswith("HNSW"):
+            faiss.downcast_index(index).hnsw.efConstruction = 200
+        t = time.time()
+        if not index.is_trained:
+            index.train(base)
+        index.add(base)
+        return index, time.time() - t
+    import hnswlib
+    index = hnswlib.Index(space="l2", dim=dim)
+    index.init_index(max_elements=len(base), ef_construction=200, M=32, random_seed=42)
+    t = time.time()
+    index.add_items(base, num_threads=NCORES)
+    return index, time.time() - t
+
+
+def run_peer(args, ds, sets, cfg_tuple, base, query_data, results):
+    label, kind, factory, knob, values, note = cfg_tuple[:6]
+    extra_kf = cfg_tuple[6] if len(cfg_tuple) > 6 else None
+    dim = base.shape[1]
+    if kind == "skip":
+        log(f"{label}: skipped ({note})")
+        results.append(dict(engine=label.split()[0], config=label, family="skipped", skipped=[note], rows=[]))
+        return
+    log(f"{label}: build on {NCORES} threads")
+    la = os.getloadavg()[0]
+    index, build_s = build_peer(kind, factory, base, dim)
+    path = os.path.join(args.work_dir, "peer.index")
+    if kind == "faiss":
+        import faiss
+        faiss.write_index(index, path)
+    else:
+        index.save_index(path)
+    size = os.path.getsize(path)
+    probe = json.loads(subprocess.run([sys.executable, __file__, "--load-probe", kind, path, str(dim)], check=True,
+                                      capture_output=True, text=True).stdout)
+    os.remove(path)
+    cfg = dict(engine=label.split()[0], config=label, family=family_of(factory, kind), build_seconds=build_s,
+               size_bytes=size, load_seconds=probe["load_seconds"], rss_before_load=probe["rss_before"],
+               rss_after_load=probe["rss_after"], loadavg_at_build=la, note=note, rows=[])
+    if kind == "faiss":
+        import faiss
+
+        inner = faiss.downcast_index(index)
+        set_threads = faiss.omp_set_num_threads
+        if extra_kf is not None:
+            inner.k_factor = extra_kf
+        ivf = faiss.extract_index_ivf(index) if "IVF" in (factory or "") else None
+
+        def set_knob(v):
+            if knob == "efSearch":
+                inner.hnsw.efSearch = v
+            elif knob == "k_factor":
+                inner.k_factor = v
+            elif knob == "nprobe":
+                ivf.nprobe = v
+
+        search_one = search_batch = lambda q: index.search(q, args.k)[1]
+    else:
+        set_threads = index.set_num_threads
+
+        def set_knob(v):
+            index.set_ef(max(v, args.k))
+
+        search_one = search_batch = lambda q: index.knn_query(q, k=args.k)[0]
+    for set_name, qpath, tpath in sets:
+        queries, truth = query_data[set_name]
+        for v in values:
+            if v is not None:
+                set_knob(v)
+            r = measure(search_one, search_batch, set_threads, queries, truth, args.k)
+            row = dict(query_set=set_name, setting=f"{knob}={v}" if knob else "exact", family=cfg["family"], **r)
+            cfg["rows"].append(row)
+            log_row(label, row)
+            if done(args, row):
+                break
+    cfg["rss_after_runs_harness"] = rss_bytes()
+    results.append(cfg)
+    del index
+    gc.collect()
+
+
+def family_of(factory, kind):
+    if kind == "hnswlib" or (factory or "").startswith("HNSW"):
+        return "hnsw"
+    if factory == "Flat":
+        return "exact"
+    return "ivf" if "IVF" in factory else "scan"
+
+
+def load_probe(kind, path, dim):
+    """Runs in a fresh process: load time and RSS before/after loading one index file."""
+    if kind == "faiss":
+        import faiss
+    else:
+        import hnswlib
+    before = rss_bytes()
+    t = time.time()
+    if kind == "faiss":
+        index = faiss.read_index(path)
+    else:
+        index = hnswlib.Index(space="l2", dim=dim)
+        index.load_index(path)
+    secs = time.time() - t
+    print(json.dumps(dict(load_seconds=secs, rss_before=before, rss_after=rss_bytes())))
+
+
+# ---------------------------------------------------------------- ground truth
+
+def ground_truth(args, ds, vw_index):
+    """Truth paths per set: given, or computed by our exact search; cross-checked against Faiss IndexFlatL2 on a sample."""
+    import faiss
+
+    base = as_f32(ds["base"])
+    out, checks = [], []
+    for name, qpath, tpath in ds["sets"]:
+        if tpath is None:
+            tpath = os.path.join(args.work_dir, f"truth-{name}.npy")
+            kk = min(100, len(base))
+            t = time.time()
+            vw(args, "bench", "--index", vw_index, "--queries-file", qpath, "--truth-out", tpath, "--k", kk)
+            log(f"ground truth for {name}: our exact search, {kk} neighbours, {time.time() - t:.1f} s")
+        q = as_f32(qpath)
+        truth = as_ids(tpath)
+        sample = np.random.default_rng(1).choice(len(q), size=min(args.check_sample, len(q)), replace=False)
+        faiss.omp_set_num_threads(NCORES)
+        flat = faiss.IndexFlatL2(base.shape[1])
+        flat.add(base)
+        D, I = flat.search(q[sample], args.k)
+        same_ids = sum(set(a) == set(b) for a, b in zip(I, truth[sample, : args.k]))
+        # Ties or float rounding may swap ids at the boundary; distances must still agree.
+        ours = np.sort(((base[truth[sample, : args.k]].astype(np.float64) - q[sample, None, :].astype(np.float64)) ** 2).sum(-1), axis=1)
+        worst = float(np.max(np.abs(ours - D.astype(np.float64)) / np.maximum(1e-6, np.abs(D))))
+        ok = worst < 1e-3
+        checks.append(dict(query_set=name, sample=len(sample), same_id_sets=int(same_ids), max_rel_distance_diff=worst, ok=ok))
+        log(f"truth check vs Faiss IndexFlatL2 on {len(sample)} {name} queries: same top-{args.k} ids for {same_ids}, "
+            f"largest relative distance difference {worst:.2e} -> {'OK' if ok else 'MISMATCH'}")
+        if not ok:
+            sys.exit("ground truth disagrees with Faiss IndexFlatL2")
+        del flat
+        out.append((name, qpath, tpath))
+    return out, checks
+
+
+# ---------------------------------------------------------------- report
+
+def best_at(rows, thr, key):
+    ok = [r for r in rows if r["recall_mean"] >= thr]
+    return max(ok, key=lambda r: r[key]) if ok else None
+
+
+def mb(b):
+    return f"{b / 2**20:.1f}" if b is not None else "-"
+
+
+def report(args, ds, results, meta):
+    sets = [s[0] for s in ds["sets"]]
+    L = [f"# {args.dataset}", ""]
+    L += [f"- {n}" for n in ds["notes"]]
+    L += [f"- machine: {meta['cpu']}, {NCORES} cores, load average {meta['loadavg_start'][0]:.1f} at start, "
+          f"{meta['loadavg_end'][0]:.1f} at end (shared machine: read timings as ±10-20 %)",
+          f"- versions: {meta['versions']}; k = {args.k}; {meta['queries']}; sweeps stop at recall {args.target_recall} or {args.max_ms} ms mean",
+          f"- command: `{meta['command']}` ({meta['seconds']:.0f} s)", ""]
+    L += ["## Engines", "", "| configuration | build s (all cores) | size MiB | load s | RSS after load MiB (added by load) | notes |", "|---|---|---|---|---|---|"]
+    for c in results:
+        if c["family"] == "skipped":
+            L.append(f"| {c['config']} | - | - | - | - | skipped: {'; '.join(c['skipped'])} |")
+            continue
+        added = (c["rss_after_load"] - c["rss_before_load"]) if c.get("rss_after_load") and c.get("rss_before_load") else None
+        note = c.get("note", "")
+        if c["engine"] == "VectorWise":
+            note = f"file {c['file']}: built in {c['build_seconds']:.1f} s ({c['build_seconds_wall']:.1f} s wall with reading and writing); memory-mapped; kernels {c['simd']}"
+            if c.get("skipped"):
+                note += f"; not served: {c['skipped']}"
+        build = f"{c['build_seconds']:.1f}"
+        L.append(f"| {c['config']} | {build} | {mb(c['size_bytes'])} | {c['load_seconds']:.3f} | {mb(c['rss_after_load'])} ({mb(added)}) | {note} |")
+    for s in sets:
+        L += ["", f"## Query set `{s}`: fastest setting at a recall target", "",
+              "| target | configuration | setting | recall@10 mean / p5 | QPS 1 thread | ms mean / p95 / p99 | best batch QPS (setting, recall) |",
+              "|---|---|---|---|---|---|---|"]
+        for thr in (0.95, 0.99):
+            line = []
+            for c in results:
+                rows = [r for r in c["rows"] if r["query_set"] == s]
+                b, bb = best_at(rows, thr, "qps_single"), best_at(rows, thr, "qps_batch")
+                if b:
+                    line.append((b["qps_single"], f"| ≥ {thr} | {c['config']} | {b['setting']} | {b['recall_mean']:.4f} / {b['recall_p5']:.2f} | "
+                                 f"{b['qps_single']:.0f} | {b['latency_ms_mean']:.3f} / {b['latency_ms_p95']:.3f} / {b['latency_ms_p99']:.3f} | "
+                                 f"{bb['qps_batch']:.0f} ({bb['setting']}, {bb['recall_mean']:.4f}) |"))
+                elif rows:
+                    top = max(rows, key=lambda r: r["recall_mean"])
+                    line.append((-1, f"| ≥ {thr} | {c['config']} | not reached | best {top['recall_mean']:.4f} at {top['setting']} | - | - | - |"))
+            L += [x[1] for x in sorted(line, key=lambda x: -x[0])]
+        L += ["", f"## Query set `{s}`: every setting", "",
+              "| configuration | setting | recall@10 mean | p5 | min | QPS 1 thread | ms mean | p50 | p95 | p99 | batch QPS |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for c in results:
+            for r in c["rows"]:
+                if r["query_set"] == s:
+                    L.append(f"| {c['config']} | {r['setting']} | {r['recall_mean']:.4f} | {r['recall_p5']:.2f} | {r['recall_min']:.2f} | "
+                             f"{r['qps_single']:.0f} | {r['latency_ms_mean']:.3f} | {r['latency_ms_p50']:.3f} | {r['latency_ms_p95']:.3f} | "
+                             f"{r['latency_ms_p99']:.3f} | {r['qps_batch']:.0f} |")
+        L += ["", f"![recall-QPS, {s}](recall_qps_{s}.png)"]
+    return "\n".join(L) + "\n"
+
+
+def plot(args, results, set_name, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(14, 6))
+    markers = "osD^v<>ph*X"
+    for ax, key, title in ((axes[0], "qps_single", "single thread, one query per call"), (axes[1], "qps_batch", f"batch, all queries in one call, {NCORES} threads")):
+        for i, c in enumerate(results):
+            rows = sorted((r for r in c["rows"] if r["query_set"] == set_name), key=lambda r: r["recall_mean"])
+            if not rows:
+                continue
+            ax.plot([r["recall_mean"] for r in rows], [r[key] for r in rows], marker=markers[i % len(markers)],
+                    linestyle="-" if c["engine"] == "VectorWise" else "--", linewidth=2.2 if c["engine"] == "VectorWise" else 1.2,
+                    label=c["config"], markersize=5)
+        ax.set_yscale("log")
+        ax.set_xlabel(f"recall@{args.k}")
+        ax.set_ylabel("queries per second")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        for thr in (0.95, 0.99):
+            ax.axvline(thr, color="grey", linewidth=0.6, linestyle=":")
+    axes[0].legend(fontsize=8, loc="lower left")
+    fig.suptitle(f"{args.dataset}, query set `{set_name}`: recall@{args.k} vs QPS (up and to the right is better)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--load-probe":
+        return load_probe(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("dataset", help="sphere-100k | sphere-1m | clustered-100k | clustered-1m | real-manpages | custom | smoke")
+    ap.add_argument("--vectorwise", default=os.path.join(ROOT, "target", "release", "vectorwise"))
+    ap.add_argument("--data-dir", help="where the dataset's files live (default bench/data/<dataset>)")
+    ap.add_argument("--out-dir", help="results (default bench/results/<dataset>)")
+    ap.add_argument("--base"), ap.add_argument("--queries"), ap.add_argument("--truth")
+    ap.add_argument("--nq", type=int, default=1000, help="queries per generated query set")
+    ap.add_argument("--clusters", type=int, default=2000)
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--target-recall", type=float, default=0.995)
+    ap.add_argument("--max-ms", type=float, default=50.0)
+    ap.add_argument("--check-sample", type=int, default=200, help="queries whose ground truth Faiss IndexFlatL2 re-checks")
+    ap.add_argument("--engines", help="peers to run (VectorWise always runs)", default="faiss-hnsw,hnswlib,faiss-pq64,faiss-pq32,faiss-ivfpq,faiss-ivfflat,faiss-flat")
+    args = ap.parse_args()
+    args.data_dir = args.data_dir or os.path.join(ROOT, "bench", "data", args.dataset)
+    args.out_dir = args.out_dir or os.path.join(ROOT, "bench", "results", args.dataset)
+    os.makedirs(args.out_dir, exist_ok=True)
+    args.work_dir = tempfile.mkdtemp(prefix="vw-compare-", dir=args.data_dir if os.path.isdir(args.data_dir) else None)
+    start, la0 = time.time(), os.getloadavg()
+    import faiss, matplotlib  # fail early when the venv is incomplete
+
+    ds = prepare(args)
+    log(f"dataset {args.dataset}: base {ds['base']}, query sets {[s[0] for s in ds['sets']]}")
+    base = as_f32(ds["base"])
+    n, dim = base.shape
+    results = []
+    built = build_vectorwise(args, ds)
+    sets, checks = ground_truth(args, ds, built[0][1])
+    query_data = {name: (as_f32(q), as_ids(tp)) for name, q, tp in sets}
+    meta_q = ", ".join(f"`{name}`: {len(v[0])} queries" for name, v in query_data.items())
+    run_vectorwise(args, sets, results, built)
+    for cfg in peer_configs(args, n, dim):
+        run_peer(args, ds, sets, cfg, base, query_data, results)
+    meta = dict(dataset=args.dataset, n=n, dim=dim, k=args.k, queries=meta_q, cpu=cpu_model(), cores=NCORES,
+                loadavg_start=la0, loadavg_end=os.getloadavg(), seconds=time.time() - start,
+                command=" ".join(["bench/compare/run.sh", args.dataset] + sys.argv[2:]),
+                versions=versions(args), truth_checks=checks, notes=ds["notes"], date=time.strftime("%Y-%m-%d %H:%M"))
+    with open(os.path.join(args.out_dir, "results.json"), "w") as f:
+        json.dump(dict(meta=meta, results=results), f, indent=1)
+    for s in sets:
+        plot(args, results, s[0], os.path.join(args.out_dir, f"recall_qps_{s[0]}.png"))
+    md = report(args, ds, results, meta)
+    with open(os.path.join(args.out_dir, "results.md"), "w") as f:
+        f.write(md)
+    for p in os.listdir(args.work_dir):
+        os.remove(os.path.join(args.work_dir, p))
+    os.rmdir(args.work_dir)
+    log(f"done in {time.time() - start:.0f} s: {args.out_dir}/results.md, results.json, recall_qps_*.png")
+    print(md)
+    if args.dataset == "smoke":
+        smoke_check(args, results, sets)
+
+
+def smoke_check(args, results, sets):
+    """CI's check: every output exists and both HNSWs reach recall 0.95 on the easy smoke set."""
+    problems = [f"missing {f}" for f in ["results.md", "results.json"] + [f"recall_qps_{s[0]}.png" for s in sets]
+                if not os.path.getsize(os.path.join(args.out_dir, f))]
+    for c in results:
+        if c["family"] in ("hnsw", "exact"):
+            best = max((r["recall_mean"] for r in c["rows"]), default=0.0)
+            if best < 0.95:
+                problems.append(f"{c['config']}: best recall {best:.3f} < 0.95")
+    if problems:
+        sys.exit("smoke check failed: " + "; ".join(problems))
+    print("smoke check: 1 passed, 0 failed")
+
+
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def versions(args):
+    import faiss, numpy
+
+    try:
+        import hnswlib
+
+        hv = f", hnswlib {getattr(hnswlib, '__version__', None) or importlib.metadata.version('hnswlib')}"
+    except ImportError:
+        hv = ""
+    v = subprocess.run([args.vectorwise, "--version"], capture_output=True, text=True).stdout.strip()
+    rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
+    tree_bin = os.path.abspath(args.vectorwise) == os.path.join(ROOT, "target", "release", "vectorwise")
+    origin = f"git {rev}{' + uncommitted changes' if dirty else ''}" if tree_bin else f"binary {args.vectorwise}, not built by run.sh"
+    return f"{v} ({origin}), faiss {faiss.__version__}{hv}, numpy {numpy.__version__}, Python {platform.python_version()}"
+
+
+if __name__ == "__main__":
+    main()
