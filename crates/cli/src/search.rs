@@ -32,7 +32,7 @@ pub fn run(a: Args) -> Result<()> {
     for (i, q) in queries.rows().enumerate() {
         let mut q = q.to_vec();
         anyhow::ensure!(distance::normalize_query(&mut q), "query {i} is zero or not finite");
-        let hits = if a.exact { index.exact_search(&q, a.k)? } else { index.search(&q, a.k, &SearchParams::hnsw(a.ef_search))? };
+        let hits = if a.exact { index.exact_search(&q, a.k)? } else { index.search(&q, a.k, &SearchParams { ef_search: a.ef_search, ..SearchParams::default() })? };
         let indices: Vec<u64> = hits.iter().map(|h| h.id).collect();
         let distances: Vec<f32> = hits.iter().map(|h| h.distance).collect();
         writeln!(out, "{}", serde_json::json!({ "indices": indices, "distances": distances }))?;

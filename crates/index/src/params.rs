@@ -61,7 +61,7 @@ pub struct SearchParams {
 
 impl Default for SearchParams {
     fn default() -> Self {
-        SearchParams { method: Method::Auto, ef_search: 64, rerank: 16 }
+        SearchParams { method: Method::Auto, ef_search: 64, rerank: 64 }
     }
 }
 

@@ -35,7 +35,9 @@ pub(crate) fn router() -> axum::Router<AppState> {
 impl SearchOptions {
     /// The engine parameters for a request with these options.
     pub(crate) fn params(&self, config: &ServerConfig) -> SearchParams {
-        SearchParams::hnsw(config.ef_search)
+        // `auto`: the method the index was built for (HNSW or the quantised
+        // scan); ef_search matters only to HNSW.
+        SearchParams { ef_search: config.ef_search, ..SearchParams::default() }
     }
 }
 

@@ -235,7 +235,7 @@ impl ScanView<'_> {
     pub fn search(&self, vectors: &[f32], query: &[f32], k: usize, candidates: usize, rerank: usize) -> Vec<Scored> {
         let dim = self.shape.dim;
         let rerank = rerank.max(k);
-        let mut found = self.fast_scan(query, candidates.max(rerank));
+        let found = self.fast_scan(query, candidates.max(rerank));
         // Stage 2: SQ8 distances, `Σ step² (q' − c)²` with `q' = (q − min) / step`.
         let q8: Vec<f32> = query.iter().zip(self.sq8_min).zip(self.sq8_step).map(|((q, m), s)| (q - m) / s).collect();
         let w: Vec<f32> = self.sq8_step.iter().map(|s| s * s).collect();
