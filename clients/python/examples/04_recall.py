@@ -34,23 +34,22 @@ def normalise(x: F32) -> F32:
 
 
 def exact_knn(
-    base: F32, queries: F32, k: int, block: int = 16384
+    base: F32, queries: F32, k: int, block: int = 32768
 ) -> tuple[npt.NDArray[np.int64], F32]:
     """Exact k nearest by squared L2, scanning ``base`` in blocks (it may be memory-mapped)."""
     n = base.shape[0]
     k = min(k, n)
     best_d = np.full((len(queries), k), np.inf, dtype=np.float32)
     best_i = np.zeros((len(queries), k), dtype=np.int64)
-    q_sq = (queries.astype(np.float64) ** 2).sum(axis=1, keepdims=True)
+    q_sq = (queries**2).sum(axis=1, keepdims=True)
     for start in range(0, n, block):
         x = np.asarray(base[start : start + block], dtype=np.float32)
-        # |q - x|^2 = |q|^2 - 2 q.x + |x|^2, in float64 so that close ties order as the server's.
-        d = q_sq - 2.0 * (queries.astype(np.float64) @ x.T.astype(np.float64))
-        d += (x.astype(np.float64) ** 2).sum(axis=1)[None, :]
-        d32 = d.astype(np.float32)
-        ids = np.arange(start, start + len(x), dtype=np.int64)[None, :].repeat(len(queries), 0)
-        all_d = np.concatenate([best_d, d32], axis=1)
-        all_i = np.concatenate([best_i, ids], axis=1)
+        # |q - x|^2 = |q|^2 - 2 q.x + |x|^2: one matrix product per block.
+        d = q_sq - 2.0 * (queries @ x.T) + (x**2).sum(axis=1)[None, :]
+        kk = min(k, len(x))
+        part = np.argpartition(d, kk - 1, axis=1)[:, :kk]  # the block's best, then merge
+        all_d = np.concatenate([best_d, np.take_along_axis(d, part, axis=1)], axis=1)
+        all_i = np.concatenate([best_i, part + start], axis=1)
         keep = np.argpartition(all_d, k - 1, axis=1)[:, :k]
         best_d = np.take_along_axis(all_d, keep, axis=1)
         best_i = np.take_along_axis(all_i, keep, axis=1)
@@ -101,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
         }
 
+        print("(exact search is a numpy scan: about 20 s per kind at 1M x 128 on 2 cores)")
         ok, means = True, []
         for name, queries in kinds.items():
             # The server normalises queries; so do we, so the distances compare.

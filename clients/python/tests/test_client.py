@@ -175,6 +175,22 @@ def test_batch_larger_than_the_server_limit_is_split(server: LocalServer) -> Non
     assert result.ids.shape == (1500, 3)
 
 
+def test_batch_over_the_server_body_limit_is_split(binary: Path, dataset: Dataset) -> None:
+    # A server with a 20 kB body limit: 200 rows (~80 kB) get 413, and the
+    # client halves its request size until they fit.
+    qs = queries(200)
+    transport = CountingTransport()
+    server = LocalServer(dataset.index_path, binary=binary, extra_args=["--body-limit", "20000"])
+    with server, VectorWiseClient(server.url, transport=transport) as vw:
+        result = vw.search_batch(qs, k=3)
+        assert vw.max_body_bytes < 20000
+    statuses = [status for _, status in transport.calls]
+    refused = statuses.count(413)
+    assert refused >= 1
+    assert statuses == [413] * refused + [200] * (len(statuses) - refused)
+    assert result.ids.shape == (200, 3)
+
+
 # -- errors ----------------------------------------------------------------
 
 

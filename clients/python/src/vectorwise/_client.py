@@ -437,6 +437,9 @@ class VectorWiseClient:
         Rows are sent in requests of at most ``batch_size`` rows and
         ``max_body_bytes`` bytes, in order; the results come back in row
         order. Errors name the row in the whole matrix (see `ValidationError`).
+        A server with smaller limits says so (422 ``too_long`` past its
+        ``--max-batch``, 413 past its ``--body-limit``); the client then
+        lowers ``batch_size`` or ``max_body_bytes`` and carries on.
 
         Args:
             matrix: The queries: a 2-D numpy array, one query per row, or a
@@ -477,6 +480,10 @@ class VectorWiseClient:
                 if smaller is not None and 0 < smaller < end - start:
                     # The server's --max-batch is below ours: use its size from now on.
                     self.batch_size = smaller
+                    continue
+                if response.status_code == 413 and end - start > 1:
+                    # Its --body-limit is below max_body_bytes: halve until under it.
+                    self.max_body_bytes = len(body) // 2
                     continue
                 raise error_from_response(response, _relocate_batch(start))
             self._has_batch = True
