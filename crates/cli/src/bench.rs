@@ -29,6 +29,10 @@ pub struct Args {
     /// Benchmark a running server over HTTP.
     #[arg(long)]
     pub url: Option<String>,
+    /// In --url mode, also send the same queries to POST /search/batch in batches of this
+    /// many; a query's time is its batch's round trip divided by the batch's size.
+    #[arg(long, requires = "url", value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: Option<u32>,
     /// Benchmark an index file in-process (no HTTP), sweeping --ef.
     #[arg(long)]
     pub index: Option<PathBuf>,
@@ -75,7 +79,8 @@ pub struct Args {
 #[derive(Debug, Serialize)]
 struct Summary {
     query_set: String,
-    /// `hnsw` or `exact` (in-process), `http` (through a server, at its `ef_search`).
+    /// `hnsw` or `exact` (in-process), `http` or `http-batch` (through a server, at its
+    /// `ef_search`; batch rows are named `<set> b<size>`).
     method: &'static str,
     ef_search: Option<usize>,
     queries: usize,
@@ -589,6 +594,56 @@ fn http(a: &Args, url: &str) -> Result<Vec<Summary>> {
         })?;
         pb.finish_and_clear();
         rows.push(summarise(set.name, "http", stats["hnsw_efSearch"].as_u64().map(|e| e as usize), a.k, lat, &rec));
+    }
+    if let Some(size) = a.batch {
+        rows.extend(http_batches(a, &agent, url, &sets, size as usize, stats["hnsw_efSearch"].as_u64())?);
+    }
+    Ok(rows)
+}
+
+/// `--batch`: the same query sets through `POST /search/batch`, `size` queries a
+/// request. Each query gets its batch's time / its size, so the percentiles
+/// are over batches and the average compares directly with the one-by-one rows.
+fn http_batches(
+    a: &Args,
+    agent: &ureq::Agent,
+    url: &str,
+    sets: &[QuerySet],
+    size: usize,
+    ef: Option<u64>,
+) -> Result<Vec<Summary>> {
+    let search_batch = |queries: &[f32], dim: usize| -> Result<Vec<Vec<u32>>> {
+        let queries: Vec<&[f32]> = queries.chunks_exact(dim).collect();
+        let mut resp = agent
+            .post(format!("{url}/search/batch"))
+            .send_json(serde_json::json!({ "query_vectors": queries, "k": a.k }))
+            .context("batch search request failed")?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.body_mut().with_config().limit(256 << 20).read_json()?;
+        anyhow::ensure!(status == 200, "batch search answered {status}: {body}");
+        let results = body["results"].as_array().context("no results")?;
+        anyhow::ensure!(results.len() == queries.len(), "{} results for {} queries", results.len(), queries.len());
+        Ok(results
+            .iter()
+            .map(|r| r["indices"].as_array().into_iter().flatten().filter_map(|v| v.as_u64()).map(|v| v as u32).collect())
+            .collect())
+    };
+    let dim = sets[0].queries.dim();
+    search_batch(&sets[0].queries.as_slice()[..size.min(sets[0].queries.len()) * dim], dim)?; // warm-up
+    let mut rows = Vec::new();
+    for set in sets {
+        let (mut lat, mut rec) = (Vec::new(), Vec::new());
+        for (queries, truths) in set.queries.as_slice().chunks(size * dim).zip(set.truth.chunks(size)) {
+            let t = Instant::now();
+            let found = search_batch(queries, dim)?;
+            let per_query = t.elapsed() / truths.len() as u32;
+            for (ids, truth) in found.iter().zip(truths) {
+                lat.push(per_query);
+                rec.push(exact::recall_at(ids, truth, a.k));
+            }
+        }
+        let name = format!("{} b{size}", set.name);
+        rows.push(summarise(&name, "http-batch", ef.map(|e| e as usize), a.k, lat, &rec));
     }
     Ok(rows)
 }

@@ -170,11 +170,19 @@ fn generate_build_serve_query_bench_and_stop() {
     assert_eq!(cli["indices"], http["indices"]);
 
     let results = dir.path().join("bench.json");
-    let out = run_ok(&["bench", "--url", &server.url, "--vectors", &vectors, "--queries", "50", "--out", results.to_str().unwrap()]);
-    assert!(out.contains("demo") && out.contains("random"), "{out}");
+    let out = run_ok(&[
+        "bench", "--url", &server.url, "--vectors", &vectors, "--queries", "50", "--batch", "16", "--out", results.to_str().unwrap(),
+    ]);
+    assert!(out.contains("demo") && out.contains("random") && out.contains("demo b16"), "{out}");
     let results: Value = serde_json::from_slice(&std::fs::read(&results).unwrap()).unwrap();
     let rows = results["results"].as_array().unwrap();
-    assert_eq!(rows.len(), 2);
+    assert_eq!(rows.len(), 4);
+    // The same queries in batches of 16 (the last of 2) find the same neighbours.
+    for (single, batch) in [(&rows[0], &rows[2]), (&rows[1], &rows[3])] {
+        assert_eq!((single["method"].as_str(), batch["method"].as_str()), (Some("http"), Some("http-batch")));
+        assert_eq!(batch["query_set"], format!("{} b16", single["query_set"].as_str().unwrap()));
+        assert_eq!(single["recall_mean"], batch["recall_mean"]);
+    }
     for r in rows {
         assert_eq!(r["queries"], 50);
         let recall = r["recall_mean"].as_f64().unwrap();
