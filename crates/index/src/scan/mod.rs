@@ -230,25 +230,28 @@ impl ScanView<'_> {
         found
     }
 
+    /// The SQ8 distance from `query` to any point (graph walks use it).
+    pub fn sq8_distance(&self, query: &[f32]) -> Sq8Query<'_> {
+        let q8 = query.iter().zip(self.sq8_min).zip(self.sq8_step).map(|((q, m), s)| (q - m) / s).collect();
+        let w = self.sq8_step.iter().map(|s| s * s).collect();
+        Sq8Query { codes: self.sq8, dim: self.shape.dim, q8, w, kernel: scan_kernels().sq8 }
+    }
+
     /// The three stages; returns up to `k` points, ascending exact distance.
     /// `vectors` are the index's f32 rows.
     pub fn search(&self, vectors: &[f32], query: &[f32], k: usize, candidates: usize, rerank: usize) -> Vec<Scored> {
         let dim = self.shape.dim;
         let rerank = rerank.max(k);
         let found = self.fast_scan(query, candidates.max(rerank));
-        // Stage 2: SQ8 distances, `Σ step² (q' − c)²` with `q' = (q − min) / step`.
-        let q8: Vec<f32> = query.iter().zip(self.sq8_min).zip(self.sq8_step).map(|((q, m), s)| (q - m) / s).collect();
-        let w: Vec<f32> = self.sq8_step.iter().map(|s| s * s).collect();
-        let sq8 = scan_kernels().sq8;
-        let code = |p: u32| &self.sq8[p as usize * dim..(p as usize + 1) * dim];
-        let lines = dim.div_ceil(64);
+        // Stage 2: SQ8 distances.
+        let sq8 = self.sq8_distance(query);
         const AHEAD: usize = 8;
         let mut stage2: Vec<Scored> = Vec::with_capacity(found.len());
         for (i, &(_, p)) in found.iter().enumerate() {
             if let Some(&(_, next)) = found.get(i + AHEAD) {
-                prefetch_lines(code(next), lines);
+                sq8.prefetch(next);
             }
-            stage2.push(Scored { distance: sq8(code(p), &q8, &w), offset: p });
+            stage2.push(Scored { distance: sq8.distance(p), offset: p });
         }
         if stage2.len() > rerank {
             stage2.select_nth_unstable(rerank - 1);
@@ -268,6 +271,35 @@ impl ScanView<'_> {
             }
         }
         top.into_sorted()
+    }
+}
+
+/// A query prepared for SQ8 distances: `Σ step² (q' − c)²` with
+/// `q' = (q − min) / step`, which is the squared L2 distance to the decoded
+/// point `min + step · c`.
+#[derive(Debug)]
+pub struct Sq8Query<'a> {
+    codes: &'a [u8],
+    dim: usize,
+    q8: Vec<f32>,
+    w: Vec<f32>,
+    kernel: kernels::Sq8Fn,
+}
+
+impl Sq8Query<'_> {
+    fn code(&self, p: u32) -> &[u8] {
+        &self.codes[p as usize * self.dim..(p as usize + 1) * self.dim]
+    }
+
+    #[inline]
+    pub fn distance(&self, p: u32) -> f32 {
+        (self.kernel)(self.code(p), &self.q8, &self.w)
+    }
+
+    /// Starts loading point `p`'s code into cache.
+    #[inline]
+    pub fn prefetch(&self, p: u32) {
+        prefetch_lines(self.code(p), self.dim.div_ceil(64));
     }
 }
 
