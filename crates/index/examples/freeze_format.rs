@@ -6,7 +6,8 @@
 
 use std::path::Path;
 use vectorwise_index::hnsw::BuildOptions;
-use vectorwise_index::{Index, SearchParams, dataset, format::FORMAT_VERSION};
+use vectorwise_index::scan::ScanOptions;
+use vectorwise_index::{Index, IndexOptions, Method, SearchParams, dataset, format::FORMAT_VERSION};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata");
@@ -15,12 +16,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("{} is frozen; delete it by hand only if you mean to", path.display()).into());
     }
     let base = dataset::sphere(300, 8, 2024);
-    let opts = BuildOptions { m: 4, ef_construction: 32, threads: Some(1), seed: 2024 };
-    vectorwise_index::build_index(&base, &path, &opts, &|_| {})?;
+    let opts = IndexOptions {
+        graph: Some(BuildOptions { m: 4, ef_construction: 32, threads: Some(1), seed: 2024 }),
+        scan: Some(ScanOptions { dsub: 2, seed: 2024 }),
+        default_method: Method::Hnsw,
+    };
+    vectorwise_index::build(&base, &path, &opts, &|_| {})?;
     let index = Index::open(&path)?;
     let mut queries = Vec::new();
     for q in dataset::sphere(5, 8, 99).rows() {
+        // Both methods must keep answering the same: HNSW (walking the codes) and the scan.
         let hits = index.search(q, 5, &SearchParams::hnsw(64))?;
+        if index.search(q, 5, &SearchParams::scan(4))? != hits {
+            return Err("the scan and the graph disagree on the frozen file; pick other queries".into());
+        }
         let ids: Vec<String> = hits.iter().map(|h| h.id.to_string()).collect();
         let ds: Vec<String> = hits.iter().map(|h| format!("{:?}", h.distance)).collect();
         let qs: Vec<String> = q.iter().map(|x| format!("{x:?}")).collect();

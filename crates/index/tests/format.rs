@@ -195,25 +195,33 @@ fn other_files_are_refused() {
     assert!(e.to_string().contains("bad magic"), "{e}");
 }
 
-/// testdata/v1-small.vwi was written by format version 1 and must stay
-/// readable, with the answers recorded beside it when it was frozen.
+/// testdata/v{N}-small.vwi were written by each released format version and
+/// must stay readable, with the answers recorded beside them when frozen.
 #[test]
-fn frozen_v1_file_still_loads_and_answers_the_same() {
+fn frozen_files_still_load_and_answer_the_same() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata");
-    let index = Index::open(&root.join("v1-small.vwi")).expect("frozen v1 index must load");
-    let expected: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(root.join("v1-small.expected.json")).unwrap()).unwrap();
-    assert_eq!(index.info().format_version, 1);
-    assert_eq!(index.len() as u64, expected["count"].as_u64().unwrap());
-    assert_eq!(index.dim() as u64, expected["dim"].as_u64().unwrap());
-    for case in expected["queries"].as_array().unwrap() {
-        let q: Vec<f32> = case["query"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
-        let hits = index.search(&q, 5, &SearchParams::hnsw(64)).unwrap();
-        let ids: Vec<u64> = hits.iter().map(|h| h.id).collect();
-        let want: Vec<u64> = case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
-        assert_eq!(ids, want);
-        for (h, d) in hits.iter().zip(case["distances"].as_array().unwrap()) {
-            assert!((h.distance as f64 - d.as_f64().unwrap()).abs() < 1e-5);
+    for version in [1u32, 2] {
+        let index = Index::open(&root.join(format!("v{version}-small.vwi"))).expect("frozen index must load");
+        let expected: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(root.join(format!("v{version}-small.expected.json"))).unwrap()).unwrap();
+        assert_eq!(index.info().format_version, version);
+        assert_eq!(index.len() as u64, expected["count"].as_u64().unwrap());
+        assert_eq!(index.dim() as u64, expected["dim"].as_u64().unwrap());
+        let mut settings = vec![SearchParams::hnsw(64)];
+        if version >= 2 {
+            settings.push(SearchParams::scan(4)); // v2 files carry scan codes too
+        }
+        for case in expected["queries"].as_array().unwrap() {
+            let q: Vec<f32> = case["query"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+            for params in &settings {
+                let hits = index.search(&q, 5, params).unwrap();
+                let ids: Vec<u64> = hits.iter().map(|h| h.id).collect();
+                let want: Vec<u64> = case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+                assert_eq!(ids, want, "v{version} {params}");
+                for (h, d) in hits.iter().zip(case["distances"].as_array().unwrap()) {
+                    assert!((h.distance as f64 - d.as_f64().unwrap()).abs() < 1e-5);
+                }
+            }
         }
     }
 }
