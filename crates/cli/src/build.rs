@@ -70,13 +70,15 @@ pub fn build(vectors: &Path, out: &Path, h: &HnswArgs) -> Result<()> {
     let method = match h.method {
         MethodArg::Auto => {
             println!("[2/3] Choosing the method: HNSW on a sample of up to {} points...", choose::SAMPLE);
+            let started = Instant::now();
             let c = choose::choose(m.as_slice(), m.dim(), h.build_seed)?;
             let verdict = if c.method == Method::Hnsw { "the data has structure: HNSW + scan codes" } else { "no structure a graph can use: quantised scan" };
             println!(
-                "      sample recall@10 at ef 64: {:.3} on {} points (graph from {}) -> {verdict}",
+                "      sample recall@10 at ef 64: {:.3} on {} points (graph from {}) -> {verdict} ({:.1} s)",
                 c.sample_recall,
                 c.sample_points,
-                choose::GRAPH_RECALL
+                choose::GRAPH_RECALL,
+                started.elapsed().as_secs_f64()
             );
             if c.method == Method::Hnsw { MethodArg::Both } else { MethodArg::Scan }
         }
