@@ -457,6 +457,24 @@ def report(args, ds, results, meta):
                 note += f"; not served: {c['skipped']}"
         build = f"{c['build_seconds']:.1f}"
         L.append(f"| {c['config']} | {build} | {mb(c['size_bytes'])} | {c['load_seconds']:.3f} | {mb(c['rss_after_load'])} ({mb(added)}) | {note} |")
+    L += ["", "## Against the issue's targets", "",
+          "Best VectorWise configuration against the best peer configuration at each recall target (mean recall@10); ratio > 1: VectorWise faster.", "",
+          "| query set | target | VectorWise QPS 1 thread (config, setting) | best peer QPS 1 thread (config, setting) | ratio | VectorWise batch QPS | best peer batch QPS | ratio |",
+          "|---|---|---|---|---|---|---|---|"]
+    for s in sets:
+        for thr in (0.95, 0.99):
+            def best(engines, key):
+                cands = [(c, best_at([r for r in c["rows"] if r["query_set"] == s], thr, key)) for c in results if engines(c)]
+                cands = [(c, r) for c, r in cands if r]
+                return max(cands, key=lambda x: x[1][key]) if cands else (None, None)
+            ours = lambda c: c["engine"] == "VectorWise"
+            peers = lambda c: c["engine"] != "VectorWise"
+            (vc, v), (pc, p) = best(ours, "qps_single"), best(peers, "qps_single")
+            (vbc, vb), (pbc, pb) = best(ours, "qps_batch"), best(peers, "qps_batch")
+            cell = lambda c, r, key: f"{r[key]:.0f} ({c['config']}, {r['setting']})" if r else "not reached"
+            ratio = lambda a, b, key: f"{a[key] / b[key]:.2f}" if a and b else "-"
+            L.append(f"| `{s}` | ≥ {thr} | {cell(vc, v, 'qps_single')} | {cell(pc, p, 'qps_single')} | {ratio(v, p, 'qps_single')} | "
+                     f"{cell(vbc, vb, 'qps_batch')} | {cell(pbc, pb, 'qps_batch')} | {ratio(vb, pb, 'qps_batch')} |")
     for s in sets:
         L += ["", f"## Query set `{s}`: fastest setting at a recall target", "",
               "| target | configuration | setting | recall@10 mean / p5 | QPS 1 thread | ms mean / p95 / p99 | best batch QPS (setting, recall) |",
@@ -535,9 +553,20 @@ def main():
     ap.add_argument("--max-ms", type=float, default=50.0)
     ap.add_argument("--check-sample", type=int, default=200, help="queries whose ground truth Faiss IndexFlatL2 re-checks")
     ap.add_argument("--engines", help="peers to run (VectorWise always runs)", default="faiss-hnsw,hnswlib,faiss-pq64,faiss-pq32,faiss-ivfpq,faiss-ivfflat,faiss-flat")
+    ap.add_argument("--report-only", action="store_true", help="re-render results.md and the plots from results.json")
     args = ap.parse_args()
     args.data_dir = args.data_dir or os.path.join(ROOT, "bench", "data", args.dataset)
     args.out_dir = args.out_dir or os.path.join(ROOT, "bench", "results", args.dataset)
+    if args.report_only:
+        saved = json.load(open(os.path.join(args.out_dir, "results.json")))
+        meta, results = saved["meta"], saved["results"]
+        names = sorted({r["query_set"] for c in results for r in c["rows"]}, key=lambda n: [r["query_set"] for c in results for r in c["rows"]].index(n))
+        ds = dict(sets=[(n, None, None) for n in names], notes=meta["notes"])
+        for n in names:
+            plot(args, results, n, os.path.join(args.out_dir, f"recall_qps_{n}.png"))
+        with open(os.path.join(args.out_dir, "results.md"), "w") as f:
+            f.write(report(args, ds, results, meta))
+        return
     os.makedirs(args.out_dir, exist_ok=True)
     args.work_dir = tempfile.mkdtemp(prefix="vw-compare-", dir=args.data_dir if os.path.isdir(args.data_dir) else None)
     start, la0 = time.time(), os.getloadavg()
