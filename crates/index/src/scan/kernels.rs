@@ -13,11 +13,15 @@
 
 use std::sync::OnceLock;
 
-/// Sums, for each point of consecutive blocks, its table entries. `lut` is
+/// Sums, for each point of consecutive blocks, its table entries. Entries
+/// must be at most [`MAX_ENTRY`] (the AVX2 kernel adds two in a byte). `lut` is
 /// `pairs × 32` bytes, `codes` a whole number of blocks of that size, `out`
 /// 32 sums per block, `masks` one per block with bit `j` set when point `j`'s
 /// sum is below `threshold`.
 pub type BlockScanFn = fn(codes: &[u8], lut: &[u8], threshold: u16, out: &mut [u16], masks: &mut [u32]);
+
+/// Largest table entry the block kernels accept: two of them fit a byte.
+pub const MAX_ENTRY: u8 = 127;
 /// `Σ w_i (q_i − c_i)²` over 8-bit codes `c`.
 pub type Sq8Fn = fn(codes: &[u8], q: &[f32], w: &[f32]) -> f32;
 
@@ -118,10 +122,7 @@ mod x86 {
         }
     }
 
-    /// Two blocks per pass, sharing each table load. Per 16-bit lane, `even`
-    /// accumulates the whole lane (low byte + 256 × high byte) and `odd` the
-    /// high byte; the low bytes' sum is `even − 256·odd` (Faiss's trick: one
-    /// AND fewer per shuffle).
+    /// Two blocks per pass, sharing each table load.
     #[target_feature(enable = "avx2")]
     unsafe fn blocks_avx2_impl(codes: &[u8], lut: &[u8], out: &mut [u16], blocks: usize) {
         let pairs = lut.len() / 32;
@@ -156,8 +157,29 @@ mod x86 {
         let nibble = _mm256_set1_epi8(0x0f);
         let z = _mm256_setzero_si256();
         let (mut a, mut b) = ([z; 4], [z; 4]);
-        for p in 0..pairs {
+        // Two pairs at a time: their looked-up bytes (each <= MAX_ENTRY) are
+        // added as bytes, then widened once.
+        let mut p = 0;
+        while p + 2 <= pairs {
             // SAFETY: the caller guarantees `pairs × 32` bytes behind each pointer.
+            let (l, m, x0, y0, x1, y1) = unsafe {
+                (
+                    _mm256_loadu_si256(lut.add(p * 32).cast()),
+                    _mm256_loadu_si256(lut.add(p * 32 + 32).cast()),
+                    _mm256_loadu_si256(c0.add(p * 32).cast()),
+                    _mm256_loadu_si256(c0.add(p * 32 + 32).cast()),
+                    _mm256_loadu_si256(c1.add(p * 32).cast()),
+                    _mm256_loadu_si256(c1.add(p * 32 + 32).cast()),
+                )
+            };
+            let (lo, hi) = lookup2(l, m, x0, y0, nibble);
+            widen(&mut a, lo, hi);
+            let (lo, hi) = lookup2(l, m, x1, y1, nibble);
+            widen(&mut b, lo, hi);
+            p += 2;
+        }
+        if p < pairs {
+            // SAFETY: as above.
             let (l, x0, x1) = unsafe {
                 (
                     _mm256_loadu_si256(lut.add(p * 32).cast()),
@@ -165,17 +187,39 @@ mod x86 {
                     _mm256_loadu_si256(c1.add(p * 32).cast()),
                 )
             };
-            accumulate(&mut a, l, x0, nibble);
-            accumulate(&mut b, l, x1, nibble);
+            let (lo, hi) = lookup(l, x0, nibble);
+            widen(&mut a, lo, hi);
+            let (lo, hi) = lookup(l, x1, nibble);
+            widen(&mut b, lo, hi);
         }
         (a, b)
     }
 
+    /// The table bytes for the low and high nibbles of one pair's codes.
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn accumulate(acc: &mut Sums, l: __m256i, c: __m256i, nibble: __m256i) {
+    fn lookup(l: __m256i, c: __m256i, nibble: __m256i) -> (__m256i, __m256i) {
         let lo = _mm256_shuffle_epi8(l, _mm256_and_si256(c, nibble));
         let hi = _mm256_shuffle_epi8(l, _mm256_and_si256(_mm256_srli_epi16(c, 4), nibble));
+        (lo, hi)
+    }
+
+    /// [`lookup`] for two pairs, summed bytewise.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn lookup2(l: __m256i, m: __m256i, c: __m256i, d: __m256i, nibble: __m256i) -> (__m256i, __m256i) {
+        let (lo0, hi0) = lookup(l, c, nibble);
+        let (lo1, hi1) = lookup(m, d, nibble);
+        (_mm256_add_epi8(lo0, lo1), _mm256_add_epi8(hi0, hi1))
+    }
+
+    /// Adds 32 byte sums into 16-bit accumulators: `acc[0]`/`acc[2]` take the
+    /// whole lane (low byte + 256 × high byte), `acc[1]`/`acc[3]` the high
+    /// byte; the low bytes' sum is recovered in [`store`] (Faiss's trick: one
+    /// AND fewer per shuffle).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn widen(acc: &mut Sums, lo: __m256i, hi: __m256i) {
         acc[0] = _mm256_add_epi16(acc[0], lo);
         acc[1] = _mm256_add_epi16(acc[1], _mm256_srli_epi16(lo, 8));
         acc[2] = _mm256_add_epi16(acc[2], hi);
@@ -253,8 +297,8 @@ mod tests {
             use rand::{Rng, SeedableRng};
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
             let codes: Vec<u8> = (0..blocks * pairs * 32).map(|_| rng.random()).collect();
-            let lut: Vec<u8> = (0..pairs * 32).map(|_| rng.random()).collect();
-            let threshold: u16 = rng.random_range(0..(pairs * 2 * 255) as u16);
+            let lut: Vec<u8> = (0..pairs * 32).map(|_| rng.random_range(0..=MAX_ENTRY)).collect();
+            let threshold: u16 = rng.random_range(0..(pairs * 2 * MAX_ENTRY as usize) as u16);
             let mut want = vec![0u16; blocks * 32];
             let mut want_masks = vec![0u32; blocks];
             block_scalar(&codes, &lut, threshold, &mut want, &mut want_masks);

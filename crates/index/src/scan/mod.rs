@@ -67,7 +67,8 @@ impl ScanShape {
             return Err(Error::InvalidParameter { name: "dsub", reason: format!("{dsub} is outside 1..=64") });
         }
         let m = dim.div_ceil(dsub).next_multiple_of(2);
-        // 255 per table entry summed over m sub-quantisers must fit a u16.
+        // MAX_ENTRY (127) per table entry summed over m sub-quantisers fits a
+        // u16 for m <= 516; 256 keeps the file's limit simple.
         if m > 256 {
             let reason = format!("{dim} dimensions need at least {} dimensions per sub-quantiser", dim.div_ceil(256));
             return Err(Error::InvalidParameter { name: "dsub", reason });
@@ -183,10 +184,11 @@ impl ScanView<'_> {
             mins[s] = row.iter().copied().fold(f32::INFINITY, f32::min);
             range = range.max(row.iter().copied().fold(f32::NEG_INFINITY, f32::max) - mins[s]);
         }
-        let scale = if range > 0.0 { 255.0 / range } else { 0.0 };
+        let top = kernels::MAX_ENTRY as f32;
+        let scale = if range > 0.0 { top / range } else { 0.0 };
         // Pair layout: for pair p, 16 entries of 2p then 16 of 2p+1 — the same
         // as sub-quantiser order, since each row is 16 entries.
-        dist.iter().enumerate().map(|(i, &d)| ((d - mins[i / CENTROIDS]) * scale).round().clamp(0.0, 255.0) as u8).collect()
+        dist.iter().enumerate().map(|(i, &d)| ((d - mins[i / CENTROIDS]) * scale).round().clamp(0.0, top) as u8).collect()
     }
 
     /// Stage 1: the `keep` points with the smallest table sums, unordered.
