@@ -39,7 +39,8 @@ pub struct HnswArgs {
     #[arg(long, value_enum, default_value_t = MethodArg::Auto)]
     pub method: MethodArg,
     /// Dimensions per 4-bit sub-quantiser of the scan codes (2: 0.25 bytes a
-    /// dimension, more precise; 4: 0.125 bytes a dimension).
+    /// dimension, more precise; 4: 0.125 bytes a dimension). Raised to
+    /// ceil(dim / 256) for wider vectors.
     #[arg(long, default_value_t = 2)]
     pub scan_dsub: usize,
     /// HNSW links per point (layer 0 gets twice as many).
@@ -66,7 +67,8 @@ pub fn build(vectors: &Path, out: &Path, h: &HnswArgs) -> Result<()> {
     println!("      {} vectors of dimension {}", m.len(), m.dim());
     let threads = h.threads.unwrap_or_else(rayon::current_num_threads);
     let graph = BuildOptions { m: h.m, ef_construction: h.ef_construction, threads: h.threads, seed: h.build_seed };
-    let scan = ScanOptions { dsub: h.scan_dsub, seed: h.build_seed };
+    let dsub = h.scan_dsub.max(m.dim().div_ceil(256)); // as the engine raises it
+    let scan = ScanOptions { dsub, seed: h.build_seed };
     let method = match h.method {
         MethodArg::Auto => {
             println!("[2/3] Choosing the method: HNSW on a sample of up to {} points...", choose::SAMPLE);
@@ -92,10 +94,10 @@ pub fn build(vectors: &Path, out: &Path, h: &HnswArgs) -> Result<()> {
     match (&opts.graph, &opts.scan) {
         (Some(_), Some(_)) => println!(
             "[2/3] Building HNSW index (M={}, efConstruction={}, {threads} threads) and scan codes (dsub={})...",
-            h.m, h.ef_construction, h.scan_dsub
+            h.m, h.ef_construction, dsub
         ),
         (Some(_), None) => println!("[2/3] Building HNSW index (M={}, efConstruction={}, {threads} threads)...", h.m, h.ef_construction),
-        _ => println!("[2/3] Building quantised scan codes (4-bit PQ, dsub={}, + SQ8; {threads} threads)...", h.scan_dsub),
+        _ => println!("[2/3] Building quantised scan codes (4-bit PQ, dsub={dsub}, + SQ8; {threads} threads)..."),
     }
     let pb = bar(if opts.graph.is_some() { m.len() as u64 } else { 0 }, "build");
     let start = Instant::now();

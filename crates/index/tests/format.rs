@@ -225,3 +225,16 @@ fn frozen_files_still_load_and_answer_the_same() {
         }
     }
 }
+
+#[test]
+fn wide_vectors_get_wider_sub_quantisers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wide.vwi");
+    let base = dataset::sphere(300, 1000, 4);
+    let opts = IndexOptions { graph: None, scan: Some(ScanOptions { dsub: 2, seed: 1 }), default_method: Method::Auto };
+    vectorwise_index::build(&base, &path, &opts, &|_| {}).unwrap();
+    let index = Index::open(&path).unwrap();
+    assert_eq!(index.info().scan_dsub, 4, "1000 dimensions need 4 per sub-quantiser");
+    let hits = index.search(base.row(7), 3, &SearchParams::scan(100)).unwrap();
+    assert_eq!(hits[0].id, 7);
+}

@@ -38,7 +38,8 @@ const KMEANS_ITERS: usize = 20;
 /// How to build the scan codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ScanOptions {
-    /// Dimensions per 4-bit sub-quantiser (smaller: more precise, more bytes).
+    /// Dimensions per 4-bit sub-quantiser (smaller: more precise, more
+    /// bytes); raised to `⌈dim / 256⌉` for vectors wider than `256 · dsub`.
     pub dsub: usize,
     pub seed: u64,
 }
@@ -311,7 +312,8 @@ pub fn build(vectors: &[f32], dim: usize, opts: &ScanOptions) -> Result<ScanCode
     if count == 0 || vectors.len() != count * dim {
         return Err(Error::InvalidParameter { name: "vectors", reason: "empty or not a whole number of rows".into() });
     }
-    let shape = ScanShape::new(dim, count, opts.dsub)?;
+    // Wide vectors need wider sub-quantisers (at most 256 of them).
+    let shape = ScanShape::new(dim, count, opts.dsub.max(dim.div_ceil(256)))?;
     let row = |i: usize| &vectors[i * dim..(i + 1) * dim];
     let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
     let train: Vec<usize> = if count > TRAIN_SAMPLE { sample(&mut rng, count, TRAIN_SAMPLE).into_vec() } else { (0..count).collect() };
