@@ -183,6 +183,19 @@ impl Index {
             let reason = format!("length {} is not a multiple of the dimension {}", queries.len(), self.dim());
             return Err(Error::InvalidParameter { name: "queries", reason });
         }
+        params.validate()?;
+        let method = match params.method {
+            Method::Auto => self.file.header.default_method,
+            m => m,
+        };
+        if let (Method::Scan, Some(scan)) = (method, self.file.scan()) {
+            // Many queries per pass over the codes.
+            for q in queries.chunks_exact(self.dim()) {
+                self.check_query(q, k)?;
+            }
+            let found = scan.search_many(self.vectors(), queries, k, params.rerank.saturating_mul(k), (5 * k).max(50));
+            return Ok(found.into_iter().map(|f| self.to_neighbors(f)).collect());
+        }
         queries.par_chunks_exact(self.dim()).map(|q| self.search(q, k, params)).collect()
     }
 

@@ -219,3 +219,26 @@ fn graph_walk_on_codes_keeps_recall_and_returns_exact_distances() {
     });
     assert!(r >= 0.95, "recall@10 walking the codes at ef 64: {r}");
 }
+
+/// The scan's batch path (several queries per pass over the codes) answers
+/// exactly as one query at a time.
+#[test]
+fn scan_batches_match_single_scans() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.vwi");
+    let base = dataset::sphere(5_000, 32, 31);
+    let opts = vectorwise_index::IndexOptions { graph: None, ..Default::default() };
+    vectorwise_index::build(&base, &path, &opts, &|_| {}).unwrap();
+    let index = Index::open(&path).unwrap();
+    let queries = dataset::sphere(21, 32, 32); // not a multiple of the group size
+    for params in [SearchParams::default(), SearchParams::scan(3)] {
+        let batch = index.search_batch(queries.as_slice(), 7, &params).unwrap();
+        assert_eq!(batch.len(), 21);
+        for (q, got) in queries.rows().zip(&batch) {
+            assert_eq!(got, &index.search(q, 7, &params).unwrap());
+        }
+    }
+    let mut bad = queries.as_slice().to_vec();
+    bad[40] = f32::NAN;
+    assert!(index.search_batch(&bad, 7, &SearchParams::default()).is_err());
+}

@@ -28,6 +28,8 @@ use rand::SeedableRng;
 use rand::seq::index::sample;
 use rayon::prelude::*;
 
+/// Queries per pass over the codes in [`ScanView::search_many`].
+pub const BATCH_GROUP: usize = 8;
 /// Points per fast-scan block.
 pub const BLOCK: usize = 32;
 /// Centroids per sub-quantiser (4-bit codes).
@@ -92,6 +94,13 @@ impl ScanShape {
     pub fn sq8_bytes(&self) -> usize {
         self.count * self.dim
     }
+}
+
+/// One query's stage-1 state.
+struct ScanState {
+    lut: Vec<u8>,
+    found: Vec<(u16, u32)>,
+    threshold: u16,
 }
 
 /// Scan codes built in memory ([`build`]) before they are written.
@@ -194,12 +203,20 @@ impl ScanView<'_> {
 
     /// Stage 1: the `keep` points with the smallest table sums, unordered.
     fn fast_scan(&self, query: &[f32], keep: usize) -> Vec<(u16, u32)> {
-        let lut = self.table(query);
+        self.fast_scan_many(&[query], keep).pop().expect("one query in, one out")
+    }
+
+    /// Stage 1 for several queries in one pass over the codes: each chunk of
+    /// blocks (64 KiB at 128-d, `dsub` 2) is read from memory once and scored
+    /// for every query while it sits in the L2 cache.
+    fn fast_scan_many(&self, queries: &[&[f32]], keep: usize) -> Vec<Vec<(u16, u32)>> {
         let block = scan_kernels().block;
         let n = self.shape.count;
         let keep = keep.clamp(1, n);
-        let mut found: Vec<(u16, u32)> = Vec::with_capacity(2 * keep + BLOCK);
-        let mut threshold = u16::MAX;
+        let mut states: Vec<ScanState> = queries
+            .iter()
+            .map(|q| ScanState { lut: self.table(q), found: Vec::with_capacity(2 * keep + BLOCK), threshold: u16::MAX })
+            .collect();
         // Blocks per kernel call: the sums (4 KiB) stay in L1.
         const CHUNK: usize = 64;
         let mut sums = vec![0u16; CHUNK * BLOCK];
@@ -207,30 +224,52 @@ impl ScanView<'_> {
         for (c, codes) in self.codes.chunks(CHUNK * self.shape.block_bytes()).enumerate() {
             let blocks = codes.len() / self.shape.block_bytes();
             let (sums, masks) = (&mut sums[..blocks * BLOCK], &mut masks[..blocks]);
-            block(codes, &lut, threshold, sums, masks);
-            for (b, &mask) in masks.iter().enumerate() {
-                let mut mask = mask;
-                let base = (c * CHUNK + b) * BLOCK;
-                while mask != 0 {
-                    let j = mask.trailing_zeros() as usize;
-                    mask &= mask - 1;
-                    let x = sums[b * BLOCK + j];
-                    if x < threshold && base + j < n {
-                        found.push((x, (base + j) as u32));
+            for st in states.iter_mut() {
+                block(codes, &st.lut, st.threshold, sums, masks);
+                for (b, &mask) in masks.iter().enumerate() {
+                    let mut mask = mask;
+                    let base = (c * CHUNK + b) * BLOCK;
+                    while mask != 0 {
+                        let j = mask.trailing_zeros() as usize;
+                        mask &= mask - 1;
+                        let x = sums[b * BLOCK + j];
+                        if x < st.threshold && base + j < n {
+                            st.found.push((x, (base + j) as u32));
+                        }
                     }
-                }
-                if found.len() >= 2 * keep {
-                    found.select_nth_unstable(keep - 1);
-                    found.truncate(keep);
-                    threshold = found.iter().map(|c| c.0).max().unwrap_or(u16::MAX);
+                    if st.found.len() >= 2 * keep {
+                        st.found.select_nth_unstable(keep - 1);
+                        st.found.truncate(keep);
+                        st.threshold = st.found.iter().map(|c| c.0).max().unwrap_or(u16::MAX);
+                    }
                 }
             }
         }
-        if found.len() > keep {
-            found.select_nth_unstable(keep - 1);
-            found.truncate(keep);
-        }
-        found
+        states
+            .into_iter()
+            .map(|mut st| {
+                if st.found.len() > keep {
+                    st.found.select_nth_unstable(keep - 1);
+                    st.found.truncate(keep);
+                }
+                st.found
+            })
+            .collect()
+    }
+
+    /// [`ScanView::search`] for many queries (row-major): stage 1 for
+    /// [`BATCH_GROUP`] queries per pass over the codes, groups spread over the
+    /// rayon pool; results in query order.
+    pub fn search_many(&self, vectors: &[f32], queries: &[f32], k: usize, candidates: usize, rerank: usize) -> Vec<Vec<Scored>> {
+        let dim = self.shape.dim;
+        let rows: Vec<&[f32]> = queries.chunks_exact(dim).collect();
+        let rerank = rerank.max(k);
+        rows.par_chunks(BATCH_GROUP)
+            .flat_map_iter(|group| {
+                let found = self.fast_scan_many(group, candidates.max(rerank));
+                group.iter().zip(found).map(|(q, f)| self.rerank(vectors, q, k, f, rerank)).collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// The SQ8 distance from `query` to any point (graph walks use it).
@@ -243,9 +282,14 @@ impl ScanView<'_> {
     /// The three stages; returns up to `k` points, ascending exact distance.
     /// `vectors` are the index's f32 rows.
     pub fn search(&self, vectors: &[f32], query: &[f32], k: usize, candidates: usize, rerank: usize) -> Vec<Scored> {
-        let dim = self.shape.dim;
         let rerank = rerank.max(k);
         let found = self.fast_scan(query, candidates.max(rerank));
+        self.rerank(vectors, query, k, found, rerank)
+    }
+
+    /// Stages 2 and 3 over stage 1's candidates.
+    fn rerank(&self, vectors: &[f32], query: &[f32], k: usize, found: Vec<(u16, u32)>, rerank: usize) -> Vec<Scored> {
+        let dim = self.shape.dim;
         // Stage 2: SQ8 distances.
         let sq8 = self.sq8_distance(query);
         const AHEAD: usize = 8;
