@@ -12,9 +12,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let params: SearchParams = args.get(3).map_or("", |s| s.as_str()).parse()?;
     let queries = dataset::sphere(nq, index.dim(), 7);
     let mut checksum = 0u64;
-    for q in queries.rows() {
-        checksum = checksum.wrapping_add(index.search(q, 10, &params)?.iter().map(|n| n.id).sum::<u64>());
+    let start = std::time::Instant::now();
+    if std::env::var("HEAP").is_ok() {
+        // The same codes copied to the heap, to compare with the memory-mapped file.
+        let v = index.scan_view().ok_or("no scan codes")?;
+        let codes = vectorwise_index::scan::ScanCodes {
+            shape: v.shape,
+            centroids: v.centroids.to_vec(),
+            codes: v.codes.to_vec(),
+            sq8_min: v.sq8_min.to_vec(),
+            sq8_step: v.sq8_step.to_vec(),
+            sq8: v.sq8.to_vec(),
+        };
+        let vectors = index.vectors().to_vec();
+        let view = codes.view();
+        let start = std::time::Instant::now();
+        for q in queries.rows() {
+            checksum = checksum.wrapping_add(view.search(&vectors, q, 10, params.rerank * 10, 50).iter().map(|n| n.offset as u64).sum::<u64>());
+        }
+        println!("heap: {:.3} ms a query", start.elapsed().as_secs_f64() * 1e3 / nq as f64);
+    } else {
+        for q in queries.rows() {
+            checksum = checksum.wrapping_add(index.search(q, 10, &params)?.iter().map(|n| n.id).sum::<u64>());
+        }
     }
+    println!("{:.3} ms a query", start.elapsed().as_secs_f64() * 1e3 / nq as f64);
     println!("{nq} queries, {params}: id checksum {checksum}");
     Ok(())
 }

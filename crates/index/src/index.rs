@@ -72,6 +72,11 @@ impl Index {
         &self.file.path
     }
 
+    /// The quantised scan codes, when the file has them.
+    pub fn scan_view(&self) -> Option<crate::scan::ScanView<'_>> {
+        self.file.scan()
+    }
+
     /// The stored vectors, row-major (point offset order).
     pub fn vectors(&self) -> &[f32] {
         self.file.vectors()
