@@ -47,13 +47,16 @@ pub fn available() -> Vec<Kernels> {
 /// The kernel set in use: the best available, or the one `VECTORWISE_SIMD` names.
 pub fn kernels() -> &'static Kernels {
     static CHOSEN: OnceLock<Kernels> = OnceLock::new();
-    CHOSEN.get_or_init(|| {
-        let sets = available();
-        let wanted = std::env::var("VECTORWISE_SIMD").ok();
-        wanted
-            .and_then(|w| sets.iter().find(|k| k.name.starts_with(w.as_str())).copied())
-            .unwrap_or_else(|| *sets.last().expect("scalar is always available"))
-    })
+    CHOSEN.get_or_init(|| pick(available(), |k| k.name))
+}
+
+/// The set `VECTORWISE_SIMD` names (by prefix) if this CPU has it, else the
+/// best (last) one. Shared by every kernel family.
+pub(crate) fn pick<T: Copy>(sets: Vec<T>, name: impl Fn(&T) -> &str) -> T {
+    let wanted = std::env::var("VECTORWISE_SIMD").ok();
+    wanted
+        .and_then(|w| sets.iter().find(|k| name(k).starts_with(w.as_str())).copied())
+        .unwrap_or_else(|| *sets.last().expect("scalar is always available"))
 }
 
 /// Squared Euclidean distance with the chosen kernel.

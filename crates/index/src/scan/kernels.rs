@@ -48,13 +48,7 @@ pub fn available() -> Vec<ScanKernels> {
 /// The set in use: the best available, or scalar when `VECTORWISE_SIMD=scalar`.
 pub fn scan_kernels() -> &'static ScanKernels {
     static CHOSEN: OnceLock<ScanKernels> = OnceLock::new();
-    CHOSEN.get_or_init(|| {
-        let sets = available();
-        let wanted = std::env::var("VECTORWISE_SIMD").ok();
-        wanted
-            .and_then(|w| sets.iter().find(|k| k.name.starts_with(w.as_str())).copied())
-            .unwrap_or_else(|| *sets.last().expect("scalar is always available"))
-    })
+    CHOSEN.get_or_init(|| crate::distance::pick(available(), |k| k.name))
 }
 
 fn check_blocks(codes: &[u8], lut: &[u8], out: &[u16], masks: &[u32]) -> usize {
