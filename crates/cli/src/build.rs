@@ -71,7 +71,7 @@ pub fn build(vectors: &Path, out: &Path, h: &HnswArgs) -> Result<()> {
     let scan = ScanOptions { dsub, seed: h.build_seed };
     let method = match h.method {
         MethodArg::Auto => {
-            println!("[2/3] Choosing the method: HNSW on a sample of up to {} points...", choose::SAMPLE);
+            println!("      Choosing the method: HNSW on a sample of up to {} points...", choose::SAMPLE);
             let started = Instant::now();
             let c = choose::choose(m.as_slice(), m.dim(), h.build_seed)?;
             let verdict = if c.method == Method::Hnsw { "the data has structure: HNSW + scan codes" } else { "no structure a graph can use: quantised scan" };
