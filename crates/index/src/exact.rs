@@ -20,6 +20,26 @@ pub fn search(data: &[f32], dim: usize, query: &[f32], k: usize, skip: Option<u3
     top.into_sorted()
 }
 
+/// The `k` of `candidates` (offsets into `data`) nearest to `query` by exact
+/// squared L2, ascending: the last stage of every approximate search. Rows
+/// are prefetched a few candidates ahead (candidates come in no memory order).
+pub fn rerank(data: &[f32], dim: usize, query: &[f32], k: usize, candidates: &[Scored]) -> Vec<Scored> {
+    const AHEAD: usize = 8;
+    let l2 = kernels().l2_squared;
+    let row = |p: u32| &data[p as usize * dim..(p as usize + 1) * dim];
+    let mut top = TopK::new(k);
+    for (i, s) in candidates.iter().enumerate() {
+        if let Some(next) = candidates.get(i + AHEAD) {
+            crate::distance::prefetch_lines(row(next.offset), (dim * 4).div_ceil(64));
+        }
+        let d = l2(row(s.offset), query);
+        if d < top.threshold() {
+            top.push(Scored { distance: d, offset: s.offset });
+        }
+    }
+    top.into_sorted()
+}
+
 /// [`search`] for many queries, spread over the rayon pool.
 pub fn search_many(data: &[f32], dim: usize, queries: &[f32], k: usize) -> Vec<Vec<Scored>> {
     queries.par_chunks_exact(dim).map(|q| search(data, dim, q, k, None)).collect()

@@ -120,6 +120,14 @@ impl Index {
         Ok(())
     }
 
+    /// The method a search with `params` uses: `auto` is the file's default.
+    fn method(&self, params: &SearchParams) -> Method {
+        match params.method {
+            Method::Auto => self.file.header.default_method,
+            m => m,
+        }
+    }
+
     fn to_neighbors(&self, found: Vec<Scored>) -> Vec<Neighbor> {
         let ids = self.file.ids();
         found.into_iter().map(|s| Neighbor { id: ids[s.offset as usize], distance: s.distance }).collect()
@@ -132,19 +140,15 @@ impl Index {
     pub fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Neighbor>> {
         self.check_query(query, k)?;
         params.validate()?;
-        let method = match params.method {
-            Method::Auto => self.file.header.default_method,
-            m => m,
-        };
         let vectors = self.vectors();
-        let found = match method {
+        let found = match self.method(params) {
             Method::Exact => exact::search(vectors, self.dim(), query, k, None),
             Method::Scan => {
                 let Some(scan) = self.file.scan() else {
                     return Err(Error::InvalidParameter { name: "method", reason: "this index has no scan codes".into() });
                 };
-                let candidates = params.rerank.saturating_mul(k);
-                scan.search(vectors, query, k, candidates, (5 * k).max(50))
+                let (candidates, rerank) = scan_depths(params, k);
+                scan.search(vectors, query, k, candidates, rerank)
             }
             Method::Hnsw | Method::Auto => {
                 let Some(graph) = self.file.graph() else {
@@ -162,11 +166,7 @@ impl Index {
                         let walked = self.visited.with(|visited| {
                             hnsw::search(&graph, keep, params.ef_search, visited, |p| sq8.distance(p), |p| sq8.prefetch(p))
                         });
-                        let mut top = crate::topk::TopK::new(k);
-                        for s in walked {
-                            top.push(Scored { distance: l2(vector(s.offset), query), offset: s.offset });
-                        }
-                        top.into_sorted()
+                        exact::rerank(vectors, dim, query, k, &walked)
                     }
                     None => self.visited.with(|visited| {
                         hnsw::search(&graph, k, params.ef_search, visited, |p| l2(vector(p), query), |p| {
@@ -189,16 +189,13 @@ impl Index {
             return Err(Error::InvalidParameter { name: "queries", reason });
         }
         params.validate()?;
-        let method = match params.method {
-            Method::Auto => self.file.header.default_method,
-            m => m,
-        };
-        if let (Method::Scan, Some(scan)) = (method, self.file.scan()) {
+        if let (Method::Scan, Some(scan)) = (self.method(params), self.file.scan()) {
             // Many queries per pass over the codes.
             for q in queries.chunks_exact(self.dim()) {
                 self.check_query(q, k)?;
             }
-            let found = scan.search_many(self.vectors(), queries, k, params.rerank.saturating_mul(k), (5 * k).max(50));
+            let (candidates, rerank) = scan_depths(params, k);
+            let found = scan.search_many(self.vectors(), queries, k, candidates, rerank);
             return Ok(found.into_iter().map(|f| self.to_neighbors(f)).collect());
         }
         queries.par_chunks_exact(self.dim()).map(|q| self.search(q, k, params)).collect()
@@ -209,4 +206,10 @@ impl Index {
         self.check_query(query, k)?;
         Ok(self.to_neighbors(exact::search(self.vectors(), self.dim(), query, k, None)))
     }
+}
+
+/// Scan stage sizes for a search of `k`: fast-scan candidates (`rerank × k`)
+/// and how many of them the SQ8 stage passes to the exact re-rank.
+fn scan_depths(params: &SearchParams, k: usize) -> (usize, usize) {
+    (params.rerank.saturating_mul(k), (5 * k).max(50))
 }

@@ -54,7 +54,7 @@ pub fn kmeans(data: &[f32], dim: usize, k: usize, iters: usize, seed: u64) -> Ve
 pub fn nearest(centroids: &[f32], dim: usize, x: &[f32]) -> (usize, f32) {
     let mut best = (0, f32::INFINITY);
     for (c, cent) in centroids.chunks_exact(dim).enumerate() {
-        let d: f32 = cent.iter().zip(x).map(|(a, b)| (a - b) * (a - b)).sum();
+        let d = crate::distance::l2_squared_scalar(cent, x);
         if d < best.1 {
             best = (c, d);
         }

@@ -20,9 +20,9 @@
 pub mod kernels;
 pub mod kmeans;
 
-use crate::distance::{kernels as distance_kernels, prefetch_lines};
+use crate::distance::prefetch_lines;
 use crate::error::{Error, Result};
-use crate::topk::{Scored, TopK};
+use crate::topk::Scored;
 use kernels::scan_kernels;
 use rand::SeedableRng;
 use rand::seq::index::sample;
@@ -185,7 +185,7 @@ impl ScanView<'_> {
             sub[..r.len()].copy_from_slice(&query[r]);
             for c in 0..CENTROIDS {
                 let cent = &self.centroids[(s * CENTROIDS + c) * dsub..(s * CENTROIDS + c + 1) * dsub];
-                dist[s * CENTROIDS + c] = cent.iter().zip(&sub).map(|(a, b)| (a - b) * (a - b)).sum();
+                dist[s * CENTROIDS + c] = crate::distance::l2_squared_scalar(cent, &sub);
             }
         }
         let mut range = 0f32;
@@ -305,19 +305,7 @@ impl ScanView<'_> {
             stage2.truncate(rerank);
         }
         // Stage 3: exact.
-        let l2 = distance_kernels().l2_squared;
-        let row = |p: u32| &vectors[p as usize * dim..(p as usize + 1) * dim];
-        let mut top = TopK::new(k);
-        for (i, s) in stage2.iter().enumerate() {
-            if let Some(next) = stage2.get(i + AHEAD) {
-                prefetch_lines(row(next.offset), (dim * 4).div_ceil(64));
-            }
-            let d = l2(row(s.offset), query);
-            if d < top.threshold() {
-                top.push(Scored { distance: d, offset: s.offset });
-            }
-        }
-        top.into_sorted()
+        crate::exact::rerank(vectors, dim, query, k, &stage2)
     }
 }
 
