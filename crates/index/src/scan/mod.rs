@@ -201,8 +201,12 @@ impl ScanView<'_> {
         dist.iter().enumerate().map(|(i, &d)| ((d - mins[i / CENTROIDS]) * scale).round().clamp(0.0, top) as u8).collect()
     }
 
-    /// Stage 1: the `keep` points with the smallest table sums, unordered.
-    fn fast_scan(&self, query: &[f32], keep: usize) -> Vec<(u16, u32)> {
+    /// Stage 1: the `keep` points with the smallest table sums, unordered, as
+    /// (sum, offset). [`ScanView::search`] is this, then the SQ8 stage keeps
+    /// the `rerank` best by [`ScanView::sq8_distance`], then the exact re-rank;
+    /// the calibration (`crate::calibrate`) replays those stages on prefixes of
+    /// one deep stage-1 list, so the two must stay in step.
+    pub fn fast_scan(&self, query: &[f32], keep: usize) -> Vec<(u16, u32)> {
         self.fast_scan_many(&[query], keep).pop().expect("one query in, one out")
     }
 
