@@ -21,6 +21,7 @@ mod error;
 mod extract;
 mod layers;
 mod models;
+pub mod monitor;
 mod routes;
 mod state;
 mod telemetry;
