@@ -99,8 +99,54 @@ impl ScanShape {
 /// One query's stage-1 state.
 struct ScanState {
     lut: Vec<u8>,
+    /// Points whose sum was below `threshold` when scanned, in offset order.
     found: Vec<(u16, u32)>,
     threshold: u16,
+}
+
+/// Cuts `found` (in offset order) down to its `keep` smallest `(sum, offset)`
+/// pairs, keeping offset order, and returns the largest sum kept. `hist` has
+/// one counter per possible sum, all zero (and left so). Exactly the set
+/// `select_nth_unstable` would keep (ties on the sum go to the lower offsets,
+/// which come first), but in two linear passes instead of a partition, and in
+/// offset order, so the SQ8 stage reads its rows at increasing addresses.
+fn keep_smallest(found: &mut Vec<(u16, u32)>, keep: usize, hist: &mut [u32]) -> u16 {
+    debug_assert!(keep >= 1 && found.len() > keep);
+    let (mut lo, mut hi) = (u16::MAX, 0u16);
+    for &(x, _) in found.iter() {
+        hist[x as usize] += 1;
+        lo = lo.min(x);
+        hi = hi.max(x);
+    }
+    // The smallest sum `t` with at least `keep` points at or below it.
+    let mut below = 0usize;
+    let mut t = lo as usize;
+    while below + hist[t] as usize <= keep {
+        below += hist[t] as usize;
+        if below == keep {
+            break;
+        }
+        t += 1;
+    }
+    hist[lo as usize..=hi as usize].fill(0);
+    // `below` points sum to less than `t`; take the first `keep - below` at `t`.
+    let mut at_t = keep - below;
+    if at_t == 0 {
+        // Exactly `keep` points at or below `t`, which is the largest kept.
+        found.retain(|&(x, _)| x as usize <= t);
+        return t as u16;
+    }
+    found.retain(|&(x, _)| {
+        if (x as usize) < t {
+            true
+        } else if x as usize == t && at_t > 0 {
+            at_t -= 1;
+            true
+        } else {
+            false
+        }
+    });
+    t as u16
 }
 
 /// Scan codes built in memory ([`build`]) before they are written.
@@ -201,8 +247,8 @@ impl ScanView<'_> {
         dist.iter().enumerate().map(|(i, &d)| ((d - mins[i / CENTROIDS]) * scale).round().clamp(0.0, top) as u8).collect()
     }
 
-    /// Stage 1: the `keep` points with the smallest table sums, unordered, as
-    /// (sum, offset). [`ScanView::search`] is this, then the SQ8 stage keeps
+    /// Stage 1: the `keep` points with the smallest table sums (ties: lower
+    /// offsets first), as (sum, offset) in increasing offset order. [`ScanView::search`] is this, then the SQ8 stage keeps
     /// the `rerank` best by [`ScanView::sq8_distance`], then the exact re-rank;
     /// the calibration (`crate::calibrate`) replays those stages on prefixes of
     /// one deep stage-1 list, so the two must stay in step.
@@ -221,6 +267,8 @@ impl ScanView<'_> {
             .iter()
             .map(|q| ScanState { lut: self.table(q), found: Vec::with_capacity(2 * keep + BLOCK), threshold: u16::MAX })
             .collect();
+        // One counter per possible sum (at most m · MAX_ENTRY).
+        let mut hist = vec![0u32; self.shape.m * kernels::MAX_ENTRY as usize + 1];
         // Blocks per kernel call: the sums (4 KiB) stay in L1.
         const CHUNK: usize = 64;
         let mut sums = vec![0u16; CHUNK * BLOCK];
@@ -242,9 +290,7 @@ impl ScanView<'_> {
                         }
                     }
                     if st.found.len() >= 2 * keep {
-                        st.found.select_nth_unstable(keep - 1);
-                        st.found.truncate(keep);
-                        st.threshold = st.found.iter().map(|c| c.0).max().unwrap_or(u16::MAX);
+                        st.threshold = keep_smallest(&mut st.found, keep, &mut hist);
                     }
                 }
             }
@@ -253,8 +299,7 @@ impl ScanView<'_> {
             .into_iter()
             .map(|mut st| {
                 if st.found.len() > keep {
-                    st.found.select_nth_unstable(keep - 1);
-                    st.found.truncate(keep);
+                    keep_smallest(&mut st.found, keep, &mut hist);
                 }
                 st.found
             })
@@ -424,6 +469,66 @@ pub fn pack_block(codes: &[[u8; BLOCK]], out: &mut [u8]) {
         for j in 0..16 {
             dst[j] = pair[0][j] | (pair[0][j + 16] << 4);
             dst[16 + j] = pair[1][j] | (pair[1][j + 16] << 4);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The `keep` smallest `(sum, offset)` pairs, in offset order.
+    fn smallest_reference(all: &[(u16, u32)], keep: usize) -> Vec<(u16, u32)> {
+        let mut v = all.to_vec();
+        v.sort_unstable();
+        v.truncate(keep);
+        v.sort_unstable_by_key(|x| x.1);
+        v
+    }
+
+    proptest! {
+        #[test]
+        fn keep_smallest_keeps_the_smallest_pairs_in_offset_order(
+            sums in proptest::collection::vec(0u16..40, 2..300),
+            keep_frac in 0.0f64..1.0,
+        ) {
+            let found: Vec<(u16, u32)> = sums.iter().enumerate().map(|(i, &x)| (x, i as u32 * 3)).collect();
+            let keep = 1 + ((found.len() - 2) as f64 * keep_frac) as usize;
+            let mut got = found.clone();
+            let mut hist = vec![0u32; 40];
+            let t = keep_smallest(&mut got, keep, &mut hist);
+            prop_assert!(hist.iter().all(|&c| c == 0));
+            let want = smallest_reference(&found, keep);
+            prop_assert_eq!(t, want.iter().map(|x| x.0).max().unwrap());
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn fast_scan_returns_the_smallest_sums_in_offset_order() {
+        let dim = 16;
+        let n = 3000 + 17;
+        let data = crate::dataset::sphere(n, dim, 3);
+        for dsub in [2, 4] {
+            let codes = build(data.as_slice(), dim, &ScanOptions { dsub, seed: 1 }).unwrap();
+            let view = codes.view();
+            let queries = crate::dataset::sphere(5, dim, 9);
+            for q in queries.rows() {
+                // Every point's sum by the scalar kernel.
+                let lut = view.table(q);
+                let blocks = view.shape.blocks();
+                let mut sums = vec![0u16; blocks * BLOCK];
+                let mut masks = vec![0u32; blocks];
+                kernels::block_scalar(view.codes, &lut, u16::MAX, &mut sums, &mut masks);
+                let all: Vec<(u16, u32)> = sums[..n].iter().enumerate().map(|(i, &x)| (x, i as u32)).collect();
+                for keep in [1, 10, 50, 333, 1000, n - 1, n, n + 5] {
+                    let want = smallest_reference(&all, keep);
+                    assert_eq!(view.fast_scan(q, keep), want, "dsub {dsub} keep {keep}");
+                    let many = view.fast_scan_many(&[q, q], keep);
+                    assert!(many.iter().all(|f| *f == want), "dsub {dsub} keep {keep} (batch)");
+                }
+            }
         }
     }
 }
