@@ -5,7 +5,8 @@ use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use vectorwise_index::scan::ScanOptions;
-use vectorwise_index::{IndexOptions, Matrix, Method, choose, hnsw::BuildOptions};
+use vectorwise_index::calibrate::CalibrateOptions;
+use vectorwise_index::{Calibration, Index, IndexOptions, Matrix, Method, Profile, choose, hnsw::BuildOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -55,6 +56,87 @@ pub struct HnswArgs {
     /// Seed for the HNSW level draw.
     #[arg(long, default_value_t = 42)]
     pub build_seed: u64,
+    #[command(flatten)]
+    pub calibration: CalibrationArgs,
+}
+
+/// How the recall table is measured (see `vectorwise calibrate`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct CalibrationArgs {
+    /// Calibrate with these queries (.npy or .fvecs, a sample of real ones)
+    /// instead of leave-one-out samples of the indexed vectors.
+    #[arg(long)]
+    pub calibration_queries: Option<PathBuf>,
+    /// Calibration queries to use.
+    #[arg(long, default_value_t = vectorwise_index::calibrate::DEFAULT_QUERIES)]
+    pub calibration_size: usize,
+    /// Skip the calibration (profiles and recall targets then have no table to use).
+    #[arg(long)]
+    pub no_calibrate: bool,
+}
+
+impl CalibrationArgs {
+    pub fn options(&self, dim: usize) -> Result<CalibrateOptions> {
+        let queries = match &self.calibration_queries {
+            Some(path) => {
+                let q = Matrix::load(path).with_context(|| format!("cannot read calibration queries from {}", path.display()))?;
+                anyhow::ensure!(q.dim() == dim, "calibration queries have {} dimensions, the index {dim}", q.dim());
+                Some(q.into_vec())
+            }
+            None => None,
+        };
+        Ok(CalibrateOptions { queries, sample: self.calibration_size, ..Default::default() })
+    }
+}
+
+/// Measures the recall table of the index at `path`, stores it in the file
+/// and prints it.
+pub fn calibrate(path: &Path, args: &CalibrationArgs) -> Result<Calibration> {
+    let index = Index::open(path).with_context(|| format!("cannot open index {}", path.display()))?;
+    let opts = args.options(index.dim())?;
+    let source = if opts.queries.is_some() { "given queries" } else { "leave-one-out samples of the indexed vectors" };
+    println!("      Calibrating recall@k for k = 1, 10, 100 on {} {source}...", opts.sample);
+    let c = index.calibrate_in_place(&opts)?;
+    print_profiles(&c);
+    println!("      Calibrated in {:.2} s; table stored in '{}'", c.seconds, path.display());
+    Ok(c)
+}
+
+/// The profiles' settings per k, as `/stats` shows them.
+pub fn print_profiles(c: &Calibration) {
+    println!("      {:<14} {:>4} {:<12} {:>8} {:>8} {:>8}", "profile", "k", "setting", "recall", "p50 ms", "p95 ms");
+    for t in &c.tables {
+        for profile in Profile::ALL {
+            let choice = c.for_target(t.k, profile.target());
+            let point = t.points.iter().find(|p| p.setting == choice.params);
+            let (p50, p95) = point.and_then(|p| p.latency).map_or(("-".into(), "-".into()), |l| {
+                (format!("{:.3}", l.p50_ms), format!("{:.3}", l.p95_ms))
+            });
+            println!(
+                "      {:<14} {:>4} {:<12} {:>8.4} {:>8} {:>8}",
+                profile.as_str(),
+                t.k,
+                choice.params.setting(),
+                choice.expected_recall.unwrap_or(f64::NAN),
+                p50,
+                p95
+            );
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CalibrateArgs {
+    /// Index file to calibrate (rewritten in place, atomically).
+    #[arg(long, env = "VECTORWISE_INDEX_PATH", default_value = "data/index.vwi")]
+    pub index: PathBuf,
+    #[command(flatten)]
+    pub calibration: CalibrationArgs,
+}
+
+pub fn run_calibrate(a: CalibrateArgs) -> Result<()> {
+    anyhow::ensure!(!a.calibration.no_calibrate, "--no-calibrate makes no sense here");
+    calibrate(&a.index, &a.calibration).map(|_| ())
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -105,6 +187,11 @@ pub fn build(vectors: &Path, out: &Path, h: &HnswArgs) -> Result<()> {
     pb.finish_and_clear();
     println!("      Index built in {build_seconds:.2} seconds");
     println!("[3/3] Saved index to '{}' in {:.2} s", out.display(), start.elapsed().as_secs_f64() - build_seconds);
+    if !h.calibration.no_calibrate {
+        let started = Instant::now();
+        calibrate(out, &h.calibration)?;
+        println!("      Calibration and rewrite took {:.2} s", started.elapsed().as_secs_f64());
+    }
     println!("============================================================");
     println!("INDEX STATISTICS");
     println!("============================================================");

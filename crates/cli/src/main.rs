@@ -1,4 +1,4 @@
-//! The `vectorwise` binary: generate | build | serve | bench | search | health.
+//! The `vectorwise` binary: generate | build | calibrate | serve | bench | search | health.
 //! Flags are parsed here (clap, each mirrored by a `VECTORWISE_*` variable
 //! where the demo had one); the work lives in one module per command.
 
@@ -27,6 +27,9 @@ enum Command {
     Generate(generate::Args),
     /// Build an index file from a .npy or .fvecs vector file.
     Build(build::Args),
+    /// Measure an index's recall table (recall@k per setting, k = 1, 10, 100)
+    /// and store it in the file: what the search profiles and recall targets use.
+    Calibrate(build::CalibrateArgs),
     /// Serve the HTTP API (generates and builds the default dataset on first run).
     Serve(serve::Args),
     /// Measure latency and recall@k, over HTTP or in-process, against exact search.
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Generate(a) => generate::run(a),
         Command::Build(a) => build::run(a),
+        Command::Calibrate(a) => build::run_calibrate(a),
         Command::Serve(a) => serve::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Search(a) => search::run(a),

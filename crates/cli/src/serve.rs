@@ -12,7 +12,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 use vectorwise_index::Index;
+use vectorwise_index::Profile;
+use vectorwise_server::monitor::MonitorConfig;
 use vectorwise_server::{AppState, ServerConfig, app};
+
+fn parse_profile(s: &str) -> std::result::Result<Profile, String> {
+    s.parse().map_err(|e: vectorwise_index::Error| e.to_string())
+}
 
 const DEFAULT_INDEX: &str = "data/index.vwi";
 
@@ -39,9 +45,22 @@ pub struct Args {
     /// Allowed CORS origins: `*` or a comma-separated list.
     #[arg(long, env = "VECTORWISE_CORS_ORIGINS", default_value = "*")]
     pub cors_origins: String,
-    /// HNSW beam width for every search.
-    #[arg(long, env = "VECTORWISE_EF_SEARCH", default_value_t = 64)]
-    pub ef_search: usize,
+    /// Search profile of requests that name none: low_latency (recall@k >=
+    /// 0.90), balanced (>= 0.95) or high_accuracy (>= 0.99), as calibrated
+    /// for the index.
+    #[arg(long, env = "VECTORWISE_PROFILE", default_value = "balanced", value_parser = parse_profile)]
+    pub profile: Profile,
+    /// A fixed search depth for requests that name no profile instead (HNSW
+    /// beam width, or the scan's candidates): no recall promise.
+    #[arg(long, env = "VECTORWISE_EF_SEARCH")]
+    pub ef_search: Option<usize>,
+    /// Share of searches the live recall monitor re-runs exactly, in the
+    /// background (0 turns it off).
+    #[arg(long, env = "VECTORWISE_MONITOR_SAMPLE_RATE", default_value_t = MonitorConfig::default().sample_rate)]
+    pub monitor_sample_rate: f64,
+    /// Most of one core the monitor's exact re-runs may use.
+    #[arg(long, env = "VECTORWISE_MONITOR_CPU_SHARE", default_value_t = MonitorConfig::default().cpu_share)]
+    pub monitor_cpu_share: f64,
     /// Largest k a request may ask for.
     #[arg(long, env = "VECTORWISE_MAX_K", default_value_t = 100)]
     pub max_k: usize,
@@ -96,8 +115,17 @@ fn init_logging(format: LogFormat) {
 
 pub fn run(a: Args) -> Result<()> {
     init_logging(a.log_format);
+    anyhow::ensure!((0.0..=1.0).contains(&a.monitor_sample_rate), "--monitor-sample-rate must be in 0..=1");
+    anyhow::ensure!(
+        a.monitor_cpu_share > 0.0 && a.monitor_cpu_share <= 1.0,
+        "--monitor-cpu-share must be in (0, 1]"
+    );
+    let monitor =
+        MonitorConfig { sample_rate: a.monitor_sample_rate, cpu_share: a.monitor_cpu_share, ..MonitorConfig::default() };
     let config = ServerConfig {
+        default_profile: a.profile,
         ef_search: a.ef_search,
+        monitor,
         max_k: a.max_k,
         body_limit_bytes: a.body_limit,
         max_pending_searches: a.max_pending,
@@ -105,7 +133,7 @@ pub fn run(a: Args) -> Result<()> {
         cors_origins: a.cors_origins.clone(),
         body_timeout: std::time::Duration::from_secs(a.body_timeout),
     };
-    anyhow::ensure!((1..=100_000).contains(&a.ef_search), "--ef-search must be in 1..=100000");
+    anyhow::ensure!(a.ef_search.is_none_or(|ef| (1..=100_000).contains(&ef)), "--ef-search must be in 1..=100000");
     anyhow::ensure!((1..=100_000).contains(&a.max_k), "--max-k must be in 1..=100000");
     anyhow::ensure!(a.max_pending >= 1, "--max-pending must be at least 1");
     anyhow::ensure!((1..=1_000_000).contains(&a.max_batch), "--max-batch must be in 1..=1000000");

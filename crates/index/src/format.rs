@@ -2,13 +2,14 @@
 //! vectors once plus the search structures: an HNSW graph, quantised scan
 //! codes, or both.
 //!
-//! Version 2 (written now; version 1 files, graph only, still load):
+//! Version 3 (written now; versions 2 and 1 still load, without a
+//! calibration; version 1 holds a graph only):
 //!
 //! ```text
 //! offset  size  field
 //! ------  ----  ---------------------------------------------------------
 //!      0     8  magic  b"VWINDEX\0"
-//!      8     4  format_version   u32  (= 2)
+//!      8     4  format_version   u32  (= 3)
 //!     12     4  header_size      u32  (= 512)
 //!     16     4  metric           u32  (0 = squared L2)
 //!     20     4  dim              u32
@@ -33,7 +34,9 @@
 //!                 8 sq8 offsets    dim × f32                                      }
 //!                 9 sq8 steps      dim × f32                                      }
 //!                10 sq8 codes      count × dim × u8                               }
-//!             11–15 reserved (0, 0)
+//!                11 calibration    UTF-8 JSON, at most 16 MiB (v3; optional): the
+//!                                  recall table of `calibrate::Calibration`
+//!             12–15 reserved (0, 0)
 //!    336     8  file_size        u64
 //!    344     8  body_checksum    u64  xxh3-64 of bytes [header_size, file_size)
 //!    352     4  scan_dsub        u32  (dimensions per 4-bit sub-quantiser; 0 without scan)
@@ -45,17 +48,19 @@
 //!               zero padding between them
 //! ```
 //!
-//! Version 1 is the same up to byte 80, then a 6-entry table (sections 0–5),
+//! Version 2 is version 3 without section 11. Version 1 is the same up to byte 80, then a 6-entry table (sections 0–5),
 //! `file_size` at 176, `body_checksum` at 184, `header_checksum` at 248 over
 //! [0, 248), and a 256-byte header.
 //!
 //! [`open`] checks, in order: size ≥ header, magic, version, header checksum,
 //! recorded vs actual size, section bounds/alignment/lengths, body checksum,
 //! then the graph's structure (every link in range and on a layer its target
-//! has) and the scan's (sizes, finite parameters), so a file that passes can
-//! be searched without a bounds failure. Point offsets (positions, u32) and
+//! has) and the scan's (sizes, finite parameters), then parses the
+//! calibration and checks it names only methods the file holds, so a file
+//! that passes can be searched without a bounds failure. Point offsets (positions, u32) and
 //! external ids (u64) are distinct: the ids section maps one to the other.
 
+use crate::calibrate::Calibration;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::hnsw::{GraphView, HnswGraph, HnswParams, NO_UPPER};
@@ -83,7 +88,9 @@ pub const MAX_POINTS: usize = (u32::MAX / 2) as usize;
 
 pub const MAGIC: &[u8; 8] = b"VWINDEX\0";
 /// The version [`write`] produces.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+/// Largest calibration section accepted.
+const MAX_CALIBRATION_BYTES: usize = 16 << 20;
 const SECTION_ALIGN: usize = 64;
 const MAX_SECTIONS: usize = 16;
 const KIND_GRAPH: u32 = 1;
@@ -105,6 +112,7 @@ const V1: Layout =
     Layout { version: 1, header_size: 256, sections: 6, file_size_at: 176, body_checksum_at: 184, header_checksum_at: 248 };
 const V2: Layout =
     Layout { version: 2, header_size: 512, sections: 16, file_size_at: 336, body_checksum_at: 344, header_checksum_at: 504 };
+const V3: Layout = Layout { version: 3, ..V2 };
 
 /// Section numbers (see the module doc).
 mod sec {
@@ -119,6 +127,7 @@ mod sec {
     pub const SQ8_MIN: usize = 8;
     pub const SQ8_STEP: usize = 9;
     pub const SQ8_CODES: usize = 10;
+    pub const CALIBRATION: usize = 11;
 }
 
 /// Fields of the header that describe the index (everything but layout and checksums).
@@ -151,6 +160,18 @@ pub struct IndexParts<'a> {
     /// What `auto` searches use: `Hnsw` or `Scan`, and the file must hold it.
     pub default_method: Method,
     pub build_seconds: f64,
+    /// The recall table, when measured.
+    pub calibration: Option<&'a Calibration>,
+}
+
+/// The header fields [`write_sections`] needs besides the sections.
+struct HeaderFields {
+    dim: usize,
+    count: usize,
+    graph: Option<(HnswParams, u32, u8)>,
+    scan: Option<ScanShape>,
+    default_method: Method,
+    build_seconds: f64,
 }
 
 /// Writes the index atomically (temp file, fsync, rename) in the current version.
@@ -195,7 +216,55 @@ pub fn write(path: &Path, parts: &IndexParts<'_>) -> Result<()> {
         sections[sec::SQ8_STEP] = bytemuck::cast_slice(&sc.sq8_step);
         sections[sec::SQ8_CODES] = &sc.sq8;
     }
-    let layout = V2;
+    let calibration = parts.calibration.map(calibration_bytes).transpose()?;
+    if let Some(c) = &calibration {
+        sections[sec::CALIBRATION] = c;
+    }
+    let fields = HeaderFields {
+        dim: parts.dim,
+        count,
+        graph: parts.graph.map(|g| (g.params, g.entry_point, g.max_level)),
+        scan: parts.scan.map(|s| s.shape),
+        default_method: parts.default_method,
+        build_seconds: parts.build_seconds,
+    };
+    write_sections(path, &fields, &sections)
+}
+
+fn calibration_bytes(c: &Calibration) -> Result<Vec<u8>> {
+    let bytes = serde_json::to_vec(c)
+        .map_err(|e| Error::InvalidParameter { name: "calibration", reason: format!("cannot encode: {e}") })?;
+    if bytes.len() > MAX_CALIBRATION_BYTES {
+        return Err(Error::InvalidParameter { name: "calibration", reason: "table too large".into() });
+    }
+    Ok(bytes)
+}
+
+/// Writes `file`'s index again, atomically, to `path` (which may be `file`'s
+/// own path: the mapping keeps the old file's bytes until it is dropped),
+/// with `calibration` in place of any it had. Writes the current version.
+pub fn write_calibrated(path: &Path, file: &MappedFile, calibration: &Calibration) -> Result<()> {
+    let h = &file.header;
+    let mut sections: [&[u8]; MAX_SECTIONS] = [&[]; MAX_SECTIONS];
+    for (i, s) in sections.iter_mut().enumerate() {
+        *s = file.section(i);
+    }
+    let bytes = calibration_bytes(calibration)?;
+    sections[sec::CALIBRATION] = &bytes;
+    let fields = HeaderFields {
+        dim: h.dim as usize,
+        count: h.count as usize,
+        graph: h.graph.map(|g| (g, h.entry_point, h.max_level)),
+        scan: h.scan,
+        default_method: h.default_method,
+        build_seconds: h.build_seconds,
+    };
+    write_sections(path, &fields, &sections)
+}
+
+/// Lays out `sections` after a current-version header and writes the file atomically.
+fn write_sections(path: &Path, f: &HeaderFields, sections: &[&[u8]; MAX_SECTIONS]) -> Result<()> {
+    let layout = V3;
     let mut table = [0u64; 2 * MAX_SECTIONS];
     let mut at = layout.header_size;
     for (i, s) in sections.iter().enumerate() {
@@ -231,28 +300,28 @@ pub fn write(path: &Path, parts: &IndexParts<'_>) -> Result<()> {
     put(8, &layout.version.to_le_bytes());
     put(12, &(layout.header_size as u32).to_le_bytes());
     put(16, &METRIC_L2.to_le_bytes());
-    put(20, &(parts.dim as u32).to_le_bytes());
-    put(24, &(count as u64).to_le_bytes());
-    let kind = if parts.graph.is_some() { KIND_GRAPH } else { 0 } | if parts.scan.is_some() { KIND_SCAN } else { 0 };
+    put(20, &(f.dim as u32).to_le_bytes());
+    put(24, &(f.count as u64).to_le_bytes());
+    let kind = if f.graph.is_some() { KIND_GRAPH } else { 0 } | if f.scan.is_some() { KIND_SCAN } else { 0 };
     put(32, &kind.to_le_bytes());
-    if let Some(g) = parts.graph {
-        put(36, &g.params.m.to_le_bytes());
-        put(40, &g.params.m0.to_le_bytes());
-        put(44, &g.params.ef_construction.to_le_bytes());
-        put(48, &g.entry_point.to_le_bytes());
-        put(52, &(g.max_level as u32).to_le_bytes());
+    if let Some((params, entry_point, max_level)) = f.graph {
+        put(36, &params.m.to_le_bytes());
+        put(40, &params.m0.to_le_bytes());
+        put(44, &params.ef_construction.to_le_bytes());
+        put(48, &entry_point.to_le_bytes());
+        put(52, &(max_level as u32).to_le_bytes());
     }
-    put(56, &parts.build_seconds.to_le_bytes());
+    put(56, &f.build_seconds.to_le_bytes());
     for (i, v) in table.iter().enumerate() {
         put(80 + 8 * i, &v.to_le_bytes());
     }
     put(layout.file_size_at, &(file_size as u64).to_le_bytes());
     put(layout.body_checksum_at, &body_checksum.to_le_bytes());
-    if let Some(sc) = parts.scan {
-        put(352, &(sc.shape.dsub as u32).to_le_bytes());
-        put(356, &(sc.shape.m as u32).to_le_bytes());
+    if let Some(shape) = f.scan {
+        put(352, &(shape.dsub as u32).to_le_bytes());
+        put(356, &(shape.m as u32).to_le_bytes());
     }
-    put(360, &(if parts.default_method == Method::Hnsw { 1u32 } else { 2u32 }).to_le_bytes());
+    put(360, &(if f.default_method == Method::Hnsw { 1u32 } else { 2u32 }).to_le_bytes());
     let header_checksum = xxh3_64(&h[..layout.header_checksum_at]);
     h[layout.header_checksum_at..].copy_from_slice(&header_checksum.to_le_bytes());
 
@@ -278,6 +347,8 @@ impl Write for HashWriter {
 pub struct MappedFile {
     pub path: PathBuf,
     pub header: Header,
+    /// The recall table (format 3), parsed and checked at open.
+    pub calibration: Option<Calibration>,
     mmap: Mmap,
 }
 
@@ -340,7 +411,15 @@ pub fn open(path: &Path) -> Result<MappedFile> {
     if xxh3_64(&mmap[layout.header_size..]) != body_checksum {
         return Err(Error::corrupt(path, "body checksum mismatch: the file is damaged; rebuild it"));
     }
-    let mapped = MappedFile { path: path.to_path_buf(), header, mmap };
+    let mut mapped = MappedFile { path: path.to_path_buf(), header, calibration: None, mmap };
+    let raw = mapped.section(sec::CALIBRATION);
+    if !raw.is_empty() {
+        let parsed: Calibration = serde_json::from_slice(raw)
+            .map_err(|e| Error::corrupt(path, format!("calibration table is not valid: {e}; run `vectorwise calibrate`")))?;
+        let (g, s) = (mapped.header.graph.is_some(), mapped.header.scan.is_some());
+        parsed.check(g, s).map_err(|reason| Error::corrupt(path, format!("{reason}; run `vectorwise calibrate`")))?;
+        mapped.calibration = Some(parsed);
+    }
     if mapped.header.graph.is_some() {
         check_graph(path, &mapped)?;
     }
@@ -364,9 +443,10 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, Layout)> {
     let layout = match version {
         1 => V1,
         2 => V2,
+        3 => V3,
         _ => {
             return Err(bad(format!(
-                "index format version {version} is not supported (this build reads versions 1 and {FORMAT_VERSION}); rebuild the index"
+                "index format version {version} is not supported (this build reads versions 1 to {FORMAT_VERSION}); rebuild the index"
             )));
         }
     };
@@ -425,7 +505,9 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, Layout)> {
         (_, 2) if scan.is_some() => Method::Scan,
         (_, other) => return Err(bad(format!("default method {other} is unknown or absent from the file"))),
     };
-    // Expected length of each section; `None`: checked below; absent sections are (0, 0).
+    // Expected length of each section: `Some(Some(len))` exact (0: absent,
+    // i.e. (0, 0)); `Some(None)` the upper-layer pool, a whole number of link
+    // blocks; `None` the calibration, any length up to its limit.
     let mut expected: [Option<Option<usize>>; MAX_SECTIONS] = [Some(Some(0)); MAX_SECTIONS];
     expected[sec::VECTORS] = Some(Some(n * d * 4));
     expected[sec::IDS] = Some(Some(n * 8));
@@ -442,10 +524,24 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, Layout)> {
         expected[sec::SQ8_STEP] = Some(Some(d * 4));
         expected[sec::SQ8_CODES] = Some(Some(s.sq8_bytes()));
     }
+    if version >= 3 {
+        expected[sec::CALIBRATION] = None; // any length up to the limit, or absent
+    }
     let mut sections: [Range<usize>; MAX_SECTIONS] = Default::default();
     let mut end_of_previous = layout.header_size;
     for i in 0..layout.sections {
         let (off, len) = (u64_at(80 + 16 * i), u64_at(88 + 16 * i));
+        if expected[i].is_none() {
+            if len as usize > MAX_CALIBRATION_BYTES {
+                return Err(bad(format!("section {i} is {len} bytes, more than the calibration limit")));
+            }
+            if len == 0 {
+                if off != 0 {
+                    return Err(bad(format!("section {i} should be absent but is ({off}, 0)")));
+                }
+                continue;
+            }
+        }
         let want = expected[i].flatten();
         if want == Some(0) {
             if off != 0 || len != 0 {
@@ -466,7 +562,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, Layout)> {
         }
         match want {
             Some(e) if e != len => return Err(bad(format!("section {i} is {len} bytes, expected {e}"))),
-            None if len % ((1 + graph.map_or(0, |p| p.m as usize)) * 4) != 0 => {
+            None if i == sec::UPPER && len % ((1 + graph.map_or(0, |p| p.m as usize)) * 4) != 0 => {
                 return Err(bad(format!("section {i} is {len} bytes, not a whole number of link blocks")));
             }
             _ => {}

@@ -6,6 +6,7 @@ use crate::format::{self, MappedFile};
 use crate::hnsw;
 use crate::topk::Scored;
 use crate::visited::VisitedPool;
+use crate::calibrate::{self, CalibrateOptions, Calibration};
 use crate::{exact, Method, Neighbor, SearchParams};
 use std::path::Path;
 use std::time::Instant;
@@ -33,6 +34,8 @@ pub struct IndexInfo {
     pub load_seconds: f64,
     /// Kernel set in use (`avx2+fma`, `avx512f`, `neon`, `scalar`).
     pub simd: &'static str,
+    /// Whether the file carries a recall table.
+    pub calibrated: bool,
 }
 
 /// A memory-mapped HNSW index.
@@ -104,6 +107,7 @@ impl Index {
             file_size_bytes: self.file.file_size(),
             load_seconds: self.load_seconds,
             simd: kernels().name,
+            calibrated: self.file.calibration.is_some(),
         }
     }
 
@@ -138,6 +142,25 @@ impl Index {
     /// re-ranking `rerank × k` candidates, or exact. Returns `min(k, len)`
     /// neighbours, ascending exact squared L2.
     pub fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Neighbor>> {
+        Ok(self.to_neighbors(self.search_offsets(query, k, params)?))
+    }
+
+    /// The recall table measured for this index, when it has one (format 3).
+    pub fn calibration(&self) -> Option<&Calibration> {
+        self.file.calibration.as_ref()
+    }
+
+    /// Measures this index's recall table and writes the file again with it,
+    /// atomically, at its own path. The open index keeps serving the old
+    /// bytes; reopen the file to search with the new table.
+    pub fn calibrate_in_place(&self, opts: &CalibrateOptions) -> Result<Calibration> {
+        let calibration = calibrate::calibrate(self, opts)?;
+        format::write_calibrated(&self.file.path, &self.file, &calibration)?;
+        Ok(calibration)
+    }
+
+    /// [`Index::search`] answering point offsets (positions), not ids.
+    pub(crate) fn search_offsets(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Scored>> {
         self.check_query(query, k)?;
         params.validate()?;
         let vectors = self.vectors();
@@ -176,7 +199,7 @@ impl Index {
                 }
             }
         };
-        Ok(self.to_neighbors(found))
+        Ok(found)
     }
 
     /// [`Index::search`] for many queries (row-major, `dim` wide), spread over

@@ -6,8 +6,9 @@
 //! offsets (the row in the input file), but the file stores them separately so
 //! that user ids, deletes and segments can come without a format rewrite.
 
-pub mod dataset;
+pub mod calibrate;
 pub mod choose;
+pub mod dataset;
 pub mod distance;
 pub mod error;
 pub mod exact;
@@ -21,6 +22,7 @@ pub mod topk;
 pub mod vectors;
 pub mod visited;
 
+pub use calibrate::{Calibration, Profile};
 pub use error::{Error, Result};
 pub use fsutil::write_atomic;
 pub use index::{Index, IndexInfo};
@@ -83,6 +85,7 @@ pub fn build(
             scan: scan.as_ref(),
             default_method,
             build_seconds,
+            calibration: None,
         },
     )?;
     Ok(build_seconds)

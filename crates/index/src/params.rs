@@ -81,6 +81,16 @@ impl SearchParams {
         SearchParams { method: Method::Exact, ..Default::default() }
     }
 
+    /// The short text form [`FromStr`] reads back: `ef=64`, `rerank=32`, `exact`.
+    pub fn setting(&self) -> String {
+        match self.method {
+            Method::Hnsw => format!("ef={}", self.ef_search),
+            Method::Scan => format!("rerank={}", self.rerank),
+            Method::Exact => "exact".to_owned(),
+            Method::Auto => format!("method=auto,ef={},rerank={}", self.ef_search, self.rerank),
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.ef_search == 0 {
             return Err(Error::InvalidParameter { name: "ef_search", reason: "must be at least 1".into() });
@@ -156,6 +166,9 @@ mod tests {
         assert_eq!("".parse::<SearchParams>().unwrap(), SearchParams::default());
         for bad in ["ef=0", "ef=x", "speed=3", "method=fast", "rerank=-1"] {
             assert!(bad.parse::<SearchParams>().is_err(), "{bad}");
+        }
+        for p in [SearchParams::hnsw(7), SearchParams::scan(3), SearchParams::exact(), SearchParams::default()] {
+            assert_eq!(p.setting().parse::<SearchParams>().unwrap(), p);
         }
         for p in [SearchParams::hnsw(7), SearchParams::scan(3), SearchParams::exact()] {
             assert_eq!(p.to_string().replace(' ', ",").parse::<SearchParams>().unwrap(), p);

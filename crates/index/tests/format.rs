@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use vectorwise_index::hnsw::BuildOptions;
 use vectorwise_index::scan::ScanOptions;
+use vectorwise_index::calibrate::CalibrateOptions;
+use vectorwise_index::format::FORMAT_VERSION;
 use vectorwise_index::{Error, Index, IndexOptions, Method, SearchParams, dataset};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -16,6 +18,8 @@ fn build(dir: &Path) -> PathBuf {
         default_method: Method::Auto,
     };
     vectorwise_index::build(&base, &path, &opts, &|_| {}).unwrap();
+    let calibration = CalibrateOptions { sample: 50, ..Default::default() };
+    Index::open(&path).unwrap().calibrate_in_place(&calibration).unwrap();
     path
 }
 
@@ -60,8 +64,8 @@ fn every_corruption_is_refused_cleanly() {
     assert!(open_err(dir.path(), &b).contains("bad magic"));
 
     let mut b = good.clone();
-    b[8..12].copy_from_slice(&3u32.to_le_bytes());
-    assert!(open_err(dir.path(), &b).contains("version 3 is not supported"));
+    b[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+    assert!(open_err(dir.path(), &b).contains(&format!("version {} is not supported", FORMAT_VERSION + 1)));
 
     let mut b = good.clone();
     b[20] ^= 1; // dim, without resealing
@@ -159,6 +163,32 @@ fn structural_damage_behind_valid_checksums_is_refused() {
     b[32..36].copy_from_slice(&2u32.to_le_bytes()); // scan only, but the default is HNSW
     reseal(&mut b);
     assert!(open_err(dir.path(), &b).contains("default method"));
+
+    // The calibration: not JSON, a recall out of range, a method the file lacks, too long.
+    let (cal_off, cal_len) = section(&good, 11);
+    assert!(cal_len > 0, "the file carries a calibration");
+    let text = std::str::from_utf8(&good[cal_off..cal_off + cal_len]).unwrap().to_owned();
+    let with_text = |replacement: &str| {
+        let mut b = good[..cal_off].to_vec();
+        b.extend_from_slice(replacement.as_bytes());
+        b[80 + 16 * 11 + 8..80 + 16 * 12].copy_from_slice(&(replacement.len() as u64).to_le_bytes());
+        let size = b.len() as u64;
+        b[336..344].copy_from_slice(&size.to_le_bytes());
+        reseal(&mut b);
+        b
+    };
+    assert!(open_err(dir.path(), &with_text("{not json")).contains("calibration table is not valid"));
+    let first_recall = text.find("\"recall_mean\":").unwrap() + "\"recall_mean\":".len();
+    let end = first_recall + text[first_recall..].find(',').unwrap();
+    let bad_recall = format!("{}1.5{}", &text[..first_recall], &text[end..]);
+    assert!(open_err(dir.path(), &with_text(&bad_recall)).contains("recall out of range"));
+    let bad_setting = text.replacen("\"setting\":\"ef=", "\"setting\":\"method=auto,ef=", 1);
+    assert_ne!(bad_setting, text);
+    assert!(open_err(dir.path(), &with_text(&bad_setting)).contains("cannot search"));
+    let mut b = good.clone();
+    b[80 + 16 * 11 + 8..80 + 16 * 12].copy_from_slice(&(64u64 << 20).to_le_bytes());
+    reseal(&mut b);
+    assert!(open_err(dir.path(), &b).contains("calibration limit"));
 }
 
 #[test]
@@ -170,7 +200,7 @@ fn a_scan_only_index_searches_by_scan_and_refuses_hnsw() {
     vectorwise_index::build(&base, &path, &opts, &|_| {}).unwrap();
     let index = Index::open(&path).unwrap();
     let info = index.info();
-    assert_eq!((info.format_version, info.default_method, info.has_graph, info.index_type), (2, Method::Scan, false, "QuantizedScan"));
+    assert_eq!((info.format_version, info.default_method, info.has_graph, info.index_type), (FORMAT_VERSION, Method::Scan, false, "QuantizedScan"));
     let q = dataset::sphere(1, 24, 10);
     let auto = index.search(q.row(0), 10, &SearchParams::default()).unwrap();
     assert_eq!(auto.len(), 10);

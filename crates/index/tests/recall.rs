@@ -77,6 +77,7 @@ fn reloaded_index_answers_like_the_exact_search_and_the_built_graph() {
             scan: None,
             default_method: vectorwise_index::Method::Hnsw,
             build_seconds: 1.5,
+            calibration: None,
         },
     )
     .unwrap();

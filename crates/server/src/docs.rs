@@ -65,6 +65,11 @@ fn schema_property<'a>(
 ) -> Option<&'a mut RefOr<Schema>> {
     match doc.components.as_mut()?.schemas.get_mut(schema)? {
         RefOr::T(Schema::Object(o)) => o.properties.get_mut(name),
+        // A struct with a flattened field is `allOf` its own properties and the field's type.
+        RefOr::T(Schema::AllOf(all)) => all.items.iter_mut().find_map(|item| match item {
+            RefOr::T(Schema::Object(o)) if o.properties.contains_key(name) => o.properties.get_mut(name),
+            _ => None,
+        }),
         _ => None,
     }
 }

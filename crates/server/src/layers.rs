@@ -46,5 +46,8 @@ pub(crate) fn cors(origins: &str) -> CorsLayer {
             }
         }))
     };
-    CorsLayer::new().allow_origin(allow).allow_methods(Any).allow_headers(Any)
+    // Browsers may read the headers that say which profile and setting a search used.
+    let expose: Vec<axum::http::HeaderName> =
+        crate::resolve::header::ALL.iter().map(|h| axum::http::HeaderName::from_static(h)).collect();
+    CorsLayer::new().allow_origin(allow).allow_methods(Any).allow_headers(Any).expose_headers(expose)
 }

@@ -22,6 +22,7 @@ mod extract;
 mod layers;
 mod models;
 pub mod monitor;
+mod resolve;
 mod routes;
 mod state;
 mod telemetry;

@@ -34,10 +34,12 @@ pub enum HealthStatus {
 pub struct StatsResponse {
     pub total_vectors: usize,
     pub dimension: usize,
+    /// `HNSW` (graph + codes) or `QuantizedScan` (codes only): what `auto` searches use.
     #[schema(example = "HNSW")]
     pub index_type: String,
     pub hnsw_m: u32,
-    /// Beam width used by every search.
+    /// Search depth of a default request at k = 10: the HNSW beam width, or
+    /// the quantised scan's candidates (`rerank × k`).
     #[serde(rename = "hnsw_efSearch")]
     pub hnsw_ef_search: usize,
     #[serde(rename = "hnsw_efConstruction")]
@@ -53,6 +55,84 @@ pub struct StatsResponse {
     /// Largest `k` accepted by `POST /search`.
     pub max_k: usize,
     pub index_path: String,
+    /// What a request that names no profile, target or ef gets: a profile
+    /// name, or `ef_search` when the operator fixed one.
+    #[schema(example = "balanced")]
+    pub default_profile: String,
+    /// The recall table stored in the index; `null` for an index built
+    /// without one (run `vectorwise calibrate --index ...`).
+    pub calibration: Option<CalibrationStats>,
+    /// Recall actually delivered, estimated from sampled queries re-run exactly.
+    pub recall_monitor: RecallMonitorStats,
+}
+
+/// The index's calibration, as `/stats` reports it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CalibrationStats {
+    /// `leave_one_out` (indexed points as queries, each excluded from its
+    /// own answer) or `given` (queries supplied at calibration).
+    #[schema(example = "leave_one_out")]
+    pub source: String,
+    /// Calibration queries.
+    pub queries: usize,
+    /// Time the calibration took.
+    pub seconds: f64,
+    /// Each profile's setting at each calibrated k.
+    pub profiles: Vec<ProfileStats>,
+    /// Every measured setting.
+    pub table: Vec<CalibrationPoint>,
+}
+
+/// A profile's calibrated setting for one k.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProfileStats {
+    #[schema(example = "balanced")]
+    pub profile: String,
+    pub k: usize,
+    /// The recall@k the profile promises.
+    pub recall_target: f64,
+    /// `hnsw`, `scan` or `exact`.
+    #[schema(example = "scan")]
+    pub method: String,
+    /// The setting: `ef=64`, `rerank=192`, `exact`.
+    #[schema(example = "rerank=192")]
+    pub setting: String,
+    /// Calibrated mean recall@k of the setting.
+    pub expected_recall: f64,
+    /// Latency measured at calibration (one thread, in-process), when measured.
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p95_ms: Option<f64>,
+}
+
+/// One measured setting of the calibration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CalibrationPoint {
+    pub k: usize,
+    #[schema(example = "scan")]
+    pub method: String,
+    #[schema(example = "rerank=192")]
+    pub setting: String,
+    pub recall_mean: f64,
+    /// 10th percentile of per-query recall.
+    pub recall_p10: f64,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p95_ms: Option<f64>,
+}
+
+/// The live recall monitor's state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RecallMonitorStats {
+    /// Share of searches re-run exactly in the background.
+    pub sample_rate: f64,
+    /// Most of one core the exact re-runs may use.
+    pub cpu_share: f64,
+    /// Queries sampled, and dropped because the backlog was full.
+    pub sampled: u64,
+    pub dropped: u64,
+    /// Exact re-runs done.
+    pub evaluated: u64,
+    /// Per profile (or `recall_target`, `ef_search`): delivered recall@k.
+    pub profiles: Vec<crate::monitor::MonitorEntry>,
 }
 
 // Validated by hand (see `validate.rs`) so that every malformed body gets a
@@ -67,18 +147,67 @@ pub struct SearchRequest {
     /// Number of neighbours wanted; at most `max_k` (see `/stats`).
     #[schema(minimum = 1, maximum = 100, example = 10)]
     pub k: usize,
-    #[serde(skip)]
-    pub options: SearchOptions,
+    /// A calibrated recall promise: `low_latency` (recall@k >= 0.90),
+    /// `balanced` (>= 0.95, the default) or `high_accuracy` (>= 0.99). At
+    /// most one of `profile`, `recall_target` and `ef_search`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<SearchProfile>,
+    /// The recall@k wanted, 0 < r <= 1: the cheapest calibrated setting that
+    /// reaches it; 1 means exact search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0, maximum = 1, example = 0.97)]
+    pub recall_target: Option<f64>,
+    /// A fixed search depth: the HNSW beam width, or the quantised scan's
+    /// candidates (re-ranked per requested neighbour: `ceil(ef_search / k)`).
+    /// No recall promise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 100000, example = 128)]
+    pub ef_search: Option<usize>,
 }
 
-// Per-request settings both search routes accept; parsed in one place
+// Per-request settings both search routes accept, gathered from the request's
+// `profile`, `recall_target` and `ef_search` fields; parsed in one place
 // (`validate::search_options`) and turned into engine parameters in one place
-// (`SearchOptions::params`). None yet: every search uses the configured
-// `ef_search`. Fields added here also need their schema on the request types.
-/// Optional search settings shared by `/search` and `/search/batch`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+// (`resolve.rs`).
+/// How hard to search; none set means the server's default profile.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 #[non_exhaustive]
-pub struct SearchOptions {}
+pub struct SearchOptions {
+    pub profile: Option<SearchProfile>,
+    pub recall_target: Option<f64>,
+    pub ef_search: Option<usize>,
+}
+
+impl SearchRequest {
+    pub fn options(&self) -> SearchOptions {
+        SearchOptions { profile: self.profile, recall_target: self.recall_target, ef_search: self.ef_search }
+    }
+}
+
+impl SearchBatchRequest {
+    pub fn options(&self) -> SearchOptions {
+        SearchOptions { profile: self.profile, recall_target: self.recall_target, ef_search: self.ef_search }
+    }
+}
+
+/// A named recall promise (see `/stats` for what each means on the served index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchProfile {
+    LowLatency,
+    Balanced,
+    HighAccuracy,
+}
+
+impl From<SearchProfile> for vectorwise_index::Profile {
+    fn from(p: SearchProfile) -> Self {
+        match p {
+            SearchProfile::LowLatency => vectorwise_index::Profile::LowLatency,
+            SearchProfile::Balanced => vectorwise_index::Profile::Balanced,
+            SearchProfile::HighAccuracy => vectorwise_index::Profile::HighAccuracy,
+        }
+    }
+}
 
 /// Many k-nearest-neighbour queries in one request, answered in order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -91,8 +220,22 @@ pub struct SearchBatchRequest {
     /// Number of neighbours wanted for every query; at most `max_k`.
     #[schema(minimum = 1, maximum = 100, example = 10)]
     pub k: usize,
-    #[serde(skip)]
-    pub options: SearchOptions,
+    /// A calibrated recall promise: `low_latency` (recall@k >= 0.90),
+    /// `balanced` (>= 0.95, the default) or `high_accuracy` (>= 0.99). At
+    /// most one of `profile`, `recall_target` and `ef_search`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<SearchProfile>,
+    /// The recall@k wanted, 0 < r <= 1: the cheapest calibrated setting that
+    /// reaches it; 1 means exact search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0, maximum = 1, example = 0.97)]
+    pub recall_target: Option<f64>,
+    /// A fixed search depth: the HNSW beam width, or the quantised scan's
+    /// candidates (re-ranked per requested neighbour: `ceil(ef_search / k)`).
+    /// No recall promise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 100000, example = 128)]
+    pub ef_search: Option<usize>,
 }
 
 /// `POST /search` result: `min(k, total_vectors)` neighbours, nearest first.

@@ -6,19 +6,22 @@
 use crate::error::ApiError;
 use crate::extract::ValidJson;
 use crate::models::{
-    ErrorResponse, HealthResponse, HealthStatus, SearchBatchRequest, SearchBatchResponse, SearchOptions,
-    SearchRequest, SearchResponse, StatsResponse, ValidationErrorResponse,
+    CalibrationPoint, CalibrationStats, ErrorResponse, HealthResponse, HealthStatus, ProfileStats, RecallMonitorStats,
+    SearchBatchRequest, SearchBatchResponse, SearchOptions, SearchRequest, SearchResponse, StatsResponse,
+    ValidationErrorResponse,
 };
-use crate::state::{AppState, ServerConfig};
+use crate::resolve::{Resolved, resolve};
+use crate::state::AppState;
 use crate::telemetry::SearchKind;
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use std::time::Instant;
 use vectorwise_index::distance::normalize_query;
-use vectorwise_index::{Neighbor, SearchParams};
+use std::sync::Arc;
+use vectorwise_index::{Calibration, Index, Neighbor, Profile};
 
 pub(crate) const SERVICE_NAME: &str = "VectorWise";
 
@@ -30,15 +33,6 @@ pub(crate) fn router() -> axum::Router<AppState> {
         .route("/search", post(search))
         .route("/search/batch", post(search_batch))
         .route("/metrics", get(metrics))
-}
-
-impl SearchOptions {
-    /// The engine parameters for a request with these options.
-    pub(crate) fn params(&self, config: &ServerConfig) -> SearchParams {
-        // `auto`: the method the index was built for (HNSW or the quantised
-        // scan); ef_search matters only to HNSW.
-        SearchParams { ef_search: config.ef_search, ..SearchParams::default() }
-    }
 }
 
 fn response(hits: Vec<Neighbor>) -> SearchResponse {
@@ -74,12 +68,15 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<StatsRes
     let index = state.index()?;
     let info = index.info();
     let config = state.config();
+    let default = resolve(&index, config, 10, &SearchOptions::default());
+    let monitor = state.monitor();
+    let totals = monitor.totals();
     Ok(Json(StatsResponse {
         total_vectors: info.count,
         dimension: info.dim,
         index_type: info.index_type.to_owned(),
         hnsw_m: info.hnsw_m,
-        hnsw_ef_search: config.ef_search,
+        hnsw_ef_search: default.depth(&index, 10).unwrap_or(0),
         hnsw_ef_construction: info.ef_construction,
         metric: info.metric.to_owned(),
         format_version: info.format_version,
@@ -89,7 +86,66 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<StatsRes
         simd: info.simd.to_owned(),
         max_k: config.max_k,
         index_path: index.path().display().to_string(),
+        default_profile: default.label.to_owned(),
+        calibration: index.calibration().map(calibration_stats),
+        recall_monitor: RecallMonitorStats {
+            sample_rate: monitor.config().sample_rate,
+            cpu_share: monitor.config().cpu_share,
+            sampled: totals.sampled,
+            dropped: totals.dropped,
+            evaluated: totals.exact_runs,
+            profiles: monitor.snapshot(),
+        },
     }))
+}
+
+/// `/stats`'s view of the stored calibration.
+fn calibration_stats(c: &Calibration) -> CalibrationStats {
+    let ms = |l: Option<vectorwise_index::calibrate::Latency>| (l.map(|l| l.p50_ms), l.map(|l| l.p95_ms));
+    let mut profiles = Vec::new();
+    let mut table = Vec::new();
+    for t in &c.tables {
+        for profile in Profile::ALL {
+            let choice = c.for_target(t.k, profile.target());
+            let point = t.points.iter().find(|p| p.setting == choice.params);
+            let (p50, p95) = ms(point.and_then(|p| p.latency));
+            profiles.push(ProfileStats {
+                profile: profile.as_str().to_owned(),
+                k: t.k,
+                recall_target: profile.target(),
+                method: choice.params.method.as_str().to_owned(),
+                setting: choice.params.setting(),
+                expected_recall: choice.expected_recall.unwrap_or(1.0),
+                latency_p50_ms: p50,
+                latency_p95_ms: p95,
+            });
+        }
+        for p in &t.points {
+            let (p50, p95) = ms(p.latency);
+            table.push(CalibrationPoint {
+                k: t.k,
+                method: p.setting.method.as_str().to_owned(),
+                setting: p.setting.setting(),
+                recall_mean: p.recall_mean,
+                recall_p10: p.recall_p10,
+                latency_p50_ms: p50,
+                latency_p95_ms: p95,
+            });
+        }
+    }
+    let source = match c.source {
+        vectorwise_index::calibrate::QuerySource::LeaveOneOut => "leave_one_out",
+        vectorwise_index::calibrate::QuerySource::Given => "given",
+    };
+    CalibrationStats { source: source.to_owned(), queries: c.queries, seconds: c.seconds, profiles, table }
+}
+
+/// Hands a searched query to the recall monitor (which samples a share of them).
+fn offer_to_monitor(state: &AppState, index: &Arc<Index>, resolved: &Resolved, query: &[f32], k: usize, hits: &[Neighbor]) {
+    // A profile's promise is fixed; a per-request target is not one label's.
+    let promised = resolved.target.filter(|_| resolved.label.parse::<Profile>().is_ok());
+    let ids: Vec<u64> = hits.iter().map(|n| n.id).collect();
+    state.monitor().offer(index, resolved.label, promised, query, k, &ids);
 }
 
 /// k nearest neighbours of the L2-normalised query, by squared L2, ascending.
@@ -97,7 +153,15 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<StatsRes
     post, path = "/search", tag = "search",
     request_body = SearchRequest,
     responses(
-        (status = 200, description = "min(k, total_vectors) neighbours, nearest first", body = SearchResponse),
+        (status = 200, description = "min(k, total_vectors) neighbours, nearest first", body = SearchResponse,
+            headers(
+            ("x-vectorwise-profile" = String, description = "What chose the setting: `low_latency`, `balanced`, `high_accuracy`, `recall_target` or `ef_search`"),
+            ("x-vectorwise-method" = String, description = "`hnsw`, `scan` or `exact`"),
+            ("x-vectorwise-setting" = String, description = "The engine setting used: `ef=64`, `rerank=192`, `exact`"),
+            ("x-vectorwise-ef-search" = usize, description = "Candidates examined (HNSW beam width, or the scan's rerank × k); absent for exact"),
+            ("x-vectorwise-recall-target" = f64, description = "The recall@k asked for (profile or recall_target), when one was"),
+            ("x-vectorwise-expected-recall" = f64, description = "Calibrated mean recall@k of the setting; absent when the index has no calibration"),
+        )),
         (status = 400, description = "query_vector has the wrong dimension", body = ErrorResponse),
         (status = 413, description = "Body larger than the configured limit", body = ErrorResponse),
         (status = 422, description = "Invalid body: every problem, located", body = ValidationErrorResponse),
@@ -108,26 +172,31 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<StatsRes
 pub(crate) async fn search(
     State(state): State<AppState>,
     ValidJson(request): ValidJson<SearchRequest>,
-) -> Result<Json<SearchResponse>, ApiError> {
+) -> Result<(HeaderMap, Json<SearchResponse>), ApiError> {
     let index = state.index()?;
-    let SearchRequest { query_vector: mut query, k, options } = request;
+    let options = request.options();
+    let SearchRequest { query_vector: mut query, k, .. } = request;
     if query.len() != index.dim() {
         return Err(ApiError::DimensionMismatch { expected: index.dim(), actual: query.len() });
     }
     // Validation rejected zero and non-finite vectors, so this succeeds.
     normalize_query(&mut query);
     let permit = state.try_acquire_search(SearchKind::Single, 1)?;
-    let params = options.params(state.config());
+    let resolved = resolve(&index, state.config(), k, &options);
+    let headers = resolved.headers(&index, k);
     let hits = tokio::task::spawn_blocking(move || {
         // Held until the search ends, even if the client has gone away.
         let _permit = permit;
         let start = Instant::now();
-        let hits = index.search(&query, k, &params);
+        let hits = index.search(&query, k, &resolved.params);
         state.metrics().search(SearchKind::Single, start.elapsed());
+        if let Ok(hits) = &hits {
+            offer_to_monitor(&state, &index, &resolved, &query, k, hits);
+        }
         hits
     })
     .await??;
-    Ok(Json(response(hits)))
+    Ok((headers, Json(response(hits))))
 }
 
 /// k nearest neighbours of each query, as `/search` answers one, in request order.
@@ -135,7 +204,15 @@ pub(crate) async fn search(
     post, path = "/search/batch", tag = "search",
     request_body = SearchBatchRequest,
     responses(
-        (status = 200, description = "One result per query, in request order", body = SearchBatchResponse),
+        (status = 200, description = "One result per query, in request order", body = SearchBatchResponse,
+            headers(
+            ("x-vectorwise-profile" = String, description = "What chose the setting: `low_latency`, `balanced`, `high_accuracy`, `recall_target` or `ef_search`"),
+            ("x-vectorwise-method" = String, description = "`hnsw`, `scan` or `exact`"),
+            ("x-vectorwise-setting" = String, description = "The engine setting used: `ef=64`, `rerank=192`, `exact`"),
+            ("x-vectorwise-ef-search" = usize, description = "Candidates examined (HNSW beam width, or the scan's rerank × k); absent for exact"),
+            ("x-vectorwise-recall-target" = f64, description = "The recall@k asked for (profile or recall_target), when one was"),
+            ("x-vectorwise-expected-recall" = f64, description = "Calibrated mean recall@k of the setting; absent when the index has no calibration"),
+        )),
         (status = 400, description = "A query has the wrong dimension (the detail names it)", body = ErrorResponse),
         (status = 413, description = "Body larger than the configured limit", body = ErrorResponse),
         (status = 422, description = "Invalid body, empty batch, or more than max_batch queries; \
@@ -147,16 +224,18 @@ pub(crate) async fn search(
 pub(crate) async fn search_batch(
     State(state): State<AppState>,
     ValidJson(request): ValidJson<SearchBatchRequest>,
-) -> Result<Json<SearchBatchResponse>, ApiError> {
+) -> Result<(HeaderMap, Json<SearchBatchResponse>), ApiError> {
     let index = state.index()?;
-    let SearchBatchRequest { query_vectors, k, options } = request;
+    let options = request.options();
+    let SearchBatchRequest { query_vectors, k, .. } = request;
     let dim = index.dim();
     if let Some((query, q)) = query_vectors.iter().enumerate().find(|(_, q)| q.len() != dim) {
         return Err(ApiError::BatchDimensionMismatch { query, expected: dim, actual: q.len() });
     }
     let n = query_vectors.len();
     let permit = state.try_acquire_search(SearchKind::Batch, n)?;
-    let params = options.params(state.config());
+    let resolved = resolve(&index, state.config(), k, &options);
+    let headers = resolved.headers(&index, k);
     // One blocking task for the whole batch; the engine spreads its queries
     // over the rayon pool.
     let results = tokio::task::spawn_blocking(move || {
@@ -169,12 +248,17 @@ pub(crate) async fn search_batch(
         }
         state.metrics().batch_size(n);
         let start = Instant::now();
-        let results = index.search_batch(&flat, k, &params);
+        let results = index.search_batch(&flat, k, &resolved.params);
         state.metrics().search(SearchKind::Batch, start.elapsed());
+        if let Ok(results) = &results {
+            for (query, hits) in flat.chunks_exact(dim).zip(results) {
+                offer_to_monitor(&state, &index, &resolved, query, k, hits);
+            }
+        }
         results
     })
     .await??;
-    Ok(Json(SearchBatchResponse { results: results.into_iter().map(response).collect() }))
+    Ok((headers, Json(SearchBatchResponse { results: results.into_iter().map(response).collect() })))
 }
 
 /// Prometheus metrics in the text exposition format.

@@ -7,13 +7,20 @@ use crate::telemetry::{Metrics, SearchKind};
 use parking_lot::RwLock;
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use vectorwise_index::Index;
+use crate::monitor::{MonitorConfig, RecallMonitor};
+use vectorwise_index::{Index, Profile};
 
 /// Server knobs. The CLI fills this from its flags.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ServerConfig {
-    /// HNSW beam width for every search (0 is treated as 1).
-    pub ef_search: usize,
+    /// The profile of requests that name no profile, `recall_target` or
+    /// `ef_search` (`VECTORWISE_PROFILE`).
+    pub default_profile: Profile,
+    /// A fixed search depth for those requests instead (the operator's
+    /// `--ef-search`); `None`: the default profile.
+    pub ef_search: Option<usize>,
+    /// The live recall monitor's sampling and CPU budget.
+    pub monitor: MonitorConfig,
     /// Largest `k` a search may ask for.
     pub max_k: usize,
     /// Largest accepted request body; larger ones get 413.
@@ -33,7 +40,9 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            ef_search: 64,
+            default_profile: Profile::Balanced,
+            ef_search: None,
+            monitor: MonitorConfig::default(),
             max_k: 100,
             body_limit_bytes: 4 * 1024 * 1024,
             max_pending_searches: 64,
@@ -62,6 +71,7 @@ struct Inner {
     /// The semaphore's size: the most permits one request can take.
     permits: usize,
     metrics: Metrics,
+    monitor: RecallMonitor,
 }
 
 /// Shared state of the router; cheap to clone.
@@ -86,9 +96,10 @@ impl AppState {
     }
 
     fn empty(mut config: ServerConfig) -> Self {
-        config.ef_search = config.ef_search.max(1);
+        config.ef_search = config.ef_search.map(|ef| ef.max(1));
         let permits = config.max_pending_searches.min(Semaphore::MAX_PERMITS);
         let metrics = Metrics::new(config.max_batch);
+        let monitor = RecallMonitor::new(config.monitor.clone());
         AppState {
             inner: Arc::new(Inner {
                 config,
@@ -96,6 +107,7 @@ impl AppState {
                 searches: Arc::new(Semaphore::new(permits)),
                 permits,
                 metrics,
+                monitor,
             }),
         }
     }
@@ -103,7 +115,16 @@ impl AppState {
     /// Starts serving `index` (replacing any previous one).
     pub fn set_index(&self, index: Arc<Index>) {
         tracing::info!(vectors = index.len(), dim = index.dim(), path = %index.path().display(), "index ready");
+        if index.calibration().is_none() {
+            tracing::warn!(
+                path = %index.path().display(),
+                "the index has no recall calibration: profiles and recall targets fall back to fixed settings \
+                 with no recall promise; run `vectorwise calibrate --index <path>`"
+            );
+        }
         self.inner.metrics.index_ready(&index.info());
+        // Delivered recall is the served index's: start the estimate afresh.
+        self.inner.monitor.reset();
         *self.inner.index.write() = IndexSlot::Ready(index);
     }
 
@@ -133,6 +154,11 @@ impl AppState {
 
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The live recall monitor.
+    pub fn monitor(&self) -> &RecallMonitor {
+        &self.inner.monitor
     }
 
     /// Permits for a request of `queries` queries, held until its blocking

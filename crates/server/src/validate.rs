@@ -220,10 +220,72 @@ fn parse_k(map: &Map<String, Value>, config: &ServerConfig, errors: &mut Vec<Fie
     }
 }
 
-/// The optional settings both search requests accept. None yet; unknown
+/// Largest `ef_search` a request may give.
+pub(crate) const MAX_EF_SEARCH: usize = 100_000;
+
+const PROFILE_NAMES: &str = "'low_latency', 'balanced' or 'high_accuracy'";
+
+/// The optional settings both search requests accept: at most one of
+/// `profile`, `recall_target`, `ef_search` (`null` is absent). Unknown
 /// fields are ignored, as pydantic's default model config does.
-fn search_options(_map: &Map<String, Value>, _errors: &mut Vec<FieldError>) -> Option<SearchOptions> {
-    Some(SearchOptions::default())
+fn search_options(map: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Option<SearchOptions> {
+    let before = errors.len();
+    let given = |name: &str| map.get(name).filter(|v| !v.is_null());
+    let mut options = SearchOptions::default();
+    if let Some(v) = given("profile") {
+        let at = vec![LocItem::from("body"), LocItem::from("profile")];
+        options.profile = serde_json::from_value(v.clone()).ok();
+        if options.profile.is_none() {
+            errors.push(
+                FieldError::new(at, "enum", format!("Input should be {PROFILE_NAMES}"))
+                    .with_input(v)
+                    .with_ctx(json!({ "expected": PROFILE_NAMES })),
+            );
+        }
+    }
+    if let Some(v) = given("recall_target") {
+        let at = vec![LocItem::from("body"), LocItem::from("recall_target")];
+        let err = |kind: &str, msg: &str| FieldError::new(at.clone(), kind, msg).with_input(v);
+        match v {
+            Value::Number(n) => {
+                let r = n.as_f64().unwrap_or(f64::NAN);
+                if !(r > 0.0) {
+                    errors.push(err("greater_than", "Input should be greater than 0").with_ctx(json!({ "gt": 0 })));
+                } else if r > 1.0 {
+                    errors.push(err("less_than_equal", "Input should be less than or equal to 1").with_ctx(json!({ "le": 1 })));
+                } else {
+                    options.recall_target = Some(r);
+                }
+            }
+            Value::String(s) if s.trim().parse::<f64>().is_err() => {
+                errors.push(err("float_parsing", "Input should be a valid number, unable to parse string as a number"));
+            }
+            _ => errors.push(err("float_type", "Input should be a valid number")),
+        }
+    }
+    if let Some(v) = given("ef_search") {
+        let at = [LocItem::from("body"), LocItem::from("ef_search")];
+        if let Some(ef) = parse_int(v, &at, errors) {
+            let err = |kind: &str, msg: String, ctx: Value| FieldError::new(loc(&at), kind, msg).with_input(v).with_ctx(ctx);
+            if ef < 1 {
+                errors.push(err("greater_than_equal", "Input should be greater than or equal to 1".into(), json!({ "ge": 1 })));
+            } else if ef > MAX_EF_SEARCH as i128 {
+                let msg = format!("Input should be less than or equal to {MAX_EF_SEARCH}");
+                errors.push(err("less_than_equal", msg, json!({ "le": MAX_EF_SEARCH })));
+            } else {
+                options.ef_search = Some(ef as usize);
+            }
+        }
+    }
+    let named: Vec<&str> = ["profile", "recall_target", "ef_search"].into_iter().filter(|n| given(n).is_some()).collect();
+    if named.len() > 1 {
+        let reason = format!("give at most one of profile, recall_target and ef_search (got {})", named.join(", "));
+        errors.push(
+            FieldError::new(vec!["body".into()], "value_error", format!("Value error, {reason}"))
+                .with_ctx(json!({ "error": reason })),
+        );
+    }
+    (errors.len() == before).then_some(options)
 }
 
 impl FromBody for SearchRequest {
@@ -236,9 +298,13 @@ impl FromBody for SearchRequest {
         let k = parse_k(map, config, &mut errors);
         let options = search_options(map, &mut errors);
         match (query, k, options) {
-            (Some(query_vector), Some(k), Some(options)) if errors.is_empty() => {
-                Ok(SearchRequest { query_vector, k, options })
-            }
+            (Some(query_vector), Some(k), Some(o)) if errors.is_empty() => Ok(SearchRequest {
+                query_vector,
+                k,
+                profile: o.profile,
+                recall_target: o.recall_target,
+                ef_search: o.ef_search,
+            }),
             _ => Err(errors),
         }
     }
@@ -254,9 +320,13 @@ impl FromBody for SearchBatchRequest {
         let k = parse_k(map, config, &mut errors);
         let options = search_options(map, &mut errors);
         match (queries, k, options) {
-            (Some(query_vectors), Some(k), Some(options)) if errors.is_empty() => {
-                Ok(SearchBatchRequest { query_vectors, k, options })
-            }
+            (Some(query_vectors), Some(k), Some(o)) if errors.is_empty() => Ok(SearchBatchRequest {
+                query_vectors,
+                k,
+                profile: o.profile,
+                recall_target: o.recall_target,
+                ef_search: o.ef_search,
+            }),
             _ => Err(errors),
         }
     }
@@ -277,7 +347,7 @@ mod tests {
     #[test]
     fn accepts_a_valid_body_and_integral_floats() {
         let r = check(json!({"query_vector": [1, 0.5, -2e-3], "k": 10.0})).unwrap();
-        assert_eq!(r, SearchRequest { query_vector: vec![1.0, 0.5, -0.002], k: 10, options: SearchOptions::default() });
+        assert_eq!((r.query_vector.clone(), r.k, r.options()), (vec![1.0, 0.5, -0.002], 10, SearchOptions::default()));
     }
 
     #[test]
@@ -306,6 +376,45 @@ mod tests {
             assert_eq!(errors[0].kind, kind);
         }
         assert_eq!(check(json!({"query_vector": [1], "k": "ten"})).unwrap_err()[0].kind, "int_parsing");
+    }
+
+    #[test]
+    fn search_options_are_checked() {
+        let base = || json!({"query_vector": [1, 2], "k": 3});
+        let with = |key: &str, v: Value| {
+            let mut b = base();
+            b[key] = v;
+            check(b)
+        };
+        assert_eq!(check(base()).unwrap().options(), SearchOptions::default());
+        let r = with("profile", json!("high_accuracy")).unwrap();
+        assert_eq!(r.options().profile, Some(crate::models::SearchProfile::HighAccuracy));
+        assert_eq!(with("recall_target", json!(1)).unwrap().options().recall_target, Some(1.0));
+        assert_eq!(with("ef_search", json!(128.0)).unwrap().options().ef_search, Some(128));
+        assert_eq!(with("profile", Value::Null).unwrap().options(), SearchOptions::default(), "null is absent");
+        for (key, v, kind) in [
+            ("profile", json!("fast"), "enum"),
+            ("profile", json!(3), "enum"),
+            ("profile", json!("Balanced"), "enum"),
+            ("recall_target", json!(0), "greater_than"),
+            ("recall_target", json!(-0.5), "greater_than"),
+            ("recall_target", json!(1.01), "less_than_equal"),
+            ("recall_target", json!("high"), "float_parsing"),
+            ("recall_target", json!(true), "float_type"),
+            ("ef_search", json!(0), "greater_than_equal"),
+            ("ef_search", json!(MAX_EF_SEARCH + 1), "less_than_equal"),
+            ("ef_search", json!(12.5), "int_from_float"),
+            ("ef_search", json!("64"), "int_type"),
+        ] {
+            let errors = with(key, v.clone()).unwrap_err();
+            assert_eq!(kinds(&errors), vec![(format!(r#"["body","{key}"]"#), kind.to_owned())], "{key}={v}");
+        }
+        let mut both = base();
+        both["profile"] = json!("balanced");
+        both["ef_search"] = json!(64);
+        let errors = check(both).unwrap_err();
+        assert_eq!(kinds(&errors), vec![(r#"["body"]"#.to_owned(), "value_error".to_owned())]);
+        assert!(errors[0].msg.contains("at most one of"), "{}", errors[0].msg);
     }
 
     #[test]

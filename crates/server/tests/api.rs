@@ -162,6 +162,8 @@ async fn stats_reports_the_index_and_settings() {
         keys,
         [
             "build_seconds",
+            "calibration",
+            "default_profile",
             "dimension",
             "file_size_bytes",
             "format_version",
@@ -173,6 +175,7 @@ async fn stats_reports_the_index_and_settings() {
             "load_seconds",
             "max_k",
             "metric",
+            "recall_monitor",
             "simd",
             "total_vectors",
         ]
@@ -182,7 +185,7 @@ async fn stats_reports_the_index_and_settings() {
 #[tokio::test]
 async fn stats_reports_the_configured_ef_search_and_max_k() {
     let r =
-        get(&app(state_with(ServerConfig { ef_search: 200, max_k: 500, ..ServerConfig::default() })), "/stats").await;
+        get(&app(state_with(ServerConfig { ef_search: Some(200), max_k: 500, ..ServerConfig::default() })), "/stats").await;
     assert_eq!((r.json()["hnsw_efSearch"].clone(), r.json()["max_k"].clone()), (json!(200), json!(500)));
 }
 
@@ -245,7 +248,7 @@ async fn scaling_the_query_changes_nothing() {
 /// f64 without the engine; at ef >= N the ids are the exact top k.
 #[tokio::test]
 async fn distances_are_squared_l2_to_the_normalised_query() {
-    let app = app(state_with(ServerConfig { ef_search: N, ..ServerConfig::default() }));
+    let app = app(state_with(ServerConfig { ef_search: Some(N), ..ServerConfig::default() }));
     for seed in 0..5 {
         let raw: Vec<f32> = query(10 + seed).iter().enumerate().map(|(i, x)| x * 3.0 + (i % 3) as f32 * 0.01).collect();
         let r = search(&app, json!({"query_vector": raw, "k": 20})).await;

@@ -70,9 +70,15 @@ pub struct Reply {
     pub content_type: Option<String>,
     pub retry_after: Option<String>,
     pub body: String,
+    /// Every response header, names lowercase.
+    pub headers: BTreeMap<String, String>,
 }
 
 impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
@@ -109,9 +115,14 @@ impl Server {
         let mut response = response.unwrap();
         let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
         let (content_type, retry_after) = (header("content-type"), header("retry-after"));
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or_default().to_owned()))
+            .collect();
         let status = response.status().as_u16();
         let body = response.body_mut().with_config().limit(64 << 20).read_to_string().unwrap();
-        Reply { status, content_type, retry_after, body }
+        Reply { status, content_type, retry_after, body, headers }
     }
 
     pub fn get(&self, path: &str) -> Reply {

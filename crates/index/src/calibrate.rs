@@ -1,0 +1,613 @@
+//! Calibration: which search setting reaches which recall on *this* index.
+//!
+//! A recall promise only means something per index: the same `ef` gives 0.2
+//! on the demo's Gaussian sphere and 0.99 on sentence embeddings. So every
+//! index carries a table, measured when it is built (or later with
+//! `vectorwise calibrate`), of recall@k against exact search for a sweep of
+//! settings of each method it holds, for k = 1, 10 and 100. The profiles
+//! (`low_latency` ≥ 0.90, `balanced` ≥ 0.95, `high_accuracy` ≥ 0.99) and any
+//! per-request `recall_target` are answered from that table: the cheapest
+//! setting whose measured mean recall reaches the target, exact search when
+//! none does.
+//!
+//! **Queries.** Given queries (a sample of real ones) take precedence. Without
+//! them the calibration is leave-one-out: a sample of the indexed points
+//! themselves, each searched with itself excluded from the truth and from its
+//! answer (the search asks for k + 1 with the work budget of k, and the point
+//! itself is dropped).
+//!
+//! **Cost.** Ground truth is one exact pass per group of queries. The graph is
+//! swept with real, timed searches. The quantised scan is not re-run per
+//! setting: its stages are deterministic, so one deep stage-1 list per query
+//! ([`ScanView::fast_scan`]) is replayed for every depth (a prefix of that
+//! list, then the SQ8 and exact stages exactly as [`ScanView::search`] runs
+//! them). Latency is then measured with real searches for the settings the
+//! profiles use, and for exact search.
+//!
+//! Depth rule for a `k` between the calibrated ones: the table of the next
+//! calibrated k at or above it, at the same absolute depth (HNSW `ef`, or
+//! `rerank × k_table` scan candidates). Checked by the tests at k = 5 and 50.
+
+use crate::error::{Error, Result};
+use crate::exact;
+use crate::index::Index;
+use crate::params::{Method, SearchParams};
+use crate::scan::ScanView;
+use crate::topk::Scored;
+use rand::SeedableRng;
+use rand::seq::index::sample;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use std::time::Instant;
+
+/// The k values a calibration measures.
+pub const KS: [usize; 3] = [1, 10, 100];
+/// Calibration queries by default.
+pub const DEFAULT_QUERIES: usize = 500;
+/// Queries timed per measured setting.
+const TIMED_QUERIES: usize = 30;
+/// Queries timed for exact search.
+const TIMED_EXACT: usize = 10;
+/// The sweep stops past this mean recall (targets above the last setting
+/// measured are answered by exact search).
+const ENOUGH: f64 = 0.998;
+/// The format of the stored table.
+pub const TABLE_VERSION: u32 = 1;
+
+/// A named recall promise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// Recall@k ≥ 0.90.
+    LowLatency,
+    /// Recall@k ≥ 0.95 (the default).
+    Balanced,
+    /// Recall@k ≥ 0.99.
+    HighAccuracy,
+}
+
+impl Profile {
+    pub const ALL: [Profile; 3] = [Profile::LowLatency, Profile::Balanced, Profile::HighAccuracy];
+
+    /// The recall@k the profile promises.
+    pub fn target(self) -> f64 {
+        match self {
+            Profile::LowLatency => 0.90,
+            Profile::Balanced => 0.95,
+            Profile::HighAccuracy => 0.99,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::LowLatency => "low_latency",
+            Profile::Balanced => "balanced",
+            Profile::HighAccuracy => "high_accuracy",
+        }
+    }
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Profile::Balanced
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Profile {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Profile::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| Error::InvalidParameter {
+            name: "profile",
+            reason: format!("unknown profile `{s}` (low_latency, balanced, high_accuracy)"),
+        })
+    }
+}
+
+/// Where the calibration queries came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuerySource {
+    /// Indexed points, each excluded from its own truth and answer.
+    LeaveOneOut,
+    /// Queries the user gave (`--calibration-queries`).
+    Given,
+}
+
+/// Latency of one setting, one thread, one query at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+}
+
+/// One measured setting.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// The setting in its text form: `ef=64`, `rerank=32`, `exact`.
+    #[serde(with = "setting_text")]
+    pub setting: SearchParams,
+    pub recall_mean: f64,
+    /// 10th percentile of per-query recall.
+    pub recall_p10: f64,
+    /// Measured for the graph's settings, the profiles' settings and exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Latency>,
+}
+
+/// The sweep for one k: per method in ascending depth, exact last.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KTable {
+    pub k: usize,
+    pub points: Vec<Point>,
+}
+
+/// What a calibration measured; stored in the index file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    pub version: u32,
+    pub source: QuerySource,
+    pub queries: usize,
+    pub seconds: f64,
+    pub tables: Vec<KTable>,
+}
+
+/// The setting a search will use and what it is expected to deliver.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Choice {
+    pub params: SearchParams,
+    /// Calibrated mean recall@k; `None` when the table has nothing to say.
+    pub expected_recall: Option<f64>,
+}
+
+/// Options of [`calibrate`].
+#[derive(Clone, Debug)]
+pub struct CalibrateOptions {
+    /// Queries (row-major, the index's dimension); `None`: leave-one-out.
+    pub queries: Option<Vec<f32>>,
+    /// How many queries to use (a seeded sample when more are available).
+    pub sample: usize,
+    pub seed: u64,
+}
+
+impl Default for CalibrateOptions {
+    fn default() -> Self {
+        CalibrateOptions { queries: None, sample: DEFAULT_QUERIES, seed: 7 }
+    }
+}
+
+/// How deep a setting searches, in candidates (HNSW ef, scan rerank × k).
+fn depth(p: &SearchParams, k: usize) -> usize {
+    match p.method {
+        Method::Hnsw => p.ef_search.max(k),
+        Method::Scan => p.rerank.saturating_mul(k),
+        _ => usize::MAX,
+    }
+}
+
+impl Calibration {
+    /// The table for `k`: the smallest calibrated k at or above it, else the largest.
+    pub fn table(&self, k: usize) -> Option<&KTable> {
+        self.tables.iter().filter(|t| t.k >= k).min_by_key(|t| t.k).or_else(|| self.tables.iter().max_by_key(|t| t.k))
+    }
+
+    /// Re-expresses a setting calibrated at `table_k` for a search of `k`,
+    /// at the same absolute depth.
+    fn at_k(p: SearchParams, table_k: usize, k: usize) -> SearchParams {
+        match p.method {
+            Method::Scan => SearchParams { rerank: (p.rerank * table_k).div_ceil(k.max(1)).max(1), ..p },
+            _ => p,
+        }
+    }
+
+    /// The cheapest setting whose calibrated mean recall@k reaches `target`;
+    /// exact search for a target of 1 or one no setting reaches.
+    pub fn for_target(&self, k: usize, target: f64) -> Choice {
+        let exact = Choice { params: SearchParams::exact(), expected_recall: Some(1.0) };
+        let Some(table) = self.table(k) else { return exact };
+        if target >= 1.0 {
+            return exact;
+        }
+        // First point of each method that reaches the target.
+        let mut best: Option<&Point> = None;
+        for method in [Method::Hnsw, Method::Scan] {
+            let Some(p) = table.points.iter().find(|p| p.setting.method == method && p.recall_mean >= target) else {
+                continue;
+            };
+            best = match best {
+                Some(b) if cost(table, b) <= cost(table, p) => Some(b),
+                _ => Some(p),
+            };
+        }
+        let exact_point = table.points.iter().find(|p| p.setting.method == Method::Exact);
+        match best {
+            // Exact when it is measured faster (tiny indexes).
+            Some(p) if exact_point.is_some_and(|e| cost(table, e) < cost(table, p)) => exact,
+            Some(p) => Choice { params: Self::at_k(p.setting, table.k, k), expected_recall: Some(p.recall_mean) },
+            None => exact,
+        }
+    }
+
+    /// The calibrated recall to expect from `params` at `k`: that of the
+    /// deepest calibrated setting of the same method no deeper than it
+    /// (recall grows with depth, so this is a floor). `None` when there is none.
+    pub fn expected(&self, k: usize, params: &SearchParams) -> Option<f64> {
+        if params.method == Method::Exact {
+            return Some(1.0);
+        }
+        let table = self.table(k)?;
+        let want = depth(params, k);
+        table
+            .points
+            .iter()
+            .filter(|p| p.setting.method == params.method && depth(&p.setting, table.k) <= want)
+            .map(|p| p.recall_mean)
+            .last()
+    }
+
+    /// Checks a table read from a file: known k values, settings of methods
+    /// the file holds, recalls and latencies in range.
+    pub fn check(&self, has_graph: bool, has_scan: bool) -> std::result::Result<(), String> {
+        if self.version != TABLE_VERSION {
+            return Err(format!("calibration table version {} is not supported", self.version));
+        }
+        if self.tables.is_empty() {
+            return Err("calibration has no tables".into());
+        }
+        for t in &self.tables {
+            if t.k == 0 {
+                return Err("calibration table for k = 0".into());
+            }
+            for p in &t.points {
+                let ok_method = match p.setting.method {
+                    Method::Hnsw => has_graph,
+                    Method::Scan => has_scan,
+                    Method::Exact => true,
+                    Method::Auto => false,
+                };
+                if !ok_method {
+                    return Err(format!("calibration names `{}`, which the file cannot search", p.setting));
+                }
+                let in_unit = |x: f64| (0.0..=1.0).contains(&x);
+                if !in_unit(p.recall_mean) || !in_unit(p.recall_p10) {
+                    return Err(format!("calibration recall out of range at `{}`", p.setting));
+                }
+                if p.latency.is_some_and(|l| !(l.p50_ms.is_finite() && l.p95_ms.is_finite() && l.p50_ms >= 0.0)) {
+                    return Err(format!("calibration latency out of range at `{}`", p.setting));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A point's cost for choosing between methods: its measured p50, else
+/// that of the nearest measured deeper point of its method (an upper bound),
+/// else the slowest measured point of the table.
+fn cost(table: &KTable, p: &Point) -> f64 {
+    if let Some(l) = p.latency {
+        return l.p50_ms;
+    }
+    let d = depth(&p.setting, table.k);
+    let same = table.points.iter().filter(|q| q.setting.method == p.setting.method);
+    same.filter(|q| depth(&q.setting, table.k) >= d)
+        .find_map(|q| q.latency.map(|l| l.p50_ms))
+        .unwrap_or_else(|| table.points.iter().filter_map(|q| q.latency.map(|l| l.p50_ms)).fold(0.0, f64::max))
+}
+
+mod setting_text {
+    use crate::params::SearchParams;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(p: &SearchParams, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&p.setting())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SearchParams, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The calibration queries and their exact neighbours.
+struct Queries {
+    rows: Vec<f32>,
+    /// The indexed point each query is (leave-one-out), to exclude.
+    own: Vec<Option<u32>>,
+    /// Exact offsets, ascending distance, `own` excluded; `kmax` of them.
+    truth: Vec<Vec<u32>>,
+}
+
+impl Queries {
+    fn row(&self, i: usize, dim: usize) -> &[f32] {
+        &self.rows[i * dim..(i + 1) * dim]
+    }
+}
+
+/// Recall@k of `found` (offsets, ascending) against query `i`'s truth,
+/// after dropping the query's own point.
+fn recall(q: &Queries, i: usize, found: impl IntoIterator<Item = u32>, k: usize) -> f64 {
+    let own = q.own[i];
+    let found: Vec<u32> = found.into_iter().filter(|&o| Some(o) != own).take(k).collect();
+    exact::recall_at(&found, &q.truth[i], k)
+}
+
+fn summarize(setting: SearchParams, recalls: &mut [f64]) -> Point {
+    recalls.sort_by(f64::total_cmp);
+    let mean = recalls.iter().sum::<f64>() / recalls.len().max(1) as f64;
+    let p10 = recalls.get(recalls.len() / 10).copied().unwrap_or(1.0);
+    Point { setting, recall_mean: mean, recall_p10: p10, latency: None }
+}
+
+fn latency(mut ms: Vec<f64>) -> Latency {
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((ms.len() as f64 * q) as usize).min(ms.len() - 1)];
+    Latency { p50_ms: at(0.5), p95_ms: at(0.95) }
+}
+
+/// Measures the calibration table of `index` (see the module doc).
+pub fn calibrate(index: &Index, opts: &CalibrateOptions) -> Result<Calibration> {
+    let start = Instant::now();
+    let (n, dim) = (index.len(), index.dim());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
+    let sample_size = opts.sample.max(1);
+    let (rows, own, source) = match &opts.queries {
+        Some(given) => {
+            if given.is_empty() || given.len() % dim != 0 {
+                let reason = format!("calibration queries must be non-empty rows of {dim} values");
+                return Err(Error::InvalidParameter { name: "calibration queries", reason });
+            }
+            if given.iter().any(|x| !x.is_finite()) {
+                return Err(Error::InvalidParameter { name: "calibration queries", reason: "contain non-finite values".into() });
+            }
+            let count = given.len() / dim;
+            let picked: Vec<usize> =
+                if count > sample_size { sample(&mut rng, count, sample_size).into_vec() } else { (0..count).collect() };
+            let rows: Vec<f32> = picked.iter().flat_map(|&i| given[i * dim..(i + 1) * dim].iter().copied()).collect();
+            (rows, vec![None; picked.len()], QuerySource::Given)
+        }
+        None => {
+            if n < 2 {
+                return Err(Error::InvalidParameter { name: "index", reason: "leave-one-out calibration needs at least 2 points".into() });
+            }
+            let picked: Vec<usize> = if n > sample_size { sample(&mut rng, n, sample_size).into_vec() } else { (0..n).collect() };
+            let vectors = index.vectors();
+            let rows: Vec<f32> = picked.iter().flat_map(|&i| vectors[i * dim..(i + 1) * dim].iter().copied()).collect();
+            (rows, picked.iter().map(|&i| Some(i as u32)).collect(), QuerySource::LeaveOneOut)
+        }
+    };
+    let nq = own.len();
+    let leave_one_out = source == QuerySource::LeaveOneOut;
+    // k values this index can answer (with one point set aside for leave-one-out).
+    let available = if leave_one_out { n - 1 } else { n };
+    let ks: Vec<usize> = KS.iter().copied().filter(|&k| k <= available).collect();
+    let ks = if ks.is_empty() { vec![available] } else { ks };
+    let kmax = *ks.iter().max().expect("at least one k");
+
+    // Ground truth: one more than kmax, then each query's own point dropped.
+    let found = exact::search_many(index.vectors(), dim, &rows, kmax + usize::from(leave_one_out));
+    let truth = found
+        .into_iter()
+        .zip(&own)
+        .map(|(f, own)| f.into_iter().map(|s| s.offset).filter(|&o| Some(o) != *own).take(kmax).collect())
+        .collect();
+    let q = Queries { rows, own, truth };
+
+    let info = index.info();
+    let mut tables: Vec<KTable> = ks.iter().map(|&k| KTable { k, points: Vec::new() }).collect();
+    if info.has_graph {
+        for t in &mut tables {
+            t.points.extend(sweep_graph(index, &q, t.k, leave_one_out)?);
+        }
+    }
+    if let Some(scan) = index.scan_view() {
+        let points = sweep_scan(index.vectors(), &scan, &q, &ks, leave_one_out, n);
+        for (t, points) in tables.iter_mut().zip(points) {
+            t.points.extend(points);
+        }
+    }
+    // Exact, timed.
+    let timed = nq.min(TIMED_EXACT);
+    let exact_ms = time_searches(index, &q, timed, 10.min(n), &SearchParams::exact())?;
+    for t in &mut tables {
+        t.points.push(Point { setting: SearchParams::exact(), recall_mean: 1.0, recall_p10: 1.0, latency: Some(exact_ms) });
+    }
+    // Latency of the settings the profiles choose (the graph's are timed already).
+    let mut calibration = Calibration { version: TABLE_VERSION, source, queries: nq, seconds: 0.0, tables };
+    for ti in 0..calibration.tables.len() {
+        let k = calibration.tables[ti].k;
+        for profile in Profile::ALL {
+            let chosen = calibration.for_target(k, profile.target()).params;
+            let table = &calibration.tables[ti];
+            let Some(pi) = table.points.iter().position(|p| p.setting == chosen && p.latency.is_none()) else { continue };
+            let ms = time_searches(index, &q, nq.min(TIMED_QUERIES), k, &chosen)?;
+            calibration.tables[ti].points[pi].latency = Some(ms);
+        }
+    }
+    calibration.seconds = start.elapsed().as_secs_f64();
+    Ok(calibration)
+}
+
+/// Times `queries` searches of `k` with `params`, one thread.
+fn time_searches(index: &Index, q: &Queries, queries: usize, k: usize, params: &SearchParams) -> Result<Latency> {
+    let dim = index.dim();
+    let mut ms = Vec::with_capacity(queries);
+    for i in 0..queries.max(1).min(q.own.len()) {
+        let t = Instant::now();
+        std::hint::black_box(index.search(q.row(i, dim), k, params)?);
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(latency(ms))
+}
+
+/// HNSW ef values tried (those below k are skipped).
+const EF_GRID: [usize; 18] = [8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 4096];
+
+/// Real, timed graph searches at each ef, until recall passes [`ENOUGH`] or
+/// a search costs more than an exact one would.
+fn sweep_graph(index: &Index, q: &Queries, k: usize, leave_one_out: bool) -> Result<Vec<Point>> {
+    let dim = index.dim();
+    let mut points = Vec::new();
+    let exact_budget = {
+        let timed = q.own.len().min(5);
+        time_searches(index, q, timed, k, &SearchParams::exact())?.p50_ms
+    };
+    for ef in EF_GRID.into_iter().filter(|&ef| ef >= k) {
+        let params = SearchParams::hnsw(ef);
+        let mut recalls = Vec::with_capacity(q.own.len());
+        let mut ms = Vec::with_capacity(q.own.len());
+        for i in 0..q.own.len() {
+            let t = Instant::now();
+            let hits = index.search_offsets(q.row(i, dim), k + usize::from(leave_one_out), &params)?;
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+            recalls.push(recall(q, i, hits.iter().map(|s| s.offset), k));
+        }
+        let mut point = summarize(params, &mut recalls);
+        point.latency = Some(latency(ms));
+        let done = point.recall_mean >= ENOUGH || point.latency.is_some_and(|l| l.p50_ms > exact_budget);
+        points.push(point);
+        if done {
+            break;
+        }
+    }
+    Ok(points)
+}
+
+/// Scan rerank factors tried (depth = factor × k).
+const RERANK_GRID: [usize; 28] = [
+    1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192,
+    12288, 16384,
+];
+/// Deepest stage-1 list replayed.
+const MAX_DEPTH: usize = 65_536;
+/// Queries replayed at full depth first, to find how deep the rest must go.
+const PILOT: usize = 32;
+
+/// The scan's sweep for every k, replayed from one deep stage-1 list per
+/// query: a setting of depth d is the first d of that list (as stage 1 with
+/// `keep = d` would return), then the SQ8 and exact stages as
+/// [`ScanView::search`] runs them. A pilot of [`PILOT`] queries at full depth
+/// finds where recall passes [`ENOUGH`]; the rest stop at twice that depth.
+fn sweep_scan(vectors: &[f32], scan: &ScanView<'_>, q: &Queries, ks: &[usize], leave_one_out: bool, n: usize) -> Vec<Vec<Point>> {
+    let grid = |deepest: usize| -> Vec<Vec<usize>> {
+        ks.iter()
+            .map(|&k| {
+                let r: Vec<usize> = RERANK_GRID.iter().copied().filter(|&r| r * k <= deepest).collect();
+                if r.is_empty() { vec![1] } else { r }
+            })
+            .collect()
+    };
+    let replay_all = |queries: std::ops::Range<usize>, settings: &[Vec<usize>]| -> Vec<Vec<Vec<f64>>> {
+        queries.into_par_iter().map(|i| replay(vectors, scan, q, i, ks, settings, leave_one_out)).collect()
+    };
+    let mean = |per_query: &[Vec<Vec<f64>>], ki: usize, si: usize| {
+        per_query.iter().map(|pq| pq[ki][si]).sum::<f64>() / per_query.len().max(1) as f64
+    };
+    let nq = q.own.len();
+    let full = grid(n.min(MAX_DEPTH));
+    let pilot = replay_all(0..nq.min(PILOT), &full);
+    // Per k, the settings up to twice the depth at which the pilot's recall
+    // passes ENOUGH (all of them when it never does).
+    let settings: Vec<Vec<usize>> = full
+        .iter()
+        .enumerate()
+        .map(|(ki, rs)| match (0..rs.len()).find(|&si| mean(&pilot, ki, si) >= ENOUGH) {
+            Some(si) => rs.iter().copied().take_while(|&r| r <= 2 * rs[si]).collect(),
+            None => rs.clone(),
+        })
+        .collect();
+    let mut per_query: Vec<Vec<Vec<f64>>> = pilot
+        .into_iter()
+        .map(|pq| pq.into_iter().zip(&settings).map(|(r, s)| r[..s.len()].to_vec()).collect())
+        .collect();
+    per_query.extend(replay_all(nq.min(PILOT)..nq, &settings));
+    ks.iter()
+        .enumerate()
+        .map(|(ki, _)| {
+            let mut points = Vec::new();
+            for (si, &r) in settings[ki].iter().enumerate() {
+                let mut recalls: Vec<f64> = per_query.iter().map(|pq| pq[ki][si]).collect();
+                let point = summarize(SearchParams::scan(r), &mut recalls);
+                let done = point.recall_mean >= ENOUGH;
+                points.push(point);
+                if done {
+                    break;
+                }
+            }
+            points
+        })
+        .collect()
+}
+
+/// Query `i`'s recall at every (k, rerank factor) of `settings`, from one
+/// stage-1 list as deep as the deepest setting. The SQ8 stage's best `keep`
+/// of a growing prefix is kept in a heap; the exact distances are cached.
+fn replay(
+    vectors: &[f32],
+    scan: &ScanView<'_>,
+    q: &Queries,
+    i: usize,
+    ks: &[usize],
+    settings: &[Vec<usize>],
+    leave_one_out: bool,
+) -> Vec<Vec<f64>> {
+    let dim = scan.shape.dim;
+    let query = q.row(i, dim);
+    let keep_sq8 = |k: usize| (5 * k).max(50);
+    // Leave-one-out asks for one more answer on the work budget of k: the
+    // query's own point takes one slot.
+    let wanted = |k: usize| k + usize::from(leave_one_out);
+    let depth = |k: usize, r: usize| (r * k).max(keep_sq8(k).max(wanted(k)));
+    let deepest = ks.iter().zip(settings).map(|(&k, rs)| depth(k, *rs.last().unwrap_or(&1))).max().unwrap_or(1);
+    let mut list = scan.fast_scan(query, deepest);
+    list.sort_unstable();
+    let sq8 = scan.sq8_distance(query);
+    let staged: Vec<f32> = list.iter().map(|&(_, p)| sq8.distance(p)).collect();
+    let l2 = crate::distance::kernels().l2_squared;
+    let mut exact_cache = vec![f32::NAN; list.len()];
+    ks.iter()
+        .zip(settings)
+        .map(|(&k, factors)| {
+            let keep = keep_sq8(k).max(wanted(k));
+            let mut heap: std::collections::BinaryHeap<Scored> = std::collections::BinaryHeap::with_capacity(keep + 1);
+            let mut next = 0;
+            factors
+                .iter()
+                .map(|&r| {
+                    let d = depth(k, r).min(list.len());
+                    while next < d {
+                        let s = Scored { distance: staged[next], offset: next as u32 };
+                        if heap.len() < keep {
+                            heap.push(s);
+                        } else if heap.peek().is_some_and(|top| s < *top) {
+                            heap.pop();
+                            heap.push(s);
+                        }
+                        next += 1;
+                    }
+                    let mut finals: Vec<Scored> = heap
+                        .iter()
+                        .map(|s| {
+                            let pos = s.offset as usize;
+                            let p = list[pos].1;
+                            if exact_cache[pos].is_nan() {
+                                exact_cache[pos] = l2(&vectors[p as usize * dim..(p as usize + 1) * dim], query);
+                            }
+                            Scored { distance: exact_cache[pos], offset: p }
+                        })
+                        .collect();
+                    finals.sort_unstable();
+                    finals.truncate(wanted(k));
+                    recall(q, i, finals.iter().map(|s| s.offset), k)
+                })
+                .collect()
+        })
+        .collect()
+}

@@ -1,0 +1,290 @@
+//! Search profiles and recall targets over a real socket, on calibrated
+//! indexes: each profile keeps its promise on held-out queries, the headers
+//! say what was used, `/stats` shows a monotone table, bad values are 422,
+//! an uncalibrated index still answers, and the live monitor's estimate is
+//! the recall the responses actually had.
+
+mod common;
+
+use common::Server;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+use vectorwise_index::calibrate::CalibrateOptions;
+use vectorwise_index::scan::ScanOptions;
+use vectorwise_index::{Index, IndexOptions, Matrix, Method, Profile, dataset, hnsw};
+use vectorwise_server::monitor::MonitorConfig;
+use vectorwise_server::{AppState, ServerConfig};
+
+const DIM: usize = 32;
+
+struct Calibrated {
+    _dir: tempfile::TempDir,
+    scan: Arc<Index>,
+    graph: Arc<Index>,
+}
+
+/// A scan-only index over structureless data (the demo's kind) and a graph
+/// index over clustered data, both calibrated leave-one-out.
+static FIXTURE: LazyLock<Calibrated> = LazyLock::new(|| {
+    let dir = tempfile::tempdir().unwrap();
+    let data_scan = dataset::sphere(6_000, DIM, 21);
+    let data_graph = normalised(dataset::clustered(6_000, DIM, 40, 22, 23));
+    let path_scan = dir.path().join("scan.vwi");
+    let path_graph = dir.path().join("graph.vwi");
+    let scan_opts = IndexOptions {
+        graph: None,
+        scan: Some(ScanOptions { dsub: 4, seed: 1 }),
+        default_method: Method::Scan,
+    };
+    vectorwise_index::build(&data_scan, &path_scan, &scan_opts, &|_| {}).unwrap();
+    let graph_opts = IndexOptions {
+        graph: Some(hnsw::BuildOptions { m: 12, ef_construction: 64, threads: Some(1), seed: 3 }),
+        scan: Some(ScanOptions { dsub: 4, seed: 1 }),
+        default_method: Method::Hnsw,
+    };
+    vectorwise_index::build(&data_graph, &path_graph, &graph_opts, &|_| {}).unwrap();
+    let opts = CalibrateOptions { sample: 300, ..Default::default() };
+    for path in [&path_scan, &path_graph] {
+        Index::open(path).unwrap().calibrate_in_place(&opts).unwrap();
+    }
+    let scan = Arc::new(Index::open(&path_scan).unwrap());
+    let graph = Arc::new(Index::open(&path_graph).unwrap());
+    assert!(scan.calibration().is_some() && graph.calibration().is_some());
+    Calibrated { _dir: dir, scan, graph }
+});
+
+fn serve(index: &Arc<Index>, config: ServerConfig) -> Server {
+    Server::start(AppState::with_index(config, Arc::clone(index)))
+}
+
+/// Held-out queries: the data's own distribution, other seeds.
+fn held_out(graph: bool, n: usize) -> Matrix {
+    if graph {
+        // Same clusters (seed 22), other points.
+        normalised(dataset::clustered(n, DIM, 40, 22, 999))
+    } else {
+        dataset::sphere(n, DIM, 777)
+    }
+}
+
+/// Rows scaled to unit length: the service searches normalised queries, so
+/// data it serves is normalised too (as the demo's is).
+fn normalised(m: Matrix) -> Matrix {
+    let rows: Vec<f32> = m.rows().flat_map(unit).collect();
+    Matrix::new(DIM, rows).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u64> {
+    v["indices"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()
+}
+
+fn recall(index: &Index, q: &[f32], got: &[u64], k: usize) -> f64 {
+    let truth: HashSet<u64> = index.exact_search(q, k).unwrap().iter().map(|n| n.id).collect();
+    got.iter().filter(|i| truth.contains(i)).count() as f64 / truth.len() as f64
+}
+
+fn unit(q: &[f32]) -> Vec<f32> {
+    let n = q.iter().map(|x| x * x).sum::<f32>().sqrt();
+    q.iter().map(|x| x / n).collect()
+}
+
+#[test]
+fn each_profile_keeps_its_promise_on_held_out_queries() {
+    for graph in [false, true] {
+        let index = if graph { &FIXTURE.graph } else { &FIXTURE.scan };
+        let server = serve(index, ServerConfig::default());
+        let queries = held_out(graph, 300);
+        for k in [10, 5] {
+            for profile in Profile::ALL {
+                let mut total = 0.0;
+                for q in queries.rows() {
+                    let r = server.post_json("/search", &json!({"query_vector": q, "k": k, "profile": profile.as_str()}));
+                    assert_eq!(r.status, 200, "{}", r.body);
+                    assert_eq!(r.header("x-vectorwise-profile"), Some(profile.as_str()));
+                    // The server searched the normalised query.
+                    total += recall(index, &unit(q), &ids(&r.json()), k);
+                }
+                let delivered = total / queries.len() as f64;
+                assert!(
+                    delivered >= profile.target() - 0.01,
+                    "{} index, k={k}: {profile} promised {} and delivered {delivered:.4}",
+                    if graph { "graph" } else { "scan" },
+                    profile.target()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_headers_say_what_was_used() {
+    let index = &FIXTURE.scan;
+    let server = serve(index, ServerConfig::default());
+    let q = held_out(false, 1).into_vec();
+    let c = index.calibration().unwrap();
+
+    // No option: the default profile, balanced.
+    let r = server.post_json("/search", &json!({"query_vector": q, "k": 10}));
+    assert_eq!(r.status, 200);
+    let balanced = c.for_target(10, 0.95);
+    assert_eq!(r.header("x-vectorwise-profile"), Some("balanced"));
+    assert_eq!(r.header("x-vectorwise-method"), Some(balanced.params.method.as_str()));
+    assert_eq!(r.header("x-vectorwise-setting"), Some(balanced.params.setting().as_str()));
+    assert_eq!(r.header("x-vectorwise-recall-target"), Some("0.95"));
+    let expected: f64 = r.header("x-vectorwise-expected-recall").unwrap().parse().unwrap();
+    assert!((expected - balanced.expected_recall.unwrap()).abs() < 1e-4 && expected >= 0.95);
+    assert_eq!(r.json().as_object().unwrap().len(), 2, "the body keeps the demo's two fields");
+
+    // A fixed ef on a scan index: candidates spread over k.
+    let r = server.post_json("/search", &json!({"query_vector": q, "k": 10, "ef_search": 400}));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-vectorwise-profile"), Some("ef_search"));
+    assert_eq!(r.header("x-vectorwise-setting"), Some("rerank=40"));
+    assert_eq!(r.header("x-vectorwise-ef-search"), Some("400"));
+    assert_eq!(r.header("x-vectorwise-recall-target"), None);
+
+    // recall_target 1 is exact search, and answers as exact search does.
+    let r = server.post_json("/search", &json!({"query_vector": q, "k": 10, "recall_target": 1.0}));
+    assert_eq!((r.header("x-vectorwise-method"), r.header("x-vectorwise-expected-recall")), (Some("exact"), Some("1.0000")));
+    let exact: Vec<u64> = index.exact_search(&unit(&q), 10).unwrap().iter().map(|n| n.id).collect();
+    assert_eq!(ids(&r.json()), exact);
+
+    // A target between profiles gets the cheapest setting that reaches it.
+    let r = server.post_json("/search", &json!({"query_vector": q, "k": 10, "recall_target": 0.97}));
+    let expected: f64 = r.header("x-vectorwise-expected-recall").unwrap().parse().unwrap();
+    assert!(expected >= 0.97, "{expected}");
+    assert_eq!(r.header("x-vectorwise-profile"), Some("recall_target"));
+
+    // Batches take the same options and say the same.
+    let r = server.post_json("/search/batch", &json!({"query_vectors": [q, q], "k": 10, "profile": "high_accuracy"}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-vectorwise-profile"), Some("high_accuracy"));
+    assert_eq!(r.header("x-vectorwise-setting"), Some(c.for_target(10, 0.99).params.setting().as_str()));
+
+    // VECTORWISE_PROFILE: the server's default.
+    let server = serve(index, ServerConfig { default_profile: Profile::LowLatency, ..ServerConfig::default() });
+    let r = server.post_json("/search", &json!({"query_vector": q, "k": 10}));
+    assert_eq!(r.header("x-vectorwise-profile"), Some("low_latency"));
+}
+
+#[test]
+fn invalid_options_are_422_with_their_location() {
+    let server = serve(&FIXTURE.scan, ServerConfig::default());
+    let q = held_out(false, 1).into_vec();
+    for (extra, loc, kind) in [
+        (json!({"profile": "fastest"}), json!(["body", "profile"]), "enum"),
+        (json!({"profile": 1}), json!(["body", "profile"]), "enum"),
+        (json!({"recall_target": 0}), json!(["body", "recall_target"]), "greater_than"),
+        (json!({"recall_target": 1.5}), json!(["body", "recall_target"]), "less_than_equal"),
+        (json!({"recall_target": "high"}), json!(["body", "recall_target"]), "float_parsing"),
+        (json!({"ef_search": 0}), json!(["body", "ef_search"]), "greater_than_equal"),
+        (json!({"ef_search": 10_000_000}), json!(["body", "ef_search"]), "less_than_equal"),
+        (json!({"ef_search": 64, "profile": "balanced"}), json!(["body"]), "value_error"),
+    ] {
+        for (path, mut body) in
+            [("/search", json!({"query_vector": q, "k": 5})), ("/search/batch", json!({"query_vectors": [q], "k": 5}))]
+        {
+            for (key, value) in extra.as_object().unwrap() {
+                body[key] = value.clone();
+            }
+            let r = server.post_json(path, &body);
+            assert_eq!(r.status, 422, "{path} {extra}: {}", r.body);
+            let detail = &r.json()["detail"];
+            assert_eq!(detail.as_array().unwrap().len(), 1, "{detail}");
+            assert_eq!((&detail[0]["loc"], detail[0]["type"].as_str().unwrap()), (&loc, kind), "{detail}");
+            assert!(!detail[0]["msg"].as_str().unwrap().is_empty());
+        }
+    }
+    // null is absent (pydantic's Optional): the default profile.
+    let r = server.post_json("/search", &json!({"query_vector": q, "k": 5, "profile": null, "ef_search": null}));
+    assert_eq!((r.status, r.header("x-vectorwise-profile")), (200, Some("balanced")));
+}
+
+#[test]
+fn stats_show_a_monotone_calibration_table() {
+    for index in [&FIXTURE.scan, &FIXTURE.graph] {
+        let server = serve(index, ServerConfig::default());
+        let s = server.get("/stats").json();
+        assert_eq!(s["default_profile"], "balanced");
+        let cal = &s["calibration"];
+        assert_eq!((cal["source"].as_str(), cal["queries"].as_u64()), (Some("leave_one_out"), Some(300)));
+        let profiles = cal["profiles"].as_array().unwrap();
+        assert_eq!(profiles.len(), 9, "three profiles at k = 1, 10, 100");
+        for k in [1, 10, 100] {
+            let rows: Vec<&Value> = profiles.iter().filter(|p| p["k"] == k).collect();
+            let names: Vec<&str> = rows.iter().map(|p| p["profile"].as_str().unwrap()).collect();
+            assert_eq!(names, ["low_latency", "balanced", "high_accuracy"]);
+            let mut last_recall = 0.0;
+            let mut last_depth = 0;
+            for p in &rows {
+                let recall = p["expected_recall"].as_f64().unwrap();
+                assert!(recall >= p["recall_target"].as_f64().unwrap(), "{p}");
+                assert!(recall >= last_recall, "expected recall grows with the profile at k={k}: {rows:?}");
+                last_recall = recall;
+                let setting: vectorwise_index::SearchParams = p["setting"].as_str().unwrap().parse().unwrap();
+                let depth = match setting.method {
+                    Method::Hnsw => setting.ef_search,
+                    Method::Scan => setting.rerank * k,
+                    _ => usize::MAX,
+                };
+                assert!(depth >= last_depth, "the setting deepens with the profile at k={k}: {rows:?}");
+                last_depth = depth;
+                if setting.method != Method::Exact {
+                    assert!(p["latency_p50_ms"].as_f64().unwrap() > 0.0, "{p}");
+                }
+            }
+        }
+        // hnsw_efSearch: the default profile's depth at k = 10.
+        let balanced = profiles.iter().find(|p| p["k"] == 10 && p["profile"] == "balanced").unwrap();
+        let setting: vectorwise_index::SearchParams = balanced["setting"].as_str().unwrap().parse().unwrap();
+        let depth = if setting.method == Method::Hnsw { setting.ef_search } else { setting.rerank * 10 };
+        assert_eq!(s["hnsw_efSearch"], depth);
+        assert!(!cal["table"].as_array().unwrap().is_empty());
+    }
+}
+
+#[test]
+fn an_uncalibrated_index_answers_without_a_promise() {
+    let server = Server::start(common::state_with(ServerConfig::default()));
+    let q = common::query(3);
+    let r = server.post_json("/search", &json!({"query_vector": q, "k": 10, "profile": "high_accuracy"}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-vectorwise-profile"), Some("high_accuracy"));
+    assert_eq!(r.header("x-vectorwise-expected-recall"), None, "no table, no expectation");
+    let r = server.post_json("/search", &json!({"query_vector": q, "k": 10, "recall_target": 1}));
+    assert_eq!(r.header("x-vectorwise-method"), Some("exact"));
+    assert_eq!(server.get("/stats").json()["calibration"], Value::Null);
+}
+
+#[test]
+fn the_monitor_reports_the_recall_the_responses_had() {
+    let index = &FIXTURE.scan;
+    let monitor = MonitorConfig { sample_rate: 1.0, cpu_share: 1.0, queue: 1024 };
+    let server = serve(index, ServerConfig { monitor, ..ServerConfig::default() });
+    let queries = held_out(false, 150);
+    let mut recalls = Vec::new();
+    for q in queries.rows() {
+        // A shallow fixed depth, so that recall is well below 1.
+        let r = server.post_json("/search", &json!({"query_vector": q, "k": 10, "ef_search": 30}));
+        assert_eq!(r.status, 200);
+        recalls.push(recall(index, &unit(q), &ids(&r.json()), 10));
+    }
+    let truth = recalls.iter().sum::<f64>() / recalls.len() as f64;
+    assert!(truth < 0.95, "the test needs imperfect recall, got {truth}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let entry = loop {
+        let s = server.get("/stats").json();
+        let entries = s["recall_monitor"]["profiles"].as_array().unwrap().clone();
+        if let Some(e) = entries.iter().find(|e| e["label"] == "ef_search" && e["samples"] == 150) {
+            break e.clone();
+        }
+        assert!(Instant::now() < deadline, "the monitor did not catch up: {s}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mean = entry["recall_mean"].as_f64().unwrap();
+    assert!((mean - truth).abs() < 1e-9, "monitor {mean} vs delivered {truth}");
+    let (lo, hi) = (entry["ci95_low"].as_f64().unwrap(), entry["ci95_high"].as_f64().unwrap());
+    assert!(lo <= truth && truth <= hi && hi - lo < 0.1, "[{lo}, {hi}]");
+}
