@@ -339,17 +339,22 @@ fn recall(q: &Queries, i: usize, found: impl IntoIterator<Item = u32>, k: usize)
     exact::recall_at(&found, &q.truth[i], k)
 }
 
+/// Six decimals: what the table stores (and `/stats` shows).
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
 fn summarize(setting: SearchParams, recalls: &mut [f64]) -> Point {
     recalls.sort_by(f64::total_cmp);
     let mean = recalls.iter().sum::<f64>() / recalls.len().max(1) as f64;
     let p10 = recalls.get(recalls.len() / 10).copied().unwrap_or(1.0);
-    Point { setting, recall_mean: mean, recall_p10: p10, latency: None }
+    Point { setting, recall_mean: round6(mean), recall_p10: round6(p10), latency: None }
 }
 
 fn latency(mut ms: Vec<f64>) -> Latency {
     ms.sort_by(f64::total_cmp);
     let at = |q: f64| ms[((ms.len() as f64 * q) as usize).min(ms.len() - 1)];
-    Latency { p50_ms: at(0.5), p95_ms: at(0.95) }
+    Latency { p50_ms: round6(at(0.5)), p95_ms: round6(at(0.95)) }
 }
 
 /// Measures the calibration table of `index` (see the module doc).
@@ -431,7 +436,7 @@ pub fn calibrate(index: &Index, opts: &CalibrateOptions) -> Result<Calibration> 
             calibration.tables[ti].points[pi].latency = Some(ms);
         }
     }
-    calibration.seconds = start.elapsed().as_secs_f64();
+    calibration.seconds = round6(start.elapsed().as_secs_f64());
     Ok(calibration)
 }
 

@@ -1,0 +1,136 @@
+//! The recall table: the scan's replay equals real searches, each profile
+//! keeps its promise on held-out queries at calibrated and in-between k, the
+//! table is monotone, and it survives the file.
+
+use std::collections::HashSet;
+use vectorwise_index::calibrate::{CalibrateOptions, QuerySource};
+use vectorwise_index::scan::ScanOptions;
+use vectorwise_index::{Index, IndexOptions, Matrix, Method, Profile, SearchParams, dataset, hnsw};
+
+const DIM: usize = 24;
+
+fn scan_index(dir: &std::path::Path) -> (Index, Matrix) {
+    let path = dir.join("scan.vwi");
+    let base = dataset::sphere(5_000, DIM, 31);
+    let opts = IndexOptions { graph: None, scan: Some(ScanOptions { dsub: 4, seed: 2 }), default_method: Method::Scan };
+    vectorwise_index::build(&base, &path, &opts, &|_| {}).unwrap();
+    (Index::open(&path).unwrap(), base)
+}
+
+fn recall_of(index: &Index, queries: &Matrix, k: usize, params: &SearchParams) -> f64 {
+    let mut total = 0.0;
+    for q in queries.rows() {
+        let truth: HashSet<u64> = index.exact_search(q, k).unwrap().iter().map(|n| n.id).collect();
+        let got = index.search(q, k, params).unwrap();
+        total += got.iter().filter(|n| truth.contains(&n.id)).count() as f64 / truth.len() as f64;
+    }
+    total / queries.len() as f64
+}
+
+/// The scan's settings are replayed from one deep candidate list, not run;
+/// with given queries (no leave-one-out) the replay must equal real searches.
+#[test]
+fn the_scan_replay_equals_real_searches() {
+    let dir = tempfile::tempdir().unwrap();
+    let (index, _) = scan_index(dir.path());
+    let queries = dataset::sphere(120, DIM, 32);
+    let opts = CalibrateOptions { queries: Some(queries.as_slice().to_vec()), sample: 120, seed: 1 };
+    let c = vectorwise_index::calibrate::calibrate(&index, &opts).unwrap();
+    assert_eq!((c.source, c.queries), (QuerySource::Given, 120));
+    for k in [1, 10, 100] {
+        let table = c.table(k).unwrap();
+        assert_eq!(table.k, k);
+        let scan_points: Vec<_> = table.points.iter().filter(|p| p.setting.method == Method::Scan).collect();
+        assert!(scan_points.len() >= 3, "k={k}: {scan_points:?}");
+        for p in scan_points.iter().step_by(2) {
+            let real = recall_of(&index, &queries, k, &p.setting);
+            assert!((real - p.recall_mean).abs() < 0.005, "k={k} {}: replayed {} vs searched {real}", p.setting, p.recall_mean);
+        }
+    }
+}
+
+#[test]
+fn profiles_keep_their_promise_on_held_out_queries_at_any_k() {
+    let dir = tempfile::tempdir().unwrap();
+    let (index, _) = scan_index(dir.path());
+    let index = {
+        index.calibrate_in_place(&CalibrateOptions { sample: 400, ..Default::default() }).unwrap();
+        Index::open(index.path()).unwrap()
+    };
+    let c = index.calibration().expect("stored and read back");
+    assert_eq!(c.source, QuerySource::LeaveOneOut);
+    let held_out = dataset::sphere(200, DIM, 99);
+    // Calibrated k values, and k between them (the rule: the next table up, same depth).
+    for k in [1, 5, 10, 50, 100] {
+        for profile in Profile::ALL {
+            let choice = c.for_target(k, profile.target());
+            let delivered = recall_of(&index, &held_out, k, &choice.params);
+            assert!(
+                delivered >= profile.target() - 0.01,
+                "k={k} {profile}: {} promised {} (calibrated {:?}), delivered {delivered:.4}",
+                choice.params,
+                profile.target(),
+                choice.expected_recall
+            );
+        }
+    }
+}
+
+#[test]
+fn the_table_is_monotone_and_profiles_deepen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("both.vwi");
+    let base = dataset::clustered(4_000, DIM, 30, 5, 6);
+    let opts = IndexOptions {
+        graph: Some(hnsw::BuildOptions { m: 8, ef_construction: 48, threads: Some(1), seed: 3 }),
+        scan: Some(ScanOptions { dsub: 4, seed: 3 }),
+        default_method: Method::Hnsw,
+    };
+    vectorwise_index::build(&base, &path, &opts, &|_| {}).unwrap();
+    let index = Index::open(&path).unwrap();
+    let c = vectorwise_index::calibrate::calibrate(&index, &CalibrateOptions { sample: 200, ..Default::default() }).unwrap();
+    for t in &c.tables {
+        for method in [Method::Hnsw, Method::Scan] {
+            let recalls: Vec<f64> = t.points.iter().filter(|p| p.setting.method == method).map(|p| p.recall_mean).collect();
+            assert!(!recalls.is_empty(), "k={} has {method:?} points", t.k);
+            // Deeper settings find at least what shallower ones did (up to ties at the cut).
+            assert!(recalls.windows(2).all(|w| w[1] >= w[0] - 0.005), "k={} {method:?}: {recalls:?}", t.k);
+        }
+        assert_eq!(t.points.last().unwrap().setting.method, Method::Exact);
+        let mut last = 0.0;
+        for profile in Profile::ALL {
+            let choice = c.for_target(t.k, profile.target());
+            let expected = choice.expected_recall.unwrap();
+            assert!(expected >= profile.target() && expected >= last, "k={} {profile}: {expected}", t.k);
+            last = expected;
+        }
+        assert_eq!(c.for_target(t.k, 1.0).params.method, Method::Exact);
+    }
+    // The graph's settings are timed; expected() is a floor for uncalibrated depths.
+    let t10 = c.table(10).unwrap();
+    assert!(t10.points.iter().filter(|p| p.setting.method == Method::Hnsw).all(|p| p.latency.is_some()));
+    let first = t10.points.iter().find(|p| p.setting.method == Method::Hnsw).unwrap();
+    let deeper = SearchParams::hnsw(first.setting.ef_search + 1);
+    assert_eq!(c.expected(10, &deeper), Some(first.recall_mean));
+    assert_eq!(c.expected(10, &SearchParams::hnsw(1)), None, "shallower than anything measured");
+}
+
+#[test]
+fn calibrating_rewrites_the_file_atomically_and_keeps_its_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (index, _) = scan_index(dir.path());
+    let q = dataset::sphere(5, DIM, 7);
+    let before: Vec<_> = q.rows().map(|r| index.search(r, 10, &SearchParams::scan(8)).unwrap()).collect();
+    let c = index.calibrate_in_place(&CalibrateOptions { sample: 50, ..Default::default() }).unwrap();
+    // The open index still reads the old bytes; a reopened one has the table.
+    assert!(index.calibration().is_none());
+    let reopened = Index::open(index.path()).unwrap();
+    assert_eq!(reopened.calibration(), Some(&c));
+    let after: Vec<_> = q.rows().map(|r| reopened.search(r, 10, &SearchParams::scan(8)).unwrap()).collect();
+    assert_eq!(before, after);
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
+    // Bad calibration queries are refused with a clear error.
+    let bad = CalibrateOptions { queries: Some(vec![1.0; DIM + 1]), ..Default::default() };
+    assert!(vectorwise_index::calibrate::calibrate(&reopened, &bad).unwrap_err().to_string().contains("rows of"));
+}
