@@ -21,6 +21,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use vectorwise_index::Profile;
 use vectorwise_index::{Index, Matrix, Method, SearchParams, dataset, exact};
 
 #[derive(Debug, clap::Args)]
@@ -71,9 +72,18 @@ pub struct Args {
     /// here (int32 .npy, shape (queries, k)) and stop.
     #[arg(long, requires = "queries_file", conflicts_with = "truth_file")]
     pub truth_out: Option<PathBuf>,
+    /// Search profiles to measure, comma-separated (low_latency, balanced,
+    /// high_accuracy): over HTTP each request names the profile; in-process each
+    /// resolves through the index's calibration at --k.
+    #[arg(long, value_delimiter = ',', value_parser = parse_profile)]
+    pub profiles: Vec<Profile>,
     /// Write the results as JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+fn parse_profile(s: &str) -> std::result::Result<Profile, String> {
+    s.parse().map_err(|e: vectorwise_index::Error| e.to_string())
 }
 
 #[derive(Debug, Serialize)]
@@ -119,13 +129,13 @@ fn summarise(query_set: &str, method: &'static str, ef: Option<usize>, k: usize,
 
 fn print_table(rows: &[Summary]) {
     println!(
-        "{:<8} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>7} {:>7}",
+        "{:<21} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>7} {:>7}",
         "queries", "ef", "avg ms", "p50 ms", "p95 ms", "p99 ms", "QPS", "recall", "min", "max"
     );
     for r in rows {
         let ef = r.ef_search.map_or(r.method.to_string(), |e| e.to_string());
         println!(
-            "{:<8} {:>6} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.0} {:>8.4} {:>7.2} {:>7.2}",
+            "{:<21} {:>6} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.0} {:>8.4} {:>7.2} {:>7.2}",
             r.query_set, ef, r.latency_ms_avg, r.latency_ms_median, r.latency_ms_p95, r.latency_ms_p99, r.qps_sequential, r.recall_mean, r.recall_min, r.recall_max
         );
     }
@@ -214,17 +224,26 @@ fn in_process(a: &Args, path: &Path) -> Result<()> {
         Some(file) => vec![file_query_set(&index, file, a.truth_file.as_deref(), a.k)?],
         None => query_sets(index.vectors(), index.dim(), a.queries, a.k, a.seed)?,
     };
-    let settings: Vec<SearchParams> = if a.settings.is_empty() {
-        let exact = (a.exact_queries > 0).then(SearchParams::exact);
-        a.ef.iter().map(|&ef| SearchParams::hnsw(ef)).chain(exact).collect()
+    let mut settings: Vec<(Option<Profile>, SearchParams)> = if !a.profiles.is_empty() {
+        let c = index.calibration().context("--profiles needs a calibrated index: run `vectorwise calibrate`")?;
+        a.profiles.iter().map(|&p| (Some(p), c.for_target(a.k, p.target()).params)).collect()
     } else {
-        a.settings.clone()
+        Vec::new()
     };
+    if a.settings.is_empty() && a.profiles.is_empty() {
+        let exact = (a.exact_queries > 0).then(SearchParams::exact);
+        settings.extend(a.ef.iter().map(|&ef| (None, SearchParams::hnsw(ef))).chain(exact.map(|e| (None, e))));
+    } else {
+        settings.extend(a.settings.iter().map(|&s| (None, s)));
+    }
     print_setting_header();
     let mut rows = Vec::new();
     for set in &sets {
-        for params in &settings {
-            let row = measure_setting(&index, set, params, a.k, a.exact_queries)?;
+        for (profile, params) in &settings {
+            let mut row = measure_setting(&index, set, params, a.k, a.exact_queries)?;
+            if let Some(p) = profile {
+                row.setting = format!("{p}: {}", row.setting);
+            }
             print_setting_row(&row);
             rows.push(row);
         }
@@ -572,28 +591,35 @@ fn http(a: &Args, url: &str) -> Result<Vec<Summary>> {
         );
     }
     let sets = query_sets(base.as_slice(), base.dim(), a.queries, a.k, a.seed)?;
-    let search = |q: &[f32]| -> Result<Vec<u32>> {
-        let mut resp = agent
-            .post(format!("{url}/search"))
-            .send_json(serde_json::json!({ "query_vector": q, "k": a.k }))
-            .context("search request failed")?;
+    let search = |q: &[f32], profile: Option<Profile>| -> Result<Vec<u32>> {
+        let mut body = serde_json::json!({ "query_vector": q, "k": a.k });
+        if let Some(p) = profile {
+            body["profile"] = p.as_str().into();
+        }
+        let mut resp = agent.post(format!("{url}/search")).send_json(body).context("search request failed")?;
         let status = resp.status();
         let body: serde_json::Value = resp.body_mut().read_json()?;
         anyhow::ensure!(status == 200, "search answered {status}: {body}");
         Ok(body["indices"].as_array().context("no indices")?.iter().filter_map(|v| v.as_u64()).map(|v| v as u32).collect())
     };
     for q in sets[0].queries.rows().take(20) {
-        search(q)?; // warm-up: connections, page cache
+        search(q, None)?; // warm-up: connections, page cache
     }
+    let profiles: Vec<Option<Profile>> =
+        if a.profiles.is_empty() { vec![None] } else { a.profiles.iter().copied().map(Some).collect() };
     let mut rows = Vec::new();
     for set in &sets {
-        let pb = bar(a.queries as u64, set.name);
-        let (lat, rec) = measure(set, usize::MAX, a.k, |q| {
-            pb.inc(1);
-            search(q)
-        })?;
-        pb.finish_and_clear();
-        rows.push(summarise(set.name, "http", stats["hnsw_efSearch"].as_u64().map(|e| e as usize), a.k, lat, &rec));
+        for &profile in &profiles {
+            let name = profile.map_or(set.name.to_owned(), |p| format!("{} {p}", set.name));
+            let pb = bar(a.queries as u64, &name);
+            let (lat, rec) = measure(set, usize::MAX, a.k, |q| {
+                pb.inc(1);
+                search(q, profile)
+            })?;
+            pb.finish_and_clear();
+            let ef = if profile.is_some() { None } else { stats["hnsw_efSearch"].as_u64().map(|e| e as usize) };
+            rows.push(summarise(&name, "http", ef, a.k, lat, &rec));
+        }
     }
     if let Some(size) = a.batch {
         rows.extend(http_batches(a, &agent, url, &sets, size as usize, stats["hnsw_efSearch"].as_u64())?);
