@@ -22,6 +22,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         default_method: Method::Hnsw,
     };
     vectorwise_index::build(&base, &path, &opts, &|_| {})?;
+    // Version 3 files carry a calibration table.
+    let calibration = vectorwise_index::calibrate::CalibrateOptions { sample: 40, seed: 2024, queries: None };
+    Index::open(&path)?.calibrate_in_place(&calibration)?;
     let index = Index::open(&path)?;
     let mut queries = Vec::new();
     for q in dataset::sphere(5, 8, 99).rows() {
