@@ -31,7 +31,33 @@ def main(argv: list[str] | None = None) -> int:
         stats = vw.stats()
         print("\nIndex statistics")
         for key, value in stats.items():
-            print(f"  {key:<20} {value}")
+            if key not in ("calibration", "recall_monitor"):
+                print(f"  {key:<20} {value}")
+        calibration = stats.get("calibration")
+        if "calibration" in stats and calibration is None:
+            print("  calibration          none (profiles fall back to fixed settings)")
+        elif calibration is not None:
+            print(
+                f"  calibration          {calibration['source']}, {calibration['queries']} queries;"
+                " profile settings:"
+            )
+            for p in calibration["profiles"]:
+                print(
+                    f"    k={p['k']:<4} {p['profile']:<14} {p['setting']:<11} "
+                    f"expected recall {p['expected_recall']:.4f}"
+                )
+        monitor = stats.get("recall_monitor")
+        if monitor is not None:
+            print(
+                f"  recall_monitor       {monitor['evaluated']} of {monitor['sampled']} sampled "
+                f"searches re-run exactly ({monitor['sample_rate']:.0%} sampled)"
+            )
+            for m in monitor["profiles"]:
+                print(
+                    f"    {m['label']:<14} recall {m['recall_mean']:.3f} "
+                    f"[{m['ci95_low']:.3f}, {m['ci95_high']:.3f}] "
+                    f"over {m['samples']}: {m['status']}"
+                )
         print(
             f"\nA query is a vector of {stats['dimension']} numbers; k may be 1..{stats['max_k']}."
         )

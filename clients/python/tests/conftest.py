@@ -5,6 +5,13 @@ The binary is $VECTORWISE_BIN, by default the checkout's target/release/vectorwi
 generate`) and index (`vectorwise build`) live in a temporary directory; the
 server runs with efSearch 2048 >= n, so HNSW search visits every vector and its
 answers are exact, which lets tests compare with brute force.
+
+`vectorwise build` calibrates the index (a recall table per k) by default, so
+that index is calibrated too. The search-profile tests use a second one, a
+quantised scan over 10000 x 64 (`PROFILE_N`, `PROFILE_DIM`): on data this small a
+graph is near exact at every setting and the three profiles resolve to the same
+one, while the scan's profiles differ. A third, uncalibrated index (`--no-calibrate`)
+shows what a server without a table reports.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from vectorwise.local import LocalServer, build_index
 
 REPO = Path(__file__).resolve().parents[3]
 N, DIM = 2000, 32
+PROFILE_N, PROFILE_DIM = 10_000, 64
 
 
 @dataclass
@@ -75,6 +83,48 @@ def server(binary: Path, dataset: Dataset) -> Iterator[LocalServer]:
     with LocalServer(dataset.index_path, binary=binary, extra_args=["--ef-search", "2048"]) as s:
         yield s
     # A clean exit on SIGTERM (LocalServer.stop) is part of what is checked.
+
+
+def _generate(binary: Path, out: Path, n: int, dim: int) -> np.ndarray:
+    cmd = [binary, "generate", "--n", str(n), "--dim", str(dim), "--seed", "42", "--out", out]
+    subprocess.run([str(c) for c in cmd], check=True, capture_output=True)
+    vectors: np.ndarray = np.load(out)
+    return vectors
+
+
+@pytest.fixture(scope="session")
+def profile_dataset(binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    """10000 x 64 demo vectors in a calibrated quantised-scan index (a second or two)."""
+    root = tmp_path_factory.mktemp("profiles")
+    vectors_path, index_path = root / "vectors.npy", root / "index.vwi"
+    vectors = _generate(binary, vectors_path, PROFILE_N, PROFILE_DIM)
+    build_index(vectors_path, index_path, binary=binary, extra_args=["--method", "scan"])
+    return Dataset(vectors_path, index_path, vectors)
+
+
+@pytest.fixture(scope="session")
+def profile_server(binary: Path, profile_dataset: Dataset) -> Iterator[LocalServer]:
+    """The calibrated scan index with the server's default profile (`balanced`, explicit
+    so that a VECTORWISE_PROFILE in the caller's environment changes nothing)."""
+    with LocalServer(
+        profile_dataset.index_path, binary=binary, extra_args=["--profile", "balanced"]
+    ) as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def uncalibrated_server(binary: Path, dataset: Dataset) -> Iterator[LocalServer]:
+    """The 2000 x 32 data indexed without a calibration, `high_accuracy` by default
+    (set through VECTORWISE_PROFILE)."""
+    index_path = dataset.index_path.with_name("uncalibrated.vwi")
+    build_index(
+        dataset.vectors_path,
+        index_path,
+        binary=binary,
+        extra_args=["--method", "hnsw", "--no-calibrate"],
+    )
+    with LocalServer(index_path, binary=binary, env={"VECTORWISE_PROFILE": "high_accuracy"}) as s:
+        yield s
 
 
 @pytest.fixture

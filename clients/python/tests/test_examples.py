@@ -54,3 +54,45 @@ def test_an_example_fails_when_the_server_is_down(free_port: int) -> None:
     )
     assert done.returncode == 1
     assert "error:" in done.stderr
+
+
+def _run_profiles(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "profiles.py"),
+            "--queries",
+            "200",
+            "--latency",
+            "30",
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_profiles_example_builds_its_own_calibrated_index(binary: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VECTORWISE_")}
+    done = _run_profiles({**env, "VECTORWISE_BIN": str(binary)}, "--n", "5000")
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    assert "built and calibrated 5000 x 64" in done.stdout
+    for row in ("low_latency", "balanced", "high_accuracy", "recall_target=1.0"):
+        assert row in done.stdout
+
+
+def test_profiles_example_against_a_running_server(
+    profile_server: LocalServer, profile_dataset: Dataset
+) -> None:
+    env = {
+        **os.environ,
+        "VECTORWISE_URL": profile_server.url,
+        "VECTORWISE_VECTORS_PATH": str(profile_dataset.vectors_path),
+    }
+    done = _run_profiles(env)
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    assert "server default: balanced" in done.stdout
+    assert "built and calibrated" not in done.stdout

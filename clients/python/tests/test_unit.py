@@ -14,7 +14,10 @@ import numpy as np
 import pytest
 
 from vectorwise import (
+    BatchResult,
     NotFound,
+    SearchInfo,
+    SearchResult,
     ServerError,
     ServiceUnavailable,
     UnexpectedResponse,
@@ -58,7 +61,9 @@ def test_options_pass_through_to_the_body() -> None:
     script = Script(
         httpx.Response(200, json=hits()), httpx.Response(200, json={"results": [hits()]})
     )
-    vw, _ = client(script)
+    # validate=False: sent as given, even settings the server would refuse
+    # (the default client refuses these three at once before sending).
+    vw, _ = client(script, validate=False)
     vw.search([1, 2], k=2, ef_search=np.int64(256), profile="fast", recall_target=0.95)
     vw.search_batch([[1, 2]], k=2, ef_search=128)
     first, second = script.bodies()
@@ -268,3 +273,92 @@ def test_constructor_checks() -> None:
     vw = VectorWiseClient("http://localhost:8000/")
     assert vw.url == "http://localhost:8000"
     vw.close()
+
+
+# -- search settings and what the server used ---------------------------------
+
+USED = {
+    "x-vectorwise-profile": "high_accuracy",
+    "x-vectorwise-method": "scan",
+    "x-vectorwise-setting": "rerank=96",
+    "x-vectorwise-ef-search": "960",
+    "x-vectorwise-recall-target": "0.99",
+    "x-vectorwise-expected-recall": "0.9912",
+}
+
+
+def test_search_settings_go_in_the_body_checked_and_converted() -> None:
+    script = Script(*[httpx.Response(200, json=hits()) for _ in range(4)])
+    vw, _ = client(script)
+    vw.search([1, 2], k=2, profile="low_latency")
+    vw.search([1, 2], k=2, recall_target=np.float32(0.95))
+    vw.search([1, 2], k=2, ef_search=128.0)  # type: ignore[arg-type]
+    vw.search([1, 2], k=2, profile=None, recall_target=None, ef_search=None)
+    assert [{k: v for k, v in b.items() if k != "query_vector"} for b in script.bodies()] == [
+        {"k": 2, "profile": "low_latency"},
+        {"k": 2, "recall_target": 0.95},
+        {"k": 2, "ef_search": 128},
+        {"k": 2},
+    ]
+
+
+def test_the_default_client_refuses_what_the_server_would() -> None:
+    vw, _ = client(Script())  # any request would fail: the script has no answers
+    with pytest.raises(ValidationError) as info:
+        vw.search([1, 2], k=2, ef_search=np.int64(256), profile="fast", recall_target=0.95)
+    assert info.value.status is None and isinstance(info.value, ValueError)
+    assert info.value.errors[0]["loc"] == ["body"]
+    assert "(got profile, recall_target, ef_search)" in str(info.value)
+    with pytest.raises(ValueError, match=r"body\.recall_target: .* greater than 0 \(got 0\.0\)"):
+        vw.search_batch([[1, 2]], recall_target=0.0)
+    with pytest.raises(ValueError, match="finite"):
+        vw.search([1, 2], recall_target=float("nan"))
+    with pytest.raises(
+        ValueError, match=r"'low_latency', 'balanced' or 'high_accuracy' \(got 'x'\)"
+    ):
+        vw.search([1, 2], profile="x")
+
+
+def test_used_comes_from_the_headers() -> None:
+    script = Script(
+        httpx.Response(200, json=hits(), headers=USED),
+        httpx.Response(200, json=hits()),  # an older server: no headers
+        httpx.Response(200, json=hits(), headers={"x-vectorwise-ef-search": "lots"}),
+    )
+    vw, _ = client(script)
+    used = vw.search([1, 2], k=2).used
+    assert used == SearchInfo("high_accuracy", "scan", "rerank=96", 960, 0.99, 0.9912)
+    assert used and not used.exact
+    old = vw.search([1, 2], k=2)
+    assert old.used == SearchInfo() and not old.used
+    assert old.used.profile is None and old.used.expected_recall is None
+    assert vw.search([1, 2], k=2).used.ef_search is None  # unparseable: absent
+    # SearchResult keeps its two-field constructor.
+    r = SearchResult(np.zeros(1, np.int64), np.zeros(1, np.float32))
+    assert r.used == SearchInfo()
+
+
+def test_batch_used_per_request() -> None:
+    other = {**USED, "x-vectorwise-profile": "balanced"}
+    script = Script(
+        httpx.Response(200, json={"results": [hits(), hits()]}, headers=USED),
+        httpx.Response(200, json={"results": [hits()]}, headers=other),
+    )
+    vw, _ = client(script, batch_size=2)
+    batch = vw.search_batch([[1, 2]] * 3, k=2)
+    assert [r.used.profile for r in batch] == ["high_accuracy", "high_accuracy", "balanced"]
+    assert batch.used.profile == "high_accuracy" and not batch.consistent
+    assert BatchResult([]).used == SearchInfo() and BatchResult([]).consistent
+
+
+def test_fallback_singles_report_used() -> None:
+    script = Script(
+        httpx.Response(404, json={"detail": "Not Found"}),
+        httpx.Response(200, json=hits(), headers=USED),
+    )
+    vw, _ = client(script)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        batch = vw.search_batch([[1, 2]], k=2, profile="high_accuracy")
+    assert batch.used.setting == "rerank=96"
+    assert script.bodies()[1]["profile"] == "high_accuracy"

@@ -9,12 +9,14 @@ bit for bit (the server stores and searches float32), and the body is about
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import random
 import re
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Callable, TypedDict, Union, cast, overload
 
@@ -31,8 +33,16 @@ from .errors import (
 )
 
 __all__ = [
+    "MAX_EF_SEARCH",
+    "PROFILES",
     "BatchResult",
+    "Calibration",
+    "CalibrationPoint",
+    "CalibrationProfile",
     "Health",
+    "RecallMonitor",
+    "RecallMonitorEntry",
+    "SearchInfo",
     "SearchResult",
     "Stats",
     "VectorWiseClient",
@@ -53,6 +63,14 @@ _RETRY_EXCEPTIONS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemotePro
 
 _JSON = {"content-type": "application/json", "accept": "application/json"}
 
+#: The server's named search profiles, each a calibrated recall@k promise:
+#: ``low_latency`` >= 0.90, ``balanced`` >= 0.95 (the server's default),
+#: ``high_accuracy`` >= 0.99.
+PROFILES: Mapping[str, float] = {"low_latency": 0.90, "balanced": 0.95, "high_accuracy": 0.99}
+
+#: Largest ``ef_search`` the server accepts.
+MAX_EF_SEARCH = 100_000
+
 
 class Health(TypedDict):
     """``GET /`` body."""
@@ -63,8 +81,86 @@ class Health(TypedDict):
     vectors_indexed: int
 
 
+class CalibrationProfile(TypedDict):
+    """What one profile resolves to at one ``k`` on the served index (``/stats``)."""
+
+    #: ``low_latency``, ``balanced`` or ``high_accuracy``.
+    profile: str
+    k: int
+    #: The recall@k the profile promises.
+    recall_target: float
+    #: ``hnsw``, ``scan`` or ``exact``.
+    method: str
+    #: The engine setting: ``ef=64``, ``rerank=192``, ``exact``.
+    setting: str
+    #: Calibrated mean recall@k of that setting.
+    expected_recall: float
+    #: Engine latency measured at calibration (one thread, in-process); ``None`` if not measured.
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+
+
+class CalibrationPoint(TypedDict):
+    """One measured setting of the calibration table."""
+
+    k: int
+    method: str
+    setting: str
+    recall_mean: float
+    #: 10th percentile of per-query recall.
+    recall_p10: float
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+
+
+class Calibration(TypedDict):
+    """The recall table stored in the index (``vectorwise build`` / ``vectorwise calibrate``)."""
+
+    #: ``leave_one_out`` (indexed points as queries) or ``given`` (supplied queries).
+    source: str
+    queries: int
+    seconds: float
+    #: Each profile's setting at each calibrated ``k`` (1, 10, 100 by default).
+    profiles: list[CalibrationProfile]
+    #: Every measured setting.
+    table: list[CalibrationPoint]
+
+
+class RecallMonitorEntry(TypedDict):
+    """Recall delivered to one label's searches, from sampled queries re-run exactly."""
+
+    #: A profile name, ``recall_target`` or ``ef_search``.
+    label: str
+    samples: int
+    recall_mean: float
+    ci95_low: float
+    ci95_high: float
+    #: The recall promised to these searches, ``None`` if none was.
+    promised: float | None
+    #: ``insufficient_data``, ``below_promise`` or ``ok``.
+    status: str
+
+
+class RecallMonitor(TypedDict):
+    """The server's live recall monitor."""
+
+    sample_rate: float
+    cpu_share: float
+    sampled: int
+    dropped: int
+    evaluated: int
+    profiles: list[RecallMonitorEntry]
+
+
 class Stats(TypedDict, total=False):
-    """``GET /stats`` body (the server may add fields; they are kept)."""
+    """``GET /stats`` body (the server may add fields; they are kept).
+
+    Servers with search profiles add ``default_profile`` (what a search that
+    names no profile gets: a profile name, or ``ef_search`` when the operator
+    fixed a depth), ``calibration`` (``None`` for an index built without
+    one) and ``recall_monitor``; older servers lack them, hence
+    ``total=False``: use ``stats.get("calibration")``.
+    """
 
     total_vectors: int
     dimension: int
@@ -80,6 +176,76 @@ class Stats(TypedDict, total=False):
     simd: str
     max_k: int
     index_path: str
+    default_profile: str
+    calibration: Calibration | None
+    recall_monitor: RecallMonitor
+
+
+def _header_float(value: str | None) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except ValueError:
+        return None
+
+
+def _header_int(value: str | None) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class SearchInfo:
+    """What the server used to answer a search, from its ``X-VectorWise-*`` headers.
+
+    Every field is ``None`` when the server did not send its header: all of
+    them on a server older than search profiles, ``ef_search`` for an exact
+    search, ``recall_target`` when no profile or target applied (a fixed
+    ``ef_search``), ``expected_recall`` when the index has no calibration.
+
+    Attributes:
+        profile: What chose the setting: ``low_latency``, ``balanced``,
+            ``high_accuracy``, ``recall_target`` or ``ef_search``.
+        method: ``hnsw``, ``scan`` or ``exact``.
+        setting: The engine setting, e.g. ``ef=64``, ``rerank=192``, ``exact``.
+        ef_search: Candidates examined: the HNSW beam width (at least ``k``)
+            or the scan's ``rerank * k``.
+        recall_target: The recall@k asked for (by the profile or ``recall_target``).
+        expected_recall: The calibrated mean recall@k of the setting used.
+    """
+
+    profile: str | None = None
+    method: str | None = None
+    setting: str | None = None
+    ef_search: int | None = None
+    recall_target: float | None = None
+    expected_recall: float | None = None
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> SearchInfo:
+        """Parses ``X-VectorWise-*`` headers (an unparseable number counts as absent)."""
+        h = {k.lower(): v for k, v in headers.items()}
+        return cls(
+            profile=h.get("x-vectorwise-profile"),
+            method=h.get("x-vectorwise-method"),
+            setting=h.get("x-vectorwise-setting"),
+            ef_search=_header_int(h.get("x-vectorwise-ef-search")),
+            recall_target=_header_float(h.get("x-vectorwise-recall-target")),
+            expected_recall=_header_float(h.get("x-vectorwise-expected-recall")),
+        )
+
+    @property
+    def exact(self) -> bool:
+        """Whether the answer came from an exact search (recall 1 by construction)."""
+        return self.method == "exact"
+
+    def __bool__(self) -> bool:
+        """False when the server reported nothing (a server without search profiles)."""
+        return any(v is not None for v in vars(self).values())
+
+
+_NO_INFO = SearchInfo()
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,10 +256,14 @@ class SearchResult:
         ids: Row numbers of the neighbours in the indexed vectors file (int64).
         distances: Squared L2 distances from the L2-normalised query (float32),
             ascending.
+        used: What the server searched with (profile, method, setting,
+            ``ef_search``, recall target, expected recall), from its response
+            headers; see `SearchInfo`. Every field ``None`` on an older server.
     """
 
     ids: npt.NDArray[np.int64]
     distances: npt.NDArray[np.float32]
+    used: SearchInfo = field(default=_NO_INFO, repr=False)
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -103,7 +273,7 @@ class SearchResult:
         return zip(self.ids.tolist(), self.distances.tolist())
 
     @classmethod
-    def _from_json(cls, body: Any) -> SearchResult:
+    def _from_json(cls, body: Any, used: SearchInfo = _NO_INFO) -> SearchResult:
         try:
             ids = np.asarray(body["indices"], dtype=np.int64)
             distances = np.asarray(body["distances"], dtype=np.float32)
@@ -111,7 +281,7 @@ class SearchResult:
             raise UnexpectedResponse(f"not a search result: {str(body)[:200]!r}") from e
         if ids.ndim != 1 or ids.shape != distances.shape:
             raise UnexpectedResponse(f"indices and distances differ in shape: {str(body)[:200]!r}")
-        return cls(ids=ids, distances=distances)
+        return cls(ids=ids, distances=distances, used=used)
 
 
 class BatchResult(Sequence[SearchResult]):
@@ -122,10 +292,26 @@ class BatchResult(Sequence[SearchResult]):
     ``min(k, total_vectors)`` hits from this server, so nothing is padded in
     practice; should rows ever differ in length, the short ones are padded with
     id ``-1`` and distance ``inf`` (Faiss's convention).
+
+    ``used`` says what the server searched with (a `SearchInfo`). The client
+    may send a large matrix as several requests; each row's ``batch[i].used``
+    is its own request's, and ``batch.used`` the first request's (they agree
+    unless the server changed its configuration in between, see
+    ``consistent``).
     """
 
     def __init__(self, results: Sequence[SearchResult]) -> None:
         self._results = list(results)
+
+    @property
+    def used(self) -> SearchInfo:
+        """What the server searched with (the first request's, see the class docs)."""
+        return self._results[0].used if self._results else _NO_INFO
+
+    @property
+    def consistent(self) -> bool:
+        """Whether every request of the batch was answered with the same `SearchInfo`."""
+        return all(r.used == self.used for r in self._results)
 
     @overload
     def __getitem__(self, i: int) -> SearchResult: ...
@@ -210,6 +396,143 @@ def _body(vectors_field: str, vectors_json: str, k: int, options: Mapping[str, A
         raise TypeError(f"options may not set {vectors_field!r} or 'k'; pass them as arguments")
     head = json.dumps({"k": _json_value(k), **{n: _json_value(v) for n, v in options.items()}})
     return (head[:-1] + f',"{vectors_field}":{vectors_json}}}').encode()
+
+
+def _setting_error(
+    field_name: str | None, msg: str, kind: str, value: Any = None, ctx: Any = None
+) -> ValidationError:
+    """A client-side refusal of a search setting, shaped like the server's 422 entry."""
+    loc: list[Any] = ["body"] if field_name is None else ["body", field_name]
+    entry: dict[str, Any] = {"loc": loc, "msg": msg, "type": kind}
+    got = ""
+    if field_name is not None:
+        entry["input"] = value
+        got = f" (got {value!r})"
+    if ctx is not None:
+        entry["ctx"] = ctx
+    where = ".".join(str(p) for p in loc)
+    return ValidationError(
+        f"invalid search setting, {where}: {msg}{got}", status=None, detail=[entry]
+    )
+
+
+def _parses(kind: Callable[[str], Any], text: str) -> bool:
+    try:
+        kind(text.strip())
+    except ValueError:
+        return False
+    return True
+
+
+_PROFILE_NAMES = ", ".join(f"'{p}'" for p in list(PROFILES)[:-1]) + f" or '{list(PROFILES)[-1]}'"
+
+
+def _search_settings(
+    profile: str | None, recall_target: float | None, ef_search: int | None, validate: bool
+) -> dict[str, Any]:
+    """The request fields for ``profile`` / ``recall_target`` / ``ef_search``, checked.
+
+    The rules are the server's, and a refusal here carries the ``loc``,
+    ``msg`` and ``type`` the server's 422 would (only sooner, and with the
+    value in the message):
+    at most one of the three; ``profile`` one of `PROFILES`; ``recall_target``
+    a number with 0 < r <= 1; ``ef_search`` an integer (``128.0`` counts) in
+    ``1..=MAX_EF_SEARCH``. With ``validate`` false they go out as given.
+    """
+    given = {
+        name: value
+        for name, value in (
+            ("profile", profile),
+            ("recall_target", recall_target),
+            ("ef_search", ef_search),
+        )
+        if value is not None
+    }
+    if not validate:
+        return given
+    if len(given) > 1:
+        reason = (
+            f"give at most one of profile, recall_target and ef_search (got {', '.join(given)})"
+        )
+        raise _setting_error(None, f"Value error, {reason}", "value_error", ctx={"error": reason})
+    if profile is not None and (not isinstance(profile, str) or profile not in PROFILES):
+        raise _setting_error(
+            "profile",
+            f"Input should be {_PROFILE_NAMES}",
+            "enum",
+            profile,
+            {"expected": _PROFILE_NAMES},
+        )
+    if recall_target is not None:
+        r = recall_target
+        if isinstance(r, str) and not _parses(float, r):
+            raise _setting_error(
+                "recall_target",
+                "Input should be a valid number, unable to parse string as a number",
+                "float_parsing",
+                r,
+            )
+        if isinstance(r, bool) or not isinstance(r, numbers.Real):
+            raise _setting_error("recall_target", "Input should be a valid number", "float_type", r)
+        if not math.isfinite(float(r)):
+            raise _setting_error(
+                "recall_target", "Input should be a finite number", "finite_number", r
+            )
+        if not float(r) > 0.0:
+            raise _setting_error(
+                "recall_target", "Input should be greater than 0", "greater_than", r, {"gt": 0}
+            )
+        if float(r) > 1.0:
+            raise _setting_error(
+                "recall_target",
+                "Input should be less than or equal to 1",
+                "less_than_equal",
+                r,
+                {"le": 1},
+            )
+        # A float32 0.95 means 0.95, not 0.949999988...: its shortest repr.
+        if isinstance(r, np.floating):
+            r = np.format_float_positional(r, unique=True, trim="0")
+        given["recall_target"] = float(r)
+    if ef_search is not None:
+        ef = ef_search
+        if isinstance(ef, str) and not _parses(int, ef):
+            raise _setting_error(
+                "ef_search",
+                "Input should be a valid integer, unable to parse string as an integer",
+                "int_parsing",
+                ef,
+            )
+        if isinstance(ef, bool) or not isinstance(ef, numbers.Real):
+            raise _setting_error("ef_search", "Input should be a valid integer", "int_type", ef)
+        if not isinstance(ef, numbers.Integral):
+            f = float(ef)
+            if not (math.isfinite(f) and f.is_integer()):
+                raise _setting_error(
+                    "ef_search",
+                    "Input should be a valid integer, got a number with a fractional part",
+                    "int_from_float",
+                    ef,
+                )
+        n = int(ef)
+        if n < 1:
+            raise _setting_error(
+                "ef_search",
+                "Input should be greater than or equal to 1",
+                "greater_than_equal",
+                ef,
+                {"ge": 1},
+            )
+        if n > MAX_EF_SEARCH:
+            raise _setting_error(
+                "ef_search",
+                f"Input should be less than or equal to {MAX_EF_SEARCH}",
+                "less_than_equal",
+                ef,
+                {"le": MAX_EF_SEARCH},
+            )
+        given["ef_search"] = n
+    return given
 
 
 _QUERY_INDEX = re.compile(r"query_vectors\[(\d+)\]")
@@ -303,6 +626,11 @@ class VectorWiseClient:
             server), send a batch's queries one by one to ``/search`` instead
             (with a warning, once). ``False`` raises `NotFound`.
         headers: Extra headers for every request (e.g. authentication at a proxy).
+        validate: Check ``profile``, ``recall_target`` and ``ef_search`` before
+            sending, with the server's own rules, and raise `ValidationError`
+            (a ``ValueError``, ``status`` ``None``) at once. ``False`` sends
+            them as given and leaves the verdict to the server (its 422): for
+            a profile a newer server has added, or to see the server's answer.
         transport: An ``httpx`` transport to use instead of the network (tests).
     """
 
@@ -318,6 +646,7 @@ class VectorWiseClient:
         max_body_bytes: int = 4_000_000,
         batch_fallback: bool = True,
         headers: Mapping[str, str] | None = None,
+        validate: bool = True,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if retries < 0:
@@ -331,6 +660,7 @@ class VectorWiseClient:
         self.batch_size = batch_size
         self.max_body_bytes = max_body_bytes
         self.batch_fallback = batch_fallback
+        self.validate = validate
         self._has_batch: bool | None = None
         self._sleep: Callable[[float], None] = time.sleep
         self._http = httpx.Client(
@@ -407,31 +737,73 @@ class VectorWiseClient:
             raise UnexpectedResponse(f"not a stats body: {str(body)[:200]!r}")
         return cast(Stats, body)
 
-    def search(self, vector: VectorLike, k: int = 10, **options: Any) -> SearchResult:
+    def search(
+        self,
+        vector: VectorLike,
+        k: int = 10,
+        *,
+        profile: str | None = None,
+        recall_target: float | None = None,
+        ef_search: int | None = None,
+        **options: Any,
+    ) -> SearchResult:
         """``POST /search``: the ``k`` nearest neighbours of one query.
+
+        How hard the server searches is set by at most one of ``profile``,
+        ``recall_target`` and ``ef_search``; with none, the server's default
+        (``stats()["default_profile"]``, normally ``balanced``). What was
+        used comes back as ``result.used`` (a `SearchInfo`)::
+
+            hits = vw.search(q, k=10, profile="high_accuracy")
+            hits.used.setting, hits.used.expected_recall   # e.g. 'rerank=96', 0.9912
 
         Args:
             vector: The query: a 1-D numpy array (any float or int dtype) or a
                 sequence of numbers, of the index's dimension. The server scales
                 it to unit length, so its length does not matter.
             k: Neighbours wanted (``1..max_k``; see `stats`).
-            **options: Extra fields of the request body, passed through as they
-                are (e.g. ``ef_search=256`` where the server supports it).
+            profile: A calibrated recall@k promise: ``"low_latency"`` (>= 0.90),
+                ``"balanced"`` (>= 0.95) or ``"high_accuracy"`` (>= 0.99). The
+                server picks the cheapest setting its calibration table says
+                meets it at this ``k`` (`PROFILES`; ``stats()["calibration"]``).
+            recall_target: The recall@k wanted, ``0 < r <= 1``: the cheapest
+                calibrated setting that reaches it; ``1.0`` is exact search.
+            ef_search: A fixed search depth, ``1..100000``: the HNSW beam width
+                (at least ``k``), or the quantised scan's candidates
+                (``ceil(ef_search / k)`` per neighbour). No recall promise.
+            **options: Other fields of the request body, passed through as they
+                are (the server ignores fields it does not know).
 
         Returns:
-            ``min(k, total_vectors)`` neighbours, nearest first.
+            ``min(k, total_vectors)`` neighbours, nearest first, with ``.used``.
 
         Raises:
-            ValidationError: wrong dimension (400), bad ``k`` or vector (422),
-                or a vector that cannot be sent (non-finite, not 1-D).
+            ValidationError: wrong dimension (400), bad ``k``, vector or
+                setting (422), or, before sending (``status`` ``None``), a
+                vector that cannot be sent (non-finite, not 1-D) or a setting
+                the server would refuse (two of them at once, out of range,
+                an unknown profile; see ``validate``).
             ServiceUnavailable: still 503 after the retries.
             TransportError: no answer after the retries.
         """
+        fields = {**options, **_search_settings(profile, recall_target, ef_search, self.validate)}
         row = _as_matrix(vector, "query_vector", 1)
-        body = _body("query_vector", _encode_row(row.tolist()), k, options)
-        return SearchResult._from_json(self._json(self._checked("POST", "/search", body)))
+        body = _body("query_vector", _encode_row(row.tolist()), k, fields)
+        response = self._checked("POST", "/search", body)
+        return SearchResult._from_json(
+            self._json(response), SearchInfo.from_headers(response.headers)
+        )
 
-    def search_batch(self, matrix: MatrixLike, k: int = 10, **options: Any) -> BatchResult:
+    def search_batch(
+        self,
+        matrix: MatrixLike,
+        k: int = 10,
+        *,
+        profile: str | None = None,
+        recall_target: float | None = None,
+        ef_search: int | None = None,
+        **options: Any,
+    ) -> BatchResult:
         """``POST /search/batch``: the ``k`` nearest neighbours of each row of ``matrix``.
 
         Rows are sent in requests of at most ``batch_size`` rows and
@@ -446,12 +818,17 @@ class VectorWiseClient:
                 sequence of equal-length sequences. No rows: no request, an
                 empty result.
             k: Neighbours wanted per query.
+            profile: As in `search`, for every query of the batch.
+            recall_target: As in `search`.
+            ef_search: As in `search`.
             **options: Extra request fields, passed through (as in `search`).
 
         Returns:
             A `BatchResult`: a sequence of `SearchResult`, with ``.ids`` and
-            ``.distances`` as ``(n_queries, k)`` arrays.
+            ``.distances`` as ``(n_queries, k)`` arrays and ``.used`` (a
+            `SearchInfo`) saying what the server searched with.
         """
+        options = {**options, **_search_settings(profile, recall_target, ef_search, self.validate)}
         arr = _as_matrix(matrix, "query_vectors", 2)
         if arr.shape[0] == 0:
             return BatchResult([])
@@ -487,7 +864,8 @@ class VectorWiseClient:
                     continue
                 raise error_from_response(response, _relocate_batch(start))
             self._has_batch = True
-            results.extend(self._parse_batch(self._json(response), end - start))
+            used = SearchInfo.from_headers(response.headers)
+            results.extend(self._parse_batch(self._json(response), end - start, used))
             start = end
         return BatchResult(results)
 
@@ -516,17 +894,18 @@ class VectorWiseClient:
             if not response.is_success:
                 # Name the row as the batch endpoint would.
                 raise error_from_response(response, _relocate_batch(i, single=True))
-            results.append(SearchResult._from_json(self._json(response)))
+            used = SearchInfo.from_headers(response.headers)
+            results.append(SearchResult._from_json(self._json(response), used))
         return BatchResult(results)
 
     @staticmethod
-    def _parse_batch(body: Any, expected: int) -> list[SearchResult]:
+    def _parse_batch(body: Any, expected: int, used: SearchInfo = _NO_INFO) -> list[SearchResult]:
         items = body.get("results") if isinstance(body, dict) else None
         if not isinstance(items, list) or len(items) != expected:
             raise UnexpectedResponse(
                 f"expected {expected} results in a batch answer: {str(body)[:200]!r}"
             )
-        return [SearchResult._from_json(item) for item in items]
+        return [SearchResult._from_json(item, used) for item in items]
 
     @staticmethod
     def _json(response: httpx.Response) -> Any:
