@@ -184,15 +184,22 @@ pub fn build(vectors: &Path, out: &Path, h: &HnswArgs) -> Result<()> {
     }
     let pb = bar(if opts.graph.is_some() { m.len() as u64 } else { 0 }, "build");
     let start = Instant::now();
-    let build_seconds = vectorwise_index::build(&m, out, &opts, &|n| pb.inc(n))?;
+    let (build_seconds, calibration) = if h.calibration.no_calibrate {
+        (vectorwise_index::build(&m, out, &opts, &|n| pb.inc(n))?, None)
+    } else {
+        let copts = h.calibration.options(m.dim())?;
+        let (s, c) = vectorwise_index::build_calibrated(&m, out, &opts, &copts, &|n| pb.inc(n))?;
+        (s, Some(c))
+    };
     pb.finish_and_clear();
     println!("      Index built in {build_seconds:.2} seconds");
-    println!("[3/3] Saved index to '{}' in {:.2} s", out.display(), start.elapsed().as_secs_f64() - build_seconds);
-    if !h.calibration.no_calibrate {
-        let started = Instant::now();
-        calibrate(out, &h.calibration)?;
-        println!("      Calibration and rewrite took {:.2} s", started.elapsed().as_secs_f64());
+    if let Some(c) = &calibration {
+        let source = if h.calibration.calibration_queries.is_some() { "given queries" } else { "leave-one-out samples" };
+        println!("      Calibrated recall@k for k = 1, 10, 100 on {} {source} in {:.2} s:", c.queries, c.seconds);
+        print_profiles(c);
     }
+    let write_seconds = start.elapsed().as_secs_f64() - build_seconds - calibration.as_ref().map_or(0.0, |c| c.seconds);
+    println!("[3/3] Saved index to '{}' in {write_seconds:.2} s", out.display());
     println!("============================================================");
     println!("INDEX STATISTICS");
     println!("============================================================");

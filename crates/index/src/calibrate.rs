@@ -511,8 +511,13 @@ fn sweep_scan(vectors: &[f32], scan: &ScanView<'_>, q: &Queries, ks: &[usize], l
     let grid = |deepest: usize| -> Vec<Vec<usize>> {
         ks.iter()
             .map(|&k| {
-                let r: Vec<usize> = RERANK_GRID.iter().copied().filter(|&r| r * k <= deepest).collect();
-                if r.is_empty() { vec![1] } else { r }
+                // Factors below the SQ8 stage's floor all search the floor:
+                // keep the largest of them only.
+                let floor = crate::index::scan_keep(k);
+                let below = RERANK_GRID.iter().copied().filter(|&r| r * k <= floor).last().unwrap_or(1);
+                let r: Vec<usize> =
+                    RERANK_GRID.iter().copied().filter(|&r| r >= below && r * k <= deepest.max(floor)).collect();
+                if r.is_empty() { vec![below] } else { r }
             })
             .collect()
     };
@@ -582,7 +587,7 @@ fn replay(
 ) -> Vec<Vec<f64>> {
     let dim = scan.shape.dim;
     let query = q.row(i, dim);
-    let keep_sq8 = |k: usize| (5 * k).max(50);
+    let keep_sq8 = crate::index::scan_keep;
     // Leave-one-out asks for one more answer on the work budget of k: the
     // query's own point takes one slot.
     let wanted = |k: usize| k + usize::from(leave_one_out);

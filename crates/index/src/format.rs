@@ -62,7 +62,7 @@
 
 use crate::calibrate::Calibration;
 use crate::error::{Error, Result};
-use crate::fsutil::write_atomic;
+use crate::fsutil::write_atomic_then;
 use crate::hnsw::{GraphView, HnswGraph, HnswParams, NO_UPPER};
 use crate::params::Method;
 use crate::scan::{ScanCodes, ScanShape, ScanView};
@@ -176,6 +176,10 @@ struct HeaderFields {
 
 /// Writes the index atomically (temp file, fsync, rename) in the current version.
 pub fn write(path: &Path, parts: &IndexParts<'_>) -> Result<()> {
+    write_inner(path, parts, |_| Ok(()))
+}
+
+fn write_inner(path: &Path, parts: &IndexParts<'_>, finish: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let invalid = |reason: &str| Err(Error::InvalidParameter { name: "parts", reason: reason.into() });
     let count = if parts.dim == 0 { 0 } else { parts.vectors.len() / parts.dim };
     if count == 0 || parts.vectors.len() != count * parts.dim || parts.ids.is_some_and(|i| i.len() != count) {
@@ -228,7 +232,14 @@ pub fn write(path: &Path, parts: &IndexParts<'_>) -> Result<()> {
         default_method: parts.default_method,
         build_seconds: parts.build_seconds,
     };
-    write_sections(path, &fields, &sections)
+    write_sections(path, &fields, &sections, finish)
+}
+
+/// [`write`], then `finish` on the complete temporary file before it is
+/// synced and renamed into place (the build uses it to calibrate the new
+/// index and [`append_calibration`] its table, writing the file once).
+pub fn write_then(path: &Path, parts: &IndexParts<'_>, finish: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    write_inner(path, parts, finish)
 }
 
 fn calibration_bytes(c: &Calibration) -> Result<Vec<u8>> {
@@ -259,11 +270,58 @@ pub fn write_calibrated(path: &Path, file: &MappedFile, calibration: &Calibratio
         default_method: h.default_method,
         build_seconds: h.build_seconds,
     };
-    write_sections(path, &fields, &sections)
+    write_sections(path, &fields, &sections, |_| Ok(()))
 }
 
-/// Lays out `sections` after a current-version header and writes the file atomically.
-fn write_sections(path: &Path, f: &HeaderFields, sections: &[&[u8]; MAX_SECTIONS]) -> Result<()> {
+/// Appends `calibration` as the last section of a current-version file that
+/// has none, in place, and reseals the header. Only for a file no one else
+/// sees yet (the temporary of [`write_then`]): the change is not atomic.
+pub fn append_calibration(path: &Path, calibration: &Calibration) -> Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let bytes = calibration_bytes(calibration)?;
+    let mut file = File::options().read(true).write(true).open(path).map_err(|e| Error::io(path, e))?;
+    // SAFETY: read-only map of a file this process just wrote and no one else
+    // knows of (a temporary beside its target); it is dropped before the
+    // file is extended.
+    let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    let (header, layout) = parse_header(path, &mmap)?;
+    if layout.version != FORMAT_VERSION || !header.sections[sec::CALIBRATION].is_empty() {
+        return Err(Error::InvalidParameter { name: "index", reason: "append_calibration needs a new file without a table".into() });
+    }
+    let old_size = mmap.len();
+    let offset = old_size.next_multiple_of(SECTION_ALIGN);
+    let padding = vec![0u8; offset - old_size];
+    let new_size = offset + bytes.len();
+    let mut hasher = Xxh3::new();
+    hasher.update(&mmap[layout.header_size..]);
+    hasher.update(&padding);
+    hasher.update(&bytes);
+    let mut h = mmap[..layout.header_size].to_vec();
+    drop(mmap);
+    let mut put = |at: usize, v: &[u8]| h[at..at + v.len()].copy_from_slice(v);
+    put(80 + 16 * sec::CALIBRATION, &(offset as u64).to_le_bytes());
+    put(88 + 16 * sec::CALIBRATION, &(bytes.len() as u64).to_le_bytes());
+    put(layout.file_size_at, &(new_size as u64).to_le_bytes());
+    put(layout.body_checksum_at, &hasher.digest().to_le_bytes());
+    let header_checksum = xxh3_64(&h[..layout.header_checksum_at]);
+    h[layout.header_checksum_at..].copy_from_slice(&header_checksum.to_le_bytes());
+    let io = |e| Error::io(path, e);
+    file.seek(SeekFrom::Start(old_size as u64)).map_err(io)?;
+    file.write_all(&padding).map_err(io)?;
+    file.write_all(&bytes).map_err(io)?;
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    file.write_all(&h).map_err(io)?;
+    Ok(())
+}
+
+/// Lays out `sections` after a current-version header and writes the file
+/// atomically, running `finish` on the temporary before the rename.
+fn write_sections(
+    path: &Path,
+    f: &HeaderFields,
+    sections: &[&[u8]; MAX_SECTIONS],
+    finish: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     let layout = V3;
     let mut table = [0u64; 2 * MAX_SECTIONS];
     let mut at = layout.header_size;
@@ -325,10 +383,14 @@ fn write_sections(path: &Path, f: &HeaderFields, sections: &[&[u8]; MAX_SECTIONS
     let header_checksum = xxh3_64(&h[..layout.header_checksum_at]);
     h[layout.header_checksum_at..].copy_from_slice(&header_checksum.to_le_bytes());
 
-    write_atomic(path, |w| {
-        w.write_all(&h)?;
-        write_body(w)
-    })
+    write_atomic_then(
+        path,
+        |w| {
+            w.write_all(&h)?;
+            write_body(w)
+        },
+        finish,
+    )
 }
 
 struct HashWriter(Xxh3);

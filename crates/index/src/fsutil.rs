@@ -9,6 +9,17 @@ use std::path::Path;
 
 /// Writes `path` atomically with the bytes `write` produces.
 pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+    write_atomic_then(path, write, |_| Ok(()))
+}
+
+/// [`write_atomic`], with `finish` run on the written temporary file (its
+/// path) before it is synced and renamed: it may read it back and append to
+/// it. An error from either leaves `path` untouched and removes the temporary.
+pub(crate) fn write_atomic_then(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    finish: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -16,7 +27,7 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
+    let result = (|| -> std::io::Result<File> {
         // A leftover from a killed run with the same pid is ours to replace;
         // create_new then refuses to follow anything planted at that name.
         let _ = std::fs::remove_file(&tmp);
@@ -24,13 +35,25 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::
         let mut w = BufWriter::with_capacity(1 << 20, file);
         write(&mut w)?;
         let file = w.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        Ok(())
+        Ok(file)
     })();
-    if let Err(e) = result {
+    let file = match result {
+        Ok(file) => file,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::io(&tmp, e));
+        }
+    };
+    if let Err(e) = finish(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // One sync covers what `finish` appended through its own handle (same inode).
+    if let Err(e) = file.sync_all() {
         let _ = std::fs::remove_file(&tmp);
         return Err(Error::io(&tmp, e));
     }
+    drop(file);
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         Error::io(path, e)

@@ -234,5 +234,11 @@ impl Index {
 /// Scan stage sizes for a search of `k`: fast-scan candidates (`rerank × k`)
 /// and how many of them the SQ8 stage passes to the exact re-rank.
 fn scan_depths(params: &SearchParams, k: usize) -> (usize, usize) {
-    (params.rerank.saturating_mul(k), (5 * k).max(50))
+    (params.rerank.saturating_mul(k), scan_keep(k))
+}
+
+/// How many candidates the scan's SQ8 stage passes to the exact re-rank for
+/// a search of `k`; stage 1 keeps at least as many, whatever `rerank` says.
+pub fn scan_keep(k: usize) -> usize {
+    (5 * k).max(50)
 }

@@ -25,7 +25,7 @@ pub mod visited;
 pub use calibrate::{Calibration, Profile};
 pub use error::{Error, Result};
 pub use fsutil::write_atomic;
-pub use index::{Index, IndexInfo};
+pub use index::{Index, IndexInfo, scan_keep};
 pub use params::{Method, SearchParams};
 pub use vectors::Matrix;
 
@@ -64,6 +64,38 @@ pub fn build(
     opts: &IndexOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<f64> {
+    build_then(vectors, path, opts, progress, |_| Ok(()))
+}
+
+/// [`build`], then measures the new index's recall table ([`calibrate`]) and
+/// stores it before the file replaces `path`: the index is written once.
+/// Returns the build time (structures only) and the table.
+pub fn build_calibrated(
+    vectors: &Matrix,
+    path: &std::path::Path,
+    opts: &IndexOptions,
+    calibration: &calibrate::CalibrateOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(f64, Calibration)> {
+    let mut table = None;
+    let seconds = build_then(vectors, path, opts, progress, |tmp| {
+        let index = Index::open(tmp)?;
+        let c = calibrate::calibrate(&index, calibration)?;
+        drop(index);
+        format::append_calibration(tmp, &c)?;
+        table = Some(c);
+        Ok(())
+    })?;
+    Ok((seconds, table.expect("the finish step ran")))
+}
+
+fn build_then(
+    vectors: &Matrix,
+    path: &std::path::Path,
+    opts: &IndexOptions,
+    progress: &(dyn Fn(u64) + Sync),
+    finish: impl FnOnce(&std::path::Path) -> Result<()>,
+) -> Result<f64> {
     let start = std::time::Instant::now();
     if opts.graph.is_none() && opts.scan.is_none() {
         return Err(Error::InvalidParameter { name: "index", reason: "nothing to build: ask for a graph, scan codes, or both".into() });
@@ -75,7 +107,7 @@ pub fn build(
         m => m,
     };
     let build_seconds = start.elapsed().as_secs_f64();
-    format::write(
+    format::write_then(
         path,
         &format::IndexParts {
             dim: vectors.dim(),
@@ -87,6 +119,7 @@ pub fn build(
             build_seconds,
             calibration: None,
         },
+        finish,
     )?;
     Ok(build_seconds)
 }

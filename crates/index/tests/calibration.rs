@@ -134,3 +134,24 @@ fn calibrating_rewrites_the_file_atomically_and_keeps_its_answers() {
     let bad = CalibrateOptions { queries: Some(vec![1.0; DIM + 1]), ..Default::default() };
     assert!(vectorwise_index::calibrate::calibrate(&reopened, &bad).unwrap_err().to_string().contains("rows of"));
 }
+
+#[test]
+fn a_calibrated_build_writes_the_file_once_with_its_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("built.vwi");
+    let base = dataset::sphere(3_000, DIM, 41);
+    let opts = IndexOptions { graph: None, scan: Some(ScanOptions { dsub: 4, seed: 2 }), default_method: Method::Scan };
+    let calibration = CalibrateOptions { sample: 60, ..Default::default() };
+    let (_, c) = vectorwise_index::build_calibrated(&base, &path, &opts, &calibration, &|_| {}).unwrap();
+    let index = Index::open(&path).unwrap();
+    assert_eq!(index.calibration(), Some(&c), "the appended table is read back, checksums valid");
+    assert_eq!(index.info().format_version, vectorwise_index::format::FORMAT_VERSION);
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
+    // Given queries of the wrong width fail the build and leave nothing behind.
+    let bad = CalibrateOptions { queries: Some(vec![0.5; DIM - 1]), ..Default::default() };
+    let other = dir.path().join("other.vwi");
+    assert!(vectorwise_index::build_calibrated(&base, &other, &opts, &bad, &|_| {}).is_err());
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+}

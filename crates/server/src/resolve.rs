@@ -20,7 +20,9 @@ pub(crate) mod header {
     pub const EF_SEARCH: &str = "x-vectorwise-ef-search";
     /// The recall asked for (profile or `recall_target`).
     pub const RECALL_TARGET: &str = "x-vectorwise-recall-target";
-    /// Calibrated mean recall@k of the setting; absent when the index has no calibration.
+    /// Calibrated mean recall@k of the setting (for an `ef_search` between
+    /// calibrated depths, that of the deepest one below it: a floor); absent
+    /// when the index has no calibration.
     pub const EXPECTED_RECALL: &str = "x-vectorwise-expected-recall";
     /// All of them, for CORS `Access-Control-Expose-Headers`.
     pub const ALL: [&str; 6] = [PROFILE, METHOD, SETTING, EF_SEARCH, RECALL_TARGET, EXPECTED_RECALL];
@@ -90,7 +92,8 @@ impl Resolved {
     pub(crate) fn depth(&self, index: &Index, k: usize) -> Option<usize> {
         match self.method(index) {
             Method::Hnsw => Some(self.params.ef_search.max(k)),
-            Method::Scan => Some(self.params.rerank.saturating_mul(k)),
+            // The scan examines at least the SQ8 stage's floor (see `Index::search`).
+            Method::Scan => Some(self.params.rerank.saturating_mul(k).max(vectorwise_index::scan_keep(k))),
             _ => None,
         }
     }

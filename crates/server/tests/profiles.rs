@@ -239,7 +239,10 @@ fn stats_show_a_monotone_calibration_table() {
         // hnsw_efSearch: the default profile's depth at k = 10.
         let balanced = profiles.iter().find(|p| p["k"] == 10 && p["profile"] == "balanced").unwrap();
         let setting: vectorwise_index::SearchParams = balanced["setting"].as_str().unwrap().parse().unwrap();
-        let depth = if setting.method == Method::Hnsw { setting.ef_search } else { setting.rerank * 10 };
+        let depth = match setting.method {
+            Method::Hnsw => setting.ef_search,
+            _ => (setting.rerank * 10).max(vectorwise_index::scan_keep(10)),
+        };
         assert_eq!(s["hnsw_efSearch"], depth);
         assert!(!cal["table"].as_array().unwrap().is_empty());
     }
