@@ -20,6 +20,26 @@ pub fn search(data: &[f32], dim: usize, query: &[f32], k: usize, skip: Option<u3
     top.into_sorted()
 }
 
+/// Rows per distance batch: they stay in L2 while a group of queries is
+/// scored against them.
+fn chunk_rows(dim: usize) -> usize {
+    (CHUNK_BYTES / (dim * 4)).max(1)
+}
+
+/// Scores `rows` (the index's rows from `first` on) against `query` with the
+/// chosen kernel set's batch kernel (the same bits as its `l2_squared`) and
+/// offers each to `top`, as [`search`] does.
+fn push_chunk(rows: &[f32], query: &[f32], first: usize, dist: &mut Vec<f32>, top: &mut TopK) {
+    dist.resize(rows.len() / query.len(), 0.0);
+    (kernels().l2_rows)(rows, query, dist);
+    for (i, &d) in dist.iter().enumerate() {
+        let offset = (first + i) as u32;
+        if d < top.threshold() {
+            top.push(Scored { distance: d, offset });
+        }
+    }
+}
+
 /// The `k` of `candidates` (offsets into `data`) nearest to `query` by exact
 /// squared L2, ascending: the last stage of every approximate search. Rows
 /// are prefetched a few candidates ahead (candidates come in no memory order).
@@ -40,9 +60,69 @@ pub fn rerank(data: &[f32], dim: usize, query: &[f32], k: usize, candidates: &[S
     top.into_sorted()
 }
 
-/// [`search`] for many queries, spread over the rayon pool.
+/// Queries scored per pass over the rows in [`search_many`].
+const GROUP: usize = 16;
+/// Bytes of rows scored for a whole group while they sit in the L2 cache.
+const CHUNK_BYTES: usize = 128 << 10;
+
+/// [`search`] (without `skip`) for many queries (row-major), same answers:
+/// each cache-sized chunk of rows is read from memory once and scored for a
+/// group of [`GROUP`] queries while it sits in L2, so a batch streams the
+/// rows once per group rather than once per query. Groups × ranges of rows
+/// are spread over the rayon pool (ranges only when there are too few groups
+/// to keep every thread busy); a query's per-range top-k lists are merged.
 pub fn search_many(data: &[f32], dim: usize, queries: &[f32], k: usize) -> Vec<Vec<Scored>> {
-    queries.par_chunks_exact(dim).map(|q| search(data, dim, q, k, None)).collect()
+    assert!(dim > 0 && queries.len().is_multiple_of(dim), "queries are not whole rows of the dimension");
+    let rows: Vec<&[f32]> = queries.chunks_exact(dim).collect();
+    let n = data.len() / dim;
+    let groups = rows.len().div_ceil(GROUP);
+    if groups == 0 {
+        return Vec::new();
+    }
+    let chunk_rows = chunk_rows(dim);
+    let chunks = n.div_ceil(chunk_rows).max(1);
+    // Enough tasks for every thread, a few times over so uneven ones even out.
+    let ranges = (4 * rayon::current_num_threads()).div_ceil(groups).clamp(1, chunks);
+    let range_rows = chunks.div_ceil(ranges) * chunk_rows;
+    let ranges = n.div_ceil(range_rows).max(1);
+    let parts: Vec<Vec<Vec<Scored>>> = (0..groups * ranges)
+        .into_par_iter()
+        .map(|t| {
+            let (g, r) = (t / ranges, t % ranges);
+            let group = &rows[g * GROUP..((g + 1) * GROUP).min(rows.len())];
+            let (start, end) = (r * range_rows, ((r + 1) * range_rows).min(n));
+            scan_range(data, dim, group, k, start, end)
+        })
+        .collect();
+    // parts[g * ranges + r][i]: query g * GROUP + i over range r.
+    (0..rows.len())
+        .map(|q| {
+            let (g, i) = (q / GROUP, q % GROUP);
+            if ranges == 1 {
+                return parts[g][i].clone();
+            }
+            let mut all: Vec<Scored> = (0..ranges).flat_map(|r| parts[g * ranges + r][i].iter().copied()).collect();
+            all.sort_unstable();
+            all.truncate(k);
+            all
+        })
+        .collect()
+}
+
+/// The `k` nearest of rows `start..end` for each query of `group`, ascending,
+/// scoring a chunk of rows for every query before the next chunk.
+fn scan_range(data: &[f32], dim: usize, group: &[&[f32]], k: usize, start: usize, end: usize) -> Vec<Vec<Scored>> {
+    let mut tops: Vec<TopK> = group.iter().map(|_| TopK::new(k)).collect();
+    let mut dist = Vec::new();
+    let mut lo = start;
+    while lo < end {
+        let hi = (lo + chunk_rows(dim)).min(end);
+        for (q, top) in group.iter().zip(tops.iter_mut()) {
+            push_chunk(&data[lo * dim..hi * dim], q, lo, &mut dist, top);
+        }
+        lo = hi;
+    }
+    tops.into_iter().map(TopK::into_sorted).collect()
 }
 
 /// Fraction of `truth`'s first `k` offsets found in `found`'s first `k`.
@@ -69,6 +149,46 @@ mod tests {
         let r = search(&data, 1, &[3.2], 3, Some(3));
         assert_eq!(r[0].offset, 4);
         assert_eq!(search(&data, 1, &[0.0], 50, None).len(), 10);
+    }
+
+    /// Random rows with many exact duplicates (ties on the distance must be
+    /// broken by offset, across ranges too).
+    fn tied_data(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let distinct: Vec<f32> = (0..(n / 3).max(1) * dim).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let mut data = Vec::with_capacity(n * dim);
+        for _ in 0..n {
+            let r = rng.random_range(0..distinct.len() / dim);
+            data.extend_from_slice(&distinct[r * dim..(r + 1) * dim]);
+        }
+        data
+    }
+
+    #[test]
+    fn search_many_answers_like_search() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for (n, dim, nq, k) in [(0, 4, 3, 5), (1, 3, 1, 1), (97, 5, 1, 10), (1500, 17, 37, 10), (3000, 128, 5, 7), (2500, 33, 40, 0), (600, 8, 3, 700)] {
+            let data = tied_data(n, dim, n as u64);
+            // Some queries are stored rows (distance-0 ties), the rest random.
+            let queries: Vec<f32> = (0..nq)
+                .flat_map(|i| {
+                    if n > 0 && i % 2 == 0 {
+                        let r = rng.random_range(0..n);
+                        data[r * dim..(r + 1) * dim].to_vec()
+                    } else {
+                        (0..dim).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+                    }
+                })
+                .collect();
+            let want: Vec<Vec<Scored>> = queries.chunks_exact(dim).map(|q| search(&data, dim, q, k, None)).collect();
+            for threads in [1, 3, 8] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let got = pool.install(|| search_many(&data, dim, &queries, k));
+                assert_eq!(got, want, "n {n} dim {dim} queries {nq} k {k} threads {threads}");
+            }
+        }
     }
 
     #[test]

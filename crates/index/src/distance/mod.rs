@@ -19,6 +19,12 @@ pub use scalar::{dot as dot_scalar, l2_squared as l2_squared_scalar};
 /// Signature shared by every kernel. Both slices must have the same length.
 pub type DistanceFn = fn(&[f32], &[f32]) -> f32;
 
+/// Squared L2 from `query` to each row of `rows` (row-major, `query.len()`
+/// wide) into `out` (one per row): each exactly (bit for bit) what the same
+/// set's `l2_squared(row, query)` gives, without a call per row. `query`
+/// must not be empty.
+pub type RowsFn = fn(rows: &[f32], query: &[f32], out: &mut [f32]);
+
 /// A set of kernels for one instruction-set level.
 #[derive(Clone, Copy, Debug)]
 pub struct Kernels {
@@ -28,9 +34,17 @@ pub struct Kernels {
     pub l2_squared: DistanceFn,
     /// Inner product.
     pub dot: DistanceFn,
+    /// `l2_squared` from one query to many rows.
+    pub l2_rows: RowsFn,
 }
 
-const SCALAR: Kernels = Kernels { name: "scalar", l2_squared: scalar::l2_squared, dot: scalar::dot };
+const SCALAR: Kernels = Kernels { name: "scalar", l2_squared: scalar::l2_squared, dot: scalar::dot, l2_rows: scalar::l2_rows };
+
+/// The shape check every [`RowsFn`] makes before reading.
+#[inline]
+fn check_rows(rows: &[f32], query: &[f32], out: &[f32]) {
+    assert!(!query.is_empty() && rows.len() == out.len() * query.len(), "rows, query and out disagree in size");
+}
 
 /// Every kernel set this CPU can run, best last. Used by tests to check each
 /// one against the scalar reference.
@@ -154,6 +168,35 @@ mod tests {
                 prop_assert!(close((k.l2_squared)(&a, &b), l2), "{} l2 {} vs {}", k.name, (k.l2_squared)(&a, &b), l2);
                 let got = (k.dot)(&a, &b);
                 prop_assert!((got - ip).abs() <= 1e-4 * ip_scale.max(1.0), "{} dot {} vs {}", k.name, got, ip);
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn every_rows_kernel_matches_its_single_kernel_bit_for_bit(
+            (dim, rows, q) in (1usize..150, 0usize..7).prop_flat_map(|(d, r)| (
+                Just(d),
+                proptest::collection::vec(-10.0f32..10.0, d * r),
+                proptest::collection::vec(-10.0f32..10.0, d),
+            ))
+        ) {
+            for k in available() {
+                let mut out = vec![f32::NAN; rows.len() / dim];
+                (k.l2_rows)(&rows, &q, &mut out);
+                for (row, got) in rows.chunks_exact(dim).zip(&out) {
+                    prop_assert_eq!(got.to_bits(), (k.l2_squared)(row, &q).to_bits(), "{}", k.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_rows_kernel_checks_sizes() {
+        for k in available() {
+            for (rows, q, out) in [(10, 5, 1), (10, 5, 3), (9, 5, 2), (0, 0, 1)] {
+                let r = std::panic::catch_unwind(|| (k.l2_rows)(&vec![0.0; rows], &vec![0.0; q], &mut vec![0.0; out]));
+                assert!(r.is_err(), "{}: {rows}/{q}/{out} accepted", k.name);
             }
         }
     }

@@ -4,7 +4,14 @@
 use super::Kernels;
 use std::arch::aarch64::*;
 
-pub const KERNELS: Kernels = Kernels { name: "neon", l2_squared: l2_neon, dot: dot_neon };
+pub const KERNELS: Kernels = Kernels { name: "neon", l2_squared: l2_neon, dot: dot_neon, l2_rows: l2_rows_neon };
+
+fn l2_rows_neon(rows: &[f32], query: &[f32], out: &mut [f32]) {
+    super::check_rows(rows, query, out);
+    for (row, o) in rows.chunks_exact(query.len()).zip(out.iter_mut()) {
+        *o = l2_neon(row, query);
+    }
+}
 
 fn l2_neon(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "kernel inputs differ in length");

@@ -8,10 +8,10 @@ use std::arch::x86_64::*;
 pub fn available() -> Vec<Kernels> {
     let mut sets = Vec::new();
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        sets.push(Kernels { name: "avx2+fma", l2_squared: l2_avx2, dot: dot_avx2 });
+        sets.push(Kernels { name: "avx2+fma", l2_squared: l2_avx2, dot: dot_avx2, l2_rows: l2_rows_avx2 });
     }
     if is_x86_feature_detected!("avx512f") {
-        sets.push(Kernels { name: "avx512f", l2_squared: l2_avx512, dot: dot_avx512 });
+        sets.push(Kernels { name: "avx512f", l2_squared: l2_avx512, dot: dot_avx512, l2_rows: l2_rows_avx512 });
     }
     sets
 }
@@ -20,6 +20,43 @@ fn l2_avx2(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "kernel inputs differ in length");
     // SAFETY: only reachable through `available()`, which checked avx2 and fma.
     unsafe { l2_avx2_impl(a, b) }
+}
+
+fn l2_rows_avx2(rows: &[f32], query: &[f32], out: &mut [f32]) {
+    super::check_rows(rows, query, out);
+    // SAFETY: only reachable through `available()`, which checked avx2 and fma;
+    // every row is query.len() long (checked above).
+    unsafe { l2_rows_avx2_impl(rows, query, out) }
+}
+
+fn l2_rows_avx512(rows: &[f32], query: &[f32], out: &mut [f32]) {
+    super::check_rows(rows, query, out);
+    // SAFETY: only reachable through `available()`, which checked avx512f;
+    // every row is query.len() long (checked above).
+    unsafe { l2_rows_avx512_impl(rows, query, out) }
+}
+
+/// The single-row kernel inlined into a loop over rows: the same operations
+/// in the same order, so the same bits, without a call per row.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA; `rows.len() == out.len() * query.len()`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn l2_rows_avx2_impl(rows: &[f32], query: &[f32], out: &mut [f32]) {
+    for (row, o) in rows.chunks_exact(query.len()).zip(out.iter_mut()) {
+        // SAFETY: same features; row.len() == query.len().
+        *o = unsafe { l2_avx2_impl(row, query) };
+    }
+}
+
+/// # Safety
+/// The CPU must support AVX-512F; `rows.len() == out.len() * query.len()`.
+#[target_feature(enable = "avx512f")]
+unsafe fn l2_rows_avx512_impl(rows: &[f32], query: &[f32], out: &mut [f32]) {
+    for (row, o) in rows.chunks_exact(query.len()).zip(out.iter_mut()) {
+        // SAFETY: same feature; row.len() == query.len().
+        *o = unsafe { l2_avx512_impl(row, query) };
+    }
 }
 
 fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
@@ -52,6 +89,7 @@ fn hsum256(v: __m256) -> f32 {
 
 /// # Safety
 /// The CPU must support AVX2 and FMA; `a.len() == b.len()`.
+#[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn l2_avx2_impl(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len();
@@ -113,6 +151,7 @@ unsafe fn dot_avx2_impl(a: &[f32], b: &[f32]) -> f32 {
 
 /// # Safety
 /// The CPU must support AVX-512F; `a.len() == b.len()`.
+#[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn l2_avx512_impl(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len();
