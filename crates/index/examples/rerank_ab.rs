@@ -27,8 +27,7 @@ fn stage23(
     vectors: &[f32],
     q: &[f32],
     found: &[(u16, u32)],
-    order: Order,
-    ahead: usize,
+    (order, ahead, four): (Order, usize, bool),
     sorted_buf: &mut Vec<u32>,
 ) -> Vec<Scored> {
     let (k, rerank) = (10, 50);
@@ -41,11 +40,29 @@ fn stage23(
     }
     let sq8 = scan.sq8_distance(q);
     let mut stage2: Vec<Scored> = Vec::with_capacity(found.len());
-    for (i, &p) in sorted_buf.iter().enumerate() {
-        if let Some(&next) = sorted_buf.get(i + ahead) {
-            sq8.prefetch(next);
+    if four {
+        for &p in sorted_buf.iter().take(ahead) {
+            sq8.prefetch(p);
         }
-        stage2.push(Scored { distance: sq8.distance(p), offset: p });
+        let mut quads = sorted_buf.chunks_exact(4);
+        for (i, p) in quads.by_ref().enumerate() {
+            for &next in sorted_buf.iter().skip(4 * i + ahead).take(4) {
+                sq8.prefetch(next);
+            }
+            let p = [p[0], p[1], p[2], p[3]];
+            let d = sq8.distance4(p);
+            stage2.extend((0..4).map(|j| Scored { distance: d[j], offset: p[j] }));
+        }
+        for &p in quads.remainder() {
+            stage2.push(Scored { distance: sq8.distance(p), offset: p });
+        }
+    } else {
+        for (i, &p) in sorted_buf.iter().enumerate() {
+            if let Some(&next) = sorted_buf.get(i + ahead) {
+                sq8.prefetch(next);
+            }
+            stage2.push(Scored { distance: sq8.distance(p), offset: p });
+        }
     }
     if stage2.len() > rerank {
         stage2.select_nth_unstable(rerank - 1);
@@ -66,8 +83,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let scan = index.scan_view().ok_or("no scan codes")?;
     let vectors = index.vectors();
     let queries = dataset::sphere(nq, index.dim(), 7);
-    let variants: Vec<(Order, usize)> =
-        vec![(Order::Shuffled, 8), (Order::Shuffled, 32), (Order::AsGiven, 4), (Order::AsGiven, 8), (Order::AsGiven, 16), (Order::AsGiven, 32), (Order::Sq8Only, 8), (Order::Hot, 8)];
+    // (order, prefetch distance in candidates, four SQ8 distances at a time)
+    let variants: Vec<(Order, usize, bool)> = vec![
+        (Order::Shuffled, 8, false),
+        (Order::AsGiven, 8, false),
+        (Order::AsGiven, 8, true),
+        (Order::AsGiven, 16, true),
+        (Order::AsGiven, 32, true),
+        (Order::Sq8Only, 8, true),
+        (Order::Hot, 8, false),
+        (Order::Hot, 8, true),
+    ];
     for &depth in &depths {
         let t = Instant::now();
         let found: Vec<Vec<(u16, u32)>> = queries.rows().map(|q| scan.fast_scan(q, depth)).collect();
@@ -83,33 +109,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect();
         // Per query, every variant in turn (starting variant rotated), so a
         // change of machine load hits all of them alike.
-        let mut totals = vec![vec![0f64; rounds]; variants.len()];
+        let mut totals = vec![vec![0f64; variants.len()]; rounds];
         let mut sums = vec![0u64; variants.len()];
         let mut buf = Vec::new();
-        for round in 0..rounds {
+        for (round, total) in totals.iter_mut().enumerate() {
             for (qi, q) in queries.rows().enumerate() {
                 for step in 0..variants.len() {
                     let v = (qi + round + step) % variants.len();
-                    let (order, ahead) = variants[v];
+                    let (order, ahead, four) = variants[v];
                     let f = if let Order::Shuffled = order { &shuffled[qi] } else { &found[qi] };
                     let t = Instant::now();
-                    let got = stage23(&scan, vectors, q, f, order, ahead, &mut buf);
-                    totals[v][round] += t.elapsed().as_secs_f64() * 1e3 / nq as f64;
+                    let got = stage23(&scan, vectors, q, f, (order, ahead, four), &mut buf);
+                    total[v] += t.elapsed().as_secs_f64() * 1e3 / nq as f64;
                     if round == 0 {
                         sums[v] = sums[v].wrapping_add(got.iter().map(|s| s.offset as u64).sum::<u64>());
                     }
                 }
             }
         }
-        let mut times = totals;
+        let mut times: Vec<Vec<f64>> = (0..variants.len()).map(|v| totals.iter().map(|r| r[v]).collect()).collect();
         println!("candidates {depth}: stage 1 {stage1:.3} ms a query");
         for (i, (v, t)) in variants.iter().zip(&mut times).enumerate() {
             t.sort_by(f64::total_cmp);
             let med = t[t.len() / 2];
             println!(
-                "  {:>8?} ahead {:>2}: stages 2-3 median {:.3} ms a query ({:.1} ns a candidate), min {:.3}, checksum {}",
+                "  {:>8?} ahead {:>2} {}: stages 2-3 median {:.3} ms a query ({:.1} ns a candidate), min {:.3}, checksum {}",
                 v.0,
                 v.1,
+                if v.2 { "x4" } else { "x1" },
                 med,
                 med * 1e6 / depth as f64,
                 t[0],

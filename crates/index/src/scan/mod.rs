@@ -325,7 +325,8 @@ impl ScanView<'_> {
     pub fn sq8_distance(&self, query: &[f32]) -> Sq8Query<'_> {
         let q8 = query.iter().zip(self.sq8_min).zip(self.sq8_step).map(|((q, m), s)| (q - m) / s).collect();
         let w = self.sq8_step.iter().map(|s| s * s).collect();
-        Sq8Query { codes: self.sq8, dim: self.shape.dim, q8, w, kernel: scan_kernels().sq8 }
+        let k = scan_kernels();
+        Sq8Query { codes: self.sq8, dim: self.shape.dim, q8, w, kernel: k.sq8, kernel4: k.sq8x4 }
     }
 
     /// The three stages; returns up to `k` points, ascending exact distance.
@@ -341,12 +342,25 @@ impl ScanView<'_> {
         let dim = self.shape.dim;
         // Stage 2: SQ8 distances.
         let sq8 = self.sq8_distance(query);
-        const AHEAD: usize = 8;
+        // Candidates come in offset order (increasing addresses); their rows
+        // are prefetched AHEAD candidates before they are scored, four at a time
+        // (rerank_ab, 20000 candidates: 8 ahead 33.5, 16 ahead 31.2, 32 ahead
+        // 31.4 ns a candidate).
+        const AHEAD: usize = 16;
         let mut stage2: Vec<Scored> = Vec::with_capacity(found.len());
-        for (i, &(_, p)) in found.iter().enumerate() {
-            if let Some(&(_, next)) = found.get(i + AHEAD) {
+        for &(_, p) in found.iter().take(AHEAD) {
+            sq8.prefetch(p);
+        }
+        let mut quads = found.chunks_exact(4);
+        for (i, four) in quads.by_ref().enumerate() {
+            for &(_, next) in found.iter().skip(4 * i + AHEAD).take(4) {
                 sq8.prefetch(next);
             }
+            let p = [four[0].1, four[1].1, four[2].1, four[3].1];
+            let d = sq8.distance4(p);
+            stage2.extend((0..4).map(|j| Scored { distance: d[j], offset: p[j] }));
+        }
+        for &(_, p) in quads.remainder() {
             stage2.push(Scored { distance: sq8.distance(p), offset: p });
         }
         if stage2.len() > rerank {
@@ -368,6 +382,7 @@ pub struct Sq8Query<'a> {
     q8: Vec<f32>,
     w: Vec<f32>,
     kernel: kernels::Sq8Fn,
+    kernel4: kernels::Sq8x4Fn,
 }
 
 impl Sq8Query<'_> {
@@ -378,6 +393,13 @@ impl Sq8Query<'_> {
     #[inline]
     pub fn distance(&self, p: u32) -> f32 {
         (self.kernel)(self.code(p), &self.q8, &self.w)
+    }
+
+    /// [`Sq8Query::distance`] of four points, computed side by side (the
+    /// same values, bit for bit).
+    #[inline]
+    pub fn distance4(&self, p: [u32; 4]) -> [f32; 4] {
+        (self.kernel4)(p.map(|p| self.code(p)), &self.q8, &self.w)
     }
 
     /// Starts loading point `p`'s code into cache.
