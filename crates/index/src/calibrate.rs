@@ -45,7 +45,7 @@ use std::time::Instant;
 /// The k values a calibration measures.
 pub const KS: [usize; 3] = [1, 10, 100];
 /// Calibration queries by default.
-pub const DEFAULT_QUERIES: usize = 500;
+pub const DEFAULT_QUERIES: usize = 300;
 /// Queries timed per measured setting.
 const TIMED_QUERIES: usize = 30;
 /// Queries timed for exact search.
@@ -493,20 +493,20 @@ fn queries_for(k: usize, nq: usize) -> usize {
 }
 
 /// Scan rerank factors tried (depth = factor × k).
-const RERANK_GRID: [usize; 28] = [
+const RERANK_GRID: [usize; 32] = [
     1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192,
-    12288, 16384,
+    12288, 16384, 24576, 32768, 49152, 65536,
 ];
 /// Deepest stage-1 list replayed.
 const MAX_DEPTH: usize = 65_536;
 /// Queries replayed at full depth first, to find how deep the rest must go.
-const PILOT: usize = 32;
+const PILOT: usize = 64;
 
 /// The scan's sweep for every k, replayed from one deep stage-1 list per
 /// query: a setting of depth d is the first d of that list (as stage 1 with
 /// `keep = d` would return), then the SQ8 and exact stages as
 /// [`ScanView::search`] runs them. A pilot of [`PILOT`] queries at full depth
-/// finds where recall passes [`ENOUGH`]; the rest stop at twice that depth.
+/// finds where recall passes [`ENOUGH`]; the rest stop one setting deeper.
 fn sweep_scan(vectors: &[f32], scan: &ScanView<'_>, q: &Queries, ks: &[usize], leave_one_out: bool, n: usize) -> Vec<Vec<Point>> {
     let grid = |deepest: usize| -> Vec<Vec<usize>> {
         ks.iter()
@@ -540,13 +540,14 @@ fn sweep_scan(vectors: &[f32], scan: &ScanView<'_>, q: &Queries, ks: &[usize], l
     };
     let full = grid(n.min(MAX_DEPTH));
     let pilot = replay_all(0..nq.min(PILOT), &full);
-    // Per k, the settings up to twice the depth at which the pilot's recall
-    // passes ENOUGH (all of them when it never does).
+    // Per k, the settings up to one step (three at k < 10) past the first at
+    // which the pilot's recall passes ENOUGH (all of them when it never does).
     let settings: Vec<Vec<usize>> = full
         .iter()
         .enumerate()
         .map(|(ki, rs)| match (0..rs.len()).find(|&si| mean(&pilot, ki, si) >= ENOUGH) {
-            Some(si) => rs.iter().copied().take_while(|&r| r <= 2 * rs[si]).collect(),
+            // The pilot's recall@1 is coarse (each query 0 or 1): more room there.
+            Some(si) => rs[..=(si + if ks[ki] < 10 { 3 } else { 1 }).min(rs.len() - 1)].to_vec(),
             None => rs.clone(),
         })
         .collect();
@@ -595,8 +596,19 @@ fn replay(
     let deepest = ks.iter().zip(settings).filter_map(|(&k, rs)| rs.last().map(|&r| depth(k, r))).max().unwrap_or(1);
     let mut list = scan.fast_scan(query, deepest);
     list.sort_unstable();
+    // SQ8 distances of the whole list, computed in offset order (rising
+    // addresses: the hardware prefetcher and the TLB like that better).
     let sq8 = scan.sq8_distance(query);
-    let staged: Vec<f32> = list.iter().map(|&(_, p)| sq8.distance(p)).collect();
+    let mut by_offset: Vec<u32> = (0..list.len() as u32).collect();
+    by_offset.sort_unstable_by_key(|&i| list[i as usize].1);
+    let mut staged = vec![0f32; list.len()];
+    const AHEAD: usize = 8;
+    for (j, &i) in by_offset.iter().enumerate() {
+        if let Some(&next) = by_offset.get(j + AHEAD) {
+            sq8.prefetch(list[next as usize].1);
+        }
+        staged[i as usize] = sq8.distance(list[i as usize].1);
+    }
     let l2 = crate::distance::kernels().l2_squared;
     let mut exact_cache = vec![f32::NAN; list.len()];
     ks.iter()
