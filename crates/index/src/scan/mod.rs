@@ -121,32 +121,24 @@ fn keep_smallest(found: &mut Vec<(u16, u32)>, keep: usize, hist: &mut [u32]) -> 
     // The smallest sum `t` with at least `keep` points at or below it.
     let mut below = 0usize;
     let mut t = lo as usize;
-    while below + hist[t] as usize <= keep {
+    while below + (hist[t] as usize) < keep {
         below += hist[t] as usize;
-        if below == keep {
-            break;
-        }
         t += 1;
     }
     hist[lo as usize..=hi as usize].fill(0);
-    // `below` points sum to less than `t`; take the first `keep - below` at `t`.
-    let mut at_t = keep - below;
-    if at_t == 0 {
-        // Exactly `keep` points at or below `t`, which is the largest kept.
-        found.retain(|&(x, _)| x as usize <= t);
-        return t as u16;
+    // `below` points sum to less than `t`; keep them and the first
+    // `keep - below` at `t`, in place and without branches on the data.
+    let (t, mut at_t) = (t as u16, keep - below);
+    let mut w = 0;
+    for r in 0..found.len() {
+        let e = found[r];
+        found[w] = e;
+        let tie = usize::from(e.0 == t && at_t > 0);
+        at_t -= tie;
+        w += usize::from(e.0 < t) | tie;
     }
-    found.retain(|&(x, _)| {
-        if (x as usize) < t {
-            true
-        } else if x as usize == t && at_t > 0 {
-            at_t -= 1;
-            true
-        } else {
-            false
-        }
-    });
-    t as u16
+    found.truncate(w);
+    t
 }
 
 /// Scan codes built in memory ([`build`]) before they are written.
