@@ -339,7 +339,22 @@ impl ScanView<'_> {
         // (rerank_ab, 20000 candidates: 8 ahead 33.5, 16 ahead 31.2, 32 ahead
         // 31.4 ns a candidate).
         const AHEAD: usize = 16;
-        let mut stage2: Vec<Scored> = Vec::with_capacity(found.len());
+        // The `rerank` smallest (distance, offset): a point above the largest
+        // distance kept so far can never enter, so only the others are
+        // collected, and cut back to `rerank` whenever they reach twice that.
+        let mut stage2: Vec<Scored> = Vec::with_capacity(2 * rerank + 4);
+        let mut limit: Option<f32> = None;
+        let mut offer = |s: Scored, stage2: &mut Vec<Scored>| {
+            // In the total order `Scored` sorts by (a NaN too).
+            if limit.is_none_or(|l| s.distance.total_cmp(&l).is_le()) {
+                stage2.push(s);
+                if stage2.len() >= 2 * rerank {
+                    stage2.select_nth_unstable(rerank - 1);
+                    stage2.truncate(rerank);
+                    limit = Some(stage2[rerank - 1].distance);
+                }
+            }
+        };
         for &(_, p) in found.iter().take(AHEAD) {
             sq8.prefetch(p);
         }
@@ -350,16 +365,19 @@ impl ScanView<'_> {
             }
             let p = [four[0].1, four[1].1, four[2].1, four[3].1];
             let d = sq8.distance4(p);
-            stage2.extend((0..4).map(|j| Scored { distance: d[j], offset: p[j] }));
+            for j in 0..4 {
+                offer(Scored { distance: d[j], offset: p[j] }, &mut stage2);
+            }
         }
         for &(_, p) in quads.remainder() {
-            stage2.push(Scored { distance: sq8.distance(p), offset: p });
+            offer(Scored { distance: sq8.distance(p), offset: p }, &mut stage2);
         }
         if stage2.len() > rerank {
             stage2.select_nth_unstable(rerank - 1);
             stage2.truncate(rerank);
         }
-        // Stage 3: exact.
+        // Stage 3: exact, rows read at increasing addresses.
+        stage2.sort_unstable_by_key(|s| s.offset);
         crate::exact::rerank(vectors, dim, query, k, &stage2)
     }
 }
