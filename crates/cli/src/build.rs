@@ -68,7 +68,7 @@ pub struct CalibrationArgs {
     /// instead of leave-one-out samples of the indexed vectors.
     #[arg(long)]
     pub calibration_queries: Option<PathBuf>,
-    /// Calibration queries to use.
+    /// Calibration queries to use (recall@100 is measured on the first 100).
     #[arg(long, default_value_t = vectorwise_index::calibrate::DEFAULT_QUERIES)]
     pub calibration_size: usize,
     /// Skip the calibration (profiles and recall targets then have no table to use).
@@ -78,6 +78,8 @@ pub struct CalibrationArgs {
 
 impl CalibrationArgs {
     pub fn options(&self, dim: usize) -> Result<CalibrateOptions> {
+        // Fewer queries measure recall too coarsely to promise it (recall@1 of 50 queries moves in steps of 0.02).
+        anyhow::ensure!(self.calibration_size >= 50, "--calibration-size must be at least 50");
         let queries = match &self.calibration_queries {
             Some(path) => {
                 let q = Matrix::load(path).with_context(|| format!("cannot read calibration queries from {}", path.display()))?;
@@ -93,10 +95,11 @@ impl CalibrationArgs {
 /// Measures the recall table of the index at `path`, stores it in the file
 /// and prints it.
 pub fn calibrate(path: &Path, args: &CalibrationArgs) -> Result<Calibration> {
-    let index = Index::open(path).with_context(|| format!("cannot open index {}", path.display()))?;
+    // Any table the file has is replaced, so it is not read (it may be the damaged one).
+    let index = Index::open_uncalibrated(path).with_context(|| format!("cannot open index {}", path.display()))?;
     let opts = args.options(index.dim())?;
     let source = if opts.queries.is_some() { "given queries" } else { "leave-one-out samples of the indexed vectors" };
-    println!("      Calibrating recall@k for k = 1, 10, 100 on {} {source}...", opts.sample);
+    println!("      Calibrating recall@k on up to {} {source}...", opts.sample);
     let c = index.calibrate_in_place(&opts)?;
     print_profiles(&c);
     println!("      Calibrated in {:.2} s; table stored in '{}'", c.seconds, path.display());
@@ -188,15 +191,19 @@ pub fn build(vectors: &Path, out: &Path, h: &HnswArgs) -> Result<()> {
         (vectorwise_index::build(&m, out, &opts, &|n| pb.inc(n))?, None)
     } else {
         let copts = h.calibration.options(m.dim())?;
-        let (s, c) = vectorwise_index::build_calibrated(&m, out, &opts, &copts, &|n| pb.inc(n))?;
-        (s, Some(c))
+        vectorwise_index::build_calibrated(&m, out, &opts, &copts, &|n| pb.inc(n))?
     };
     pb.finish_and_clear();
     println!("      Index built in {build_seconds:.2} seconds");
-    if let Some(c) = &calibration {
-        let source = if h.calibration.calibration_queries.is_some() { "given queries" } else { "leave-one-out samples" };
-        println!("      Calibrated recall@k for k = 1, 10, 100 on {} {source} in {:.2} s:", c.queries, c.seconds);
-        print_profiles(c);
+    match &calibration {
+        Some(c) => {
+            let source = if h.calibration.calibration_queries.is_some() { "given queries" } else { "leave-one-out samples" };
+            let ks: Vec<String> = c.tables.iter().map(|t| t.k.to_string()).collect();
+            println!("      Calibrated recall@k for k = {} on {} {source} in {:.2} s:", ks.join(", "), c.queries, c.seconds);
+            print_profiles(c);
+        }
+        None if !h.calibration.no_calibrate => println!("      Not calibrated: one point leaves nothing to find"),
+        None => {}
     }
     let write_seconds = start.elapsed().as_secs_f64() - build_seconds - calibration.as_ref().map_or(0.0, |c| c.seconds);
     println!("[3/3] Saved index to '{}' in {write_seconds:.2} s", out.display());

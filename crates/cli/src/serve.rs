@@ -139,6 +139,13 @@ pub fn run(a: Args) -> Result<()> {
     anyhow::ensure!((1..=1_000_000).contains(&a.max_batch), "--max-batch must be in 1..=1000000");
     anyhow::ensure!(a.body_limit >= 1024, "--body-limit must be at least 1024 bytes");
     anyhow::ensure!(a.body_timeout >= 1, "--body-timeout must be at least 1 second");
+    if let Some(ef) = a.ef_search {
+        tracing::warn!(
+            ef_search = ef,
+            "VECTORWISE_EF_SEARCH / --ef-search is set: requests that name no profile get this fixed depth, \
+             with no recall promise, instead of the default profile"
+        );
+    }
     let (host, port) = (a.host.clone(), a.port);
     let must_build = !a.index.exists();
     if must_build && !(a.auto_build || a.index == Path::new(DEFAULT_INDEX)) {

@@ -57,12 +57,13 @@ const ENOUGH: f64 = 0.995;
 pub const TABLE_VERSION: u32 = 1;
 
 /// A named recall promise.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum Profile {
     /// Recall@k ≥ 0.90.
     LowLatency,
     /// Recall@k ≥ 0.95 (the default).
+    #[default]
     Balanced,
     /// Recall@k ≥ 0.99.
     HighAccuracy,
@@ -86,12 +87,6 @@ impl Profile {
             Profile::Balanced => "balanced",
             Profile::HighAccuracy => "high_accuracy",
         }
-    }
-}
-
-impl Default for Profile {
-    fn default() -> Self {
-        Profile::Balanced
     }
 }
 
@@ -208,12 +203,23 @@ impl Calibration {
     }
 
     /// The cheapest setting whose calibrated mean recall@k reaches `target`;
-    /// exact search for a target of 1 or one no setting reaches.
+    /// exact search for a target of 1 or one no setting reaches. Above the
+    /// largest calibrated k the largest table's setting is scaled up with k
+    /// (the scan's candidates per neighbour, the graph's ef in proportion)
+    /// and nothing is promised (`expected_recall` is `None`).
     pub fn for_target(&self, k: usize, target: f64) -> Choice {
         let exact = Choice { params: SearchParams::exact(), expected_recall: Some(1.0) };
         let Some(table) = self.table(k) else { return exact };
         if target >= 1.0 {
             return exact;
+        }
+        if k > table.k {
+            let choice = self.for_target(table.k, target);
+            let params = match choice.params.method {
+                Method::Hnsw => SearchParams::hnsw(choice.params.ef_search.saturating_mul(k.div_ceil(table.k))),
+                _ => choice.params,
+            };
+            return Choice { params, expected_recall: (params.method == Method::Exact).then_some(1.0) };
         }
         // First point of each method that reaches the target.
         let mut best: Option<&Point> = None;
@@ -242,7 +248,7 @@ impl Calibration {
         if params.method == Method::Exact {
             return Some(1.0);
         }
-        let table = self.table(k)?;
+        let table = self.table(k).filter(|t| t.k >= k)?;
         let want = depth(params, k);
         table
             .points
@@ -388,6 +394,12 @@ pub fn calibrate(index: &Index, opts: &CalibrateOptions) -> Result<Calibration> 
             (rows, picked.iter().map(|&i| Some(i as u32)).collect(), QuerySource::LeaveOneOut)
         }
     };
+    // The service scales every query to unit length before searching it, so
+    // the table is measured on queries scaled the same way.
+    let mut rows = rows;
+    for row in rows.chunks_exact_mut(dim) {
+        crate::distance::normalize_query(row);
+    }
     let nq = own.len();
     let leave_one_out = source == QuerySource::LeaveOneOut;
     // k values this index can answer (with one point set aside for leave-one-out).
@@ -409,7 +421,7 @@ pub fn calibrate(index: &Index, opts: &CalibrateOptions) -> Result<Calibration> 
     let mut tables: Vec<KTable> = ks.iter().map(|&k| KTable { k, points: Vec::new() }).collect();
     if info.has_graph {
         for t in &mut tables {
-            t.points.extend(sweep_graph(index, &q, t.k, leave_one_out)?);
+            t.points.extend(sweep_graph(index, &q, t.k)?);
         }
     }
     if let Some(scan) = index.scan_view() {
@@ -457,7 +469,7 @@ const EF_GRID: [usize; 18] = [8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384,
 
 /// Real, timed graph searches at each ef, until recall passes [`ENOUGH`] or
 /// a search costs more than an exact one would.
-fn sweep_graph(index: &Index, q: &Queries, k: usize, leave_one_out: bool) -> Result<Vec<Point>> {
+fn sweep_graph(index: &Index, q: &Queries, k: usize) -> Result<Vec<Point>> {
     let dim = index.dim();
     let mut points = Vec::new();
     let exact_budget = {
@@ -471,7 +483,9 @@ fn sweep_graph(index: &Index, q: &Queries, k: usize, leave_one_out: bool) -> Res
         let mut ms = Vec::with_capacity(nq);
         for i in 0..nq {
             let t = Instant::now();
-            let hits = index.search_offsets(q.row(i, dim), k + usize::from(leave_one_out), &params)?;
+            // Leave-one-out: the walk runs as if the query's own point were
+            // not in the graph (starting from it would flatter the graph).
+            let hits = index.search_offsets_excluding(q.row(i, dim), k, &params, q.own[i])?;
             ms.push(t.elapsed().as_secs_f64() * 1e3);
             recalls.push(recall(q, i, hits.iter().map(|s| s.offset), k));
         }
@@ -649,4 +663,51 @@ fn replay(
                 .collect()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(setting: SearchParams, recall: f64, p50: Option<f64>) -> Point {
+        Point { setting, recall_mean: recall, recall_p10: recall, latency: p50.map(|p| Latency { p50_ms: p, p95_ms: p }) }
+    }
+
+    fn table() -> Calibration {
+        let points = |k| KTable {
+            k,
+            points: vec![
+                point(SearchParams::scan(2), 0.80, None),
+                point(SearchParams::scan(4), 0.92, Some(1.0)),
+                point(SearchParams::scan(8), 0.96, Some(1.5)),
+                point(SearchParams::scan(16), 0.995, Some(2.5)),
+                point(SearchParams::exact(), 1.0, Some(20.0)),
+            ],
+        };
+        Calibration { version: TABLE_VERSION, source: QuerySource::LeaveOneOut, queries: 300, seconds: 1.0, tables: vec![points(10), points(100)] }
+    }
+
+    #[test]
+    fn targets_pick_the_cheapest_setting_that_reaches_them() {
+        let c = table();
+        assert_eq!(c.for_target(10, 0.90), Choice { params: SearchParams::scan(4), expected_recall: Some(0.92) });
+        assert_eq!(c.for_target(10, 0.95).params, SearchParams::scan(8));
+        assert_eq!(c.for_target(10, 0.99).params, SearchParams::scan(16));
+        assert_eq!(c.for_target(10, 0.999), Choice { params: SearchParams::exact(), expected_recall: Some(1.0) });
+        assert_eq!(c.for_target(10, 1.0).params, SearchParams::exact());
+        // k = 5 uses the k = 10 table at the same number of candidates: twice the factor.
+        assert_eq!(c.for_target(5, 0.95).params, SearchParams::scan(16));
+        // The floor of a fixed depth: the deepest calibrated setting no deeper.
+        assert_eq!(c.expected(10, &SearchParams::scan(12)), Some(0.96));
+        assert_eq!(c.expected(10, &SearchParams::scan(1)), None);
+    }
+
+    #[test]
+    fn above_the_largest_k_the_setting_scales_and_nothing_is_promised() {
+        let c = table();
+        let at_300 = c.for_target(300, 0.95);
+        assert_eq!(at_300, Choice { params: SearchParams::scan(8), expected_recall: None });
+        assert_eq!(c.expected(300, &SearchParams::scan(8)), None);
+        assert_eq!(c.for_target(300, 1.0).expected_recall, Some(1.0));
+    }
 }

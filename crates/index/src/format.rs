@@ -89,6 +89,8 @@ pub const MAX_POINTS: usize = (u32::MAX / 2) as usize;
 pub const MAGIC: &[u8; 8] = b"VWINDEX\0";
 /// The version [`write`] produces.
 pub const FORMAT_VERSION: u32 = 3;
+/// What to do about a damaged calibration table.
+const RECALIBRATE: &str = "measure it again with `vectorwise calibrate --index <file>`";
 /// Largest calibration section accepted.
 const MAX_CALIBRATION_BYTES: usize = 16 << 20;
 const SECTION_ALIGN: usize = 64;
@@ -461,6 +463,12 @@ impl MappedFile {
 
 /// Opens and fully validates an index file. See the module doc for the checks.
 pub fn open(path: &Path) -> Result<MappedFile> {
+    open_with(path, true)
+}
+
+/// [`open`], optionally leaving the calibration section unread (for
+/// `vectorwise calibrate`, which replaces it, even when it is damaged).
+pub fn open_with(path: &Path, read_calibration: bool) -> Result<MappedFile> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     // SAFETY: the map is read-only and private to this process. Another process
     // truncating or rewriting the file while it is mapped could change the bytes
@@ -475,11 +483,11 @@ pub fn open(path: &Path) -> Result<MappedFile> {
     }
     let mut mapped = MappedFile { path: path.to_path_buf(), header, calibration: None, mmap };
     let raw = mapped.section(sec::CALIBRATION);
-    if !raw.is_empty() {
+    if read_calibration && !raw.is_empty() {
         let parsed: Calibration = serde_json::from_slice(raw)
-            .map_err(|e| Error::corrupt(path, format!("calibration table is not valid: {e}; run `vectorwise calibrate`")))?;
+            .map_err(|e| Error::corrupt(path, format!("calibration table is not valid: {e}; {RECALIBRATE}")))?;
         let (g, s) = (mapped.header.graph.is_some(), mapped.header.scan.is_some());
-        parsed.check(g, s).map_err(|reason| Error::corrupt(path, format!("{reason}; run `vectorwise calibrate`")))?;
+        parsed.check(g, s).map_err(|reason| Error::corrupt(path, format!("{reason}; {RECALIBRATE}")))?;
         mapped.calibration = Some(parsed);
     }
     if mapped.header.graph.is_some() {

@@ -51,8 +51,18 @@ pub struct Index {
 impl Index {
     /// Opens and validates an index file (see [`format`] for the checks).
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, true)
+    }
+
+    /// [`Index::open`] without reading the calibration table, so that an
+    /// index whose table is damaged can be calibrated again.
+    pub fn open_uncalibrated(path: &Path) -> Result<Self> {
+        Self::open_with(path, false)
+    }
+
+    fn open_with(path: &Path, read_calibration: bool) -> Result<Self> {
         let start = Instant::now();
-        let file = format::open(path)?;
+        let file = format::open_with(path, read_calibration)?;
         let visited = VisitedPool::new(file.header.count as usize);
         // Experiment switch while the two are compared: VECTORWISE_GRAPH_ON_CODES=0.
         let graph_on_codes = std::env::var("VECTORWISE_GRAPH_ON_CODES").map_or(true, |v| v != "0");
@@ -161,11 +171,26 @@ impl Index {
 
     /// [`Index::search`] answering point offsets (positions), not ids.
     pub(crate) fn search_offsets(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Scored>> {
+        self.search_offsets_excluding(query, k, params, None)
+    }
+
+    /// [`Index::search_offsets`] as if point `exclude` were not in the index
+    /// (leave-one-out calibration): the graph walk treats it as infinitely
+    /// far, so it neither answers nor lends its links to the walk, and exact
+    /// search skips it. The quantised scan does not take it: calibration
+    /// replays the scan instead (see `calibrate`).
+    pub(crate) fn search_offsets_excluding(
+        &self,
+        query: &[f32],
+        k: usize,
+        params: &SearchParams,
+        exclude: Option<u32>,
+    ) -> Result<Vec<Scored>> {
         self.check_query(query, k)?;
         params.validate()?;
         let vectors = self.vectors();
         let found = match self.method(params) {
-            Method::Exact => exact::search(vectors, self.dim(), query, k, None),
+            Method::Exact => exact::search(vectors, self.dim(), query, k, exclude),
             Method::Scan => {
                 let Some(scan) = self.file.scan() else {
                     return Err(Error::InvalidParameter { name: "method", reason: "this index has no scan codes".into() });
@@ -186,16 +211,23 @@ impl Index {
                     Some(scan) => {
                         let sq8 = scan.sq8_distance(query);
                         let keep = (4 * k).min(params.ef_search).max(k);
-                        let walked = self.visited.with(|visited| {
-                            hnsw::search(&graph, keep, params.ef_search, visited, |p| sq8.distance(p), |p| sq8.prefetch(p))
+                        let dist = |p: u32| if Some(p) == exclude { f32::INFINITY } else { sq8.distance(p) };
+                        let mut walked = self.visited.with(|visited| {
+                            hnsw::search(&graph, keep, params.ef_search, visited, dist, |p| sq8.prefetch(p))
                         });
+                        walked.retain(|s| Some(s.offset) != exclude);
                         exact::rerank(vectors, dim, query, k, &walked)
                     }
-                    None => self.visited.with(|visited| {
-                        hnsw::search(&graph, k, params.ef_search, visited, |p| l2(vector(p), query), |p| {
-                            crate::distance::prefetch(vector(p))
-                        })
-                    }),
+                    None => {
+                        let dist = |p: u32| if Some(p) == exclude { f32::INFINITY } else { l2(vector(p), query) };
+                        let mut found = self.visited.with(|visited| {
+                            hnsw::search(&graph, k, params.ef_search, visited, dist, |p| {
+                                crate::distance::prefetch(vector(p))
+                            })
+                        });
+                        found.retain(|s| Some(s.offset) != exclude);
+                        found
+                    }
                 }
             }
         };

@@ -185,6 +185,9 @@ fn structural_damage_behind_valid_checksums_is_refused() {
     let bad_setting = text.replacen("\"setting\":\"ef=", "\"setting\":\"method=auto,ef=", 1);
     assert_ne!(bad_setting, text);
     assert!(open_err(dir.path(), &with_text(&bad_setting)).contains("cannot search"));
+    // ... and `vectorwise calibrate` can still open it to replace the table.
+    let reopened = Index::open_uncalibrated(&dir.path().join("bad.vwi")).expect("the rest of the file is sound");
+    assert!(reopened.calibration().is_none());
     let mut b = good.clone();
     b[80 + 16 * 11 + 8..80 + 16 * 12].copy_from_slice(&(64u64 << 20).to_le_bytes());
     reseal(&mut b);
