@@ -75,16 +75,14 @@ pub struct Args {
     /// Search profiles to measure, comma-separated (low_latency, balanced,
     /// high_accuracy): over HTTP each request names the profile; in-process each
     /// resolves through the index's calibration at --k.
-    #[arg(long, value_delimiter = ',', value_parser = parse_profile)]
+    #[arg(long, value_delimiter = ',', value_parser = crate::build::parse_profile)]
     pub profiles: Vec<Profile>,
     /// Write the results as JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
 
-fn parse_profile(s: &str) -> std::result::Result<Profile, String> {
-    s.parse().map_err(|e: vectorwise_index::Error| e.to_string())
-}
+
 
 #[derive(Debug, Serialize)]
 struct Summary {

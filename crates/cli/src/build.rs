@@ -61,6 +61,11 @@ pub struct HnswArgs {
     pub calibration: CalibrationArgs,
 }
 
+/// A profile name for clap (`serve --profile`, `bench --profiles`).
+pub fn parse_profile(s: &str) -> std::result::Result<Profile, String> {
+    s.parse().map_err(|e: vectorwise_index::Error| e.to_string())
+}
+
 /// How the recall table is measured (see `vectorwise calibrate`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct CalibrationArgs {

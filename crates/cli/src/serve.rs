@@ -16,9 +16,7 @@ use vectorwise_index::Profile;
 use vectorwise_server::monitor::MonitorConfig;
 use vectorwise_server::{AppState, ServerConfig, app};
 
-fn parse_profile(s: &str) -> std::result::Result<Profile, String> {
-    s.parse().map_err(|e: vectorwise_index::Error| e.to_string())
-}
+
 
 const DEFAULT_INDEX: &str = "data/index.vwi";
 
@@ -48,7 +46,7 @@ pub struct Args {
     /// Search profile of requests that name none: low_latency (recall@k >=
     /// 0.90), balanced (>= 0.95) or high_accuracy (>= 0.99), as calibrated
     /// for the index.
-    #[arg(long, env = "VECTORWISE_PROFILE", default_value = "balanced", value_parser = parse_profile)]
+    #[arg(long, env = "VECTORWISE_PROFILE", default_value = "balanced", value_parser = crate::build::parse_profile)]
     pub profile: Profile,
     /// A fixed search depth for requests that name no profile instead (HNSW
     /// beam width, or the scan's candidates): no recall promise.
