@@ -28,6 +28,10 @@ use rand::SeedableRng;
 use rand::seq::index::sample;
 use rayon::prelude::*;
 
+/// Points from which [`ScanView::search`] splits one query over threads.
+pub const SPLIT_MIN_POINTS: usize = 200_000;
+/// Most threads one query is split over.
+pub const MAX_SPLIT: usize = 4;
 /// Queries per pass over the codes in [`ScanView::search_many`].
 pub const BATCH_GROUP: usize = 8;
 /// Points per fast-scan block.
@@ -323,17 +327,81 @@ impl ScanView<'_> {
 
     /// The three stages; returns up to `k` points, ascending exact distance.
     /// `vectors` are the index's f32 rows.
+    ///
+    /// From [`SPLIT_MIN_POINTS`] points on, one query's work is split over up
+    /// to [`MAX_SPLIT`] of the rayon pool's threads (a sequential client
+    /// leaves the other cores idle); the answer is the same.
     pub fn search(&self, vectors: &[f32], query: &[f32], k: usize, candidates: usize, rerank: usize) -> Vec<Scored> {
+        let parts = if self.shape.count >= SPLIT_MIN_POINTS { rayon::current_num_threads().min(MAX_SPLIT) } else { 1 };
+        self.search_split(vectors, query, k, candidates, rerank, parts)
+    }
+
+    /// [`ScanView::search`] with its stages split `parts` ways: stage 1 over
+    /// `parts` ranges of blocks, each keeping its own best, merged to the
+    /// overall best (the same set: the `keep` smallest (sum, offset)); stage 2
+    /// over `parts` slices of those, each keeping its `rerank` best, merged
+    /// the same way; then stage 3.
+    pub fn search_split(&self, vectors: &[f32], query: &[f32], k: usize, candidates: usize, rerank: usize, parts: usize) -> Vec<Scored> {
         let rerank = rerank.max(k);
-        let found = self.fast_scan(query, candidates.max(rerank));
-        self.rerank(vectors, query, k, found, rerank)
+        let keep = candidates.max(rerank).clamp(1, self.shape.count);
+        let blocks = self.shape.blocks();
+        let parts = parts.clamp(1, blocks.max(1));
+        if parts == 1 {
+            let found = self.fast_scan(query, keep);
+            return self.rerank(vectors, query, k, found, rerank);
+        }
+        let per = blocks.div_ceil(parts);
+        let pieces: Vec<Vec<(u16, u32)>> = (0..parts)
+            .into_par_iter()
+            .map(|i| {
+                let (b0, b1) = ((i * per).min(blocks), ((i + 1) * per).min(blocks));
+                let first = b0 * BLOCK;
+                let count = (b1 * BLOCK).min(self.shape.count).saturating_sub(first);
+                if count == 0 {
+                    return Vec::new();
+                }
+                let bytes = self.shape.block_bytes();
+                let sub = ScanView {
+                    shape: ScanShape { count, ..self.shape },
+                    codes: &self.codes[b0 * bytes..b1 * bytes],
+                    ..*self
+                };
+                let mut found = sub.fast_scan(query, keep);
+                for f in &mut found {
+                    f.1 += first as u32;
+                }
+                found
+            })
+            .collect();
+        // In range order, so still in offset order.
+        let mut found: Vec<(u16, u32)> = pieces.concat();
+        if found.len() > keep {
+            let mut hist = vec![0u32; self.shape.m * kernels::MAX_ENTRY as usize + 1];
+            keep_smallest(&mut found, keep, &mut hist);
+        }
+        let sq8 = self.sq8_distance(query);
+        let slice = found.len().div_ceil(parts).max(1);
+        let mut stage2: Vec<Scored> =
+            found.par_chunks(slice).flat_map_iter(|part| self.stage2(&sq8, part, rerank)).collect();
+        if stage2.len() > rerank {
+            stage2.select_nth_unstable(rerank - 1);
+            stage2.truncate(rerank);
+        }
+        stage2.sort_unstable_by_key(|s| s.offset);
+        crate::exact::rerank(vectors, self.shape.dim, query, k, &stage2)
     }
 
     /// Stages 2 and 3 over stage 1's candidates.
     fn rerank(&self, vectors: &[f32], query: &[f32], k: usize, found: Vec<(u16, u32)>, rerank: usize) -> Vec<Scored> {
-        let dim = self.shape.dim;
-        // Stage 2: SQ8 distances.
         let sq8 = self.sq8_distance(query);
+        let mut stage2 = self.stage2(&sq8, &found, rerank);
+        // Stage 3: exact, rows read at increasing addresses.
+        stage2.sort_unstable_by_key(|s| s.offset);
+        crate::exact::rerank(vectors, self.shape.dim, query, k, &stage2)
+    }
+
+    /// Stage 2: the `rerank` smallest (SQ8 distance, offset) of `found`, unordered.
+    fn stage2(&self, sq8: &Sq8Query<'_>, found: &[(u16, u32)], rerank: usize) -> Vec<Scored> {
         // Candidates come in offset order (increasing addresses); their rows
         // are prefetched AHEAD candidates before they are scored, four at a time
         // (rerank_ab, 20000 candidates: 8 ahead 33.5, 16 ahead 31.2, 32 ahead
@@ -376,9 +444,7 @@ impl ScanView<'_> {
             stage2.select_nth_unstable(rerank - 1);
             stage2.truncate(rerank);
         }
-        // Stage 3: exact, rows read at increasing addresses.
-        stage2.sort_unstable_by_key(|s| s.offset);
-        crate::exact::rerank(vectors, dim, query, k, &stage2)
+        stage2
     }
 }
 
@@ -509,6 +575,25 @@ pub fn pack_block(codes: &[[u8; BLOCK]], out: &mut [u8]) {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// One query split over threads answers exactly as one thread does, for
+    /// any split, including ranges of uneven size and a last partial block.
+    #[test]
+    fn a_split_search_answers_as_the_whole() {
+        let dim = 16;
+        let data = crate::dataset::sphere(3_001, dim, 3);
+        let codes = build(data.as_slice(), dim, &ScanOptions { dsub: 4, seed: 3 }).unwrap();
+        let view = codes.view();
+        for (qi, q) in crate::dataset::sphere(20, dim, 4).rows().enumerate() {
+            for (k, candidates, rerank) in [(10, 40, 50), (1, 1, 50), (10, 2_000, 50), (100, 800, 500)] {
+                let whole = view.search_split(data.as_slice(), q, k, candidates, rerank, 1);
+                for parts in [2, 3, 4, 7] {
+                    let split = view.search_split(data.as_slice(), q, k, candidates, rerank, parts);
+                    assert_eq!(split, whole, "query {qi}, k {k}, candidates {candidates}, {parts} parts");
+                }
+            }
+        }
+    }
 
     /// The `keep` smallest `(sum, offset)` pairs, in offset order.
     fn smallest_reference(all: &[(u16, u32)], keep: usize) -> Vec<(u16, u32)> {
