@@ -114,23 +114,18 @@ pub fn calibrate(path: &Path, args: &CalibrationArgs) -> Result<Calibration> {
 /// The profiles' settings per k, as `/stats` shows them.
 pub fn print_profiles(c: &Calibration) {
     println!("      {:<14} {:>4} {:<12} {:>8} {:>8} {:>8}", "profile", "k", "setting", "recall", "p50 ms", "p95 ms");
-    for t in &c.tables {
-        for profile in Profile::ALL {
-            let choice = c.for_target(t.k, profile.target());
-            let point = t.points.iter().find(|p| p.setting == choice.params);
-            let (p50, p95) = point.and_then(|p| p.latency).map_or(("-".into(), "-".into()), |l| {
-                (format!("{:.3}", l.p50_ms), format!("{:.3}", l.p95_ms))
-            });
-            println!(
-                "      {:<14} {:>4} {:<12} {:>8.4} {:>8} {:>8}",
-                profile.as_str(),
-                t.k,
-                choice.params.setting(),
-                choice.expected_recall.unwrap_or(f64::NAN),
-                p50,
-                p95
-            );
-        }
+    for p in c.profiles() {
+        let (p50, p95) =
+            p.latency.map_or(("-".into(), "-".into()), |l| (format!("{:.3}", l.p50_ms), format!("{:.3}", l.p95_ms)));
+        println!(
+            "      {:<14} {:>4} {:<12} {:>8.4} {:>8} {:>8}",
+            p.profile.as_str(),
+            p.k,
+            p.choice.params.setting(),
+            p.choice.expected_recall.unwrap_or(f64::NAN),
+            p50,
+            p95
+        );
     }
 }
 

@@ -116,6 +116,16 @@ pub enum QuerySource {
     Given,
 }
 
+impl QuerySource {
+    /// Its name in the stored table and in `/stats`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuerySource::LeaveOneOut => "leave_one_out",
+            QuerySource::Given => "given",
+        }
+    }
+}
+
 /// Latency of one setting, one thread, one query at a time.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
@@ -160,6 +170,16 @@ pub struct Choice {
     pub params: SearchParams,
     /// Calibrated mean recall@k; `None` when the table has nothing to say.
     pub expected_recall: Option<f64>,
+}
+
+/// A profile's setting at one calibrated k ([`Calibration::profiles`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProfileChoice {
+    pub profile: Profile,
+    pub k: usize,
+    pub choice: Choice,
+    /// The setting's measured latency, when the table has it.
+    pub latency: Option<Latency>,
 }
 
 /// Options of [`calibrate`].
@@ -241,6 +261,20 @@ impl Calibration {
         }
     }
 
+    /// Each profile's setting at each calibrated k, in table order then
+    /// profile order: what `/stats` and `vectorwise build` show.
+    pub fn profiles(&self) -> Vec<ProfileChoice> {
+        let mut out = Vec::with_capacity(self.tables.len() * Profile::ALL.len());
+        for t in &self.tables {
+            for profile in Profile::ALL {
+                let choice = self.for_target(t.k, profile.target());
+                let latency = t.points.iter().find(|p| p.setting == choice.params).and_then(|p| p.latency);
+                out.push(ProfileChoice { profile, k: t.k, choice, latency });
+            }
+        }
+        out
+    }
+
     /// The calibrated recall to expect from `params` at `k`: that of the
     /// deepest calibrated setting of the same method no deeper than it
     /// (recall grows with depth, so this is a floor). `None` when there is none.
@@ -253,9 +287,9 @@ impl Calibration {
         table
             .points
             .iter()
-            .filter(|p| p.setting.method == params.method && depth(&p.setting, table.k) <= want)
+            .rev()
+            .find(|p| p.setting.method == params.method && depth(&p.setting, table.k) <= want)
             .map(|p| p.recall_mean)
-            .last()
     }
 
     /// Checks a table read from a file: known k values, settings of methods
@@ -530,7 +564,7 @@ fn sweep_scan(vectors: &[f32], scan: &ScanView<'_>, q: &Queries, ks: &[usize], l
                 // Factors below the SQ8 stage's floor all search the floor:
                 // keep the largest of them only.
                 let floor = crate::index::scan_keep(k);
-                let below = RERANK_GRID.iter().copied().filter(|&r| r * k <= floor).last().unwrap_or(1);
+                let below = RERANK_GRID.iter().copied().rev().find(|&r| r * k <= floor).unwrap_or(1);
                 let r: Vec<usize> =
                     RERANK_GRID.iter().copied().filter(|&r| r >= below && r * k <= deepest.max(floor)).collect();
                 if r.is_empty() { vec![below] } else { r }

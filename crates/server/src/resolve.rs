@@ -34,6 +34,8 @@ pub(crate) struct Resolved {
     pub params: SearchParams,
     /// `balanced`, ..., `recall_target` or `ef_search`: the monitor's label too.
     pub label: &'static str,
+    /// The profile that chose the setting, when one did.
+    pub profile: Option<Profile>,
     pub target: Option<f64>,
     pub expected_recall: Option<f64>,
 }
@@ -49,21 +51,22 @@ pub(crate) fn resolve(index: &Index, config: &ServerConfig, k: usize, options: &
     let calibration = index.calibration();
     let fixed = |ef: usize, label| {
         let params = fixed_depth(index, ef, k);
-        Resolved { params, label, target: None, expected_recall: calibration.and_then(|c| c.expected(k, &params)) }
+        let expected_recall = calibration.and_then(|c| c.expected(k, &params));
+        Resolved { params, label, profile: None, target: None, expected_recall }
     };
     let targeted = |target: f64, label| match calibration {
         Some(c) => {
             let choice = c.for_target(k, target);
-            Resolved { params: choice.params, label, target: Some(target), expected_recall: choice.expected_recall }
+            Resolved { params: choice.params, label, profile: None, target: Some(target), expected_recall: choice.expected_recall }
         }
         // No table: exactness can still be promised; anything else gets the
         // index's own default setting and no expectation.
         None if target >= 1.0 => {
-            Resolved { params: SearchParams::exact(), label, target: Some(target), expected_recall: Some(1.0) }
+            Resolved { params: SearchParams::exact(), label, profile: None, target: Some(target), expected_recall: Some(1.0) }
         }
-        None => Resolved { params: SearchParams::default(), label, target: Some(target), expected_recall: None },
+        None => Resolved { params: SearchParams::default(), label, profile: None, target: Some(target), expected_recall: None },
     };
-    let profile = |p: Profile| targeted(p.target(), p.as_str());
+    let profile = |p: Profile| Resolved { profile: Some(p), ..targeted(p.target(), p.as_str()) };
     if let Some(ef) = options.ef_search {
         return fixed(ef, "ef_search");
     }

@@ -102,24 +102,25 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<StatsRes
 /// `/stats`'s view of the stored calibration.
 fn calibration_stats(c: &Calibration) -> CalibrationStats {
     let ms = |l: Option<vectorwise_index::calibrate::Latency>| (l.map(|l| l.p50_ms), l.map(|l| l.p95_ms));
-    let mut profiles = Vec::new();
-    let mut table = Vec::new();
-    for t in &c.tables {
-        for profile in Profile::ALL {
-            let choice = c.for_target(t.k, profile.target());
-            let point = t.points.iter().find(|p| p.setting == choice.params);
-            let (p50, p95) = ms(point.and_then(|p| p.latency));
-            profiles.push(ProfileStats {
-                profile: profile.as_str().to_owned(),
-                k: t.k,
-                recall_target: profile.target(),
-                method: choice.params.method.as_str().to_owned(),
-                setting: choice.params.setting(),
-                expected_recall: choice.expected_recall.unwrap_or(1.0),
+    let profiles = c
+        .profiles()
+        .into_iter()
+        .map(|p| {
+            let (p50, p95) = ms(p.latency);
+            ProfileStats {
+                profile: p.profile.as_str().to_owned(),
+                k: p.k,
+                recall_target: p.profile.target(),
+                method: p.choice.params.method.as_str().to_owned(),
+                setting: p.choice.params.setting(),
+                expected_recall: p.choice.expected_recall.unwrap_or(1.0),
                 latency_p50_ms: p50,
                 latency_p95_ms: p95,
-            });
-        }
+            }
+        })
+        .collect();
+    let mut table = Vec::new();
+    for t in &c.tables {
         for p in &t.points {
             let (p50, p95) = ms(p.latency);
             table.push(CalibrationPoint {
@@ -133,17 +134,13 @@ fn calibration_stats(c: &Calibration) -> CalibrationStats {
             });
         }
     }
-    let source = match c.source {
-        vectorwise_index::calibrate::QuerySource::LeaveOneOut => "leave_one_out",
-        vectorwise_index::calibrate::QuerySource::Given => "given",
-    };
-    CalibrationStats { source: source.to_owned(), queries: c.queries, seconds: c.seconds, profiles, table }
+    CalibrationStats { source: c.source.as_str().to_owned(), queries: c.queries, seconds: c.seconds, profiles, table }
 }
 
 /// Hands a searched query to the recall monitor (which samples a share of them).
 fn offer_to_monitor(state: &AppState, index: &Arc<Index>, resolved: &Resolved, query: &[f32], k: usize, hits: &[Neighbor]) {
     // A profile's promise is fixed; a per-request target is not one label's.
-    let promised = resolved.target.filter(|_| resolved.label.parse::<Profile>().is_ok());
+    let promised = resolved.profile.map(Profile::target);
     let ids: Vec<u64> = hits.iter().map(|n| n.id).collect();
     state.monitor().offer(index, resolved.label, promised, query, k, &ids);
 }
