@@ -18,7 +18,9 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 NCORES = os.cpu_count() or 1
 
 HNSW_EFS = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192]
-RERANKS = [1, 2, 4, 8, 16, 32, 64, 128]
+RERANKS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
+# The partitioned scan: lists read per query, each with a short and a long re-rank.
+NPROBES = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256]
 K_FACTORS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
 
 
@@ -140,12 +142,20 @@ def build_vectorwise(args, ds):
     """`vectorwise build` on every core, timed: one file per method when the binary has
     `build --method` (a graph-only file and a scan-codes-only file, so each has its own build
     time, size and RSS), else one file. Our index also serves the exact ground truth."""
-    has_method = "--method" in subprocess.run([args.vectorwise, "build", "--help"], capture_output=True, text=True).stdout
-    plan = [("hnsw", ["--method", "hnsw"]), ("scan", ["--method", "scan"])] if has_method else [("all", [])]
+    help_text = subprocess.run([args.vectorwise, "build", "--help"], capture_output=True, text=True).stdout
+    n = len(np.load(ds["base"], mmap_mode="r"))
+    lists = max(1, round(math.sqrt(n)))
+    plan = [("hnsw", ["--method", "hnsw"]), ("scan", ["--method", "scan", "--scan-lists", 0] if "--scan-lists" in help_text else ["--method", "scan"])]
+    if "--scan-lists" in help_text:
+        plan.append(("ivf", ["--method", "scan", "--scan-lists", lists]))
+    if "--method" not in help_text:
+        plan = [("all", [])]
+    wanted = set(args.vw_methods.split(","))
+    plan = [p for p in plan if p[0] in wanted or p[0] == "all"]
     built = []
     for kind, extra in plan:
         path = os.path.join(args.work_dir, f"vectorwise-{kind}.vwi")
-        log(f"VectorWise: build {' '.join(extra) or '(default)'} M=32 efC=200 on {NCORES} threads")
+        log(f"VectorWise: build {' '.join(map(str, extra)) or '(default)'} M=32 efC=200 on {NCORES} threads")
         la = os.getloadavg()[0]
         t = time.time()
         vw(args, "build", "--vectors", ds["base"], "--out", path, "--m", 32, "--ef-construction", 200, *extra)
@@ -156,6 +166,8 @@ def build_vectorwise(args, ds):
 VW_SWEEPS = {
     "hnsw": ("VectorWise HNSW M32 efC200", [f"ef={e}" for e in HNSW_EFS]),
     "scan": ("VectorWise 4-bit scan + exact rerank", [f"rerank={r}" for r in RERANKS]),
+    "ivf": ("VectorWise IVF 4-bit scan (sqrt(n) lists) + exact rerank",
+            [f"nprobe={p},rerank={r}" for p in NPROBES for r in (4, 16)]),
     "exact": ("VectorWise exact scan", ["exact"]),
 }
 
@@ -165,7 +177,7 @@ def run_vectorwise(args, sets, results, built):
     setting is one `vectorwise bench --index` process, so load time and RSS come from a fresh one."""
     out = os.path.join(args.work_dir, "vw-setting.json")
     for kind, path, wall, la in built:
-        families = {"hnsw": ["hnsw"], "scan": ["scan", "exact"], "all": ["hnsw", "scan", "exact"]}[kind]
+        families = {"hnsw": ["hnsw"], "scan": ["scan", "exact"], "ivf": ["ivf"], "all": ["hnsw", "scan", "exact"]}[kind]
         for family in families:
             label, sweep = VW_SWEEPS[family]
             cfg = dict(engine="VectorWise", config=label, family=family, file=os.path.basename(path),
@@ -558,6 +570,8 @@ def main():
     ap.add_argument("--target-recall", type=float, default=0.995)
     ap.add_argument("--max-ms", type=float, default=50.0)
     ap.add_argument("--check-sample", type=int, default=200, help="queries whose ground truth Faiss IndexFlatL2 re-checks")
+    ap.add_argument("--vw-methods", default="hnsw,scan,ivf",
+                    help="VectorWise index files to build and sweep: hnsw, scan (exhaustive, also serves exact), ivf (partitioned scan)")
     ap.add_argument("--engines", help="peers to run (VectorWise always runs)", default="faiss-hnsw,hnswlib,faiss-pq64,faiss-pq32,faiss-ivfpq,faiss-ivfflat,faiss-flat")
     ap.add_argument("--report-only", action="store_true", help="re-render results.md and the plots from results.json")
     args = ap.parse_args()

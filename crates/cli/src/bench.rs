@@ -172,15 +172,20 @@ struct QuerySet {
     truth: Vec<Vec<u32>>,
 }
 
-fn query_sets(base: &[f32], dim: usize, n: usize, k: usize, seed: u64) -> Result<Vec<QuerySet>> {
+/// The demo and random query sets over `base`, with their exact neighbours'
+/// ids by `truth` (ids can differ from rows: a partitioned index reorders).
+fn query_sets(
+    base: &[f32],
+    dim: usize,
+    n: usize,
+    seed: u64,
+    truth: &dyn Fn(&Matrix) -> Result<Vec<Vec<u32>>>,
+) -> Result<Vec<QuerySet>> {
     let sets = [("demo", dataset::noisy_queries(base, dim, n, seed)), ("random", dataset::sphere(n, dim, seed.wrapping_add(1)))];
     let mut out = Vec::new();
     for (name, queries) in sets {
         let start = Instant::now();
-        let truth = exact::search_many(base, dim, queries.as_slice(), k)
-            .into_iter()
-            .map(|t| t.into_iter().map(|s| s.offset).collect())
-            .collect();
+        let truth = truth(&queries)?;
         println!("ground truth for {n} {name} queries by exact search: {:.1} s", start.elapsed().as_secs_f64());
         out.push(QuerySet { name, queries, truth });
     }
@@ -225,7 +230,7 @@ fn in_process(a: &Args, path: &Path) -> Result<()> {
     }
     let sets = match &a.queries_file {
         Some(file) => vec![file_query_set(&index, file, a.truth_file.as_deref(), a.k)?],
-        None => query_sets(index.vectors(), index.dim(), a.queries, a.k, a.seed)?,
+        None => query_sets(index.vectors(), index.dim(), a.queries, a.seed, &|q| exact_truth(&index, q, a.k))?,
     };
     let mut settings: Vec<(Option<Profile>, SearchParams)> = if !a.profiles.is_empty() {
         let c = index.calibration().context("--profiles needs a calibrated index: run `vectorwise calibrate`")?;
@@ -427,14 +432,15 @@ fn load_queries(index: &Index, file: &Path) -> Result<Matrix> {
 }
 
 /// Exact neighbours of each row of `queries`, by our exact search on every core.
-fn exact_truth(index: &Index, queries: &Matrix, k: usize) -> Vec<Vec<u32>> {
+fn exact_truth(index: &Index, queries: &Matrix, k: usize) -> Result<Vec<Vec<u32>>> {
     let start = Instant::now();
-    let truth = exact::search_many(index.vectors(), index.dim(), queries.as_slice(), k)
+    let truth = index
+        .exact_search_batch(queries.as_slice(), k)?
         .into_iter()
-        .map(|t| t.into_iter().map(|s| s.offset).collect())
+        .map(|t| t.into_iter().map(|n| n.id as u32).collect())
         .collect();
     println!("ground truth for {} queries by exact search: {:.1} s", queries.len(), start.elapsed().as_secs_f64());
-    truth
+    Ok(truth)
 }
 
 /// The `--queries-file` set, with its truth read from `truth_file` or computed here.
@@ -442,7 +448,7 @@ fn file_query_set(index: &Index, file: &Path, truth_file: Option<&Path>, k: usiz
     let queries = load_queries(index, file)?;
     let truth = match truth_file {
         Some(t) => read_truth(t, queries.len(), k)?,
-        None => exact_truth(index, &queries, k),
+        None => exact_truth(index, &queries, k)?,
     };
     Ok(QuerySet { name: "file", queries, truth })
 }
@@ -450,7 +456,7 @@ fn file_query_set(index: &Index, file: &Path, truth_file: Option<&Path>, k: usiz
 /// `--truth-out`: exact k nearest ids of each query as an int32 `.npy` of shape (queries, k).
 fn write_truth(index: &Index, queries_file: &Path, k: usize, out: &Path) -> Result<()> {
     let queries = load_queries(index, queries_file)?;
-    let truth = exact_truth(index, &queries, k);
+    let truth = exact_truth(index, &queries, k)?;
     let mut body = Vec::with_capacity(queries.len() * k * 4);
     for row in &truth {
         // Fewer than k points in the index: pad with -1, as Faiss does.
@@ -608,7 +614,14 @@ fn http(a: &Args, url: &str) -> Result<Vec<Summary>> {
             stats["total_vectors"], stats["dimension"], a.vectors.display(), base.len(), base.dim()
         );
     }
-    let sets = query_sets(base.as_slice(), base.dim(), a.queries, a.k, a.seed)?;
+    // The server's ids are the rows of the vectors file.
+    let by_rows = |q: &Matrix| -> Result<Vec<Vec<u32>>> {
+        Ok(exact::search_many(base.as_slice(), base.dim(), q.as_slice(), a.k)
+            .into_iter()
+            .map(|t| t.into_iter().map(|s| s.offset).collect())
+            .collect())
+    };
+    let sets = query_sets(base.as_slice(), base.dim(), a.queries, a.seed, &by_rows)?;
     let search = |q: &[f32], profile: Option<Profile>| -> Result<Vec<u32>> {
         let mut body = serde_json::json!({ "query_vector": q, "k": a.k });
         if let Some(p) = profile {

@@ -45,6 +45,13 @@ pub struct HnswArgs {
     /// for wider vectors.
     #[arg(long, default_value_t = 4)]
     pub scan_dsub: usize,
+    /// Partition the scan's points into lists (k-means, inverted-file style)
+    /// so that a search reads only its nearest lists: a number, `auto`
+    /// (about sqrt(n) lists when `--method auto` finds structure in the data
+    /// and there are at least 50,000 points; none otherwise), or 0 (none:
+    /// every search reads every point, best for data without structure).
+    #[arg(long, default_value = "auto", value_parser = parse_lists)]
+    pub scan_lists: Lists,
     /// HNSW links per point (layer 0 gets twice as many).
     #[arg(long, default_value_t = 32)]
     pub m: u32,
@@ -60,6 +67,23 @@ pub struct HnswArgs {
     #[command(flatten)]
     pub calibration: CalibrationArgs,
 }
+
+/// `--scan-lists`: a number of lists or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lists {
+    Auto,
+    Count(usize),
+}
+
+fn parse_lists(s: &str) -> std::result::Result<Lists, String> {
+    match s {
+        "auto" => Ok(Lists::Auto),
+        _ => s.parse().map(Lists::Count).map_err(|_| format!("`{s}` is neither a number of lists nor `auto`")),
+    }
+}
+
+/// Points from which `--scan-lists auto` partitions structured data.
+const AUTO_LISTS_MIN_POINTS: usize = 50_000;
 
 /// A profile name for clap (`serve --profile`, `bench --profiles`).
 pub fn parse_profile(s: &str) -> std::result::Result<Profile, String> {
@@ -154,7 +178,7 @@ pub fn build(vectors: &Path, out: &Path, h: &HnswArgs) -> Result<()> {
     let threads = h.threads.unwrap_or_else(rayon::current_num_threads);
     let graph = BuildOptions { m: h.m, ef_construction: h.ef_construction, threads: h.threads, seed: h.build_seed };
     let dsub = h.scan_dsub.max(m.dim().div_ceil(256)); // as the engine raises it
-    let scan = ScanOptions { dsub, seed: h.build_seed };
+    let mut structured = false;
     let method = match h.method {
         MethodArg::Auto => {
             println!("      Choosing the method: HNSW on a sample of up to {} points...", choose::SAMPLE);
@@ -168,10 +192,17 @@ pub fn build(vectors: &Path, out: &Path, h: &HnswArgs) -> Result<()> {
                 choose::GRAPH_RECALL,
                 started.elapsed().as_secs_f64()
             );
-            if c.method == Method::Hnsw { MethodArg::Both } else { MethodArg::Scan }
+            structured = c.method == Method::Hnsw;
+            if structured { MethodArg::Both } else { MethodArg::Scan }
         }
         other => other,
     };
+    let lists = match h.scan_lists {
+        Lists::Count(n) => n.min(m.len()),
+        Lists::Auto if structured && m.len() >= AUTO_LISTS_MIN_POINTS => vectorwise_index::scan::lists::auto_lists(m.len()),
+        Lists::Auto => 0,
+    };
+    let scan = ScanOptions { dsub, seed: h.build_seed, lists };
     let opts = IndexOptions {
         graph: matches!(method, MethodArg::Hnsw | MethodArg::Both).then_some(graph),
         scan: matches!(method, MethodArg::Scan | MethodArg::Both).then_some(scan),
@@ -184,6 +215,9 @@ pub fn build(vectors: &Path, out: &Path, h: &HnswArgs) -> Result<()> {
         ),
         (Some(_), None) => println!("[2/3] Building HNSW index (M={}, efConstruction={}, {threads} threads)...", h.m, h.ef_construction),
         _ => println!("[2/3] Building quantised scan codes (4-bit PQ, dsub={dsub}, + SQ8; {threads} threads)..."),
+    }
+    if lists > 0 && opts.scan.is_some() {
+        println!("      Partitioning the scan's points into {lists} lists (k-means; points stored in list order)");
     }
     let pb = bar(if opts.graph.is_some() { m.len() as u64 } else { 0 }, "build");
     let start = Instant::now();

@@ -23,6 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             sq8_min: v.sq8_min.to_vec(),
             sq8_step: v.sq8_step.to_vec(),
             sq8: v.sq8.to_vec(),
+            lists: None,
         };
         let vectors = index.vectors().to_vec();
         let view = codes.view();

@@ -13,7 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dsub: usize = args.get(3).map_or(Ok(4), |s| s.parse())?;
     let dim = base.dim();
     let t = Instant::now();
-    let codes = scan::build(base.as_slice(), dim, &ScanOptions { dsub, seed: 42 })?;
+    let codes = scan::build(base.as_slice(), dim, &ScanOptions { dsub, seed: 42, lists: 0 })?;
     eprintln!("scan build {:.2}s m={} code bytes/pt={}", t.elapsed().as_secs_f64(), codes.shape.m, codes.shape.m / 2);
     let queries = dataset::sphere(nq, dim, 7);
     let truth = exact::search_many(base.as_slice(), dim, queries.as_slice(), 10);

@@ -275,21 +275,24 @@ impl Calibration {
         out
     }
 
-    /// The calibrated recall to expect from `params` at `k`: that of the
-    /// deepest calibrated setting of the same method no deeper than it
-    /// (recall grows with depth, so this is a floor). `None` when there is none.
+    /// The calibrated recall to expect from `params` at `k`: the best of the
+    /// calibrated settings of the same method that search no deeper than it
+    /// and read no more lists (recall grows with both, so this is a floor).
+    /// `None` when there is none.
     pub fn expected(&self, k: usize, params: &SearchParams) -> Option<f64> {
         if params.method == Method::Exact {
             return Some(1.0);
         }
         let table = self.table(k).filter(|t| t.k >= k)?;
         let want = depth(params, k);
+        let lists = |n: usize| if n == 0 { usize::MAX } else { n };
         table
             .points
             .iter()
-            .rev()
-            .find(|p| p.setting.method == params.method && depth(&p.setting, table.k) <= want)
+            .filter(|p| p.setting.method == params.method && depth(&p.setting, table.k) <= want)
+            .filter(|p| lists(p.setting.nprobe) <= lists(params.nprobe))
             .map(|p| p.recall_mean)
+            .max_by(f64::total_cmp)
     }
 
     /// Checks a table read from a file: known k values, settings of methods
@@ -329,15 +332,17 @@ impl Calibration {
 }
 
 /// A point's cost for choosing between methods: its measured p50, else
-/// that of the nearest measured deeper point of its method (an upper bound),
-/// else the slowest measured point of the table.
+/// that of the nearest measured point after it of its method (a method's
+/// points are in rising cost, so an upper bound), else the slowest measured
+/// point of the table.
 fn cost(table: &KTable, p: &Point) -> f64 {
     if let Some(l) = p.latency {
         return l.p50_ms;
     }
-    let d = depth(&p.setting, table.k);
-    let same = table.points.iter().filter(|q| q.setting.method == p.setting.method);
-    same.filter(|q| depth(&q.setting, table.k) >= d)
+    let at = table.points.iter().position(|q| std::ptr::eq(q, p)).unwrap_or(0);
+    table.points[at..]
+        .iter()
+        .filter(|q| q.setting.method == p.setting.method)
         .find_map(|q| q.latency.map(|l| l.p50_ms))
         .unwrap_or_else(|| table.points.iter().filter_map(|q| q.latency.map(|l| l.p50_ms)).fold(0.0, f64::max))
 }
@@ -459,8 +464,7 @@ pub fn calibrate(index: &Index, opts: &CalibrateOptions) -> Result<Calibration> 
         }
     }
     if let Some(scan) = index.scan_view() {
-        let points = sweep_scan(index.vectors(), &scan, &q, &ks, leave_one_out, n);
-        for (t, points) in tables.iter_mut().zip(points) {
+        for (t, points) in tables.iter_mut().zip(sweep_lists(index.vectors(), &scan, &q, &ks, leave_one_out)) {
             t.points.extend(points);
         }
     }
@@ -552,12 +556,134 @@ const MAX_DEPTH: usize = 65_536;
 /// Queries replayed at full depth first, to find how deep the rest must go.
 const PILOT: usize = 64;
 
+/// Lists read per query tried on a partitioned scan (those at or above the
+/// index's lists are the exhaustive scan, `nprobe` 0).
+const NPROBE_GRID: [usize; 24] =
+    [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096];
+
+/// The scan's points for every k: the exhaustive scan's sweep ([`sweep_scan`])
+/// and, on a partitioned scan, one sweep per number of lists read, until a
+/// number reaches [`ENOUGH`] at every k or reads half the points. The
+/// settings of all the sweeps are then put in order of modelled cost
+/// ([`ScanCost`]), keeping only those that reach a higher recall than every
+/// cheaper one: the first setting that reaches a target is the cheapest.
+fn sweep_lists(vectors: &[f32], scan: &ScanView<'_>, q: &Queries, ks: &[usize], leave_one_out: bool) -> Vec<Vec<Point>> {
+    let n = scan.shape.count;
+    let mut all = sweep_scan(vectors, scan, q, ks, leave_one_out, n, 0);
+    let Some(lists) = scan.lists else { return all };
+    let dim = scan.shape.dim;
+    let model = ScanCost::measure(vectors, scan, q);
+    let mut probed = vec![(0, n as f64)];
+    for nprobe in NPROBE_GRID.into_iter().filter(|&p| p < lists.len()) {
+        let counts: Vec<usize> = (0..q.own.len()).map(|i| lists.probed_points(q.row(i, dim), nprobe)).collect();
+        let mean = counts.iter().sum::<usize>() as f64 / counts.len().max(1) as f64;
+        if mean > n as f64 / 2.0 {
+            break;
+        }
+        let deepest = counts.iter().copied().max().unwrap_or(1).max(1);
+        let points = sweep_scan(vectors, scan, q, ks, leave_one_out, deepest, nprobe);
+        let enough = points.iter().all(|ps| ps.last().is_some_and(|p| p.recall_mean >= ENOUGH));
+        for (a, p) in all.iter_mut().zip(points) {
+            a.extend(p);
+        }
+        probed.push((nprobe, mean));
+        if enough {
+            break;
+        }
+    }
+    let coarse = |nprobe: usize| if nprobe == 0 { 0.0 } else { model.coarse_ms };
+    let points_read = |nprobe: usize| probed.iter().find(|p| p.0 == nprobe).map_or(n as f64, |p| p.1);
+    all.into_iter()
+        .zip(ks)
+        .map(|(points, &k)| {
+            let cost = |p: &Point| {
+                let s = &p.setting;
+                let candidates = s.rerank.saturating_mul(k).max(crate::index::scan_keep(k)).min(n) as f64;
+                coarse(s.nprobe) + model.point_ms * points_read(s.nprobe) + model.candidate_ms * candidates
+            };
+            let mut points: Vec<(f64, Point)> = points.into_iter().map(|p| (cost(&p), p)).collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let mut best = f64::NEG_INFINITY;
+            points
+                .into_iter()
+                .filter(|(_, p)| {
+                    let better = p.recall_mean > best;
+                    best = best.max(p.recall_mean);
+                    better
+                })
+                .map(|(_, p)| p)
+                .collect()
+        })
+        .collect()
+}
+
+/// A model of one scan search's time on one thread, measured on this index:
+/// choosing the lists, then a cost per point read by stage 1 and per
+/// candidate the SQ8 stage scores.
+#[derive(Clone, Copy, Debug)]
+struct ScanCost {
+    coarse_ms: f64,
+    point_ms: f64,
+    candidate_ms: f64,
+}
+
+impl ScanCost {
+    fn measure(vectors: &[f32], scan: &ScanView<'_>, q: &Queries) -> ScanCost {
+        let dim = scan.shape.dim;
+        let n = scan.shape.count;
+        let rounds = q.own.len().min(5);
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(0.0)
+        };
+        let time = |f: &dyn Fn(&[f32])| {
+            median(
+                (0..rounds)
+                    .map(|i| {
+                        let t = Instant::now();
+                        f(q.row(i, dim));
+                        t.elapsed().as_secs_f64() * 1e3
+                    })
+                    .collect(),
+            )
+        };
+        let coarse_ms = match scan.lists {
+            Some(l) => time(&|query| {
+                std::hint::black_box(l.probe(query, 1));
+            }),
+            None => 0.0,
+        };
+        let full = time(&|query| {
+            std::hint::black_box(scan.fast_scan(query, 64));
+        });
+        // Stage 2 over a deep list, minus the shallow one's.
+        let deep = n.min(8192);
+        let shallow = 64.min(deep);
+        let at = |depth: usize| {
+            time(&|query| {
+                std::hint::black_box(scan.search_split(vectors, query, 1, depth, 1, 1));
+            })
+        };
+        let candidate_ms = if deep > shallow { ((at(deep) - at(shallow)) / (deep - shallow) as f64).max(0.0) } else { 0.0 };
+        ScanCost { coarse_ms, point_ms: full / n as f64, candidate_ms }
+    }
+}
+
 /// The scan's sweep for every k, replayed from one deep stage-1 list per
 /// query: a setting of depth d is the first d of that list (as stage 1 with
 /// `keep = d` would return), then the SQ8 and exact stages as
 /// [`ScanView::search`] runs them. A pilot of [`PILOT`] queries at full depth
 /// finds where recall passes [`ENOUGH`]; the rest stop two settings deeper (six at k < 10).
-fn sweep_scan(vectors: &[f32], scan: &ScanView<'_>, q: &Queries, ks: &[usize], leave_one_out: bool, n: usize) -> Vec<Vec<Point>> {
+/// (`nprobe` lists read: 0 for all; `n` the most points one query reads).
+fn sweep_scan(
+    vectors: &[f32],
+    scan: &ScanView<'_>,
+    q: &Queries,
+    ks: &[usize],
+    leave_one_out: bool,
+    n: usize,
+    nprobe: usize,
+) -> Vec<Vec<Point>> {
     let grid = |deepest: usize| -> Vec<Vec<usize>> {
         ks.iter()
             .map(|&k| {
@@ -580,7 +706,7 @@ fn sweep_scan(vectors: &[f32], scan: &ScanView<'_>, q: &Queries, ks: &[usize], l
             .map(|i| {
                 let mine: Vec<Vec<usize>> =
                     settings.iter().zip(&limit).map(|(s, &l)| if i < l { s.clone() } else { Vec::new() }).collect();
-                replay(vectors, scan, q, i, ks, &mine, leave_one_out)
+                replay(vectors, scan, q, i, ks, &mine, leave_one_out, nprobe)
             })
             .collect()
     };
@@ -613,7 +739,7 @@ fn sweep_scan(vectors: &[f32], scan: &ScanView<'_>, q: &Queries, ks: &[usize], l
             let mut points = Vec::new();
             for (si, &r) in settings[ki].iter().enumerate() {
                 let mut recalls: Vec<f64> = per_query.iter().filter_map(|pq| pq[ki].get(si).copied()).collect();
-                let point = summarize(SearchParams::scan(r), &mut recalls);
+                let point = summarize(SearchParams::probe(nprobe, r), &mut recalls);
                 let done = point.recall_mean >= ENOUGH;
                 points.push(point);
                 if done {
@@ -636,6 +762,7 @@ fn replay(
     ks: &[usize],
     settings: &[Vec<usize>],
     leave_one_out: bool,
+    nprobe: usize,
 ) -> Vec<Vec<f64>> {
     let dim = scan.shape.dim;
     let query = q.row(i, dim);
@@ -645,7 +772,7 @@ fn replay(
     let wanted = |k: usize| k + usize::from(leave_one_out);
     let depth = |k: usize, r: usize| (r * k).max(keep_sq8(k).max(wanted(k)));
     let deepest = ks.iter().zip(settings).filter_map(|(&k, rs)| rs.last().map(|&r| depth(k, r))).max().unwrap_or(1);
-    let mut list = scan.fast_scan(query, deepest);
+    let mut list = scan.fast_scan_probe(query, deepest, nprobe);
     list.sort_unstable();
     // SQ8 distances of the whole list, computed in offset order (rising
     // addresses: the hardware prefetcher and the TLB like that better).

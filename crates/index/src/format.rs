@@ -2,14 +2,14 @@
 //! vectors once plus the search structures: an HNSW graph, quantised scan
 //! codes, or both.
 //!
-//! Version 3 (written now; versions 2 and 1 still load, without a
-//! calibration; version 1 holds a graph only):
+//! Version 4 (written now; versions 3, 2 and 1 still load: 3 without lists,
+//! 2 without a calibration, 1 with a graph only):
 //!
 //! ```text
 //! offset  size  field
 //! ------  ----  ---------------------------------------------------------
 //!      0     8  magic  b"VWINDEX\0"
-//!      8     4  format_version   u32  (= 3)
+//!      8     4  format_version   u32  (= 4)
 //!     12     4  header_size      u32  (= 512)
 //!     16     4  metric           u32  (0 = squared L2)
 //!     20     4  dim              u32
@@ -36,18 +36,26 @@
 //!                10 sq8 codes      count × dim × u8                               }
 //!                11 calibration    UTF-8 JSON, at most 16 MiB (v3; optional): the
 //!                                  recall table of `calibrate::Calibration`
-//!             12–15 reserved (0, 0)
+//!                12 list centroids scan_lists × dim × f32      (v4; scan with lists only)
+//!                13 list starts    (scan_lists + 1) × u32: list i holds point
+//!                                  offsets [start_i, start_(i+1)); 0 first, count last
+//!             14–15 reserved (0, 0)
 //!    336     8  file_size        u64
 //!    344     8  body_checksum    u64  xxh3-64 of bytes [header_size, file_size)
 //!    352     4  scan_dsub        u32  (dimensions per 4-bit sub-quantiser; 0 without scan)
 //!    356     4  scan_m           u32  (sub-quantisers, even)
 //!    360     4  default_method   u32  (1 = HNSW, 2 = scan): what `auto` searches use
-//!    364   140  reserved (zero)
+//!    364     4  scan_lists       u32  (v4: lists the scan's points are partitioned
+//!                                       into, in list order; 0 = no partition)
+//!    368   136  reserved (zero)
 //!    504     8  header_checksum  u64  xxh3-64 of bytes [0, 504)
 //!    512        body: the sections, each starting on a 64-byte boundary,
-//!               zero padding between them
+//!               zero padding between them, in any order, never overlapping
+//!               (the writer puts them in table order; the build appends the
+//!               calibration last)
 //! ```
 //!
+//! Version 3 is version 4 without sections 12 and 13 (`scan_lists` 0).
 //! Version 2 is version 3 without section 11. Version 1 is the same up to byte 80, then a 6-entry table (sections 0–5),
 //! `file_size` at 176, `body_checksum` at 184, `header_checksum` at 248 over
 //! [0, 248), and a 256-byte header.
@@ -65,6 +73,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::write_atomic_then;
 use crate::hnsw::{GraphView, HnswGraph, HnswParams, NO_UPPER};
 use crate::params::Method;
+use crate::scan::lists::ListsView;
 use crate::scan::{ScanCodes, ScanShape, ScanView};
 use memmap2::Mmap;
 use std::fs::File;
@@ -88,7 +97,7 @@ pub const MAX_POINTS: usize = (u32::MAX / 2) as usize;
 
 pub const MAGIC: &[u8; 8] = b"VWINDEX\0";
 /// The version [`write`] produces.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// What to do about a damaged calibration table.
 const RECALIBRATE: &str = "measure it again with `vectorwise calibrate --index <file>`";
 /// Largest calibration section accepted.
@@ -115,6 +124,7 @@ const V1: Layout =
 const V2: Layout =
     Layout { version: 2, header_size: 512, sections: 16, file_size_at: 336, body_checksum_at: 344, header_checksum_at: 504 };
 const V3: Layout = Layout { version: 3, ..V2 };
+const V4: Layout = Layout { version: 4, ..V2 };
 
 /// Section numbers (see the module doc).
 mod sec {
@@ -130,6 +140,8 @@ mod sec {
     pub const SQ8_STEP: usize = 9;
     pub const SQ8_CODES: usize = 10;
     pub const CALIBRATION: usize = 11;
+    pub const LIST_CENTROIDS: usize = 12;
+    pub const LIST_STARTS: usize = 13;
 }
 
 /// Fields of the header that describe the index (everything but layout and checksums).
@@ -144,6 +156,8 @@ pub struct Header {
     pub max_level: u8,
     /// Scan code shape; `None` when the file has no scan codes.
     pub scan: Option<ScanShape>,
+    /// Lists the scan's points are partitioned into; 0 without a partition.
+    pub scan_lists: u32,
     /// What `auto` searches use.
     pub default_method: Method,
     pub build_seconds: f64,
@@ -172,6 +186,7 @@ struct HeaderFields {
     count: usize,
     graph: Option<(HnswParams, u32, u8)>,
     scan: Option<ScanShape>,
+    scan_lists: usize,
     default_method: Method,
     build_seconds: f64,
 }
@@ -221,6 +236,13 @@ fn write_inner(path: &Path, parts: &IndexParts<'_>, finish: impl FnOnce(&Path) -
         sections[sec::SQ8_MIN] = bytemuck::cast_slice(&sc.sq8_min);
         sections[sec::SQ8_STEP] = bytemuck::cast_slice(&sc.sq8_step);
         sections[sec::SQ8_CODES] = &sc.sq8;
+        if let Some(lists) = &sc.lists {
+            if lists.view().check(parts.dim, count).is_err() {
+                return invalid("the scan's lists do not describe these vectors");
+            }
+            sections[sec::LIST_CENTROIDS] = bytemuck::cast_slice(&lists.centroids);
+            sections[sec::LIST_STARTS] = bytemuck::cast_slice(&lists.starts);
+        }
     }
     let calibration = parts.calibration.map(calibration_bytes).transpose()?;
     if let Some(c) = &calibration {
@@ -231,6 +253,7 @@ fn write_inner(path: &Path, parts: &IndexParts<'_>, finish: impl FnOnce(&Path) -
         count,
         graph: parts.graph.map(|g| (g.params, g.entry_point, g.max_level)),
         scan: parts.scan.map(|s| s.shape),
+        scan_lists: parts.scan.and_then(|s| s.lists.as_ref()).map_or(0, |l| l.view().len()),
         default_method: parts.default_method,
         build_seconds: parts.build_seconds,
     };
@@ -269,6 +292,7 @@ pub fn write_calibrated(path: &Path, file: &MappedFile, calibration: &Calibratio
         count: h.count as usize,
         graph: h.graph.map(|g| (g, h.entry_point, h.max_level)),
         scan: h.scan,
+        scan_lists: h.scan_lists as usize,
         default_method: h.default_method,
         build_seconds: h.build_seconds,
     };
@@ -324,7 +348,7 @@ fn write_sections(
     sections: &[&[u8]; MAX_SECTIONS],
     finish: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<()> {
-    let layout = V3;
+    let layout = V4;
     let mut table = [0u64; 2 * MAX_SECTIONS];
     let mut at = layout.header_size;
     for (i, s) in sections.iter().enumerate() {
@@ -382,6 +406,7 @@ fn write_sections(
         put(356, &(shape.m as u32).to_le_bytes());
     }
     put(360, &(if f.default_method == Method::Hnsw { 1u32 } else { 2u32 }).to_le_bytes());
+    put(364, &(f.scan_lists as u32).to_le_bytes());
     let header_checksum = xxh3_64(&h[..layout.header_checksum_at]);
     h[layout.header_checksum_at..].copy_from_slice(&header_checksum.to_le_bytes());
 
@@ -457,6 +482,10 @@ impl MappedFile {
             sq8_min: bytemuck::cast_slice(self.section(sec::SQ8_MIN)),
             sq8_step: bytemuck::cast_slice(self.section(sec::SQ8_STEP)),
             sq8: self.section(sec::SQ8_CODES),
+            lists: (self.header.scan_lists > 0).then(|| ListsView {
+                centroids: bytemuck::cast_slice(self.section(sec::LIST_CENTROIDS)),
+                starts: bytemuck::cast_slice(self.section(sec::LIST_STARTS)),
+            }),
         })
     }
 }
@@ -514,6 +543,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, Layout)> {
         1 => V1,
         2 => V2,
         3 => V3,
+        4 => V4,
         _ => {
             return Err(bad(format!(
                 "index format version {version} is not supported (this build reads versions 1 to {FORMAT_VERSION}); rebuild the index"
@@ -597,8 +627,15 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, Layout)> {
     if version >= 3 {
         expected[sec::CALIBRATION] = None; // any length up to the limit, or absent
     }
+    let scan_lists = if version >= 4 { u32_at(364) } else { 0 };
+    if scan_lists > 0 {
+        if scan.is_none() || scan_lists as u64 > count {
+            return Err(bad(format!("{scan_lists} scan lists for {count} points{}", if scan.is_none() { " without scan codes" } else { "" })));
+        }
+        expected[sec::LIST_CENTROIDS] = Some(Some(scan_lists as usize * d * 4));
+        expected[sec::LIST_STARTS] = Some(Some((scan_lists as usize + 1) * 4));
+    }
     let mut sections: [Range<usize>; MAX_SECTIONS] = Default::default();
-    let mut end_of_previous = layout.header_size;
     for i in 0..layout.sections {
         let (off, len) = (u64_at(80 + 16 * i), u64_at(88 + 16 * i));
         if expected[i].is_none() {
@@ -627,7 +664,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, Layout)> {
             return Err(bad(format!("section {i} ({off}+{len}) runs past the end of the file")));
         };
         let (off, len, end) = (off as usize, len as usize, end as usize);
-        if off % SECTION_ALIGN != 0 || off < end_of_previous {
+        if off % SECTION_ALIGN != 0 || off < layout.header_size {
             return Err(bad(format!("section {i} at {off} is misplaced")));
         }
         match want {
@@ -638,7 +675,12 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, Layout)> {
             _ => {}
         }
         sections[i] = off..end;
-        end_of_previous = end;
+    }
+    // Sections may come in any order in the body but never overlap.
+    let mut placed: Vec<&Range<usize>> = sections.iter().filter(|r| !r.is_empty()).collect();
+    placed.sort_unstable_by_key(|r| r.start);
+    if let Some(w) = placed.windows(2).find(|w| w[1].start < w[0].end) {
+        return Err(bad(format!("sections at {} and {} overlap", w[0].start, w[1].start)));
     }
     let max_level = u32_at(52);
     let entry_point = u32_at(48);
@@ -653,6 +695,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, Layout)> {
         entry_point,
         max_level: max_level as u8,
         scan,
+        scan_lists,
         default_method,
         build_seconds: f64::from_le_bytes(bytes[56..64].try_into().unwrap()),
         sections,

@@ -25,6 +25,8 @@ pub struct IndexInfo {
     pub has_graph: bool,
     /// Dimensions per 4-bit sub-quantiser of the scan codes; 0 without them.
     pub scan_dsub: usize,
+    /// Lists the scan's points are partitioned into; 0 without a partition.
+    pub scan_lists: usize,
     pub hnsw_m: u32,
     pub hnsw_m0: u32,
     pub ef_construction: u32,
@@ -99,6 +101,7 @@ impl Index {
         let h = &self.file.header;
         IndexInfo {
             index_type: match h.default_method {
+                Method::Scan if h.scan_lists > 0 => "IVFQuantizedScan",
                 Method::Scan => "QuantizedScan",
                 _ => "HNSW",
             },
@@ -111,6 +114,7 @@ impl Index {
             ef_construction: h.graph.map_or(0, |p| p.ef_construction),
             has_graph: h.graph.is_some(),
             scan_dsub: h.scan.map_or(0, |s| s.dsub),
+            scan_lists: h.scan_lists as usize,
             default_method: h.default_method,
             max_level: h.max_level,
             build_seconds: h.build_seconds,
@@ -196,7 +200,7 @@ impl Index {
                     return Err(Error::InvalidParameter { name: "method", reason: "this index has no scan codes".into() });
                 };
                 let (candidates, rerank) = scan_depths(params, k);
-                scan.search(vectors, query, k, candidates, rerank)
+                scan.search_probe(vectors, query, k, candidates, rerank, params.nprobe)
             }
             Method::Hnsw | Method::Auto => {
                 let Some(graph) = self.file.graph() else {
@@ -250,10 +254,24 @@ impl Index {
                 self.check_query(q, k)?;
             }
             let (candidates, rerank) = scan_depths(params, k);
-            let found = scan.search_many(self.vectors(), queries, k, candidates, rerank);
+            let found = scan.search_many(self.vectors(), queries, k, candidates, rerank, params.nprobe);
             return Ok(found.into_iter().map(|f| self.to_neighbors(f)).collect());
         }
         queries.par_chunks_exact(self.dim()).map(|q| self.search(q, k, params)).collect()
+    }
+
+    /// Exact k-NN of many queries (row-major), grouped so each pass over the
+    /// vectors serves several queries, on the rayon pool; results in query order.
+    pub fn exact_search_batch(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Neighbor>>> {
+        if self.dim() == 0 || queries.len() % self.dim() != 0 {
+            let reason = format!("length {} is not a multiple of the dimension {}", queries.len(), self.dim());
+            return Err(Error::InvalidParameter { name: "queries", reason });
+        }
+        for q in queries.chunks_exact(self.dim()) {
+            self.check_query(q, k)?;
+        }
+        let found = exact::search_many(self.vectors(), self.dim(), queries, k);
+        Ok(found.into_iter().map(|f| self.to_neighbors(f)).collect())
     }
 
     /// Exact k-NN by scanning every vector.

@@ -104,8 +104,29 @@ fn build_then(
     if opts.graph.is_none() && opts.scan.is_none() {
         return Err(Error::InvalidParameter { name: "index", reason: "nothing to build: ask for a graph, scan codes, or both".into() });
     }
-    let scan = opts.scan.map(|o| scan::build(vectors.as_slice(), vectors.dim(), &o)).transpose()?;
-    let graph = opts.graph.map(|o| hnsw::builder::build(vectors.as_slice(), vectors.dim(), &o, progress)).transpose()?;
+    let dim = vectors.dim();
+    // A partitioned scan stores its points in list order: every structure is
+    // built over the reordered vectors, and the ids map offsets back to rows.
+    let partition = opts.scan.filter(|o| o.lists > 0).map(|o| {
+        let (centroids, assign) = scan::lists::train(vectors.as_slice(), dim, o.lists, o.seed);
+        let lists = centroids.len() / dim.max(1);
+        let (order, starts) = scan::lists::order(&assign, lists);
+        (scan::lists::Lists { centroids, starts }, order)
+    });
+    let reordered: Option<Vec<f32>> = partition.as_ref().map(|(_, order)| {
+        let mut out = Vec::with_capacity(vectors.as_slice().len());
+        for &row in order {
+            out.extend_from_slice(&vectors.as_slice()[row as usize * dim..(row as usize + 1) * dim]);
+        }
+        out
+    });
+    let ids: Option<Vec<u64>> = partition.as_ref().map(|(_, order)| order.iter().map(|&r| u64::from(r)).collect());
+    let data: &[f32] = reordered.as_deref().unwrap_or(vectors.as_slice());
+    let mut scan = opts.scan.map(|o| scan::build(data, dim, &o)).transpose()?;
+    if let (Some(codes), Some((lists, _))) = (scan.as_mut(), partition) {
+        codes.lists = Some(lists);
+    }
+    let graph = opts.graph.map(|o| hnsw::builder::build(data, dim, &o, progress)).transpose()?;
     let default_method = match opts.default_method {
         Method::Auto | Method::Exact => if graph.is_some() { Method::Hnsw } else { Method::Scan },
         m => m,
@@ -114,9 +135,9 @@ fn build_then(
     format::write_then(
         path,
         &format::IndexParts {
-            dim: vectors.dim(),
-            vectors: vectors.as_slice(),
-            ids: None,
+            dim,
+            vectors: data,
+            ids: ids.as_deref(),
             graph: graph.as_ref(),
             scan: scan.as_ref(),
             default_method,

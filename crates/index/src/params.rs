@@ -57,11 +57,15 @@ pub struct SearchParams {
     /// Quantised scan: how many candidates per requested neighbour are
     /// re-ranked with exact distances (`rerank × k` in all).
     pub rerank: usize,
+    /// Partitioned scan: how many of the nearest lists are read; 0 (and any
+    /// number at or above the index's lists) reads them all. Ignored by an
+    /// index without lists.
+    pub nprobe: usize,
 }
 
 impl Default for SearchParams {
     fn default() -> Self {
-        SearchParams { method: Method::Auto, ef_search: 64, rerank: 64 }
+        SearchParams { method: Method::Auto, ef_search: 64, rerank: 64, nprobe: 0 }
     }
 }
 
@@ -76,15 +80,22 @@ impl SearchParams {
         SearchParams { method: Method::Scan, rerank, ..Default::default() }
     }
 
+    /// A scan of the `nprobe` nearest lists re-ranking `rerank × k` candidates.
+    pub fn probe(nprobe: usize, rerank: usize) -> Self {
+        SearchParams { method: Method::Scan, rerank, nprobe, ..Default::default() }
+    }
+
     /// An exact search.
     pub fn exact() -> Self {
         SearchParams { method: Method::Exact, ..Default::default() }
     }
 
-    /// The short text form [`FromStr`] reads back: `ef=64`, `rerank=32`, `exact`.
+    /// The short text form [`FromStr`] reads back: `ef=64`, `rerank=32`,
+    /// `nprobe=8,rerank=16`, `exact`.
     pub fn setting(&self) -> String {
         match self.method {
             Method::Hnsw => format!("ef={}", self.ef_search),
+            Method::Scan if self.nprobe > 0 => format!("nprobe={},rerank={}", self.nprobe, self.rerank),
             Method::Scan => format!("rerank={}", self.rerank),
             Method::Exact => "exact".to_owned(),
             Method::Auto => format!("method=auto,ef={},rerank={}", self.ef_search, self.rerank),
@@ -127,10 +138,14 @@ impl FromStr for SearchParams {
                     p.rerank = number()?;
                     method.get_or_insert(Method::Scan);
                 }
+                "nprobe" => {
+                    p.nprobe = number()?;
+                    method.get_or_insert(Method::Scan);
+                }
                 _ => {
                     return Err(Error::InvalidParameter {
                         name: "search setting",
-                        reason: format!("unknown key `{key}` (method, ef, rerank)"),
+                        reason: format!("unknown key `{key}` (method, ef, rerank, nprobe)"),
                     });
                 }
             }
@@ -146,6 +161,7 @@ impl fmt::Display for SearchParams {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.method {
             Method::Hnsw => write!(f, "hnsw ef={}", self.ef_search),
+            Method::Scan if self.nprobe > 0 => write!(f, "scan nprobe={} rerank={}", self.nprobe, self.rerank),
             Method::Scan => write!(f, "scan rerank={}", self.rerank),
             Method::Exact => f.write_str("exact"),
             Method::Auto => write!(f, "auto ef={} rerank={}", self.ef_search, self.rerank),
@@ -167,10 +183,11 @@ mod tests {
         for bad in ["ef=0", "ef=x", "speed=3", "method=fast", "rerank=-1"] {
             assert!(bad.parse::<SearchParams>().is_err(), "{bad}");
         }
-        for p in [SearchParams::hnsw(7), SearchParams::scan(3), SearchParams::exact(), SearchParams::default()] {
+        assert_eq!("nprobe=4,rerank=8".parse::<SearchParams>().unwrap(), SearchParams::probe(4, 8));
+        for p in [SearchParams::hnsw(7), SearchParams::scan(3), SearchParams::probe(2, 3), SearchParams::exact(), SearchParams::default()] {
             assert_eq!(p.setting().parse::<SearchParams>().unwrap(), p);
         }
-        for p in [SearchParams::hnsw(7), SearchParams::scan(3), SearchParams::exact()] {
+        for p in [SearchParams::hnsw(7), SearchParams::scan(3), SearchParams::probe(5, 6), SearchParams::exact()] {
             assert_eq!(p.to_string().replace(' ', ",").parse::<SearchParams>().unwrap(), p);
         }
     }

@@ -266,7 +266,7 @@ fn wide_vectors_get_wider_sub_quantisers() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wide.vwi");
     let base = dataset::sphere(300, 1000, 4);
-    let opts = IndexOptions { graph: None, scan: Some(ScanOptions { dsub: 2, seed: 1 }), default_method: Method::Auto };
+    let opts = IndexOptions { graph: None, scan: Some(ScanOptions { dsub: 2, seed: 1, lists: 0 }), default_method: Method::Auto };
     vectorwise_index::build(&base, &path, &opts, &|_| {}).unwrap();
     let index = Index::open(&path).unwrap();
     assert_eq!(index.info().scan_dsub, 4, "1000 dimensions need 4 per sub-quantiser");

@@ -559,7 +559,7 @@ mod tests {
             let data = dataset::sphere(2000, 16, 7);
             let options = IndexOptions {
                 graph: None,
-                scan: Some(ScanOptions { dsub: 4, seed: 1 }),
+                scan: Some(ScanOptions { dsub: 4, seed: 1, lists: 0 }),
                 default_method: Method::Scan,
             };
             vectorwise_index::build(&data, &path, &options, &|_| {}).unwrap();

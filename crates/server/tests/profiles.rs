@@ -35,13 +35,13 @@ static FIXTURE: LazyLock<Calibrated> = LazyLock::new(|| {
     let path_graph = dir.path().join("graph.vwi");
     let scan_opts = IndexOptions {
         graph: None,
-        scan: Some(ScanOptions { dsub: 4, seed: 1 }),
+        scan: Some(ScanOptions { dsub: 4, seed: 1, lists: 0 }),
         default_method: Method::Scan,
     };
     vectorwise_index::build(&data_scan, &path_scan, &scan_opts, &|_| {}).unwrap();
     let graph_opts = IndexOptions {
         graph: Some(hnsw::BuildOptions { m: 12, ef_construction: 64, threads: Some(1), seed: 3 }),
-        scan: Some(ScanOptions { dsub: 4, seed: 1 }),
+        scan: Some(ScanOptions { dsub: 4, seed: 1, lists: 0 }),
         default_method: Method::Hnsw,
     };
     vectorwise_index::build(&data_graph, &path_graph, &graph_opts, &|_| {}).unwrap();

@@ -19,11 +19,14 @@
 
 pub mod kernels;
 pub mod kmeans;
+pub mod lists;
 
 use crate::distance::prefetch_lines;
 use crate::error::{Error, Result};
 use crate::topk::Scored;
 use kernels::scan_kernels;
+use lists::{Lists, ListsView};
+use std::ops::Range;
 use rand::SeedableRng;
 use rand::seq::index::sample;
 use rayon::prelude::*;
@@ -48,11 +51,13 @@ pub struct ScanOptions {
     /// bytes); raised to `⌈dim / 256⌉` for vectors wider than `256 · dsub`.
     pub dsub: usize,
     pub seed: u64,
+    /// Lists to partition the points into ([`lists`]); 0: no partition.
+    pub lists: usize,
 }
 
 impl Default for ScanOptions {
     fn default() -> Self {
-        ScanOptions { dsub: 4, seed: 42 }
+        ScanOptions { dsub: 4, seed: 42, lists: 0 }
     }
 }
 
@@ -158,6 +163,9 @@ pub struct ScanCodes {
     pub sq8_step: Vec<f32>,
     /// `count × dim` SQ8 codes.
     pub sq8: Vec<u8>,
+    /// The partition into lists, when there is one (the points are then in
+    /// list order).
+    pub lists: Option<Lists>,
 }
 
 impl ScanCodes {
@@ -169,6 +177,7 @@ impl ScanCodes {
             sq8_min: &self.sq8_min,
             sq8_step: &self.sq8_step,
             sq8: &self.sq8,
+            lists: self.lists.as_ref().map(Lists::view),
         }
     }
 }
@@ -182,6 +191,7 @@ pub struct ScanView<'a> {
     pub sq8_min: &'a [f32],
     pub sq8_step: &'a [f32],
     pub sq8: &'a [u8],
+    pub lists: Option<ListsView<'a>>,
 }
 
 impl ScanView<'_> {
@@ -206,6 +216,9 @@ impl ScanView<'_> {
         }
         if self.centroids.iter().any(|x| !x.is_finite()) {
             return Err("scan centroids are not finite".into());
+        }
+        if let Some(lists) = &self.lists {
+            lists.check(s.dim, s.count)?;
         }
         Ok(())
     }
@@ -253,12 +266,38 @@ impl ScanView<'_> {
     }
 
     /// Stage 1 for several queries in one pass over the codes: each chunk of
-    /// blocks (64 KiB at 128-d, `dsub` 2) is read from memory once and scored
-    /// for every query while it sits in the L2 cache.
+    /// blocks is read from memory once and scored for every query while it
+    /// sits in the L2 cache.
     fn fast_scan_many(&self, queries: &[&[f32]], keep: usize) -> Vec<Vec<(u16, u32)>> {
+        self.fast_scan_ranges(queries, keep, &[0..self.shape.count])
+    }
+
+    /// [`ScanView::fast_scan`] over the points of the `nprobe` lists nearest
+    /// `query` (all points without lists, or with `nprobe` 0).
+    pub fn fast_scan_probe(&self, query: &[f32], keep: usize, nprobe: usize) -> Vec<(u16, u32)> {
+        let ranges = self.probe(query, nprobe);
+        self.fast_scan_ranges(&[query], keep, &ranges).pop().expect("one query in, one out")
+    }
+
+    /// The offset ranges a search reading `nprobe` lists covers.
+    pub fn probe(&self, query: &[f32], nprobe: usize) -> Vec<Range<usize>> {
+        match self.lists {
+            Some(lists) if nprobe > 0 && nprobe < lists.len() => lists.probe(query, nprobe),
+            _ => vec![0..self.shape.count],
+        }
+    }
+
+    /// Whether a search with `nprobe` reads only part of the points.
+    pub fn partial(&self, nprobe: usize) -> bool {
+        self.lists.is_some_and(|l| nprobe > 0 && nprobe < l.len())
+    }
+
+    /// Stage 1 over the points of `ranges` (rising, disjoint): the `keep`
+    /// smallest (sum, offset) among them, in offset order.
+    fn fast_scan_ranges(&self, queries: &[&[f32]], keep: usize, ranges: &[Range<usize>]) -> Vec<Vec<(u16, u32)>> {
         let block = scan_kernels().block;
-        let n = self.shape.count;
-        let keep = keep.clamp(1, n);
+        let total: usize = ranges.iter().map(|r| r.len()).sum();
+        let keep = keep.clamp(1, total.max(1));
         let mut states: Vec<ScanState> = queries
             .iter()
             .map(|q| ScanState { lut: self.table(q), found: Vec::with_capacity(2 * keep + BLOCK), threshold: u16::MAX })
@@ -269,26 +308,33 @@ impl ScanView<'_> {
         const CHUNK: usize = 64;
         let mut sums = vec![0u16; CHUNK * BLOCK];
         let mut masks = vec![0u32; CHUNK];
-        for (c, codes) in self.codes.chunks(CHUNK * self.shape.block_bytes()).enumerate() {
-            let blocks = codes.len() / self.shape.block_bytes();
-            let (sums, masks) = (&mut sums[..blocks * BLOCK], &mut masks[..blocks]);
-            for st in states.iter_mut() {
-                block(codes, &st.lut, st.threshold, sums, masks);
-                for (b, &mask) in masks.iter().enumerate() {
-                    let mut mask = mask;
-                    let base = (c * CHUNK + b) * BLOCK;
-                    while mask != 0 {
-                        let j = mask.trailing_zeros() as usize;
-                        mask &= mask - 1;
-                        let x = sums[b * BLOCK + j];
-                        if x < st.threshold && base + j < n {
-                            st.found.push((x, (base + j) as u32));
+        let bytes = self.shape.block_bytes();
+        for r in ranges {
+            let (first, end) = (r.start / BLOCK, r.end.div_ceil(BLOCK));
+            let mut b0 = first;
+            while b0 < end {
+                let blocks = (end - b0).min(CHUNK);
+                let codes = &self.codes[b0 * bytes..(b0 + blocks) * bytes];
+                let (sums, masks) = (&mut sums[..blocks * BLOCK], &mut masks[..blocks]);
+                for st in states.iter_mut() {
+                    block(codes, &st.lut, st.threshold, sums, masks);
+                    for (b, &mask) in masks.iter().enumerate() {
+                        let base = (b0 + b) * BLOCK;
+                        let mut mask = mask & in_range(base, r);
+                        while mask != 0 {
+                            let j = mask.trailing_zeros() as usize;
+                            mask &= mask - 1;
+                            let x = sums[b * BLOCK + j];
+                            if x < st.threshold {
+                                st.found.push((x, (base + j) as u32));
+                            }
+                        }
+                        if st.found.len() >= 2 * keep {
+                            st.threshold = keep_smallest(&mut st.found, keep, &mut hist);
                         }
                     }
-                    if st.found.len() >= 2 * keep {
-                        st.threshold = keep_smallest(&mut st.found, keep, &mut hist);
-                    }
                 }
+                b0 += blocks;
             }
         }
         states
@@ -305,9 +351,22 @@ impl ScanView<'_> {
     /// [`ScanView::search`] for many queries (row-major): stage 1 for
     /// [`BATCH_GROUP`] queries per pass over the codes, groups spread over the
     /// rayon pool; results in query order.
-    pub fn search_many(&self, vectors: &[f32], queries: &[f32], k: usize, candidates: usize, rerank: usize) -> Vec<Vec<Scored>> {
+    /// With `nprobe` selecting part of the lists, each query reads its own
+    /// lists: the queries are spread over the pool one by one.
+    pub fn search_many(
+        &self,
+        vectors: &[f32],
+        queries: &[f32],
+        k: usize,
+        candidates: usize,
+        rerank: usize,
+        nprobe: usize,
+    ) -> Vec<Vec<Scored>> {
         let dim = self.shape.dim;
         let rows: Vec<&[f32]> = queries.chunks_exact(dim).collect();
+        if self.partial(nprobe) {
+            return rows.par_iter().map(|q| self.search_probe(vectors, q, k, candidates, rerank, nprobe)).collect();
+        }
         let rerank = rerank.max(k);
         rows.par_chunks(BATCH_GROUP)
             .flat_map_iter(|group| {
@@ -334,6 +393,19 @@ impl ScanView<'_> {
     pub fn search(&self, vectors: &[f32], query: &[f32], k: usize, candidates: usize, rerank: usize) -> Vec<Scored> {
         let parts = if self.shape.count >= SPLIT_MIN_POINTS { rayon::current_num_threads().min(MAX_SPLIT) } else { 1 };
         self.search_split(vectors, query, k, candidates, rerank, parts)
+    }
+
+    /// [`ScanView::search`] over the `nprobe` lists nearest `query` (all of
+    /// them for 0, or an index without lists). A partial search runs on the
+    /// calling thread: it reads few enough points not to be worth splitting.
+    pub fn search_probe(&self, vectors: &[f32], query: &[f32], k: usize, candidates: usize, rerank: usize, nprobe: usize) -> Vec<Scored> {
+        if !self.partial(nprobe) {
+            return self.search(vectors, query, k, candidates, rerank);
+        }
+        let rerank = rerank.max(k);
+        let ranges = self.probe(query, nprobe);
+        let found = self.fast_scan_ranges(&[query], candidates.max(rerank), &ranges).pop().expect("one query in, one out");
+        self.rerank(vectors, query, k, found, rerank)
     }
 
     /// [`ScanView::search`] with its stages split `parts` ways: stage 1 over
@@ -497,7 +569,7 @@ pub fn build(vectors: &[f32], dim: usize, opts: &ScanOptions) -> Result<ScanCode
     let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
     let train: Vec<usize> = if count > TRAIN_SAMPLE { sample(&mut rng, count, TRAIN_SAMPLE).into_vec() } else { (0..count).collect() };
     let (m, dsub) = (shape.m, shape.dsub);
-    let view_for_ranges = ScanView { shape, centroids: &[], codes: &[], sq8_min: &[], sq8_step: &[], sq8: &[] };
+    let view_for_ranges = ScanView { shape, centroids: &[], codes: &[], sq8_min: &[], sq8_step: &[], sq8: &[], lists: None };
 
     // Product quantiser: k-means per sub-quantiser on the sample.
     let centroids: Vec<f32> = (0..m)
@@ -556,7 +628,19 @@ pub fn build(vectors: &[f32], dim: usize, opts: &ScanOptions) -> Result<ScanCode
             *o = ((x - l) / s).round().clamp(0.0, 255.0) as u8;
         }
     });
-    Ok(ScanCodes { shape, centroids, codes, sq8_min: lo, sq8_step: step, sq8 })
+    Ok(ScanCodes { shape, centroids, codes, sq8_min: lo, sq8_step: step, sq8, lists: None })
+}
+
+/// The bits of a block starting at offset `base` whose points lie in `r`.
+#[inline]
+fn in_range(base: usize, r: &Range<usize>) -> u32 {
+    let lo = r.start.saturating_sub(base).min(BLOCK);
+    let hi = r.end.saturating_sub(base).min(BLOCK);
+    if lo >= hi {
+        return 0;
+    }
+    let upto = if hi == BLOCK { u32::MAX } else { (1u32 << hi) - 1 };
+    upto & !((1u32 << lo) - 1)
 }
 
 /// Packs the codes of one block (`codes[s][j]`: sub-quantiser `s`, point `j`)
@@ -582,7 +666,7 @@ mod tests {
     fn a_split_search_answers_as_the_whole() {
         let dim = 16;
         let data = crate::dataset::sphere(3_001, dim, 3);
-        let codes = build(data.as_slice(), dim, &ScanOptions { dsub: 4, seed: 3 }).unwrap();
+        let codes = build(data.as_slice(), dim, &ScanOptions { dsub: 4, seed: 3, lists: 0 }).unwrap();
         let view = codes.view();
         for (qi, q) in crate::dataset::sphere(20, dim, 4).rows().enumerate() {
             for (k, candidates, rerank) in [(10, 40, 50), (1, 1, 50), (10, 2_000, 50), (100, 800, 500)] {
@@ -628,7 +712,7 @@ mod tests {
         let n = 3000 + 17;
         let data = crate::dataset::sphere(n, dim, 3);
         for dsub in [2, 4] {
-            let codes = build(data.as_slice(), dim, &ScanOptions { dsub, seed: 1 }).unwrap();
+            let codes = build(data.as_slice(), dim, &ScanOptions { dsub, seed: 1, lists: 0 }).unwrap();
             let view = codes.view();
             let queries = crate::dataset::sphere(5, dim, 9);
             for q in queries.rows() {

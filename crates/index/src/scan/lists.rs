@@ -1,0 +1,246 @@
+//! The scan's partition into lists (inverted-file style): k-means centroids
+//! over the points, each point stored in its nearest centroid's list, and a
+//! list is a run of consecutive offsets. A query reads only the blocks of its
+//! `nprobe` nearest lists instead of all of them; on data with structure
+//! (clusters, real embeddings) a few lists hold its neighbours. On data
+//! without it (the demo's sphere) the neighbours are spread over every list
+//! and the exhaustive scan is as good as any partition.
+//!
+//! The build orders the points by list, so offsets change and the ids
+//! section maps each offset back to its input row (ids are separate from
+//! offsets for exactly this).
+
+use crate::exact;
+use rand::SeedableRng;
+use rand::seq::index::sample;
+use std::ops::Range;
+
+/// Training points per list for the k-means.
+const TRAIN_PER_LIST: usize = 64;
+/// Lloyd rounds.
+const ITERS: usize = 10;
+
+/// The number of lists `auto` gives `count` points: about √count (a list of
+/// about √count points too), at least 1.
+pub fn auto_lists(count: usize) -> usize {
+    ((count as f64).sqrt().round() as usize).max(1)
+}
+
+/// A partition built in memory before it is written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lists {
+    /// `lists × dim` f32: each list's centroid.
+    pub centroids: Vec<f32>,
+    /// `lists + 1` offsets: list `i` holds offsets `starts[i]..starts[i + 1]`.
+    pub starts: Vec<u32>,
+}
+
+impl Lists {
+    pub fn view(&self) -> ListsView<'_> {
+        ListsView { centroids: &self.centroids, starts: &self.starts }
+    }
+}
+
+/// Borrowed lists: from [`Lists`] or a memory-mapped index file.
+#[derive(Clone, Copy, Debug)]
+pub struct ListsView<'a> {
+    pub centroids: &'a [f32],
+    pub starts: &'a [u32],
+}
+
+impl ListsView<'_> {
+    pub fn len(&self) -> usize {
+        self.starts.len().saturating_sub(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the lists describe `count` points of `dim` dimensions: one
+    /// centroid per list, all finite; starts rising from 0 to `count`.
+    pub fn check(&self, dim: usize, count: usize) -> std::result::Result<(), String> {
+        let n = self.len();
+        if n == 0 {
+            return Err("the scan's partition has no lists".into());
+        }
+        if self.centroids.len() != n * dim {
+            return Err(format!("the scan's partition has {} centroid values for {n} lists of {dim}", self.centroids.len()));
+        }
+        if self.centroids.iter().any(|x| !x.is_finite()) {
+            return Err("the scan's list centroids are not finite".into());
+        }
+        if self.starts[0] != 0 || self.starts[n] as usize != count || self.starts.windows(2).any(|w| w[0] > w[1]) {
+            return Err(format!("the scan's list starts do not rise from 0 to {count}"));
+        }
+        Ok(())
+    }
+
+    /// The offset ranges of the `nprobe` lists whose centroids are nearest
+    /// `query` (all of them for 0), in offset order, adjacent ranges merged,
+    /// empty ones dropped.
+    pub fn probe(&self, query: &[f32], nprobe: usize) -> Vec<Range<usize>> {
+        let n = self.len();
+        let dim = query.len();
+        let mut picked: Vec<usize> = if nprobe == 0 || nprobe >= n {
+            (0..n).collect()
+        } else {
+            let l2 = crate::distance::kernels().l2_squared;
+            let mut d: Vec<(f32, usize)> =
+                self.centroids.chunks_exact(dim).map(|c| l2(c, query)).zip(0..).collect();
+            d.select_nth_unstable_by(nprobe - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            d.truncate(nprobe);
+            d.into_iter().map(|(_, i)| i).collect()
+        };
+        picked.sort_unstable();
+        let mut ranges: Vec<Range<usize>> = Vec::with_capacity(picked.len());
+        for i in picked {
+            let r = self.starts[i] as usize..self.starts[i + 1] as usize;
+            if r.is_empty() {
+                continue;
+            }
+            match ranges.last_mut() {
+                Some(last) if last.end == r.start => last.end = r.end,
+                _ => ranges.push(r),
+            }
+        }
+        ranges
+    }
+
+    /// Points the `nprobe` nearest lists of `query` hold.
+    pub fn probed_points(&self, query: &[f32], nprobe: usize) -> usize {
+        self.probe(query, nprobe).iter().map(|r| r.len()).sum()
+    }
+}
+
+/// Trains `lists` centroids on a seeded sample of `vectors` (k-means, nearest
+/// centroid by the exact kernels) and assigns every point to its nearest.
+/// Returns the centroids and each point's list.
+pub fn train(vectors: &[f32], dim: usize, lists: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
+    let count = vectors.len() / dim;
+    let lists = lists.clamp(1, count.max(1));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let want = (lists * TRAIN_PER_LIST).min(count);
+    let picked = if want < count { sample(&mut rng, count, want).into_vec() } else { (0..count).collect() };
+    let row = |i: usize| &vectors[i * dim..(i + 1) * dim];
+    let mut train = Vec::with_capacity(picked.len() * dim);
+    for &i in &picked {
+        train.extend_from_slice(row(i));
+    }
+    let nt = picked.len();
+    let mut centroids: Vec<f32> = Vec::with_capacity(lists * dim);
+    for i in sample(&mut rng, nt, lists) {
+        centroids.extend_from_slice(&train[i * dim..(i + 1) * dim]);
+    }
+    for _ in 0..ITERS {
+        let assign = nearest(&centroids, dim, &train);
+        let mut sums = vec![0f64; lists * dim];
+        let mut counts = vec![0usize; lists];
+        for (t, &a) in assign.iter().enumerate() {
+            counts[a as usize] += 1;
+            for (s, &x) in sums[a as usize * dim..(a as usize + 1) * dim].iter_mut().zip(&train[t * dim..(t + 1) * dim]) {
+                *s += f64::from(x);
+            }
+        }
+        // An empty list takes a point from the largest one.
+        let largest = (0..lists).max_by_key(|&c| counts[c]).unwrap_or(0);
+        for c in 0..lists {
+            if counts[c] == 0 {
+                let donors: Vec<usize> = (0..nt).filter(|&t| assign[t] as usize == largest).collect();
+                let t = donors[rand::Rng::random_range(&mut rng, 0..donors.len())];
+                centroids[c * dim..(c + 1) * dim].copy_from_slice(&train[t * dim..(t + 1) * dim]);
+            } else {
+                for (d, s) in centroids[c * dim..(c + 1) * dim].iter_mut().zip(&sums[c * dim..(c + 1) * dim]) {
+                    *d = (*s / counts[c] as f64) as f32;
+                }
+            }
+        }
+    }
+    let assign = nearest(&centroids, dim, vectors);
+    (centroids, assign)
+}
+
+/// Each row's nearest centroid, by the grouped exact search.
+fn nearest(centroids: &[f32], dim: usize, rows: &[f32]) -> Vec<u32> {
+    exact::search_many(centroids, dim, rows, 1).into_iter().map(|f| f.first().map_or(0, |s| s.offset)).collect()
+}
+
+/// Orders points by list (stable: by input row within a list). Returns the
+/// new order (`order[offset]` = input row) and the lists' starts.
+pub fn order(assign: &[u32], lists: usize) -> (Vec<u32>, Vec<u32>) {
+    let mut counts = vec![0u32; lists + 1];
+    for &a in assign {
+        counts[a as usize + 1] += 1;
+    }
+    for i in 0..lists {
+        counts[i + 1] += counts[i];
+    }
+    let starts = counts.clone();
+    let mut next = counts;
+    let mut order = vec![0u32; assign.len()];
+    for (row, &a) in assign.iter().enumerate() {
+        order[next[a as usize] as usize] = row as u32;
+        next[a as usize] += 1;
+    }
+    (order, starts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_groups_points_by_list_stably() {
+        let (order, starts) = order(&[2, 0, 2, 1, 0], 4);
+        assert_eq!(order, vec![1, 4, 3, 0, 2]);
+        assert_eq!(starts, vec![0, 2, 3, 5, 5]);
+    }
+
+    #[test]
+    fn probe_returns_the_nearest_lists_merged_in_offset_order() {
+        // Four lists on a line at 0, 10, 20, 30, holding 2, 0, 3, 1 points.
+        let lists = Lists { centroids: vec![0.0, 10.0, 20.0, 30.0], starts: vec![0, 2, 2, 5, 6] };
+        let v = lists.view();
+        v.check(1, 6).unwrap();
+        assert_eq!(v.probe(&[19.0], 1), vec![2..5]);
+        assert_eq!(v.probe(&[24.0], 2), vec![2..6]);
+        // The empty list 1 between 0 and 2 does not break the merge.
+        assert_eq!(v.probe(&[9.0], 3), vec![0..5]);
+        assert_eq!(v.probe(&[9.0], 0), vec![0..6]);
+        assert_eq!(v.probe(&[9.0], 99), vec![0..6]);
+        assert_eq!(v.probed_points(&[29.0], 2), 4);
+    }
+
+    #[test]
+    fn check_rejects_inconsistent_lists() {
+        let bad = [
+            Lists { centroids: vec![0.0, 1.0], starts: vec![0, 3, 2] },
+            Lists { centroids: vec![0.0, 1.0], starts: vec![1, 2, 4] },
+            Lists { centroids: vec![0.0, 1.0], starts: vec![0, 2, 5] },
+            Lists { centroids: vec![0.0], starts: vec![0, 2, 4] },
+            Lists { centroids: vec![0.0, f32::NAN], starts: vec![0, 2, 4] },
+            Lists { centroids: vec![], starts: vec![0] },
+        ];
+        for l in bad {
+            assert!(l.view().check(1, 4).is_err(), "{l:?}");
+        }
+    }
+
+    #[test]
+    fn training_separates_well_separated_clusters() {
+        // Three tight clusters far apart: three lists, one per cluster.
+        let mut v = Vec::new();
+        for i in 0..300 {
+            let c = (i % 3) as f32 * 100.0;
+            v.extend_from_slice(&[c + (i as f32 * 0.37).sin(), c + (i as f32 * 0.11).cos()]);
+        }
+        let (centroids, assign) = train(&v, 2, 3, 5);
+        assert_eq!(centroids.len(), 6);
+        for i in 0..300 {
+            assert_eq!(assign[i], assign[i % 3], "point {i}");
+        }
+        assert_ne!(assign[0], assign[1]);
+        assert_ne!(assign[1], assign[2]);
+        assert_ne!(assign[0], assign[2]);
+    }
+}
