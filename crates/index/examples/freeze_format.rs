@@ -18,7 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let base = dataset::sphere(300, 8, 2024);
     let opts = IndexOptions {
         graph: Some(BuildOptions { m: 4, ef_construction: 32, threads: Some(1), seed: 2024 }),
-        scan: Some(ScanOptions { dsub: 2, seed: 2024, lists: 0 }),
+        // Version 4: points partitioned into lists (and so reordered; ids map back).
+        scan: Some(ScanOptions { dsub: 2, seed: 2024, lists: 8 }),
         default_method: Method::Hnsw,
     };
     vectorwise_index::build(&base, &path, &opts, &|_| {})?;

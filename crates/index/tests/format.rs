@@ -233,13 +233,15 @@ fn other_files_are_refused() {
 #[test]
 fn frozen_files_still_load_and_answer_the_same() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata");
-    for version in [1u32, 2, 3] {
+    for version in [1u32, 2, 3, 4] {
         let index = Index::open(&root.join(format!("v{version}-small.vwi"))).expect("frozen index must load");
         let expected: serde_json::Value =
             serde_json::from_slice(&std::fs::read(root.join(format!("v{version}-small.expected.json"))).unwrap()).unwrap();
         assert_eq!(index.info().format_version, version);
         // Version 3 added the calibration; older files load without one.
         assert_eq!(index.calibration().is_some(), version >= 3);
+        // Version 4 added the scan's lists (the frozen file has 8).
+        assert_eq!(index.info().scan_lists, if version >= 4 { 8 } else { 0 });
         assert_eq!(index.len() as u64, expected["count"].as_u64().unwrap());
         assert_eq!(index.dim() as u64, expected["dim"].as_u64().unwrap());
         let mut settings = vec![SearchParams::hnsw(64)];
