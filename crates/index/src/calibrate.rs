@@ -575,7 +575,7 @@ fn sweep_lists(vectors: &[f32], scan: &ScanView<'_>, q: &Queries, ks: &[usize], 
     let model = ScanCost::measure(vectors, scan, q);
     let mut probed = vec![(0, n as f64)];
     for nprobe in NPROBE_GRID.into_iter().filter(|&p| p < lists.len()) {
-        let counts: Vec<usize> = (0..q.own.len()).map(|i| lists.probed_points(q.row(i, dim), nprobe)).collect();
+        let counts: Vec<usize> = (0..q.own.len()).map(|i| lists.probed_points(q.row(i, dim), nprobe, 1)).collect();
         let mean = counts.iter().sum::<usize>() as f64 / counts.len().max(1) as f64;
         if mean > n as f64 / 2.0 {
             break;
@@ -598,7 +598,7 @@ fn sweep_lists(vectors: &[f32], scan: &ScanView<'_>, q: &Queries, ks: &[usize], 
         .map(|(points, &k)| {
             let cost = |p: &Point| {
                 let s = &p.setting;
-                let candidates = s.rerank.saturating_mul(k).max(crate::index::scan_keep(k)).min(n) as f64;
+                let candidates = (s.rerank.saturating_mul(k).max(crate::index::scan_keep(k)) as f64).min(points_read(s.nprobe));
                 coarse(s.nprobe) + model.point_ms * points_read(s.nprobe) + model.candidate_ms * candidates
             };
             let mut points: Vec<(f64, Point)> = points.into_iter().map(|p| (cost(&p), p)).collect();
@@ -649,7 +649,7 @@ impl ScanCost {
         };
         let coarse_ms = match scan.lists {
             Some(l) => time(&|query| {
-                std::hint::black_box(l.probe(query, 1));
+                std::hint::black_box(l.probe(query, 1, 1));
             }),
             None => 0.0,
         };
@@ -772,7 +772,9 @@ fn replay(
     let wanted = |k: usize| k + usize::from(leave_one_out);
     let depth = |k: usize, r: usize| (r * k).max(keep_sq8(k).max(wanted(k)));
     let deepest = ks.iter().zip(settings).filter_map(|(&k, rs)| rs.last().map(|&r| depth(k, r))).max().unwrap_or(1);
-    let mut list = scan.fast_scan_probe(query, deepest, nprobe);
+    // As a search of the largest k reads them (at least that many points).
+    let min_points = ks.iter().map(|&k| wanted(k)).max().unwrap_or(1);
+    let mut list = scan.fast_scan_probe(query, deepest, nprobe, min_points);
     list.sort_unstable();
     // SQ8 distances of the whole list, computed in offset order (rising
     // addresses: the hardware prefetcher and the TLB like that better).

@@ -105,6 +105,9 @@ fn build_then(
         return Err(Error::InvalidParameter { name: "index", reason: "nothing to build: ask for a graph, scan codes, or both".into() });
     }
     let dim = vectors.dim();
+    if opts.scan.is_some_and(|o| o.lists > 0) && (vectors.is_empty() || vectors.as_slice().iter().any(|x| !x.is_finite())) {
+        return Err(Error::InvalidParameter { name: "vectors", reason: "empty or contain non-finite values".into() });
+    }
     // A partitioned scan stores its points in list order: every structure is
     // built over the reordered vectors, and the ids map offsets back to rows.
     let partition = opts.scan.filter(|o| o.lists > 0).map(|o| {

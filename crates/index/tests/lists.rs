@@ -131,3 +131,23 @@ fn the_calibrated_partition_keeps_the_profiles_promises() {
     // On clustered data the partition pays: most profiles read only some lists.
     assert!(probing >= 5, "{:?}", c.profiles().iter().map(|p| p.choice.params.setting()).collect::<Vec<_>>());
 }
+
+/// Lists of a point or two each: one list cannot hold k answers, so the next
+/// nearest lists join until it can; a search still returns k neighbours.
+#[test]
+fn tiny_lists_still_answer_k_neighbours() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = clustered_unit(600, 1);
+    let index = build(dir.path(), &base, 400);
+    for q in clustered_unit(20, 6).rows() {
+        for k in [1, 10, 50] {
+            let got = index.search(q, k, &SearchParams::probe(1, 1)).unwrap();
+            assert_eq!(got.len(), k);
+            assert!(got.windows(2).all(|w| w[0].distance <= w[1].distance));
+        }
+    }
+    // An empty input with lists asked for is an error, not a panic.
+    let empty = Matrix::new(DIM, Vec::new()).unwrap();
+    let opts = IndexOptions { graph: None, scan: Some(ScanOptions { dsub: 4, seed: 1, lists: 4 }), default_method: Method::Scan };
+    assert!(vectorwise_index::build(&empty, &dir.path().join("e.vwi"), &opts, &|_| {}).is_err());
+}

@@ -78,18 +78,31 @@ impl ListsView<'_> {
 
     /// The offset ranges of the `nprobe` lists whose centroids are nearest
     /// `query` (all of them for 0), in offset order, adjacent ranges merged,
-    /// empty ones dropped.
-    pub fn probe(&self, query: &[f32], nprobe: usize) -> Vec<Range<usize>> {
+    /// empty ones dropped. When those lists hold fewer than `min_points`
+    /// points, the next nearest lists are added until they hold enough (or
+    /// there are no more), so a search can always answer its k.
+    pub fn probe(&self, query: &[f32], nprobe: usize, min_points: usize) -> Vec<Range<usize>> {
         let n = self.len();
         let dim = query.len();
+        let size = |i: usize| (self.starts[i + 1] - self.starts[i]) as usize;
         let mut picked: Vec<usize> = if nprobe == 0 || nprobe >= n {
             (0..n).collect()
         } else {
             let l2 = crate::distance::kernels().l2_squared;
             let mut d: Vec<(f32, usize)> =
                 self.centroids.chunks_exact(dim).map(|c| l2(c, query)).zip(0..).collect();
-            d.select_nth_unstable_by(nprobe - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            d.truncate(nprobe);
+            let order = |a: &(f32, usize), b: &(f32, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+            d.select_nth_unstable_by(nprobe - 1, order);
+            let mut held: usize = d[..nprobe].iter().map(|x| size(x.1)).sum();
+            let mut take = nprobe;
+            if held < min_points {
+                d[nprobe..].sort_unstable_by(order);
+                while take < n && held < min_points {
+                    held += size(d[take].1);
+                    take += 1;
+                }
+            }
+            d.truncate(take);
             d.into_iter().map(|(_, i)| i).collect()
         };
         picked.sort_unstable();
@@ -107,9 +120,9 @@ impl ListsView<'_> {
         ranges
     }
 
-    /// Points the `nprobe` nearest lists of `query` hold.
-    pub fn probed_points(&self, query: &[f32], nprobe: usize) -> usize {
-        self.probe(query, nprobe).iter().map(|r| r.len()).sum()
+    /// Points the `nprobe` nearest lists of `query` hold (at least `min_points`, as [`ListsView::probe`]).
+    pub fn probed_points(&self, query: &[f32], nprobe: usize, min_points: usize) -> usize {
+        self.probe(query, nprobe, min_points).iter().map(|r| r.len()).sum()
     }
 }
 
@@ -202,13 +215,17 @@ mod tests {
         let lists = Lists { centroids: vec![0.0, 10.0, 20.0, 30.0], starts: vec![0, 2, 2, 5, 6] };
         let v = lists.view();
         v.check(1, 6).unwrap();
-        assert_eq!(v.probe(&[19.0], 1), vec![2..5]);
-        assert_eq!(v.probe(&[24.0], 2), vec![2..6]);
+        assert_eq!(v.probe(&[19.0], 1, 1), vec![2..5]);
+        assert_eq!(v.probe(&[24.0], 2, 1), vec![2..6]);
         // The empty list 1 between 0 and 2 does not break the merge.
-        assert_eq!(v.probe(&[9.0], 3), vec![0..5]);
-        assert_eq!(v.probe(&[9.0], 0), vec![0..6]);
-        assert_eq!(v.probe(&[9.0], 99), vec![0..6]);
-        assert_eq!(v.probed_points(&[29.0], 2), 4);
+        assert_eq!(v.probe(&[9.0], 3, 1), vec![0..5]);
+        assert_eq!(v.probe(&[9.0], 0, 1), vec![0..6]);
+        assert_eq!(v.probe(&[9.0], 99, 1), vec![0..6]);
+        assert_eq!(v.probed_points(&[29.0], 2, 1), 4);
+        // Too few points in the nearest lists: the next nearest join until enough.
+        assert_eq!(v.probe(&[11.0], 1, 1), vec![2..5]); // list 1 (at 10) is empty; list 2 (at 20) next
+        assert_eq!(v.probe(&[29.0], 1, 3), vec![2..6]);
+        assert_eq!(v.probe(&[29.0], 1, 100), vec![0..6]);
     }
 
     #[test]

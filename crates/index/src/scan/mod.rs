@@ -273,16 +273,18 @@ impl ScanView<'_> {
     }
 
     /// [`ScanView::fast_scan`] over the points of the `nprobe` lists nearest
-    /// `query` (all points without lists, or with `nprobe` 0).
-    pub fn fast_scan_probe(&self, query: &[f32], keep: usize, nprobe: usize) -> Vec<(u16, u32)> {
-        let ranges = self.probe(query, nprobe);
+    /// `query` (all points without lists, or with `nprobe` 0), with at least
+    /// `min_points` points read ([`lists::ListsView::probe`]).
+    pub fn fast_scan_probe(&self, query: &[f32], keep: usize, nprobe: usize, min_points: usize) -> Vec<(u16, u32)> {
+        let ranges = self.probe(query, nprobe, min_points);
         self.fast_scan_ranges(&[query], keep, &ranges).pop().expect("one query in, one out")
     }
 
-    /// The offset ranges a search reading `nprobe` lists covers.
-    pub fn probe(&self, query: &[f32], nprobe: usize) -> Vec<Range<usize>> {
+    /// The offset ranges a search reading `nprobe` lists (and at least
+    /// `min_points` points) covers.
+    pub fn probe(&self, query: &[f32], nprobe: usize, min_points: usize) -> Vec<Range<usize>> {
         match self.lists {
-            Some(lists) if nprobe > 0 && nprobe < lists.len() => lists.probe(query, nprobe),
+            Some(lists) if nprobe > 0 && nprobe < lists.len() => lists.probe(query, nprobe, min_points),
             _ => vec![0..self.shape.count],
         }
     }
@@ -403,7 +405,8 @@ impl ScanView<'_> {
             return self.search(vectors, query, k, candidates, rerank);
         }
         let rerank = rerank.max(k);
-        let ranges = self.probe(query, nprobe);
+        // At least k points, so that min(k, count) neighbours come back.
+        let ranges = self.probe(query, nprobe, k);
         let found = self.fast_scan_ranges(&[query], candidates.max(rerank), &ranges).pop().expect("one query in, one out");
         self.rerank(vectors, query, k, found, rerank)
     }
