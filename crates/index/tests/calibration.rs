@@ -179,8 +179,15 @@ fn leave_one_out_does_not_flatter_the_graph() {
         for profile in Profile::ALL {
             let choice = c.for_target(k, profile.target());
             let delivered = recall_of(&index, &held_out, k, &choice.params);
+            // Recall@1 is 0 or 1 per query: at 0.95 the calibration's 300
+            // queries and these 200 each carry a standard error of about
+            // 0.013-0.015, so two standard errors of the difference is 0.04.
+            // (The bug this test guards against delivered 0.625 for 0.9.)
+            // Which method wins depends on measured latency, so on a loaded
+            // machine the scan's k = 1 setting is the one tested.
+            let tolerance = if k == 1 { 0.04 } else { 0.015 };
             assert!(
-                delivered >= profile.target() - 0.015,
+                delivered >= profile.target() - tolerance,
                 "k={k} {profile}: {} promised {}, delivered {delivered:.4}",
                 choice.params,
                 profile.target()
