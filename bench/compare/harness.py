@@ -167,7 +167,7 @@ VW_SWEEPS = {
     "hnsw": ("VectorWise HNSW M32 efC200", [f"ef={e}" for e in HNSW_EFS]),
     "scan": ("VectorWise 4-bit scan + exact rerank", [f"rerank={r}" for r in RERANKS]),
     "ivf": ("VectorWise IVF 4-bit scan (sqrt(n) lists) + exact rerank",
-            [f"nprobe={p},rerank={r}" for p in NPROBES for r in (4, 16)]),
+            [f"nprobe={p},rerank={r}" for p in NPROBES for r in (4, 8, 16)]),
     "exact": ("VectorWise exact scan", ["exact"]),
 }
 
