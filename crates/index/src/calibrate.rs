@@ -631,21 +631,17 @@ impl ScanCost {
     fn measure(vectors: &[f32], scan: &ScanView<'_>, q: &Queries) -> ScanCost {
         let dim = scan.shape.dim;
         let n = scan.shape.count;
-        let rounds = q.own.len().min(5);
-        let median = |mut v: Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v.get(v.len() / 2).copied().unwrap_or(0.0)
-        };
+        let rounds = q.own.len().clamp(1, 5);
+        // The median of a few one-thread runs, as `latency` takes it.
         let time = |f: &dyn Fn(&[f32])| {
-            median(
-                (0..rounds)
-                    .map(|i| {
-                        let t = Instant::now();
-                        f(q.row(i, dim));
-                        t.elapsed().as_secs_f64() * 1e3
-                    })
-                    .collect(),
-            )
+            let ms = (0..rounds)
+                .map(|i| {
+                    let t = Instant::now();
+                    f(q.row(i, dim));
+                    t.elapsed().as_secs_f64() * 1e3
+                })
+                .collect();
+            latency(ms).p50_ms
         };
         let coarse_ms = match scan.lists {
             Some(l) => time(&|query| {

@@ -138,6 +138,15 @@ impl Index {
         Ok(())
     }
 
+    /// Whether `queries` is a whole number of rows of the index's dimension.
+    fn check_rows(&self, queries: &[f32]) -> Result<()> {
+        if self.dim() == 0 || queries.len() % self.dim() != 0 {
+            let reason = format!("length {} is not a multiple of the dimension {}", queries.len(), self.dim());
+            return Err(Error::InvalidParameter { name: "queries", reason });
+        }
+        Ok(())
+    }
+
     /// The method a search with `params` uses: `auto` is the file's default.
     fn method(&self, params: &SearchParams) -> Method {
         match params.method {
@@ -243,10 +252,7 @@ impl Index {
     /// (callers that want per-query errors validate before calling).
     pub fn search_batch(&self, queries: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
         use rayon::prelude::*;
-        if self.dim() == 0 || queries.len() % self.dim() != 0 {
-            let reason = format!("length {} is not a multiple of the dimension {}", queries.len(), self.dim());
-            return Err(Error::InvalidParameter { name: "queries", reason });
-        }
+        self.check_rows(queries)?;
         params.validate()?;
         if let (Method::Scan, Some(scan)) = (self.method(params), self.file.scan()) {
             // Many queries per pass over the codes.
@@ -263,10 +269,7 @@ impl Index {
     /// Exact k-NN of many queries (row-major), grouped so each pass over the
     /// vectors serves several queries, on the rayon pool; results in query order.
     pub fn exact_search_batch(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Neighbor>>> {
-        if self.dim() == 0 || queries.len() % self.dim() != 0 {
-            let reason = format!("length {} is not a multiple of the dimension {}", queries.len(), self.dim());
-            return Err(Error::InvalidParameter { name: "queries", reason });
-        }
+        self.check_rows(queries)?;
         for q in queries.chunks_exact(self.dim()) {
             self.check_query(q, k)?;
         }

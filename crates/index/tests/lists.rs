@@ -28,6 +28,12 @@ fn build(dir: &std::path::Path, base: &Matrix, lists: usize) -> Index {
     Index::open(&path).unwrap()
 }
 
+/// The index the tests share: 6000 clustered points in [`LISTS`] lists.
+fn clustered_index(dir: &std::path::Path) -> (Index, Matrix) {
+    let base = clustered_unit(6_000, 1);
+    (build(dir, &base, LISTS), base)
+}
+
 /// Exact ids by brute force over the input rows (independent of the index).
 fn truth(base: &Matrix, q: &[f32], k: usize) -> Vec<u64> {
     let mut d: Vec<(f32, u64)> = base
@@ -52,8 +58,7 @@ fn recall(index: &Index, base: &Matrix, queries: &Matrix, k: usize, params: &Sea
 #[test]
 fn a_partitioned_index_answers_input_rows_with_exact_distances() {
     let dir = tempfile::tempdir().unwrap();
-    let base = clustered_unit(6_000, 1);
-    let index = build(dir.path(), &base, LISTS);
+    let (index, base) = clustered_index(dir.path());
     let info = index.info();
     assert_eq!((info.scan_lists, info.index_type, info.format_version), (LISTS, "IVFQuantizedScan", 4));
     for q in clustered_unit(30, 2).rows() {
@@ -72,8 +77,7 @@ fn a_partitioned_index_answers_input_rows_with_exact_distances() {
 #[test]
 fn reading_every_list_is_the_exhaustive_scan_and_batches_equal_single_searches() {
     let dir = tempfile::tempdir().unwrap();
-    let base = clustered_unit(6_000, 1);
-    let index = build(dir.path(), &base, LISTS);
+    let (index, base) = clustered_index(dir.path());
     let queries = clustered_unit(40, 3);
     for q in queries.rows() {
         let all = index.search(q, 10, &SearchParams::scan(16)).unwrap();
@@ -92,8 +96,7 @@ fn reading_every_list_is_the_exhaustive_scan_and_batches_equal_single_searches()
 #[test]
 fn a_few_lists_find_the_neighbours_of_clustered_data() {
     let dir = tempfile::tempdir().unwrap();
-    let base = clustered_unit(6_000, 1);
-    let index = build(dir.path(), &base, LISTS);
+    let (index, base) = clustered_index(dir.path());
     let queries = clustered_unit(100, 4);
     let r1 = recall(&index, &base, &queries, 10, &SearchParams::probe(1, 16));
     let r4 = recall(&index, &base, &queries, 10, &SearchParams::probe(4, 16));

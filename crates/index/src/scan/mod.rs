@@ -284,7 +284,7 @@ impl ScanView<'_> {
     /// `min_points` points) covers.
     pub fn probe(&self, query: &[f32], nprobe: usize, min_points: usize) -> Vec<Range<usize>> {
         match self.lists {
-            Some(lists) if nprobe > 0 && nprobe < lists.len() => lists.probe(query, nprobe, min_points),
+            Some(lists) if self.partial(nprobe) => lists.probe(query, nprobe, min_points),
             _ => vec![0..self.shape.count],
         }
     }
@@ -406,8 +406,7 @@ impl ScanView<'_> {
         }
         let rerank = rerank.max(k);
         // At least k points, so that min(k, count) neighbours come back.
-        let ranges = self.probe(query, nprobe, k);
-        let found = self.fast_scan_ranges(&[query], candidates.max(rerank), &ranges).pop().expect("one query in, one out");
+        let found = self.fast_scan_probe(query, candidates.max(rerank), nprobe, k);
         self.rerank(vectors, query, k, found, rerank)
     }
 
