@@ -41,6 +41,10 @@ pub const BATCH_GROUP: usize = 8;
 pub const BLOCK: usize = 32;
 /// Centroids per sub-quantiser (4-bit codes).
 pub const CENTROIDS: usize = 16;
+thread_local! {
+    /// Stage 1's histogram of sums ([`keep_smallest`]), per thread, all zero between uses.
+    static HIST: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 const TRAIN_SAMPLE: usize = 65_536;
 const KMEANS_ITERS: usize = 20;
 
@@ -150,6 +154,22 @@ fn keep_smallest(found: &mut Vec<(u16, u32)>, keep: usize, hist: &mut [u32]) -> 
     t
 }
 
+/// Squared L2 from `sub` to each of the `D`-wide centroids in `cents`, into
+/// `out`: [`crate::distance::l2_squared_scalar`]'s sum in its order, with the
+/// width known to the compiler (a call per centroid was 17 % of a 384-d probe
+/// of one list).
+fn sub_distances<const D: usize>(cents: &[f32], sub: &[f32], out: &mut [f32]) {
+    let sub: &[f32; D] = sub.try_into().expect("sub-vector of D floats");
+    for (o, c) in out.iter_mut().zip(cents.chunks_exact(D)) {
+        let mut acc = 0f32;
+        for d in 0..D {
+            let x = c[d] - sub[d];
+            acc += x * x;
+        }
+        *o = acc;
+    }
+}
+
 /// Scan codes built in memory ([`build`]) before they are written.
 #[derive(Clone, Debug)]
 pub struct ScanCodes {
@@ -234,26 +254,40 @@ impl ScanView<'_> {
         let (m, dsub) = (self.shape.m, self.shape.dsub);
         let mut dist = vec![0f32; m * CENTROIDS];
         let mut sub = vec![0f32; dsub];
-        for s in 0..m {
+        let mut range = 0f32;
+        let mut mins = vec![0f32; m];
+        for (s, row) in dist.chunks_exact_mut(CENTROIDS).enumerate() {
             sub.fill(0.0);
             let r = self.sub_range(s);
             sub[..r.len()].copy_from_slice(&query[r]);
-            for c in 0..CENTROIDS {
-                let cent = &self.centroids[(s * CENTROIDS + c) * dsub..(s * CENTROIDS + c + 1) * dsub];
-                dist[s * CENTROIDS + c] = crate::distance::l2_squared_scalar(cent, &sub);
+            let cents = &self.centroids[s * CENTROIDS * dsub..(s + 1) * CENTROIDS * dsub];
+            match dsub {
+                2 => sub_distances::<2>(cents, &sub, row),
+                4 => sub_distances::<4>(cents, &sub, row),
+                8 => sub_distances::<8>(cents, &sub, row),
+                _ => {
+                    for (d, cent) in row.iter_mut().zip(cents.chunks_exact(dsub)) {
+                        *d = crate::distance::l2_squared_scalar(cent, &sub);
+                    }
+                }
             }
-        }
-        let mut range = 0f32;
-        let mut mins = vec![0f32; m];
-        for (s, row) in dist.chunks_exact(CENTROIDS).enumerate() {
             mins[s] = row.iter().copied().fold(f32::INFINITY, f32::min);
             range = range.max(row.iter().copied().fold(f32::NEG_INFINITY, f32::max) - mins[s]);
         }
         let top = kernels::MAX_ENTRY as f32;
         let scale = if range > 0.0 { top / range } else { 0.0 };
         // Pair layout: for pair p, 16 entries of 2p then 16 of 2p+1 — the same
-        // as sub-quantiser order, since each row is 16 entries.
-        dist.iter().enumerate().map(|(i, &d)| ((d - mins[i / CENTROIDS]) * scale).round().clamp(0.0, top) as u8).collect()
+        // as sub-quantiser order, since each row is 16 entries. The entries
+        // are not negative, so rounding is `+ 0.5` and truncation (`as`
+        // saturates), which vectorises where `f32::round` is a libm call per
+        // entry (5 % of a 384-d probe of one list).
+        let mut out = vec![0u8; m * CENTROIDS];
+        for ((o, d), &min) in out.chunks_exact_mut(CENTROIDS).zip(dist.chunks_exact(CENTROIDS)).zip(&mins) {
+            for (o, &d) in o.iter_mut().zip(d) {
+                *o = ((d - min) * scale + 0.5).min(top) as u8;
+            }
+        }
+        out
     }
 
     /// Stage 1: the `keep` points with the smallest table sums (ties: lower
@@ -297,15 +331,28 @@ impl ScanView<'_> {
     /// Stage 1 over the points of `ranges` (rising, disjoint): the `keep`
     /// smallest (sum, offset) among them, in offset order.
     fn fast_scan_ranges(&self, queries: &[&[f32]], keep: usize, ranges: &[Range<usize>]) -> Vec<Vec<(u16, u32)>> {
-        let block = scan_kernels().block;
         let total: usize = ranges.iter().map(|r| r.len()).sum();
         let keep = keep.clamp(1, total.max(1));
         let mut states: Vec<ScanState> = queries
             .iter()
             .map(|q| ScanState { lut: self.table(q), found: Vec::with_capacity(2 * keep + BLOCK), threshold: u16::MAX })
             .collect();
-        // One counter per possible sum (at most m · MAX_ENTRY).
-        let mut hist = vec![0u32; self.shape.m * kernels::MAX_ENTRY as usize + 1];
+        HIST.with_borrow_mut(|hist| {
+            // One counter per possible sum (at most m · MAX_ENTRY), all zero
+            // between uses: kept per thread, as clearing it cost a 384-d
+            // probe of one list 3 %.
+            let need = self.shape.m * kernels::MAX_ENTRY as usize + 1;
+            if hist.len() < need {
+                hist.resize(need, 0);
+            }
+            self.fast_scan_with(&mut states, keep, ranges, hist);
+        });
+        states.into_iter().map(|st| st.found).collect()
+    }
+
+    /// [`ScanView::fast_scan_ranges`]'s loop, with its zeroed histogram.
+    fn fast_scan_with(&self, states: &mut [ScanState], keep: usize, ranges: &[Range<usize>], hist: &mut [u32]) {
+        let block = scan_kernels().block;
         // Blocks per kernel call: the sums (4 KiB) stay in L1.
         const CHUNK: usize = 64;
         let mut sums = vec![0u16; CHUNK * BLOCK];
@@ -332,22 +379,18 @@ impl ScanView<'_> {
                             }
                         }
                         if st.found.len() >= 2 * keep {
-                            st.threshold = keep_smallest(&mut st.found, keep, &mut hist);
+                            st.threshold = keep_smallest(&mut st.found, keep, hist);
                         }
                     }
                 }
                 b0 += blocks;
             }
         }
-        states
-            .into_iter()
-            .map(|mut st| {
-                if st.found.len() > keep {
-                    keep_smallest(&mut st.found, keep, &mut hist);
-                }
-                st.found
-            })
-            .collect()
+        for st in states.iter_mut() {
+            if st.found.len() > keep {
+                keep_smallest(&mut st.found, keep, hist);
+            }
+        }
     }
 
     /// [`ScanView::search`] for many queries (row-major): stage 1 for
