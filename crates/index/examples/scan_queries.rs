@@ -24,6 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             sq8_step: v.sq8_step.to_vec(),
             sq8: v.sq8.to_vec(),
             lists: None,
+            list_codes: Vec::new(),
         };
         let vectors = index.vectors().to_vec();
         let view = codes.view();

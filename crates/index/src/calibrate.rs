@@ -575,7 +575,7 @@ fn sweep_lists(vectors: &[f32], scan: &ScanView<'_>, q: &Queries, ks: &[usize], 
     let model = ScanCost::measure(vectors, scan, q);
     let mut probed = vec![(0, n as f64)];
     for nprobe in NPROBE_GRID.into_iter().filter(|&p| p < lists.len()) {
-        let counts: Vec<usize> = (0..q.own.len()).map(|i| lists.probed_points(q.row(i, dim), nprobe, 1)).collect();
+        let counts: Vec<usize> = (0..q.own.len()).map(|i| scan.probe(q.row(i, dim), nprobe, 1).iter().map(|r| r.len()).sum::<usize>()).collect();
         let mean = counts.iter().sum::<usize>() as f64 / counts.len().max(1) as f64;
         if mean > n as f64 / 2.0 {
             break;
@@ -644,8 +644,8 @@ impl ScanCost {
             latency(ms).p50_ms
         };
         let coarse_ms = match scan.lists {
-            Some(l) => time(&|query| {
-                std::hint::black_box(l.probe(query, 1, 1));
+            Some(_) => time(&|query| {
+                std::hint::black_box(scan.probe(query, 1, 1));
             }),
             None => 0.0,
         };

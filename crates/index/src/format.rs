@@ -438,6 +438,9 @@ pub struct MappedFile {
     pub header: Header,
     /// The recall table (format 3), parsed and checked at open.
     pub calibration: Option<Calibration>,
+    /// The scan's list centroids encoded by its quantiser (derived at open,
+    /// not stored: [`ListsView::codes`]).
+    list_codes: Vec<u8>,
     mmap: Mmap,
 }
 
@@ -485,6 +488,7 @@ impl MappedFile {
             lists: (self.header.scan_lists > 0).then(|| ListsView {
                 centroids: bytemuck::cast_slice(self.section(sec::LIST_CENTROIDS)),
                 starts: bytemuck::cast_slice(self.section(sec::LIST_STARTS)),
+                codes: &self.list_codes,
             }),
         })
     }
@@ -510,7 +514,7 @@ pub fn open_with(path: &Path, read_calibration: bool) -> Result<MappedFile> {
     if xxh3_64(&mmap[layout.header_size..]) != body_checksum {
         return Err(Error::corrupt(path, "body checksum mismatch: the file is damaged; rebuild it"));
     }
-    let mut mapped = MappedFile { path: path.to_path_buf(), header, calibration: None, mmap };
+    let mut mapped = MappedFile { path: path.to_path_buf(), header, calibration: None, list_codes: Vec::new(), mmap };
     let raw = mapped.section(sec::CALIBRATION);
     if read_calibration && !raw.is_empty() {
         let parsed: Calibration = serde_json::from_slice(raw)
@@ -522,6 +526,13 @@ pub fn open_with(path: &Path, read_calibration: bool) -> Result<MappedFile> {
     if mapped.header.graph.is_some() {
         check_graph(path, &mapped)?;
     }
+    // Encoded before the check, which checks them with the rest; a shape the
+    // check rejects encodes to nothing.
+    let list_codes = match mapped.scan() {
+        Some(scan) => scan.lists.map(|l| scan.encode(l.centroids)).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    mapped.list_codes = list_codes;
     if let Some(scan) = mapped.scan() {
         scan.check().map_err(|reason| Error::corrupt(path, reason))?;
     }

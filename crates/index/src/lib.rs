@@ -127,7 +127,7 @@ fn build_then(
     let data: &[f32] = reordered.as_deref().unwrap_or(vectors.as_slice());
     let mut scan = opts.scan.map(|o| scan::build(data, dim, &o)).transpose()?;
     if let (Some(codes), Some((lists, _))) = (scan.as_mut(), partition) {
-        codes.lists = Some(lists);
+        codes.set_lists(lists);
     }
     let graph = opts.graph.map(|o| hnsw::builder::build(data, dim, &o, progress)).transpose()?;
     let default_method = match opts.default_method {

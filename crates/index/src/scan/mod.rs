@@ -186,9 +186,18 @@ pub struct ScanCodes {
     /// The partition into lists, when there is one (the points are then in
     /// list order).
     pub lists: Option<Lists>,
+    /// The list centroids' codes ([`ListsView::codes`]): set with `lists`
+    /// by [`ScanCodes::set_lists`].
+    pub list_codes: Vec<u8>,
 }
 
 impl ScanCodes {
+    /// Partitions the points (already in list order) into `lists`.
+    pub fn set_lists(&mut self, lists: Lists) {
+        self.list_codes = self.view().encode(&lists.centroids);
+        self.lists = Some(lists);
+    }
+
     pub fn view(&self) -> ScanView<'_> {
         ScanView {
             shape: self.shape,
@@ -197,7 +206,7 @@ impl ScanCodes {
             sq8_min: &self.sq8_min,
             sq8_step: &self.sq8_step,
             sq8: &self.sq8,
-            lists: self.lists.as_ref().map(Lists::view),
+            lists: self.lists.as_ref().map(|l| ListsView { codes: &self.list_codes, ..l.view() }),
         }
     }
 }
@@ -239,6 +248,9 @@ impl ScanView<'_> {
         }
         if let Some(lists) = &self.lists {
             lists.check(s.dim, s.count)?;
+            if lists.codes.len() != lists.len().div_ceil(BLOCK) * s.block_bytes() {
+                return Err(format!("the scan's list codes hold {} bytes for {} lists", lists.codes.len(), lists.len()));
+            }
         }
         Ok(())
     }
@@ -247,6 +259,41 @@ impl ScanView<'_> {
     fn sub_range(&self, s: usize) -> std::ops::Range<usize> {
         let d = self.shape.dsub;
         (s * d).min(self.shape.dim)..((s + 1) * d).min(self.shape.dim)
+    }
+
+    /// The 4-bit codes of `rows` (row-major, `dim` wide) in fast-scan
+    /// blocks of [`BLOCK`] rows, the last one zero-padded: how the points are
+    /// stored, and how the list centroids are ranked. Empty when `rows` or
+    /// the sub-quantisers' centroids do not fit the shape.
+    pub fn encode(&self, rows: &[f32]) -> Vec<u8> {
+        let (dim, m, dsub) = (self.shape.dim, self.shape.m, self.shape.dsub);
+        if dim == 0 || rows.len() % dim != 0 || self.centroids.len() != self.shape.centroid_floats() {
+            return Vec::new();
+        }
+        let count = rows.len() / dim;
+        let block_bytes = self.shape.block_bytes();
+        let mut codes = vec![0u8; count.div_ceil(BLOCK) * block_bytes];
+        // One block of 32 rows per task.
+        codes.par_chunks_mut(block_bytes).enumerate().for_each(|(b, out)| {
+            let mut sub = vec![0f32; dsub];
+            let mut point_codes = [[0u8; BLOCK]; 256];
+            for j in 0..BLOCK {
+                let p = b * BLOCK + j;
+                if p >= count {
+                    break;
+                }
+                let row = &rows[p * dim..(p + 1) * dim];
+                for (s, pc) in point_codes.iter_mut().enumerate().take(m) {
+                    let r = self.sub_range(s);
+                    sub.fill(0.0);
+                    sub[..r.len()].copy_from_slice(&row[r]);
+                    let cents = &self.centroids[s * CENTROIDS * dsub..(s + 1) * CENTROIDS * dsub];
+                    pc[j] = kmeans::nearest(cents, dsub, &sub).0 as u8;
+                }
+            }
+            pack_block(&point_codes[..m], out);
+        });
+        codes
     }
 
     /// The query's quantised distance table in the kernels' pair layout.
@@ -310,17 +357,33 @@ impl ScanView<'_> {
     /// `query` (all points without lists, or with `nprobe` 0), with at least
     /// `min_points` points read ([`lists::ListsView::probe`]).
     pub fn fast_scan_probe(&self, query: &[f32], keep: usize, nprobe: usize, min_points: usize) -> Vec<(u16, u32)> {
-        let ranges = self.probe(query, nprobe, min_points);
-        self.fast_scan_ranges(&[query], keep, &ranges).pop().expect("one query in, one out")
+        let lut = self.table(query);
+        let ranges = self.probe_with(query, &lut, nprobe, min_points);
+        self.fast_scan_tables(vec![lut], keep, &ranges).pop().expect("one query in, one out")
     }
 
     /// The offset ranges a search reading `nprobe` lists (and at least
     /// `min_points` points) covers.
     pub fn probe(&self, query: &[f32], nprobe: usize, min_points: usize) -> Vec<Range<usize>> {
-        match self.lists {
-            Some(lists) if self.partial(nprobe) => lists.probe(query, nprobe, min_points),
-            _ => vec![0..self.shape.count],
+        if !self.partial(nprobe) {
+            return vec![0..self.shape.count];
         }
+        self.probe_with(query, &self.table(query), nprobe, min_points)
+    }
+
+    /// [`ScanView::probe`] with the query's table: the lists are ranked by
+    /// their centroids' table sums, then the nearest of those exactly
+    /// ([`ListsView::pick`]).
+    fn probe_with(&self, query: &[f32], lut: &[u8], nprobe: usize, min_points: usize) -> Vec<Range<usize>> {
+        let lists = match self.lists {
+            Some(lists) if self.partial(nprobe) => lists,
+            _ => return vec![0..self.shape.count],
+        };
+        let blocks = lists.len().div_ceil(BLOCK);
+        let mut sums = vec![0u16; blocks * BLOCK];
+        let mut masks = vec![0u32; blocks];
+        (scan_kernels().block)(lists.codes, lut, u16::MAX, &mut sums, &mut masks);
+        lists.pick(query, Some(&sums), nprobe, min_points)
     }
 
     /// Whether a search with `nprobe` reads only part of the points.
@@ -331,11 +394,16 @@ impl ScanView<'_> {
     /// Stage 1 over the points of `ranges` (rising, disjoint): the `keep`
     /// smallest (sum, offset) among them, in offset order.
     fn fast_scan_ranges(&self, queries: &[&[f32]], keep: usize, ranges: &[Range<usize>]) -> Vec<Vec<(u16, u32)>> {
+        self.fast_scan_tables(queries.iter().map(|q| self.table(q)).collect(), keep, ranges)
+    }
+
+    /// [`ScanView::fast_scan_ranges`] with the queries' tables.
+    fn fast_scan_tables(&self, luts: Vec<Vec<u8>>, keep: usize, ranges: &[Range<usize>]) -> Vec<Vec<(u16, u32)>> {
         let total: usize = ranges.iter().map(|r| r.len()).sum();
         let keep = keep.clamp(1, total.max(1));
-        let mut states: Vec<ScanState> = queries
-            .iter()
-            .map(|q| ScanState { lut: self.table(q), found: Vec::with_capacity(2 * keep + BLOCK), threshold: u16::MAX })
+        let mut states: Vec<ScanState> = luts
+            .into_iter()
+            .map(|lut| ScanState { lut, found: Vec::with_capacity(2 * keep + BLOCK), threshold: u16::MAX })
             .collect();
         HIST.with_borrow_mut(|hist| {
             // One counter per possible sum (at most m · MAX_ENTRY), all zero
@@ -632,27 +700,7 @@ pub fn build(vectors: &[f32], dim: usize, opts: &ScanOptions) -> Result<ScanCode
         })
         .collect();
 
-    // Encode and pack, one block of 32 points per task.
-    let block_bytes = shape.block_bytes();
-    let mut codes = vec![0u8; shape.code_bytes()];
-    codes.par_chunks_mut(block_bytes).enumerate().for_each(|(b, out)| {
-        let mut sub = vec![0f32; dsub];
-        let mut point_codes = [[0u8; BLOCK]; 256];
-        for j in 0..BLOCK {
-            let p = b * BLOCK + j;
-            if p >= count {
-                break;
-            }
-            for (s, pc) in point_codes.iter_mut().enumerate().take(m) {
-                let r = view_for_ranges.sub_range(s);
-                sub.fill(0.0);
-                sub[..r.len()].copy_from_slice(&row(p)[r]);
-                let cents = &centroids[s * CENTROIDS * dsub..(s + 1) * CENTROIDS * dsub];
-                pc[j] = kmeans::nearest(cents, dsub, &sub).0 as u8;
-            }
-        }
-        pack_block(&point_codes[..m], out);
-    });
+    let codes = ScanView { centroids: &centroids, ..view_for_ranges }.encode(vectors);
 
     // SQ8: per-dimension range over all points.
     let mut lo = vec![f32::INFINITY; dim];
@@ -673,7 +721,7 @@ pub fn build(vectors: &[f32], dim: usize, opts: &ScanOptions) -> Result<ScanCode
             *o = ((x - l) / s).round().clamp(0.0, 255.0) as u8;
         }
     });
-    Ok(ScanCodes { shape, centroids, codes, sq8_min: lo, sq8_step: step, sq8, lists: None })
+    Ok(ScanCodes { shape, centroids, codes, sq8_min: lo, sq8_step: step, sq8, lists: None, list_codes: Vec::new() })
 }
 
 /// The bits of a block starting at offset `base` whose points lie in `r`.
