@@ -58,7 +58,8 @@ pub struct ListsView<'a> {
     pub starts: &'a [u32],
     /// The centroids' 4-bit codes in fast-scan blocks, encoded by the scan's
     /// quantiser ([`super::ScanView::encode`]) when the index is built or
-    /// opened, not stored; empty where there is no scan (unit tests).
+    /// opened, not stored; empty where there is no scan (unit tests) or the
+    /// lists were attached without [`super::ScanCodes::set_lists`].
     pub codes: &'a [u8],
 }
 
@@ -92,19 +93,27 @@ impl ListsView<'_> {
 
     /// The offset ranges of the `nprobe` lists whose centroids are nearest
     /// `query` (all of them for 0), in offset order, adjacent ranges merged,
-    /// empty ones dropped. When those lists hold fewer than `min_points`
+    /// empty ones dropped: the exact ranking, by distances to every
+    /// centroid (searches use [`super::ScanView::probe`], which ranks by the
+    /// centroids' codes first). When those lists hold fewer than `min_points`
     /// points, the next nearest lists are added until they hold enough (or
     /// there are no more), so a search can always answer its k.
     pub fn probe(&self, query: &[f32], nprobe: usize, min_points: usize) -> Vec<Range<usize>> {
         self.pick(query, None, nprobe, min_points)
     }
 
+    /// Whether [`ListsView::pick`] with `approx` ranks only part of the
+    /// lists exactly at `nprobe` (else `approx` is not needed).
+    pub fn ranks_by_codes(&self, nprobe: usize) -> bool {
+        nprobe > 0 && pool_size(nprobe) < self.len()
+    }
+
     /// [`ListsView::probe`], choosing among the lists with the smallest
     /// `approx` (the quantised distances from the query to the centroids,
-    /// one per list) when given: the [`pool_size`] of those are ranked by
-    /// exact distance and the nearest `nprobe` of them read (then more, in
+    /// one per list, at least [`ListsView::len`] of them) when given: the
+    /// [`pool_size`] of those are ranked by exact distance and the nearest `nprobe` of them read (then more, in
     /// that order, then in `approx` order, up to `min_points`). Searches use
-    /// this: exact distances to every centroid read all of them (485 KiB
+    /// this: exact distances to every centroid read all of them (474 KiB
     /// for 316 lists of 384 dimensions), which cost a one-list probe a
     /// third of its time.
     pub fn pick(&self, query: &[f32], approx: Option<&[u16]>, nprobe: usize, min_points: usize) -> Vec<Range<usize>> {
@@ -261,6 +270,27 @@ mod tests {
         assert_eq!(v.probe(&[11.0], 1, 1), vec![2..5]); // list 1 (at 10) is empty; list 2 (at 20) next
         assert_eq!(v.probe(&[29.0], 1, 3), vec![2..6]);
         assert_eq!(v.probe(&[29.0], 1, 100), vec![0..6]);
+    }
+
+    #[test]
+    fn pick_ranks_exactly_only_the_pool_the_codes_choose() {
+        // 80 lists on a line at 0, 10, …, 790, one point each.
+        let lists = Lists { centroids: (0..80).map(|i| i as f32 * 10.0).collect(), starts: (0..=80).collect() };
+        let v = lists.view();
+        assert!(v.ranks_by_codes(1) && !v.ranks_by_codes(8));
+        // The codes put list 0, exactly nearest 1.0, last: it is outside the
+        // pool, and the nearest list within the pool (list 1) is read.
+        let mut approx: Vec<u16> = (0..80).map(|i| i as u16).collect();
+        approx[0] = 1000;
+        assert_eq!(v.pick(&[1.0], Some(&approx), 1, 1), vec![1..2]);
+        assert_eq!(v.pick(&[1.0], None, 1, 1), vec![0..1]);
+        // Lists 0–9 one point each, 10–79 empty, the codes in reverse: the
+        // pool (lists 14–79) holds no point, so lists beyond it join in the
+        // codes' order (13, 12, …) until 3 points.
+        let starts: Vec<u32> = (0..=10).chain(std::iter::repeat_n(10, 70)).collect();
+        let sparse = Lists { centroids: (0..80).map(|i| i as f32 * 10.0).collect(), starts };
+        let approx: Vec<u16> = (0..80).rev().map(|i| i as u16).collect(); // list 79 first
+        assert_eq!(sparse.view().pick(&[0.0], Some(&approx), 1, 3), vec![7..10]);
     }
 
     #[test]

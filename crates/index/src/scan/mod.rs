@@ -267,7 +267,8 @@ impl ScanView<'_> {
     /// the sub-quantisers' centroids do not fit the shape.
     pub fn encode(&self, rows: &[f32]) -> Vec<u8> {
         let (dim, m, dsub) = (self.shape.dim, self.shape.m, self.shape.dsub);
-        if dim == 0 || rows.len() % dim != 0 || self.centroids.len() != self.shape.centroid_floats() {
+        let shape_fits = (2..=256).contains(&m) && m % 2 == 0 && dsub > 0;
+        if !shape_fits || dim == 0 || rows.len() % dim != 0 || self.centroids.len() != self.shape.centroid_floats() {
             return Vec::new();
         }
         let count = rows.len() / dim;
@@ -325,9 +326,9 @@ impl ScanView<'_> {
         let scale = if range > 0.0 { top / range } else { 0.0 };
         // Pair layout: for pair p, 16 entries of 2p then 16 of 2p+1 — the same
         // as sub-quantiser order, since each row is 16 entries. The entries
-        // are not negative, so rounding is `+ 0.5` and truncation (`as`
-        // saturates), which vectorises where `f32::round` is a libm call per
-        // entry (5 % of a 384-d probe of one list).
+        // are not negative, so rounding is half up: `+ 0.5` and truncation
+        // (`as` saturates), which vectorises where `f32::round` is a libm
+        // call per entry (5 % of a 384-d probe of one list).
         let mut out = vec![0u8; m * CENTROIDS];
         for ((o, d), &min) in out.chunks_exact_mut(CENTROIDS).zip(dist.chunks_exact(CENTROIDS)).zip(&mins) {
             for (o, &d) in o.iter_mut().zip(d) {
@@ -355,31 +356,40 @@ impl ScanView<'_> {
 
     /// [`ScanView::fast_scan`] over the points of the `nprobe` lists nearest
     /// `query` (all points without lists, or with `nprobe` 0), with at least
-    /// `min_points` points read ([`lists::ListsView::probe`]).
+    /// `min_points` points read ([`ScanView::probe`]).
     pub fn fast_scan_probe(&self, query: &[f32], keep: usize, nprobe: usize, min_points: usize) -> Vec<(u16, u32)> {
         let lut = self.table(query);
-        let ranges = self.probe_with(query, &lut, nprobe, min_points);
+        let ranges = self.probe_with(query, Some(&lut), nprobe, min_points);
         self.fast_scan_tables(vec![lut], keep, &ranges).pop().expect("one query in, one out")
     }
 
     /// The offset ranges a search reading `nprobe` lists (and at least
-    /// `min_points` points) covers.
+    /// `min_points` points) covers: the lists are ranked by their centroids'
+    /// sums in the query's table, then the best of those exactly
+    /// ([`ListsView::pick`]); exactly when the pool is every list, or the
+    /// view has no list codes (lists attached without [`ScanCodes::set_lists`]).
     pub fn probe(&self, query: &[f32], nprobe: usize, min_points: usize) -> Vec<Range<usize>> {
-        if !self.partial(nprobe) {
-            return vec![0..self.shape.count];
-        }
-        self.probe_with(query, &self.table(query), nprobe, min_points)
+        self.probe_with(query, None, nprobe, min_points)
     }
 
-    /// [`ScanView::probe`] with the query's table: the lists are ranked by
-    /// their centroids' table sums, then the nearest of those exactly
-    /// ([`ListsView::pick`]).
-    fn probe_with(&self, query: &[f32], lut: &[u8], nprobe: usize, min_points: usize) -> Vec<Range<usize>> {
+    /// [`ScanView::probe`] with the query's table when the caller has it.
+    fn probe_with(&self, query: &[f32], lut: Option<&[u8]>, nprobe: usize, min_points: usize) -> Vec<Range<usize>> {
         let lists = match self.lists {
             Some(lists) if self.partial(nprobe) => lists,
             _ => return vec![0..self.shape.count],
         };
         let blocks = lists.len().div_ceil(BLOCK);
+        if !lists.ranks_by_codes(nprobe) || lists.codes.len() != blocks * self.shape.block_bytes() {
+            return lists.pick(query, None, nprobe, min_points);
+        }
+        let own;
+        let lut = match lut {
+            Some(lut) => lut,
+            None => {
+                own = self.table(query);
+                &own[..]
+            }
+        };
         let mut sums = vec![0u16; blocks * BLOCK];
         let mut masks = vec![0u32; blocks];
         (scan_kernels().block)(lists.codes, lut, u16::MAX, &mut sums, &mut masks);
@@ -408,17 +418,19 @@ impl ScanView<'_> {
         HIST.with_borrow_mut(|hist| {
             // One counter per possible sum (at most m · MAX_ENTRY), all zero
             // between uses: kept per thread, as clearing it cost a 384-d
-            // probe of one list 3 %.
+            // probe of one list 3 %. Nothing in here may call into rayon: a
+            // stolen search on this thread would find the histogram borrowed.
             let need = self.shape.m * kernels::MAX_ENTRY as usize + 1;
             if hist.len() < need {
                 hist.resize(need, 0);
             }
+            debug_assert!(hist.iter().all(|&c| c == 0), "stage 1's histogram was left dirty");
             self.fast_scan_with(&mut states, keep, ranges, hist);
         });
         states.into_iter().map(|st| st.found).collect()
     }
 
-    /// [`ScanView::fast_scan_ranges`]'s loop, with its zeroed histogram.
+    /// [`ScanView::fast_scan_tables`]'s loop, with its zeroed histogram.
     fn fast_scan_with(&self, states: &mut [ScanState], keep: usize, ranges: &[Range<usize>], hist: &mut [u32]) {
         let block = scan_kernels().block;
         // Blocks per kernel call: the sums (4 KiB) stay in L1.
