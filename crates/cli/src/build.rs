@@ -181,6 +181,8 @@ pub fn build(vectors: &Path, out: &Path, h: &HnswArgs) -> Result<()> {
     let graph = BuildOptions { m: h.m, ef_construction: h.ef_construction, threads: h.threads, seed: h.build_seed };
     let dsub = h.scan_dsub.max(m.dim().div_ceil(256)); // as the engine raises it
     let mut structured = false;
+    // Enough points for `auto` to partition structured data.
+    let many = m.len() >= AUTO_LISTS_MIN_POINTS;
     let method = match h.method {
         MethodArg::Auto => {
             println!("      Choosing the method: HNSW on a sample of up to {} points...", choose::SAMPLE);
@@ -198,7 +200,7 @@ pub fn build(vectors: &Path, out: &Path, h: &HnswArgs) -> Result<()> {
             // Structured data: a partitioned scan when there are lists to
             // make (it beat the graph on every structured set measured, and
             // builds in seconds), else the graph + scan codes.
-            let partitioned = h.scan_lists != Lists::Count(0) && m.len() >= AUTO_LISTS_MIN_POINTS;
+            let partitioned = h.scan_lists != Lists::Count(0) && many;
             match (structured, partitioned) {
                 (true, true) => {
                     println!("      -> the scan partitioned into lists (IVF) instead of a graph: {AUTO_LISTS_MIN_POINTS} points or more");
@@ -212,7 +214,7 @@ pub fn build(vectors: &Path, out: &Path, h: &HnswArgs) -> Result<()> {
     };
     let lists = match h.scan_lists {
         Lists::Count(n) => n.min(m.len()),
-        Lists::Auto if structured && m.len() >= AUTO_LISTS_MIN_POINTS => vectorwise_index::scan::lists::auto_lists(m.len()),
+        Lists::Auto if structured && many => vectorwise_index::scan::lists::auto_lists(m.len()),
         Lists::Auto => 0,
     };
     let scan = ScanOptions { dsub, seed: h.build_seed, lists };

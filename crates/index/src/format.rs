@@ -528,11 +528,7 @@ pub fn open_with(path: &Path, read_calibration: bool) -> Result<MappedFile> {
     }
     // Encoded before the check, which checks them with the rest; a shape the
     // check rejects encodes to nothing.
-    let list_codes = match mapped.scan() {
-        Some(scan) => scan.lists.map(|l| scan.encode(l.centroids)).unwrap_or_default(),
-        None => Vec::new(),
-    };
-    mapped.list_codes = list_codes;
+    mapped.list_codes = mapped.scan().and_then(|scan| scan.lists.map(|l| scan.encode(l.centroids))).unwrap_or_default();
     if let Some(scan) = mapped.scan() {
         scan.check().map_err(|reason| Error::corrupt(path, reason))?;
     }

@@ -125,7 +125,7 @@ impl ListsView<'_> {
         } else {
             // The pool ranked exactly; the rest, if needed, by `approx`.
             let (pool, mut rest): (Vec<usize>, Vec<(u16, usize)>) = match approx {
-                Some(approx) if pool_size(nprobe) < n => {
+                Some(approx) if self.ranks_by_codes(nprobe) => {
                     let mut by_code: Vec<(u16, usize)> = approx[..n].iter().copied().zip(0..).collect();
                     let want = pool_size(nprobe);
                     by_code.select_nth_unstable(want - 1);

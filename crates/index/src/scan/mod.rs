@@ -248,7 +248,7 @@ impl ScanView<'_> {
         }
         if let Some(lists) = &self.lists {
             lists.check(s.dim, s.count)?;
-            if lists.codes.len() != lists.len().div_ceil(BLOCK) * s.block_bytes() {
+            if !self.has_list_codes(lists) {
                 return Err(format!("the scan's list codes hold {} bytes for {} lists", lists.codes.len(), lists.len()));
             }
         }
@@ -378,10 +378,10 @@ impl ScanView<'_> {
             Some(lists) if self.partial(nprobe) => lists,
             _ => return vec![0..self.shape.count],
         };
-        let blocks = lists.len().div_ceil(BLOCK);
-        if !lists.ranks_by_codes(nprobe) || lists.codes.len() != blocks * self.shape.block_bytes() {
+        if !lists.ranks_by_codes(nprobe) || !self.has_list_codes(&lists) {
             return lists.pick(query, None, nprobe, min_points);
         }
+        let blocks = lists.len().div_ceil(BLOCK);
         let own;
         let lut = match lut {
             Some(lut) => lut,
@@ -394,6 +394,12 @@ impl ScanView<'_> {
         let mut masks = vec![0u32; blocks];
         (scan_kernels().block)(lists.codes, lut, u16::MAX, &mut sums, &mut masks);
         lists.pick(query, Some(&sums), nprobe, min_points)
+    }
+
+    /// Whether `lists` carries its centroids' codes: one block of this
+    /// scan's shape per [`BLOCK`] lists.
+    fn has_list_codes(&self, lists: &ListsView<'_>) -> bool {
+        lists.codes.len() == lists.len().div_ceil(BLOCK) * self.shape.block_bytes()
     }
 
     /// Whether a search with `nprobe` reads only part of the points.
