@@ -124,15 +124,17 @@ impl ListsView<'_> {
             (0..n).collect()
         } else {
             // The pool ranked exactly; the rest, if needed, by `approx`.
-            let (pool, mut rest): (Vec<usize>, Vec<(u16, usize)>) = match approx {
+            // (code, list) packed in a u64 (code high): selecting among
+            // integers took a tenth of the instructions of (u16, usize) pairs.
+            let mut by_code: Vec<u64> = Vec::new();
+            let (pool, in_pool): (Vec<usize>, usize) = match approx {
                 Some(approx) if self.ranks_by_codes(nprobe) => {
-                    let mut by_code: Vec<(u16, usize)> = approx[..n].iter().copied().zip(0..).collect();
+                    by_code = approx[..n].iter().zip(0u64..).map(|(&a, i)| (u64::from(a) << 32) | i).collect();
                     let want = pool_size(nprobe);
                     by_code.select_nth_unstable(want - 1);
-                    let rest = by_code.split_off(want);
-                    (by_code.into_iter().map(|(_, i)| i).collect(), rest)
+                    (by_code[..want].iter().map(|&key| (key & u64::from(u32::MAX)) as usize).collect(), want)
                 }
-                _ => ((0..n).collect(), Vec::new()),
+                _ => ((0..n).collect(), 0),
             };
             let l2 = crate::distance::kernels().l2_squared;
             let mut d: Vec<(f32, usize)> = pool.iter().map(|&i| (l2(&self.centroids[i * dim..(i + 1) * dim], query), i)).collect();
@@ -142,8 +144,9 @@ impl ListsView<'_> {
             let mut picked: Vec<usize> = d[..nprobe].iter().map(|x| x.1).collect();
             if held < min_points {
                 d[nprobe..].sort_unstable_by(order);
+                let rest = &mut by_code[in_pool..];
                 rest.sort_unstable();
-                let next = d[nprobe..].iter().map(|x| x.1).chain(rest.iter().map(|x| x.1));
+                let next = d[nprobe..].iter().map(|x| x.1).chain(rest.iter().map(|&key| (key & u64::from(u32::MAX)) as usize));
                 for i in next {
                     if held >= min_points {
                         break;

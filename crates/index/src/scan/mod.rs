@@ -42,8 +42,24 @@ pub const BLOCK: usize = 32;
 /// Centroids per sub-quantiser (4-bit codes).
 pub const CENTROIDS: usize = 16;
 thread_local! {
-    /// Stage 1's histogram of sums ([`keep_smallest`]), per thread, all zero between uses.
-    static HIST: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Stage 1's working memory, per thread: a search of a small list spent
+    /// a tenth of its instructions zeroing fresh buffers.
+    static SCRATCH: std::cell::RefCell<Scratch> = const { std::cell::RefCell::new(Scratch::new()) };
+}
+
+/// [`SCRATCH`]: buffers reused from one stage 1 to the next on a thread.
+struct Scratch {
+    /// The histogram of sums ([`keep_smallest`]), all zero between uses.
+    hist: Vec<u32>,
+    /// One kernel call's sums and masks (any content).
+    sums: Vec<u16>,
+    masks: Vec<u32>,
+}
+
+impl Scratch {
+    const fn new() -> Self {
+        Scratch { hist: Vec::new(), sums: Vec::new(), masks: Vec::new() }
+    }
 }
 const TRAIN_SAMPLE: usize = 65_536;
 const KMEANS_ITERS: usize = 20;
@@ -138,7 +154,15 @@ fn keep_smallest(found: &mut Vec<(u16, u32)>, keep: usize, hist: &mut [u32]) -> 
         below += hist[t] as usize;
         t += 1;
     }
-    hist[lo as usize..=hi as usize].fill(0);
+    // Zero what was counted: entry by entry when there are few (a small
+    // `keep` over a wide range of sums), else the range.
+    if found.len() < (hi - lo) as usize / 8 {
+        for &(x, _) in found.iter() {
+            hist[x as usize] = 0;
+        }
+    } else {
+        hist[lo as usize..=hi as usize].fill(0);
+    }
     // `below` points sum to less than `t`; keep them and the first
     // `keep - below` at `t`, in place and without branches on the data.
     let (t, mut at_t) = (t as u16, keep - below);
@@ -421,28 +445,29 @@ impl ScanView<'_> {
             .into_iter()
             .map(|lut| ScanState { lut, found: Vec::with_capacity(2 * keep + BLOCK), threshold: u16::MAX })
             .collect();
-        HIST.with_borrow_mut(|hist| {
+        SCRATCH.with_borrow_mut(|scratch| {
             // One counter per possible sum (at most m · MAX_ENTRY), all zero
             // between uses: kept per thread, as clearing it cost a 384-d
             // probe of one list 3 %. Nothing in here may call into rayon: a
-            // stolen search on this thread would find the histogram borrowed.
+            // stolen search on this thread would find the scratch borrowed.
             let need = self.shape.m * kernels::MAX_ENTRY as usize + 1;
-            if hist.len() < need {
-                hist.resize(need, 0);
+            if scratch.hist.len() < need {
+                scratch.hist.resize(need, 0);
             }
-            debug_assert!(hist.iter().all(|&c| c == 0), "stage 1's histogram was left dirty");
-            self.fast_scan_with(&mut states, keep, ranges, hist);
+            debug_assert!(scratch.hist.iter().all(|&c| c == 0), "stage 1's histogram was left dirty");
+            self.fast_scan_with(&mut states, keep, ranges, scratch);
         });
         states.into_iter().map(|st| st.found).collect()
     }
 
-    /// [`ScanView::fast_scan_tables`]'s loop, with its zeroed histogram.
-    fn fast_scan_with(&self, states: &mut [ScanState], keep: usize, ranges: &[Range<usize>], hist: &mut [u32]) {
+    /// [`ScanView::fast_scan_tables`]'s loop, with its scratch (histogram zeroed).
+    fn fast_scan_with(&self, states: &mut [ScanState], keep: usize, ranges: &[Range<usize>], scratch: &mut Scratch) {
         let block = scan_kernels().block;
         // Blocks per kernel call: the sums (4 KiB) stay in L1.
         const CHUNK: usize = 64;
-        let mut sums = vec![0u16; CHUNK * BLOCK];
-        let mut masks = vec![0u32; CHUNK];
+        scratch.sums.resize(CHUNK * BLOCK, 0);
+        scratch.masks.resize(CHUNK, 0);
+        let Scratch { hist, sums, masks } = scratch;
         let bytes = self.shape.block_bytes();
         for r in ranges {
             let (first, end) = (r.start / BLOCK, r.end.div_ceil(BLOCK));
