@@ -762,11 +762,11 @@ fn replay(
 ) -> Vec<Vec<f64>> {
     let dim = scan.shape.dim;
     let query = q.row(i, dim);
-    let keep_sq8 = crate::index::scan_keep;
+    let floor = crate::index::scan_keep;
     // Leave-one-out asks for one more answer on the work budget of k: the
     // query's own point takes one slot.
     let wanted = |k: usize| k + usize::from(leave_one_out);
-    let depth = |k: usize, r: usize| (r * k).max(keep_sq8(k).max(wanted(k)));
+    let depth = |k: usize, r: usize| (r * k).max(floor(k).max(wanted(k)));
     let deepest = ks.iter().zip(settings).filter_map(|(&k, rs)| rs.last().map(|&r| depth(k, r))).max().unwrap_or(1);
     // As a search of the largest k reads them (at least that many points).
     let min_points = ks.iter().map(|&k| wanted(k)).max().unwrap_or(1);
@@ -790,7 +790,7 @@ fn replay(
     ks.iter()
         .zip(settings)
         .map(|(&k, factors)| {
-            let keep = keep_sq8(k).max(wanted(k));
+            let keep = crate::index::exact_keep(k).max(wanted(k));
             let mut heap: std::collections::BinaryHeap<Scored> = std::collections::BinaryHeap::with_capacity(keep + 1);
             let mut next = 0;
             factors
