@@ -891,6 +891,15 @@ mod tests {
         }
     }
 
+    /// Every point's (sum, offset) by the scalar kernel.
+    fn every_sum(view: &ScanView<'_>, lut: &[u8]) -> Vec<(u16, u32)> {
+        let blocks = view.shape.blocks();
+        let mut sums = vec![0u16; blocks * BLOCK];
+        let mut masks = vec![0u32; blocks];
+        kernels::block_scalar(view.codes, lut, u16::MAX, &mut sums, &mut masks);
+        sums[..view.shape.count].iter().enumerate().map(|(i, &x)| (x, i as u32)).collect()
+    }
+
     /// The `keep` smallest `(sum, offset)` pairs, in offset order.
     fn smallest_reference(all: &[(u16, u32)], keep: usize) -> Vec<(u16, u32)> {
         let mut v = all.to_vec();
@@ -933,11 +942,7 @@ mod tests {
         let need = view.shape.m * kernels::MAX_ENTRY as usize + 1;
         for q in crate::dataset::sphere(3, dim, 8).rows() {
             let lut = view.table(q);
-            let blocks = view.shape.blocks();
-            let mut sums = vec![0u16; blocks * BLOCK];
-            let mut masks = vec![0u32; blocks];
-            kernels::block_scalar(view.codes, &lut, u16::MAX, &mut sums, &mut masks);
-            let all: Vec<(u16, u32)> = sums[..n].iter().enumerate().map(|(i, &x)| (x, i as u32)).collect();
+            let all = every_sum(&view, &lut);
             for keep in [1, 50, 2_000, n / ESTIMATE_MIN_RATIO] {
                 let want = smallest_reference(&all, keep);
                 let t = SCRATCH.with_borrow_mut(|s| {
@@ -964,13 +969,8 @@ mod tests {
             let view = codes.view();
             let queries = crate::dataset::sphere(5, dim, 9);
             for q in queries.rows() {
-                // Every point's sum by the scalar kernel.
                 let lut = view.table(q);
-                let blocks = view.shape.blocks();
-                let mut sums = vec![0u16; blocks * BLOCK];
-                let mut masks = vec![0u32; blocks];
-                kernels::block_scalar(view.codes, &lut, u16::MAX, &mut sums, &mut masks);
-                let all: Vec<(u16, u32)> = sums[..n].iter().enumerate().map(|(i, &x)| (x, i as u32)).collect();
+                let all = every_sum(&view, &lut);
                 for keep in [1, 10, 50, 333, 1000, n - 1, n, n + 5] {
                     let want = smallest_reference(&all, keep);
                     assert_eq!(view.fast_scan(q, keep), want, "dsub {dsub} keep {keep}");
