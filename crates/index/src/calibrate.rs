@@ -683,7 +683,7 @@ fn sweep_scan(
     let grid = |deepest: usize| -> Vec<Vec<usize>> {
         ks.iter()
             .map(|&k| {
-                // Factors below the SQ8 stage's floor all search the floor:
+                // Factors below stage 1's floor (`scan_keep`) all search the floor:
                 // keep the largest of them only.
                 let floor = crate::index::scan_keep(k);
                 let below = RERANK_GRID.iter().copied().rev().find(|&r| r * k <= floor).unwrap_or(1);
