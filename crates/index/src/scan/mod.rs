@@ -491,7 +491,7 @@ impl ScanView<'_> {
     }
 
     /// A starting threshold for stage 1 from every [`SAMPLE_EVERY`]-th block of
-    /// `ranges`: a sum below which, by the sample, about 1.5 · `keep` of the
+    /// `ranges`: a sum below which, by the sample, about 1.15 · `keep` of the
     /// `total` points lie (with a margin for the sample's spread), or
     /// `u16::MAX` when the sample is too small to say. Without it the first
     /// blocks pass whole and the threshold comes down by repeated cuts: at
@@ -522,10 +522,15 @@ impl ScanView<'_> {
         if sampled == 0 {
             return u16::MAX;
         }
-        // Sampled points expected below the true cut; ask for half as many
-        // again and four standard deviations (binomial, about √expected).
+        // Sampled points expected below the true cut; ask for 15 % more and
+        // four standard deviations (binomial, about √expected). Every point
+        // let through is pushed and cut later: against half as many again,
+        // sphere-1m rerank 2048 ran 3 % fewer instructions and 5 % fewer
+        // mispredicted branches (callgrind --branch-sim). The second pass
+        // stays rare: none in 24 000 sphere-1m searches (rerank 64–4096),
+        // 4 in 2000 clustered-100k searches of 64 lists (none at 1.5).
         let expected = keep as f64 * sampled as f64 / total as f64;
-        let target = (1.5 * expected + 4.0 * expected.sqrt() + 8.0).ceil() as usize;
+        let target = (1.15 * expected + 4.0 * expected.sqrt() + 8.0).ceil() as usize;
         let (mut below, mut t) = (0usize, lo);
         while t <= hi && below < target {
             below += hist[t] as usize;
