@@ -18,9 +18,10 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 NCORES = os.cpu_count() or 1
 
 HNSW_EFS = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192]
-# Half steps from 16 on, for both sides: with powers of two only, a sweep that lands just under a
-# target pays for twice the depth (sphere-1m random: rerank 512 0.947, 1024 0.980).
-RERANKS = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096]
+# Half steps from 8 on, the same on both sides (rerank and k_factor both count candidates per
+# neighbour): with powers of two only, a sweep that lands just under a target pays for twice the
+# depth (sphere-1m random: rerank 512 0.947, 1024 0.980).
+RERANKS = [1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096]
 # The partitioned scan: lists read per query, each with a short and a long re-rank.
 NPROBES = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256]
 # Per nprobe, deeper reranks until the target recall (4-bit codes of raw vectors on tight
@@ -155,11 +156,18 @@ def build_vectorwise(args, ds):
     if "--scan-lists" in help_text:
         plan.append(("ivf", ["--method", "scan", "--scan-lists", lists]))
     if "--scan-dsub" in help_text:
-        # Twice the code bytes (Faiss PQ64x4fs's budget at 128-d): fewer candidates for high recall.
+        # Twice the code bytes (Faiss PQ64x4fs's budget at 128-d; the engine raises dsub to
+        # ceil(dim / 256) for vectors wider than 512): fewer candidates for high recall.
         plan.append(("scan2", ["--method", "scan", "--scan-dsub", 2] + (["--scan-lists", 0] if "--scan-lists" in help_text else [])))
     if "--method" not in help_text:
         plan = [("all", [])]
     wanted = set(args.vw_methods.split(","))
+    unknown = wanted - set(VW_SWEEPS) - {"all"}
+    if unknown:
+        sys.exit(f"--vw-methods: unknown {', '.join(sorted(unknown))} (choose from hnsw, scan, scan2, ivf)")
+    missing = wanted - {p[0] for p in plan}
+    if missing and plan != [("all", [])]:
+        log(f"VectorWise: this binary cannot build {', '.join(sorted(missing))}; skipped")
     plan = [p for p in plan if p[0] in wanted or p[0] == "all"]
     built = []
     for kind, extra in plan:
