@@ -77,7 +77,7 @@ fn a_partitioned_index_answers_input_rows_with_exact_distances() {
 #[test]
 fn reading_every_list_is_the_exhaustive_scan_and_batches_equal_single_searches() {
     let dir = tempfile::tempdir().unwrap();
-    let (index, base) = clustered_index(dir.path());
+    let (index, _) = clustered_index(dir.path());
     let queries = clustered_unit(40, 3);
     for q in queries.rows() {
         let all = index.search(q, 10, &SearchParams::scan(16)).unwrap();
