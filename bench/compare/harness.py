@@ -152,19 +152,20 @@ def build_vectorwise(args, ds):
     n = len(np.load(ds["base"], mmap_mode="r"))
     lists = args.ivf_lists or max(1, round(math.sqrt(n)))
     VW_SWEEPS["ivf"] = (f"VectorWise IVF 4-bit scan ({lists} lists) + exact rerank", VW_SWEEPS["ivf"][1])
-    plan = [("hnsw", ["--method", "hnsw"]), ("scan", ["--method", "scan", "--scan-lists", 0] if "--scan-lists" in help_text else ["--method", "scan"])]
+    exhaustive = ["--scan-lists", 0] if "--scan-lists" in help_text else []
+    plan = [("hnsw", ["--method", "hnsw"]), ("scan", ["--method", "scan", *exhaustive])]
     if "--scan-lists" in help_text:
         plan.append(("ivf", ["--method", "scan", "--scan-lists", lists]))
     if "--scan-dsub" in help_text:
         # Twice the code bytes (Faiss PQ64x4fs's budget at 128-d; the engine raises dsub to
         # ceil(dim / 256) for vectors wider than 512): fewer candidates for high recall.
-        plan.append(("scan2", ["--method", "scan", "--scan-dsub", 2] + (["--scan-lists", 0] if "--scan-lists" in help_text else [])))
+        plan.append(("scan2", ["--method", "scan", "--scan-dsub", 2, *exhaustive]))
     if "--method" not in help_text:
         plan = [("all", [])]
     wanted = set(args.vw_methods.split(","))
-    unknown = wanted - set(VW_SWEEPS) - {"all"}
+    unknown = wanted - set(VW_METHODS)
     if unknown:
-        sys.exit(f"--vw-methods: unknown {', '.join(sorted(unknown))} (choose from hnsw, scan, scan2, ivf)")
+        sys.exit(f"--vw-methods: unknown {', '.join(sorted(unknown))} (choose from {', '.join(VW_METHODS)})")
     missing = wanted - {p[0] for p in plan}
     if missing and plan != [("all", [])]:
         log(f"VectorWise: this binary cannot build {', '.join(sorted(missing))}; skipped")
@@ -179,6 +180,9 @@ def build_vectorwise(args, ds):
         built.append((kind, path, time.time() - t, la))
     return built
 
+
+# The files `--vw-methods` can ask for (VW_SWEEPS also has `exact`, swept on the scan file).
+VW_METHODS = ("hnsw", "scan", "scan2", "ivf")
 
 VW_SWEEPS = {
     "hnsw": ("VectorWise HNSW M32 efC200", [f"ef={e}" for e in HNSW_EFS]),
