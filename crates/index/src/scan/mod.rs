@@ -506,6 +506,11 @@ impl ScanView<'_> {
         for r in ranges {
             let mut b = (r.start / BLOCK).next_multiple_of(SAMPLE_EVERY);
             while b * BLOCK < r.end {
+                // The kernel does not prefetch for one block; ask for the
+                // next sampled block while this one is summed.
+                if let Some(next) = self.codes.get((b + SAMPLE_EVERY) * bytes..(b + SAMPLE_EVERY + 1) * bytes) {
+                    crate::distance::prefetch_lines(next, bytes.div_ceil(64));
+                }
                 block(&self.codes[b * bytes..(b + 1) * bytes], lut, u16::MAX, &mut sums, &mut mask);
                 let inside = in_range(b * BLOCK, r);
                 for (j, &x) in sums.iter().enumerate() {
