@@ -552,6 +552,7 @@ impl ScanView<'_> {
         let block = scan_kernels().block;
         // Blocks per kernel call: the sums (4 KiB) stay in L1.
         const CHUNK: usize = 64;
+        let mut hits = [0u8; CHUNK];
         scratch.sums.resize(CHUNK * BLOCK, 0);
         scratch.masks.resize(CHUNK, 0);
         let Scratch { hist, sums, masks } = scratch;
@@ -565,9 +566,21 @@ impl ScanView<'_> {
                 let (sums, masks) = (&mut sums[..blocks * BLOCK], &mut masks[..blocks]);
                 for st in states.iter_mut() {
                     block(codes, &st.lut, st.threshold, sums, masks);
+                    // Only the chunk's first and last blocks can reach past the range.
+                    masks[0] &= in_range(b0 * BLOCK, r);
+                    masks[blocks - 1] &= in_range((b0 + blocks - 1) * BLOCK, r);
+                    // The blocks with a point below the threshold, listed
+                    // without a branch: whether a block has one is a coin
+                    // toss at depth, and a branch on it was mispredicted.
+                    let mut n = 0;
                     for (b, &mask) in masks.iter().enumerate() {
+                        hits[n] = b as u8;
+                        n += usize::from(mask != 0);
+                    }
+                    for &b in &hits[..n] {
+                        let b = usize::from(b);
                         let base = (b0 + b) * BLOCK;
-                        let mut mask = mask & in_range(base, r);
+                        let mut mask = masks[b];
                         while mask != 0 {
                             let j = mask.trailing_zeros() as usize;
                             mask &= mask - 1;
