@@ -39,7 +39,7 @@ pub struct StatsResponse {
     pub index_type: String,
     pub hnsw_m: u32,
     /// Search depth of a default request at k = 10: the HNSW beam width, or
-    /// the quantised scan's candidates (`rerank × k`).
+    /// the quantised scan's candidates (`rerank × k`); 0 when it is exact.
     #[serde(rename = "hnsw_efSearch")]
     pub hnsw_ef_search: usize,
     #[serde(rename = "hnsw_efConstruction")]
