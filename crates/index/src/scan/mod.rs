@@ -188,22 +188,6 @@ fn keep_smallest(found: &mut Vec<(u16, u32)>, keep: usize, hist: &mut [u32]) -> 
     t
 }
 
-/// Squared L2 from `sub` to each of the `D`-wide centroids in `cents`, into
-/// `out`: [`crate::distance::l2_squared_scalar`]'s sum in its order, with the
-/// width known to the compiler (a call per centroid was 17 % of a 384-d probe
-/// of one list).
-fn sub_distances<const D: usize>(cents: &[f32], sub: &[f32], out: &mut [f32]) {
-    let sub: &[f32; D] = sub.try_into().expect("sub-vector of D floats");
-    for (o, c) in out.iter_mut().zip(cents.chunks_exact(D)) {
-        let mut acc = 0f32;
-        for d in 0..D {
-            let x = c[d] - sub[d];
-            acc += x * x;
-        }
-        *o = acc;
-    }
-}
-
 /// Scan codes built in memory ([`build`]) before they are written.
 #[derive(Clone, Debug)]
 pub struct ScanCodes {
@@ -334,41 +318,10 @@ impl ScanView<'_> {
     /// The query's quantised distance table in the kernels' pair layout.
     fn table(&self, query: &[f32]) -> Vec<u8> {
         let (m, dsub) = (self.shape.m, self.shape.dsub);
-        let mut dist = vec![0f32; m * CENTROIDS];
-        let mut sub = vec![0f32; dsub];
-        let mut range = 0f32;
-        let mut mins = vec![0f32; m];
-        for (s, row) in dist.chunks_exact_mut(CENTROIDS).enumerate() {
-            sub.fill(0.0);
-            let r = self.sub_range(s);
-            sub[..r.len()].copy_from_slice(&query[r]);
-            let cents = &self.centroids[s * CENTROIDS * dsub..(s + 1) * CENTROIDS * dsub];
-            match dsub {
-                2 => sub_distances::<2>(cents, &sub, row),
-                4 => sub_distances::<4>(cents, &sub, row),
-                8 => sub_distances::<8>(cents, &sub, row),
-                _ => {
-                    for (d, cent) in row.iter_mut().zip(cents.chunks_exact(dsub)) {
-                        *d = crate::distance::l2_squared_scalar(cent, &sub);
-                    }
-                }
-            }
-            mins[s] = row.iter().copied().fold(f32::INFINITY, f32::min);
-            range = range.max(row.iter().copied().fold(f32::NEG_INFINITY, f32::max) - mins[s]);
-        }
-        let top = kernels::MAX_ENTRY as f32;
-        let scale = if range > 0.0 { top / range } else { 0.0 };
-        // Pair layout: for pair p, 16 entries of 2p then 16 of 2p+1 — the same
-        // as sub-quantiser order, since each row is 16 entries. The entries
-        // are not negative, so rounding is half up: `+ 0.5` and truncation
-        // (`as` saturates), which vectorises where `f32::round` is a libm
-        // call per entry (5 % of a 384-d probe of one list).
+        let mut q = vec![0f32; m * dsub];
+        q[..self.shape.dim].copy_from_slice(&query[..self.shape.dim]);
         let mut out = vec![0u8; m * CENTROIDS];
-        for ((o, d), &min) in out.chunks_exact_mut(CENTROIDS).zip(dist.chunks_exact(CENTROIDS)).zip(&mins) {
-            for (o, &d) in o.iter_mut().zip(d) {
-                *o = ((d - min) * scale + 0.5).min(top) as u8;
-            }
-        }
+        (scan_kernels().table)(self.centroids, &q, dsub, &mut out);
         out
     }
 
