@@ -118,6 +118,7 @@ fn table_body(centroids: &[f32], q: &[f32], dsub: usize, out: &mut [u8]) {
     let mut dist = vec![0f32; m * CENTROIDS];
     match dsub {
         2 => distances::<2>(centroids, q, &mut dist),
+        3 => distances::<3>(centroids, q, &mut dist),
         4 => distances::<4>(centroids, q, &mut dist),
         8 => distances::<8>(centroids, q, &mut dist),
         _ => {
