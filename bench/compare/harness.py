@@ -160,7 +160,7 @@ def build_vectorwise(args, ds):
         # Twice the code bytes (Faiss PQ64x4fs's budget at 128-d; the engine raises dsub to
         # ceil(dim / 256) for vectors wider than 512): fewer candidates for high recall.
         plan.append(("scan2", ["--method", "scan", "--scan-dsub", 2, *exhaustive]))
-        # Between the two (22 bytes a point at 128-d): the cheaper route to recall 0.99 on the sphere.
+        # Between the two (22 bytes a point at 128-d; the engine raises dsub past 3 above 768-d).
         plan.append(("scan3", ["--method", "scan", "--scan-dsub", 3, *exhaustive]))
     if "--method" not in help_text:
         plan = [("all", [])]
@@ -190,7 +190,7 @@ VW_SWEEPS = {
     "hnsw": ("VectorWise HNSW M32 efC200", [f"ef={e}" for e in HNSW_EFS]),
     "scan": ("VectorWise 4-bit scan + exact rerank", [f"rerank={r}" for r in RERANKS]),
     "scan2": ("VectorWise 4-bit scan, dsub 2 (2x code bytes) + exact rerank", [f"rerank={r}" for r in RERANKS]),
-    "scan3": ("VectorWise 4-bit scan, dsub 3 (1.4x code bytes) + exact rerank", [f"rerank={r}" for r in RERANKS]),
+    "scan3": ("VectorWise 4-bit scan, dsub 3 (1.4x code bytes at 128-d) + exact rerank", [f"rerank={r}" for r in RERANKS]),
     "ivf": ("VectorWise IVF 4-bit scan + exact rerank",  # the label gets the list count at build
             [f"nprobe={p},rerank={r}" for p in NPROBES for r in IVF_RERANKS]),
     "exact": ("VectorWise exact scan", ["exact"]),
@@ -605,7 +605,7 @@ def main():
     ap.add_argument("--max-ms", type=float, default=50.0)
     ap.add_argument("--check-sample", type=int, default=200, help="queries whose ground truth Faiss IndexFlatL2 re-checks")
     ap.add_argument("--vw-methods", default="hnsw,scan,ivf",
-                    help="VectorWise index files to build and sweep: hnsw, scan (exhaustive, also serves exact), scan2 (exhaustive, --scan-dsub 2), scan3 (--scan-dsub 3), ivf (partitioned scan)")
+                    help="VectorWise index files to build and sweep: hnsw, scan (exhaustive, also serves exact), scan2 (exhaustive, --scan-dsub 2), scan3 (exhaustive, --scan-dsub 3), ivf (partitioned scan)")
     ap.add_argument("--ivf-lists", type=int, help="lists of the partitioned (ivf) file; default about sqrt(n)")
     ap.add_argument("--engines", help="peers to run (VectorWise always runs)", default="faiss-hnsw,hnswlib,faiss-pq64,faiss-pq32,faiss-ivfpq,faiss-ivfflat,faiss-flat")
     ap.add_argument("--report-only", action="store_true", help="re-render results.md and the plots from results.json")

@@ -132,8 +132,9 @@ fn table_body(centroids: &[f32], q: &[f32], dsub: usize, out: &mut [u8]) {
     let mut mins = vec![0f32; m];
     let mut range = 0f32;
     for (row, min) in dist.chunks_exact(CENTROIDS).zip(mins.iter_mut()) {
-        let (mut lo, mut hi) = (row[0], row[0]);
-        for &d in &row[1..] {
+        // From ±∞, as `f32::min`/`max` folds did: a NaN is never taken.
+        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+        for &d in row {
             lo = if d < lo { d } else { lo };
             hi = if d > hi { d } else { hi };
         }

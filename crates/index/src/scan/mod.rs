@@ -799,16 +799,19 @@ pub fn build(vectors: &[f32], dim: usize, opts: &ScanOptions) -> Result<ScanCode
     let codes = ScanView { centroids: &centroids, ..view_for_ranges }.encode(vectors);
 
     // SQ8: per-dimension range over all points.
+    // (`f32::min`/`max` skip a NaN: it is looked for on its own.)
     let mut lo = vec![f32::INFINITY; dim];
     let mut hi = vec![f32::NEG_INFINITY; dim];
+    let mut nan = false;
     for r in vectors.chunks_exact(dim) {
         for ((l, h), &x) in lo.iter_mut().zip(hi.iter_mut()).zip(r) {
             *l = l.min(x);
             *h = h.max(x);
+            nan |= x.is_nan();
         }
     }
     let step: Vec<f32> = lo.iter().zip(&hi).map(|(l, h)| if h > l { (h - l) / 255.0 } else { 1.0 }).collect();
-    if lo.iter().chain(&step).any(|x| !x.is_finite()) {
+    if nan || lo.iter().chain(&hi).chain(&step).any(|x| !x.is_finite()) {
         return Err(Error::InvalidParameter { name: "vectors", reason: "contain non-finite values".into() });
     }
     let mut sq8 = vec![0u8; count * dim];
@@ -884,6 +887,54 @@ mod tests {
         v.truncate(keep);
         v.sort_unstable_by_key(|x| x.1);
         v
+    }
+
+    /// The query's table as the scan defines it, written out the plain way:
+    /// each sub-quantiser's slice of the query (zero past `dim`), squared
+    /// distances to its 16 centroids, less their minimum, scaled so that the
+    /// widest spread is `MAX_ENTRY`, rounded half up.
+    fn table_reference(view: &ScanView<'_>, query: &[f32]) -> Vec<u8> {
+        let (m, dsub, dim) = (view.shape.m, view.shape.dsub, view.shape.dim);
+        let mut dist = vec![0f32; m * CENTROIDS];
+        for s in 0..m {
+            for c in 0..CENTROIDS {
+                let cent = &view.centroids[(s * CENTROIDS + c) * dsub..][..dsub];
+                dist[s * CENTROIDS + c] =
+                    (0..dsub).map(|d| cent[d] - query.get(s * dsub + d).filter(|_| s * dsub + d < dim).copied().unwrap_or(0.0)).fold(0f32, |a, x| a + x * x);
+            }
+        }
+        let mins: Vec<f32> = dist.chunks(CENTROIDS).map(|r| r.iter().copied().fold(f32::INFINITY, f32::min)).collect();
+        let range = dist.chunks(CENTROIDS).zip(&mins).map(|(r, &lo)| r.iter().copied().fold(f32::NEG_INFINITY, f32::max) - lo).fold(0f32, f32::max);
+        let top = f32::from(kernels::MAX_ENTRY);
+        let scale = top / range;
+        dist.iter().enumerate().map(|(i, &d)| ((d - mins[i / CENTROIDS]) * scale + 0.5).min(top) as u8).collect()
+    }
+
+    #[test]
+    fn the_query_table_is_the_plain_definition_at_every_width() {
+        // dim 10 leaves a partial last sub-quantiser at dsub 3, 4 and 8, and
+        // an all-padding one where m is rounded up to even.
+        let dim = 10;
+        let data = crate::dataset::sphere(600, dim, 3);
+        for dsub in [1, 2, 3, 4, 5, 8] {
+            let codes = build(data.as_slice(), dim, &ScanOptions { dsub, seed: 1, lists: 0 }).unwrap();
+            let view = codes.view();
+            for q in crate::dataset::sphere(5, dim, 9).rows() {
+                let got = view.table(q);
+                assert_eq!(got, table_reference(&view, q), "dsub {dsub}");
+                for row in got.chunks(CENTROIDS) {
+                    assert_eq!(row.iter().min(), Some(&0), "dsub {dsub}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn building_codes_over_a_nan_is_refused() {
+        let mut data = crate::dataset::sphere(100, 8, 3).as_slice().to_vec();
+        data[17] = f32::NAN;
+        let err = build(&data, 8, &ScanOptions { dsub: 4, seed: 1, lists: 0 }).unwrap_err();
+        assert!(err.to_string().contains("non-finite"), "{err}");
     }
 
     proptest! {
