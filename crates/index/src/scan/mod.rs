@@ -894,13 +894,14 @@ mod tests {
     /// distances to its 16 centroids, less their minimum, scaled so that the
     /// widest spread is `MAX_ENTRY`, rounded half up.
     fn table_reference(view: &ScanView<'_>, query: &[f32]) -> Vec<u8> {
-        let (m, dsub, dim) = (view.shape.m, view.shape.dsub, view.shape.dim);
+        let (m, dsub) = (view.shape.m, view.shape.dsub);
+        assert_eq!(query.len(), view.shape.dim);
         let mut dist = vec![0f32; m * CENTROIDS];
         for s in 0..m {
             for c in 0..CENTROIDS {
                 let cent = &view.centroids[(s * CENTROIDS + c) * dsub..][..dsub];
-                dist[s * CENTROIDS + c] =
-                    (0..dsub).map(|d| cent[d] - query.get(s * dsub + d).filter(|_| s * dsub + d < dim).copied().unwrap_or(0.0)).fold(0f32, |a, x| a + x * x);
+                let x = |d: usize| query.get(s * dsub + d).copied().unwrap_or(0.0);
+                dist[s * CENTROIDS + c] = (0..dsub).map(|d| cent[d] - x(d)).fold(0f32, |a, v| a + v * v);
             }
         }
         let mins: Vec<f32> = dist.chunks(CENTROIDS).map(|r| r.iter().copied().fold(f32::INFINITY, f32::min)).collect();
