@@ -39,6 +39,9 @@ pub type Sq8x4Fn = fn(codes: [&[u8]; 4], q: &[f32], w: &[f32]) -> [f32; 4];
 /// bytes (the pair layout is sub-quantiser order). Every set gives the same
 /// bytes: the same float operations in the same order.
 pub type TableFn = fn(centroids: &[f32], q: &[f32], dsub: usize, out: &mut [u8]);
+/// Bit `j` of `masks[b]` set when `sums[32 b + j] < threshold`: the masks
+/// [`BlockScanFn`] makes, for sums already made. `sums` is 32 per mask.
+pub type BelowFn = fn(sums: &[u16], threshold: u16, masks: &mut [u32]);
 
 #[derive(Clone, Copy, Debug)]
 pub struct ScanKernels {
@@ -47,10 +50,11 @@ pub struct ScanKernels {
     pub sq8: Sq8Fn,
     pub sq8x4: Sq8x4Fn,
     pub table: TableFn,
+    pub below: BelowFn,
 }
 
 pub const SCALAR: ScanKernels =
-    ScanKernels { name: "scalar", block: block_scalar, sq8: sq8_scalar, sq8x4: sq8x4_scalar, table: table_scalar };
+    ScanKernels { name: "scalar", block: block_scalar, sq8: sq8_scalar, sq8x4: sq8x4_scalar, table: table_scalar, below: below_scalar };
 
 /// Every kernel set this CPU can run, best last.
 pub fn available() -> Vec<ScanKernels> {
@@ -64,6 +68,7 @@ pub fn available() -> Vec<ScanKernels> {
             sq8: x86::sq8_avx2,
             sq8x4: x86::sq8x4_avx2,
             table: x86::table_avx2,
+            below: x86::below_avx2_checked,
         });
     }
     sets
@@ -80,6 +85,13 @@ fn check_blocks(codes: &[u8], lut: &[u8], out: &[u16], masks: &[u32]) -> usize {
     let blocks = if ok { codes.len() / lut.len() } else { 0 };
     assert!(ok && out.len() == blocks * 32 && masks.len() == blocks, "block and table sizes disagree");
     blocks
+}
+
+pub fn below_scalar(sums: &[u16], threshold: u16, masks: &mut [u32]) {
+    assert_eq!(sums.len(), masks.len() * 32, "32 sums per mask");
+    for (block, mask) in sums.chunks_exact(32).zip(masks.iter_mut()) {
+        *mask = block.iter().enumerate().fold(0, |m, (j, &x)| m | (u32::from(x < threshold) << j));
+    }
 }
 
 pub fn block_scalar(codes: &[u8], lut: &[u8], threshold: u16, out: &mut [u16], masks: &mut [u32]) {
@@ -203,6 +215,13 @@ mod x86 {
         unsafe { blocks_avx2_impl(codes, lut, out, blocks) };
         // SAFETY: as above; `out` holds 32 sums per block.
         unsafe { below_avx2(out, threshold, masks) };
+    }
+
+    pub fn below_avx2_checked(sums: &[u16], threshold: u16, masks: &mut [u32]) {
+        assert_eq!(sums.len(), masks.len() * 32, "32 sums per mask");
+        // SAFETY: handed out by `available()` only after avx2 was detected;
+        // the sizes were checked above.
+        unsafe { below_avx2(sums, threshold, masks) };
     }
 
     /// Bit `j` of `masks[b]`: `out[32 b + j] < threshold` (unsigned).
@@ -470,6 +489,19 @@ mod tests {
                 (k.block)(&codes, &lut, threshold, &mut got, &mut masks);
                 prop_assert_eq!(&got, &want, "{}", k.name);
                 prop_assert_eq!(&masks, &want_masks, "{}", k.name);
+                // The same masks from the sums alone, at this threshold and the edges.
+                for t in [threshold, 0, 1, u16::MAX] {
+                    let mut from_sums = vec![5u32; blocks];
+                    (k.below)(&want, t, &mut from_sums);
+                    let mut reference = vec![5u32; blocks];
+                    below_scalar(&want, t, &mut reference);
+                    prop_assert_eq!(&from_sums, &reference, "{} below {}", k.name, t);
+                    for (b, m) in reference.iter().enumerate() {
+                        for j in 0..32 {
+                            prop_assert_eq!(m >> j & 1 == 1, want[b * 32 + j] < t);
+                        }
+                    }
+                }
             }
         }
 
