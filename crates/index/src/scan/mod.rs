@@ -495,54 +495,77 @@ impl ScanView<'_> {
         // bits pick a bucket, the rest (at most 8) a sum in it.
         let top = self.shape.m * kernels::MAX_ENTRY as usize + 1;
         let shift = (usize::BITS - top.leading_zeros()).saturating_sub(8);
-        let (t, mut at_t) = if total <= keep {
-            (u16::MAX, usize::MAX)
+        // Every point below `limit` is listed: all of them when they are at
+        // most `keep`, else those of the buckets up to the one holding the
+        // `keep`-th smallest sum.
+        let (limit, below, bucket) = if total <= keep {
+            (u16::MAX, 0, usize::MAX)
         } else {
-            let mut coarse = [0u32; 256];
+            // Four counts side by side: a run of equal buckets would otherwise
+            // wait on its own stores.
+            let mut coarse = [[0u32; 256]; 4];
             for span in spans() {
-                for &x in &sums[own(span)] {
-                    coarse[usize::from(x >> shift)] += 1;
+                let own = &sums[own(span)];
+                let mut four = own.chunks_exact(4);
+                for x in &mut four {
+                    for (c, &x) in coarse.iter_mut().zip(x) {
+                        c[usize::from(x >> shift)] += 1;
+                    }
+                }
+                for &x in four.remainder() {
+                    coarse[0][usize::from(x >> shift)] += 1;
                 }
             }
+            let count = |b: usize| coarse.iter().map(|c| c[b] as usize).sum::<usize>();
             let (mut below, mut bucket) = (0usize, 0usize);
-            while below + coarse[bucket] as usize <= keep - 1 {
-                below += coarse[bucket] as usize;
+            while below + count(bucket) <= keep - 1 {
+                below += count(bucket);
                 bucket += 1;
             }
-            let mut fine = [0u32; 256];
-            let low = (1u16 << shift) - 1;
-            for span in spans() {
-                for &x in &sums[own(span)] {
-                    fine[usize::from(x & low)] += u32::from(usize::from(x >> shift) == bucket);
-                }
-            }
-            let mut t = 0usize;
-            while below + fine[t] as usize <= keep - 1 {
-                below += fine[t] as usize;
-                t += 1;
-            }
-            // `below` points sum to less than `t`; the first `keep − below`
-            // at `t` are kept too.
-            ((bucket << shift | t) as u16, keep - below)
+            (((bucket + 1) << shift).min(usize::from(u16::MAX)) as u16, below, bucket)
         };
-        (kernels.below)(sums, t.saturating_add(1), masks);
-        st.found.clear();
-        for span in spans() {
-            let (r, first, end, at) = span;
+        (kernels.below)(sums, limit, masks);
+        let found = &mut st.found;
+        found.clear();
+        for (r, first, end, at) in spans() {
             for b in 0..end - first {
                 let base = (first + b) * BLOCK;
                 let mut mask = masks[at + b] & in_range(base, r);
                 while mask != 0 {
                     let j = mask.trailing_zeros() as usize;
                     mask &= mask - 1;
-                    let x = sums[(at + b) * BLOCK + j];
-                    if x < t || at_t > 0 && x == t {
-                        at_t -= usize::from(x == t);
-                        st.found.push((x, (base + j) as u32));
-                    }
+                    found.push((sums[(at + b) * BLOCK + j], (base + j) as u32));
                 }
             }
         }
+        if found.len() <= keep {
+            st.threshold = limit;
+            return;
+        }
+        // `below` of them are in lower buckets; the rest of `keep` are the
+        // smallest (sum, offset) of the boundary bucket's.
+        let low = (1u16 << shift) - 1;
+        let mut fine = [0u32; 256];
+        for &(x, _) in found.iter() {
+            fine[usize::from(x & low)] += u32::from(usize::from(x >> shift) == bucket);
+        }
+        let (mut below, mut t) = (below, 0usize);
+        while below + fine[t] as usize <= keep - 1 {
+            below += fine[t] as usize;
+            t += 1;
+        }
+        // `below` points sum to less than `t`; the first `keep − below` at
+        // `t` are kept too, in place and without branches on the data.
+        let (t, mut at_t) = ((bucket << shift | t) as u16, keep - below);
+        let mut w = 0;
+        for r in 0..found.len() {
+            let e = found[r];
+            found[w] = e;
+            let tie = usize::from(e.0 == t && at_t > 0);
+            at_t -= tie;
+            w += usize::from(e.0 < t) | tie;
+        }
+        found.truncate(w);
         st.threshold = t;
     }
 
