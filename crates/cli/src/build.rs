@@ -4,7 +4,7 @@ use crate::progress::{bar, mib};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use vectorwise_index::scan::ScanOptions;
+use vectorwise_index::scan::{self, ScanOptions};
 use vectorwise_index::calibrate::CalibrateOptions;
 use vectorwise_index::{Calibration, Index, IndexOptions, Matrix, Method, Profile, choose, hnsw::BuildOptions};
 
@@ -41,12 +41,12 @@ pub struct HnswArgs {
     /// Search structures to build.
     #[arg(long, value_enum, default_value_t = MethodArg::Auto)]
     pub method: MethodArg,
-    /// Dimensions per 4-bit sub-quantiser of the scan codes (4: 0.125 bytes a
-    /// dimension, 16 MB for 1M x 128, which stays in a 32 MB last-level
-    /// cache; 2: twice the bytes, more precise). Raised to ceil(dim / 256)
-    /// for wider vectors.
-    #[arg(long, default_value_t = 4)]
-    pub scan_dsub: usize,
+    /// Dimensions per 4-bit sub-quantiser of the scan codes: a number (4:
+    /// 0.125 bytes a dimension, 16 MB for 1M x 128; 2: twice the bytes, more
+    /// precise) or `auto` (4 below 256 dimensions, 6 from 256 on: 32 bytes a
+    /// point at 384-d). Raised to ceil(dim / 256) for wider vectors.
+    #[arg(long, default_value = "auto", value_parser = parse_dsub)]
+    pub scan_dsub: Dsub,
     /// Partition the scan's points into lists (k-means, inverted-file style)
     /// so that a search reads only its nearest lists: a number, `auto`
     /// (about sqrt(n) lists when `--method auto` finds structure in the data
@@ -75,6 +75,23 @@ pub struct HnswArgs {
 pub enum Lists {
     Auto,
     Count(usize),
+}
+
+/// `--scan-dsub`: a number, or `auto` ([`scan::auto_dsub`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Dsub {
+    Auto,
+    Count(usize),
+}
+
+fn parse_dsub(s: &str) -> std::result::Result<Dsub, String> {
+    match s {
+        "auto" => Ok(Dsub::Auto),
+        _ => match s.parse() {
+            Ok(0) | Err(_) => Err(format!("`{s}` is neither a number of dimensions (1 or more) nor `auto`")),
+            Ok(d) => Ok(Dsub::Count(d)),
+        },
+    }
 }
 
 fn parse_lists(s: &str) -> std::result::Result<Lists, String> {
@@ -179,7 +196,11 @@ pub fn build(vectors: &Path, out: &Path, h: &HnswArgs) -> Result<()> {
     println!("      {} vectors of dimension {}", m.len(), m.dim());
     let threads = h.threads.unwrap_or_else(rayon::current_num_threads);
     let graph = BuildOptions { m: h.m, ef_construction: h.ef_construction, threads: h.threads, seed: h.build_seed };
-    let dsub = h.scan_dsub.max(m.dim().div_ceil(256)); // as the engine raises it
+    let dsub = match h.scan_dsub {
+        Dsub::Auto => scan::auto_dsub(m.dim()),
+        Dsub::Count(d) => d,
+    }
+    .max(m.dim().div_ceil(256)); // as the engine raises it
     let mut structured = false;
     // Enough points for `auto` to partition structured data.
     let many = m.len() >= AUTO_LISTS_MIN_POINTS;

@@ -321,3 +321,25 @@ fn a_partitioned_index_serves_input_rows() {
         }
     }
 }
+
+/// `--scan-dsub auto` (the default) gives 256-dimensional vectors 6
+/// dimensions per sub-quantiser and narrower ones 4; a number is taken as
+/// given; 0 and words are refused before any work, naming the flag.
+#[test]
+fn scan_dsub_defaults_by_width_and_refuses_nonsense() {
+    let dir = tempfile::tempdir().unwrap();
+    for (dim, want) in [(256, 6), (64, 4)] {
+        let vectors = dir.path().join(format!("v{dim}.npy")).display().to_string();
+        let index = dir.path().join(format!("v{dim}.vwi")).display().to_string();
+        run_ok(&["generate", "--n", "600", "--dim", &dim.to_string(), "--seed", "3", "--out", &vectors]);
+        let out = run_ok(&["build", "--vectors", &vectors, "--out", &index, "--method", "scan", "--no-calibrate"]);
+        assert!(out.contains(&format!("dsub={want}")), "{dim}-d: {out}");
+        let out = run_ok(&["build", "--vectors", &vectors, "--out", &index, "--method", "scan", "--scan-dsub", "2", "--no-calibrate"]);
+        assert!(out.contains("dsub=2"), "{dim}-d, --scan-dsub 2: {out}");
+    }
+    for bad in ["0", "six"] {
+        let out = run(&["build", "--vectors", "unused.npy", "--out", "unused.vwi", "--scan-dsub", bad]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("--scan-dsub") && err.contains("neither"), "{bad}: {err}");
+    }
+}
