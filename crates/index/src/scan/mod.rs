@@ -199,8 +199,15 @@ fn keep_smallest(found: &mut Vec<(u16, u32)>, keep: usize, hist: &mut [u32]) -> 
         hist[lo as usize..=hi as usize].fill(0);
     }
     // `below` points sum to less than `t`; keep them and the first
-    // `keep - below` at `t`, in place and without branches on the data.
-    let (t, mut at_t) = (t as u16, keep - below);
+    // `keep - below` at `t`.
+    let t = t as u16;
+    keep_through(found, t, keep - below);
+    t
+}
+
+/// Keeps, in place and in order, the pairs of `found` whose sum is below `t`
+/// and the first `at_t` whose sum is `t`, without branches on the data.
+fn keep_through(found: &mut Vec<(u16, u32)>, t: u16, mut at_t: usize) {
     let mut w = 0;
     for r in 0..found.len() {
         let e = found[r];
@@ -210,7 +217,6 @@ fn keep_smallest(found: &mut Vec<(u16, u32)>, keep: usize, hist: &mut [u32]) -> 
         w += usize::from(e.0 < t) | tie;
     }
     found.truncate(w);
-    t
 }
 
 /// Scan codes built in memory ([`build`]) before they are written.
@@ -574,17 +580,9 @@ impl ScanView<'_> {
             t += 1;
         }
         // `below` points sum to less than `t`; the first `keep − below` at
-        // `t` are kept too, in place and without branches on the data.
-        let (t, mut at_t) = ((bucket << shift | t) as u16, keep - below);
-        let mut w = 0;
-        for r in 0..found.len() {
-            let e = found[r];
-            found[w] = e;
-            let tie = usize::from(e.0 == t && at_t > 0);
-            at_t -= tie;
-            w += usize::from(e.0 < t) | tie;
-        }
-        found.truncate(w);
+        // `t` are kept too.
+        let t = (bucket << shift | t) as u16;
+        keep_through(found, t, keep - below);
         st.threshold = t;
     }
 
