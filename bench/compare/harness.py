@@ -26,7 +26,7 @@ RERANKS = [1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768,
 NPROBES = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256]
 # Per nprobe, deeper reranks until the target recall (4-bit codes of raw vectors on tight
 # clusters need 32-64 candidates per neighbour: clustered-1m reached 0.75 at rerank 16); half
-# steps from 4 on, as RERANKS has (the peers' IVF re-rank depth is fixed by their configuration).
+# steps (4, 6, 8, 12, ...), as RERANKS has from 8 on (the peers' IVF re-rank depth is fixed by their configuration).
 IVF_RERANKS = [4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128]
 K_FACTORS = [1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]
 

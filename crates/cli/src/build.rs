@@ -88,8 +88,8 @@ fn parse_dsub(s: &str) -> std::result::Result<Dsub, String> {
     match s {
         "auto" => Ok(Dsub::Auto),
         _ => match s.parse() {
-            Ok(0) | Err(_) => Err(format!("`{s}` is neither a number of dimensions (1 or more) nor `auto`")),
-            Ok(d) => Ok(Dsub::Count(d)),
+            Ok(d) if (1..=scan::MAX_DSUB).contains(&d) => Ok(Dsub::Count(d)),
+            _ => Err(format!("expected `auto` or a whole number of dimensions from 1 to {}, not `{s}`", scan::MAX_DSUB)),
         },
     }
 }

@@ -324,7 +324,8 @@ fn a_partitioned_index_serves_input_rows() {
 
 /// `--scan-dsub auto` (the default) gives 256-dimensional vectors 6
 /// dimensions per sub-quantiser and narrower ones 4; a number is taken as
-/// given; 0 and words are refused before any work, naming the flag.
+/// given; 0, numbers above 64 and words are refused before any work, naming
+/// the flag and the range.
 #[test]
 fn scan_dsub_defaults_by_width_and_refuses_nonsense() {
     let dir = tempfile::tempdir().unwrap();
@@ -337,9 +338,9 @@ fn scan_dsub_defaults_by_width_and_refuses_nonsense() {
         let out = run_ok(&["build", "--vectors", &vectors, "--out", &index, "--method", "scan", "--scan-dsub", "2", "--no-calibrate"]);
         assert!(out.contains("dsub=2"), "{dim}-d, --scan-dsub 2: {out}");
     }
-    for bad in ["0", "six"] {
+    for bad in ["0", "65", "six"] {
         let out = run(&["build", "--vectors", "unused.npy", "--out", "unused.vwi", "--scan-dsub", bad]);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && err.contains("--scan-dsub") && err.contains("neither"), "{bad}: {err}");
+        assert!(!out.status.success() && err.contains("--scan-dsub") && err.contains("from 1 to 64"), "{bad}: {err}");
     }
 }

@@ -41,6 +41,8 @@ pub const BATCH_GROUP: usize = 8;
 pub const BLOCK: usize = 32;
 /// Centroids per sub-quantiser (4-bit codes).
 pub const CENTROIDS: usize = 16;
+/// Most dimensions per sub-quantiser a scan takes.
+pub const MAX_DSUB: usize = 64;
 /// Stage 1 starts from a sampled threshold ([`ScanView::estimate_threshold`])
 /// when it keeps at least `ESTIMATE_MIN_KEEP` of at least
 /// `ESTIMATE_MIN_POINTS` points, and reads `ESTIMATE_MIN_RATIO` times as many
@@ -49,7 +51,7 @@ pub const CENTROIDS: usize = 16;
 const ESTIMATE_MIN_KEEP: usize = 512;
 /// ... and from `ESTIMATE_MIN_KEEP_DENSE` when it keeps at least one point in
 /// `ESTIMATE_DENSE_RATIO`: real-manpages whole scans (dsub 6, keep 240 of
-/// 100k) 166 → 156 µs a query with it; sphere-1m at keep 320 (one in 3125)
+/// 100k) 165 → 156 µs a query with it; sphere-1m at keep 320 (one in 3125)
 /// 788 → 854 µs, where the cuts converge fast and the sample's 2000 scattered
 /// blocks are the dearer.
 const ESTIMATE_MIN_KEEP_DENSE: usize = 128;
@@ -104,6 +106,8 @@ pub fn auto_dsub(dim: usize) -> usize {
 pub struct ScanOptions {
     /// Dimensions per 4-bit sub-quantiser (smaller: more precise, more
     /// bytes); raised to `⌈dim / 256⌉` for vectors wider than `256 · dsub`.
+    /// The default, 4, is [`auto_dsub`] below 256 dimensions; the CLI's
+    /// `--scan-dsub auto` asks [`auto_dsub`] for the data's width.
     pub dsub: usize,
     pub seed: u64,
     /// Lists to partition the points into ([`lists`]); 0: no partition.
@@ -130,8 +134,8 @@ pub struct ScanShape {
 
 impl ScanShape {
     pub fn new(dim: usize, count: usize, dsub: usize) -> Result<Self> {
-        if dsub == 0 || dsub > 64 {
-            return Err(Error::InvalidParameter { name: "dsub", reason: format!("{dsub} is outside 1..=64") });
+        if !(1..=MAX_DSUB).contains(&dsub) {
+            return Err(Error::InvalidParameter { name: "dsub", reason: format!("{dsub} is outside 1..={MAX_DSUB}") });
         }
         let m = dim.div_ceil(dsub).next_multiple_of(2);
         // MAX_ENTRY (127) per table entry summed over m sub-quantisers fits a
@@ -1056,11 +1060,12 @@ mod tests {
 
     #[test]
     fn the_query_table_is_the_plain_definition_at_every_width() {
-        // dim 10 leaves a partial last sub-quantiser at dsub 3, 4 and 8, and
+        // Every width the table specialises; dim 10 leaves a partial last
+        // sub-quantiser at dsub 3, 4, 6, 7 and 8, and
         // an all-padding one where m is rounded up to even.
         let dim = 10;
         let data = crate::dataset::sphere(600, dim, 3);
-        for dsub in [1, 2, 3, 4, 5, 8] {
+        for dsub in 1..=8 {
             let codes = build(data.as_slice(), dim, &ScanOptions { dsub, seed: 1, lists: 0 }).unwrap();
             let view = codes.view();
             for q in crate::dataset::sphere(5, dim, 9).rows() {
@@ -1133,31 +1138,35 @@ mod tests {
 
     #[test]
     fn both_stage_one_loops_keep_the_smallest_sums_of_any_ranges() {
-        // Four sub-quantisers: sums below 509, so many ties.
-        let (dim, n) = (16, 2_000);
-        let data = crate::dataset::sphere(n, dim, 4);
-        let codes = build(data.as_slice(), dim, &ScanOptions { dsub: 4, seed: 3, lists: 0 }).unwrap();
-        let view = codes.view();
-        let need = view.shape.m * kernels::MAX_ENTRY as usize + 1;
+        // Sub-quantisers 2, 4 (sums below 509: many ties), 64 (384-d at the
+        // default dsub 6) and 256: select-once buckets by the top 8 of 8,
+        // 9, 13 and 15 bits.
+        let n = 2_000;
         let cases: [&[Range<usize>]; 5] =
             [&[0..n], &[5..6], &[3..40, 40..41, 77..300, 301..1999], &[31..33, 64..96, 1000..1001], &[10..10, 500..700]];
-        for q in crate::dataset::sphere(4, dim, 6).rows() {
-            let lut = view.table(q);
-            let all = every_sum(&view, &lut);
-            for ranges in cases {
-                let inside: Vec<(u16, u32)> =
-                    all.iter().copied().filter(|&(_, p)| ranges.iter().any(|r| r.contains(&(p as usize)))).collect();
-                for keep in [1, 2, 7, 32, 100, 333, inside.len().max(1), inside.len() + 3] {
-                    let want = smallest_reference(&inside, keep);
-                    let state = || ScanState { lut: lut.clone(), found: Vec::new(), threshold: u16::MAX };
-                    let (mut one, mut other) = (state(), state());
-                    SCRATCH.with_borrow_mut(|s| {
-                        s.hist.resize(need.max(s.hist.len()), 0);
-                        view.scan_all(&mut one, keep, ranges, s);
-                        view.fast_scan_with(std::slice::from_mut(&mut other), keep, ranges, s);
-                    });
-                    assert_eq!(one.found, want, "select once: ranges {ranges:?} keep {keep}");
-                    assert_eq!(other.found, want, "cut as found: ranges {ranges:?} keep {keep}");
+        for (dim, dsub) in [(8, 4), (16, 4), (384, 6), (1024, 4)] {
+            let data = crate::dataset::sphere(n, dim, 4);
+            let codes = build(data.as_slice(), dim, &ScanOptions { dsub, seed: 3, lists: 0 }).unwrap();
+            let view = codes.view();
+            let need = view.shape.m * kernels::MAX_ENTRY as usize + 1;
+            for q in crate::dataset::sphere(4, dim, 6).rows() {
+                let lut = view.table(q);
+                let all = every_sum(&view, &lut);
+                for ranges in cases {
+                    let inside: Vec<(u16, u32)> =
+                        all.iter().copied().filter(|&(_, p)| ranges.iter().any(|r| r.contains(&(p as usize)))).collect();
+                    for keep in [1, 2, 7, 32, 100, 333, inside.len().max(1), inside.len() + 3] {
+                        let want = smallest_reference(&inside, keep);
+                        let state = || ScanState { lut: lut.clone(), found: Vec::new(), threshold: u16::MAX };
+                        let (mut one, mut other) = (state(), state());
+                        SCRATCH.with_borrow_mut(|s| {
+                            s.hist.resize(need.max(s.hist.len()), 0);
+                            view.scan_all(&mut one, keep, ranges, s);
+                            view.fast_scan_with(std::slice::from_mut(&mut other), keep, ranges, s);
+                        });
+                        assert_eq!(one.found, want, "select once: {dim}-d dsub {dsub}, ranges {ranges:?} keep {keep}");
+                        assert_eq!(other.found, want, "cut as found: {dim}-d dsub {dsub}, ranges {ranges:?} keep {keep}");
+                    }
                 }
             }
         }
