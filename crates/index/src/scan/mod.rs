@@ -46,14 +46,15 @@ pub const MAX_DSUB: usize = 64;
 /// Stage 1 starts from a sampled threshold ([`ScanView::estimate_threshold`])
 /// when it keeps at least `ESTIMATE_MIN_KEEP` of at least
 /// `ESTIMATE_MIN_POINTS` points, and reads `ESTIMATE_MIN_RATIO` times as many
-/// as it keeps. A smaller `keep` costs little without it (160 of 60k points,
-/// real-manpages at nprobe 192: the sample cost more than it saved).
+/// as it keeps. A smaller `keep` costs little without it, unless dense (below).
 const ESTIMATE_MIN_KEEP: usize = 512;
 /// ... and from `ESTIMATE_MIN_KEEP_DENSE` when it keeps at least one point in
 /// `ESTIMATE_DENSE_RATIO`: real-manpages whole scans (dsub 6, keep 240 of
 /// 100k) 165 → 156 µs a query with it; sphere-1m at keep 320 (one in 3125)
 /// 788 → 854 µs, where the cuts converge fast and the sample's 2000 scattered
-/// blocks are the dearer.
+/// blocks are the dearer. Probes are dense too (real-manpages, 316 lists,
+/// nprobe 192 keeps 160 of about 60k): even there, p50 143.5 → 140.7 µs and
+/// batch +2 % with the estimate (2026-12-05, alternating runs).
 const ESTIMATE_MIN_KEEP_DENSE: usize = 128;
 const ESTIMATE_DENSE_RATIO: usize = 1024;
 const ESTIMATE_MIN_POINTS: usize = 32_768;
