@@ -74,7 +74,9 @@ def dataset(binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     )
     # An HNSW graph, whatever `--method auto` would pick: with efSearch >= n its
     # search visits every vector, so answers are exact.
-    build_index(vectors_path, index_path, binary=binary, extra_args=["--method", "hnsw"])
+    build_index(
+        vectors_path, index_path, binary=binary, extra_args=["--method", "hnsw", "--metric", "cosine"]
+    )
     return Dataset(vectors_path, index_path, np.load(vectors_path))
 
 
@@ -98,7 +100,7 @@ def profile_dataset(binary: Path, tmp_path_factory: pytest.TempPathFactory) -> D
     root = tmp_path_factory.mktemp("profiles")
     vectors_path, index_path = root / "vectors.npy", root / "index.vwi"
     vectors = _generate(binary, vectors_path, PROFILE_N, PROFILE_DIM)
-    build_index(vectors_path, index_path, binary=binary, extra_args=["--method", "scan"])
+    build_index(vectors_path, index_path, binary=binary, extra_args=["--method", "scan", "--metric", "cosine"])
     return Dataset(vectors_path, index_path, vectors)
 
 
@@ -121,7 +123,7 @@ def uncalibrated_server(binary: Path, dataset: Dataset) -> Iterator[LocalServer]
         dataset.vectors_path,
         index_path,
         binary=binary,
-        extra_args=["--method", "hnsw", "--no-calibrate"],
+        extra_args=["--method", "hnsw", "--metric", "cosine", "--no-calibrate"],
     )
     with LocalServer(index_path, binary=binary, env={"VECTORWISE_PROFILE": "high_accuracy"}) as s:
         yield s

@@ -42,7 +42,7 @@ def test_stats(client: VectorWiseClient, dataset: Dataset) -> None:
     assert stats["total_vectors"] == N
     assert stats["dimension"] == DIM
     assert stats["index_type"] == "HNSW"
-    assert stats["metric"] == "l2"
+    assert stats["metric"] == "cosine"
     assert stats["hnsw_efSearch"] == 2048
     assert stats["max_k"] == 100
     assert Path(stats["index_path"]) == dataset.index_path

@@ -230,7 +230,7 @@ fn in_process(a: &Args, path: &Path) -> Result<()> {
     }
     let sets = match &a.queries_file {
         Some(file) => vec![file_query_set(&index, file, a.truth_file.as_deref(), a.k)?],
-        None => query_sets(index.vectors(), index.dim(), a.queries, a.seed, &|q| exact_truth(&index, q, a.k))?,
+        None => query_sets(&index.vectors(), index.dim(), a.queries, a.seed, &|q| exact_truth(&index, q, a.k))?,
     };
     let mut settings: Vec<(Option<Profile>, SearchParams)> = if !a.profiles.is_empty() {
         let c = index.calibration().context("--profiles needs a calibrated index: run `vectorwise calibrate`")?;

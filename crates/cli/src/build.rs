@@ -4,9 +4,9 @@ use crate::progress::{bar, mib};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use vectorwise_index::scan::{self, ScanOptions};
 use vectorwise_index::calibrate::CalibrateOptions;
-use vectorwise_index::{Calibration, Index, IndexOptions, Matrix, Method, Profile, choose, hnsw::BuildOptions};
+use vectorwise_index::plan::{self, BuildMethod, BuildRequest};
+use vectorwise_index::{Calibration, Index, Matrix, Method, Metric, Points, Profile, choose, hnsw::BuildOptions, scan};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -16,6 +16,10 @@ pub struct Args {
     /// Output index file.
     #[arg(long, env = "VECTORWISE_INDEX_PATH", default_value = "data/index.vwi")]
     pub out: PathBuf,
+    /// Point ids, one per row of --vectors: .npy of uint64 or non-negative
+    /// int64, unique (default: the row numbers).
+    #[arg(long)]
+    pub ids: Option<PathBuf>,
     #[command(flatten)]
     pub hnsw: HnswArgs,
 }
@@ -38,6 +42,12 @@ pub enum MethodArg {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct HnswArgs {
+    /// What distances mean: `l2` (squared Euclidean), `ip` (inner product;
+    /// distance = -q·x) or `cosine` (vectors and queries scaled to unit
+    /// length; distance = squared L2 between them = 2 - 2·cos). Default:
+    /// `l2` for `build`; `cosine` for the demo index `serve` builds.
+    #[arg(long, value_parser = parse_metric)]
+    pub metric: Option<Metric>,
     /// Search structures to build.
     #[arg(long, value_enum, default_value_t = MethodArg::Auto)]
     pub method: MethodArg,
@@ -101,8 +111,9 @@ fn parse_lists(s: &str) -> std::result::Result<Lists, String> {
     }
 }
 
-/// Points from which `--scan-lists auto` partitions structured data.
-const AUTO_LISTS_MIN_POINTS: usize = 50_000;
+fn parse_metric(s: &str) -> std::result::Result<Metric, String> {
+    s.parse()
+}
 
 /// A profile name for clap (`serve --profile`, `bench --profiles`).
 pub fn parse_profile(s: &str) -> std::result::Result<Profile, String> {
@@ -187,63 +198,67 @@ pub fn run_calibrate(a: CalibrateArgs) -> Result<()> {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    build(&a.vectors, &a.out, &a.hnsw)
+    build(&a.vectors, a.ids.as_deref(), &a.out, &a.hnsw, Metric::L2)
 }
 
-pub fn build(vectors: &Path, out: &Path, h: &HnswArgs) -> Result<()> {
+impl HnswArgs {
+    /// The engine's build request these flags make.
+    fn request(&self, metric: Metric) -> BuildRequest {
+        BuildRequest {
+            metric,
+            method: match self.method {
+                MethodArg::Auto => BuildMethod::Auto,
+                MethodArg::Hnsw => BuildMethod::Hnsw,
+                MethodArg::Scan => BuildMethod::Scan,
+                MethodArg::Both => BuildMethod::Both,
+            },
+            scan_dsub: match self.scan_dsub {
+                Dsub::Auto => None,
+                Dsub::Count(d) => Some(d),
+            },
+            scan_lists: match self.scan_lists {
+                Lists::Auto => None,
+                Lists::Count(n) => Some(n),
+            },
+            graph: BuildOptions { m: self.m, ef_construction: self.ef_construction, threads: self.threads, seed: self.build_seed },
+        }
+    }
+}
+
+/// Builds `out` from `vectors`; `default_metric` when `--metric` is not given.
+pub fn build(vectors: &Path, ids: Option<&Path>, out: &Path, h: &HnswArgs, default_metric: Metric) -> Result<()> {
+    let metric = h.metric.unwrap_or(default_metric);
     println!("[1/3] Loading vectors from '{}'...", vectors.display());
     let m = Matrix::load(vectors).with_context(|| format!("cannot read vectors from {}", vectors.display()))?;
-    println!("      {} vectors of dimension {}", m.len(), m.dim());
-    let threads = h.threads.unwrap_or_else(rayon::current_num_threads);
-    let graph = BuildOptions { m: h.m, ef_construction: h.ef_construction, threads: h.threads, seed: h.build_seed };
-    let dsub = match h.scan_dsub {
-        Dsub::Auto => scan::auto_dsub(m.dim()),
-        Dsub::Count(d) => d,
+    println!("      {} vectors of dimension {}, metric {metric}", m.len(), m.dim());
+    let ids = ids
+        .map(|p| vectorwise_index::vectors::load_ids(p).with_context(|| format!("cannot read ids from {}", p.display())))
+        .transpose()?;
+    if let Some(advice) = metric.advice(&m) {
+        println!("      warning: {advice}");
     }
-    .max(m.dim().div_ceil(256)); // as the engine raises it
-    let mut structured = false;
-    // Enough points for `auto` to partition structured data.
-    let many = m.len() >= AUTO_LISTS_MIN_POINTS;
-    let method = match h.method {
-        MethodArg::Auto => {
-            println!("      Choosing the method: HNSW on a sample of up to {} points...", choose::SAMPLE);
-            let started = Instant::now();
-            let c = choose::choose(m.as_slice(), m.dim(), h.build_seed)?;
-            let verdict = if c.method == Method::Hnsw { "the data has structure" } else { "no structure a graph can use: quantised scan" };
-            println!(
-                "      sample recall@10 at ef 64: {:.3} on {} points (graph from {}) -> {verdict} ({:.1} s)",
-                c.sample_recall,
-                c.sample_points,
-                choose::GRAPH_RECALL,
-                started.elapsed().as_secs_f64()
-            );
-            structured = c.method == Method::Hnsw;
-            // Structured data: a partitioned scan when there are lists to
-            // make (it beat the graph on every structured set measured, and
-            // builds in seconds), else the graph + scan codes.
-            let partitioned = h.scan_lists != Lists::Count(0) && many;
-            match (structured, partitioned) {
-                (true, true) => {
-                    println!("      -> the scan partitioned into lists (IVF) instead of a graph: {AUTO_LISTS_MIN_POINTS} points or more");
-                    MethodArg::Scan
-                }
-                (true, false) => MethodArg::Both,
-                (false, _) => MethodArg::Scan,
-            }
+    let threads = h.threads.unwrap_or_else(rayon::current_num_threads);
+    if h.method == MethodArg::Auto {
+        println!("      Choosing the method: HNSW on a sample of up to {} points...", choose::SAMPLE);
+    }
+    let started = Instant::now();
+    let plan = plan::plan_build(&m, &h.request(metric))?;
+    if let Some(c) = plan.choice {
+        let verdict = if c.method == Method::Hnsw { "the data has structure" } else { "no structure a graph can use: quantised scan" };
+        println!(
+            "      sample recall@10 at ef 64: {:.3} on {} points (graph from {}) -> {verdict} ({:.1} s)",
+            c.sample_recall,
+            c.sample_points,
+            choose::GRAPH_RECALL,
+            started.elapsed().as_secs_f64()
+        );
+        if c.method == Method::Hnsw && plan.options.graph.is_none() {
+            println!("      -> the scan partitioned into lists (IVF) instead of a graph: {} points or more", plan::AUTO_LISTS_MIN_POINTS);
         }
-        other => other,
-    };
-    let lists = match h.scan_lists {
-        Lists::Count(n) => n.min(m.len()),
-        Lists::Auto if structured && many => vectorwise_index::scan::lists::auto_lists(m.len()),
-        Lists::Auto => 0,
-    };
-    let scan = ScanOptions { dsub, seed: h.build_seed, lists };
-    let opts = IndexOptions {
-        graph: matches!(method, MethodArg::Hnsw | MethodArg::Both).then_some(graph),
-        scan: matches!(method, MethodArg::Scan | MethodArg::Both).then_some(scan),
-        default_method: if method == MethodArg::Scan { Method::Scan } else { Method::Hnsw },
-    };
+    }
+    let opts = plan.options;
+    let lists = opts.scan.map_or(0, |s| s.lists);
+    let dsub = opts.scan.map_or(0, |s| s.dsub);
     match (&opts.graph, &opts.scan) {
         (Some(_), Some(_)) => println!(
             "[2/3] Building HNSW index (M={}, efConstruction={}, {threads} threads) and scan codes (dsub={})...",
@@ -257,11 +272,12 @@ pub fn build(vectors: &Path, out: &Path, h: &HnswArgs) -> Result<()> {
     }
     let pb = bar(if opts.graph.is_some() { m.len() as u64 } else { 0 }, "build");
     let start = Instant::now();
+    let points = Points { vectors: &m, ids: ids.as_deref() };
     let (build_seconds, calibration) = if h.calibration.no_calibrate {
-        (vectorwise_index::build(&m, out, &opts, &|n| pb.inc(n))?, None)
+        (vectorwise_index::build(points, out, &opts, &|n| pb.inc(n))?, None)
     } else {
         let copts = h.calibration.options(m.dim())?;
-        vectorwise_index::build_calibrated(&m, out, &opts, &copts, &|n| pb.inc(n))?
+        vectorwise_index::build_calibrated(points, out, &opts, &copts, &|n| pb.inc(n))?
     };
     pb.finish_and_clear();
     println!("      Index built in {build_seconds:.2} seconds");

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::PathBuf;
-use vectorwise_index::{Index, Matrix, SearchParams, distance};
+use vectorwise_index::{Index, Matrix, SearchParams};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -30,9 +30,12 @@ pub fn run(a: Args) -> Result<()> {
     anyhow::ensure!(a.k >= 1, "--k must be at least 1");
     let mut out = std::io::stdout().lock();
     for (i, q) in queries.rows().enumerate() {
-        let mut q = q.to_vec();
-        anyhow::ensure!(distance::normalize_query(&mut q), "query {i} is zero or not finite");
-        let hits = if a.exact { index.exact_search(&q, a.k)? } else { index.search(&q, a.k, &SearchParams { ef_search: a.ef_search, ..SearchParams::default() })? };
+        let hits = if a.exact {
+            index.exact_search(q, a.k)
+        } else {
+            index.search(q, a.k, &SearchParams { ef_search: a.ef_search, ..SearchParams::default() })
+        }
+        .with_context(|| format!("query {i}"))?;
         let indices: Vec<u64> = hits.iter().map(|h| h.id).collect();
         let distances: Vec<f32> = hits.iter().map(|h| h.distance).collect();
         writeln!(out, "{}", serde_json::json!({ "indices": indices, "distances": distances }))?;

@@ -145,8 +145,16 @@ pub fn run(a: Args) -> Result<()> {
         );
     }
     let (host, port) = (a.host.clone(), a.port);
-    let must_build = !a.index.exists();
-    if must_build && !(a.auto_build || a.index == Path::new(DEFAULT_INDEX)) {
+    let is_default = a.index == Path::new(DEFAULT_INDEX);
+    let mut must_build = !a.index.exists();
+    // The demo index of a release before metrics (format 4 or older) is an
+    // `l2` index of vectors that were searched with normalised queries;
+    // searched as `l2` now, its answers would change: build it again.
+    if is_default && !must_build && Index::open(&a.index).is_ok_and(|i| i.info().format_version < 5) {
+        tracing::warn!(index = %a.index.display(), "the default index predates metrics (format < 5): building it again as a cosine index");
+        must_build = true;
+    }
+    if must_build && !(a.auto_build || is_default) {
         anyhow::bail!(
             "index file {} not found; build it with `vectorwise build --out {}` or pass --auto-build",
             a.index.display(),
@@ -227,7 +235,9 @@ fn build_and_open(a: &Args) -> Result<Index> {
     if !a.vectors.exists() {
         generate(&a.vectors, a.dataset_n, a.dataset_dim, 42, Kind::Sphere, 0)?;
     }
-    build(&a.vectors, &a.index, &a.hnsw)?;
+    // The demo's data and queries are compared by direction, as the demo's
+    // normalised search did: a cosine index.
+    build(&a.vectors, None, &a.index, &a.hnsw, vectorwise_index::Metric::Cosine)?;
     open(&a.index)
 }
 

@@ -20,7 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         graph: Some(BuildOptions { m: 4, ef_construction: 32, threads: Some(1), seed: 2024 }),
         // Version 4: points partitioned into lists (and so reordered; ids map back).
         scan: Some(ScanOptions { dsub: 2, seed: 2024, lists: 8 }),
-        default_method: Method::Hnsw,
+        default_method: Method::Hnsw, ..Default::default()
     };
     vectorwise_index::build(&base, &path, &opts, &|_| {})?;
     // Version 3 files carry a calibration table.

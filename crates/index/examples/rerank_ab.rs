@@ -81,7 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let depths: Vec<usize> = args.get(3).map_or("2000,8000,20000", |s| s.as_str()).split(',').map(|s| s.parse()).collect::<Result<_, _>>()?;
     let rounds: usize = args.get(4).map_or(Ok(5), |s| s.parse())?;
     let scan = index.scan_view().ok_or("no scan codes")?;
-    let vectors = index.vectors();
+    let vectors = &*index.vectors();
     let queries = dataset::sphere(nq, index.dim(), 7);
     // (order, prefetch distance in candidates, four SQ8 distances at a time)
     let variants: Vec<(Order, usize, bool)> = vec![

@@ -405,22 +405,28 @@ fn latency(mut ms: Vec<f64>) -> Latency {
 /// Measures the calibration table of `index` (see the module doc).
 pub fn calibrate(index: &Index, opts: &CalibrateOptions) -> Result<Calibration> {
     let start = Instant::now();
-    let (n, dim) = (index.len(), index.dim());
+    // Queries, truth and searches are all in the metric's space: given
+    // queries are prepared as a search prepares them, and an indexed point
+    // is the query its own user vector makes.
+    let (n, dim, user_dim, metric) = (index.len(), index.space_dim(), index.dim(), index.metric());
     let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
     let sample_size = opts.sample.max(1);
     let (rows, own, source) = match &opts.queries {
         Some(given) => {
-            if given.is_empty() || given.len() % dim != 0 {
-                let reason = format!("calibration queries must be non-empty rows of {dim} values");
+            if given.is_empty() || given.len() % user_dim != 0 {
+                let reason = format!("calibration queries must be non-empty rows of {user_dim} values");
                 return Err(Error::InvalidParameter { name: "calibration queries", reason });
             }
-            if given.iter().any(|x| !x.is_finite()) {
-                return Err(Error::InvalidParameter { name: "calibration queries", reason: "contain non-finite values".into() });
-            }
-            let count = given.len() / dim;
+            let count = given.len() / user_dim;
             let picked: Vec<usize> =
                 if count > sample_size { sample(&mut rng, count, sample_size).into_vec() } else { (0..count).collect() };
-            let rows: Vec<f32> = picked.iter().flat_map(|&i| given[i * dim..(i + 1) * dim].iter().copied()).collect();
+            let mut rows = Vec::with_capacity(picked.len() * dim);
+            for &i in &picked {
+                let prepared = metric.prepare_query(&given[i * user_dim..(i + 1) * user_dim], user_dim).map_err(|e| {
+                    Error::InvalidParameter { name: "calibration queries", reason: format!("query {i}: {e}") }
+                })?;
+                rows.extend_from_slice(&prepared);
+            }
             (rows, vec![None; picked.len()], QuerySource::Given)
         }
         None => {
@@ -428,17 +434,11 @@ pub fn calibrate(index: &Index, opts: &CalibrateOptions) -> Result<Calibration> 
                 return Err(Error::InvalidParameter { name: "index", reason: "leave-one-out calibration needs at least 2 points".into() });
             }
             let picked: Vec<usize> = if n > sample_size { sample(&mut rng, n, sample_size).into_vec() } else { (0..n).collect() };
-            let vectors = index.vectors();
-            let rows: Vec<f32> = picked.iter().flat_map(|&i| vectors[i * dim..(i + 1) * dim].iter().copied()).collect();
+            let vectors = index.space_vectors();
+            let rows: Vec<f32> = picked.iter().flat_map(|&i| metric.query_from_stored(&vectors[i * dim..(i + 1) * dim])).collect();
             (rows, picked.iter().map(|&i| Some(i as u32)).collect(), QuerySource::LeaveOneOut)
         }
     };
-    // The service scales every query to unit length before searching it, so
-    // the table is measured on queries scaled the same way.
-    let mut rows = rows;
-    for row in rows.chunks_exact_mut(dim) {
-        crate::distance::normalize_query(row);
-    }
     let nq = own.len();
     let leave_one_out = source == QuerySource::LeaveOneOut;
     // k values this index can answer (with one point set aside for leave-one-out).
@@ -448,7 +448,7 @@ pub fn calibrate(index: &Index, opts: &CalibrateOptions) -> Result<Calibration> 
     let kmax = *ks.iter().max().expect("at least one k");
 
     // Ground truth: one more than kmax, then each query's own point dropped.
-    let found = exact::search_many(index.vectors(), dim, &rows, kmax + usize::from(leave_one_out));
+    let found = exact::search_many(index.space_vectors(), dim, &rows, kmax + usize::from(leave_one_out));
     let truth = found
         .into_iter()
         .zip(&own)
@@ -464,7 +464,7 @@ pub fn calibrate(index: &Index, opts: &CalibrateOptions) -> Result<Calibration> 
         }
     }
     if let Some(scan) = index.scan_view() {
-        for (t, points) in tables.iter_mut().zip(sweep_lists(index.vectors(), &scan, &q, &ks, leave_one_out)) {
+        for (t, points) in tables.iter_mut().zip(sweep_lists(index.space_vectors(), &scan, &q, &ks, leave_one_out)) {
             t.points.extend(points);
         }
     }
@@ -492,11 +492,11 @@ pub fn calibrate(index: &Index, opts: &CalibrateOptions) -> Result<Calibration> 
 
 /// Times `queries` searches of `k` with `params`, one thread.
 fn time_searches(index: &Index, q: &Queries, queries: usize, k: usize, params: &SearchParams) -> Result<Latency> {
-    let dim = index.dim();
+    let dim = index.space_dim();
     let mut ms = Vec::with_capacity(queries);
     for i in 0..queries.max(1).min(q.own.len()) {
         let t = Instant::now();
-        std::hint::black_box(index.search(q.row(i, dim), k, params)?);
+        std::hint::black_box(index.search_offsets(q.row(i, dim), k, params)?);
         ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     Ok(latency(ms))
@@ -508,7 +508,7 @@ const EF_GRID: [usize; 18] = [8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384,
 /// Real, timed graph searches at each ef, until recall passes [`ENOUGH`] or
 /// a search costs more than an exact one would.
 fn sweep_graph(index: &Index, q: &Queries, k: usize) -> Result<Vec<Point>> {
-    let dim = index.dim();
+    let dim = index.space_dim();
     let mut points = Vec::new();
     let exact_budget = {
         let timed = q.own.len().min(5);

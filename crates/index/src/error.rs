@@ -39,6 +39,15 @@ pub enum Error {
     /// A vector contains NaN or infinity. User error.
     #[error("vector {index} contains a non-finite value")]
     NonFinite { index: usize },
+
+    /// A vector is all zeros where the metric needs a direction (`cosine`).
+    /// User error.
+    #[error("vector {index} is the zero vector, which has no direction under the cosine metric")]
+    ZeroVector { index: usize },
+
+    /// Two points were given the same id. User error.
+    #[error("duplicate id {id} (rows {first} and {second})")]
+    DuplicateId { id: u64, first: usize, second: usize },
 }
 
 impl Error {

@@ -2,17 +2,19 @@
 //! vectors once plus the search structures: an HNSW graph, quantised scan
 //! codes, or both.
 //!
-//! Version 4 (written now; versions 3, 2 and 1 still load: 3 without lists,
-//! 2 without a calibration, 1 with a graph only):
+//! Version 5 (written now; versions 4, 3, 2 and 1 still load as `l2`
+//! indexes: 4 is 5 with metric 0, 3 without lists, 2 without a calibration,
+//! 1 with a graph only):
 //!
 //! ```text
 //! offset  size  field
 //! ------  ----  ---------------------------------------------------------
 //!      0     8  magic  b"VWINDEX\0"
-//!      8     4  format_version   u32  (= 4)
+//!      8     4  format_version   u32  (= 5)
 //!     12     4  header_size      u32  (= 512)
-//!     16     4  metric           u32  (0 = squared L2)
-//!     20     4  dim              u32
+//!     16     4  metric           u32  (0 = l2, 1 = ip, 2 = cosine; v5, else 0)
+//!     20     4  dim              u32  (width of the stored rows: the user's
+//!                                       dimension, + 1 for ip; see `metric`)
 //!     24     8  count            u64  (points)
 //!     32     4  index_kind       u32  bit 0: HNSW graph, bit 1: quantised scan
 //!     36     4  hnsw_m           u32  (0 without a graph)
@@ -23,7 +25,7 @@
 //!     56     8  build_seconds    f64
 //!     64    16  reserved (zero)
 //!     80 16×16  section table, (offset u64, length u64); an absent section is (0, 0):
-//!                 0 vectors        count × dim × f32
+//!                 0 vectors        count × dim × f32 (the metric's stored rows)
 //!                 1 ids            count × u64   (external id of each point offset)
 //!                 2 levels         count × u8    (top layer of each point)       } graph
 //!                 3 level0         count × (1 + m0) × u32   [len, links…]         } only
@@ -55,7 +57,8 @@
 //!               calibration last)
 //! ```
 //!
-//! Version 3 is version 4 without sections 12 and 13 (`scan_lists` 0).
+//! Version 4 is version 5 with metric 0. Version 3 is version 4 without
+//! sections 12 and 13 (`scan_lists` 0).
 //! Version 2 is version 3 without section 11. Version 1 is the same up to byte 80, then a 6-entry table (sections 0–5),
 //! `file_size` at 176, `body_checksum` at 184, `header_checksum` at 248 over
 //! [0, 248), and a 256-byte header.
@@ -70,6 +73,7 @@
 
 use crate::calibrate::Calibration;
 use crate::error::{Error, Result};
+use crate::metric::Metric;
 use crate::fsutil::write_atomic_then;
 use crate::hnsw::{GraphView, HnswGraph, HnswParams, NO_UPPER};
 use crate::params::Method;
@@ -97,7 +101,7 @@ pub const MAX_POINTS: usize = (u32::MAX / 2) as usize;
 
 pub const MAGIC: &[u8; 8] = b"VWINDEX\0";
 /// The version [`write`] produces.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// What to do about a damaged calibration table.
 const RECALIBRATE: &str = "measure it again with `vectorwise calibrate --index <file>`";
 /// Largest calibration section accepted.
@@ -106,7 +110,6 @@ const SECTION_ALIGN: usize = 64;
 const MAX_SECTIONS: usize = 16;
 const KIND_GRAPH: u32 = 1;
 const KIND_SCAN: u32 = 2;
-const METRIC_L2: u32 = 0;
 
 /// Where a version keeps its layout fields.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -125,6 +128,7 @@ const V2: Layout =
     Layout { version: 2, header_size: 512, sections: 16, file_size_at: 336, body_checksum_at: 344, header_checksum_at: 504 };
 const V3: Layout = Layout { version: 3, ..V2 };
 const V4: Layout = Layout { version: 4, ..V2 };
+const V5: Layout = Layout { version: 5, ..V2 };
 
 /// Section numbers (see the module doc).
 mod sec {
@@ -148,6 +152,8 @@ mod sec {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Header {
     pub format_version: u32,
+    pub metric: Metric,
+    /// Width of the stored rows (see [`Metric::space_dim`]).
     pub dim: u32,
     pub count: u64,
     /// HNSW parameters; `None` when the file has no graph.
@@ -167,6 +173,8 @@ pub struct Header {
 /// What [`write`] stores. At least one of `graph` and `scan` must be given.
 #[derive(Debug)]
 pub struct IndexParts<'a> {
+    pub metric: Metric,
+    /// Width of the stored rows.
     pub dim: usize,
     pub vectors: &'a [f32],
     /// External ids; `None` means "the point's position in the input".
@@ -182,6 +190,7 @@ pub struct IndexParts<'a> {
 
 /// The header fields [`write_sections`] needs besides the sections.
 struct HeaderFields {
+    metric: Metric,
     dim: usize,
     count: usize,
     graph: Option<(HnswParams, u32, u8)>,
@@ -249,6 +258,7 @@ fn write_inner(path: &Path, parts: &IndexParts<'_>, finish: impl FnOnce(&Path) -
         sections[sec::CALIBRATION] = c;
     }
     let fields = HeaderFields {
+        metric: parts.metric,
         dim: parts.dim,
         count,
         graph: parts.graph.map(|g| (g.params, g.entry_point, g.max_level)),
@@ -288,6 +298,7 @@ pub fn write_calibrated(path: &Path, file: &MappedFile, calibration: &Calibratio
     let bytes = calibration_bytes(calibration)?;
     sections[sec::CALIBRATION] = &bytes;
     let fields = HeaderFields {
+        metric: h.metric,
         dim: h.dim as usize,
         count: h.count as usize,
         graph: h.graph.map(|g| (g, h.entry_point, h.max_level)),
@@ -348,7 +359,7 @@ fn write_sections(
     sections: &[&[u8]; MAX_SECTIONS],
     finish: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<()> {
-    let layout = V4;
+    let layout = V5;
     let mut table = [0u64; 2 * MAX_SECTIONS];
     let mut at = layout.header_size;
     for (i, s) in sections.iter().enumerate() {
@@ -383,7 +394,7 @@ fn write_sections(
     put(0, MAGIC);
     put(8, &layout.version.to_le_bytes());
     put(12, &(layout.header_size as u32).to_le_bytes());
-    put(16, &METRIC_L2.to_le_bytes());
+    put(16, &f.metric.code().to_le_bytes());
     put(20, &(f.dim as u32).to_le_bytes());
     put(24, &(f.count as u64).to_le_bytes());
     let kind = if f.graph.is_some() { KIND_GRAPH } else { 0 } | if f.scan.is_some() { KIND_SCAN } else { 0 };
@@ -551,6 +562,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, Layout)> {
         2 => V2,
         3 => V3,
         4 => V4,
+        5 => V5,
         _ => {
             return Err(bad(format!(
                 "index format version {version} is not supported (this build reads versions 1 to {FORMAT_VERSION}); rebuild the index"
@@ -570,9 +582,10 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, Layout)> {
     if recorded != bytes.len() as u64 {
         return Err(bad(format!("truncated or padded: the header records {recorded} bytes but the file has {}", bytes.len())));
     }
-    if u32_at(16) != METRIC_L2 {
-        return Err(bad(format!("unknown metric {}", u32_at(16))));
-    }
+    let metric = match (version, Metric::from_code(u32_at(16))) {
+        (5, Some(m)) | (1..=4, Some(m @ Metric::L2)) => m,
+        _ => return Err(bad(format!("unknown metric {}", u32_at(16)))),
+    };
     let kind = u32_at(32);
     let allowed = if version == 1 { KIND_GRAPH } else { KIND_GRAPH | KIND_SCAN };
     if kind == 0 || kind & !allowed != 0 || (version == 1 && kind != KIND_GRAPH) {
@@ -580,8 +593,9 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, Layout)> {
     }
     let dim = u32_at(20);
     let count = u64_at(24);
-    if !(1..=MAX_DIM as u32).contains(&dim) {
-        return Err(bad(format!("dimension {dim} is outside 1..={MAX_DIM}")));
+    let min_dim = metric.space_dim(1) as u32;
+    if !(min_dim..=MAX_DIM as u32).contains(&dim) {
+        return Err(bad(format!("dimension {dim} is outside {min_dim}..={MAX_DIM}")));
     }
     if count == 0 || count > MAX_POINTS as u64 {
         return Err(bad(format!("point count {count} is outside 1..={MAX_POINTS}")));
@@ -696,6 +710,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, Layout)> {
     }
     let header = Header {
         format_version: version,
+        metric,
         dim,
         count,
         graph,

@@ -7,15 +7,19 @@ use crate::hnsw;
 use crate::topk::Scored;
 use crate::visited::VisitedPool;
 use crate::calibrate::{self, CalibrateOptions, Calibration};
+use crate::metric::Metric;
 use crate::{exact, Method, Neighbor, SearchParams};
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 /// What an index is, for `/stats` and the CLI.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IndexInfo {
     pub index_type: &'static str,
-    pub metric: &'static str,
+    pub metric: Metric,
     pub format_version: u32,
     pub dim: usize,
     pub count: usize,
@@ -40,15 +44,26 @@ pub struct IndexInfo {
     pub calibrated: bool,
 }
 
-/// A memory-mapped HNSW index.
+/// A memory-mapped index: the vectors of one metric's space and the
+/// structures that search them.
+///
+/// Public methods take and return the user's view: queries of [`Index::dim`]
+/// values, ids, and the metric's distances. Inside, everything runs on the
+/// space the metric maps to (see [`crate::metric`]): prepared queries of
+/// `space_dim` values against the stored rows, by squared L2, answering
+/// point offsets.
 #[derive(Debug)]
 pub struct Index {
     file: MappedFile,
     visited: VisitedPool,
     load_seconds: f64,
-    /// Walk the graph on the SQ8 codes when the file has them.
-    graph_on_codes: bool,
+    /// Id -> offset, built on first use.
+    offsets: OnceLock<HashMap<u64, PointOffset>>,
 }
+
+/// A point's position in an index (what graph links and scan codes hold); its
+/// id is what users see, mapped by the ids section.
+pub type PointOffset = u32;
 
 impl Index {
     /// Opens and validates an index file (see [`format`] for the checks).
@@ -66,12 +81,21 @@ impl Index {
         let start = Instant::now();
         let file = format::open_with(path, read_calibration)?;
         let visited = VisitedPool::new(file.header.count as usize);
-        // Experiment switch while the two are compared: VECTORWISE_GRAPH_ON_CODES=0.
-        let graph_on_codes = std::env::var("VECTORWISE_GRAPH_ON_CODES").map_or(true, |v| v != "0");
-        Ok(Index { file, visited, load_seconds: start.elapsed().as_secs_f64(), graph_on_codes })
+        Ok(Index { file, visited, load_seconds: start.elapsed().as_secs_f64(), offsets: OnceLock::new() })
     }
 
+    /// The metric the index answers for.
+    pub fn metric(&self) -> Metric {
+        self.file.header.metric
+    }
+
+    /// The dimension of the vectors users give and get.
     pub fn dim(&self) -> usize {
+        self.metric().user_dim(self.space_dim())
+    }
+
+    /// Width of the stored rows and prepared queries.
+    pub(crate) fn space_dim(&self) -> usize {
         self.file.header.dim as usize
     }
 
@@ -92,9 +116,37 @@ impl Index {
         self.file.scan()
     }
 
-    /// The stored vectors, row-major (point offset order).
-    pub fn vectors(&self) -> &[f32] {
+    /// The stored rows of the metric's space, row-major, in offset order.
+    pub(crate) fn space_vectors(&self) -> &[f32] {
         self.file.vectors()
+    }
+
+    /// The stored vectors as users see them, row-major, in offset order:
+    /// the input rows, or their unit vectors for `cosine`.
+    pub fn vectors(&self) -> Cow<'_, [f32]> {
+        let stored = self.space_vectors();
+        match self.metric() {
+            Metric::Ip => Cow::Owned(stored.chunks_exact(self.space_dim()).flat_map(|r| Metric::Ip.user_row(r)).copied().collect()),
+            Metric::L2 | Metric::Cosine => Cow::Borrowed(stored),
+        }
+    }
+
+    /// The id of each offset.
+    pub fn ids(&self) -> &[u64] {
+        self.file.ids()
+    }
+
+    /// The offset of the point with `id`, if the index holds it.
+    pub fn offset_of(&self, id: u64) -> Option<PointOffset> {
+        let map = self.offsets.get_or_init(|| self.ids().iter().enumerate().map(|(o, &id)| (id, o as PointOffset)).collect());
+        map.get(&id).copied()
+    }
+
+    /// The vector of the point with `id`, as users see it.
+    pub fn vector_of(&self, id: u64) -> Option<&[f32]> {
+        let o = self.offset_of(id)? as usize;
+        let d = self.space_dim();
+        Some(self.metric().user_row(&self.space_vectors()[o * d..(o + 1) * d]))
     }
 
     pub fn info(&self) -> IndexInfo {
@@ -105,7 +157,7 @@ impl Index {
                 Method::Scan => "QuantizedScan",
                 _ => "HNSW",
             },
-            metric: "l2",
+            metric: h.metric,
             format_version: h.format_version,
             dim: h.dim as usize,
             count: h.count as usize,
@@ -125,47 +177,77 @@ impl Index {
         }
     }
 
-    fn check_query(&self, query: &[f32], k: usize) -> Result<()> {
-        if query.len() != self.dim() {
-            return Err(Error::DimensionMismatch { expected: self.dim(), actual: query.len() });
-        }
-        if query.iter().any(|x| !x.is_finite()) {
-            return Err(Error::NonFinite { index: 0 });
-        }
+    fn check_k(k: usize) -> Result<()> {
         if k == 0 {
             return Err(Error::InvalidParameter { name: "k", reason: "must be at least 1".into() });
         }
         Ok(())
     }
 
-    /// Whether `queries` is a whole number of rows of the index's dimension.
-    fn check_rows(&self, queries: &[f32]) -> Result<()> {
-        if self.dim() == 0 || queries.len() % self.dim() != 0 {
-            let reason = format!("length {} is not a multiple of the dimension {}", queries.len(), self.dim());
+    /// `query` in the metric's space (checked, normalised or extended).
+    fn prepare<'q>(&self, query: &'q [f32]) -> Result<Cow<'q, [f32]>> {
+        self.metric().prepare_query(query, self.dim())
+    }
+
+    /// Many queries (row-major, [`Index::dim`] wide) in the space, one
+    /// buffer; an error names the query at fault.
+    fn prepare_rows(&self, queries: &[f32]) -> Result<Vec<f32>> {
+        let dim = self.dim();
+        if dim == 0 || queries.len() % dim != 0 {
+            let reason = format!("length {} is not a multiple of the dimension {dim}", queries.len());
             return Err(Error::InvalidParameter { name: "queries", reason });
         }
-        Ok(())
+        let mut out = Vec::with_capacity(queries.len() / dim * self.space_dim());
+        for (i, q) in queries.chunks_exact(dim).enumerate() {
+            let prepared = self.prepare(q).map_err(|e| match e {
+                Error::NonFinite { .. } => Error::NonFinite { index: i },
+                Error::ZeroVector { .. } => Error::ZeroVector { index: i },
+                e => e,
+            })?;
+            out.extend_from_slice(&prepared);
+        }
+        Ok(out)
     }
 
     /// The method a search with `params` uses: `auto` is the file's default.
-    fn method(&self, params: &SearchParams) -> Method {
+    pub fn method(&self, params: &SearchParams) -> Method {
         match params.method {
             Method::Auto => self.file.header.default_method,
             m => m,
         }
     }
 
-    fn to_neighbors(&self, found: Vec<Scored>) -> Vec<Neighbor> {
+    /// Offsets found for the user's `query` as ids with the metric's
+    /// distances, ascending.
+    fn to_neighbors(&self, query: &[f32], found: Vec<Scored>) -> Vec<Neighbor> {
         let ids = self.file.ids();
-        found.into_iter().map(|s| Neighbor { id: ids[s.offset as usize], distance: s.distance }).collect()
+        let metric = self.metric();
+        let mut hits: Vec<Neighbor> = if metric.recomputes() {
+            let (vectors, d) = (self.space_vectors(), self.space_dim());
+            found
+                .into_iter()
+                .map(|s| {
+                    let o = s.offset as usize;
+                    Neighbor { id: ids[o], distance: metric.distance(query, &vectors[o * d..(o + 1) * d]) }
+                })
+                .collect()
+        } else {
+            found.into_iter().map(|s| Neighbor { id: ids[s.offset as usize], distance: s.distance }).collect()
+        };
+        if metric.recomputes() {
+            // The space's order is the metric's; its rounding may swap near-ties.
+            hits.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
+        }
+        hits
     }
 
     /// k-NN by the method `params` names (`auto`: the one the index was built
     /// for): HNSW with beam width `max(ef_search, k)`, the quantised scan
     /// re-ranking `rerank × k` candidates, or exact. Returns `min(k, len)`
-    /// neighbours, ascending exact squared L2.
+    /// neighbours, ascending by the metric's exact distance.
     pub fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Neighbor>> {
-        Ok(self.to_neighbors(self.search_offsets(query, k, params)?))
+        let prepared = self.prepare(query)?;
+        Ok(self.to_neighbors(query, self.search_offsets(&prepared, k, params)?))
     }
 
     /// The recall table measured for this index, when it has one (format 3).
@@ -182,7 +264,8 @@ impl Index {
         Ok(calibration)
     }
 
-    /// [`Index::search`] answering point offsets (positions), not ids.
+    /// [`Index::search`] of a prepared query (in the space), answering point
+    /// offsets and the space's distances.
     pub(crate) fn search_offsets(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Scored>> {
         self.search_offsets_excluding(query, k, params, None)
     }
@@ -199,11 +282,13 @@ impl Index {
         params: &SearchParams,
         exclude: Option<u32>,
     ) -> Result<Vec<Scored>> {
-        self.check_query(query, k)?;
+        Self::check_k(k)?;
+        debug_assert_eq!(query.len(), self.space_dim(), "queries are prepared");
         params.validate()?;
-        let vectors = self.vectors();
+        let vectors = self.space_vectors();
+        let dim = self.space_dim();
         let found = match self.method(params) {
-            Method::Exact => exact::search(vectors, self.dim(), query, k, exclude),
+            Method::Exact => exact::search(vectors, dim, query, k, exclude),
             Method::Scan => {
                 let Some(scan) = self.file.scan() else {
                     return Err(Error::InvalidParameter { name: "method", reason: "this index has no scan codes".into() });
@@ -215,10 +300,9 @@ impl Index {
                 let Some(graph) = self.file.graph() else {
                     return Err(Error::InvalidParameter { name: "method", reason: "this index has no HNSW graph".into() });
                 };
-                let dim = self.dim();
                 let l2 = kernels().l2_squared;
                 let vector = |p: u32| &vectors[p as usize * dim..(p as usize + 1) * dim];
-                match self.file.scan().filter(|_| self.graph_on_codes) {
+                match self.file.scan() {
                     // Walk the graph on the 8-bit codes (a quarter of the
                     // bytes per visited point), then re-rank the best exactly.
                     Some(scan) => {
@@ -247,40 +331,39 @@ impl Index {
         Ok(found)
     }
 
-    /// [`Index::search`] for many queries (row-major, `dim` wide), spread over
-    /// the rayon pool; results in query order. Fails on the first bad query
-    /// (callers that want per-query errors validate before calling).
+    /// [`Index::search`] for many queries (row-major, [`Index::dim`] wide),
+    /// spread over the rayon pool; results in query order. Fails on the first
+    /// bad query (callers that want per-query errors validate before calling).
     pub fn search_batch(&self, queries: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
         use rayon::prelude::*;
-        self.check_rows(queries)?;
+        Self::check_k(k)?;
         params.validate()?;
-        if let (Method::Scan, Some(scan)) = (self.method(params), self.file.scan()) {
+        let prepared = self.prepare_rows(queries)?;
+        let found = match (self.method(params), self.file.scan()) {
             // Many queries per pass over the codes.
-            for q in queries.chunks_exact(self.dim()) {
-                self.check_query(q, k)?;
+            (Method::Scan, Some(scan)) => {
+                let (candidates, rerank) = scan_depths(params, k);
+                scan.search_many(self.space_vectors(), &prepared, k, candidates, rerank, params.nprobe)
             }
-            let (candidates, rerank) = scan_depths(params, k);
-            let found = scan.search_many(self.vectors(), queries, k, candidates, rerank, params.nprobe);
-            return Ok(found.into_iter().map(|f| self.to_neighbors(f)).collect());
-        }
-        queries.par_chunks_exact(self.dim()).map(|q| self.search(q, k, params)).collect()
+            _ => prepared.par_chunks_exact(self.space_dim()).map(|q| self.search_offsets(q, k, params)).collect::<Result<_>>()?,
+        };
+        Ok(queries.chunks_exact(self.dim()).zip(found).map(|(q, f)| self.to_neighbors(q, f)).collect())
     }
 
     /// Exact k-NN of many queries (row-major), grouped so each pass over the
     /// vectors serves several queries, on the rayon pool; results in query order.
     pub fn exact_search_batch(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Neighbor>>> {
-        self.check_rows(queries)?;
-        for q in queries.chunks_exact(self.dim()) {
-            self.check_query(q, k)?;
-        }
-        let found = exact::search_many(self.vectors(), self.dim(), queries, k);
-        Ok(found.into_iter().map(|f| self.to_neighbors(f)).collect())
+        Self::check_k(k)?;
+        let prepared = self.prepare_rows(queries)?;
+        let found = exact::search_many(self.space_vectors(), self.space_dim(), &prepared, k);
+        Ok(queries.chunks_exact(self.dim()).zip(found).map(|(q, f)| self.to_neighbors(q, f)).collect())
     }
 
     /// Exact k-NN by scanning every vector.
     pub fn exact_search(&self, query: &[f32], k: usize) -> Result<Vec<Neighbor>> {
-        self.check_query(query, k)?;
-        Ok(self.to_neighbors(exact::search(self.vectors(), self.dim(), query, k, None)))
+        Self::check_k(k)?;
+        let prepared = self.prepare(query)?;
+        Ok(self.to_neighbors(query, exact::search(self.space_vectors(), self.space_dim(), &prepared, k, None)))
     }
 }
 

@@ -1,10 +1,11 @@
 //! The VectorWise engine: distance kernels, exact and HNSW search, and the
 //! index file format. Knows nothing of HTTP.
 //!
-//! Vocabulary: a *point* is one stored vector; its *offset* (u32) is its
-//! position in the index; its *id* (u64) is what users see. Today ids equal
-//! offsets (the row in the input file), but the file stores them separately so
-//! that user ids, deletes and segments can come without a format rewrite.
+//! Vocabulary: a *point* is one stored vector; its *offset*
+//! ([`PointOffset`], u32) is its position in the index; its *id* (u64) is
+//! what users see: theirs (`build --ids`) or the row in the input file. The
+//! *metric* ([`Metric`]) maps the user's vectors into the space every method
+//! searches by squared L2 (see [`metric`]).
 
 pub mod calibrate;
 pub mod choose;
@@ -16,7 +17,9 @@ pub mod format;
 mod fsutil;
 pub mod hnsw;
 mod index;
+pub mod metric;
 pub mod params;
+pub mod plan;
 pub mod scan;
 pub mod topk;
 pub mod vectors;
@@ -25,8 +28,10 @@ pub mod visited;
 pub use calibrate::{Calibration, Profile};
 pub use error::{Error, Result};
 pub use fsutil::write_atomic;
-pub use index::{Index, IndexInfo, scan_keep};
+pub use index::{Index, IndexInfo, PointOffset, scan_keep};
+pub use metric::Metric;
 pub use params::{Method, SearchParams};
+pub use plan::BuildPlan;
 pub use vectors::Matrix;
 
 /// One search hit.
@@ -34,13 +39,15 @@ pub use vectors::Matrix;
 pub struct Neighbor {
     /// External id of the point.
     pub id: u64,
-    /// Exact squared L2 distance from the query.
+    /// The metric's exact distance from the query (see [`Metric`]).
     pub distance: f32,
 }
 
 /// What [`build`] puts in an index file.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IndexOptions {
+    /// What distances mean; the vectors are prepared for it.
+    pub metric: Metric,
     /// Build an HNSW graph with these options.
     pub graph: Option<hnsw::BuildOptions>,
     /// Build quantised scan codes with these options.
@@ -51,38 +58,77 @@ pub struct IndexOptions {
 
 impl Default for IndexOptions {
     fn default() -> Self {
-        IndexOptions { graph: Some(Default::default()), scan: Some(Default::default()), default_method: Method::Auto }
+        IndexOptions {
+            metric: Metric::L2,
+            graph: Some(Default::default()),
+            scan: Some(Default::default()),
+            default_method: Method::Auto,
+        }
     }
 }
 
-/// Builds what `opts` asks for over `vectors` and writes it to `path`
+/// What an index is built from: vectors, and optionally their ids (default:
+/// the row numbers).
+#[derive(Clone, Copy, Debug)]
+pub struct Points<'a> {
+    pub vectors: &'a Matrix,
+    /// One unique id per row.
+    pub ids: Option<&'a [u64]>,
+}
+
+impl<'a> From<&'a Matrix> for Points<'a> {
+    fn from(vectors: &'a Matrix) -> Self {
+        Points { vectors, ids: None }
+    }
+}
+
+impl Points<'_> {
+    /// Refuses ids that do not match the rows one to one, naming the first duplicate.
+    fn check_ids(&self) -> Result<()> {
+        let Some(ids) = self.ids else { return Ok(()) };
+        if ids.len() != self.vectors.len() {
+            let reason = format!("{} ids for {} vectors", ids.len(), self.vectors.len());
+            return Err(Error::InvalidParameter { name: "ids", reason });
+        }
+        let mut seen = std::collections::HashMap::with_capacity(ids.len());
+        for (row, &id) in ids.iter().enumerate() {
+            if let Some(first) = seen.insert(id, row) {
+                return Err(Error::DuplicateId { id, first, second: row });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds what `opts` asks for over `points` and writes it to `path`
 /// atomically. `progress` counts graph insertions. Returns the build time in
 /// seconds (structures only, not the write).
-pub fn build(
-    vectors: &Matrix,
+pub fn build<'a>(
+    points: impl Into<Points<'a>>,
     path: &std::path::Path,
     opts: &IndexOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<f64> {
-    build_then(vectors, path, opts, progress, |_| Ok(()))
+    build_then(points.into(), path, opts, progress, |_| Ok(()))
 }
 
 /// [`build`], then measures the new index's recall table ([`calibrate`]) and
 /// stores it before the file replaces `path`: the index is written once.
 /// Returns the build time (structures only) and the table; no table for an
 /// index of one point searched leave-one-out (there is nothing to find).
-pub fn build_calibrated(
-    vectors: &Matrix,
+pub fn build_calibrated<'a>(
+    points: impl Into<Points<'a>>,
     path: &std::path::Path,
     opts: &IndexOptions,
     calibration: &calibrate::CalibrateOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(f64, Option<Calibration>)> {
-    if vectors.len() < 2 && calibration.queries.is_none() {
-        return Ok((build(vectors, path, opts, progress)?, None));
+    let points = points.into();
+    if points.vectors.len() < 2 && calibration.queries.is_none() {
+        return Ok((build(points, path, opts, progress)?, None));
     }
     let mut table = None;
-    let seconds = build_then(vectors, path, opts, progress, |tmp| {
+    let seconds = build_then(points, path, opts, progress, |tmp| {
         let index = Index::open(tmp)?;
         let c = calibrate::calibrate(&index, calibration)?;
         drop(index);
@@ -94,7 +140,7 @@ pub fn build_calibrated(
 }
 
 fn build_then(
-    vectors: &Matrix,
+    points: Points<'_>,
     path: &std::path::Path,
     opts: &IndexOptions,
     progress: &(dyn Fn(u64) + Sync),
@@ -104,6 +150,10 @@ fn build_then(
     if opts.graph.is_none() && opts.scan.is_none() {
         return Err(Error::InvalidParameter { name: "index", reason: "nothing to build: ask for a graph, scan codes, or both".into() });
     }
+    points.check_ids()?;
+    // Everything below is built over the metric's space (see `metric`).
+    let stored = opts.metric.prepare_rows(points.vectors)?;
+    let vectors: &Matrix = &stored;
     let dim = vectors.dim();
     if opts.scan.is_some_and(|o| o.lists > 0) && (vectors.is_empty() || vectors.as_slice().iter().any(|x| !x.is_finite())) {
         return Err(Error::InvalidParameter { name: "vectors", reason: "empty or contain non-finite values".into() });
@@ -123,7 +173,11 @@ fn build_then(
         }
         out
     });
-    let ids: Option<Vec<u64>> = partition.as_ref().map(|(_, order)| order.iter().map(|&r| u64::from(r)).collect());
+    let id_of = |row: u32| points.ids.map_or(u64::from(row), |ids| ids[row as usize]);
+    let ids: Option<Vec<u64>> = match &partition {
+        Some((_, order)) => Some(order.iter().map(|&r| id_of(r)).collect()),
+        None => points.ids.map(<[u64]>::to_vec),
+    };
     let data: &[f32] = reordered.as_deref().unwrap_or(vectors.as_slice());
     let mut scan = opts.scan.map(|o| scan::build(data, dim, &o)).transpose()?;
     if let (Some(codes), Some((lists, _))) = (scan.as_mut(), partition) {
@@ -138,6 +192,7 @@ fn build_then(
     format::write_then(
         path,
         &format::IndexParts {
+            metric: opts.metric,
             dim,
             vectors: data,
             ids: ids.as_deref(),
@@ -160,5 +215,6 @@ pub fn build_index(
     opts: &hnsw::BuildOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<f64> {
-    build(vectors, path, &IndexOptions { graph: Some(*opts), scan: None, default_method: Method::Hnsw }, progress)
+    let opts = IndexOptions { graph: Some(*opts), scan: None, default_method: Method::Hnsw, ..Default::default() };
+    build(vectors, path, &opts, progress)
 }

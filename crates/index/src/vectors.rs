@@ -87,7 +87,9 @@ fn npy_header(count: usize, dim: usize) -> Vec<u8> {
     h
 }
 
-fn parse_npy(path: &Path, bytes: &[u8]) -> Result<Matrix> {
+/// A `.npy` file's header: dtype (`descr`, e.g. `<f4`), shape, and where
+/// the data starts. Refuses Fortran order.
+fn npy_layout<'b>(path: &Path, bytes: &'b [u8]) -> Result<(&'b str, Vec<usize>, usize)> {
     let unsupported = |reason: String| Error::UnsupportedFile { path: path.into(), reason };
     let corrupt = |reason: &str| Error::corrupt(path, reason);
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
@@ -113,9 +115,6 @@ fn parse_npy(path: &Path, bytes: &[u8]) -> Result<Matrix> {
     };
     let descr = field("descr").ok_or_else(|| corrupt(".npy header has no 'descr'"))?;
     let descr = descr.split(['\'', '"']).nth(1).unwrap_or("");
-    if descr != "<f4" && descr != "=f4" && descr != "|f4" {
-        return Err(unsupported(format!("dtype '{descr}' not supported; convert to float32 ('<f4')")));
-    }
     let fortran = field("fortran_order").ok_or_else(|| corrupt(".npy header has no 'fortran_order'"))?;
     if !fortran.starts_with("False") {
         return Err(unsupported("Fortran-ordered arrays not supported; save a C-ordered array".into()));
@@ -128,6 +127,16 @@ fn parse_npy(path: &Path, bytes: &[u8]) -> Result<Matrix> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse().map_err(|_| corrupt("bad 'shape'")))
         .collect::<Result<_>>()?;
+    Ok((descr, dims, data_start))
+}
+
+fn parse_npy(path: &Path, bytes: &[u8]) -> Result<Matrix> {
+    let unsupported = |reason: String| Error::UnsupportedFile { path: path.into(), reason };
+    let corrupt = |reason: &str| Error::corrupt(path, reason);
+    let (descr, dims, data_start) = npy_layout(path, bytes)?;
+    if descr != "<f4" && descr != "=f4" && descr != "|f4" {
+        return Err(unsupported(format!("dtype '{descr}' not supported; convert to float32 ('<f4')")));
+    }
     let [count, dim] = dims[..] else {
         return Err(unsupported(format!("expected a 2-D array (count, dim), got shape {dims:?}")));
     };
@@ -144,6 +153,34 @@ fn parse_npy(path: &Path, bytes: &[u8]) -> Result<Matrix> {
     }
     let values = data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
     Matrix::new(dim, values)
+}
+
+/// Reads point ids from a `.npy` file: a 1-D (or `n × 1`) array of
+/// `uint64` or non-negative `int64`, little-endian.
+pub fn load_ids(path: &Path) -> Result<Vec<u64>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let unsupported = |reason: String| Error::UnsupportedFile { path: path.into(), reason };
+    let (descr, dims, data_start) = npy_layout(path, &bytes)?;
+    let signed = match descr {
+        "<u8" | "=u8" => false,
+        "<i8" | "=i8" => true,
+        _ => return Err(unsupported(format!("ids of dtype '{descr}' not supported; save them as uint64 or int64"))),
+    };
+    let count = match dims[..] {
+        [n] | [n, 1] => n,
+        _ => return Err(unsupported(format!("ids must be a 1-D array, got shape {dims:?}"))),
+    };
+    let data = &bytes[data_start..];
+    if Some(data.len()) != count.checked_mul(8) {
+        return Err(Error::corrupt(path, format!("data is {} bytes but {count} ids need {}", data.len(), count * 8)));
+    }
+    let ids: Vec<u64> = data.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
+    if signed {
+        if let Some(row) = ids.iter().position(|&id| (id as i64) < 0) {
+            return Err(unsupported(format!("id {} at row {row} is negative; ids are unsigned", ids[row] as i64)));
+        }
+    }
+    Ok(ids)
 }
 
 fn parse_fvecs(path: &Path, bytes: &[u8]) -> Result<Matrix> {
@@ -168,6 +205,34 @@ fn parse_fvecs(path: &Path, bytes: &[u8]) -> Result<Matrix> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn npy_bytes(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+        let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        b.extend_from_slice(&(dict.len() as u16 + 1).to_le_bytes());
+        b.extend_from_slice(dict.as_bytes());
+        b.push(b'\n');
+        b.extend_from_slice(data);
+        b
+    }
+
+    #[test]
+    fn ids_load_from_uint64_and_non_negative_int64() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ids.npy");
+        let data: Vec<u8> = [7u64, 1 << 40, 3].iter().flat_map(|v| v.to_le_bytes()).collect();
+        for (descr, shape) in [("<u8", "(3,)"), ("<i8", "(3, 1)")] {
+            std::fs::write(&p, npy_bytes(descr, shape, &data)).unwrap();
+            assert_eq!(load_ids(&p).unwrap(), vec![7, 1 << 40, 3]);
+        }
+        let negative: Vec<u8> = [1i64, -5].iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(&p, npy_bytes("<i8", "(2,)", &negative)).unwrap();
+        assert!(load_ids(&p).unwrap_err().to_string().contains("id -5 at row 1 is negative"));
+        std::fs::write(&p, npy_bytes("<f4", "(2,)", &[0; 8])).unwrap();
+        assert!(load_ids(&p).unwrap_err().to_string().contains("uint64 or int64"));
+        std::fs::write(&p, npy_bytes("<u8", "(3,)", &data[..16])).unwrap();
+        assert!(load_ids(&p).unwrap_err().to_string().contains("3 ids need 24"));
+    }
 
     #[test]
     fn npy_round_trip_and_alignment() {

@@ -12,7 +12,7 @@ const DIM: usize = 24;
 fn scan_index(dir: &std::path::Path) -> (Index, Matrix) {
     let path = dir.join("scan.vwi");
     let base = dataset::sphere(5_000, DIM, 31);
-    let opts = IndexOptions { graph: None, scan: Some(ScanOptions { dsub: 4, seed: 2, lists: 0 }), default_method: Method::Scan };
+    let opts = IndexOptions { graph: None, scan: Some(ScanOptions { dsub: 4, seed: 2, lists: 0 }), default_method: Method::Scan, ..Default::default() };
     vectorwise_index::build(&base, &path, &opts, &|_| {}).unwrap();
     (Index::open(&path).unwrap(), base)
 }
@@ -84,7 +84,7 @@ fn the_table_is_monotone_and_profiles_deepen() {
     let opts = IndexOptions {
         graph: Some(hnsw::BuildOptions { m: 8, ef_construction: 48, threads: Some(1), seed: 3 }),
         scan: Some(ScanOptions { dsub: 4, seed: 3, lists: 0 }),
-        default_method: Method::Hnsw,
+        default_method: Method::Hnsw, ..Default::default()
     };
     vectorwise_index::build(&base, &path, &opts, &|_| {}).unwrap();
     let index = Index::open(&path).unwrap();
@@ -140,7 +140,7 @@ fn a_calibrated_build_writes_the_file_once_with_its_table() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("built.vwi");
     let base = dataset::sphere(3_000, DIM, 41);
-    let opts = IndexOptions { graph: None, scan: Some(ScanOptions { dsub: 4, seed: 2, lists: 0 }), default_method: Method::Scan };
+    let opts = IndexOptions { graph: None, scan: Some(ScanOptions { dsub: 4, seed: 2, lists: 0 }), default_method: Method::Scan, ..Default::default() };
     let calibration = CalibrateOptions { sample: 60, ..Default::default() };
     let (_, c) = vectorwise_index::build_calibrated(&base, &path, &opts, &calibration, &|_| {}).unwrap();
     let index = Index::open(&path).unwrap();
@@ -169,7 +169,7 @@ fn leave_one_out_does_not_flatter_the_graph() {
     let opts = IndexOptions {
         graph: Some(hnsw::BuildOptions { m: 8, ef_construction: 48, threads: Some(1), seed: 5 }),
         scan: Some(ScanOptions { dsub: 4, seed: 5, lists: 0 }),
-        default_method: Method::Hnsw,
+        default_method: Method::Hnsw, ..Default::default()
     };
     vectorwise_index::build(&base, &path, &opts, &|_| {}).unwrap();
     let index = Index::open(&path).unwrap();

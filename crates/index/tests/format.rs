@@ -15,7 +15,7 @@ fn build(dir: &Path) -> PathBuf {
     let opts = IndexOptions {
         graph: Some(BuildOptions { m: 4, ef_construction: 16, threads: Some(1), seed: 5 }),
         scan: Some(ScanOptions::default()),
-        default_method: Method::Auto,
+        default_method: Method::Auto, ..Default::default()
     };
     vectorwise_index::build(&base, &path, &opts, &|_| {}).unwrap();
     let calibration = CalibrateOptions { sample: 50, ..Default::default() };
@@ -199,7 +199,7 @@ fn a_scan_only_index_searches_by_scan_and_refuses_hnsw() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("scan.vwi");
     let base = dataset::sphere(2_000, 24, 9);
-    let opts = IndexOptions { graph: None, scan: Some(ScanOptions::default()), default_method: Method::Auto };
+    let opts = IndexOptions { graph: None, scan: Some(ScanOptions::default()), default_method: Method::Auto, ..Default::default() };
     vectorwise_index::build(&base, &path, &opts, &|_| {}).unwrap();
     let index = Index::open(&path).unwrap();
     let info = index.info();
@@ -268,7 +268,7 @@ fn wide_vectors_get_wider_sub_quantisers() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wide.vwi");
     let base = dataset::sphere(300, 1000, 4);
-    let opts = IndexOptions { graph: None, scan: Some(ScanOptions { dsub: 2, seed: 1, lists: 0 }), default_method: Method::Auto };
+    let opts = IndexOptions { graph: None, scan: Some(ScanOptions { dsub: 2, seed: 1, lists: 0 }), default_method: Method::Auto, ..Default::default() };
     vectorwise_index::build(&base, &path, &opts, &|_| {}).unwrap();
     let index = Index::open(&path).unwrap();
     assert_eq!(index.info().scan_dsub, 4, "1000 dimensions need 4 per sub-quantiser");

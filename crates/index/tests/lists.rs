@@ -23,7 +23,7 @@ fn clustered_unit(n: usize, point_seed: u64) -> Matrix {
 fn build(dir: &std::path::Path, base: &Matrix, lists: usize) -> Index {
     let path = dir.join(format!("lists-{lists}.vwi"));
     let scan = ScanOptions { dsub: 4, seed: 3, lists };
-    let opts = IndexOptions { graph: None, scan: Some(scan), default_method: Method::Scan };
+    let opts = IndexOptions { graph: None, scan: Some(scan), default_method: Method::Scan, ..Default::default() };
     vectorwise_index::build(base, &path, &opts, &|_| {}).unwrap();
     Index::open(&path).unwrap()
 }
@@ -60,7 +60,7 @@ fn a_partitioned_index_answers_input_rows_with_exact_distances() {
     let dir = tempfile::tempdir().unwrap();
     let (index, base) = clustered_index(dir.path());
     let info = index.info();
-    assert_eq!((info.scan_lists, info.index_type, info.format_version), (LISTS, "IVFQuantizedScan", 4));
+    assert_eq!((info.scan_lists, info.index_type, info.format_version), (LISTS, "IVFQuantizedScan", 5));
     for q in clustered_unit(30, 2).rows() {
         // Exact search through the index: the ids are the input rows.
         let exact: Vec<u64> = index.exact_search(q, 10).unwrap().iter().map(|n| n.id).collect();
@@ -151,7 +151,7 @@ fn tiny_lists_still_answer_k_neighbours() {
     }
     // An empty input with lists asked for is an error, not a panic.
     let empty = Matrix::new(DIM, Vec::new()).unwrap();
-    let opts = IndexOptions { graph: None, scan: Some(ScanOptions { dsub: 4, seed: 1, lists: 4 }), default_method: Method::Scan };
+    let opts = IndexOptions { graph: None, scan: Some(ScanOptions { dsub: 4, seed: 1, lists: 4 }), default_method: Method::Scan, ..Default::default() };
     assert!(vectorwise_index::build(&empty, &dir.path().join("e.vwi"), &opts, &|_| {}).is_err());
 }
 

@@ -70,6 +70,7 @@ fn reloaded_index_answers_like_the_exact_search_and_the_built_graph() {
     vectorwise_index::format::write(
         &path,
         &vectorwise_index::format::IndexParts {
+            metric: vectorwise_index::Metric::L2,
             dim: 32,
             vectors: base.as_slice(),
             ids: None,

@@ -78,9 +78,12 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             // Validation runs before the engine, so these mean a check here
             // is missing; they are still the caller's input.
-            ApiError::Engine(E::DimensionMismatch { .. } | E::InvalidParameter { .. } | E::NonFinite { .. }) => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::Engine(
+                E::DimensionMismatch { .. } | E::InvalidParameter { .. } | E::NonFinite { .. } | E::DuplicateId { .. },
+            ) => StatusCode::BAD_REQUEST,
+            // Routes turn it into a located 422 (`zero_vector` in routes.rs);
+            // unlocated it is still the caller's input.
+            ApiError::Engine(E::ZeroVector { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
             // The engine calls a bad file a user error, but the file is ours,
             // not the HTTP caller's: internal.
             ApiError::Engine(E::Io { .. } | E::CorruptFile { .. } | E::UnsupportedFile { .. }) => {

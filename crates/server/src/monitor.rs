@@ -560,7 +560,7 @@ mod tests {
             let options = IndexOptions {
                 graph: None,
                 scan: Some(ScanOptions { dsub: 4, seed: 1, lists: 0 }),
-                default_method: Method::Scan,
+                default_method: Method::Scan, ..Default::default()
             };
             vectorwise_index::build(&data, &path, &options, &|_| {}).unwrap();
             // The mapping outlives the file's directory entry.

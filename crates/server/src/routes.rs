@@ -6,7 +6,7 @@
 use crate::error::ApiError;
 use crate::extract::ValidJson;
 use crate::models::{
-    CalibrationPoint, CalibrationStats, ErrorResponse, HealthResponse, HealthStatus, ProfileStats, RecallMonitorStats,
+    CalibrationPoint, FieldError, LocItem, CalibrationStats, ErrorResponse, HealthResponse, HealthStatus, ProfileStats, RecallMonitorStats,
     SearchBatchRequest, SearchBatchResponse, SearchOptions, SearchRequest, SearchResponse, StatsResponse,
     ValidationErrorResponse,
 };
@@ -19,7 +19,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use std::time::Instant;
-use vectorwise_index::distance::normalize_query;
 use std::sync::Arc;
 use vectorwise_index::{Calibration, Index, Neighbor, Profile};
 
@@ -78,7 +77,7 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<StatsRes
         hnsw_m: info.hnsw_m,
         hnsw_ef_search: default.depth(&index, 10).unwrap_or(0),
         hnsw_ef_construction: info.ef_construction,
-        metric: info.metric.to_owned(),
+        metric: info.metric.as_str().to_owned(),
         format_version: info.format_version,
         file_size_bytes: info.file_size_bytes,
         build_seconds: info.build_seconds,
@@ -145,7 +144,24 @@ fn offer_to_monitor(state: &AppState, index: &Arc<Index>, resolved: &Resolved, q
     state.monitor().offer(index, resolved.label, promised, query, k, &ids);
 }
 
-/// k nearest neighbours of the L2-normalised query, by squared L2, ascending.
+/// A `cosine` index refuses the zero query (it has no direction): a 422 at
+/// the query's place (`at` gives its `loc` and name from its index in the
+/// request), pydantic's `value_error`, as any other invalid value.
+fn located(error: ApiError, at: impl FnOnce(usize) -> (Vec<LocItem>, String)) -> ApiError {
+    match error {
+        ApiError::Engine(vectorwise_index::Error::ZeroVector { index }) => {
+            let (loc, name) = at(index);
+            let reason = format!("{name} must not be the zero vector: it has no direction under the cosine metric");
+            ApiError::Validation(vec![
+                FieldError::new(loc, "value_error", format!("Value error, {reason}"))
+                    .with_ctx(serde_json::json!({ "error": reason })),
+            ])
+        }
+        e => e,
+    }
+}
+
+/// k nearest neighbours of the query by the index's metric, ascending.
 #[utoipa::path(
     post, path = "/search", tag = "search",
     request_body = SearchRequest,
@@ -172,12 +188,10 @@ pub(crate) async fn search(
 ) -> Result<(HeaderMap, Json<SearchResponse>), ApiError> {
     let index = state.index()?;
     let options = request.options();
-    let SearchRequest { query_vector: mut query, k, .. } = request;
+    let SearchRequest { query_vector: query, k, .. } = request;
     if query.len() != index.dim() {
         return Err(ApiError::DimensionMismatch { expected: index.dim(), actual: query.len() });
     }
-    // Validation rejected zero and non-finite vectors, so this succeeds.
-    normalize_query(&mut query);
     let permit = state.try_acquire_search(SearchKind::Single, 1)?;
     let resolved = resolve(&index, state.config(), k, &options);
     let headers = resolved.headers(&index, k);
@@ -192,7 +206,8 @@ pub(crate) async fn search(
         }
         hits
     })
-    .await??;
+    .await?
+    .map_err(|e| located(e.into(), |_| (vec!["body".into(), "query_vector".into()], "query_vector".into())))?;
     Ok((headers, Json(response(hits))))
 }
 
@@ -237,12 +252,7 @@ pub(crate) async fn search_batch(
     // over the rayon pool.
     let results = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let mut flat = Vec::with_capacity(n * dim);
-        for mut query in query_vectors {
-            // Validation rejected zero and non-finite vectors, so this succeeds.
-            normalize_query(&mut query);
-            flat.extend_from_slice(&query);
-        }
+        let flat: Vec<f32> = query_vectors.concat();
         state.metrics().batch_size(n);
         let start = Instant::now();
         let results = index.search_batch(&flat, k, &resolved.params);
@@ -254,7 +264,8 @@ pub(crate) async fn search_batch(
         }
         results
     })
-    .await??;
+    .await?
+    .map_err(|e| located(e.into(), |i| (vec!["body".into(), "query_vectors".into(), i.into()], format!("query_vectors[{i}]"))))?;
     Ok((headers, Json(SearchBatchResponse { results: results.into_iter().map(response).collect() })))
 }
 

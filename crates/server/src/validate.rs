@@ -138,29 +138,7 @@ fn parse_vector(value: &Value, at: &[LocItem], errors: &mut Vec<FieldError>) -> 
     (errors.len() == before).then_some(out)
 }
 
-/// One query vector at `at`: a list of finite numbers that is not the zero
-/// vector; `name` says how the zero-vector message calls it.
-fn parse_query(
-    value: &Value,
-    at: &[LocItem],
-    name: impl FnOnce() -> String,
-    errors: &mut Vec<FieldError>,
-) -> Option<Vec<f32>> {
-    let query = parse_vector(value, at, errors)?;
-    // Normalising a zero vector divides by zero; an empty one is left to
-    // the dimension check (400), as the demo did.
-    if !query.is_empty() && query.iter().all(|&x| x == 0.0) {
-        let reason = format!("{} must not be the zero vector", name());
-        errors.push(
-            FieldError::new(loc(at), "value_error", format!("Value error, {reason}"))
-                .with_ctx(json!({ "error": reason })),
-        );
-        return None;
-    }
-    Some(query)
-}
-
-/// `query_vectors`: 1 to `max` queries, each checked as [`parse_query`] with
+/// `query_vectors`: 1 to `max` queries, each checked as [`parse_vector`] with
 /// its index in `loc`. Element errors are capped over the whole batch.
 fn parse_queries(value: &Value, at: &[LocItem], max: usize, errors: &mut Vec<FieldError>) -> Option<Vec<Vec<f32>>> {
     let Value::Array(items) = value else {
@@ -191,7 +169,7 @@ fn parse_queries(value: &Value, at: &[LocItem], max: usize, errors: &mut Vec<Fie
     for (i, item) in items.iter().enumerate() {
         let mut item_at = loc(at);
         item_at.push(i.into());
-        match parse_query(item, &item_at, || format!("query_vectors[{i}]"), &mut scratch) {
+        match parse_vector(item, &item_at, &mut scratch) {
             Some(query) => queries.push(query),
             None => failed = true,
         }
@@ -294,7 +272,7 @@ impl FromBody for SearchRequest {
         let mut errors = Vec::new();
         let query_at = [LocItem::from("body"), LocItem::from("query_vector")];
         let query = required(map, "query_vector", &mut errors)
-            .and_then(|v| parse_query(v, &query_at, || "query_vector".to_owned(), &mut errors));
+            .and_then(|v| parse_vector(v, &query_at, &mut errors));
         let k = parse_k(map, config, &mut errors);
         let options = search_options(map, &mut errors);
         match (query, k, options) {

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 use tower::ServiceExt;
-use vectorwise_index::{Index, Matrix, build_index, dataset, hnsw};
+use vectorwise_index::{Index, IndexOptions, Matrix, Metric, dataset, hnsw};
 use vectorwise_server::{ApiError, AppState, ServerConfig, app};
 
 const DIM: usize = 128;
@@ -35,7 +35,9 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
         // One thread: a deterministic graph, so exact-answer assertions below
         // hold on every run (the parallel build's insertion order varies).
         let opts = hnsw::BuildOptions { m: 16, ef_construction: 100, threads: Some(1), seed };
-        build_index(&data, &path, &opts, &|_| {}).unwrap();
+        // Cosine, as the demo's index: its queries are compared by direction.
+        let opts = IndexOptions { metric: Metric::Cosine, graph: Some(opts), scan: None, default_method: vectorwise_index::Method::Hnsw };
+        vectorwise_index::build(&data, &path, &opts, &|_| {}).unwrap();
         (data, path)
     };
     let (data, path) = build(N, 7, "main.vwi");
@@ -148,7 +150,7 @@ async fn stats_reports_the_index_and_settings() {
     assert_eq!(s["hnsw_m"], 16);
     assert_eq!(s["hnsw_efSearch"], 64);
     assert_eq!(s["hnsw_efConstruction"], 100);
-    assert_eq!(s["metric"], "l2");
+    assert_eq!(s["metric"], "cosine");
     assert_eq!(s["format_version"], FIXTURE.index.info().format_version);
     assert_eq!(s["file_size_bytes"], std::fs::metadata(&FIXTURE.path).unwrap().len());
     assert!(s["build_seconds"].as_f64().unwrap() >= 0.0);
@@ -399,7 +401,10 @@ async fn malformed_json_is_422_at_its_position() {
 async fn a_zero_vector_is_422() {
     let r = search(&app(state()), json!({"query_vector": vec![0.0; DIM], "k": 5})).await;
     assert_422(&r, &[(json!(["body", "query_vector"]), "value_error")]);
-    assert_eq!(r.json()["detail"][0]["msg"], "Value error, query_vector must not be the zero vector");
+    assert_eq!(
+        r.json()["detail"][0]["msg"],
+        "Value error, query_vector must not be the zero vector: it has no direction under the cosine metric"
+    );
 }
 
 #[tokio::test]

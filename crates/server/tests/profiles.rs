@@ -36,13 +36,13 @@ static FIXTURE: LazyLock<Calibrated> = LazyLock::new(|| {
     let scan_opts = IndexOptions {
         graph: None,
         scan: Some(ScanOptions { dsub: 4, seed: 1, lists: 0 }),
-        default_method: Method::Scan,
+        default_method: Method::Scan, ..Default::default()
     };
     vectorwise_index::build(&data_scan, &path_scan, &scan_opts, &|_| {}).unwrap();
     let graph_opts = IndexOptions {
         graph: Some(hnsw::BuildOptions { m: 12, ef_construction: 64, threads: Some(1), seed: 3 }),
         scan: Some(ScanOptions { dsub: 4, seed: 1, lists: 0 }),
-        default_method: Method::Hnsw,
+        default_method: Method::Hnsw, ..Default::default()
     };
     vectorwise_index::build(&data_graph, &path_graph, &graph_opts, &|_| {}).unwrap();
     let opts = CalibrateOptions { sample: 300, ..Default::default() };

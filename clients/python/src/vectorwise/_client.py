@@ -253,9 +253,12 @@ class SearchResult:
     """The neighbours of one query, nearest first.
 
     Attributes:
-        ids: Row numbers of the neighbours in the indexed vectors file (int64).
-        distances: Squared L2 distances from the L2-normalised query (float32),
-            ascending.
+        ids: Ids of the neighbours (int64): those given at build
+            (``vectorwise build --ids``), else their row numbers in the
+            indexed vectors file.
+        distances: The index's metric (float32), ascending: squared L2 for
+            ``l2``, squared L2 between the unit vectors (``2 - 2 cos``) for
+            ``cosine``, the negated inner product for ``ip``.
         used: What the server searched with (profile, method, setting,
             ``ef_search``, recall target, expected recall), from its response
             headers; see `SearchInfo`. Every field ``None`` on an older server.
@@ -772,7 +775,7 @@ class VectorWiseClient:
                 (at least ``k``), or the quantised scan's candidates
                 (``ceil(ef_search / k)`` per neighbour). No recall promise.
             **options: Other fields of the request body, passed through as they
-                are (the server ignores fields it does not know).
+                are (the server refuses fields it does not know with a 422).
 
         Returns:
             ``min(k, total_vectors)`` neighbours, nearest first, with ``.used``.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
-use vectorwise_index::{Index, Matrix, build_index, dataset, hnsw};
+use vectorwise_index::{Index, IndexOptions, Matrix, Metric, dataset, hnsw};
 use vectorwise_server::{AppState, ServerConfig, app};
 
 pub const DIM: usize = 128;
@@ -32,7 +32,9 @@ pub static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
         let data = dataset::sphere(n, DIM, seed);
         let path = dir.path().join(name);
         let opts = hnsw::BuildOptions { m: 16, ef_construction: 100, threads: Some(1), seed };
-        build_index(&data, &path, &opts, &|_| {}).unwrap();
+        // Cosine, as the demo's index: its queries are compared by direction.
+        let opts = IndexOptions { metric: Metric::Cosine, graph: Some(opts), scan: None, default_method: vectorwise_index::Method::Hnsw };
+        vectorwise_index::build(&data, &path, &opts, &|_| {}).unwrap();
         (data, path)
     };
     let (data, path) = build(N, 7, "main.vwi");
