@@ -9,10 +9,11 @@ use crate::routes;
 use crate::state::{AppState, ServerConfig};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use serde_json::json;
 use std::sync::{Arc, LazyLock};
 use utoipa::OpenApi;
 use utoipa::openapi::schema::Schema;
@@ -35,8 +36,9 @@ use utoipa::openapi::{RefOr, Required};
 struct ApiDoc;
 
 /// The OpenAPI document for `config` (the bounds on `k` and on the batch size
-/// are the configured ones).
-pub fn openapi(config: &ServerConfig) -> utoipa::openapi::OpenApi {
+/// are the configured ones), its request examples holding `dim`-dimensional
+/// vectors.
+pub fn openapi(config: &ServerConfig, dim: usize) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     for schema in ["SearchRequest", "SearchBatchRequest"] {
         if let Some(RefOr::T(Schema::Object(k))) = schema_property(&mut doc, schema, "k") {
@@ -46,12 +48,25 @@ pub fn openapi(config: &ServerConfig) -> utoipa::openapi::OpenApi {
     if let Some(RefOr::T(Schema::Array(queries))) = schema_property(&mut doc, "SearchBatchRequest", "query_vectors") {
         queries.max_items = Some(config.max_batch);
     }
-    // Request bodies are required (an empty body is a 422).
-    for path in ["/search", "/search/batch"] {
+    // Whole examples, which Swagger UI's "Try it out" sends as they are: built
+    // from the fields' own examples it would send profile, recall_target and
+    // ef_search together, which is a 422. The vectors are the README's.
+    let k = config.max_k.min(10);
+    let ones = vec![0.1; dim];
+    let mixed: Vec<f64> = (0..dim).map(|i| if i % 2 == 0 { 0.2 } else { -0.1 }).collect();
+    let examples = [
+        ("/search", json!({ "query_vector": ones, "k": k })),
+        ("/search/batch", json!({ "query_vectors": [ones, mixed], "k": k.min(3) })),
+    ];
+    for (path, example) in examples {
         if let Some(body) =
             doc.paths.paths.get_mut(path).and_then(|p| p.post.as_mut()).and_then(|op| op.request_body.as_mut())
         {
+            // Request bodies are required (an empty body is a 422).
             body.required = Some(Required::True);
+            if let Some(content) = body.content.get_mut("application/json") {
+                content.example = Some(example);
+            }
         }
     }
     doc
@@ -74,9 +89,20 @@ fn schema_property<'a>(
     }
 }
 
+/// Dimension of the request examples while no index is served: the demo's.
+const DEMO_DIM: usize = 128;
+
+/// `/openapi.json`, made per request: its examples take the dimension of the
+/// index served now, which may not be loaded yet when the router is built and
+/// may be swapped later.
+async fn openapi_json(State(state): State<AppState>) -> impl IntoResponse {
+    let dim = state.index().map_or(DEMO_DIM, |index| index.dim());
+    let spec = serde_json::to_vec(&openapi(state.config(), dim)).expect("an OpenAPI document serialises");
+    ([(header::CONTENT_TYPE, "application/json")], spec)
+}
+
 /// Routes for `/openapi.json`, `/docs` and `/redoc`.
-pub(crate) fn router(config: &ServerConfig) -> Router<AppState> {
-    let spec = Bytes::from(serde_json::to_vec(&openapi(config)).expect("an OpenAPI document serialises"));
+pub(crate) fn router() -> Router<AppState> {
     let swagger = Arc::new(
         utoipa_swagger_ui::Config::new([OPENAPI_URL])
             // Else Swagger UI shows a badge image fetched from validator.swagger.io.
@@ -85,7 +111,7 @@ pub(crate) fn router(config: &ServerConfig) -> Router<AppState> {
             .use_base_layout(),
     );
     Router::new()
-        .route(OPENAPI_URL, get(move || async move { ([(header::CONTENT_TYPE, "application/json")], spec) }))
+        .route(OPENAPI_URL, get(openapi_json))
         .route("/docs", get(|| async { Html(SWAGGER_HTML) }))
         .route("/docs/", get(|| async { Html(SWAGGER_HTML) }))
         .route("/docs/{*file}", get(move |Path(file): Path<String>| swagger_file(file, Arc::clone(&swagger))))
@@ -185,12 +211,31 @@ mod tests {
     #[test]
     fn the_document_carries_the_configured_max_k() {
         let config = ServerConfig { max_k: 37, max_batch: 12, ..ServerConfig::default() };
-        let doc = serde_json::to_value(openapi(&config)).unwrap();
+        let doc = serde_json::to_value(openapi(&config, 16)).unwrap();
         let schemas = &doc["components"]["schemas"];
         assert_eq!(schemas["SearchRequest"]["properties"]["k"]["maximum"], 37);
         assert_eq!(schemas["SearchBatchRequest"]["properties"]["k"]["maximum"], 37);
         assert_eq!(schemas["SearchBatchRequest"]["properties"]["query_vectors"]["maxItems"], 12);
         assert_eq!(doc["paths"]["/search"]["post"]["requestBody"]["required"], true);
         assert_eq!(doc["paths"]["/search/batch"]["post"]["requestBody"]["required"], true);
+    }
+
+    #[test]
+    fn request_bodies_forbid_unknown_fields_and_have_whole_examples() {
+        let config = ServerConfig { max_k: 5, ..ServerConfig::default() };
+        let doc = serde_json::to_value(openapi(&config, 7)).unwrap();
+        for schema in ["SearchRequest", "SearchBatchRequest"] {
+            assert_eq!(doc["components"]["schemas"][schema]["additionalProperties"], false, "{schema}");
+        }
+        let example =
+            |path: &str| doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["example"].clone();
+        let search = example("/search");
+        assert_eq!(search["k"], 5, "at most max_k");
+        assert_eq!(search["query_vector"].as_array().unwrap().len(), 7);
+        assert_eq!(search.as_object().unwrap().len(), 2, "only query_vector and k: {search}");
+        let batch = example("/search/batch");
+        assert_eq!(batch["k"], 3);
+        assert!(batch["query_vectors"].as_array().unwrap().iter().all(|q| q.as_array().unwrap().len() == 7));
+        assert_eq!(batch.as_object().unwrap().len(), 2, "only query_vectors and k: {batch}");
     }
 }

@@ -43,7 +43,7 @@ use axum::extract::DefaultBodyLimit;
 pub fn app(state: AppState) -> axum::Router {
     let config = state.config().clone();
     routes::router()
-        .merge(docs::router(&config))
+        .merge(docs::router())
         // After the merge, so that the docs routes get the 405 body too.
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)

@@ -137,9 +137,13 @@ pub struct RecallMonitorStats {
 
 // Validated by hand (see `validate.rs`) so that every malformed body gets a
 // pydantic-shaped 422; this type is the result. (A plain comment: doc
-// comments become the OpenAPI description.)
+// comments become the OpenAPI description.) `deny_unknown_fields` is what
+// gives the schema `additionalProperties: false` (utoipa 5 has no struct-level
+// `additional_properties`); serde's derive then refuses unknown fields too,
+// as the server does.
 /// A k-nearest-neighbour query.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SearchRequest {
     /// The query; any non-zero length-`dimension` vector of finite numbers.
     /// It is L2-normalised before the search, so scaling it changes nothing.
@@ -210,7 +214,9 @@ impl From<SearchProfile> for vectorwise_index::Profile {
 }
 
 /// Many k-nearest-neighbour queries in one request, answered in order.
+// `deny_unknown_fields`: as on `SearchRequest`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SearchBatchRequest {
     /// The queries, each as `query_vector` in `/search`: non-zero, finite,
     /// length `dimension`, L2-normalised before the search. At most

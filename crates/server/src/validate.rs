@@ -204,8 +204,7 @@ pub(crate) const MAX_EF_SEARCH: usize = 100_000;
 const PROFILE_NAMES: &str = "'low_latency', 'balanced' or 'high_accuracy'";
 
 /// The optional settings both search requests accept: at most one of
-/// `profile`, `recall_target`, `ef_search` (`null` is absent). Unknown
-/// fields are ignored, as pydantic's default model config does.
+/// `profile`, `recall_target`, `ef_search` (`null` is absent).
 fn search_options(map: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Option<SearchOptions> {
     let before = errors.len();
     let given = |name: &str| map.get(name).filter(|v| !v.is_null());
@@ -266,6 +265,19 @@ fn search_options(map: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Opt
     (errors.len() == before).then_some(options)
 }
 
+/// Every field of `map` not in `known` is an error, as with pydantic's
+/// `extra="forbid"`: a misspelt or unsupported option (`filter`, `metric`)
+/// must not be silently dropped from a search that then answers 200.
+fn unknown_fields(map: &Map<String, Value>, known: &[&str], errors: &mut Vec<FieldError>) {
+    for (name, value) in map.iter().filter(|(name, _)| !known.contains(&name.as_str())) {
+        let at = vec![LocItem::from("body"), LocItem::from(name.as_str())];
+        errors.push(FieldError::new(at, "extra_forbidden", "Extra inputs are not permitted").with_input(value));
+    }
+}
+
+const SEARCH_FIELDS: &[&str] = &["query_vector", "k", "profile", "recall_target", "ef_search"];
+const SEARCH_BATCH_FIELDS: &[&str] = &["query_vectors", "k", "profile", "recall_target", "ef_search"];
+
 impl FromBody for SearchRequest {
     fn from_body(body: &Value, config: &ServerConfig) -> Result<Self, Vec<FieldError>> {
         let map = body_object(body)?;
@@ -275,6 +287,7 @@ impl FromBody for SearchRequest {
             .and_then(|v| parse_vector(v, &query_at, &mut errors));
         let k = parse_k(map, config, &mut errors);
         let options = search_options(map, &mut errors);
+        unknown_fields(map, SEARCH_FIELDS, &mut errors);
         match (query, k, options) {
             (Some(query_vector), Some(k), Some(o)) if errors.is_empty() => Ok(SearchRequest {
                 query_vector,
@@ -297,6 +310,7 @@ impl FromBody for SearchBatchRequest {
             .and_then(|v| parse_queries(v, &at, config.max_batch, &mut errors));
         let k = parse_k(map, config, &mut errors);
         let options = search_options(map, &mut errors);
+        unknown_fields(map, SEARCH_BATCH_FIELDS, &mut errors);
         match (queries, k, options) {
             (Some(query_vectors), Some(k), Some(o)) if errors.is_empty() => Ok(SearchBatchRequest {
                 query_vectors,
@@ -393,6 +407,46 @@ mod tests {
         let errors = check(both).unwrap_err();
         assert_eq!(kinds(&errors), vec![(r#"["body"]"#.to_owned(), "value_error".to_owned())]);
         assert!(errors[0].msg.contains("at most one of"), "{}", errors[0].msg);
+    }
+
+    #[test]
+    fn unknown_fields_are_each_refused_with_the_other_problems() {
+        let body = json!({"query_vector": [1, 2], "k": 3, "filter": {"tag": "a"}, "metric": "cosine"});
+        let errors = check(body).unwrap_err();
+        assert_eq!(
+            kinds(&errors),
+            vec![
+                (r#"["body","filter"]"#.to_owned(), "extra_forbidden".to_owned()),
+                (r#"["body","metric"]"#.to_owned(), "extra_forbidden".to_owned()),
+            ]
+        );
+        assert_eq!(errors[0].msg, "Extra inputs are not permitted");
+        assert_eq!((&errors[0].input, &errors[1].input), (&None, &Some(json!("cosine"))), "objects are not echoed");
+        assert_eq!(check(json!({"query_vector": [1], "k": 1, "nprobe": null})).unwrap_err()[0].input, Some(Value::Null));
+        // Reported with every other problem, after them (as pydantic does).
+        let errors = check(json!({"query_vector": [1, "a"], "k": 0, "metric": "ip"})).unwrap_err();
+        assert_eq!(
+            kinds(&errors),
+            vec![
+                (r#"["body","query_vector",1]"#.to_owned(), "float_parsing".to_owned()),
+                (r#"["body","k"]"#.to_owned(), "greater_than".to_owned()),
+                (r#"["body","metric"]"#.to_owned(), "extra_forbidden".to_owned()),
+            ]
+        );
+        // Each body knows its own fields: `query_vector` is unknown to a batch.
+        let batch = |body: Value| SearchBatchRequest::from_body(&body, &ServerConfig::default());
+        let errors = batch(json!({"query_vector": [1], "k": 1})).unwrap_err();
+        assert_eq!(
+            kinds(&errors),
+            vec![
+                (r#"["body","query_vectors"]"#.to_owned(), "missing".to_owned()),
+                (r#"["body","query_vector"]"#.to_owned(), "extra_forbidden".to_owned()),
+            ]
+        );
+        let ok = json!({"query_vectors": [[1]], "k": 1, "profile": "balanced", "recall_target": null, "ef_search": null});
+        assert!(batch(ok).is_ok());
+        // The serde derive (what the OpenAPI schema is made from) agrees.
+        assert!(serde_json::from_value::<SearchRequest>(json!({"query_vector": [1.0], "k": 1, "metric": "l2"})).is_err());
     }
 
     #[test]

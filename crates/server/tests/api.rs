@@ -433,6 +433,38 @@ async fn a_body_that_is_not_an_object_is_422() {
 }
 
 #[tokio::test]
+async fn unknown_fields_are_422_naming_each() {
+    let app = app(state());
+    for path in ["/search", "/search/batch"] {
+        let mut body = if path == "/search" {
+            json!({"query_vector": query(9), "k": 3})
+        } else {
+            json!({"query_vectors": [query(9), query(10)], "k": 3})
+        };
+        body["filter"] = json!({"category": "books"});
+        let r = post_raw(&app, path, body.to_string()).await;
+        assert_422(&r, &[(json!(["body", "filter"]), "extra_forbidden")]);
+        // An object is not echoed in `input`.
+        assert_eq!(
+            r.json(),
+            json!({"detail": [{"loc": ["body", "filter"], "msg": "Extra inputs are not permitted", "type": "extra_forbidden"}]}),
+            "{path}"
+        );
+        body.as_object_mut().unwrap().remove("filter");
+        body["metric"] = json!("cosine");
+        let r = post_raw(&app, path, body.to_string()).await;
+        assert_eq!(
+            r.json(),
+            json!({"detail": [{"loc": ["body", "metric"], "msg": "Extra inputs are not permitted", "type": "extra_forbidden", "input": "cosine"}]}),
+            "{path}"
+        );
+        // Without it, the same body is answered.
+        body.as_object_mut().unwrap().remove("metric");
+        assert_eq!(post_raw(&app, path, body.to_string()).await.status, StatusCode::OK, "{path}");
+    }
+}
+
+#[tokio::test]
 async fn validation_comes_before_the_dimension_check() {
     let r = search(&app(state()), json!({"query_vector": [1.0, 2.0], "k": 0})).await;
     assert_422(&r, &[(json!(["body", "k"]), "greater_than")]);
@@ -625,7 +657,39 @@ async fn openapi_document_is_generated() {
     }
     assert_eq!(schemas["SearchRequest"]["required"], json!(["query_vector", "k"]));
     assert_eq!(schemas["SearchRequest"]["properties"]["k"]["maximum"], 100);
+    // As the server: unknown fields are a 422.
+    assert_eq!(schemas["SearchRequest"]["additionalProperties"], false);
+    assert_eq!(schemas["SearchBatchRequest"]["additionalProperties"], false);
     assert!(schemas["StatsResponse"]["properties"]["hnsw_efSearch"].is_object());
+}
+
+/// Each POST operation's request-body example, as Swagger UI's "Try it out"
+/// sends it, is answered 200 by the index served; after a swap to an index
+/// of another dimension, the examples follow it.
+#[tokio::test]
+async fn the_documented_examples_run_as_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d24.vwi");
+    let opts = hnsw::BuildOptions { m: 8, ef_construction: 32, threads: Some(1), seed: 3 };
+    build_index(&dataset::sphere(50, 24, 3), &path, &opts, &|_| {}).unwrap();
+    let state = state();
+    let app = app(state.clone());
+    for dim in [DIM, 24] {
+        if dim == 24 {
+            state.set_index(Arc::new(Index::open(&path).unwrap()));
+        }
+        let doc = get(&app, "/openapi.json").await.json();
+        let mut posts = 0;
+        for (route, item) in doc["paths"].as_object().unwrap() {
+            let Some(op) = item.get("post") else { continue };
+            let example = &op["requestBody"]["content"]["application/json"]["example"];
+            assert!(example.is_object(), "{route} has no request example");
+            let r = post_raw(&app, route, example.to_string()).await;
+            assert_eq!(r.status, StatusCode::OK, "{route} at dimension {dim}: {example} -> {}", r.text());
+            posts += 1;
+        }
+        assert_eq!(posts, 2);
+    }
 }
 
 #[tokio::test]

@@ -111,10 +111,10 @@ fn validation_errors_name_the_query_by_its_index() {
     );
     assert_422(&server.post("/search/batch", "[1, 2]"), &[(json!(["body"]), "model_attributes_type")]);
     assert_422(&server.post("/search/batch", r#"{"query_vectors": [[1, 2"#), &[(json!(["body", 24]), "json_invalid")]);
-    // The old field name is not accepted for a batch.
+    // The old field name is not accepted for a batch, and is named as unknown.
     assert_422(
         &server.post_json("/search/batch", &json!({"query_vector": query(0), "k": 5})),
-        &[(json!(["body", "query_vectors"]), "missing")],
+        &[(json!(["body", "query_vectors"]), "missing"), (json!(["body", "query_vector"]), "extra_forbidden")],
     );
 }
 
