@@ -671,7 +671,7 @@ async fn the_documented_examples_run_as_is() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("d24.vwi");
     let opts = hnsw::BuildOptions { m: 8, ef_construction: 32, threads: Some(1), seed: 3 };
-    build_index(&dataset::sphere(50, 24, 3), &path, &opts, &|_| {}).unwrap();
+    vectorwise_index::build_index(&dataset::sphere(50, 24, 3), &path, &opts, &|_| {}).unwrap();
     let state = state();
     let app = app(state.clone());
     for dim in [DIM, 24] {
