@@ -22,6 +22,7 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use vectorwise_index::Profile;
+use vectorwise_index::plan::SearchRequest;
 use vectorwise_index::{Index, Matrix, Method, SearchParams, dataset, exact};
 
 #[derive(Debug, clap::Args)]
@@ -233,8 +234,8 @@ fn in_process(a: &Args, path: &Path) -> Result<()> {
         None => query_sets(&index.vectors(), index.dim(), a.queries, a.seed, &|q| exact_truth(&index, q, a.k))?,
     };
     let mut settings: Vec<(Option<Profile>, SearchParams)> = if !a.profiles.is_empty() {
-        let c = index.calibration().context("--profiles needs a calibrated index: run `vectorwise calibrate`")?;
-        a.profiles.iter().map(|&p| (Some(p), c.for_target(a.k, p.target()).params)).collect()
+        index.calibration().context("--profiles needs a calibrated index: run `vectorwise calibrate`")?;
+        a.profiles.iter().map(|&p| (Some(p), index.plan(a.k, SearchRequest::Profile(p)).params)).collect()
     } else {
         Vec::new()
     };

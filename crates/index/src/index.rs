@@ -371,7 +371,13 @@ impl Index {
 /// at least [`scan_keep`]) and how many of them the SQ8 stage passes to the
 /// exact re-rank ([`exact_keep`]).
 fn scan_depths(params: &SearchParams, k: usize) -> (usize, usize) {
-    (params.rerank.saturating_mul(k).max(scan_keep(k)), exact_keep(k))
+    (scan_candidates(params, k), exact_keep(k))
+}
+
+/// Candidates the scan's fast stage passes on for a search of `k`:
+/// `rerank × k`, at least [`scan_keep`].
+pub(crate) fn scan_candidates(params: &SearchParams, k: usize) -> usize {
+    params.rerank.saturating_mul(k).max(scan_keep(k))
 }
 
 /// The fewest candidates the scan's fast stage passes to the SQ8 stage for

@@ -1,13 +1,19 @@
-//! The build plan: from what a user asked for (`vectorwise build` flags, or
-//! later a collection's settings) to the [`IndexOptions`] of one index. The
-//! rules live here, not in the callers: which method `auto` picks, how many
-//! lists, how many dimensions per sub-quantiser.
+//! Plans: from what a user asked for to what the engine runs. The rules live
+//! here, not in the callers (the CLI and the server only translate):
+//!
+//! - the **build plan** ([`plan_build`]): `vectorwise build` flags (or later a
+//!   collection's settings) to the [`IndexOptions`] of one index — which
+//!   method `auto` picks, how many lists, how many dimensions per
+//!   sub-quantiser;
+//! - the **search plan** ([`Index::plan`]): a request's profile, recall
+//!   target or fixed depth to the [`SearchParams`] of one search, with the
+//!   recall to expect from the index's calibration.
 
 use crate::choose::{self, Choice};
 use crate::hnsw::BuildOptions;
 use crate::metric::Metric;
 use crate::scan::{self, ScanOptions};
-use crate::{IndexOptions, Matrix, Method, Result};
+use crate::{Index, IndexOptions, Matrix, Method, Profile, Result, SearchParams};
 
 /// Which search structures to build.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -98,6 +104,89 @@ pub fn plan_build(vectors: &Matrix, request: &BuildRequest) -> Result<BuildPlan>
         default_method: if method == BuildMethod::Scan { Method::Scan } else { Method::Hnsw },
     };
     Ok(BuildPlan { options, choice })
+}
+
+/// What a search asks for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SearchRequest {
+    /// A named recall promise.
+    Profile(Profile),
+    /// The cheapest calibrated setting reaching this recall@k (1: exact).
+    RecallTarget(f64),
+    /// A fixed number of candidates, without a promise.
+    EfSearch(usize),
+}
+
+/// What one search runs with, and what to expect of it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SearchPlan {
+    pub params: SearchParams,
+    /// The method that runs (`auto` resolved to the index's default).
+    pub method: Method,
+    /// `low_latency` / `balanced` / `high_accuracy`, `recall_target` or `ef_search`.
+    pub label: &'static str,
+    /// The profile that chose the setting, when one did.
+    pub profile: Option<Profile>,
+    /// The recall asked for (a profile's or a request's target).
+    pub target: Option<f64>,
+    /// Calibrated mean recall@k of the setting (for a fixed depth between
+    /// calibrated ones, that of the deepest below it: a floor); `None`
+    /// without a calibration.
+    pub expected_recall: Option<f64>,
+    /// Candidates examined: the HNSW beam width or the scan's candidates;
+    /// `None` for exact search.
+    pub depth: Option<usize>,
+}
+
+impl Index {
+    /// The plan for a search of `k` asking for `request`, from the index's
+    /// calibration. Without one, a target of 1 is still exact and any other
+    /// gets the index's default setting, with no expectation.
+    pub fn plan(&self, k: usize, request: SearchRequest) -> SearchPlan {
+        let calibration = self.calibration();
+        let (params, label, profile, target, expected_recall) = match request {
+            SearchRequest::EfSearch(ef) => {
+                let params = self.fixed_depth(ef, k);
+                (params, "ef_search", None, None, calibration.and_then(|c| c.expected(k, &params)))
+            }
+            SearchRequest::RecallTarget(target) => {
+                let (params, expected) = self.for_target(k, target);
+                (params, "recall_target", None, Some(target), expected)
+            }
+            SearchRequest::Profile(p) => {
+                let (params, expected) = self.for_target(k, p.target());
+                (params, p.as_str(), Some(p), Some(p.target()), expected)
+            }
+        };
+        let method = self.method(&params);
+        SearchPlan { params, method, label, profile, target, expected_recall, depth: self.depth(method, &params, k) }
+    }
+
+    /// The setting for a fixed depth: the beam width on a graph index, else
+    /// the scan's candidates spread over `k` (`ceil(ef / k)` per neighbour).
+    fn fixed_depth(&self, ef: usize, k: usize) -> SearchParams {
+        if self.info().has_graph { SearchParams::hnsw(ef) } else { SearchParams::scan(ef.div_ceil(k.max(1)).max(1)) }
+    }
+
+    fn for_target(&self, k: usize, target: f64) -> (SearchParams, Option<f64>) {
+        match self.calibration() {
+            Some(c) => {
+                let choice = c.for_target(k, target);
+                (choice.params, choice.expected_recall)
+            }
+            None if target >= 1.0 => (SearchParams::exact(), Some(1.0)),
+            None => (SearchParams::default(), None),
+        }
+    }
+
+    /// Candidates a search of `k` by `method` with `params` examines.
+    fn depth(&self, method: Method, params: &SearchParams, k: usize) -> Option<usize> {
+        match method {
+            Method::Hnsw => Some(params.ef_search.max(k)),
+            Method::Scan => Some(crate::index::scan_candidates(params, k)),
+            Method::Exact | Method::Auto => None,
+        }
+    }
 }
 
 #[cfg(test)]

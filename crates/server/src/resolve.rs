@@ -1,12 +1,13 @@
-//! From what a request asked for (a profile, a recall target, an `ef_search`
-//! or nothing) to the engine's search parameters, with what to expect, using
-//! the calibration stored in the index; and the `X-VectorWise-*` headers
-//! that tell the client what was used.
+//! From a request's options (a profile, a recall target, an `ef_search` or
+//! nothing: the server's default) to the engine's search plan, and the
+//! `X-VectorWise-*` headers that tell the client what was used. The plan
+//! itself is the engine's ([`Index::plan`]).
 
 use crate::models::SearchOptions;
 use crate::state::ServerConfig;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use vectorwise_index::{Index, Method, Profile, SearchParams};
+use vectorwise_index::plan::{SearchPlan, SearchRequest};
+use vectorwise_index::{Index, Method, SearchParams};
 
 /// Response headers naming what a search used.
 pub(crate) mod header {
@@ -28,104 +29,45 @@ pub(crate) mod header {
     pub const ALL: [&str; 6] = [PROFILE, METHOD, SETTING, EF_SEARCH, RECALL_TARGET, EXPECTED_RECALL];
 }
 
-/// What a search will run with.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Resolved {
-    pub params: SearchParams,
-    /// `balanced`, ..., `recall_target` or `ef_search`: the monitor's label too.
-    pub label: &'static str,
-    /// The profile that chose the setting, when one did.
-    pub profile: Option<Profile>,
-    pub target: Option<f64>,
-    pub expected_recall: Option<f64>,
-}
-
-/// The setting for a fixed depth: the beam width on a graph index, else
-/// the scan's candidates spread over `k` (`ceil(ef / k)` per neighbour).
-fn fixed_depth(index: &Index, ef: usize, k: usize) -> SearchParams {
-    if index.info().has_graph { SearchParams::hnsw(ef) } else { SearchParams::scan(ef.div_ceil(k.max(1)).max(1)) }
-}
-
-/// Resolves a request's options for a search of `k` on `index`.
-pub(crate) fn resolve(index: &Index, config: &ServerConfig, k: usize, options: &SearchOptions) -> Resolved {
-    let calibration = index.calibration();
-    let fixed = |ef: usize, label| {
-        let params = fixed_depth(index, ef, k);
-        let expected_recall = calibration.and_then(|c| c.expected(k, &params));
-        Resolved { params, label, profile: None, target: None, expected_recall }
+/// The plan for a search of `k` on `index` with a request's `options`; a
+/// request that names none gets the server's default (a fixed `ef_search`
+/// when the operator set one, else the default profile).
+pub(crate) fn resolve(index: &Index, config: &ServerConfig, k: usize, options: &SearchOptions) -> SearchPlan {
+    let request = match (options.ef_search, options.recall_target, options.profile) {
+        (Some(ef), _, _) => SearchRequest::EfSearch(ef),
+        (None, Some(target), _) => SearchRequest::RecallTarget(target),
+        (None, None, Some(p)) => SearchRequest::Profile(p.into()),
+        (None, None, None) => match config.ef_search {
+            Some(ef) => SearchRequest::EfSearch(ef),
+            None => SearchRequest::Profile(config.default_profile),
+        },
     };
-    let targeted = |target: f64, label| match calibration {
-        Some(c) => {
-            let choice = c.for_target(k, target);
-            Resolved { params: choice.params, label, profile: None, target: Some(target), expected_recall: choice.expected_recall }
-        }
-        // No table: exactness can still be promised; anything else gets the
-        // index's own default setting and no expectation.
-        None if target >= 1.0 => {
-            Resolved { params: SearchParams::exact(), label, profile: None, target: Some(target), expected_recall: Some(1.0) }
-        }
-        None => Resolved { params: SearchParams::default(), label, profile: None, target: Some(target), expected_recall: None },
-    };
-    let profile = |p: Profile| Resolved { profile: Some(p), ..targeted(p.target(), p.as_str()) };
-    if let Some(ef) = options.ef_search {
-        return fixed(ef, "ef_search");
-    }
-    if let Some(target) = options.recall_target {
-        return targeted(target, "recall_target");
-    }
-    if let Some(p) = options.profile {
-        return profile(p.into());
-    }
-    match config.ef_search {
-        Some(ef) => fixed(ef, "ef_search"),
-        None => profile(config.default_profile),
-    }
+    index.plan(k, request)
 }
 
-impl Resolved {
-    /// The method that runs (`auto` resolved to the index's default).
-    pub(crate) fn method(&self, index: &Index) -> Method {
-        match self.params.method {
-            Method::Auto => index.info().default_method,
-            m => m,
+/// The `X-VectorWise-*` headers of a plan.
+pub(crate) fn headers(plan: &SearchPlan) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    let mut put = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(HeaderName::from_static(name), v);
         }
+    };
+    put(header::PROFILE, plan.label.to_owned());
+    put(header::METHOD, plan.method.as_str().to_owned());
+    let setting = match plan.params.method {
+        Method::Auto => SearchParams { method: plan.method, ..plan.params }.setting(),
+        _ => plan.params.setting(),
+    };
+    put(header::SETTING, setting);
+    if let Some(d) = plan.depth {
+        put(header::EF_SEARCH, d.to_string());
     }
-
-    /// Candidates examined for a search of `k`: what `ef_search` would have to be.
-    pub(crate) fn depth(&self, index: &Index, k: usize) -> Option<usize> {
-        match self.method(index) {
-            Method::Hnsw => Some(self.params.ef_search.max(k)),
-            // The scan examines at least the SQ8 stage's floor (see `Index::search`).
-            Method::Scan => Some(self.params.rerank.saturating_mul(k).max(vectorwise_index::scan_keep(k))),
-            _ => None,
-        }
+    if let Some(t) = plan.target {
+        put(header::RECALL_TARGET, format!("{t}"));
     }
-
-    /// The `X-VectorWise-*` headers for a search of `k`.
-    pub(crate) fn headers(&self, index: &Index, k: usize) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        let mut put = |name: &'static str, value: String| {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                h.insert(HeaderName::from_static(name), v);
-            }
-        };
-        let method = self.method(index);
-        put(header::PROFILE, self.label.to_owned());
-        put(header::METHOD, method.as_str().to_owned());
-        let setting = match self.params.method {
-            Method::Auto => SearchParams { method, ..self.params }.setting(),
-            _ => self.params.setting(),
-        };
-        put(header::SETTING, setting);
-        if let Some(d) = self.depth(index, k) {
-            put(header::EF_SEARCH, d.to_string());
-        }
-        if let Some(t) = self.target {
-            put(header::RECALL_TARGET, format!("{t}"));
-        }
-        if let Some(r) = self.expected_recall {
-            put(header::EXPECTED_RECALL, format!("{r:.4}"));
-        }
-        h
+    if let Some(r) = plan.expected_recall {
+        put(header::EXPECTED_RECALL, format!("{r:.4}"));
     }
+    h
 }

@@ -10,7 +10,7 @@ use crate::models::{
     SearchBatchRequest, SearchBatchResponse, SearchOptions, SearchRequest, SearchResponse, StatsResponse,
     ValidationErrorResponse,
 };
-use crate::resolve::{Resolved, resolve};
+use crate::resolve::{headers, resolve};
 use crate::state::AppState;
 use crate::telemetry::SearchKind;
 use axum::Json;
@@ -20,6 +20,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use std::time::Instant;
 use std::sync::Arc;
+use vectorwise_index::plan::SearchPlan;
 use vectorwise_index::{Calibration, Index, Neighbor, Profile};
 
 pub(crate) const SERVICE_NAME: &str = "VectorWise";
@@ -75,7 +76,7 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<StatsRes
         dimension: info.dim,
         index_type: info.index_type.to_owned(),
         hnsw_m: info.hnsw_m,
-        hnsw_ef_search: default.depth(&index, 10).unwrap_or(0),
+        hnsw_ef_search: default.depth.unwrap_or(0),
         hnsw_ef_construction: info.ef_construction,
         metric: info.metric.as_str().to_owned(),
         format_version: info.format_version,
@@ -137,7 +138,7 @@ fn calibration_stats(c: &Calibration) -> CalibrationStats {
 }
 
 /// Hands a searched query to the recall monitor (which samples a share of them).
-fn offer_to_monitor(state: &AppState, index: &Arc<Index>, resolved: &Resolved, query: &[f32], k: usize, hits: &[Neighbor]) {
+fn offer_to_monitor(state: &AppState, index: &Arc<Index>, resolved: &SearchPlan, query: &[f32], k: usize, hits: &[Neighbor]) {
     // A profile's promise is fixed; a per-request target is not one label's.
     let promised = resolved.profile.map(Profile::target);
     let ids: Vec<u64> = hits.iter().map(|n| n.id).collect();
@@ -194,7 +195,7 @@ pub(crate) async fn search(
     }
     let permit = state.try_acquire_search(SearchKind::Single, 1)?;
     let resolved = resolve(&index, state.config(), k, &options);
-    let headers = resolved.headers(&index, k);
+    let headers = headers(&resolved);
     let hits = tokio::task::spawn_blocking(move || {
         // Held until the search ends, even if the client has gone away.
         let _permit = permit;
@@ -247,7 +248,7 @@ pub(crate) async fn search_batch(
     let n = query_vectors.len();
     let permit = state.try_acquire_search(SearchKind::Batch, n)?;
     let resolved = resolve(&index, state.config(), k, &options);
-    let headers = resolved.headers(&index, k);
+    let headers = headers(&resolved);
     // One blocking task for the whole batch; the engine spreads its queries
     // over the rayon pool.
     let results = tokio::task::spawn_blocking(move || {
