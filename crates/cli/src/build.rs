@@ -159,7 +159,7 @@ pub fn calibrate(path: &Path, args: &CalibrationArgs) -> Result<Calibration> {
     let opts = args.options(index.dim())?;
     let source = if opts.queries.is_some() { "given queries" } else { "leave-one-out samples of the indexed vectors" };
     println!("      Calibrating recall@k on up to {} {source}...", opts.sample);
-    let c = index.calibrate_in_place(&opts)?;
+    let c = vectorwise_index::calibrate::calibrate_in_place(&index, &opts)?;
     print_profiles(&c);
     println!("      Calibrated in {:.2} s; table stored in '{}'", c.seconds, path.display());
     Ok(c)

@@ -25,7 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     vectorwise_index::build(&base, &path, &opts, &|_| {})?;
     // Version 3 files carry a calibration table.
     let calibration = vectorwise_index::calibrate::CalibrateOptions { sample: 40, seed: 2024, queries: None };
-    Index::open(&path)?.calibrate_in_place(&calibration)?;
+    vectorwise_index::calibrate::calibrate_in_place(&Index::open(&path)?, &calibration)?;
     let index = Index::open(&path)?;
     let mut queries = Vec::new();
     for q in dataset::sphere(5, 8, 99).rows() {

@@ -71,7 +71,7 @@
 //! that passes can be searched without a bounds failure. Point offsets (positions, u32) and
 //! external ids (u64) are distinct: the ids section maps one to the other.
 
-use crate::calibrate::Calibration;
+use crate::calibrate::table::Calibration;
 use crate::error::{Error, Result};
 use crate::metric::Metric;
 use crate::fsutil::write_atomic_then;

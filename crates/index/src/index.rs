@@ -6,7 +6,7 @@ use crate::format::{self, MappedFile};
 use crate::hnsw;
 use crate::topk::Scored;
 use crate::visited::VisitedPool;
-use crate::calibrate::{self, CalibrateOptions, Calibration};
+use crate::calibrate::table::Calibration;
 use crate::metric::Metric;
 use crate::{exact, Method, Neighbor, SearchParams};
 use std::borrow::Cow;
@@ -255,13 +255,9 @@ impl Index {
         self.file.calibration.as_ref()
     }
 
-    /// Measures this index's recall table and writes the file again with it,
-    /// atomically, at its own path. The open index keeps serving the old
-    /// bytes; reopen the file to search with the new table.
-    pub fn calibrate_in_place(&self, opts: &CalibrateOptions) -> Result<Calibration> {
-        let calibration = calibrate::calibrate(self, opts)?;
-        format::write_calibrated(&self.file.path, &self.file, &calibration)?;
-        Ok(calibration)
+    /// The validated file behind the index.
+    pub(crate) fn file(&self) -> &MappedFile {
+        &self.file
     }
 
     /// [`Index::search`] of a prepared query (in the space), answering point

@@ -54,7 +54,7 @@ fn profiles_keep_their_promise_on_held_out_queries_at_any_k() {
     let dir = tempfile::tempdir().unwrap();
     let (index, _) = scan_index(dir.path());
     let index = {
-        index.calibrate_in_place(&CalibrateOptions { sample: 400, ..Default::default() }).unwrap();
+        vectorwise_index::calibrate::calibrate_in_place(&index, &CalibrateOptions { sample: 400, ..Default::default() }).unwrap();
         Index::open(index.path()).unwrap()
     };
     let c = index.calibration().expect("stored and read back");
@@ -121,7 +121,7 @@ fn calibrating_rewrites_the_file_atomically_and_keeps_its_answers() {
     let (index, _) = scan_index(dir.path());
     let q = dataset::sphere(5, DIM, 7);
     let before: Vec<_> = q.rows().map(|r| index.search(r, 10, &SearchParams::scan(8)).unwrap()).collect();
-    let c = index.calibrate_in_place(&CalibrateOptions { sample: 50, ..Default::default() }).unwrap();
+    let c = vectorwise_index::calibrate::calibrate_in_place(&index, &CalibrateOptions { sample: 50, ..Default::default() }).unwrap();
     // The open index still reads the old bytes; a reopened one has the table.
     assert!(index.calibration().is_none());
     let reopened = Index::open(index.path()).unwrap();

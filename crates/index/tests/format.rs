@@ -19,7 +19,7 @@ fn build(dir: &Path) -> PathBuf {
     };
     vectorwise_index::build(&base, &path, &opts, &|_| {}).unwrap();
     let calibration = CalibrateOptions { sample: 50, ..Default::default() };
-    Index::open(&path).unwrap().calibrate_in_place(&calibration).unwrap();
+    vectorwise_index::calibrate::calibrate_in_place(&Index::open(&path).unwrap(), &calibration).unwrap();
     path
 }
 

@@ -110,7 +110,7 @@ fn the_calibrated_partition_keeps_the_profiles_promises() {
     let dir = tempfile::tempdir().unwrap();
     let base = clustered_unit(8_000, 1);
     let index = build(dir.path(), &base, LISTS);
-    index.calibrate_in_place(&CalibrateOptions { sample: 400, ..Default::default() }).unwrap();
+    vectorwise_index::calibrate::calibrate_in_place(&index, &CalibrateOptions { sample: 400, ..Default::default() }).unwrap();
     let index = Index::open(index.path()).unwrap();
     let c = index.calibration().unwrap();
     let held_out = clustered_unit(200, 5);

@@ -47,7 +47,7 @@ static FIXTURE: LazyLock<Calibrated> = LazyLock::new(|| {
     vectorwise_index::build(&data_graph, &path_graph, &graph_opts, &|_| {}).unwrap();
     let opts = CalibrateOptions { sample: 300, ..Default::default() };
     for path in [&path_scan, &path_graph] {
-        Index::open(path).unwrap().calibrate_in_place(&opts).unwrap();
+        vectorwise_index::calibrate::calibrate_in_place(&Index::open(path).unwrap(), &opts).unwrap();
     }
     let scan = Arc::new(Index::open(&path_scan).unwrap());
     let graph = Arc::new(Index::open(&path_graph).unwrap());
