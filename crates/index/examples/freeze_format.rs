@@ -7,7 +7,7 @@
 use std::path::Path;
 use vectorwise_index::hnsw::BuildOptions;
 use vectorwise_index::scan::ScanOptions;
-use vectorwise_index::{Index, IndexOptions, Method, SearchParams, dataset, format::FORMAT_VERSION};
+use vectorwise_index::{Index, IndexOptions, Matrix, Method, Metric, Points, SearchParams, dataset, format::FORMAT_VERSION};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata");
@@ -15,14 +15,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if path.exists() {
         return Err(format!("{} is frozen; delete it by hand only if you mean to", path.display()).into());
     }
-    let base = dataset::sphere(300, 8, 2024);
+    // Version 5: a metric (inner product, on vectors of norms 0.5 to 2) and user ids.
+    let sphere = dataset::sphere(300, 8, 2024);
+    let scaled: Vec<f32> = sphere.rows().enumerate().flat_map(|(i, r)| r.iter().map(move |x| x * (0.5 + (i % 7) as f32 * 0.25))).collect();
+    let base = Matrix::new(8, scaled)?;
+    let ids: Vec<u64> = (0..300).map(|i| 1_000_000 + 7 * i).collect();
     let opts = IndexOptions {
+        metric: Metric::Ip,
         graph: Some(BuildOptions { m: 4, ef_construction: 32, threads: Some(1), seed: 2024 }),
         // Version 4: points partitioned into lists (and so reordered; ids map back).
         scan: Some(ScanOptions { dsub: 2, seed: 2024, lists: 8 }),
-        default_method: Method::Hnsw, ..Default::default()
+        default_method: Method::Hnsw,
     };
-    vectorwise_index::build(&base, &path, &opts, &|_| {})?;
+    vectorwise_index::build(Points { vectors: &base, ids: Some(&ids) }, &path, &opts, &|_| {})?;
     // Version 3 files carry a calibration table.
     let calibration = vectorwise_index::calibrate::CalibrateOptions { sample: 40, seed: 2024, queries: None };
     vectorwise_index::calibrate::calibrate_in_place(&Index::open(&path)?, &calibration)?;

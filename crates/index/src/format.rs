@@ -75,6 +75,7 @@ use crate::calibrate::table::Calibration;
 use crate::error::{Error, Result};
 use crate::metric::Metric;
 use crate::fsutil::write_atomic_then;
+use crate::header::{HeaderError, RawHeader};
 use crate::hnsw::{GraphView, HnswGraph, HnswParams, NO_UPPER};
 use crate::params::Method;
 use crate::scan::lists::ListsView;
@@ -107,28 +108,12 @@ const RECALIBRATE: &str = "measure it again with `vectorwise calibrate --index <
 /// Largest calibration section accepted.
 const MAX_CALIBRATION_BYTES: usize = 16 << 20;
 const SECTION_ALIGN: usize = 64;
-const MAX_SECTIONS: usize = 16;
+const MAX_SECTIONS: usize = crate::header::SECTIONS;
 const KIND_GRAPH: u32 = 1;
 const KIND_SCAN: u32 = 2;
 
-/// Where a version keeps its layout fields.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Layout {
-    version: u32,
-    header_size: usize,
-    sections: usize,
-    file_size_at: usize,
-    body_checksum_at: usize,
-    header_checksum_at: usize,
-}
-
-const V1: Layout =
-    Layout { version: 1, header_size: 256, sections: 6, file_size_at: 176, body_checksum_at: 184, header_checksum_at: 248 };
-const V2: Layout =
-    Layout { version: 2, header_size: 512, sections: 16, file_size_at: 336, body_checksum_at: 344, header_checksum_at: 504 };
-const V3: Layout = Layout { version: 3, ..V2 };
-const V4: Layout = Layout { version: 4, ..V2 };
-const V5: Layout = Layout { version: 5, ..V2 };
+/// The header every version from 2 on has.
+const HEADER_SIZE: usize = 512;
 
 /// Section numbers (see the module doc).
 mod sec {
@@ -321,8 +306,8 @@ pub fn append_calibration(path: &Path, calibration: &Calibration) -> Result<()> 
     // knows of (a temporary beside its target); it is dropped before the
     // file is extended.
     let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-    let (header, layout) = parse_header(path, &mmap)?;
-    if layout.version != FORMAT_VERSION || !header.sections[sec::CALIBRATION].is_empty() {
+    let (header, mut raw) = parse_header(path, &mmap)?;
+    if header.format_version != FORMAT_VERSION || !header.sections[sec::CALIBRATION].is_empty() {
         return Err(Error::InvalidParameter { name: "index", reason: "append_calibration needs a new file without a table".into() });
     }
     let old_size = mmap.len();
@@ -330,18 +315,14 @@ pub fn append_calibration(path: &Path, calibration: &Calibration) -> Result<()> 
     let padding = vec![0u8; offset - old_size];
     let new_size = offset + bytes.len();
     let mut hasher = Xxh3::new();
-    hasher.update(&mmap[layout.header_size..]);
+    hasher.update(&mmap[HEADER_SIZE..]);
     hasher.update(&padding);
     hasher.update(&bytes);
-    let mut h = mmap[..layout.header_size].to_vec();
     drop(mmap);
-    let mut put = |at: usize, v: &[u8]| h[at..at + v.len()].copy_from_slice(v);
-    put(80 + 16 * sec::CALIBRATION, &(offset as u64).to_le_bytes());
-    put(88 + 16 * sec::CALIBRATION, &(bytes.len() as u64).to_le_bytes());
-    put(layout.file_size_at, &(new_size as u64).to_le_bytes());
-    put(layout.body_checksum_at, &hasher.digest().to_le_bytes());
-    let header_checksum = xxh3_64(&h[..layout.header_checksum_at]);
-    h[layout.header_checksum_at..].copy_from_slice(&header_checksum.to_le_bytes());
+    raw.sections[sec::CALIBRATION] = [offset as u64, bytes.len() as u64];
+    raw.file_size = new_size as u64;
+    raw.body_checksum = hasher.digest();
+    let h = raw.sealed();
     let io = |e| Error::io(path, e);
     file.seek(SeekFrom::Start(old_size as u64)).map_err(io)?;
     file.write_all(&padding).map_err(io)?;
@@ -359,26 +340,24 @@ fn write_sections(
     sections: &[&[u8]; MAX_SECTIONS],
     finish: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<()> {
-    let layout = V5;
-    let mut table = [0u64; 2 * MAX_SECTIONS];
-    let mut at = layout.header_size;
+    let mut table = [[0u64; 2]; MAX_SECTIONS];
+    let mut at = HEADER_SIZE;
     for (i, s) in sections.iter().enumerate() {
         if s.is_empty() {
             continue; // absent: (0, 0)
         }
         at = at.next_multiple_of(SECTION_ALIGN);
-        table[2 * i] = at as u64;
-        table[2 * i + 1] = s.len() as u64;
+        table[i] = [at as u64, s.len() as u64];
         at += s.len();
     }
     let file_size = at;
     let write_body = |w: &mut dyn Write| -> std::io::Result<()> {
-        let mut pos = layout.header_size;
+        let mut pos = HEADER_SIZE;
         for (i, s) in sections.iter().enumerate() {
             if s.is_empty() {
                 continue;
             }
-            let start = table[2 * i] as usize;
+            let start = table[i][0] as usize;
             w.write_all(&[0u8; SECTION_ALIGN][..start - pos])?;
             w.write_all(s)?;
             pos = start + s.len();
@@ -387,39 +366,33 @@ fn write_sections(
     };
     let mut hasher = HashWriter(Xxh3::new());
     write_body(&mut hasher).expect("hashing cannot fail");
-    let body_checksum = hasher.0.digest();
 
-    let mut h = vec![0u8; layout.header_size];
-    let mut put = |at: usize, bytes: &[u8]| h[at..at + bytes.len()].copy_from_slice(bytes);
-    put(0, MAGIC);
-    put(8, &layout.version.to_le_bytes());
-    put(12, &(layout.header_size as u32).to_le_bytes());
-    put(16, &f.metric.code().to_le_bytes());
-    put(20, &(f.dim as u32).to_le_bytes());
-    put(24, &(f.count as u64).to_le_bytes());
     let kind = if f.graph.is_some() { KIND_GRAPH } else { 0 } | if f.scan.is_some() { KIND_SCAN } else { 0 };
-    put(32, &kind.to_le_bytes());
-    if let Some((params, entry_point, max_level)) = f.graph {
-        put(36, &params.m.to_le_bytes());
-        put(40, &params.m0.to_le_bytes());
-        put(44, &params.ef_construction.to_le_bytes());
-        put(48, &entry_point.to_le_bytes());
-        put(52, &(max_level as u32).to_le_bytes());
+    let (graph, entry_point, max_level) = f.graph.map_or((HnswParams { m: 0, m0: 0, ef_construction: 0 }, 0, 0), |g| g);
+    let h = RawHeader {
+        magic: *MAGIC,
+        format_version: FORMAT_VERSION,
+        header_size: HEADER_SIZE as u32,
+        metric: f.metric.code(),
+        dim: f.dim as u32,
+        count: f.count as u64,
+        index_kind: kind,
+        hnsw_m: graph.m,
+        hnsw_m0: graph.m0,
+        ef_construction: graph.ef_construction,
+        entry_point,
+        max_level: u32::from(max_level),
+        build_seconds: f.build_seconds,
+        sections: table,
+        file_size: file_size as u64,
+        body_checksum: hasher.0.digest(),
+        scan_dsub: f.scan.map_or(0, |s| s.dsub as u32),
+        scan_m: f.scan.map_or(0, |s| s.m as u32),
+        default_method: if f.default_method == Method::Hnsw { 1 } else { 2 },
+        scan_lists: f.scan_lists as u32,
+        ..bytemuck::Zeroable::zeroed()
     }
-    put(56, &f.build_seconds.to_le_bytes());
-    for (i, v) in table.iter().enumerate() {
-        put(80 + 8 * i, &v.to_le_bytes());
-    }
-    put(layout.file_size_at, &(file_size as u64).to_le_bytes());
-    put(layout.body_checksum_at, &body_checksum.to_le_bytes());
-    if let Some(shape) = f.scan {
-        put(352, &(shape.dsub as u32).to_le_bytes());
-        put(356, &(shape.m as u32).to_le_bytes());
-    }
-    put(360, &(if f.default_method == Method::Hnsw { 1u32 } else { 2u32 }).to_le_bytes());
-    put(364, &(f.scan_lists as u32).to_le_bytes());
-    let header_checksum = xxh3_64(&h[..layout.header_checksum_at]);
-    h[layout.header_checksum_at..].copy_from_slice(&header_checksum.to_le_bytes());
+    .sealed();
 
     write_atomic_then(
         path,
@@ -519,10 +492,8 @@ pub fn open_with(path: &Path, read_calibration: bool) -> Result<MappedFile> {
     // under us (or fault on truncation); VectorWise only ever replaces index files
     // by atomic rename, which leaves this mapping's inode intact.
     let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-    let (header, layout) = parse_header(path, &mmap)?;
-    let at = layout.body_checksum_at;
-    let body_checksum = u64::from_le_bytes(mmap[at..at + 8].try_into().unwrap());
-    if xxh3_64(&mmap[layout.header_size..]) != body_checksum {
+    let (header, raw) = parse_header(path, &mmap)?;
+    if xxh3_64(&mmap[raw.header_size as usize..]) != raw.body_checksum {
         return Err(Error::corrupt(path, "body checksum mismatch: the file is damaged; rebuild it"));
     }
     let mut mapped = MappedFile { path: path.to_path_buf(), header, calibration: None, list_codes: Vec::new(), mmap };
@@ -546,53 +517,43 @@ pub fn open_with(path: &Path, read_calibration: bool) -> Result<MappedFile> {
     Ok(mapped)
 }
 
-fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, Layout)> {
+fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, RawHeader)> {
     let bad = |reason: String| Error::corrupt(path, reason);
     if bytes.len() >= 8 && &bytes[..8] != MAGIC {
         return Err(bad("not a VectorWise index file (bad magic)".into()));
     }
-    if bytes.len() < V1.header_size {
-        return Err(bad(format!("truncated: {} bytes, the smallest header needs {}", bytes.len(), V1.header_size)));
+    let smallest = RawHeader::size_of_version(1);
+    if bytes.len() < smallest {
+        return Err(bad(format!("truncated: {} bytes, the smallest header needs {smallest}", bytes.len())));
     }
-    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
-    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
-    let version = u32_at(8);
-    let layout = match version {
-        1 => V1,
-        2 => V2,
-        3 => V3,
-        4 => V4,
-        5 => V5,
-        _ => {
-            return Err(bad(format!(
-                "index format version {version} is not supported (this build reads versions 1 to {FORMAT_VERSION}); rebuild the index"
-            )));
-        }
-    };
-    if bytes.len() < layout.header_size {
-        return Err(bad(format!("truncated: {} bytes, the header alone needs {}", bytes.len(), layout.header_size)));
+    let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
+    if !(1..=FORMAT_VERSION).contains(&version) {
+        return Err(bad(format!(
+            "index format version {version} is not supported (this build reads versions 1 to {FORMAT_VERSION}); rebuild the index"
+        )));
     }
-    if xxh3_64(&bytes[..layout.header_checksum_at]) != u64_at(layout.header_checksum_at) {
-        return Err(bad("header checksum mismatch: the file is damaged; rebuild it".into()));
+    let h = RawHeader::read(bytes, version).map_err(|e| match e {
+        HeaderError::Truncated { have, need } => bad(format!("truncated: {have} bytes, the header alone needs {need}")),
+        HeaderError::ChecksumMismatch => bad("header checksum mismatch: the file is damaged; rebuild it".into()),
+    })?;
+    let header_size = RawHeader::size_of_version(version);
+    if h.header_size as usize != header_size {
+        return Err(bad(format!("header size {} is not {header_size}", h.header_size)));
     }
-    if u32_at(12) as usize != layout.header_size {
-        return Err(bad(format!("header size {} is not {}", u32_at(12), layout.header_size)));
-    }
-    let recorded = u64_at(layout.file_size_at);
+    let recorded = h.file_size;
     if recorded != bytes.len() as u64 {
         return Err(bad(format!("truncated or padded: the header records {recorded} bytes but the file has {}", bytes.len())));
     }
-    let metric = match (version, Metric::from_code(u32_at(16))) {
+    let metric = match (version, Metric::from_code(h.metric)) {
         (5, Some(m)) | (1..=4, Some(m @ Metric::L2)) => m,
-        _ => return Err(bad(format!("unknown metric {}", u32_at(16)))),
+        _ => return Err(bad(format!("unknown metric {}", h.metric))),
     };
-    let kind = u32_at(32);
+    let kind = h.index_kind;
     let allowed = if version == 1 { KIND_GRAPH } else { KIND_GRAPH | KIND_SCAN };
     if kind == 0 || kind & !allowed != 0 || (version == 1 && kind != KIND_GRAPH) {
         return Err(bad(format!("unknown index kind {kind}")));
     }
-    let dim = u32_at(20);
-    let count = u64_at(24);
+    let (dim, count) = (h.dim, h.count);
     let min_dim = metric.space_dim(1) as u32;
     if !(min_dim..=MAX_DIM as u32).contains(&dim) {
         return Err(bad(format!("dimension {dim} is outside {min_dim}..={MAX_DIM}")));
@@ -602,7 +563,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, Layout)> {
     }
     let (n, d) = (count as usize, dim as usize);
     let graph = if kind & KIND_GRAPH != 0 {
-        let params = HnswParams { m: u32_at(36), m0: u32_at(40), ef_construction: u32_at(44) };
+        let params = HnswParams { m: h.hnsw_m, m0: h.hnsw_m0, ef_construction: h.ef_construction };
         if !(2..=256).contains(&params.m) || params.m0 < params.m || params.m0 > 512 {
             return Err(bad(format!("HNSW m={} m0={} are out of range", params.m, params.m0)));
         }
@@ -611,7 +572,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, Layout)> {
         None
     };
     let scan = if kind & KIND_SCAN != 0 {
-        let (dsub, m) = (u32_at(352) as usize, u32_at(356) as usize);
+        let (dsub, m) = (h.scan_dsub as usize, h.scan_m as usize);
         let shape = ScanShape::new(d, n, dsub).map_err(|e| bad(format!("scan codes: {e}")))?;
         if shape.m != m {
             return Err(bad(format!("scan codes: {m} sub-quantisers recorded, {} expected", shape.m)));
@@ -620,7 +581,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, Layout)> {
     } else {
         None
     };
-    let default_method = match (version, u32_at(360)) {
+    let default_method = match (version, h.default_method) {
         (1, _) => Method::Hnsw,
         (_, 1) if graph.is_some() => Method::Hnsw,
         (_, 2) if scan.is_some() => Method::Scan,
@@ -648,7 +609,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, Layout)> {
     if version >= 3 {
         expected[sec::CALIBRATION] = None; // any length up to the limit, or absent
     }
-    let scan_lists = if version >= 4 { u32_at(364) } else { 0 };
+    let scan_lists = if version >= 4 { h.scan_lists } else { 0 };
     if scan_lists > 0 {
         if scan.is_none() || scan_lists as u64 > count {
             return Err(bad(format!("{scan_lists} scan lists for {count} points{}", if scan.is_none() { " without scan codes" } else { "" })));
@@ -657,8 +618,8 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, Layout)> {
         expected[sec::LIST_STARTS] = Some(Some((scan_lists as usize + 1) * 4));
     }
     let mut sections: [Range<usize>; MAX_SECTIONS] = Default::default();
-    for i in 0..layout.sections {
-        let (off, len) = (u64_at(80 + 16 * i), u64_at(88 + 16 * i));
+    for i in 0..RawHeader::sections_of_version(version) {
+        let [off, len] = h.sections[i];
         if expected[i].is_none() {
             if len as usize > MAX_CALIBRATION_BYTES {
                 return Err(bad(format!("section {i} is {len} bytes, more than the calibration limit")));
@@ -685,7 +646,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, Layout)> {
             return Err(bad(format!("section {i} ({off}+{len}) runs past the end of the file")));
         };
         let (off, len, end) = (off as usize, len as usize, end as usize);
-        if off % SECTION_ALIGN != 0 || off < layout.header_size {
+        if off % SECTION_ALIGN != 0 || off < header_size {
             return Err(bad(format!("section {i} at {off} is misplaced")));
         }
         match want {
@@ -703,8 +664,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, Layout)> {
     if let Some(w) = placed.windows(2).find(|w| w[1].start < w[0].end) {
         return Err(bad(format!("sections at {} and {} overlap", w[0].start, w[1].start)));
     }
-    let max_level = u32_at(52);
-    let entry_point = u32_at(48);
+    let (max_level, entry_point) = (h.max_level, h.entry_point);
     if graph.is_some() && (max_level > 15 || entry_point as u64 >= count) {
         return Err(bad(format!("entry point {entry_point} / top level {max_level} out of range")));
     }
@@ -719,10 +679,10 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, Layout)> {
         scan,
         scan_lists,
         default_method,
-        build_seconds: f64::from_le_bytes(bytes[56..64].try_into().unwrap()),
+        build_seconds: h.build_seconds,
         sections,
     };
-    Ok((header, layout))
+    Ok((header, h))
 }
 
 /// Structural checks so that searching a file that passed them cannot index

@@ -15,6 +15,7 @@ pub mod error;
 pub mod exact;
 pub mod format;
 mod fsutil;
+mod header;
 pub mod hnsw;
 mod index;
 pub mod metric;

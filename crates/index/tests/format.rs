@@ -6,7 +6,7 @@ use vectorwise_index::hnsw::BuildOptions;
 use vectorwise_index::scan::ScanOptions;
 use vectorwise_index::calibrate::CalibrateOptions;
 use vectorwise_index::format::FORMAT_VERSION;
-use vectorwise_index::{Error, Index, IndexOptions, Method, SearchParams, dataset};
+use vectorwise_index::{Error, Index, IndexOptions, Method, Metric, SearchParams, dataset};
 use xxhash_rust::xxh3::xxh3_64;
 
 fn build(dir: &Path) -> PathBuf {
@@ -233,7 +233,7 @@ fn other_files_are_refused() {
 #[test]
 fn frozen_files_still_load_and_answer_the_same() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata");
-    for version in [1u32, 2, 3, 4] {
+    for version in [1u32, 2, 3, 4, 5] {
         let index = Index::open(&root.join(format!("v{version}-small.vwi"))).expect("frozen index must load");
         let expected: serde_json::Value =
             serde_json::from_slice(&std::fs::read(root.join(format!("v{version}-small.expected.json"))).unwrap()).unwrap();
@@ -242,6 +242,8 @@ fn frozen_files_still_load_and_answer_the_same() {
         assert_eq!(index.calibration().is_some(), version >= 3);
         // Version 4 added the scan's lists (the frozen file has 8).
         assert_eq!(index.info().scan_lists, if version >= 4 { 8 } else { 0 });
+        // Version 5 added the metric; the frozen file is inner product with user ids.
+        assert_eq!(index.metric(), if version >= 5 { Metric::Ip } else { Metric::L2 });
         assert_eq!(index.len() as u64, expected["count"].as_u64().unwrap());
         assert_eq!(index.dim() as u64, expected["dim"].as_u64().unwrap());
         let mut settings = vec![SearchParams::hnsw(64)];
@@ -255,6 +257,15 @@ fn frozen_files_still_load_and_answer_the_same() {
                 let ids: Vec<u64> = hits.iter().map(|h| h.id).collect();
                 let want: Vec<u64> = case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
                 assert_eq!(ids, want, "v{version} {params}");
+                if version >= 5 {
+                    // The recorded answer is the true top 5 by inner product over the stored vectors.
+                    let mut truth: Vec<(f32, u64)> = index.ids().iter().map(|&id| {
+                        let v = index.vector_of(id).unwrap();
+                        (-v.iter().zip(&q).map(|(a, b)| a * b).sum::<f32>(), id)
+                    }).collect();
+                    truth.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    assert_eq!(want, truth[..5].iter().map(|t| t.1).collect::<Vec<_>>(), "v5 answers are the inner-product truth");
+                }
                 for (h, d) in hits.iter().zip(case["distances"].as_array().unwrap()) {
                     assert!((h.distance as f64 - d.as_f64().unwrap()).abs() < 1e-5);
                 }
