@@ -3,12 +3,12 @@
 use crate::distance::kernels;
 use crate::error::{Error, Result};
 use crate::format::{self, MappedFile};
-use crate::hnsw;
 use crate::topk::Scored;
 use crate::visited::VisitedPool;
 use crate::calibrate::table::Calibration;
 use crate::metric::Metric;
-use crate::{exact, Method, Neighbor, SearchParams};
+use crate::method::{AnyMethod, Exact, Graph, Rows, Scan, SearchMethod, missing};
+use crate::{Method, Neighbor, SearchParams};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
@@ -281,68 +281,32 @@ impl Index {
         Self::check_k(k)?;
         debug_assert_eq!(query.len(), self.space_dim(), "queries are prepared");
         params.validate()?;
-        let vectors = self.space_vectors();
-        let dim = self.space_dim();
-        let found = match self.method(params) {
-            Method::Exact => exact::search(vectors, dim, query, k, exclude),
-            Method::Scan => {
-                let Some(scan) = self.file.scan() else {
-                    return Err(Error::InvalidParameter { name: "method", reason: "this index has no scan codes".into() });
-                };
-                let (candidates, rerank) = scan_depths(params, k);
-                scan.search_probe(vectors, query, k, candidates, rerank, params.nprobe)
-            }
-            Method::Hnsw | Method::Auto => {
-                let Some(graph) = self.file.graph() else {
-                    return Err(Error::InvalidParameter { name: "method", reason: "this index has no HNSW graph".into() });
-                };
-                let l2 = kernels().l2_squared;
-                let vector = |p: u32| &vectors[p as usize * dim..(p as usize + 1) * dim];
-                match self.file.scan() {
-                    // Walk the graph on the 8-bit codes (a quarter of the
-                    // bytes per visited point), then re-rank the best exactly.
-                    Some(scan) => {
-                        let sq8 = scan.sq8_distance(query);
-                        let keep = (4 * k).min(params.ef_search).max(k);
-                        let dist = |p: u32| if Some(p) == exclude { f32::INFINITY } else { sq8.distance(p) };
-                        let mut walked = self.visited.with(|visited| {
-                            hnsw::search(&graph, keep, params.ef_search, visited, dist, |p| sq8.prefetch(p))
-                        });
-                        walked.retain(|s| Some(s.offset) != exclude);
-                        exact::rerank(vectors, dim, query, k, &walked)
-                    }
-                    None => {
-                        let dist = |p: u32| if Some(p) == exclude { f32::INFINITY } else { l2(vector(p), query) };
-                        let mut found = self.visited.with(|visited| {
-                            hnsw::search(&graph, k, params.ef_search, visited, dist, |p| {
-                                crate::distance::prefetch(vector(p))
-                            })
-                        });
-                        found.retain(|s| Some(s.offset) != exclude);
-                        found
-                    }
-                }
-            }
-        };
-        Ok(found)
+        Ok(self.searcher(self.method(params))?.search(query, k, params, exclude))
+    }
+
+    /// The search method `method` over this index's structures.
+    pub(crate) fn searcher(&self, method: Method) -> Result<AnyMethod<'_>> {
+        let rows = Rows { vectors: self.space_vectors(), dim: self.space_dim() };
+        Ok(match method {
+            Method::Exact => AnyMethod::Exact(Exact { rows }),
+            Method::Scan => AnyMethod::Scan(Scan { scan: self.file.scan().ok_or_else(|| missing(method))?, rows }),
+            Method::Hnsw | Method::Auto => AnyMethod::Graph(Graph {
+                graph: self.file.graph().ok_or_else(|| missing(method))?,
+                rows,
+                codes: self.file.scan(),
+                visited: &self.visited,
+            }),
+        })
     }
 
     /// [`Index::search`] for many queries (row-major, [`Index::dim`] wide),
     /// spread over the rayon pool; results in query order. Fails on the first
     /// bad query (callers that want per-query errors validate before calling).
     pub fn search_batch(&self, queries: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
-        use rayon::prelude::*;
         Self::check_k(k)?;
         params.validate()?;
         let prepared = self.prepare_rows(queries)?;
-        let found = match (self.method(params), self.file.scan()) {
-            // Many queries per pass over the codes.
-            (Method::Scan, Some(scan)) => {
-                let (candidates, rerank) = scan_depths(params, k);
-                scan.search_many(self.space_vectors(), &prepared, k, candidates, rerank, params.nprobe)
-            }
-            _ => prepared.par_chunks_exact(self.space_dim()).map(|q| self.search_offsets(q, k, params)).collect::<Result<_>>()?,
-        };
+        let found = self.searcher(self.method(params))?.search_many(&prepared, self.space_dim(), k, params);
         Ok(queries.chunks_exact(self.dim()).zip(found).map(|(q, f)| self.to_neighbors(q, f)).collect())
     }
 
@@ -351,7 +315,7 @@ impl Index {
     pub fn exact_search_batch(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Neighbor>>> {
         Self::check_k(k)?;
         let prepared = self.prepare_rows(queries)?;
-        let found = exact::search_many(self.space_vectors(), self.space_dim(), &prepared, k);
+        let found = self.searcher(Method::Exact)?.search_many(&prepared, self.space_dim(), k, &SearchParams::exact());
         Ok(queries.chunks_exact(self.dim()).zip(found).map(|(q, f)| self.to_neighbors(q, f)).collect())
     }
 
@@ -359,14 +323,14 @@ impl Index {
     pub fn exact_search(&self, query: &[f32], k: usize) -> Result<Vec<Neighbor>> {
         Self::check_k(k)?;
         let prepared = self.prepare(query)?;
-        Ok(self.to_neighbors(query, exact::search(self.space_vectors(), self.space_dim(), &prepared, k, None)))
+        Ok(self.to_neighbors(query, self.searcher(Method::Exact)?.search(&prepared, k, &SearchParams::exact(), None)))
     }
 }
 
 /// Scan stage sizes for a search of `k`: fast-scan candidates (`rerank × k`,
 /// at least [`scan_keep`]) and how many of them the SQ8 stage passes to the
 /// exact re-rank ([`exact_keep`]).
-fn scan_depths(params: &SearchParams, k: usize) -> (usize, usize) {
+pub(crate) fn scan_depths(params: &SearchParams, k: usize) -> (usize, usize) {
     (scan_candidates(params, k), exact_keep(k))
 }
 

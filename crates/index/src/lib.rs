@@ -19,6 +19,7 @@ mod header;
 pub mod hnsw;
 mod index;
 pub mod metric;
+mod method;
 pub mod params;
 pub mod plan;
 pub mod scan;
