@@ -344,3 +344,74 @@ fn scan_dsub_defaults_by_width_and_refuses_nonsense() {
         assert!(!out.status.success() && err.contains("--scan-dsub") && err.contains("from 1 to 64"), "{bad}: {err}");
     }
 }
+
+/// `ids` as a NumPy `<u8` (uint64) 1-D file, as `np.save` writes it.
+fn write_ids_npy(path: &Path, ids: &[u64]) {
+    let dict = format!("{{'descr': '<u8', 'fortran_order': False, 'shape': ({},), }}", ids.len());
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    let padded = (10 + dict.len() + 1).next_multiple_of(64) - 10;
+    bytes.extend_from_slice(&(padded as u16).to_le_bytes());
+    bytes.extend_from_slice(dict.as_bytes());
+    bytes.resize(10 + padded - 1, b' ');
+    bytes.push(b'\n');
+    bytes.extend(ids.iter().flat_map(|id| id.to_le_bytes()));
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// `build --metric ip --ids ids.npy` from the CLI, served: `/stats` names the
+/// metric and the user's ids, a search answers those ids with the negated
+/// inner products of their rows (checked here in f64), nearest first; a
+/// duplicate id is refused naming it; unit-length data built as `l2` gets a
+/// warning that cosine would do.
+#[test]
+fn user_ids_and_inner_product_round_trip_through_build_search_and_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    let vectors = dir.path().join("v.npy");
+    let ids_path = dir.path().join("ids.npy");
+    let index = dir.path().join("v.vwi").display().to_string();
+    // Clustered rows scaled by 0.5..2.5: not unit length.
+    let raw = vectorwise_index::dataset::clustered(3000, 16, 20, 5, 6);
+    let scaled: Vec<f32> = raw.rows().enumerate().flat_map(|(i, r)| r.iter().map(move |x| x * (0.5 + (i % 5) as f32 * 0.5))).collect();
+    let base = vectorwise_index::Matrix::new(16, scaled).unwrap();
+    base.save_npy(&vectors).unwrap();
+    let ids: Vec<u64> = (0..3000u64).map(|r| 10_000_000_000 + r * 3).collect();
+    write_ids_npy(&ids_path, &ids);
+    let v = vectors.display().to_string();
+    let i = ids_path.display().to_string();
+    let out = run_ok(&["build", "--vectors", &v, "--ids", &i, "--out", &index, "--metric", "ip"]);
+    assert!(out.contains("metric ip"), "{out}");
+
+    let server = Server::start_with_env(&[], &[("VECTORWISE_INDEX_PATH", &index)]);
+    server.wait_healthy(Duration::from_secs(20));
+    let (_, stats) = get(&format!("{}/stats", server.url));
+    assert_eq!((stats["metric"].as_str(), stats["ids"].as_str(), stats["format_version"].as_u64()), (Some("ip"), Some("user"), Some(5)), "{stats}");
+    let ip = |q: &[f32], row: usize| -base.row(row).iter().zip(q).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum::<f64>();
+    for probe in [7usize, 1234, 2999] {
+        let q: Vec<f32> = base.row(probe).iter().map(|x| x * 1.5).collect();
+        let (status, reply) = post(&format!("{}/search", server.url), json!({"query_vector": q, "k": 5, "recall_target": 1.0}));
+        assert_eq!(status, 200, "{reply}");
+        let mut truth: Vec<(f64, usize)> = (0..base.len()).map(|r| (ip(&q, r), r)).collect();
+        truth.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let want: Vec<u64> = truth[..5].iter().map(|t| ids[t.1]).collect();
+        let got: Vec<u64> = reply["indices"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        assert_eq!(got, want, "query {probe}");
+        for (d, t) in reply["distances"].as_array().unwrap().iter().zip(&truth) {
+            assert!((d.as_f64().unwrap() - t.0).abs() <= 1e-4 * t.0.abs().max(1.0), "{d} vs {}", t.0);
+        }
+    }
+    // A zero query is a valid inner-product query.
+    let (status, reply) = post(&format!("{}/search", server.url), json!({"query_vector": vec![0.0; 16], "k": 3}));
+    assert_eq!(status, 200, "{reply}");
+
+    let mut dup = ids.clone();
+    dup[2000] = dup[10];
+    write_ids_npy(&ids_path, &dup);
+    let out = run(&["build", "--vectors", &v, "--ids", &i, "--out", &index]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(&format!("duplicate id {}", ids[10])) && err.contains("rows 10 and 2000"), "{err}");
+
+    let unit = dir.path().join("u.npy").display().to_string();
+    run_ok(&["generate", "--n", "500", "--dim", "8", "--out", &unit]);
+    let out = run_ok(&["build", "--vectors", &unit, "--out", &index, "--no-calibrate"]);
+    assert!(out.contains("warning: every vector has norm 1"), "{out}");
+}

@@ -49,7 +49,8 @@
 //!    360     4  default_method   u32  (1 = HNSW, 2 = scan): what `auto` searches use
 //!    364     4  scan_lists       u32  (v4: lists the scan's points are partitioned
 //!                                       into, in list order; 0 = no partition)
-//!    368   136  reserved (zero)
+//!    368     4  flags            u32  (v5; bit 0: the ids are the user's, not row numbers)
+//!    372   132  reserved (zero)
 //!    504     8  header_checksum  u64  xxh3-64 of bytes [0, 504)
 //!    512        body: the sections, each starting on a 64-byte boundary,
 //!               zero padding between them, in any order, never overlapping
@@ -111,6 +112,7 @@ const SECTION_ALIGN: usize = 64;
 const MAX_SECTIONS: usize = crate::header::SECTIONS;
 const KIND_GRAPH: u32 = 1;
 const KIND_SCAN: u32 = 2;
+const FLAG_USER_IDS: u32 = 1;
 
 /// The header every version from 2 on has.
 const HEADER_SIZE: usize = 512;
@@ -137,6 +139,8 @@ mod sec {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Header {
     pub format_version: u32,
+    /// Whether the ids section holds ids the user gave (else row numbers).
+    pub user_ids: bool,
     pub metric: Metric,
     /// Width of the stored rows (see [`Metric::space_dim`]).
     pub dim: u32,
@@ -164,6 +168,9 @@ pub struct IndexParts<'a> {
     pub vectors: &'a [f32],
     /// External ids; `None` means "the point's position in the input".
     pub ids: Option<&'a [u64]>,
+    /// Whether `ids` are the user's (a partitioned scan passes row numbers
+    /// in list order otherwise).
+    pub user_ids: bool,
     pub graph: Option<&'a HnswGraph>,
     pub scan: Option<&'a ScanCodes>,
     /// What `auto` searches use: `Hnsw` or `Scan`, and the file must hold it.
@@ -176,6 +183,7 @@ pub struct IndexParts<'a> {
 /// The header fields [`write_sections`] needs besides the sections.
 struct HeaderFields {
     metric: Metric,
+    user_ids: bool,
     dim: usize,
     count: usize,
     graph: Option<(HnswParams, u32, u8)>,
@@ -244,6 +252,7 @@ fn write_inner(path: &Path, parts: &IndexParts<'_>, finish: impl FnOnce(&Path) -
     }
     let fields = HeaderFields {
         metric: parts.metric,
+        user_ids: parts.ids.is_some() && parts.user_ids,
         dim: parts.dim,
         count,
         graph: parts.graph.map(|g| (g.params, g.entry_point, g.max_level)),
@@ -284,6 +293,7 @@ pub fn write_calibrated(path: &Path, file: &MappedFile, calibration: &Calibratio
     sections[sec::CALIBRATION] = &bytes;
     let fields = HeaderFields {
         metric: h.metric,
+        user_ids: h.user_ids,
         dim: h.dim as usize,
         count: h.count as usize,
         graph: h.graph.map(|g| (g, h.entry_point, h.max_level)),
@@ -390,6 +400,7 @@ fn write_sections(
         scan_m: f.scan.map_or(0, |s| s.m as u32),
         default_method: if f.default_method == Method::Hnsw { 1 } else { 2 },
         scan_lists: f.scan_lists as u32,
+        flags: if f.user_ids { FLAG_USER_IDS } else { 0 },
         ..bytemuck::Zeroable::zeroed()
     }
     .sealed();
@@ -668,8 +679,12 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Header, RawHeader)> {
     if graph.is_some() && (max_level > 15 || entry_point as u64 >= count) {
         return Err(bad(format!("entry point {entry_point} / top level {max_level} out of range")));
     }
+    if version >= 5 && h.flags & !FLAG_USER_IDS != 0 {
+        return Err(bad(format!("unknown flags {:#x}", h.flags)));
+    }
     let header = Header {
         format_version: version,
+        user_ids: version >= 5 && h.flags & FLAG_USER_IDS != 0,
         metric,
         dim,
         count,

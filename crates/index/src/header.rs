@@ -39,7 +39,10 @@ pub(crate) struct RawHeader {
     pub scan_m: u32,
     pub default_method: u32,
     pub scan_lists: u32,
-    pub reserved1: [u64; 17],
+    /// v5: bit 0 set when the ids were given by the user (else row numbers).
+    pub flags: u32,
+    pub reserved_flags: u32,
+    pub reserved1: [u64; 16],
     /// xxh3-64 of the header's bytes before this field.
     pub header_checksum: u64,
 }

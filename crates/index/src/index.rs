@@ -42,6 +42,8 @@ pub struct IndexInfo {
     pub simd: &'static str,
     /// Whether the file carries a recall table.
     pub calibrated: bool,
+    /// Whether the ids are the user's (`build --ids`), else row numbers.
+    pub user_ids: bool,
 }
 
 /// A memory-mapped index: the vectors of one metric's space and the
@@ -174,6 +176,7 @@ impl Index {
             load_seconds: self.load_seconds,
             simd: kernels().name,
             calibrated: self.file.calibration.is_some(),
+            user_ids: h.user_ids,
         }
     }
 

@@ -198,6 +198,7 @@ fn build_then(
             dim,
             vectors: data,
             ids: ids.as_deref(),
+            user_ids: points.ids.is_some(),
             graph: graph.as_ref(),
             scan: scan.as_ref(),
             default_method,

@@ -63,7 +63,8 @@ fn build(metric: Metric, base: &Matrix, ids: &[u64]) -> Built {
     let points = Points { vectors: base, ids: Some(ids) };
     let both = IndexOptions {
         metric,
-        graph: Some(BuildOptions { m: 16, ef_construction: 100, threads: None, seed: 3 }),
+        // One thread: the same graph on every run.
+        graph: Some(BuildOptions { m: 16, ef_construction: 100, threads: Some(1), seed: 3 }),
         scan: Some(ScanOptions { dsub: 2, seed: 3, lists: 0 }),
         default_method: Method::Hnsw,
     };

@@ -71,6 +71,7 @@ fn reloaded_index_answers_like_the_exact_search_and_the_built_graph() {
         &path,
         &vectorwise_index::format::IndexParts {
             metric: vectorwise_index::Metric::L2,
+            user_ids: false,
             dim: 32,
             vectors: base.as_slice(),
             ids: None,

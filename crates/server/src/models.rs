@@ -44,8 +44,14 @@ pub struct StatsResponse {
     pub hnsw_ef_search: usize,
     #[serde(rename = "hnsw_efConstruction")]
     pub hnsw_ef_construction: u32,
-    #[schema(example = "l2")]
+    /// `l2` (distances: squared L2), `ip` (negated inner product) or
+    /// `cosine` (squared L2 between unit vectors, `2 - 2·cos`).
+    #[schema(example = "cosine")]
     pub metric: String,
+    /// `user` when the index was built with ids (`vectorwise build --ids`),
+    /// `row` when `indices` are row numbers of the indexed vectors file.
+    #[schema(example = "row")]
+    pub ids: String,
     pub format_version: u32,
     pub file_size_bytes: u64,
     pub build_seconds: f64,

@@ -79,6 +79,7 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<StatsRes
         hnsw_ef_search: default.depth.unwrap_or(0),
         hnsw_ef_construction: info.ef_construction,
         metric: info.metric.as_str().to_owned(),
+        ids: if info.user_ids { "user" } else { "row" }.to_owned(),
         format_version: info.format_version,
         file_size_bytes: info.file_size_bytes,
         build_seconds: info.build_seconds,
