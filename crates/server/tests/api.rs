@@ -151,6 +151,7 @@ async fn stats_reports_the_index_and_settings() {
     assert_eq!(s["hnsw_efSearch"], 64);
     assert_eq!(s["hnsw_efConstruction"], 100);
     assert_eq!(s["metric"], "cosine");
+    assert_eq!(s["ids"], "row");
     assert_eq!(s["format_version"], FIXTURE.index.info().format_version);
     assert_eq!(s["file_size_bytes"], std::fs::metadata(&FIXTURE.path).unwrap().len());
     assert!(s["build_seconds"].as_f64().unwrap() >= 0.0);
@@ -172,6 +173,7 @@ async fn stats_reports_the_index_and_settings() {
             "hnsw_efConstruction",
             "hnsw_efSearch",
             "hnsw_m",
+            "ids",
             "index_path",
             "index_type",
             "load_seconds",
