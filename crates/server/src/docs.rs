@@ -23,7 +23,7 @@ use utoipa::openapi::{RefOr, Required};
 #[openapi(
     info(
         title = "VectorWise",
-        description = "Approximate nearest-neighbour search (HNSW, squared L2 on L2-normalised vectors)."
+        description = "Nearest-neighbour search by the index's metric (l2, ip or cosine; see /stats), with calibrated recall profiles."
     ),
     paths(routes::health, routes::stats, routes::search, routes::search_batch, routes::metrics),
     tags(

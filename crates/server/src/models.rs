@@ -151,8 +151,9 @@ pub struct RecallMonitorStats {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
-    /// The query; any non-zero length-`dimension` vector of finite numbers.
-    /// It is L2-normalised before the search, so scaling it changes nothing.
+    /// The query: `dimension` finite numbers. On a `cosine` index it is
+    /// scaled to unit length inside the engine (so scaling it changes
+    /// nothing, and the zero vector is refused); `l2` and `ip` take it as it is.
     pub query_vector: Vec<f32>,
     /// Number of neighbours wanted; at most `max_k` (see `/stats`).
     #[schema(minimum = 1, maximum = 100, example = 10)]
@@ -224,8 +225,8 @@ impl From<SearchProfile> for vectorwise_index::Profile {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchBatchRequest {
-    /// The queries, each as `query_vector` in `/search`: non-zero, finite,
-    /// length `dimension`, L2-normalised before the search. At most
+    /// The queries, each as `query_vector` in `/search`: finite, length
+    /// `dimension` (non-zero on a `cosine` index). At most
     /// `max_batch` of them (1024 by default).
     #[schema(min_items = 1, max_items = 1024)]
     pub query_vectors: Vec<Vec<f32>>,
@@ -253,9 +254,12 @@ pub struct SearchBatchRequest {
 /// `POST /search` result: `min(k, total_vectors)` neighbours, nearest first.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SearchResponse {
-    /// Ids of the neighbours (the row of each vector in the indexed data).
+    /// Ids of the neighbours: those given at build (`/stats` `ids: user`),
+    /// else the row of each vector in the indexed data.
     pub indices: Vec<u64>,
-    /// Squared L2 distances from the normalised query, ascending.
+    /// The index's metric (`/stats` `metric`), exact, ascending: `l2`
+    /// squared L2; `cosine` squared L2 between the unit vectors (`2 − 2·cos`);
+    /// `ip` the negated inner product.
     pub distances: Vec<f32>,
 }
 

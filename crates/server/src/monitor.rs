@@ -385,7 +385,7 @@ impl RecallMonitor {
         self.inner.config
     }
 
-    /// Reports an answered search: `query` as searched (normalised),
+    /// Reports an answered search: `query` as the client sent it,
     /// `returned` the ids answered for `k`, on `index`, under `label` (the
     /// profile name, or `custom`) with the recall the caller was `promised`
     /// (non-finite promises are ignored). Decides whether to sample it and, if
