@@ -351,10 +351,10 @@ pub fn scan_keep(k: usize) -> usize {
 
 /// How many of the SQ8 stage's best a search of `k` re-ranks exactly: twice
 /// `k`, at least 20. The SQ8 distances are close enough that the exact top
-/// 10 lie in their top 20: against 50 before, recall@10 was the same to four
-/// decimals on sphere-1m, clustered-1m and real-manpages (k 10 and 100, six
-/// settings), and a one-list probe of clustered-1m took 58 µs instead of 73
-/// (p50): the exact stage reads whole f32 rows, scattered in memory.
+/// 10 lie in their top 20: against a floor of 50, recall@10 was the same to
+/// four decimals on sphere-1m, clustered-1m and real-manpages (k 10 and 100,
+/// six settings), and a one-list probe of clustered-1m took 58 µs instead of
+/// 73 (p50): the exact stage reads whole f32 rows, scattered in memory.
 pub fn exact_keep(k: usize) -> usize {
     (2 * k).max(20)
 }

@@ -120,9 +120,9 @@ pub fn table_scalar(centroids: &[f32], q: &[f32], dsub: usize, out: &mut [u8]) {
 /// the 16 centroids; in generic code it stayed scalar and was 15 % of a
 /// one-list probe of clustered-100k at 1024 lists: mean 13.3 → 12.3 µs there,
 /// real-manpages one list 22.5 → 20 µs, `bench --index`, alternating runs).
-/// Every `dsub` up to 8 has its own instance: the default 6 at 384-d took
-/// the generic path until 2026-12-05 (real-manpages, 316 lists, one list
-/// 20.0 → 17.3 µs and batch +18 %, 48 lists 71.1 → 68.1 µs).
+/// Every `dsub` up to 8 has its own instance: on the generic path the
+/// default 6 at 384-d was slower (real-manpages, 316 lists, one list
+/// 20.0 → 17.3 µs and batch +18 %, 48 lists 71.1 → 68.1 µs with its own).
 #[inline(always)]
 fn table_body(centroids: &[f32], q: &[f32], dsub: usize, out: &mut [u8]) {
     let m = out.len() / CENTROIDS;

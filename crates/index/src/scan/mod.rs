@@ -54,7 +54,7 @@ const ESTIMATE_MIN_KEEP: usize = 512;
 /// 788 → 854 µs, where the cuts converge fast and the sample's 2000 scattered
 /// blocks are the dearer. Probes are dense too (real-manpages, 316 lists,
 /// nprobe 192 keeps 160 of about 60k): even there, p50 143.5 → 140.7 µs and
-/// batch +2 % with the estimate (2026-12-05, alternating runs).
+/// batch +2 % with the estimate (alternating runs).
 const ESTIMATE_MIN_KEEP_DENSE: usize = 128;
 const ESTIMATE_DENSE_RATIO: usize = 1024;
 const ESTIMATE_MIN_POINTS: usize = 32_768;
