@@ -68,6 +68,20 @@ pub struct Args {
     /// Seconds a client may take to send a request body (slower: 400).
     #[arg(long, env = "VECTORWISE_BODY_TIMEOUT", default_value_t = 30)]
     pub body_timeout: u64,
+    /// Seconds a client has to send a request's headers, from the
+    /// connection's opening or its previous response: closes slow
+    /// (slowloris) and idle keep-alive connections.
+    #[arg(long, env = "VECTORWISE_HEADER_TIMEOUT", default_value_t = 10)]
+    pub header_timeout: u64,
+    /// Open connections at most; past it the connection idle the longest is
+    /// closed, or the new one refused with 503 when all are busy. Default:
+    /// 1024, or the open-file limit less 64 when that is lower.
+    #[arg(long, env = "VECTORWISE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds a stop signal waits for requests in flight before the process
+    /// exits anyway.
+    #[arg(long, env = "VECTORWISE_SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    pub shutdown_timeout: u64,
     /// Searches running or queued at once (a batch counts its queries, up to
     /// the whole bound); past it requests get 503 at once.
     #[arg(long, env = "VECTORWISE_MAX_PENDING", default_value_t = 64)]
@@ -137,6 +151,13 @@ pub fn run(a: Args) -> Result<()> {
     anyhow::ensure!((1..=1_000_000).contains(&a.max_batch), "--max-batch must be in 1..=1000000");
     anyhow::ensure!(a.body_limit >= 1024, "--body-limit must be at least 1024 bytes");
     anyhow::ensure!(a.body_timeout >= 1, "--body-timeout must be at least 1 second");
+    anyhow::ensure!(a.header_timeout >= 1, "--header-timeout must be at least 1 second");
+    anyhow::ensure!(a.max_connections.is_none_or(|n| n >= 1), "--max-connections must be at least 1");
+    let limits = vectorwise_server::ConnectionLimits {
+        header_timeout: std::time::Duration::from_secs(a.header_timeout),
+        max_connections: a.max_connections.unwrap_or_else(default_max_connections),
+        shutdown_timeout: std::time::Duration::from_secs(a.shutdown_timeout),
+    };
     if let Some(ef) = a.ef_search {
         tracing::warn!(
             ef_search = ef,
@@ -201,7 +222,13 @@ pub fn run(a: Args) -> Result<()> {
                 }
             }
         };
-        axum::serve(listener, app(state)).with_graceful_shutdown(stop).await?;
+        tracing::info!(
+            header_timeout_s = limits.header_timeout.as_secs(),
+            max_connections = limits.max_connections,
+            shutdown_timeout_s = limits.shutdown_timeout.as_secs(),
+            "connection limits"
+        );
+        vectorwise_server::serve(listener, app(state), limits, stop).await?;
         tracing::info!("shut down");
         match failure.lock().expect("not poisoned").take() {
             Some(reason) => Err(anyhow::anyhow!(reason)),
@@ -214,6 +241,13 @@ pub fn run(a: Args) -> Result<()> {
     // (a stop during those last seconds of writing leaves `.index.vwi.tmp-PID`).
     runtime.shutdown_background();
     result
+}
+
+/// 1024 connections, or the open-file limit less 64 (the index, logs, the
+/// listener, accept headroom) when that is lower, at least 16.
+fn default_max_connections() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    soft.map_or(1024, |n| (n.saturating_sub(64) as usize).clamp(16, 1024))
 }
 
 fn open(path: &Path) -> Result<Index> {

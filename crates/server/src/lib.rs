@@ -10,7 +10,8 @@
 //! Prometheus recorder and its series).
 //!
 //! The CLI builds an [`AppState`], calls [`app`] and serves it with
-//! `axum::serve(listener, app(state)).with_graceful_shutdown(signal)`; it may
+//! [`serve`] (`listener`: the accept loop, connection limits, draining
+//! shutdown); it may
 //! start serving before the index is loaded and call [`AppState::set_index`]
 //! (or [`AppState::set_failed`]) later.
 
@@ -20,6 +21,7 @@ mod docs;
 mod error;
 mod extract;
 mod layers;
+mod listener;
 mod models;
 pub mod monitor;
 mod resolve;
@@ -34,6 +36,7 @@ pub use models::{
     ErrorResponse, FieldError, HealthResponse, HealthStatus, LocItem, SearchBatchRequest, SearchBatchResponse,
     SearchOptions, SearchRequest, SearchResponse, StatsResponse, ValidationErrorResponse,
 };
+pub use listener::{ConnectionLimits, serve};
 pub use state::{AppState, ServerConfig};
 
 use axum::extract::DefaultBodyLimit;

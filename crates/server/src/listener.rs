@@ -1,0 +1,268 @@
+//! Serving connections: the accept loop, with the limits that keep a few
+//! hundred idle or slow sockets from denying service and a stuck client from
+//! holding shutdown.
+//!
+//! - **Header timeout** (`header_timeout`): a client has this long to send a
+//!   request's headers, counted from the connection's opening or the end of
+//!   its previous response, so it also closes idle keep-alive connections
+//!   (hyper's HTTP/1 header-read timer starts when the server waits for a head).
+//! - **Connection cap** (`max_connections`): past it, the connection idle the
+//!   longest (no request in flight: a keep-alive or a slowloris socket) is
+//!   closed to make room; when every connection has a request in flight, the
+//!   new one gets a 503 and is closed. A connection serving a request is never
+//!   evicted.
+//! - **Accept errors** (out of file descriptors): an idle connection is
+//!   closed to free one, the loop backs off (10 ms doubling to 1 s) and logs
+//!   at most once a second.
+//! - **Shutdown**: stop accepting, serve what is already in the accept queue,
+//!   answer every request already received (keep-alive connections close after
+//!   their response), close idle connections, and return by `shutdown_timeout`
+//!   whatever clients do.
+//! - Half-closed clients (request sent, write side shut) still get their
+//!   response.
+//!
+//! HTTP/1.1 only: a version-sniffing server (HTTP/2 prior knowledge) reads
+//! the first bytes before any header timer runs, so a socket that sends
+//! nothing would be held until the client gives up.
+
+use axum::Router;
+use axum::body::Body;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tower::ServiceExt;
+
+/// Connection limits (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConnectionLimits {
+    pub header_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            header_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The body of the 503 a connection past the cap gets.
+const FULL_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+retry-after: 1\r\nconnection: close\r\ncontent-length: 47\r\n\r\n{\"detail\":\"Too many connections, retry later\"}";
+
+/// One open connection, as the cap sees it.
+#[derive(Debug)]
+struct Entry {
+    /// Requests in flight on it.
+    busy: Arc<AtomicUsize>,
+    /// When it last started or finished a request (ms since the server started).
+    last_active: Arc<AtomicU64>,
+    /// Closes it when notified.
+    evict: Arc<Notify>,
+}
+
+/// Every open connection.
+#[derive(Debug, Default)]
+struct Registry {
+    next: u64,
+    open: HashMap<u64, Entry>,
+}
+
+impl Registry {
+    /// Closes the connection idle the longest; false when every one is busy.
+    fn evict_idle(&mut self) -> bool {
+        let oldest = self
+            .open
+            .iter()
+            .filter(|(_, e)| e.busy.load(Ordering::Acquire) == 0)
+            .min_by_key(|(_, e)| e.last_active.load(Ordering::Relaxed))
+            .map(|(&id, _)| id);
+        match oldest.and_then(|id| self.open.remove(&id)) {
+            Some(e) => {
+                e.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then drains (see
+/// the module doc). Returns once every connection is closed or the shutdown
+/// deadline passed.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let started = Instant::now();
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).half_close(true);
+    let accept = Accept { registry: &registry, graceful: &graceful, builder: &builder, app: &app, limits, started };
+    let mut backoff = Backoff::default();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    backoff.reset();
+                    accept.connection(stream, true);
+                }
+                Err(e) => {
+                    // Out of descriptors (EMFILE/ENFILE) or a connection reset
+                    // in the queue: free an idle connection, wait, go on.
+                    registry.lock().evict_idle();
+                    backoff.wait(&e).await;
+                }
+            },
+        }
+    }
+    // What was already in the accept queue when the signal came is served too.
+    while let Ok(Ok((stream, _))) = tokio::time::timeout(Duration::ZERO, listener.accept()).await {
+        accept.connection(stream, false);
+    }
+    drop(listener);
+    let open = graceful.count();
+    tracing::info!(connections = open, deadline_s = limits.shutdown_timeout.as_secs_f64(), "draining");
+    if tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown()).await.is_err() {
+        tracing::warn!(
+            connections = registry.lock().open.len(),
+            "shutdown deadline passed: closing the connections still open"
+        );
+    }
+    Ok(())
+}
+
+/// What the accept loop hands each new connection.
+struct Accept<'a> {
+    registry: &'a Arc<Mutex<Registry>>,
+    graceful: &'a GracefulShutdown,
+    builder: &'a http1::Builder,
+    app: &'a Router,
+    limits: ConnectionLimits,
+    started: Instant,
+}
+
+impl Accept<'_> {
+    /// Registers `stream` (evicting an idle connection past the cap, or
+    /// refusing it with a 503 when none is idle) and serves it on a task.
+    /// `keep_alive` false: one request, then close (while draining).
+    fn connection(&self, stream: TcpStream, keep_alive: bool) {
+        let now_ms = || self.started.elapsed().as_millis() as u64;
+        let entry = Entry {
+            busy: Arc::new(AtomicUsize::new(0)),
+            last_active: Arc::new(AtomicU64::new(now_ms())),
+            evict: Arc::new(Notify::new()),
+        };
+        let (busy, last_active, evict) = (entry.busy.clone(), entry.last_active.clone(), entry.evict.clone());
+        let id = {
+            let mut registry = self.registry.lock();
+            if registry.open.len() >= self.limits.max_connections && !registry.evict_idle() {
+                drop(registry);
+                // Best effort: the socket is new and its buffer empty.
+                let _ = stream.try_write(FULL_RESPONSE);
+                tracing::warn!(max = self.limits.max_connections, "connection refused: every connection is busy");
+                return;
+            }
+            registry.next += 1;
+            let id = registry.next;
+            registry.open.insert(id, entry);
+            id
+        };
+        let _ = stream.set_nodelay(true);
+        let app = self.app.clone();
+        let started = self.started;
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let guard = BusyGuard::new(busy.clone(), last_active.clone(), started);
+            let app = app.clone();
+            async move {
+                let response = app.oneshot(request.map(Body::new)).await;
+                drop(guard);
+                response
+            }
+        });
+        let mut builder = self.builder.clone();
+        builder.keep_alive(keep_alive);
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let connection = self.graceful.watch(connection);
+        let registry = self.registry.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                result = connection => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                }
+                () = evict.notified() => tracing::debug!("idle connection closed to make room"),
+            }
+            registry.lock().open.remove(&id);
+        });
+    }
+}
+
+/// Marks a connection busy while a request is in flight.
+struct BusyGuard {
+    busy: Arc<AtomicUsize>,
+    last_active: Arc<AtomicU64>,
+    started: Instant,
+}
+
+impl BusyGuard {
+    fn new(busy: Arc<AtomicUsize>, last_active: Arc<AtomicU64>, started: Instant) -> Self {
+        busy.fetch_add(1, Ordering::AcqRel);
+        last_active.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        BusyGuard { busy, last_active, started }
+    }
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.last_active.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Accept-error backoff: 10 ms doubling to 1 s, one log line a second.
+#[derive(Debug, Default)]
+struct Backoff {
+    delay: Option<Duration>,
+    logged: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Backoff {
+    fn reset(&mut self) {
+        self.delay = None;
+    }
+
+    async fn wait(&mut self, error: &std::io::Error) {
+        let delay = self.delay.map_or(Duration::from_millis(10), |d| (d * 2).min(Duration::from_secs(1)));
+        self.delay = Some(delay);
+        if self.logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            tracing::warn!(error = %error, suppressed = self.suppressed, backoff_ms = delay.as_millis() as u64, "accept failed");
+            self.logged = Some(Instant::now());
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
+        }
+        tokio::time::sleep(delay).await;
+    }
+}
