@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use vectorwise_index::Profile;
 use vectorwise_index::plan::SearchRequest;
-use vectorwise_index::{Index, Matrix, Method, SearchParams, dataset, exact};
+use vectorwise_index::{Index, Matrix, Method, Metric, SearchParams, dataset, exact};
 
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["url", "index"])))]
@@ -615,9 +615,20 @@ fn http(a: &Args, url: &str) -> Result<Vec<Summary>> {
             stats["total_vectors"], stats["dimension"], a.vectors.display(), base.len(), base.dim()
         );
     }
-    // The server's ids are the rows of the vectors file.
+    if stats["ids"] == "user" {
+        bail!("the server answers the ids given at build, not rows of {}: serve an index built without --ids", a.vectors.display());
+    }
+    // The server's ids are the rows of the vectors file; the truth is exact
+    // search in the server's metric's space (see vectorwise_index::metric).
+    let metric: Metric = stats["metric"].as_str().unwrap_or("l2").parse().map_err(anyhow::Error::msg)?;
+    let space = metric.prepare_rows(&base)?;
+    let space_norm = space.row(0).iter().map(|x| x * x).sum::<f32>().sqrt();
     let by_rows = |q: &Matrix| -> Result<Vec<Vec<u32>>> {
-        Ok(exact::search_many(base.as_slice(), base.dim(), q.as_slice(), a.k)
+        let mut prepared = Vec::with_capacity(q.len() * space.dim());
+        for row in q.rows() {
+            prepared.extend_from_slice(&metric.prepare_query(row, base.dim(), space_norm)?);
+        }
+        Ok(exact::search_many(space.as_slice(), space.dim(), &prepared, a.k)
             .into_iter()
             .map(|t| t.into_iter().map(|s| s.offset).collect())
             .collect())

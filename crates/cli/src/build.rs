@@ -16,8 +16,8 @@ pub struct Args {
     /// Output index file.
     #[arg(long, env = "VECTORWISE_INDEX_PATH", default_value = "data/index.vwi")]
     pub out: PathBuf,
-    /// Point ids, one per row of --vectors: .npy of uint64 or non-negative
-    /// int64, unique (default: the row numbers).
+    /// Point ids, one per row of --vectors: .npy of uint64 or int64, unique,
+    /// from 0 to 2^63 - 1 (default: the row numbers).
     #[arg(long)]
     pub ids: Option<PathBuf>,
     #[command(flatten)]

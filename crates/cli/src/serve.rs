@@ -188,6 +188,13 @@ pub fn run(a: Args) -> Result<()> {
         (AppState::new(config), Some(a))
     } else {
         let index = open(&a.index)?;
+        if let Some(m) = a.hnsw.metric.filter(|&m| m != index.metric()) {
+            anyhow::bail!(
+                "the metric of {} is {}; --metric {m} applies only when serve builds the index (build a new one with `vectorwise build --metric {m}`)",
+                a.index.display(),
+                index.metric()
+            );
+        }
         (AppState::with_index(config, Arc::new(index)), None)
     };
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();

@@ -413,9 +413,16 @@ fn user_ids_and_inner_product_round_trip_through_build_search_and_stats() {
             assert!((d.as_f64().unwrap() - t.0).abs() <= 1e-4 * t.0.abs().max(1.0), "{d} vs {}", t.0);
         }
     }
-    // A zero query is a valid inner-product query.
+    // A zero query is a valid inner-product query; one whose distances
+    // would overflow f32 is refused, located.
     let (status, reply) = post(&format!("{}/search", server.url), json!({"query_vector": vec![0.0; 16], "k": 3}));
     assert_eq!(status, 200, "{reply}");
+    let (status, reply) = post(&format!("{}/search", server.url), json!({"query_vector": vec![1e20; 16], "k": 3}));
+    assert_eq!((status, &reply["detail"][0]["loc"]), (422, &json!(["body", "query_vector"])), "{reply}");
+    // The file's metric is the one served: --metric only applies to a build.
+    let out = run(&["serve", "--index", &index, "--metric", "cosine", "--port", "0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("is ip; --metric cosine applies only"), "{err}");
 
     let mut dup = ids.clone();
     dup[2000] = dup[10];

@@ -45,6 +45,11 @@ pub enum Error {
     #[error("vector {index} is the zero vector, which has no direction under the cosine metric")]
     ZeroVector { index: usize },
 
+    /// A vector's values are so large that distances would overflow f32
+    /// (squared norm at least [`crate::metric::MAX_NORM_SQUARED`]). User error.
+    #[error("vector {index} is too large: its squared norm must stay below 1e34; scale the vectors down")]
+    TooLarge { index: usize },
+
     /// Two points were given the same id. User error.
     #[error("duplicate id {id} (rows {first} and {second})")]
     DuplicateId { id: u64, first: usize, second: usize },

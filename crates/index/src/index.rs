@@ -61,6 +61,8 @@ pub struct Index {
     load_seconds: f64,
     /// Id -> offset, built on first use.
     offsets: OnceLock<HashMap<u64, PointOffset>>,
+    /// The norm every stored row of an `ip` space has (see `metric`).
+    space_norm: f32,
 }
 
 /// A point's position in an index (what graph links and scan codes hold); its
@@ -83,7 +85,9 @@ impl Index {
         let start = Instant::now();
         let file = format::open_with(path, read_calibration)?;
         let visited = VisitedPool::new(file.header.count as usize);
-        Ok(Index { file, visited, load_seconds: start.elapsed().as_secs_f64(), offsets: OnceLock::new() })
+        let row0 = &file.vectors()[..file.header.dim as usize];
+        let space_norm = row0.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt() as f32;
+        Ok(Index { file, visited, load_seconds: start.elapsed().as_secs_f64(), offsets: OnceLock::new(), space_norm })
     }
 
     /// The metric the index answers for.
@@ -116,6 +120,11 @@ impl Index {
     /// The quantised scan codes, when the file has them.
     pub fn scan_view(&self) -> Option<crate::scan::ScanView<'_>> {
         self.file.scan()
+    }
+
+    /// The norm of the stored rows of an `ip` space (the query's scale).
+    pub(crate) fn space_norm(&self) -> f32 {
+        self.space_norm
     }
 
     /// The stored rows of the metric's space, row-major, in offset order.
@@ -161,7 +170,7 @@ impl Index {
             },
             metric: h.metric,
             format_version: h.format_version,
-            dim: h.dim as usize,
+            dim: self.dim(),
             count: h.count as usize,
             hnsw_m: h.graph.map_or(0, |p| p.m),
             hnsw_m0: h.graph.map_or(0, |p| p.m0),
@@ -189,7 +198,7 @@ impl Index {
 
     /// `query` in the metric's space (checked, normalised or extended).
     fn prepare<'q>(&self, query: &'q [f32]) -> Result<Cow<'q, [f32]>> {
-        self.metric().prepare_query(query, self.dim())
+        self.metric().prepare_query(query, self.dim(), self.space_norm)
     }
 
     /// Many queries (row-major, [`Index::dim`] wide) in the space, one
@@ -205,6 +214,7 @@ impl Index {
             let prepared = self.prepare(q).map_err(|e| match e {
                 Error::NonFinite { .. } => Error::NonFinite { index: i },
                 Error::ZeroVector { .. } => Error::ZeroVector { index: i },
+                Error::TooLarge { .. } => Error::TooLarge { index: i },
                 e => e,
             })?;
             out.extend_from_slice(&prepared);

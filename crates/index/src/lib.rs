@@ -69,6 +69,11 @@ impl Default for IndexOptions {
     }
 }
 
+/// The largest id: ids are unsigned but below 2^63, so that every client
+/// holds them as a signed 64-bit integer (numpy `int64`, SQL `BIGINT`, the
+/// OpenAPI `int64` format).
+pub const MAX_ID: u64 = i64::MAX as u64;
+
 /// What an index is built from: vectors, and optionally their ids (default:
 /// the row numbers).
 #[derive(Clone, Copy, Debug)]
@@ -85,11 +90,16 @@ impl<'a> From<&'a Matrix> for Points<'a> {
 }
 
 impl Points<'_> {
-    /// Refuses ids that do not match the rows one to one, naming the first duplicate.
+    /// Refuses ids that do not match the rows one to one, naming the first
+    /// duplicate, and ids from 2^63 on ([`MAX_ID`]).
     fn check_ids(&self) -> Result<()> {
         let Some(ids) = self.ids else { return Ok(()) };
         if ids.len() != self.vectors.len() {
             let reason = format!("{} ids for {} vectors", ids.len(), self.vectors.len());
+            return Err(Error::InvalidParameter { name: "ids", reason });
+        }
+        if let Some(row) = ids.iter().position(|&id| id > MAX_ID) {
+            let reason = format!("id {} at row {row} is above {MAX_ID} (2^63 - 1)", ids[row]);
             return Err(Error::InvalidParameter { name: "ids", reason });
         }
         let mut seen = std::collections::HashMap::with_capacity(ids.len());

@@ -16,16 +16,31 @@
 //! neighbours (Bachrach et al. 2014, "Speeding up the Xbox recommender
 //! system using a Euclidean transformation for inner-product spaces"): every
 //! stored row has norm M, so ‖q' − x'‖² = ‖q‖² + M² − 2·q·x, which orders the
-//! points by −q·x. It is also what makes a graph work for inner product (a
-//! graph built on raw inner products is not a metric space: large-norm hubs
-//! attract every walk). The returned `ip` distance is recomputed from the
-//! stored x (its first `dim` values) and the original query, so it is exact,
-//! not derived from the space's rounding.
+//! points by −q·x whatever the query's length. The query is then scaled to
+//! length [`IP_QUERY_SCALE`]·M: the order does not change, but the quantised
+//! stages' error (fixed, from the stored side) no longer drowns the
+//! inner-product term, which grows with the query (bench/compare probe on
+//! clustered data with norms 0.1–10: scan recall@10 at rerank 8 0.135 → 0.988),
+//! and a query of any scale (1e-8 or 1e8) gets the same answer. The returned
+//! `ip` distance is recomputed from the stored x (its first `dim` values) and
+//! the original query, so it is exact, not derived from the space's rounding.
+//!
+//! Values are bounded so that no distance overflows f32: under `l2` and `ip`
+//! a stored row or a query whose squared norm reaches [`MAX_NORM_SQUARED`] is
+//! refused (`cosine` scales any finite vector to unit length first).
 
 use crate::distance::{dot, normalize_query};
 use crate::error::{Error, Result};
 use crate::vectors::Matrix;
 use std::borrow::Cow;
+
+/// Largest squared norm a stored row or query may have (f32 distances of
+/// such vectors, and of an `ip` query scaled to [`IP_QUERY_SCALE`]·M, stay
+/// far below `f32::MAX` ≈ 3.4e38).
+pub const MAX_NORM_SQUARED: f64 = 1e34;
+
+/// An `ip` query is scaled to this many times the stored rows' norm M.
+pub const IP_QUERY_SCALE: f32 = 10.0;
 
 /// How distances between a query and the stored points are measured.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -75,11 +90,15 @@ impl Metric {
     }
 
     /// The stored rows for `vectors` (see the module doc). Refuses non-finite
-    /// values and, for `cosine`, zero rows, naming the first such row.
+    /// values, rows too large for f32 distances and, for `cosine`, zero rows,
+    /// naming the first such row.
     pub fn prepare_rows(self, vectors: &Matrix) -> Result<Cow<'_, Matrix>> {
         let dim = vectors.dim();
         if let Some(i) = vectors.as_slice().iter().position(|x| !x.is_finite()) {
             return Err(Error::NonFinite { index: i / dim.max(1) });
+        }
+        if let Some(i) = vectors.rows().position(|r| self.too_large(r)) {
+            return Err(Error::TooLarge { index: i });
         }
         match self {
             Metric::L2 => Ok(Cow::Borrowed(vectors)),
@@ -95,10 +114,6 @@ impl Metric {
             Metric::Ip => {
                 let norms: Vec<f64> = vectors.rows().map(norm_squared).collect();
                 let max = norms.iter().copied().fold(0.0, f64::max);
-                if !max.is_finite() {
-                    let reason = "a row's squared norm overflows; scale the vectors down".to_owned();
-                    return Err(Error::InvalidParameter { name: "vectors", reason });
-                }
                 let mut data = Vec::with_capacity(vectors.len() * (dim + 1));
                 for (row, n) in vectors.rows().zip(norms) {
                     data.extend_from_slice(row);
@@ -109,15 +124,19 @@ impl Metric {
         }
     }
 
-    /// A query in the space: checked for its dimension (`dim`, the user's)
-    /// and finite values, normalised for `cosine` (a zero query is refused),
-    /// extended by a zero for `ip`.
-    pub fn prepare_query<'q>(self, query: &'q [f32], dim: usize) -> Result<Cow<'q, [f32]>> {
+    /// A query in the space: checked for its dimension (`dim`, the user's),
+    /// finite values and size, normalised for `cosine` (a zero query is
+    /// refused), for `ip` scaled to [`IP_QUERY_SCALE`] times `space_norm` (the
+    /// stored rows' norm M; a zero query stays zero) and extended by a zero.
+    pub fn prepare_query<'q>(self, query: &'q [f32], dim: usize, space_norm: f32) -> Result<Cow<'q, [f32]>> {
         if query.len() != dim {
             return Err(Error::DimensionMismatch { expected: dim, actual: query.len() });
         }
         if query.iter().any(|x| !x.is_finite()) {
             return Err(Error::NonFinite { index: 0 });
+        }
+        if self.too_large(query) {
+            return Err(Error::TooLarge { index: 0 });
         }
         Ok(match self {
             Metric::L2 => Cow::Borrowed(query),
@@ -128,24 +147,24 @@ impl Metric {
                 }
                 Cow::Owned(q)
             }
-            Metric::Ip => {
-                let mut q = Vec::with_capacity(dim + 1);
-                q.extend_from_slice(query);
-                q.push(0.0);
-                Cow::Owned(q)
-            }
+            Metric::Ip => Cow::Owned(ip_query(query, space_norm)),
         })
+    }
+
+    /// Whether `v` is too large for f32 distances; `cosine` scales every
+    /// vector to unit length first, so any finite one will do.
+    fn too_large(self, v: &[f32]) -> bool {
+        self != Metric::Cosine && norm_squared(v) >= MAX_NORM_SQUARED
     }
 
     /// The query an indexed point makes, in the space (leave-one-out
     /// calibration): the stored row itself, but for `ip` the point's own
-    /// values with the extra coordinate 0, as [`Metric::prepare_query`] would.
-    pub(crate) fn query_from_stored(self, stored: &[f32]) -> Vec<f32> {
-        let mut q = stored.to_vec();
-        if self == Metric::Ip {
-            *q.last_mut().expect("an ip space has at least two values") = 0.0;
+    /// values, scaled and extended as [`Metric::prepare_query`] does.
+    pub(crate) fn query_from_stored(self, stored: &[f32], space_norm: f32) -> Vec<f32> {
+        match self {
+            Metric::Ip => ip_query(self.user_row(stored), space_norm),
+            Metric::L2 | Metric::Cosine => stored.to_vec(),
         }
-        q
     }
 
     /// The user's view of a stored row: `ip` drops the extra coordinate
@@ -200,6 +219,16 @@ impl std::str::FromStr for Metric {
     }
 }
 
+/// `[s·q, 0]` with `s` scaling `q` to [`IP_QUERY_SCALE`]·`space_norm`
+/// (a zero query, or an index of zero rows, is not scaled).
+fn ip_query(query: &[f32], space_norm: f32) -> Vec<f32> {
+    let norm = norm_squared(query).sqrt();
+    let scale = if norm > 0.0 && space_norm > 0.0 { f64::from(IP_QUERY_SCALE * space_norm) / norm } else { 1.0 };
+    let mut q: Vec<f32> = query.iter().map(|&x| (f64::from(x) * scale) as f32).collect();
+    q.push(0.0);
+    q
+}
+
 fn norm_squared(row: &[f32]) -> f64 {
     row.iter().map(|&x| f64::from(x) * f64::from(x)).sum()
 }
@@ -218,7 +247,7 @@ mod tests {
         let stored = Metric::Ip.prepare_rows(&data).unwrap();
         assert_eq!(stored.dim(), 3);
         let q = [0.5f32, 2.0];
-        let pq = Metric::Ip.prepare_query(&q, 2).unwrap();
+        let pq = Metric::Ip.prepare_query(&q, 2, 29f32.sqrt()).unwrap();
         let mut by_space: Vec<usize> = (0..4).collect();
         by_space.sort_by(|&a, &b| {
             let d = |i: usize| crate::distance::l2_squared_scalar(&pq, stored.row(i));
@@ -239,19 +268,19 @@ mod tests {
     fn cosine_refuses_zero_rows_and_queries() {
         let err = Metric::Cosine.prepare_rows(&m(&[&[1.0, 2.0], &[0.0, 0.0]])).unwrap_err();
         assert!(matches!(err, Error::ZeroVector { index: 1 }), "{err}");
-        assert!(matches!(Metric::Cosine.prepare_query(&[0.0, 0.0], 2), Err(Error::ZeroVector { .. })));
+        assert!(matches!(Metric::Cosine.prepare_query(&[0.0, 0.0], 2, 1.0), Err(Error::ZeroVector { .. })));
         // l2 and ip take a zero query: it is a point like any other.
-        assert!(Metric::L2.prepare_query(&[0.0, 0.0], 2).is_ok());
-        assert!(Metric::Ip.prepare_query(&[0.0, 0.0], 2).is_ok());
-        let q = Metric::Cosine.prepare_query(&[3.0, 4.0], 2).unwrap();
+        assert!(Metric::L2.prepare_query(&[0.0, 0.0], 2, 1.0).is_ok());
+        assert!(Metric::Ip.prepare_query(&[0.0, 0.0], 2, 1.0).is_ok());
+        let q = Metric::Cosine.prepare_query(&[3.0, 4.0], 2, 1.0).unwrap();
         assert!((q[0] - 0.6).abs() < 1e-6 && (q[1] - 0.8).abs() < 1e-6);
     }
 
     #[test]
     fn queries_are_checked() {
         for metric in Metric::ALL {
-            assert!(matches!(metric.prepare_query(&[1.0], 2), Err(Error::DimensionMismatch { expected: 2, actual: 1 })));
-            assert!(matches!(metric.prepare_query(&[1.0, f32::NAN], 2), Err(Error::NonFinite { .. })));
+            assert!(matches!(metric.prepare_query(&[1.0], 2, 1.0), Err(Error::DimensionMismatch { expected: 2, actual: 1 })));
+            assert!(matches!(metric.prepare_query(&[1.0, f32::NAN], 2, 1.0), Err(Error::NonFinite { .. })));
             assert_eq!(metric.as_str().parse::<Metric>().unwrap(), metric);
             assert_eq!(Metric::from_code(metric.code()), Some(metric));
         }

@@ -22,7 +22,10 @@ pub enum BuildMethod {
     /// partitioned into lists from [`AUTO_LISTS_MIN_POINTS`] points (it beat
     /// the graph on every structured set measured, and builds in seconds),
     /// a graph + scan codes below that; data without structure the
-    /// exhaustive scan.
+    /// exhaustive scan. Under `ip` always the exhaustive scan: a graph or
+    /// lists built in the `ip` space lose recall where the scan keeps it
+    /// (harness, clustered data with norms 0.1–10: HNSW 0.90 at ef 8192,
+    /// 316 lists at most 0.25).
     #[default]
     Auto,
     /// HNSW graph only.
@@ -73,6 +76,7 @@ pub fn plan_build(vectors: &Matrix, request: &BuildRequest) -> Result<BuildPlan>
     let many = n >= AUTO_LISTS_MIN_POINTS;
     let mut choice = None;
     let method = match request.method {
+        BuildMethod::Auto if request.metric == Metric::Ip => BuildMethod::Scan,
         BuildMethod::Auto => {
             // The sample graph is tested on the space the index will search.
             let space = request.metric.prepare_rows(vectors)?;

@@ -164,7 +164,7 @@ fn ids_round_trip_and_bad_ids_or_zero_rows_are_refused() {
     let base = scaled_clustered(200, 3);
     let opts = IndexOptions { graph: None, scan: Some(ScanOptions { dsub: 4, seed: 1, lists: 4 }), default_method: Method::Scan, ..Default::default() };
     let path = dir.path().join("i.vwi");
-    let ids: Vec<u64> = (0..200).map(|r| u64::MAX - r).collect();
+    let ids: Vec<u64> = (0..200).map(|r| vectorwise_index::MAX_ID - r).collect();
     vectorwise_index::build(Points { vectors: &base, ids: Some(&ids) }, &path, &opts, &|_| {}).unwrap();
     let index = Index::open(&path).unwrap();
     for row in [0usize, 57, 199] {
@@ -180,6 +180,10 @@ fn ids_round_trip_and_bad_ids_or_zero_rows_are_refused() {
     assert!(matches!(e, Error::DuplicateId { first: 20, second: 150, .. }), "{e}");
     let e = vectorwise_index::build(Points { vectors: &base, ids: Some(&ids[1..]) }, &path, &opts, &|_| {}).unwrap_err();
     assert!(e.to_string().contains("199 ids for 200 vectors"), "{e}");
+    let mut huge = ids.clone();
+    huge[3] = 1 << 63;
+    let e = vectorwise_index::build(Points { vectors: &base, ids: Some(&huge) }, &path, &opts, &|_| {}).unwrap_err();
+    assert!(e.to_string().contains("at row 3 is above 9223372036854775807"), "{e}");
 
     let mut zero = base.as_slice().to_vec();
     zero[13 * DIM..14 * DIM].fill(0.0);
@@ -214,10 +218,12 @@ fn calibrated_profiles_keep_their_promise_under_every_metric() {
     for metric in Metric::ALL {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.vwi");
+        // What `auto` builds for ip (the exhaustive scan); partitioned for the others.
+        let lists = if metric == Metric::Ip { 0 } else { 32 };
         let opts = IndexOptions {
             metric,
             graph: None,
-            scan: Some(ScanOptions { dsub: 4, seed: 5, lists: 32 }),
+            scan: Some(ScanOptions { dsub: 4, seed: 5, lists }),
             default_method: Method::Scan,
         };
         vectorwise_index::build_calibrated(Points { vectors: &base, ids: Some(&ids) }, &path, &opts, &calibration, &|_| {}).unwrap();
@@ -229,4 +235,55 @@ fn calibrated_profiles_keep_their_promise_under_every_metric() {
             assert!(r >= profile.target() - 0.02, "{metric} {profile} ({}): recall@{K} {r:.4}", plan.params);
         }
     }
+}
+
+/// Under `ip` the answer does not depend on the query's length (the engine
+/// scales the query; the order by inner product is the same at any positive
+/// scale), on the scan and on exact search alike; `auto` builds the scan.
+#[test]
+fn inner_product_answers_do_not_depend_on_the_query_scale() {
+    let base = scaled_clustered(N, 1);
+    let ids: Vec<u64> = (0..N).map(id_of).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ip.vwi");
+    let request = vectorwise_index::plan::BuildRequest { metric: Metric::Ip, ..Default::default() };
+    let plan = vectorwise_index::plan::plan_build(&base, &request).unwrap();
+    assert_eq!((plan.options.graph, plan.lists()), (None, 0), "ip: the exhaustive scan");
+    vectorwise_index::build(Points { vectors: &base, ids: Some(&ids) }, &path, &plan.options, &|_| {}).unwrap();
+    let index = Index::open(&path).unwrap();
+    for q in scaled_clustered(20, 7).rows() {
+        let want: Vec<u64> = truth(Metric::Ip, &base, q, K).into_iter().map(id_of).collect();
+        for params in [SearchParams::exact(), SearchParams::scan(20)] {
+            let at = |s: f32| -> Vec<u64> {
+                let scaled: Vec<f32> = q.iter().map(|x| x * s).collect();
+                index.search(&scaled, K, &params).unwrap().iter().map(|h| h.id).collect()
+            };
+            let one = at(1.0);
+            assert_eq!(at(1e-6), one, "{params}");
+            assert_eq!(at(1e6), one, "{params}");
+            let found = one.iter().filter(|id| want.contains(id)).count();
+            assert!(found >= 9, "{params}: {found} of {K}");
+        }
+    }
+}
+
+/// Under l2 and ip, values whose squared norm reaches 1e34 would overflow
+/// f32 distances: a build is refused naming the row, a query is refused.
+#[test]
+fn vectors_too_large_for_f32_distances_are_refused() {
+    let mut data = scaled_clustered(100, 8).into_vec();
+    data[40 * DIM..41 * DIM].fill(1e20);
+    let big = Matrix::new(DIM, data).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.vwi");
+    for metric in [Metric::L2, Metric::Ip] {
+        let opts = IndexOptions { metric, graph: None, scan: Some(ScanOptions::default()), default_method: Method::Scan };
+        let e = vectorwise_index::build(&big, &path, &opts, &|_| {}).unwrap_err();
+        assert!(matches!(e, Error::TooLarge { index: 40 }), "{metric}: {e}");
+    }
+    let opts = IndexOptions { graph: None, scan: Some(ScanOptions::default()), default_method: Method::Scan, ..Default::default() };
+    vectorwise_index::build(&scaled_clustered(100, 8), &path, &opts, &|_| {}).unwrap();
+    let index = Index::open(&path).unwrap();
+    assert!(matches!(index.search(&[1e20; DIM], 3, &SearchParams::exact()), Err(Error::TooLarge { .. })));
+    assert_eq!(index.search(&[1e15; DIM], 3, &SearchParams::exact()).unwrap().len(), 3);
 }

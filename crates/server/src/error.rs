@@ -83,7 +83,7 @@ impl ApiError {
             ) => StatusCode::BAD_REQUEST,
             // Routes turn it into a located 422 (`zero_vector` in routes.rs);
             // unlocated it is still the caller's input.
-            ApiError::Engine(E::ZeroVector { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Engine(E::ZeroVector { .. } | E::TooLarge { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
             // The engine calls a bad file a user error, but the file is ours,
             // not the HTTP caller's: internal.
             ApiError::Engine(E::Io { .. } | E::CorruptFile { .. } | E::UnsupportedFile { .. }) => {

@@ -146,21 +146,24 @@ fn offer_to_monitor(state: &AppState, index: &Arc<Index>, resolved: &SearchPlan,
     state.monitor().offer(index, resolved.label, promised, query, k, &ids);
 }
 
-/// A `cosine` index refuses the zero query (it has no direction): a 422 at
-/// the query's place (`at` gives its `loc` and name from its index in the
-/// request), pydantic's `value_error`, as any other invalid value.
+/// The engine's refusals of a query's values, as a 422 at the query's place
+/// (`at` gives its `loc` and name from its index in the request), pydantic's
+/// `value_error`, as any other invalid value: a zero query on a `cosine`
+/// index (it has no direction), values too large for f32 distances.
 fn located(error: ApiError, at: impl FnOnce(usize) -> (Vec<LocItem>, String)) -> ApiError {
-    match error {
-        ApiError::Engine(vectorwise_index::Error::ZeroVector { index }) => {
-            let (loc, name) = at(index);
-            let reason = format!("{name} must not be the zero vector: it has no direction under the cosine metric");
-            ApiError::Validation(vec![
-                FieldError::new(loc, "value_error", format!("Value error, {reason}"))
-                    .with_ctx(serde_json::json!({ "error": reason })),
-            ])
+    use vectorwise_index::Error as E;
+    let (index, why) = match &error {
+        ApiError::Engine(E::ZeroVector { index }) => {
+            (*index, "must not be the zero vector: it has no direction under the cosine metric")
         }
-        e => e,
-    }
+        ApiError::Engine(E::TooLarge { index }) => (*index, "is too large: its squared norm must stay below 1e34"),
+        _ => return error,
+    };
+    let (loc, name) = at(index);
+    let reason = format!("{name} {why}");
+    ApiError::Validation(vec![
+        FieldError::new(loc, "value_error", format!("Value error, {reason}")).with_ctx(serde_json::json!({ "error": reason })),
+    ])
 }
 
 /// k nearest neighbours of the query by the index's metric, ascending.

@@ -115,7 +115,7 @@ pub fn calibrate(index: &Index, opts: &CalibrateOptions) -> Result<Calibration> 
                 if count > sample_size { sample(&mut rng, count, sample_size).into_vec() } else { (0..count).collect() };
             let mut rows = Vec::with_capacity(picked.len() * dim);
             for &i in &picked {
-                let prepared = metric.prepare_query(&given[i * user_dim..(i + 1) * user_dim], user_dim).map_err(|e| {
+                let prepared = metric.prepare_query(&given[i * user_dim..(i + 1) * user_dim], user_dim, index.space_norm()).map_err(|e| {
                     Error::InvalidParameter { name: "calibration queries", reason: format!("query {i}: {e}") }
                 })?;
                 rows.extend_from_slice(&prepared);
@@ -128,7 +128,7 @@ pub fn calibrate(index: &Index, opts: &CalibrateOptions) -> Result<Calibration> 
             }
             let picked: Vec<usize> = if n > sample_size { sample(&mut rng, n, sample_size).into_vec() } else { (0..n).collect() };
             let vectors = index.space_vectors();
-            let rows: Vec<f32> = picked.iter().flat_map(|&i| metric.query_from_stored(&vectors[i * dim..(i + 1) * dim])).collect();
+            let rows: Vec<f32> = picked.iter().flat_map(|&i| metric.query_from_stored(&vectors[i * dim..(i + 1) * dim], index.space_norm())).collect();
             (rows, picked.iter().map(|&i| Some(i as u32)).collect(), QuerySource::LeaveOneOut)
         }
     };
