@@ -90,6 +90,53 @@ def prepare(args):
         if ds == "smoke":
             sets = sets[:1]
         return dict(base=base, sets=sets, notes=notes)
+    if ds.startswith("clustered-norms-"):
+        n = parse_n(ds)
+        base, qp = os.path.join(d, "base.npy"), os.path.join(d, "queries.npy")
+        if not (os.path.exists(base) and os.path.exists(qp)):
+            # The clustered mixture below (n + nq rows, the last nq held out as queries), then every
+            # row, base and query alike, times its own factor 10^U(-1, 1): norms spread over two
+            # decades, so inner product and L2 rank differently from the direction alone.
+            full = os.path.join(d, "all.npy")
+            vw(args, "generate", "--kind", "clustered", "--clusters", args.clusters, "--n", n + args.nq, "--dim", 128, "--seed", 42, "--out", full)
+            x = np.load(full)
+            x *= norm_factors(len(x), NORMS_SEED)[:, None]
+            np.save(base, x[:n])
+            np.save(qp, x[n:])
+            os.remove(full)
+        notes.append(f"`vectorwise generate --kind clustered --clusters {args.clusters} --n {n + args.nq} --dim 128 --seed 42`, every row then "
+                     f"multiplied by its own factor 10^U(-1,1) (log-uniform in [0.1, 10], numpy seed {NORMS_SEED}); the first {n} rows are the base, "
+                     f"the last {args.nq} the queries (same distribution and scaling, not in the base)")
+        return dict(base=base, sets=[("clustered-norms", qp, None)], notes=notes)
+    if ds == "real-scaled":
+        # The real set (bench/data/real-manpages, or --real-data) with each row times a factor
+        # 10^U(-1, 1): real directions, norms spread over two decades (ip; cosine undoes it).
+        src = args.real_data or os.path.join(ROOT, "bench", "data", "real-manpages")
+        sb, sq = os.path.join(src, "base.npy"), os.path.join(src, "queries.npy")
+        for p in (sb, sq):
+            if not os.path.exists(p):
+                sys.exit(f"{p} missing: run.sh real-scaled makes it (embed_text.py; REAL_DATA names another folder under bench/data)")
+        base, qp, stamp = os.path.join(d, "base.npy"), os.path.join(d, "queries.npy"), os.path.join(d, "source.json")
+        want = dict(source=os.path.abspath(src), base_bytes=os.path.getsize(sb), queries_bytes=os.path.getsize(sq), nq=args.nq, seed=NORMS_SEED)
+        if not (os.path.exists(base) and os.path.exists(qp) and os.path.exists(stamp) and json.load(open(stamp)) == want):
+            x = np.load(sb).astype(np.float32)
+            q = np.load(sq).astype(np.float32)
+            if args.nq < len(q):
+                q = q[np.sort(np.random.default_rng(NORMS_SEED).choice(len(q), args.nq, replace=False))]
+            x *= norm_factors(len(x), NORMS_SEED)[:, None]
+            q *= norm_factors(len(q), NORMS_SEED + 1)[:, None]
+            np.save(base, x)
+            np.save(qp, q)
+            json.dump(want, open(stamp, "w"))
+        n, nq = len(np.load(base, mmap_mode="r")), len(np.load(qp, mmap_mode="r"))
+        meta = os.path.join(src, "meta.json")
+        what = f"the real set in {os.path.relpath(src, ROOT)}"
+        if os.path.exists(meta):
+            m = json.load(open(meta))
+            what += f" ({m['model']}; {m['base'][0]} base sentences, {m['queries'][0]} held-out queries, {m['text']})"
+        notes.append(f"{what}; every base row multiplied by its own factor 10^U(-1,1) (log-uniform in [0.1, 10], numpy seed {NORMS_SEED}), "
+                     f"the queries likewise (seed {NORMS_SEED + 1}); {n} base rows, {nq} queries")
+        return dict(base=base, sets=[("held-out", qp, None)], notes=notes)
     if ds.startswith("clustered-"):
         n = parse_n(ds)
         base, qp = os.path.join(d, "base.npy"), os.path.join(d, "queries.npy")
@@ -123,8 +170,25 @@ def prepare(args):
 
 
 def parse_n(name):
-    s = name.split("-", 1)[1]
+    s = name.rsplit("-", 1)[1]
     return int(float(s[:-1]) * (1_000_000 if s.endswith("m") else 1000))
+
+
+NORMS_SEED = 4343
+
+
+def norm_factors(n, seed):
+    """Per-row scale factors, log-uniform in [0.1, 10] (seeded): 10^U(-1, 1)."""
+    return (10.0 ** np.random.default_rng(seed).uniform(-1.0, 1.0, n)).astype(np.float32)
+
+
+# The metric each dataset is run with when --metric is not given: what it used before metrics
+# existed (l2), except for the sets made for inner product.
+DEFAULT_METRIC = {"real-scaled": "ip"}
+
+
+def default_metric(dataset):
+    return DEFAULT_METRIC.get(dataset, "l2")
 
 
 def as_f32(path):
@@ -141,6 +205,15 @@ def as_ids(path):
         raw = np.fromfile(path, dtype=np.int32)
         return raw.reshape(-1, raw[0] + 1)[:, 1:].astype(np.int64)
     return np.load(path).astype(np.int64)
+
+
+METRIC_NOTES = {
+    "l2": "metric l2: squared Euclidean on the raw vectors; VectorWise `build --metric l2`, Faiss METRIC_L2, hnswlib space 'l2'; truth: exact squared L2 by NumPy",
+    "ip": "metric ip: inner product on the raw vectors (nearest = largest q.x); VectorWise `build --metric ip` (MIPS->NN augmentation inside), "
+          "Faiss METRIC_INNER_PRODUCT, hnswlib space 'ip'; truth: exact largest inner products by NumPy",
+    "cosine": "metric cosine: VectorWise `build --metric cosine` and hnswlib space 'cosine' get the raw vectors and normalise them themselves; "
+              "Faiss gets base and queries normalised by the harness and uses METRIC_INNER_PRODUCT; truth: exact, by NumPy on the normalised vectors",
+}
 
 
 # ---------------------------------------------------------------- VectorWise
@@ -165,6 +238,11 @@ def build_vectorwise(args, ds):
         plan.append(("scan3", ["--method", "scan", "--scan-dsub", 3, *exhaustive]))
     if "--method" not in help_text:
         plan = [("all", [])]
+    metric = []
+    if "--metric" in help_text:
+        metric = ["--metric", args.metric]
+    elif args.metric != "l2":
+        sys.exit(f"--metric {args.metric}: this binary ({args.vectorwise}) has no `build --metric` (l2 only)")
     wanted = set(args.vw_methods.split(","))
     unknown = wanted - set(VW_METHODS)
     if unknown:
@@ -176,10 +254,10 @@ def build_vectorwise(args, ds):
     built = []
     for kind, extra in plan:
         path = os.path.join(args.work_dir, f"vectorwise-{kind}.vwi")
-        log(f"VectorWise: build {' '.join(map(str, extra)) or '(default)'} M=32 efC=200 on {NCORES} threads")
+        log(f"VectorWise: build {' '.join(map(str, metric + extra)) or '(default)'} M=32 efC=200 on {NCORES} threads")
         la = os.getloadavg()[0]
         t = time.time()
-        vw(args, "build", "--vectors", ds["base"], "--out", path, "--m", 32, "--ef-construction", 200, *extra)
+        vw(args, "build", "--vectors", ds["base"], "--out", path, "--m", 32, "--ef-construction", 200, *metric, *extra)
         built.append((kind, path, time.time() - t, la))
     return built
 
@@ -292,7 +370,10 @@ def scaled_nlist(nominal, n):
 
 
 def peer_configs(args, n, dim):
-    """(label, kind, factory string or None, knob name, values, note)."""
+    """(label, kind, factory string or None, knob name, values, note). Faiss indexes are made with
+    the metric's Faiss metric (`faiss_metric`; cosine: inner product on normalised vectors),
+    hnswlib with the space of the same name; a configuration that cannot serve the metric is
+    listed as skipped (`faiss_supports`)."""
     out = []
     want = set(args.engines.split(","))
     if "faiss-hnsw" in want:
@@ -320,15 +401,36 @@ def peer_configs(args, n, dim):
         note = "" if nl == 1024 else f"nlist scaled from 1024 to {nl} for {n} points"
         out.append((f"Faiss IVF{nl},Flat", "faiss", f"IVF{nl},Flat", "nprobe", [p for p in [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024] if p <= nl], note))
     if "faiss-flat" in want:
-        out.append(("Faiss IndexFlatL2 (exact)", "faiss", "Flat", None, [None], ""))
-    return out
+        out.append((f"Faiss IndexFlat{'L2' if args.metric == 'l2' else 'IP'} (exact)", "faiss", "Flat", None, [None], ""))
+    checked = []
+    for c in out:
+        why = faiss_supports(c[2], dim, args.metric) if c[1] == "faiss" else None
+        checked.append((c[0], "skip", None, None, [], why) if why else c)
+    return checked
 
 
-def build_peer(kind, factory, base, dim):
+def faiss_supports(factory, dim, metric):
+    """None when this Faiss build makes `factory` with the metric's Faiss metric and keeps it, else why not."""
+    import faiss
+
+    try:
+        index = faiss.index_factory(dim, factory, faiss_metric(metric))
+    except RuntimeError as e:
+        return f"Faiss cannot make {factory} with {metric}: {str(e).strip().splitlines()[-1]}"
+    if index.metric_type != faiss_metric(metric):
+        return f"Faiss made {factory} with metric {index.metric_type}, not {metric}'s"
+    return None
+
+
+HNSWLIB_SPACE = {"l2": "l2", "ip": "ip", "cosine": "cosine"}
+
+
+def build_peer(kind, factory, base, dim, metric):
+    """base: what this kind of engine gets (for_faiss(...) for Faiss, the raw rows for hnswlib)."""
     if kind == "faiss":
         import faiss
         faiss.omp_set_num_threads(NCORES)
-        index = faiss.index_factory(dim, factory)
+        index = faiss.index_factory(dim, factory, faiss_metric(metric))
         if factory.startswith("HNSW"):
             faiss.downcast_index(index).hnsw.efConstruction = 200
         t = time.time()
@@ -337,7 +439,7 @@ def build_peer(kind, factory, base, dim):
         index.add(base)
         return index, time.time() - t
     import hnswlib
-    index = hnswlib.Index(space="l2", dim=dim)
+    index = hnswlib.Index(space=HNSWLIB_SPACE[metric], dim=dim)
     index.init_index(max_elements=len(base), ef_construction=200, M=32, random_seed=42)
     t = time.time()
     index.add_items(base, num_threads=NCORES)
@@ -354,7 +456,7 @@ def run_peer(args, ds, sets, cfg_tuple, base, query_data, results):
         return
     log(f"{label}: build on {NCORES} threads")
     la = os.getloadavg()[0]
-    index, build_s = build_peer(kind, factory, base, dim)
+    index, build_s = build_peer(kind, factory, base if kind != "faiss" else for_faiss(base, args.metric), dim, args.metric)
     path = os.path.join(args.work_dir, "peer.index")
     if kind == "faiss":
         import faiss
@@ -362,7 +464,7 @@ def run_peer(args, ds, sets, cfg_tuple, base, query_data, results):
     else:
         index.save_index(path)
     size = os.path.getsize(path)
-    probe = json.loads(subprocess.run([sys.executable, __file__, "--load-probe", kind, path, str(dim)], check=True,
+    probe = json.loads(subprocess.run([sys.executable, __file__, "--load-probe", kind, path, str(dim), HNSWLIB_SPACE[args.metric]], check=True,
                                       capture_output=True, text=True).stdout)
     os.remove(path)
     cfg = dict(engine=label.split()[0], config=label, family=family_of(factory, kind), build_seconds=build_s,
@@ -395,6 +497,8 @@ def run_peer(args, ds, sets, cfg_tuple, base, query_data, results):
         search_one = search_batch = lambda q: index.knn_query(q, k=args.k)[0]
     for set_name, qpath, tpath in sets:
         queries, truth = query_data[set_name]
+        if kind == "faiss":
+            queries = for_faiss(queries, args.metric)
         for v in values:
             if v is not None:
                 set_knob(v)
@@ -418,7 +522,7 @@ def family_of(factory, kind):
     return "ivf" if "IVF" in factory else "scan"
 
 
-def load_probe(kind, path, dim):
+def load_probe(kind, path, dim, space="l2"):
     """Runs in a fresh process: load time and RSS before/after loading one index file."""
     if kind == "faiss":
         import faiss
@@ -429,7 +533,7 @@ def load_probe(kind, path, dim):
     if kind == "faiss":
         index = faiss.read_index(path)
     else:
-        index = hnswlib.Index(space="l2", dim=dim)
+        index = hnswlib.Index(space=space, dim=dim)
         index.load_index(path)
     secs = time.time() - t
     print(json.dumps(dict(load_seconds=secs, rss_before=before, rss_after=rss_bytes())))
@@ -437,36 +541,100 @@ def load_probe(kind, path, dim):
 
 # ---------------------------------------------------------------- ground truth
 
-def ground_truth(args, ds, vw_index):
-    """Truth paths per set: given, or computed by our exact search; cross-checked against Faiss IndexFlatL2 on a sample."""
+def metric_distances(x, q, metric):
+    """Distances (float64, ascending = nearer) from each row of q to each row of x, as the engine
+    returns them: l2 squared L2, ip -q.x, cosine squared L2 between unit vectors (2 - 2 cos)."""
+    x, q = np.asarray(x, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    if metric == "cosine":
+        x = x / np.linalg.norm(x, axis=-1, keepdims=True)
+        q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    if x.ndim == 3:  # one row of points per query
+        dots = np.einsum("qkd,qd->qk", x, q)
+    else:
+        dots = q @ x.T
+    if metric == "ip":
+        return -dots
+    if metric == "cosine":
+        return 2.0 - 2.0 * dots
+    xx = (x * x).sum(-1)
+    return xx - 2.0 * dots + (q * q).sum(-1)[:, None]
+
+
+def exact_truth(base, queries, metric, kk):
+    """The kk nearest row ids of each query under `metric`, by NumPy in float64 over every
+    point (ties broken by the lower id): the ground truth every engine's recall is measured on."""
+    x64 = np.asarray(base, dtype=np.float64)
+    if metric == "cosine":
+        x64 = x64 / np.linalg.norm(x64, axis=1, keepdims=True)
+    xx = (x64 * x64).sum(1)
+    n = len(x64)
+    out = np.empty((len(queries), kk), dtype=np.int32)
+    step = max(1, (1 << 25) // n)
+    for i in range(0, len(queries), step):
+        q = np.asarray(queries[i : i + step], dtype=np.float64)
+        if metric == "cosine":
+            q = q / np.linalg.norm(q, axis=1, keepdims=True)
+        d = -(q @ x64.T)
+        if metric == "l2":
+            d = xx + 2.0 * d  # + |q|^2, the same for every point
+        part = np.argpartition(d, kk - 1, axis=1)[:, :kk] if kk < n else np.tile(np.arange(n), (len(q), 1))
+        dp = np.take_along_axis(d, part, axis=1)
+        order = np.lexsort((part, dp), axis=1)
+        out[i : i + len(q)] = np.take_along_axis(part, order, axis=1)
+    return out
+
+
+def faiss_metric(metric):
+    """The Faiss metric that serves `metric` (cosine: inner product on normalised vectors)."""
+    import faiss
+
+    return faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+
+
+def for_faiss(x, metric):
+    """What Faiss gets: cosine normalises base and queries (Faiss has no cosine metric)."""
+    if metric != "cosine":
+        return x
+    return np.ascontiguousarray(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=np.float32)
+
+
+def ground_truth(args, ds):
+    """Truth paths per set: given, or exact by NumPy for --metric; cross-checked against Faiss's
+    flat index (IndexFlatL2, or IndexFlatIP on the metric's vectors) on a sample."""
     import faiss
 
     base = as_f32(ds["base"])
+    flat_name = "IndexFlatL2" if args.metric == "l2" else "IndexFlatIP" + (" on normalised vectors" if args.metric == "cosine" else "")
     out, checks = [], []
     for name, qpath, tpath in ds["sets"]:
+        q = as_f32(qpath)
         if tpath is None:
             tpath = os.path.join(args.work_dir, f"truth-{name}.npy")
             kk = min(100, len(base))
             t = time.time()
-            vw(args, "bench", "--index", vw_index, "--queries-file", qpath, "--truth-out", tpath, "--k", kk)
-            log(f"ground truth for {name}: our exact search, {kk} neighbours, {time.time() - t:.1f} s")
-        q = as_f32(qpath)
+            np.save(tpath, exact_truth(base, q, args.metric, kk))
+            log(f"ground truth for {name}: exact {args.metric} by NumPy (float64, every point), {kk} neighbours, {time.time() - t:.1f} s")
         truth = as_ids(tpath)
         sample = np.random.default_rng(1).choice(len(q), size=min(args.check_sample, len(q)), replace=False)
         faiss.omp_set_num_threads(NCORES)
-        flat = faiss.IndexFlatL2(base.shape[1])
-        flat.add(base)
-        D, I = flat.search(q[sample], args.k)
+        flat = faiss.IndexFlat(base.shape[1], faiss_metric(args.metric))
+        flat.add(for_faiss(base, args.metric))
+        D, I = flat.search(for_faiss(q[sample], args.metric), args.k)
+        D = D.astype(np.float64)
+        theirs = D if args.metric == "l2" else (-D if args.metric == "ip" else 2.0 - 2.0 * D)
         same_ids = sum(set(a) == set(b) for a, b in zip(I, truth[sample, : args.k]))
-        # Ties or float rounding may swap ids at the boundary; distances must still agree.
-        ours = np.sort(((base[truth[sample, : args.k]].astype(np.float64) - q[sample, None, :].astype(np.float64)) ** 2).sum(-1), axis=1)
-        worst = float(np.max(np.abs(ours - D.astype(np.float64)) / np.maximum(1e-6, np.abs(D))))
+        # Ties or float rounding may swap ids at the boundary; distances must still agree
+        # (relative to each distance, or to the row's largest where a distance is near 0).
+        ours = np.sort(metric_distances(base[truth[sample, : args.k]], q[sample], args.metric), axis=1)
+        scale = np.maximum(np.abs(theirs), 1e-3 * np.abs(theirs).max(axis=1, keepdims=True)).clip(1e-6)
+        worst = float(np.max(np.abs(ours - theirs) / scale))
         ok = worst < 1e-3
-        checks.append(dict(query_set=name, sample=len(sample), same_id_sets=int(same_ids), max_rel_distance_diff=worst, ok=ok))
-        log(f"truth check vs Faiss IndexFlatL2 on {len(sample)} {name} queries: same top-{args.k} ids for {same_ids}, "
+        checks.append(dict(query_set=name, sample=len(sample), same_id_sets=int(same_ids), max_rel_distance_diff=worst, ok=ok,
+                           metric=args.metric, against=f"Faiss {flat_name}"))
+        log(f"truth check vs Faiss {flat_name} on {len(sample)} {name} queries: same top-{args.k} ids for {same_ids}, "
             f"largest relative distance difference {worst:.2e} -> {'OK' if ok else 'MISMATCH'}")
         if not ok:
-            sys.exit("ground truth disagrees with Faiss IndexFlatL2")
+            sys.exit(f"ground truth disagrees with Faiss {flat_name}")
         del flat
         out.append((name, qpath, tpath))
     return out, checks
@@ -488,7 +656,8 @@ def report(args, ds, results, meta):
         for r in c["rows"]:
             r["qps_p50"] = 1e3 / r["latency_ms_p50"]
     sets = [s[0] for s in ds["sets"]]
-    L = [f"# {args.dataset}", ""]
+    metric = meta.get("metric", "l2")
+    L = [f"# {args.dataset}, metric {metric}", ""]
     L += [f"- {n}" for n in ds["notes"]]
     L += [f"- machine: {meta['cpu']}, {NCORES} cores, load average {meta['loadavg_start'][0]:.1f} at start, "
           f"{meta['loadavg_end'][0]:.1f} at end (shared machine: read timings as ±10-20 %)",
@@ -592,9 +761,13 @@ def plot(args, results, set_name, path):
 
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--load-probe":
-        return load_probe(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        return load_probe(sys.argv[2], sys.argv[3], int(sys.argv[4]), *sys.argv[5:6])
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("dataset", help="sphere-100k | sphere-1m | clustered-100k | clustered-1m | real-manpages | custom | smoke")
+    ap.add_argument("dataset", help="sphere-100k | sphere-1m | clustered-100k | clustered-1m | clustered-norms-100k | real-manpages | real-scaled | custom | smoke")
+    ap.add_argument("--metric", choices=["l2", "ip", "cosine"],
+                    help="what distances mean, for every engine and the ground truth: l2 (squared Euclidean), ip (inner product), "
+                         "cosine (on normalised vectors); default: l2, except ip for real-scaled")
+    ap.add_argument("--real-data", help="real-scaled: the folder holding the real set's base.npy and queries.npy (default bench/data/real-manpages)")
     ap.add_argument("--vectorwise", default=os.path.join(ROOT, "target", "release", "vectorwise"))
     ap.add_argument("--data-dir", help="where the dataset's files live (default bench/data/<dataset>)")
     ap.add_argument("--out-dir", help="results (default bench/results/<dataset>)")
@@ -604,7 +777,8 @@ def main():
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--target-recall", type=float, default=0.995)
     ap.add_argument("--max-ms", type=float, default=50.0)
-    ap.add_argument("--check-sample", type=int, default=200, help="queries whose ground truth Faiss IndexFlatL2 re-checks")
+    ap.add_argument("--check-sample", type=int, default=200, help="queries whose ground truth Faiss's flat index re-checks")
+    ap.add_argument("--smoke-check", action="store_true", help="CI's check after the run (always on for the smoke dataset)")
     ap.add_argument("--vw-methods", default="hnsw,scan,ivf",
                     help="VectorWise index files to build and sweep: hnsw, scan (exhaustive, also serves exact), scan2 (exhaustive, --scan-dsub 2), scan3 (exhaustive, --scan-dsub 3), ivf (partitioned scan)")
     ap.add_argument("--ivf-lists", type=int, help="lists of the partitioned (ivf) file; default about sqrt(n)")
@@ -612,7 +786,10 @@ def main():
     ap.add_argument("--report-only", action="store_true", help="re-render results.md and the plots from results.json")
     args = ap.parse_args()
     args.data_dir = args.data_dir or os.path.join(ROOT, "bench", "data", args.dataset)
-    args.out_dir = args.out_dir or os.path.join(ROOT, "bench", "results", args.dataset)
+    args.metric = args.metric or default_metric(args.dataset)
+    # A dataset's own metric keeps the old place; another metric gets its own.
+    suffix = "" if args.metric == default_metric(args.dataset) else f"-{args.metric}"
+    args.out_dir = args.out_dir or os.path.join(ROOT, "bench", "results", args.dataset + suffix)
     if args.report_only:
         saved = json.load(open(os.path.join(args.out_dir, "results.json")))
         meta, results = saved["meta"], saved["results"]
@@ -629,18 +806,19 @@ def main():
     import faiss, matplotlib  # fail early when the venv is incomplete
 
     ds = prepare(args)
-    log(f"dataset {args.dataset}: base {ds['base']}, query sets {[s[0] for s in ds['sets']]}")
+    ds["notes"].insert(0, METRIC_NOTES[args.metric])
+    log(f"dataset {args.dataset}: base {ds['base']}, query sets {[s[0] for s in ds['sets']]}, metric {args.metric}")
     base = as_f32(ds["base"])
     n, dim = base.shape
     results = []
     built = build_vectorwise(args, ds)
-    sets, checks = ground_truth(args, ds, built[0][1])
+    sets, checks = ground_truth(args, ds)
     query_data = {name: (as_f32(q), as_ids(tp)) for name, q, tp in sets}
     meta_q = ", ".join(f"`{name}`: {len(v[0])} queries" for name, v in query_data.items())
     run_vectorwise(args, sets, results, built)
     for cfg in peer_configs(args, n, dim):
         run_peer(args, ds, sets, cfg, base, query_data, results)
-    meta = dict(dataset=args.dataset, n=n, dim=dim, k=args.k, queries=meta_q, cpu=cpu_model(), cores=NCORES,
+    meta = dict(dataset=args.dataset, metric=args.metric, n=n, dim=dim, k=args.k, queries=meta_q, cpu=cpu_model(), cores=NCORES,
                 loadavg_start=la0, loadavg_end=os.getloadavg(), seconds=time.time() - start,
                 command=" ".join(["bench/compare/run.sh", args.dataset] + sys.argv[2:]),
                 versions=versions(args), truth_checks=checks, notes=ds["notes"], date=time.strftime("%Y-%m-%d %H:%M"))
@@ -656,7 +834,7 @@ def main():
     os.rmdir(args.work_dir)
     log(f"done in {time.time() - start:.0f} s: {args.out_dir}/results.md, results.json, recall_qps_*.png")
     print(md)
-    if args.dataset == "smoke":
+    if args.dataset == "smoke" or args.smoke_check:
         smoke_check(args, results, sets)
 
 
@@ -671,7 +849,8 @@ def smoke_check(args, results, sets):
                 problems.append(f"{c['config']}: best recall {best:.3f} < 0.95")
     if problems:
         sys.exit("smoke check failed: " + "; ".join(problems))
-    print("smoke check: 1 passed, 0 failed")
+    # run.sh smoke prints the closing "smoke check: N passed, M failed" over its runs.
+    print(f"smoke check ok: {args.dataset}, metric {args.metric}")
 
 
 def cpu_model():
@@ -695,7 +874,13 @@ def versions(args):
         hv = ""
     v = subprocess.run([args.vectorwise, "--version"], capture_output=True, text=True).stdout.strip()
     rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no", "--", "crates", "Cargo.toml", "Cargo.lock"],
+                           capture_output=True, text=True).stdout.strip()
+    # The engine's sources as of their last commit (later commits may touch only the harness).
+    engine = subprocess.run(["git", "-C", ROOT, "log", "-1", "--format=%h", "--", "crates", "Cargo.toml", "Cargo.lock"],
+                            capture_output=True, text=True).stdout.strip()
+    if engine and engine != rev:
+        rev = f"{rev}, engine sources as of {engine}"
     tree_bin = os.path.abspath(args.vectorwise) == os.path.join(ROOT, "target", "release", "vectorwise")
     origin = f"git {rev}{' + uncommitted changes' if dirty else ''}" if tree_bin else f"binary {args.vectorwise}, not built by run.sh"
     return f"{v} ({origin}), faiss {faiss.__version__}{hv}, numpy {numpy.__version__}, Python {platform.python_version()}"
