@@ -166,6 +166,10 @@ pub fn run(a: Args) -> Result<()> {
         );
     }
     let (host, port) = (a.host.clone(), a.port);
+    let removed = vectorwise_index::remove_stale_temporaries(&a.index);
+    if removed > 0 {
+        tracing::info!(removed, index = %a.index.display(), "removed temporaries a killed build left");
+    }
     let is_default = a.index == Path::new(DEFAULT_INDEX);
     let mut must_build = !a.index.exists();
     // The demo index of a release before metrics (format 4 or older) is an

@@ -580,3 +580,29 @@ fn silent_connections_time_out_and_half_closed_clients_are_answered() {
         assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     }
 }
+
+/// The temporaries a killed writer leaves (`.NAME.tmp-PID`) are removed by
+/// the next build of that file and by `serve` at start, once their process is
+/// gone; one whose process still runs, and other files, are left alone.
+#[test]
+fn a_killed_writers_temporaries_are_removed_by_the_next_build_or_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vectors, index) = generate_and_build(dir.path());
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id();
+    gone.wait().unwrap();
+    let dead = dir.path().join(format!(".i.vwi.tmp-{dead_pid}"));
+    let live = dir.path().join(format!(".i.vwi.tmp-{}", std::process::id()));
+    let other = dir.path().join(format!(".other.vwi.tmp-{dead_pid}"));
+    for f in [&dead, &live, &other] {
+        std::fs::write(f, vec![0u8; 4096]).unwrap();
+    }
+    run_ok(&["build", "--vectors", &vectors, "--out", &index, "--no-calibrate", "--method", "scan"]);
+    assert!(!dead.exists(), "a dead writer's temporary is removed by the next build");
+    assert!(live.exists() && other.exists(), "a live writer's, and another file's, are kept");
+    std::fs::write(&dead, b"again").unwrap();
+    let server = Server::start(&["--index", &index]);
+    server.wait_healthy(Duration::from_secs(20));
+    assert!(!dead.exists(), "and by serve at start");
+    assert!(live.exists());
+}

@@ -29,7 +29,7 @@ pub mod visited;
 
 pub use calibrate::{Calibration, Profile};
 pub use error::{Error, Result};
-pub use fsutil::write_atomic;
+pub use fsutil::{remove_stale_temporaries, write_atomic};
 pub use index::{Index, IndexInfo, PointOffset, scan_keep};
 pub use metric::Metric;
 pub use params::{Method, SearchParams};
