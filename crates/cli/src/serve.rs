@@ -82,10 +82,12 @@ pub struct Args {
     /// exits anyway.
     #[arg(long, env = "VECTORWISE_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,
-    /// Searches running or queued at once (a batch counts its queries, up to
-    /// the whole bound); past it requests get 503 at once.
-    #[arg(long, env = "VECTORWISE_MAX_PENDING", default_value_t = 64)]
-    pub max_pending: usize,
+    /// Queries running or queued at once (a batch counts its queries, up to
+    /// the whole bound); past it requests get 503 at once. Default: twice
+    /// --max-batch (2048), so two full batches, or a batch and as many
+    /// single searches, can wait at once.
+    #[arg(long, env = "VECTORWISE_MAX_PENDING")]
+    pub max_pending: Option<usize>,
     /// Most queries in one POST /search/batch (more: 422).
     #[arg(long, env = "VECTORWISE_MAX_BATCH", default_value_t = 1024)]
     pub max_batch: usize,
@@ -140,14 +142,14 @@ pub fn run(a: Args) -> Result<()> {
         monitor,
         max_k: a.max_k,
         body_limit_bytes: a.body_limit,
-        max_pending_searches: a.max_pending,
+        max_pending_searches: a.max_pending.unwrap_or(2 * a.max_batch),
         max_batch: a.max_batch,
         cors_origins: a.cors_origins.clone(),
         body_timeout: std::time::Duration::from_secs(a.body_timeout),
     };
     anyhow::ensure!(a.ef_search.is_none_or(|ef| (1..=100_000).contains(&ef)), "--ef-search must be in 1..=100000");
     anyhow::ensure!((1..=100_000).contains(&a.max_k), "--max-k must be in 1..=100000");
-    anyhow::ensure!(a.max_pending >= 1, "--max-pending must be at least 1");
+    anyhow::ensure!(a.max_pending.is_none_or(|n| n >= 1), "--max-pending must be at least 1");
     anyhow::ensure!((1..=1_000_000).contains(&a.max_batch), "--max-batch must be in 1..=1000000");
     anyhow::ensure!(a.body_limit >= 1024, "--body-limit must be at least 1024 bytes");
     anyhow::ensure!(a.body_timeout >= 1, "--body-timeout must be at least 1 second");

@@ -606,3 +606,73 @@ fn a_killed_writers_temporaries_are_removed_by_the_next_build_or_start() {
     assert!(!dead.exists(), "and by serve at start");
     assert!(live.exists());
 }
+
+/// Closed-loop clients for `seconds`: each posts `body` to `path` and waits
+/// for the answer; returns (answers by status, requests per second).
+fn closed_loop(url: &str, path: &str, body: &Value, clients: usize, seconds: f64) -> (std::collections::BTreeMap<u16, usize>, f64) {
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let (url, body) = (format!("{url}{path}"), body.clone());
+            std::thread::spawn(move || {
+                let agent = agent();
+                let mut statuses = Vec::new();
+                while Instant::now() < end {
+                    statuses.push(agent.post(&url).send_json(&body).unwrap().status().as_u16());
+                }
+                statuses
+            })
+        })
+        .collect();
+    let mut counts = std::collections::BTreeMap::new();
+    for s in threads.into_iter().flat_map(|t| t.join().unwrap()) {
+        *counts.entry(s).or_insert(0) += 1;
+    }
+    let total: usize = counts.values().sum();
+    (counts, total as f64 / seconds)
+}
+
+/// Default settings: 8 clients sending batches of 100 are all admitted (no
+/// 503) and get at least the query throughput of 8 clients sending single
+/// searches; with the bound exhausted, a search is refused with 503 in
+/// under a millisecond of server time (the access log's latency).
+#[test]
+fn batches_are_admitted_beside_searches_and_overload_is_refused_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, index) = generate_and_build(dir.path());
+    let server = Server::start(&["--index", &index]);
+    server.wait_healthy(Duration::from_secs(20));
+    let q: Vec<f32> = (0..32).map(|i| (i as f32 * 0.37).sin()).collect();
+    let (batches, batch_rps) =
+        closed_loop(&server.url, "/search/batch", &json!({"query_vectors": vec![q.clone(); 100], "k": 10}), 8, 2.0);
+    let (singles, single_rps) = closed_loop(&server.url, "/search", &json!({"query_vector": q, "k": 10}), 8, 2.0);
+    eprintln!("batches of 100: {batches:?}, {:.0} queries/s; singles: {singles:?}, {single_rps:.0} queries/s", batch_rps * 100.0);
+    assert_eq!(batches.keys().collect::<Vec<_>>(), [&200], "{batches:?}");
+    assert_eq!(singles.keys().collect::<Vec<_>>(), [&200], "{singles:?}");
+    assert!(batch_rps * 100.0 >= single_rps, "batch {:.0} q/s < single {single_rps:.0} q/s", batch_rps * 100.0);
+    drop(server);
+
+    // A bound of 1000 queries, held by exact batches of 1000; singles beside them are refused.
+    let server = Server::start(&["--index", &index, "--max-pending", "1000"]);
+    server.wait_healthy(Duration::from_secs(20));
+    let heavy = json!({"query_vectors": vec![q.clone(); 1000], "k": 100, "recall_target": 1.0});
+    let busy = {
+        let url = server.url.clone();
+        std::thread::spawn(move || closed_loop(&url, "/search/batch", &heavy, 2, 2.0))
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let (refused, _) = closed_loop(&server.url, "/search", &json!({"query_vector": q, "k": 10}), 2, 1.0);
+    busy.join().unwrap();
+    assert!(refused.get(&503).copied().unwrap_or(0) >= 10, "{refused:?}");
+    let logs = server.terminate();
+    let mut ms: Vec<f64> = logs
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["fields"]["status"] == 503)
+        .filter_map(|v| v["fields"]["latency_ms"].as_f64())
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    let p50 = ms[ms.len() / 2];
+    eprintln!("503s: {} logged, server-side p50 {p50:.3} ms, max {:.3} ms", ms.len(), ms[ms.len() - 1]);
+    assert!(p50 < 1.0, "p50 {p50} ms");
+}

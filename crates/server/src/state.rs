@@ -45,7 +45,7 @@ impl Default for ServerConfig {
             monitor: MonitorConfig::default(),
             max_k: 100,
             body_limit_bytes: 4 * 1024 * 1024,
-            max_pending_searches: 64,
+            max_pending_searches: 2048,
             max_batch: 1024,
             cors_origins: "*".to_owned(),
             body_timeout: std::time::Duration::from_secs(30),
@@ -166,13 +166,14 @@ impl AppState {
     /// queued (and counted).
     ///
     /// The bound is on queued + running *queries*, since that is the work
-    /// (and the wait) it limits: a batch of n takes n permits, all or none.
-    /// Taking one would let `max_pending` batches of `max_batch` queue (with
-    /// the defaults) 64 × 1024 searches, tens of seconds of work on two
-    /// cores, which is the pile-up the bound exists to refuse. A batch
-    /// larger than the whole bound takes the whole bound, so any batch the
-    /// size limit admits can run on an otherwise idle server; while it runs,
-    /// other searches get 503, as they would behind that many singles.
+    /// (and the wait) it limits: a batch of n takes n permits, all or none,
+    /// so batches and single searches share one budget by their work.
+    /// Taking one would let every permit hold a batch of `max_batch`, the
+    /// pile-up the bound exists to refuse. The default bound is two full
+    /// batches (2048 queries, about a second of work for the 1M demo on two
+    /// cores), so batches of any admitted size run beside single searches
+    /// instead of waiting for an idle server. A batch larger than the whole
+    /// bound takes the whole bound.
     pub(crate) fn try_acquire_search(&self, kind: SearchKind, queries: usize) -> Result<SearchPermit, ApiError> {
         // At least one, so that a bound of 0 refuses everything.
         let wanted = queries.clamp(1, self.inner.permits.max(1)).min(u32::MAX as usize);
