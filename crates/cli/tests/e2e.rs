@@ -555,7 +555,8 @@ fn sigterm_answers_every_request_sent_and_exits_by_the_deadline() {
 }
 
 /// A connection that sends nothing is closed after --header-timeout; a
-/// client that half-closes after its request still gets the response.
+/// declared body over the limit is a 413 at once; a client that half-closes
+/// after its request still gets the response.
 #[test]
 fn silent_connections_time_out_and_half_closed_clients_are_answered() {
     use std::io::{Read, Write};
@@ -570,6 +571,11 @@ fn silent_connections_time_out_and_half_closed_clients_are_answered() {
     let n = silent.read(&mut [0u8; 64]).unwrap_or(0);
     assert_eq!(n, 0, "closed without a response");
     assert!(start.elapsed() < Duration::from_secs(3), "closed after {:?}", start.elapsed());
+    // A declared 20 GB body is refused at once, before any of it is waited for.
+    let start = Instant::now();
+    let huge = "POST /search HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 20000000000\r\n\r\n{\"q";
+    assert_eq!(raw_request(&server.url, huge), Some(413));
+    assert!(start.elapsed() < Duration::from_secs(1), "413 after {:?}", start.elapsed());
     for _ in 0..20 {
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

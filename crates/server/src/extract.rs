@@ -27,6 +27,13 @@ impl<T: FromBody + Send + 'static> FromRequest<AppState> for ValidJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        // A declared length past the limit is refused before any of the body
+        // is waited for (a client announcing 20 GB gets its 413 at once).
+        let limit = state.config().body_limit_bytes;
+        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
         let is_json = match req.headers().get(header::CONTENT_TYPE) {
             None => true,
             Some(value) => value.to_str().is_ok_and(is_json_content_type),
@@ -74,7 +81,7 @@ fn parse_body(bytes: &[u8], is_json: bool) -> Result<Value, Vec<FieldError>> {
             "Input should be a valid dictionary or object to extract fields from",
         )]);
     }
-    serde_json::from_slice(bytes).map_err(|e| {
+    serde_json::from_slice::<NoDuplicateKeys>(bytes).map(|v| v.0).map_err(|e| {
         // Python reports a premature end at the end; serde_json at the last byte.
         let position = if e.is_eof() {
             String::from_utf8_lossy(bytes).chars().count()
@@ -90,6 +97,74 @@ fn parse_body(bytes: &[u8], is_json: bool) -> Result<Value, Vec<FieldError>> {
                 .with_ctx(json!({ "error": reason })),
         ]
     })
+}
+
+/// A JSON value whose objects repeat no key at any depth: `{"k": 3, "k": 5}`
+/// is an error (`json_invalid` at the second key), not a silent last-wins.
+struct NoDuplicateKeys(Value);
+
+impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(NoDuplicateKeys)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(NoDuplicateKeys(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
+            }
+            let NoDuplicateKeys(v) = map.next_value()?;
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
 }
 
 /// The 0-based character index of serde_json's 1-based (line, byte column),
@@ -112,6 +187,17 @@ mod tests {
         for bad in ["text/plain", "application/x-www-form-urlencoded", "json", ""] {
             assert!(!is_json_content_type(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        for body in [r#"{"k": 3, "k": 5}"#, r#"{"a": [{"x": 1, "x": 2}]}"#] {
+            let errors = parse_body(body.as_bytes(), true).unwrap_err();
+            assert_eq!(errors[0].kind, "json_invalid", "{body}");
+            assert!(errors[0].ctx.as_ref().unwrap()["error"].as_str().unwrap().starts_with("duplicate key"), "{body}");
+        }
+        let v = parse_body(br#"{"k": 3, "q": [1, 2.5, -3, null, true, "s", {"k": 1}]}"#, true).unwrap();
+        assert_eq!(v, json!({"k": 3, "q": [1, 2.5, -3, null, true, "s", {"k": 1}]}));
     }
 
     #[test]
