@@ -107,6 +107,12 @@ impl IntoResponse for ApiError {
                 let retry = [(header::RETRY_AFTER, HeaderValue::from_static("1"))];
                 (status, retry, Json(ErrorResponse { detail: self.to_string() })).into_response()
             }
+            // The rest of the body is not read: the connection cannot carry
+            // another request, and the client must not send one on it.
+            ApiError::PayloadTooLarge { .. } => {
+                let close = [(header::CONNECTION, HeaderValue::from_static("close"))];
+                (status, close, Json(ErrorResponse { detail: self.to_string() })).into_response()
+            }
             other => (status, Json(ErrorResponse { detail: other.to_string() })).into_response(),
         }
     }
