@@ -16,8 +16,9 @@ use axum::routing::get;
 use serde_json::json;
 use std::sync::{Arc, LazyLock};
 use utoipa::OpenApi;
-use utoipa::openapi::schema::Schema;
+use utoipa::openapi::schema::{AdditionalProperties, Array, ArrayItems, Object, Schema, SchemaType, Type};
 use utoipa::openapi::{RefOr, Required};
+use vectorwise_index::{Index, Metric};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -35,22 +36,54 @@ use utoipa::openapi::{RefOr, Required};
 )]
 struct ApiDoc;
 
-/// The OpenAPI document for `config` (the bounds on `k` and on the batch size
-/// are the configured ones), its request examples holding `dim`-dimensional
-/// vectors.
-pub fn openapi(config: &ServerConfig, dim: usize) -> utoipa::openapi::OpenApi {
+/// The OpenAPI document for `config` and the index served now (`None`
+/// while it loads): a statement of exactly what the server accepts and
+/// answers, checked by schemathesis in CI (`clients/conformance`).
+///
+/// Beyond what the derives say, the document carries what only the running
+/// service knows: the configured bounds on `k` and on the batch size; with
+/// an index, the vectors' length (its dimension) and, under `cosine`, that a
+/// vector must have a non-zero value (the zero vector has no direction); and
+/// request examples of the served dimension.
+pub fn openapi(config: &ServerConfig, index: Option<&Index>) -> utoipa::openapi::OpenApi {
+    document(config, index.map(|index| VectorRules { dim: index.dim(), metric: index.metric() }))
+}
+
+/// What a query vector must be for the served index.
+#[derive(Clone, Copy, Debug)]
+struct VectorRules {
+    dim: usize,
+    metric: Metric,
+}
+
+fn document(config: &ServerConfig, vectors: Option<VectorRules>) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     for schema in ["SearchRequest", "SearchBatchRequest"] {
         if let Some(RefOr::T(Schema::Object(k))) = schema_property(&mut doc, schema, "k") {
             k.maximum = Some(config.max_k.into());
         }
+        if let Some(components) = doc.components.as_mut()
+            && let Some(RefOr::T(Schema::Object(request))) = components.schemas.get_mut(schema)
+        {
+            at_most_one_search_option(request);
+        }
+    }
+    if let Some(RefOr::T(Schema::Array(query))) = schema_property(&mut doc, "SearchRequest", "query_vector") {
+        vector_rules(query, vectors);
     }
     if let Some(RefOr::T(Schema::Array(queries))) = schema_property(&mut doc, "SearchBatchRequest", "query_vectors") {
         queries.max_items = Some(config.max_batch);
+        if let ArrayItems::RefOrSchema(item) = &mut queries.items
+            && let RefOr::T(Schema::Array(query)) = item.as_mut()
+        {
+            vector_rules(query, vectors);
+        }
     }
+    close_response_objects(&mut doc);
     // Whole examples, which Swagger UI's "Try it out" sends as they are: built
     // from the fields' own examples it would send profile, recall_target and
     // ef_search together, which is a 422. The vectors are the README's.
+    let dim = vectors.map_or(DEMO_DIM, |v| v.dim);
     let k = config.max_k.min(10);
     let ones = vec![0.1; dim];
     let mixed: Vec<f64> = (0..dim).map(|i| if i % 2 == 0 { 0.2 } else { -0.1 }).collect();
@@ -70,6 +103,80 @@ pub fn openapi(config: &ServerConfig, dim: usize) -> utoipa::openapi::OpenApi {
         }
     }
     doc
+}
+
+/// Values a query vector may hold: those that stay finite as f32, the
+/// engine's type. The server converts each number to the nearest f32; from
+/// `f32::MAX` plus half its last step (2^128 - 2^103, exactly an f64) on,
+/// that is infinity (a `finite_number` 422).
+const F32_OVERFLOW: f64 = 340_282_356_779_733_661_637_539_395_458_142_568_448.0;
+
+/// Largest magnitude that is 0 as an f32 (2^-150, half the smallest
+/// subnormal, rounds to even: 0). Under `cosine` a vector of such values is
+/// the zero vector.
+const F32_ROUNDS_TO_ZERO: f64 = 7.006_492_321_624_085e-46;
+
+/// The rules on one query vector (`query_vector`, an item of
+/// `query_vectors`): finite f32 values; with an index, exactly its dimension
+/// of them and, under `cosine`, at least one that is not 0 as an f32. (Under
+/// `l2` and `ip` a vector whose squared norm reaches 1e34 is a 422 too,
+/// which no schema keyword can say; the description does.)
+fn vector_rules(vector: &mut Array, rules: Option<VectorRules>) {
+    if let ArrayItems::RefOrSchema(item) = &mut vector.items
+        && let RefOr::T(Schema::Object(number)) = item.as_mut()
+    {
+        number.exclusive_minimum = Some((-F32_OVERFLOW).into());
+        number.exclusive_maximum = Some(F32_OVERFLOW.into());
+    }
+    let Some(rules) = rules else { return };
+    vector.min_items = Some(rules.dim);
+    vector.max_items = Some(rules.dim);
+    if rules.metric == Metric::Cosine {
+        // utoipa's `Array` has no `contains`; its extensions are written as
+        // keys of the schema object, which is all `contains` needs.
+        let nonzero = json!({ "anyOf": [
+            { "exclusiveMinimum": F32_ROUNDS_TO_ZERO },
+            { "exclusiveMaximum": -F32_ROUNDS_TO_ZERO },
+        ]});
+        vector.extensions.get_or_insert_with(Default::default).insert("contains".to_owned(), nonzero);
+    }
+}
+
+/// "At most one of `profile`, `recall_target` and `ef_search`" (`null` is
+/// absent), which the server answers with a 422 otherwise: the body must
+/// match one of three schemas, each leaving two of them null or absent.
+/// (`properties` only constrains the keys present; a body naming none
+/// matches all three.) utoipa's `Object` has no `anyOf` beside its
+/// properties; extensions are written as keys of the schema object.
+fn at_most_one_search_option(request: &mut Object) {
+    const OPTIONS: [&str; 3] = ["profile", "recall_target", "ef_search"];
+    let branches: Vec<serde_json::Value> = OPTIONS
+        .iter()
+        .map(|kept| {
+            let others: serde_json::Map<String, serde_json::Value> = OPTIONS
+                .iter()
+                .filter(|o| *o != kept)
+                .map(|o| ((*o).to_owned(), json!({ "type": "null" })))
+                .collect();
+            json!({ "properties": others })
+        })
+        .collect();
+    request.extensions.get_or_insert_with(Default::default).insert("anyOf".to_owned(), json!(branches));
+}
+
+/// Response bodies hold the fields their types declare and no others: every
+/// component object without an `additionalProperties` rule gets `false`
+/// (request bodies have theirs from `deny_unknown_fields`).
+fn close_response_objects(doc: &mut utoipa::openapi::OpenApi) {
+    let Some(components) = doc.components.as_mut() else { return };
+    for schema in components.schemas.values_mut() {
+        if let RefOr::T(Schema::Object(object)) = schema
+            && object.schema_type == SchemaType::Type(Type::Object)
+            && object.additional_properties.is_none()
+        {
+            object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+        }
+    }
 }
 
 /// A property of a component schema, to adjust it to the configuration.
@@ -96,8 +203,8 @@ const DEMO_DIM: usize = 128;
 /// index served now, which may not be loaded yet when the router is built and
 /// may be swapped later.
 async fn openapi_json(State(state): State<AppState>) -> impl IntoResponse {
-    let dim = state.index().map_or(DEMO_DIM, |index| index.dim());
-    let spec = serde_json::to_vec(&openapi(state.config(), dim)).expect("an OpenAPI document serialises");
+    let index = state.index().ok();
+    let spec = serde_json::to_vec(&openapi(state.config(), index.as_deref())).expect("an OpenAPI document serialises");
     ([(header::CONTENT_TYPE, "application/json")], spec)
 }
 
@@ -211,7 +318,7 @@ mod tests {
     #[test]
     fn the_document_carries_the_configured_max_k() {
         let config = ServerConfig { max_k: 37, max_batch: 12, ..ServerConfig::default() };
-        let doc = serde_json::to_value(openapi(&config, 16)).unwrap();
+        let doc = serde_json::to_value(openapi(&config, None)).unwrap();
         let schemas = &doc["components"]["schemas"];
         assert_eq!(schemas["SearchRequest"]["properties"]["k"]["maximum"], 37);
         assert_eq!(schemas["SearchBatchRequest"]["properties"]["k"]["maximum"], 37);
@@ -223,7 +330,7 @@ mod tests {
     #[test]
     fn request_bodies_forbid_unknown_fields_and_have_whole_examples() {
         let config = ServerConfig { max_k: 5, ..ServerConfig::default() };
-        let doc = serde_json::to_value(openapi(&config, 7)).unwrap();
+        let doc = serde_json::to_value(document(&config, Some(VectorRules { dim: 7, metric: Metric::L2 }))).unwrap();
         for schema in ["SearchRequest", "SearchBatchRequest"] {
             assert_eq!(doc["components"]["schemas"][schema]["additionalProperties"], false, "{schema}");
         }
@@ -237,5 +344,131 @@ mod tests {
         assert_eq!(batch["k"], 3);
         assert!(batch["query_vectors"].as_array().unwrap().iter().all(|q| q.as_array().unwrap().len() == 7));
         assert_eq!(batch.as_object().unwrap().len(), 2, "only query_vectors and k: {batch}");
+    }
+
+    fn doc_for(dim: usize, metric: Metric) -> serde_json::Value {
+        serde_json::to_value(document(&ServerConfig::default(), Some(VectorRules { dim, metric }))).unwrap()
+    }
+
+    /// `query_vector`'s schema and the schema of one of `query_vectors`.
+    fn vector_schemas(doc: &serde_json::Value) -> [serde_json::Value; 2] {
+        let schemas = &doc["components"]["schemas"];
+        [
+            schemas["SearchRequest"]["properties"]["query_vector"].clone(),
+            schemas["SearchBatchRequest"]["properties"]["query_vectors"]["items"].clone(),
+        ]
+    }
+
+    #[test]
+    fn vectors_have_the_served_dimension_and_under_cosine_a_nonzero_value() {
+        for v in vector_schemas(&doc_for(16, Metric::Cosine)) {
+            assert_eq!((v["minItems"].as_u64(), v["maxItems"].as_u64()), (Some(16), Some(16)), "{v}");
+            let nonzero = &v["contains"]["anyOf"];
+            assert_eq!(nonzero[0]["exclusiveMinimum"].as_f64(), Some(F32_ROUNDS_TO_ZERO), "{v}");
+            assert_eq!(nonzero[1]["exclusiveMaximum"].as_f64(), Some(-F32_ROUNDS_TO_ZERO), "{v}");
+            assert_eq!(v["items"]["exclusiveMaximum"].as_f64(), Some(F32_OVERFLOW), "{v}");
+            assert_eq!(v["items"]["exclusiveMinimum"].as_f64(), Some(-F32_OVERFLOW), "{v}");
+        }
+        for metric in [Metric::L2, Metric::Ip] {
+            for v in vector_schemas(&doc_for(5, metric)) {
+                assert_eq!((v["minItems"].as_u64(), v["maxItems"].as_u64()), (Some(5), Some(5)), "{v}");
+                assert!(v.get("contains").is_none(), "{metric:?}: the zero vector is a query: {v}");
+            }
+        }
+        // No index: no length to state; the values' range holds regardless.
+        let doc = serde_json::to_value(openapi(&ServerConfig::default(), None)).unwrap();
+        for v in vector_schemas(&doc) {
+            assert!(v.get("minItems").is_none() && v.get("maxItems").is_none() && v.get("contains").is_none(), "{v}");
+            assert_eq!(v["items"]["exclusiveMaximum"].as_f64(), Some(F32_OVERFLOW), "{v}");
+        }
+    }
+
+    /// The bounds are where the server's f64 -> f32 conversion flips, and the
+    /// request validation agrees with them at both edges.
+    #[test]
+    fn value_bounds_are_where_f32_conversion_flips() {
+        assert_eq!(F32_OVERFLOW, 2f64.powi(128) - 2f64.powi(103));
+        assert!((F32_OVERFLOW as f32).is_infinite() && (F32_OVERFLOW.next_down() as f32) == f32::MAX);
+        assert_eq!(F32_ROUNDS_TO_ZERO, 2f64.powi(-150));
+        assert_eq!(F32_ROUNDS_TO_ZERO as f32, 0.0);
+        assert!(F32_ROUNDS_TO_ZERO.next_up() as f32 > 0.0);
+        use crate::models::SearchRequest;
+        use crate::validate::FromBody;
+        let config = ServerConfig::default();
+        let body = |x: f64| json!({ "query_vector": [x, -x], "k": 1 });
+        assert!(SearchRequest::from_body(&body(F32_OVERFLOW.next_down()), &config).is_ok());
+        let errors = SearchRequest::from_body(&body(F32_OVERFLOW), &config).unwrap_err();
+        assert_eq!(errors.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["finite_number", "finite_number"]);
+    }
+
+    /// The document's "at most one of profile, recall_target, ef_search"
+    /// (an `anyOf` of branches that each require two of them null or absent)
+    /// accepts exactly the bodies the request validation accepts.
+    #[test]
+    fn the_search_option_rule_matches_the_validation() {
+        use crate::models::{SearchBatchRequest, SearchRequest};
+        use crate::validate::FromBody;
+        let config = ServerConfig::default();
+        let doc = doc_for(2, Metric::L2);
+        let given = [("profile", json!("balanced")), ("recall_target", json!(0.9)), ("ef_search", json!(64))];
+        for (schema, base) in [
+            ("SearchRequest", json!({ "query_vector": [1.0, 0.0], "k": 1 })),
+            ("SearchBatchRequest", json!({ "query_vectors": [[1.0, 0.0]], "k": 1 })),
+        ] {
+            let branches = doc["components"]["schemas"][schema]["anyOf"].as_array().unwrap().clone();
+            assert_eq!(branches.len(), 3, "{schema}");
+            // Each option absent, null or given: 27 bodies.
+            for n in 0..27 {
+                let mut body = base.clone();
+                let mut code = n;
+                for (name, value) in &given {
+                    match code % 3 {
+                        0 => {}
+                        1 => body[*name] = serde_json::Value::Null,
+                        _ => body[*name] = value.clone(),
+                    }
+                    code /= 3;
+                }
+                // A branch matches when each property it names is absent or null.
+                let matches = |branch: &serde_json::Value| {
+                    branch["properties"].as_object().unwrap().iter().all(|(name, rule)| {
+                        assert_eq!(rule, &json!({ "type": "null" }));
+                        body.get(name).is_none_or(serde_json::Value::is_null)
+                    })
+                };
+                let documented = branches.iter().any(matches);
+                let accepted = if schema == "SearchRequest" {
+                    SearchRequest::from_body(&body, &config).is_ok()
+                } else {
+                    SearchBatchRequest::from_body(&body, &config).is_ok()
+                };
+                assert_eq!(documented, accepted, "{schema}: {body}");
+            }
+        }
+    }
+
+    #[test]
+    fn response_bodies_are_closed_and_errors_echo_any_value() {
+        let doc = doc_for(4, Metric::Cosine);
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        let mut objects = 0;
+        for (name, schema) in schemas {
+            if schema["type"] == "object" {
+                assert_eq!(schema["additionalProperties"], false, "{name}");
+                objects += 1;
+            }
+        }
+        assert!(objects >= 10, "{objects}");
+        let error = &schemas["ValidationError"]["properties"];
+        assert!(error["input"].get("type").is_none(), "input is any JSON value: {}", error["input"]);
+        assert_eq!(error["ctx"]["type"], "object");
+        assert_eq!(schemas["ValidationError"]["required"], json!(["loc", "msg", "type"]));
+        // Fields always written, null or not, are required.
+        assert!(schemas["StatsResponse"]["required"].as_array().unwrap().contains(&json!("calibration")));
+        assert!(schemas["MonitorEntry"]["required"].as_array().unwrap().contains(&json!("promised")));
+        for name in ["ProfileStats", "CalibrationPoint"] {
+            let required = schemas[name]["required"].as_array().unwrap();
+            assert!(required.contains(&json!("latency_p50_ms")) && required.contains(&json!("latency_p95_ms")), "{name}");
+        }
     }
 }

@@ -67,6 +67,7 @@ pub struct StatsResponse {
     pub default_profile: String,
     /// The recall table stored in the index; `null` for an index built
     /// without one (run `vectorwise calibrate --index ...`).
+    #[schema(required = true)]
     pub calibration: Option<CalibrationStats>,
     /// Recall actually delivered, estimated from sampled queries re-run exactly.
     pub recall_monitor: RecallMonitorStats,
@@ -106,7 +107,9 @@ pub struct ProfileStats {
     /// Calibrated mean recall@k of the setting.
     pub expected_recall: f64,
     /// Latency measured at calibration (one thread, in-process), when measured.
+    #[schema(required = true)]
     pub latency_p50_ms: Option<f64>,
+    #[schema(required = true)]
     pub latency_p95_ms: Option<f64>,
 }
 
@@ -121,7 +124,9 @@ pub struct CalibrationPoint {
     pub recall_mean: f64,
     /// 10th percentile of per-query recall.
     pub recall_p10: f64,
+    #[schema(required = true)]
     pub latency_p50_ms: Option<f64>,
+    #[schema(required = true)]
     pub latency_p95_ms: Option<f64>,
 }
 
@@ -147,13 +152,16 @@ pub struct RecallMonitorStats {
 // gives the schema `additionalProperties: false` (utoipa 5 has no struct-level
 // `additional_properties`); serde's derive then refuses unknown fields too,
 // as the server does.
-/// A k-nearest-neighbour query.
+/// A k-nearest-neighbour query. At most one of `profile`, `recall_target`
+/// and `ef_search` may be given (`null` counts as not given).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
-    /// The query: `dimension` finite numbers. On a `cosine` index it is
-    /// scaled to unit length inside the engine (so scaling it changes
-    /// nothing, and the zero vector is refused); `l2` and `ip` take it as it is.
+    /// The query: `dimension` numbers (see `/stats`; the length this document
+    /// states is the served index's), each finite as an f32. On a `cosine`
+    /// index it is scaled to unit length inside the engine (so scaling it
+    /// changes nothing, and the zero vector is refused); `l2` and `ip` take it
+    /// as it is, and refuse a vector whose squared norm reaches 1e34 (422).
     pub query_vector: Vec<f32>,
     /// Number of neighbours wanted; at most `max_k` (see `/stats`).
     #[schema(minimum = 1, maximum = 100, example = 10)]
@@ -220,14 +228,16 @@ impl From<SearchProfile> for vectorwise_index::Profile {
     }
 }
 
-/// Many k-nearest-neighbour queries in one request, answered in order.
+/// Many k-nearest-neighbour queries in one request, answered in order. At
+/// most one of `profile`, `recall_target` and `ef_search` may be given
+/// (`null` counts as not given).
 // `deny_unknown_fields`: as on `SearchRequest`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchBatchRequest {
-    /// The queries, each as `query_vector` in `/search`: finite, length
-    /// `dimension` (non-zero on a `cosine` index). At most
-    /// `max_batch` of them (1024 by default).
+    /// The queries, each as `query_vector` in `/search`: `dimension` numbers
+    /// finite as f32 (not all zero on a `cosine` index; squared norm below
+    /// 1e34 on `l2` and `ip`). At most `max_batch` of them (1024 by default).
     #[schema(min_items = 1, max_items = 1024)]
     pub query_vectors: Vec<Vec<f32>>,
     /// Number of neighbours wanted for every query; at most `max_k`.
@@ -293,13 +303,15 @@ pub struct FieldError {
     /// pydantic's error type: `missing`, `int_type`, `greater_than`, ...
     #[serde(rename = "type")]
     pub kind: String,
-    /// The offending value, when it is a short scalar.
+    /// The offending value, when it is a short scalar: any JSON value
+    /// (`null` included), as the request gave it; absent for lists,
+    /// objects and long strings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub input: Option<Value>,
-    /// The rule's parameters, e.g. `{"gt": 0}`.
+    /// The rule's parameters, e.g. `{"gt": 0}`; absent for rules without any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Object, required = false)]
     pub ctx: Option<Value>,
 }
 

@@ -118,6 +118,7 @@ pub struct MonitorEntry {
     pub ci95_high: f64,
     /// The recall this label promises: the mean of the promises its samples
     /// came with (the promise itself when it is fixed); `null` if none did.
+    #[schema(required = true)]
     pub promised: Option<f64>,
     /// `insufficient_data` (fewer than 30 samples), `below_promise` (the
     /// delivered recall is below the promise beyond noise: with a fixed

@@ -61,7 +61,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> (StatusCode, Json<H
     get, path = "/stats", tag = "index",
     responses(
         (status = 200, description = "The served index", body = StatsResponse),
-        (status = 503, description = "Index not loaded", body = ErrorResponse),
+        (status = 503, description = "Index still loading, or its load failed", body = ErrorResponse),
     )
 )]
 pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<StatsResponse>, ApiError> {
@@ -180,11 +180,16 @@ fn located(error: ApiError, at: impl FnOnce(usize) -> (Vec<LocItem>, String)) ->
             ("x-vectorwise-recall-target" = f64, description = "The recall@k asked for (profile or recall_target), when one was"),
             ("x-vectorwise-expected-recall" = f64, description = "Calibrated mean recall@k of the setting; absent when the index has no calibration"),
         )),
-        (status = 400, description = "query_vector has the wrong dimension", body = ErrorResponse),
+        (status = 400, description = "query_vector's length is not the index's dimension; or the body \
+            could not be read (sent slower than --body-timeout, or cut off)", body = ErrorResponse),
         (status = 413, description = "Body larger than the configured limit", body = ErrorResponse),
-        (status = 422, description = "Invalid body: every problem, located", body = ValidationErrorResponse),
+        (status = 422, description = "Invalid body: every problem, located. Also an empty or `null` body, \
+            a body that is not JSON by its Content-Type (only `application/json`, `application/*+json` \
+            or none is read as JSON), and a query the index's metric refuses: the zero vector under \
+            `cosine`, a squared norm of 1e34 or more under `l2` and `ip`", body = ValidationErrorResponse),
         (status = 500, description = "Internal error (details in the server log)", body = ErrorResponse),
-        (status = 503, description = "Index not loaded, or too many pending searches", body = ErrorResponse),
+        (status = 503, description = "Index not loaded, or too many pending searches", body = ErrorResponse,
+            headers(("retry-after" = u32, description = "`1`, when the searches pending are too many"))),
     )
 )]
 pub(crate) async fn search(
@@ -230,12 +235,18 @@ pub(crate) async fn search(
             ("x-vectorwise-recall-target" = f64, description = "The recall@k asked for (profile or recall_target), when one was"),
             ("x-vectorwise-expected-recall" = f64, description = "Calibrated mean recall@k of the setting; absent when the index has no calibration"),
         )),
-        (status = 400, description = "A query has the wrong dimension (the detail names it)", body = ErrorResponse),
+        (status = 400, description = "A query's length is not the index's dimension (the detail names \
+            the query); or the body could not be read (sent slower than --body-timeout, or cut off)",
+            body = ErrorResponse),
         (status = 413, description = "Body larger than the configured limit", body = ErrorResponse),
         (status = 422, description = "Invalid body, empty batch, or more than max_batch queries; \
-            every problem located (`loc` holds the query's index)", body = ValidationErrorResponse),
+            every problem located (`loc` holds the query's index). Also an empty or `null` body, a body \
+            that is not JSON by its Content-Type (only `application/json`, `application/*+json` or none \
+            is read as JSON), and a query the index's metric refuses: the zero vector under `cosine`, \
+            a squared norm of 1e34 or more under `l2` and `ip`", body = ValidationErrorResponse),
         (status = 500, description = "Internal error (details in the server log)", body = ErrorResponse),
-        (status = 503, description = "Index not loaded, or too many pending searches", body = ErrorResponse),
+        (status = 503, description = "Index not loaded, or too many pending searches", body = ErrorResponse,
+            headers(("retry-after" = u32, description = "`1`, when the searches pending are too many"))),
     )
 )]
 pub(crate) async fn search_batch(
@@ -279,7 +290,7 @@ pub(crate) async fn search_batch(
     get, path = "/metrics", tag = "monitoring",
     responses(
         (status = 200, description = "Every `vectorwise_*` series (see README, Metrics)", body = String,
-            content_type = "text/plain; version=0.0.4"),
+            content_type = "text/plain; version=0.0.4; charset=utf-8"),
     )
 )]
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -663,6 +663,49 @@ async fn openapi_document_is_generated() {
     assert_eq!(schemas["SearchRequest"]["additionalProperties"], false);
     assert_eq!(schemas["SearchBatchRequest"]["additionalProperties"], false);
     assert!(schemas["StatsResponse"]["properties"]["hnsw_efSearch"].is_object());
+    // The served index's dimension is the vectors' length; it is a cosine
+    // index, so a vector needs a non-zero value.
+    let dim = FIXTURE.index.dim() as u64;
+    let single = &schemas["SearchRequest"]["properties"]["query_vector"];
+    let of_batch = &schemas["SearchBatchRequest"]["properties"]["query_vectors"]["items"];
+    for vector in [single, of_batch] {
+        assert_eq!((vector["minItems"].as_u64(), vector["maxItems"].as_u64()), (Some(dim), Some(dim)), "{vector}");
+        assert!(vector["contains"].is_object(), "{vector}");
+    }
+    // At most one of profile, recall_target and ef_search.
+    assert_eq!(schemas["SearchRequest"]["anyOf"].as_array().map(Vec::len), Some(3));
+    assert_eq!(search["responses"]["503"]["headers"]["retry-after"]["schema"]["type"], "integer");
+}
+
+/// The document's bounds on a vector's values are the server's, at both
+/// edges: the largest magnitudes that stay finite as f32 are searched and
+/// the first that do not are a 422; under cosine, values that are all 0 as
+/// f32 are the zero vector (422) and the smallest that is not is searched.
+#[tokio::test]
+async fn the_documented_value_bounds_are_the_servers() {
+    let app = app(state());
+    let doc = get(&app, "/openapi.json").await.json();
+    let vector = &doc["components"]["schemas"]["SearchRequest"]["properties"]["query_vector"];
+    let dim = vector["minItems"].as_u64().unwrap() as usize;
+    let top = vector["items"]["exclusiveMaximum"].as_f64().unwrap();
+    assert_eq!(vector["items"]["exclusiveMinimum"].as_f64(), Some(-top));
+    let zero = vector["contains"]["anyOf"][0]["exclusiveMinimum"].as_f64().unwrap();
+    assert_eq!(vector["contains"]["anyOf"][1]["exclusiveMaximum"].as_f64(), Some(-zero));
+    let post = |values: Vec<f64>| {
+        let app = app.clone();
+        async move { search(&app, json!({ "query_vector": values, "k": 1 })).await }
+    };
+    let mut edge = vec![0.0; dim];
+    edge[0] = top.next_down();
+    edge[1] = -top.next_down();
+    assert_eq!(post(edge.clone()).await.status, StatusCode::OK);
+    edge[1] = -top;
+    assert_422(&post(edge).await, &[(json!(["body", "query_vector", 1]), "finite_number")]);
+    let mut tiny = vec![zero; dim];
+    tiny[1] = -zero;
+    assert_422(&post(tiny.clone()).await, &[(json!(["body", "query_vector"]), "value_error")]);
+    tiny[2] = -zero.next_up();
+    assert_eq!(post(tiny).await.status, StatusCode::OK);
 }
 
 /// Each POST operation's request-body example, as Swagger UI's "Try it out"
