@@ -171,8 +171,11 @@ pub fn load_ids(path: &Path) -> Result<Vec<u64>> {
         _ => return Err(unsupported(format!("ids must be a 1-D array, got shape {dims:?}"))),
     };
     let data = &bytes[data_start..];
-    if Some(data.len()) != count.checked_mul(8) {
-        return Err(Error::corrupt(path, format!("data is {} bytes but {count} ids need {}", data.len(), count * 8)));
+    // A shape is any number: `count * 8` may not fit (found by fuzzing).
+    let needed = count.checked_mul(8);
+    if Some(data.len()) != needed {
+        let needed = needed.map_or_else(|| "more than 2^64 bytes".to_owned(), |n| n.to_string());
+        return Err(Error::corrupt(path, format!("data is {} bytes but {count} ids need {needed}", data.len())));
     }
     let ids: Vec<u64> = data.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
     if signed {
@@ -232,6 +235,11 @@ mod tests {
         assert!(load_ids(&p).unwrap_err().to_string().contains("uint64 or int64"));
         std::fs::write(&p, npy_bytes("<u8", "(3,)", &data[..16])).unwrap();
         assert!(load_ids(&p).unwrap_err().to_string().contains("3 ids need 24"));
+        // The count's byte size overflows usize: refused, not a panic (debug
+        // builds) or a wrapped size in the message (release).
+        std::fs::write(&p, npy_bytes("<u8", "(4766558875969106058,)", &data)).unwrap();
+        let message = load_ids(&p).unwrap_err().to_string();
+        assert!(message.contains("4766558875969106058 ids need more than 2^64 bytes"), "{message}");
     }
 
     #[test]
