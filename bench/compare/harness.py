@@ -92,18 +92,10 @@ def prepare(args):
         return dict(base=base, sets=sets, notes=notes)
     if ds.startswith("clustered-norms-"):
         n = parse_n(ds)
-        base, qp = os.path.join(d, "base.npy"), os.path.join(d, "queries.npy")
-        if not (os.path.exists(base) and os.path.exists(qp)):
-            # The clustered mixture below (n + nq rows, the last nq held out as queries), then every
-            # row, base and query alike, times its own factor 10^U(-1, 1): norms spread over two
-            # decades, so inner product and L2 rank differently from the direction alone.
-            full = os.path.join(d, "all.npy")
-            vw(args, "generate", "--kind", "clustered", "--clusters", args.clusters, "--n", n + args.nq, "--dim", 128, "--seed", 42, "--out", full)
-            x = np.load(full)
-            x *= norm_factors(len(x), NORMS_SEED)[:, None]
-            np.save(base, x[:n])
-            np.save(qp, x[n:])
-            os.remove(full)
+        # The clustered mixture below, then every row, base and query alike, times its own factor
+        # 10^U(-1, 1): norms spread over two decades, so inner product and L2 rank differently
+        # from the direction alone.
+        base, qp = clustered_files(args, d, n, lambda x: x * norm_factors(len(x), NORMS_SEED)[:, None])
         notes.append(f"`vectorwise generate --kind clustered --clusters {args.clusters} --n {n + args.nq} --dim 128 --seed 42`, every row then "
                      f"multiplied by its own factor 10^U(-1,1) (log-uniform in [0.1, 10], numpy seed {NORMS_SEED}); the first {n} rows are the base, "
                      f"the last {args.nq} the queries (same distribution and scaling, not in the base)")
@@ -139,16 +131,7 @@ def prepare(args):
         return dict(base=base, sets=[("held-out", qp, None)], notes=notes)
     if ds.startswith("clustered-"):
         n = parse_n(ds)
-        base, qp = os.path.join(d, "base.npy"), os.path.join(d, "queries.npy")
-        if not (os.path.exists(base) and os.path.exists(qp)):
-            # n + nq points of one seeded mixture: the first n are the base (rows do not depend on
-            # the total, so this base equals `generate --n n`), the last nq the held-out queries.
-            full = os.path.join(d, "all.npy")
-            vw(args, "generate", "--kind", "clustered", "--clusters", args.clusters, "--n", n + args.nq, "--dim", 128, "--seed", 42, "--out", full)
-            x = np.load(full)
-            np.save(base, x[:n])
-            np.save(qp, x[n:])
-            os.remove(full)
+        base, qp = clustered_files(args, d, n, lambda x: x)
         notes.append(f"`vectorwise generate --kind clustered --clusters {args.clusters} --n {n + args.nq} --dim 128 --seed 42`: {args.clusters} anisotropic Gaussian clusters (per-axis spread 0.05-0.5, Gaussian centres); the first {n} rows are the base, the last {args.nq} the queries (same distribution, not in the base)")
         return dict(base=base, sets=[("clustered", qp, None)], notes=notes)
     if ds.startswith("real-"):
@@ -167,6 +150,21 @@ def prepare(args):
         notes.append(f"base {args.base}, queries {args.queries}, truth {args.truth or 'computed by our exact search'}")
         return dict(base=args.base, sets=[("custom", args.queries, args.truth)], notes=notes)
     sys.exit(f"unknown dataset {ds}")
+
+
+def clustered_files(args, d, n, transform):
+    """base.npy and queries.npy in `d`, made once: n + nq points of one seeded clustered mixture,
+    `transform`ed; the first n are the base (rows do not depend on the total, so this base equals
+    `generate --n n` before the transform), the last nq the held-out queries."""
+    base, qp = os.path.join(d, "base.npy"), os.path.join(d, "queries.npy")
+    if not (os.path.exists(base) and os.path.exists(qp)):
+        full = os.path.join(d, "all.npy")
+        vw(args, "generate", "--kind", "clustered", "--clusters", args.clusters, "--n", n + args.nq, "--dim", 128, "--seed", 42, "--out", full)
+        x = transform(np.load(full))
+        np.save(base, x[:n])
+        np.save(qp, x[n:])
+        os.remove(full)
+    return base, qp
 
 
 def parse_n(name):
