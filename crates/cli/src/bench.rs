@@ -622,7 +622,7 @@ fn http(a: &Args, url: &str) -> Result<Vec<Summary>> {
     // search in the server's metric's space (see vectorwise_index::metric).
     let metric: Metric = stats["metric"].as_str().unwrap_or("l2").parse().map_err(anyhow::Error::msg)?;
     let space = metric.prepare_rows(&base)?;
-    let space_norm = space.row(0).iter().map(|x| x * x).sum::<f32>().sqrt();
+    let space_norm = Metric::space_norm(space.row(0));
     let by_rows = |q: &Matrix| -> Result<Vec<Vec<u32>>> {
         let mut prepared = Vec::with_capacity(q.len() * space.dim());
         for row in q.rows() {

@@ -12,7 +12,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_vectorwise");
 
 /// The binary with no `VECTORWISE_*` variable inherited from the test's environment.
 fn command() -> Command {
-    let mut cmd = Command::new(BIN);
+    without_settings(Command::new(BIN))
+}
+
+/// `cmd` with no `VECTORWISE_*` variable inherited from the test's environment.
+fn without_settings(mut cmd: Command) -> Command {
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("VECTORWISE_")) {
         cmd.env_remove(key);
     }
@@ -49,10 +53,7 @@ impl Server {
     fn start_with_fd_limit(args: &[&str], env: &[(&str, &str)], nofile: u32) -> Server {
         let mut sh = Command::new("sh");
         sh.args(["-c", &format!("ulimit -n {nofile} && exec \"$0\" \"$@\""), BIN]);
-        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("VECTORWISE_")) {
-            sh.env_remove(key);
-        }
-        Server::spawn(sh, args, env)
+        Server::spawn(without_settings(sh), args, env)
     }
 
     fn spawn(mut command: Command, args: &[&str], env: &[(&str, &str)]) -> Server {

@@ -9,6 +9,9 @@
 
 use crate::hnsw::{self, BuildOptions};
 use crate::params::Method;
+use crate::error::Error;
+use crate::metric::Metric;
+use crate::vectors::Matrix;
 use crate::visited::VisitedList;
 use crate::{distance, exact};
 use rand::SeedableRng;
@@ -30,25 +33,29 @@ pub struct Choice {
     pub sample_points: usize,
 }
 
-/// Measures the sample graph and decides. Data smaller than the sample plus
-/// the queries gets a graph (a graph on a few thousand points is cheap and,
-/// searched wide, near exact).
-pub fn choose(vectors: &[f32], dim: usize, seed: u64) -> crate::Result<Choice> {
-    let n = vectors.len() / dim;
+/// Measures the sample graph and decides, on the metric's space: the
+/// sampled user rows (`vectors`) are prepared for `metric` as the build
+/// prepares them, the sample only, not the whole input. Data smaller than the
+/// sample plus the queries gets a graph (a graph on a few thousand points is
+/// cheap and, searched wide, near exact).
+pub fn choose(vectors: &Matrix, metric: Metric, seed: u64) -> crate::Result<Choice> {
+    let n = vectors.len();
     if n < SAMPLE + QUERIES {
         return Ok(Choice { method: Method::Hnsw, sample_recall: 1.0, sample_points: n });
     }
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let picked = sample(&mut rng, n, SAMPLE + QUERIES).into_vec();
-    let row = |i: usize| &vectors[i * dim..(i + 1) * dim];
-    let mut base = Vec::with_capacity(SAMPLE * dim);
-    for &i in &picked[..SAMPLE] {
-        base.extend_from_slice(row(i));
-    }
-    let mut queries = Vec::with_capacity(QUERIES * dim);
-    for &i in &picked[SAMPLE..] {
-        queries.extend_from_slice(row(i));
-    }
+    let rows: Vec<f32> = picked.iter().flat_map(|&i| vectors.row(i).iter().copied()).collect();
+    let sampled = Matrix::new(vectors.dim(), rows)?;
+    // A refused row is named by its place in `vectors`, not in the sample.
+    let space = metric.prepare_rows(&sampled).map_err(|e| match e {
+        Error::NonFinite { index } => Error::NonFinite { index: picked[index] },
+        Error::ZeroVector { index } => Error::ZeroVector { index: picked[index] },
+        Error::TooLarge { index } => Error::TooLarge { index: picked[index] },
+        e => e,
+    })?;
+    let dim = space.dim();
+    let (base, queries) = space.as_slice().split_at(SAMPLE * dim);
     let opts = BuildOptions { m: 16, ef_construction: 100, threads: None, seed };
     let graph = hnsw::builder::build(&base, dim, &opts, &|_| {})?;
     let view = graph.view();

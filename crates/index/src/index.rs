@@ -85,8 +85,7 @@ impl Index {
         let start = Instant::now();
         let file = format::open_with(path, read_calibration)?;
         let visited = VisitedPool::new(file.header.count as usize);
-        let row0 = &file.vectors()[..file.header.dim as usize];
-        let space_norm = row0.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt() as f32;
+        let space_norm = Metric::space_norm(&file.vectors()[..file.header.dim as usize]);
         Ok(Index { file, visited, load_seconds: start.elapsed().as_secs_f64(), offsets: OnceLock::new(), space_norm })
     }
 

@@ -151,6 +151,12 @@ impl Metric {
         })
     }
 
+    /// The norm M every stored row of an `ip` space shares, read from any
+    /// one of them (`stored`): the scale [`Metric::prepare_query`] takes.
+    pub fn space_norm(stored: &[f32]) -> f32 {
+        norm_squared(stored).sqrt() as f32
+    }
+
     /// Whether `v` is too large for f32 distances; `cosine` scales every
     /// vector to unit length first, so any finite one will do.
     fn too_large(self, v: &[f32]) -> bool {

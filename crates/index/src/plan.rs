@@ -79,8 +79,7 @@ pub fn plan_build(vectors: &Matrix, request: &BuildRequest) -> Result<BuildPlan>
         BuildMethod::Auto if request.metric == Metric::Ip => BuildMethod::Scan,
         BuildMethod::Auto => {
             // The sample graph is tested on the space the index will search.
-            let space = request.metric.prepare_rows(vectors)?;
-            let c = choose::choose(space.as_slice(), space.dim(), request.graph.seed)?;
+            let c = choose::choose(vectors, request.metric, request.graph.seed)?;
             choice = Some(c);
             let structured = c.method == Method::Hnsw;
             match (structured, request.scan_lists != Some(0) && many) {
