@@ -94,6 +94,16 @@ pub struct Args {
     /// Log format.
     #[arg(long, env = "VECTORWISE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
+    /// Where collections live (one folder each): their manifests, write-ahead
+    /// logs and segments.
+    #[arg(long, env = "VECTORWISE_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// When an acknowledged write is durable: `always` (fdatasync before the
+    /// 200, concurrent writers sharing one sync) or `interval:<ms>` (a
+    /// background sync every interval; a crash may lose that long of
+    /// acknowledged writes).
+    #[arg(long, env = "VECTORWISE_WAL_SYNC", default_value = "always")]
+    pub wal_sync: vectorwise_store::SyncMode,
     /// Build the index if it is missing even when --index is not the default path.
     #[arg(long)]
     pub auto_build: bool,
@@ -168,6 +178,7 @@ pub fn run(a: Args) -> Result<()> {
         );
     }
     let (host, port) = (a.host.clone(), a.port);
+    let (data_dir, wal_sync) = (a.data_dir.clone(), a.wal_sync);
     let removed = vectorwise_index::remove_stale_temporaries(&a.index);
     if removed > 0 {
         tracing::info!(removed, index = %a.index.display(), "removed temporaries a killed build left");
@@ -203,6 +214,15 @@ pub fn run(a: Args) -> Result<()> {
         }
         (AppState::with_index(config, Arc::new(index)), None)
     };
+    // Collections are opened (logs replayed) before binding too: a damaged
+    // one stops the process with its file and reason.
+    let store = Arc::new(
+        vectorwise_store::Store::open(&data_dir, wal_sync)
+            .with_context(|| format!("cannot open the collections in {}", data_dir.display()))?,
+    );
+    let names = store.list();
+    tracing::info!(data_dir = %data_dir.display(), collections = names.len(), "collections ready");
+    state.set_store(Arc::clone(&store));
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
     // Searches run on the blocking pool. More threads than cores only adds
     // switching: extra searches wait in tokio's queue, still bounded by
@@ -253,6 +273,7 @@ pub fn run(a: Args) -> Result<()> {
     // only after the graph is done, so a stop mid-build leaves no partial index
     // (a stop during those last seconds of writing leaves `.index.vwi.tmp-PID`).
     runtime.shutdown_background();
+    store.close();
     result
 }
 

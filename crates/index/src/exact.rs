@@ -20,6 +20,20 @@ pub fn search(data: &[f32], dim: usize, query: &[f32], k: usize, skip: Option<u3
     top.into_sorted()
 }
 
+/// [`search`] over the rows `keep` accepts (a segment's live points).
+pub fn search_kept(data: &[f32], dim: usize, query: &[f32], k: usize, keep: &dyn Fn(u32) -> bool) -> Vec<Scored> {
+    assert_eq!(query.len(), dim, "query has the wrong dimension");
+    let l2 = kernels().l2_squared;
+    let mut top = TopK::new(k);
+    for (i, row) in data.chunks_exact(dim).enumerate() {
+        let d = l2(row, query);
+        if d < top.threshold() && keep(i as u32) {
+            top.push(Scored { distance: d, offset: i as u32 });
+        }
+    }
+    top.into_sorted()
+}
+
 /// Rows per distance batch: they stay in L2 while a group of queries is
 /// scored against them.
 fn chunk_rows(dim: usize) -> usize {

@@ -1,6 +1,7 @@
 //! [`Index`]: a loaded, searchable index file. The handle the server holds.
 
 use crate::distance::kernels;
+use crate::exact;
 use crate::error::{Error, Result};
 use crate::format::{self, MappedFile};
 use crate::topk::Scored;
@@ -152,6 +153,12 @@ impl Index {
         map.get(&id).copied()
     }
 
+    /// The vector at `offset`, as users see it.
+    pub fn vector_at(&self, offset: PointOffset) -> &[f32] {
+        let (o, d) = (offset as usize, self.space_dim());
+        self.metric().user_row(&self.space_vectors()[o * d..(o + 1) * d])
+    }
+
     /// The vector of the point with `id`, as users see it.
     pub fn vector_of(&self, id: u64) -> Option<&[f32]> {
         let o = self.offset_of(id)? as usize;
@@ -232,23 +239,26 @@ impl Index {
     /// Offsets found for the user's `query` as ids with the metric's
     /// distances, ascending.
     fn to_neighbors(&self, query: &[f32], found: Vec<Scored>) -> Vec<Neighbor> {
+        self.to_located(query, found).into_iter().map(|(_, n)| n).collect()
+    }
+
+    /// [`Index::to_neighbors`], keeping each hit's offset.
+    fn to_located(&self, query: &[f32], found: Vec<Scored>) -> Vec<(PointOffset, Neighbor)> {
         let ids = self.file.ids();
         let metric = self.metric();
-        let mut hits: Vec<Neighbor> = if metric.recomputes() {
-            let (vectors, d) = (self.space_vectors(), self.space_dim());
-            found
-                .into_iter()
-                .map(|s| {
-                    let o = s.offset as usize;
-                    Neighbor { id: ids[o], distance: metric.distance(query, &vectors[o * d..(o + 1) * d]) }
-                })
-                .collect()
-        } else {
-            found.into_iter().map(|s| Neighbor { id: ids[s.offset as usize], distance: s.distance }).collect()
-        };
+        let (vectors, d) = (self.space_vectors(), self.space_dim());
+        let mut hits: Vec<(PointOffset, Neighbor)> = found
+            .into_iter()
+            .map(|s| {
+                let o = s.offset as usize;
+                let distance =
+                    if metric.recomputes() { metric.distance(query, &vectors[o * d..(o + 1) * d]) } else { s.distance };
+                (s.offset, Neighbor { id: ids[o], distance })
+            })
+            .collect();
         if metric.recomputes() {
             // The space's order is the metric's; its rounding may swap near-ties.
-            hits.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
+            hits.sort_by(|(_, a), (_, b)| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
         }
         hits
     }
@@ -260,6 +270,44 @@ impl Index {
     pub fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Neighbor>> {
         let prepared = self.prepare(query)?;
         Ok(self.to_neighbors(query, self.search_offsets(&prepared, k, params)?))
+    }
+
+    /// [`Index::search`] as if the `deleted_count` points `deleted` names
+    /// were not stored (a segment's deleted set). The method runs for more
+    /// than `k` (`k` plus twice the deleted share of `k`, plus 10) and the
+    /// deleted are dropped; when fewer than `min(k, live)` remain (deletions
+    /// clustered near the query), the live points are searched exactly. So
+    /// the answer is always `min(k, live)` long and never holds a deleted
+    /// point. Each hit comes with its offset.
+    pub fn search_live(
+        &self,
+        query: &[f32],
+        k: usize,
+        params: &SearchParams,
+        deleted: &dyn Fn(PointOffset) -> bool,
+        deleted_count: usize,
+    ) -> Result<Vec<(PointOffset, Neighbor)>> {
+        Self::check_k(k)?;
+        params.validate()?;
+        let prepared = self.prepare(query)?;
+        if deleted_count == 0 {
+            return Ok(self.to_located(query, self.searcher(self.method(params))?.search(&prepared, k, params, None)));
+        }
+        let live = self.len().saturating_sub(deleted_count);
+        let want = k.min(live);
+        if want == 0 {
+            return Ok(Vec::new());
+        }
+        let extra = (k * deleted_count).div_ceil(live.max(1)).saturating_mul(2).saturating_add(10);
+        let fetch = k.saturating_add(extra).min(self.len());
+        let mut found = self.searcher(self.method(params))?.search(&prepared, fetch, params, None);
+        found.retain(|s| !deleted(s.offset));
+        if found.len() < want {
+            let (rows, d) = (self.space_vectors(), self.space_dim());
+            found = exact::search_kept(rows, d, &prepared, k, &|o| !deleted(o));
+        }
+        found.truncate(k);
+        Ok(self.to_located(query, found))
     }
 
     /// The recall table measured for this index, when it has one (format 3).

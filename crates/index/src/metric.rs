@@ -151,6 +151,48 @@ impl Metric {
         })
     }
 
+    /// A point as a collection keeps it before it is indexed (the user's
+    /// view, what a get returns): checked as [`Metric::prepare_rows`] checks
+    /// a row, and scaled to unit length under `cosine`. Errors name `index`.
+    pub fn prepare_point(self, v: &[f32], index: usize) -> Result<Cow<'_, [f32]>> {
+        if v.iter().any(|x| !x.is_finite()) {
+            return Err(Error::NonFinite { index });
+        }
+        if self.too_large(v) {
+            return Err(Error::TooLarge { index });
+        }
+        match self {
+            Metric::L2 | Metric::Ip => Ok(Cow::Borrowed(v)),
+            Metric::Cosine => {
+                let mut row = v.to_vec();
+                if !normalize_query(&mut row) {
+                    return Err(Error::ZeroVector { index });
+                }
+                Ok(Cow::Owned(row))
+            }
+        }
+    }
+
+    /// A query for [`Metric::point_distance`]: checked as
+    /// [`Metric::prepare_query`] checks it; unit length under `cosine`, as
+    /// given otherwise.
+    pub fn prepare_point_query<'q>(self, query: &'q [f32], dim: usize) -> Result<Cow<'q, [f32]>> {
+        if query.len() != dim {
+            return Err(Error::DimensionMismatch { expected: dim, actual: query.len() });
+        }
+        self.prepare_point(query, 0)
+    }
+
+    /// The metric's distance between a query and a point, both as
+    /// [`Metric::prepare_point`] keeps them: the distance every index of
+    /// this metric returns (squared L2; `-q·x` for `ip`).
+    pub fn point_distance(self, query: &[f32], point: &[f32]) -> f32 {
+        match self {
+            Metric::Ip => -dot(query, point),
+            Metric::L2 | Metric::Cosine => crate::distance::l2_squared(query, point),
+        }
+    }
+
     /// The norm M every stored row of an `ip` space shares, read from any
     /// one of them (`stored`): the scale [`Metric::prepare_query`] takes.
     pub fn space_norm(stored: &[f32]) -> f32 {

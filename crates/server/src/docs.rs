@@ -5,7 +5,7 @@
 //! dist, ReDoc from the standalone bundle in `assets/` (redoc 2.5.4, MIT).
 
 use crate::error::ApiError;
-use crate::routes;
+use crate::{collections, routes};
 use crate::state::{AppState, ServerConfig};
 use axum::Router;
 use axum::body::Bytes;
@@ -26,12 +26,17 @@ use vectorwise_index::{Index, Metric};
         title = "VectorWise",
         description = "Nearest-neighbour search by the index's metric (l2, ip or cosine; see /stats), with calibrated recall profiles."
     ),
-    paths(routes::health, routes::stats, routes::search, routes::search_batch, routes::metrics),
+    paths(routes::health, routes::stats, routes::search, routes::search_batch, routes::metrics,
+        collections::list, collections::create, collections::info, collections::remove,
+        collections::upsert, collections::delete_points, collections::get_point, collections::get_points,
+        collections::search, collections::search_batch),
     tags(
         (name = "health", description = "Liveness and readiness"),
         (name = "index", description = "The served index"),
         (name = "search", description = "k-nearest-neighbour queries"),
         (name = "monitoring", description = "Prometheus metrics"),
+        (name = "collections", description = "Collections: create, list, inspect, delete"),
+        (name = "points", description = "Upsert, delete and read points of a collection"),
     )
 )]
 struct ApiDoc;

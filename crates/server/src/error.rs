@@ -54,6 +54,18 @@ pub enum ApiError {
     #[error(transparent)]
     Engine(#[from] vectorwise_index::Error),
 
+    /// The collection store refused or failed (see `status`).
+    #[error(transparent)]
+    Store(vectorwise_store::Error),
+
+    /// No point with this id in the collection (404).
+    #[error("Point not found")]
+    PointNotFound,
+
+    /// A vector field has the wrong number of values (400).
+    #[error("{field} has {actual} dimensions, expected {expected}")]
+    VectorDimension { field: &'static str, expected: usize, actual: usize },
+
     /// The blocking search task panicked or was cancelled (500).
     #[error("search task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -90,7 +102,87 @@ impl ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             ApiError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::PointNotFound => StatusCode::NOT_FOUND,
+            ApiError::VectorDimension { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Store(e) => {
+                use vectorwise_store::Error as S;
+                match e {
+                    S::NotFound(_) | S::Dropped(_) => StatusCode::NOT_FOUND,
+                    S::Conflict { .. } => StatusCode::CONFLICT,
+                    S::Invalid { .. } | S::PayloadTooLarge { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                    S::DiskFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
+                    S::LogFailed => StatusCode::SERVICE_UNAVAILABLE,
+                    S::Index(e) => ApiError::Engine(clone_index_error(e)).status(),
+                    S::Io { .. } | S::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+                }
+            }
         }
+    }
+}
+
+/// The variants whose status does not depend on their payload, rebuilt for
+/// [`ApiError::status`] of a store error that wraps an engine one.
+fn clone_index_error(e: &vectorwise_index::Error) -> vectorwise_index::Error {
+    use vectorwise_index::Error as E;
+    match e {
+        E::DimensionMismatch { expected, actual } => E::DimensionMismatch { expected: *expected, actual: *actual },
+        E::InvalidParameter { name, reason } => E::InvalidParameter { name, reason: reason.clone() },
+        E::NonFinite { index } => E::NonFinite { index: *index },
+        E::ZeroVector { index } => E::ZeroVector { index: *index },
+        E::TooLarge { index } => E::TooLarge { index: *index },
+        E::DuplicateId { id, first, second } => E::DuplicateId { id: *id, first: *first, second: *second },
+        E::Io { path, .. } | E::CorruptFile { path, .. } | E::UnsupportedFile { path, .. } => {
+            E::CorruptFile { path: path.clone(), reason: String::new() }
+        }
+    }
+}
+
+impl From<vectorwise_store::Error> for ApiError {
+    fn from(e: vectorwise_store::Error) -> Self {
+        use crate::models::LocItem;
+        use vectorwise_store::{Error as S, Loc};
+        match e {
+            S::Index(e) => ApiError::Engine(e),
+            S::Invalid { loc, reason } => {
+                let loc: Vec<LocItem> = std::iter::once(LocItem::from("body"))
+                    .chain(loc.into_iter().map(|l| match l {
+                        Loc::Field(f) => LocItem::from(f),
+                        Loc::Index(i) => LocItem::Index(i),
+                    }))
+                    .collect();
+                ApiError::Validation(vec![
+                    FieldError::new(loc, "value_error", format!("Value error, {reason}")).with_ctx(serde_json::json!({ "error": reason })),
+                ])
+            }
+            S::PayloadTooLarge { index, size, limit } => {
+                let loc = vec!["body".into(), "points".into(), LocItem::Index(index), "payload".into()];
+                let reason = format!("is {size} bytes as compact JSON; the collection's limit is {limit}");
+                ApiError::Validation(vec![
+                    FieldError::new(loc, "too_long", format!("Payload {reason}")).with_ctx(serde_json::json!({ "max_length": limit })),
+                ])
+            }
+            e => ApiError::Store(e),
+        }
+    }
+}
+
+impl ApiError {
+    /// A zero or too-large query refused by the metric, as a 422 at `at`.
+    pub(crate) fn located(self, at: impl FnOnce(usize) -> Vec<crate::models::LocItem>) -> ApiError {
+        crate::routes::located(self, |i| {
+            let loc = at(i);
+            let name = loc
+                .iter()
+                .skip(1)
+                .map(|l| match l {
+                    crate::models::LocItem::Key(k) => k.clone(),
+                    crate::models::LocItem::Index(i) => format!("[{i}]"),
+                })
+                .collect::<Vec<_>>()
+                .join(".")
+                .replace(".[", "[");
+            (loc, name)
+        })
     }
 }
 

@@ -17,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+mod collections;
 mod docs;
 mod error;
 mod extract;
@@ -46,6 +47,7 @@ use axum::extract::DefaultBodyLimit;
 pub fn app(state: AppState) -> axum::Router {
     let config = state.config().clone();
     routes::router()
+        .merge(collections::router())
         .merge(docs::router())
         // After the merge, so that the docs routes get the 405 body too.
         .fallback(routes::not_found)

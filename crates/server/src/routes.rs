@@ -150,7 +150,7 @@ fn offer_to_monitor(state: &AppState, index: &Arc<Index>, resolved: &SearchPlan,
 /// (`at` gives its `loc` and name from its index in the request), pydantic's
 /// `value_error`, as any other invalid value: a zero query on a `cosine`
 /// index (it has no direction), values too large for f32 distances.
-fn located(error: ApiError, at: impl FnOnce(usize) -> (Vec<LocItem>, String)) -> ApiError {
+pub(crate) fn located(error: ApiError, at: impl FnOnce(usize) -> (Vec<LocItem>, String)) -> ApiError {
     use vectorwise_index::Error as E;
     let (index, why) = match &error {
         ApiError::Engine(E::ZeroVector { index }) => {

@@ -72,6 +72,8 @@ struct Inner {
     permits: usize,
     metrics: Metrics,
     monitor: RecallMonitor,
+    /// The collections (`--data-dir`), when the server has them.
+    store: RwLock<Option<Arc<vectorwise_store::Store>>>,
 }
 
 /// Shared state of the router; cheap to clone.
@@ -108,6 +110,7 @@ impl AppState {
                 permits,
                 metrics,
                 monitor,
+                store: RwLock::new(None),
             }),
         }
     }
@@ -137,6 +140,16 @@ impl AppState {
         if !matches!(*slot, IndexSlot::Ready(_)) {
             *slot = IndexSlot::Failed;
         }
+    }
+
+    /// Serves the collections of `store` under `/collections`.
+    pub fn set_store(&self, store: Arc<vectorwise_store::Store>) {
+        *self.inner.store.write() = Some(store);
+    }
+
+    /// The collections, when the server has a data directory.
+    pub fn store(&self) -> Option<Arc<vectorwise_store::Store>> {
+        self.inner.store.read().clone()
     }
 
     pub fn config(&self) -> &ServerConfig {

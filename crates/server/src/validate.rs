@@ -64,7 +64,7 @@ pub(crate) fn body_object(body: &Value) -> Result<&Map<String, Value>, Vec<Field
 }
 
 /// A required field, or a `missing` error.
-fn required<'a>(map: &'a Map<String, Value>, name: &str, errors: &mut Vec<FieldError>) -> Option<&'a Value> {
+pub(crate) fn required<'a>(map: &'a Map<String, Value>, name: &str, errors: &mut Vec<FieldError>) -> Option<&'a Value> {
     let value = map.get(name);
     if value.is_none() {
         errors.push(FieldError::new(vec!["body".into(), name.into()], "missing", "Field required"));
@@ -73,7 +73,7 @@ fn required<'a>(map: &'a Map<String, Value>, name: &str, errors: &mut Vec<FieldE
 }
 
 /// A strict integer: a JSON number without a fractional part.
-fn parse_int(value: &Value, at: &[LocItem], errors: &mut Vec<FieldError>) -> Option<i128> {
+pub(crate) fn parse_int(value: &Value, at: &[LocItem], errors: &mut Vec<FieldError>) -> Option<i128> {
     let err = |kind: &str, msg: &str| FieldError::new(loc(at), kind, msg).with_input(value);
     match value {
         Value::Number(n) => {
@@ -106,7 +106,7 @@ fn parse_int(value: &Value, at: &[LocItem], errors: &mut Vec<FieldError>) -> Opt
 }
 
 /// A list of finite f32; every bad element is reported with its index.
-fn parse_vector(value: &Value, at: &[LocItem], errors: &mut Vec<FieldError>) -> Option<Vec<f32>> {
+pub(crate) fn parse_vector(value: &Value, at: &[LocItem], errors: &mut Vec<FieldError>) -> Option<Vec<f32>> {
     let Value::Array(items) = value else {
         errors.push(FieldError::new(loc(at), "list_type", "Input should be a valid list").with_input(value));
         return None;
@@ -140,7 +140,7 @@ fn parse_vector(value: &Value, at: &[LocItem], errors: &mut Vec<FieldError>) -> 
 
 /// `query_vectors`: 1 to `max` queries, each checked as [`parse_vector`] with
 /// its index in `loc`. Element errors are capped over the whole batch.
-fn parse_queries(value: &Value, at: &[LocItem], max: usize, errors: &mut Vec<FieldError>) -> Option<Vec<Vec<f32>>> {
+pub(crate) fn parse_queries(value: &Value, at: &[LocItem], max: usize, errors: &mut Vec<FieldError>) -> Option<Vec<Vec<f32>>> {
     let Value::Array(items) = value else {
         errors.push(FieldError::new(loc(at), "list_type", "Input should be a valid list").with_input(value));
         return None;
@@ -181,7 +181,7 @@ fn parse_queries(value: &Value, at: &[LocItem], max: usize, errors: &mut Vec<Fie
 }
 
 /// `k`: a strict integer in `1..=max_k`.
-fn parse_k(map: &Map<String, Value>, config: &ServerConfig, errors: &mut Vec<FieldError>) -> Option<usize> {
+pub(crate) fn parse_k(map: &Map<String, Value>, config: &ServerConfig, errors: &mut Vec<FieldError>) -> Option<usize> {
     let k_at = [LocItem::from("body"), LocItem::from("k")];
     let v = required(map, "k", errors)?;
     let k = parse_int(v, &k_at, errors)?;
@@ -205,7 +205,7 @@ const PROFILE_NAMES: &str = "'low_latency', 'balanced' or 'high_accuracy'";
 
 /// The optional settings both search requests accept: at most one of
 /// `profile`, `recall_target`, `ef_search` (`null` is absent).
-fn search_options(map: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Option<SearchOptions> {
+pub(crate) fn search_options(map: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Option<SearchOptions> {
     let before = errors.len();
     let given = |name: &str| map.get(name).filter(|v| !v.is_null());
     let mut options = SearchOptions::default();
@@ -268,7 +268,7 @@ fn search_options(map: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Opt
 /// Every field of `map` not in `known` is an error, as with pydantic's
 /// `extra="forbid"`: a misspelt or unsupported option (`filter`, `metric`)
 /// must not be silently dropped from a search that then answers 200.
-fn unknown_fields(map: &Map<String, Value>, known: &[&str], errors: &mut Vec<FieldError>) {
+pub(crate) fn unknown_fields(map: &Map<String, Value>, known: &[&str], errors: &mut Vec<FieldError>) {
     for (name, value) in map.iter().filter(|(name, _)| !known.contains(&name.as_str())) {
         let at = vec![LocItem::from("body"), LocItem::from(name.as_str())];
         errors.push(FieldError::new(at, "extra_forbidden", "Extra inputs are not permitted").with_input(value));

@@ -109,8 +109,13 @@ class LocalServer:
         startup_timeout: float = 30.0,
         log_path: StrPath | None = None,
         wait_ready: bool = True,
+        data_dir: StrPath | None = None,
     ) -> None:
         self.index = Path(index)
+        # Collections live in ``data_dir``; without one, a temporary directory
+        # removed at ``stop`` (so a test never writes into the working directory).
+        self._own_data = data_dir is None
+        self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="vectorwise-data-"))
         self.binary = find_binary(binary)
         self.host = host
         self.port = port
@@ -150,6 +155,8 @@ class LocalServer:
             str(self.port),
             "--log-format",
             "json",
+            "--data-dir",
+            str(self.data_dir),
             *self.extra_args,
         ]
         # `listening` is logged at info; a stricter inherited RUST_LOG would hide it.
@@ -209,6 +216,8 @@ class LocalServer:
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self._own_data:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
         return code
 
     def __enter__(self) -> LocalServer:

@@ -1,0 +1,680 @@
+//! The collections API: create, list, inspect and delete collections;
+//! upsert, delete and read points; search one collection. The store
+//! (`vectorwise-store`) does the work; this module translates HTTP: bodies
+//! are validated like the demo's (FastAPI-shaped 422s naming the field),
+//! writes and searches run on the blocking pool.
+
+use crate::error::ApiError;
+use crate::extract::ValidJson;
+use crate::models::{ErrorResponse, FieldError, LocItem, SearchOptions, ValidationErrorResponse};
+use crate::resolve::headers;
+use crate::state::{AppState, ServerConfig};
+use crate::telemetry::SearchKind;
+use crate::validate::{
+    FromBody, body_object, parse_int, parse_queries, parse_vector, required, search_options, unknown_fields,
+};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post, put};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+use utoipa::ToSchema;
+use vectorwise_index::Metric;
+use vectorwise_index::plan::SearchRequest as PlanRequest;
+use vectorwise_store::{Collection, CollectionConfig, NewPoint, Store};
+
+pub(crate) fn router() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/collections", get(list))
+        .route("/collections/{name}", put(create).get(info).delete(remove))
+        .route("/collections/{name}/points", put(upsert))
+        .route("/collections/{name}/points/delete", post(delete_points))
+        .route("/collections/{name}/points/get", post(get_points))
+        .route("/collections/{name}/points/{id}", get(get_point))
+        .route("/collections/{name}/search", post(search))
+        .route("/collections/{name}/search/batch", post(search_batch))
+}
+
+// ---- wire types -------------------------------------------------------------
+
+/// `PUT /collections/{name}`.
+#[derive(Clone, Debug, PartialEq, ToSchema)]
+#[schema(as = CreateCollection)]
+pub struct CreateCollection {
+    /// Values per vector (1–65536).
+    pub dimension: usize,
+    /// `l2`, `ip` or `cosine` (default `cosine`).
+    #[schema(value_type = Option<String>)]
+    pub metric: Metric,
+    /// The mutable segment is sealed into an index past this many points (default 20000).
+    pub seal_points: Option<usize>,
+    /// Largest payload per point, compact JSON bytes (default 65536).
+    pub max_payload_bytes: Option<usize>,
+}
+
+/// One point of an upsert.
+#[derive(Clone, Debug, PartialEq, ToSchema)]
+pub struct PointIn {
+    /// 0 to 2^63 - 1; an existing id is replaced.
+    pub id: u64,
+    pub vector: Vec<f32>,
+    /// A JSON object (or null).
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Value>,
+}
+
+/// `PUT /collections/{name}/points`.
+#[derive(Clone, Debug, PartialEq, ToSchema)]
+pub struct UpsertRequest {
+    pub points: Vec<PointIn>,
+}
+
+/// `POST /collections/{name}/points/delete`.
+#[derive(Clone, Debug, PartialEq, ToSchema)]
+pub struct DeleteRequest {
+    pub ids: Vec<u64>,
+}
+
+/// `POST /collections/{name}/points/get`.
+#[derive(Clone, Debug, PartialEq, ToSchema)]
+pub struct GetRequest {
+    pub ids: Vec<u64>,
+    /// Default true.
+    pub with_vector: Option<bool>,
+    /// Default true.
+    pub with_payload: Option<bool>,
+}
+
+/// `POST /collections/{name}/search`.
+#[derive(Clone, Debug, PartialEq, ToSchema)]
+pub struct CollectionSearchRequest {
+    pub vector: Vec<f32>,
+    pub k: usize,
+    /// Default false.
+    pub with_payload: Option<bool>,
+    /// Default false.
+    pub with_vector: Option<bool>,
+    #[schema(value_type = Option<crate::models::SearchProfile>)]
+    pub profile: Option<crate::models::SearchProfile>,
+    pub recall_target: Option<f64>,
+    pub ef_search: Option<usize>,
+}
+
+/// `POST /collections/{name}/search/batch`.
+#[derive(Clone, Debug, PartialEq, ToSchema)]
+pub struct CollectionSearchBatchRequest {
+    pub vectors: Vec<Vec<f32>>,
+    pub k: usize,
+    pub with_payload: Option<bool>,
+    pub with_vector: Option<bool>,
+    #[schema(value_type = Option<crate::models::SearchProfile>)]
+    pub profile: Option<crate::models::SearchProfile>,
+    pub recall_target: Option<f64>,
+    pub ef_search: Option<usize>,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct CollectionSummary {
+    pub name: String,
+    pub points: usize,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct CollectionList {
+    pub collections: Vec<CollectionSummary>,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct UpsertResponse {
+    /// Points written (all of the batch).
+    pub upserted: usize,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct DeleteResponse {
+    /// How many of the ids existed.
+    pub deleted: usize,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct DroppedResponse {
+    pub deleted: bool,
+}
+
+/// A stored point.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct PointOut {
+    pub id: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+    /// The point's payload object, or null.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Value>,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct PointsResponse {
+    pub points: Vec<PointOut>,
+}
+
+/// One search hit.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct HitOut {
+    pub id: u64,
+    /// The collection metric's distance (smaller is nearer).
+    pub distance: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct CollectionSearchResponse {
+    pub hits: Vec<HitOut>,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct CollectionSearchBatchResponse {
+    pub results: Vec<CollectionSearchResponse>,
+}
+
+// ---- validation ---------------------------------------------------------------
+
+fn at(items: &[&str]) -> Vec<LocItem> {
+    std::iter::once("body").chain(items.iter().copied()).map(LocItem::from).collect()
+}
+
+fn parse_bool(map: &Map<String, Value>, name: &str, errors: &mut Vec<FieldError>) -> Option<bool> {
+    match map.get(name) {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(v) => {
+            errors.push(FieldError::new(at(&[name]), "bool_type", "Input should be a valid boolean").with_input(v));
+            None
+        }
+    }
+}
+
+/// An integer in `lo..=hi` at `loc`.
+fn int_in(v: &Value, loc: &[LocItem], lo: i128, hi: i128, errors: &mut Vec<FieldError>) -> Option<u64> {
+    let n = parse_int(v, loc, errors)?;
+    if n < lo {
+        errors.push(FieldError::new(loc.to_vec(), "greater_than_equal", format!("Input should be greater than or equal to {lo}")).with_input(v).with_ctx(json!({"ge": lo as i64})));
+        return None;
+    }
+    if n > hi {
+        errors.push(FieldError::new(loc.to_vec(), "less_than_equal", format!("Input should be less than or equal to {hi}")).with_input(v).with_ctx(json!({"le": hi as i64})));
+        return None;
+    }
+    Some(n as u64)
+}
+
+const MAX_ID: i128 = i64::MAX as i128;
+
+fn parse_ids(v: &Value, loc: &[LocItem], max: usize, errors: &mut Vec<FieldError>) -> Option<Vec<u64>> {
+    let Value::Array(items) = v else {
+        errors.push(FieldError::new(loc.to_vec(), "list_type", "Input should be a valid list").with_input(v));
+        return None;
+    };
+    if items.len() > max {
+        errors.push(FieldError::new(loc.to_vec(), "too_long", format!("List should have at most {max} items")).with_ctx(json!({"max_length": max})));
+        return None;
+    }
+    let before = errors.len();
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let mut l = loc.to_vec();
+        l.push(LocItem::Index(i));
+        if let Some(id) = int_in(item, &l, 0, MAX_ID, errors) {
+            out.push(id);
+        }
+        if errors.len() - before >= 32 {
+            break;
+        }
+    }
+    (errors.len() == before).then_some(out)
+}
+
+impl FromBody for CreateCollection {
+    fn from_body(body: &Value, _: &ServerConfig) -> Result<Self, Vec<FieldError>> {
+        let map = body_object(body)?;
+        let mut errors = Vec::new();
+        let dimension = required(map, "dimension", &mut errors).and_then(|v| int_in(v, &at(&["dimension"]), 1, 65_536, &mut errors));
+        let metric = match map.get("metric") {
+            None | Some(Value::Null) => Some(Metric::Cosine),
+            Some(v) => match v.as_str().and_then(|s| s.parse::<Metric>().ok()) {
+                Some(m) => Some(m),
+                None => {
+                    errors.push(FieldError::new(at(&["metric"]), "enum", "Input should be 'l2', 'ip' or 'cosine'").with_input(v).with_ctx(json!({"expected": "'l2', 'ip' or 'cosine'"})));
+                    None
+                }
+            },
+        };
+        let opt = |name: &str, lo: i128, hi: i128, errors: &mut Vec<FieldError>| match map.get(name) {
+            None | Some(Value::Null) => Some(None),
+            Some(v) => int_in(v, &at(&[name]), lo, hi, errors).map(|n| Some(n as usize)),
+        };
+        let seal_points = opt("seal_points", 2, 10_000_000, &mut errors);
+        let max_payload_bytes = opt("max_payload_bytes", 2, 16 << 20, &mut errors);
+        unknown_fields(map, &["dimension", "metric", "seal_points", "max_payload_bytes"], &mut errors);
+        match (dimension, metric, seal_points, max_payload_bytes) {
+            (Some(d), Some(metric), Some(seal_points), Some(max_payload_bytes)) if errors.is_empty() => {
+                Ok(CreateCollection { dimension: d as usize, metric, seal_points, max_payload_bytes })
+            }
+            _ => Err(errors),
+        }
+    }
+}
+
+impl FromBody for UpsertRequest {
+    fn from_body(body: &Value, config: &ServerConfig) -> Result<Self, Vec<FieldError>> {
+        let map = body_object(body)?;
+        let mut errors = Vec::new();
+        let points = required(map, "points", &mut errors).and_then(|v| {
+            let Value::Array(items) = v else {
+                errors.push(FieldError::new(at(&["points"]), "list_type", "Input should be a valid list").with_input(v));
+                return None;
+            };
+            let max = config.max_batch.max(1) * 10;
+            if items.len() > max {
+                errors.push(FieldError::new(at(&["points"]), "too_long", format!("List should have at most {max} items")).with_ctx(json!({"max_length": max})));
+                return None;
+            }
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let base: Vec<LocItem> = vec!["body".into(), "points".into(), LocItem::Index(i)];
+                let loc = |f: &str| {
+                    let mut l = base.clone();
+                    l.push(f.into());
+                    l
+                };
+                let Value::Object(p) = item else {
+                    errors.push(FieldError::new(base.clone(), "model_type", "Input should be a valid dictionary or object").with_input(item));
+                    continue;
+                };
+                let id = match p.get("id") {
+                    None => {
+                        errors.push(FieldError::new(loc("id"), "missing", "Field required"));
+                        None
+                    }
+                    Some(v) => int_in(v, &loc("id"), 0, MAX_ID, &mut errors),
+                };
+                let vector = match p.get("vector") {
+                    None => {
+                        errors.push(FieldError::new(loc("vector"), "missing", "Field required"));
+                        None
+                    }
+                    Some(v) => parse_vector(v, &loc("vector"), &mut errors),
+                };
+                let payload = match p.get("payload") {
+                    None | Some(Value::Null) => None,
+                    Some(v @ Value::Object(_)) => Some(v.clone()),
+                    Some(v) => {
+                        errors.push(FieldError::new(loc("payload"), "dict_type", "Input should be a valid dictionary").with_input(v));
+                        None
+                    }
+                };
+                for key in p.keys() {
+                    if !["id", "vector", "payload"].contains(&key.as_str()) {
+                        errors.push(FieldError::new(loc(key), "extra_forbidden", "Extra inputs are not permitted").with_input(&p[key]));
+                    }
+                }
+                if let (Some(id), Some(vector)) = (id, vector) {
+                    out.push(PointIn { id, vector, payload });
+                }
+                if errors.len() >= 32 {
+                    break;
+                }
+            }
+            Some(out)
+        });
+        unknown_fields(map, &["points"], &mut errors);
+        match points {
+            Some(points) if errors.is_empty() => Ok(UpsertRequest { points }),
+            _ => Err(errors),
+        }
+    }
+}
+
+impl FromBody for DeleteRequest {
+    fn from_body(body: &Value, config: &ServerConfig) -> Result<Self, Vec<FieldError>> {
+        let map = body_object(body)?;
+        let mut errors = Vec::new();
+        let ids = required(map, "ids", &mut errors).and_then(|v| parse_ids(v, &at(&["ids"]), config.max_batch.max(1) * 100, &mut errors));
+        unknown_fields(map, &["ids"], &mut errors);
+        match ids {
+            Some(ids) if errors.is_empty() => Ok(DeleteRequest { ids }),
+            _ => Err(errors),
+        }
+    }
+}
+
+impl FromBody for GetRequest {
+    fn from_body(body: &Value, config: &ServerConfig) -> Result<Self, Vec<FieldError>> {
+        let map = body_object(body)?;
+        let mut errors = Vec::new();
+        let ids = required(map, "ids", &mut errors).and_then(|v| parse_ids(v, &at(&["ids"]), config.max_batch.max(1) * 10, &mut errors));
+        let with_vector = parse_bool(map, "with_vector", &mut errors);
+        let with_payload = parse_bool(map, "with_payload", &mut errors);
+        unknown_fields(map, &["ids", "with_vector", "with_payload"], &mut errors);
+        match ids {
+            Some(ids) if errors.is_empty() => Ok(GetRequest { ids, with_vector, with_payload }),
+            _ => Err(errors),
+        }
+    }
+}
+
+const SEARCH_FIELDS: &[&str] = &["vector", "k", "with_payload", "with_vector", "profile", "recall_target", "ef_search"];
+const BATCH_FIELDS: &[&str] = &["vectors", "k", "with_payload", "with_vector", "profile", "recall_target", "ef_search"];
+
+impl FromBody for CollectionSearchRequest {
+    fn from_body(body: &Value, config: &ServerConfig) -> Result<Self, Vec<FieldError>> {
+        let map = body_object(body)?;
+        let mut errors = Vec::new();
+        let vector = required(map, "vector", &mut errors).and_then(|v| parse_vector(v, &at(&["vector"]), &mut errors));
+        let k = crate::validate::parse_k(map, config, &mut errors);
+        let with_payload = parse_bool(map, "with_payload", &mut errors);
+        let with_vector = parse_bool(map, "with_vector", &mut errors);
+        let o = search_options(map, &mut errors);
+        unknown_fields(map, SEARCH_FIELDS, &mut errors);
+        match (vector, k, o) {
+            (Some(vector), Some(k), Some(o)) if errors.is_empty() => Ok(CollectionSearchRequest {
+                vector,
+                k,
+                with_payload,
+                with_vector,
+                profile: o.profile,
+                recall_target: o.recall_target,
+                ef_search: o.ef_search,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+impl FromBody for CollectionSearchBatchRequest {
+    fn from_body(body: &Value, config: &ServerConfig) -> Result<Self, Vec<FieldError>> {
+        let map = body_object(body)?;
+        let mut errors = Vec::new();
+        let vectors = required(map, "vectors", &mut errors).and_then(|v| parse_queries(v, &at(&["vectors"]), config.max_batch, &mut errors));
+        let k = crate::validate::parse_k(map, config, &mut errors);
+        let with_payload = parse_bool(map, "with_payload", &mut errors);
+        let with_vector = parse_bool(map, "with_vector", &mut errors);
+        let o = search_options(map, &mut errors);
+        unknown_fields(map, BATCH_FIELDS, &mut errors);
+        match (vectors, k, o) {
+            (Some(vectors), Some(k), Some(o)) if errors.is_empty() => Ok(CollectionSearchBatchRequest {
+                vectors,
+                k,
+                with_payload,
+                with_vector,
+                profile: o.profile,
+                recall_target: o.recall_target,
+                ef_search: o.ef_search,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+// ---- handlers -------------------------------------------------------------------
+
+fn store(state: &AppState) -> Result<Arc<Store>, ApiError> {
+    state.store().ok_or(ApiError::NotFound)
+}
+
+fn collection(state: &AppState, name: &str) -> Result<Arc<Collection>, ApiError> {
+    Ok(store(state)?.get(name)?)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await?
+}
+
+fn payload_value(text: Option<Arc<str>>) -> Option<Value> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+}
+
+/// Creates a collection (201), or returns the existing one with the same settings (200).
+#[utoipa::path(put, path = "/collections/{name}", tag = "collections", request_body = CreateCollection,
+    params(("name" = String, Path, description = "1 to 64 characters: A-Z a-z 0-9 _ -")),
+    responses(
+        (status = 201, description = "Created", body = Object),
+        (status = 200, description = "It exists with these settings", body = Object),
+        (status = 409, description = "It exists with other settings", body = ErrorResponse),
+        (status = 422, description = "Invalid name or settings", body = ValidationErrorResponse),
+    ))]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ValidJson(req): ValidJson<CreateCollection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let store = store(&state)?;
+    let mut config = CollectionConfig::new(req.dimension, req.metric);
+    if let Some(s) = req.seal_points {
+        config.seal_points = s;
+    }
+    if let Some(m) = req.max_payload_bytes {
+        config.max_payload_bytes = m;
+    }
+    let (c, created) = blocking(move || Ok(store.create(&name, config)?)).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(serde_json::to_value(c.stats()).unwrap_or_default())))
+}
+
+/// The collections, by name, with their live point counts.
+#[utoipa::path(get, path = "/collections", tag = "collections",
+    responses((status = 200, description = "All collections", body = CollectionList)))]
+pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<CollectionList>, ApiError> {
+    let store = store(&state)?;
+    let collections = store.list().into_iter().map(|(name, points)| CollectionSummary { name, points }).collect();
+    Ok(Json(CollectionList { collections }))
+}
+
+/// A collection's settings, points, segments, log and optimiser.
+#[utoipa::path(get, path = "/collections/{name}", tag = "collections",
+    params(("name" = String, Path, description = "Collection name")),
+    responses((status = 200, description = "Its stats", body = Object), (status = 404, description = "No such collection", body = ErrorResponse)))]
+pub(crate) async fn info(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let c = collection(&state, &name)?;
+    Ok(Json(serde_json::to_value(c.stats()).unwrap_or_default()))
+}
+
+/// Deletes a collection and its files.
+#[utoipa::path(delete, path = "/collections/{name}", tag = "collections",
+    params(("name" = String, Path, description = "Collection name")),
+    responses((status = 200, description = "Deleted", body = DroppedResponse), (status = 404, description = "No such collection", body = ErrorResponse)))]
+pub(crate) async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<DroppedResponse>, ApiError> {
+    let store = store(&state)?;
+    blocking(move || Ok(store.drop_collection(&name)?)).await?;
+    Ok(Json(DroppedResponse { deleted: true }))
+}
+
+/// Inserts or replaces points. Answers once the whole batch is durable
+/// (fdatasync) and visible to every later search; a bad point refuses the
+/// whole batch (422 naming it).
+#[utoipa::path(put, path = "/collections/{name}/points", tag = "points", request_body = UpsertRequest,
+    params(("name" = String, Path, description = "Collection name")),
+    responses(
+        (status = 200, description = "Durable and visible", body = UpsertResponse),
+        (status = 404, description = "No such collection", body = ErrorResponse),
+        (status = 413, description = "Body larger than the configured limit", body = ErrorResponse),
+        (status = 422, description = "A point is invalid (wrong dimension, non-finite, zero under cosine, payload not an object or too large); nothing was written", body = ValidationErrorResponse),
+        (status = 503, description = "The log failed to sync earlier; writes are refused until restart", body = ErrorResponse),
+        (status = 507, description = "The disk is full; nothing was written", body = ErrorResponse),
+    ))]
+pub(crate) async fn upsert(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ValidJson(req): ValidJson<UpsertRequest>,
+) -> Result<Json<UpsertResponse>, ApiError> {
+    let c = collection(&state, &name)?;
+    let points: Vec<NewPoint> = req.points.into_iter().map(|p| NewPoint { id: p.id, vector: p.vector, payload: p.payload }).collect();
+    let upserted = blocking(move || Ok(c.upsert(points)?)).await?;
+    Ok(Json(UpsertResponse { upserted }))
+}
+
+/// Deletes points by id; answers once durable.
+#[utoipa::path(post, path = "/collections/{name}/points/delete", tag = "points", request_body = DeleteRequest,
+    params(("name" = String, Path, description = "Collection name")),
+    responses((status = 200, description = "Durable; how many existed", body = DeleteResponse),
+        (status = 404, description = "No such collection", body = ErrorResponse),
+        (status = 422, description = "Invalid ids", body = ValidationErrorResponse),
+        (status = 507, description = "The disk is full; nothing was written", body = ErrorResponse)))]
+pub(crate) async fn delete_points(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ValidJson(req): ValidJson<DeleteRequest>,
+) -> Result<Json<DeleteResponse>, ApiError> {
+    let c = collection(&state, &name)?;
+    let deleted = blocking(move || Ok(c.delete(req.ids)?)).await?;
+    Ok(Json(DeleteResponse { deleted }))
+}
+
+/// One point: its vector and payload.
+#[utoipa::path(get, path = "/collections/{name}/points/{id}", tag = "points",
+    params(("name" = String, Path, description = "Collection name"), ("id" = u64, Path, description = "Point id")),
+    responses((status = 200, description = "The point", body = PointOut), (status = 404, description = "No such collection or point", body = ErrorResponse)))]
+pub(crate) async fn get_point(State(state): State<AppState>, Path((name, id)): Path<(String, String)>) -> Result<Json<PointOut>, ApiError> {
+    let c = collection(&state, &name)?;
+    let Some(id) = id.parse::<u64>().ok().filter(|&id| id <= MAX_ID as u64) else {
+        return Err(ApiError::PointNotFound);
+    };
+    let mut found = c.get(&[id], true, true)?;
+    let p = found.pop().ok_or(ApiError::PointNotFound)?;
+    Ok(Json(PointOut { id: p.id, vector: p.vector, payload: Some(payload_value(p.payload).unwrap_or(Value::Null)) }))
+}
+
+/// Many points by id (missing ids are left out).
+#[utoipa::path(post, path = "/collections/{name}/points/get", tag = "points", request_body = GetRequest,
+    params(("name" = String, Path, description = "Collection name")),
+    responses((status = 200, description = "The points that exist, in the order asked", body = PointsResponse),
+        (status = 404, description = "No such collection", body = ErrorResponse),
+        (status = 422, description = "Invalid ids", body = ValidationErrorResponse)))]
+pub(crate) async fn get_points(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ValidJson(req): ValidJson<GetRequest>,
+) -> Result<Json<PointsResponse>, ApiError> {
+    let c = collection(&state, &name)?;
+    let (wv, wp) = (req.with_vector.unwrap_or(true), req.with_payload.unwrap_or(true));
+    let points = c
+        .get(&req.ids, wp, wv)?
+        .into_iter()
+        .map(|p| PointOut { id: p.id, vector: p.vector, payload: wp.then(|| payload_value(p.payload).unwrap_or(Value::Null)) })
+        .collect();
+    Ok(Json(PointsResponse { points }))
+}
+
+fn plan_request(config: &ServerConfig, o: &SearchOptions) -> PlanRequest {
+    match (o.ef_search, o.recall_target, o.profile) {
+        (Some(ef), _, _) => PlanRequest::EfSearch(ef),
+        (None, Some(t), _) => PlanRequest::RecallTarget(t),
+        (None, None, Some(p)) => PlanRequest::Profile(p.into()),
+        (None, None, None) => match config.ef_search {
+            Some(ef) => PlanRequest::EfSearch(ef),
+            None => PlanRequest::Profile(config.default_profile),
+        },
+    }
+}
+
+fn hits_out(found: Vec<vectorwise_store::Found>) -> CollectionSearchResponse {
+    CollectionSearchResponse {
+        hits: found
+            .into_iter()
+            .map(|f| HitOut { id: f.id, distance: f.distance, payload: f.payload.and_then(|t| serde_json::from_str(&t).ok()), vector: f.vector })
+            .collect(),
+    }
+}
+
+fn outcome_headers(o: &vectorwise_store::SearchOutcome) -> HeaderMap {
+    let mut h = o.plan.as_ref().map(headers).unwrap_or_default();
+    h.remove(crate::resolve::header::EXPECTED_RECALL);
+    if let Some(r) = o.expected_recall {
+        if let Ok(v) = format!("{r:.4}").parse() {
+            h.insert(crate::resolve::header::EXPECTED_RECALL, v);
+        }
+    }
+    if let Ok(v) = o.segments.to_string().parse() {
+        h.insert("x-vectorwise-segments", v);
+    }
+    h
+}
+
+/// The k nearest live points of the collection, merged over its segments by exact distance.
+#[utoipa::path(post, path = "/collections/{name}/search", tag = "search", request_body = CollectionSearchRequest,
+    params(("name" = String, Path, description = "Collection name")),
+    responses((status = 200, description = "min(k, points) hits, nearest first", body = CollectionSearchResponse),
+        (status = 400, description = "The vector's length is not the collection's dimension", body = ErrorResponse),
+        (status = 404, description = "No such collection", body = ErrorResponse),
+        (status = 422, description = "Invalid body", body = ValidationErrorResponse),
+        (status = 503, description = "Too many pending searches", body = ErrorResponse)))]
+pub(crate) async fn search(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ValidJson(req): ValidJson<CollectionSearchRequest>,
+) -> Result<(HeaderMap, Json<CollectionSearchResponse>), ApiError> {
+    let c = collection(&state, &name)?;
+    if req.vector.len() != c.dimension() {
+        return Err(ApiError::VectorDimension { field: "vector", expected: c.dimension(), actual: req.vector.len() });
+    }
+    let permit = state.try_acquire_search(SearchKind::Single, 1)?;
+    let options = SearchOptions { profile: req.profile, recall_target: req.recall_target, ef_search: req.ef_search };
+    let opts = vectorwise_store::SearchOptions {
+        k: req.k,
+        request: plan_request(state.config(), &options),
+        with_payload: req.with_payload.unwrap_or(false),
+        with_vector: req.with_vector.unwrap_or(false),
+    };
+    let outcome = blocking(move || {
+        let _permit = permit;
+        Ok(c.search(&req.vector, &opts)?)
+    })
+    .await
+    .map_err(|e| e.located(|_| vec!["body".into(), "vector".into()]))?;
+    Ok((outcome_headers(&outcome), Json(hits_out(outcome.hits))))
+}
+
+/// `/collections/{name}/search` for many vectors, in request order.
+#[utoipa::path(post, path = "/collections/{name}/search/batch", tag = "search", request_body = CollectionSearchBatchRequest,
+    params(("name" = String, Path, description = "Collection name")),
+    responses((status = 200, description = "One result per vector", body = CollectionSearchBatchResponse),
+        (status = 400, description = "A vector's length is not the collection's dimension", body = ErrorResponse),
+        (status = 404, description = "No such collection", body = ErrorResponse),
+        (status = 422, description = "Invalid body", body = ValidationErrorResponse),
+        (status = 503, description = "Too many pending searches", body = ErrorResponse)))]
+pub(crate) async fn search_batch(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ValidJson(req): ValidJson<CollectionSearchBatchRequest>,
+) -> Result<(HeaderMap, Json<CollectionSearchBatchResponse>), ApiError> {
+    let c = collection(&state, &name)?;
+    if let Some(i) = req.vectors.iter().position(|v| v.len() != c.dimension()) {
+        return Err(ApiError::BatchDimensionMismatch { query: i, expected: c.dimension(), actual: req.vectors[i].len() });
+    }
+    let permit = state.try_acquire_search(SearchKind::Batch, req.vectors.len())?;
+    let options = SearchOptions { profile: req.profile, recall_target: req.recall_target, ef_search: req.ef_search };
+    let opts = vectorwise_store::SearchOptions {
+        k: req.k,
+        request: plan_request(state.config(), &options),
+        with_payload: req.with_payload.unwrap_or(false),
+        with_vector: req.with_vector.unwrap_or(false),
+    };
+    let outcomes = blocking(move || {
+        let _permit = permit;
+        use rayon::prelude::*;
+        req.vectors
+            .par_iter()
+            .enumerate()
+            .map(|(i, v)| c.search(v, &opts).map_err(|e| ApiError::from(e).located(|_| vec!["body".into(), "vectors".into(), LocItem::Index(i)])))
+            .collect::<Result<Vec<_>, ApiError>>()
+    })
+    .await?;
+    let headers = outcomes.first().map(outcome_headers).unwrap_or_default();
+    Ok((headers, Json(CollectionSearchBatchResponse { results: outcomes.into_iter().map(|o| hits_out(o.hits)).collect() })))
+}

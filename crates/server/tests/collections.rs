@@ -1,0 +1,137 @@
+//! The collections API in process (`app(state)` with a store on real files,
+//! driven with `oneshot`): every route, every refusal with its status and
+//! the field it names.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tower::ServiceExt;
+use vectorwise_server::{AppState, ServerConfig, app};
+use vectorwise_store::{Store, SyncMode};
+
+struct Api {
+    app: Router,
+    _dir: tempfile::TempDir,
+}
+
+async fn call(api: &Api, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let req = Request::builder().method(method).uri(path).header(header::CONTENT_TYPE, "application/json");
+    let req = req.body(body.map_or(Body::empty(), |b| Body::from(b.to_string()))).unwrap();
+    let response = api.app.clone().oneshot(req).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn api() -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let state = AppState::new(ServerConfig::default());
+    state.set_store(Arc::new(Store::open(dir.path(), SyncMode::Always).unwrap()));
+    Api { app: app(state), _dir: dir }
+}
+
+fn locs(body: &Value) -> Vec<(Value, String)> {
+    body["detail"].as_array().unwrap().iter().map(|e| (e["loc"].clone(), e["type"].as_str().unwrap().to_string())).collect()
+}
+
+#[tokio::test]
+async fn collections_are_created_listed_inspected_and_deleted() {
+    let api = api();
+    let (s, body) = call(&api, Method::PUT, "/collections/a", Some(json!({"dimension": 3}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    assert_eq!((body["metric"].as_str(), body["points"].as_u64()), (Some("cosine"), Some(0)), "cosine by default");
+    assert_eq!(call(&api, Method::PUT, "/collections/a", Some(json!({"dimension": 3, "metric": "cosine"}))).await.0, StatusCode::OK);
+    let (s, body) = call(&api, Method::PUT, "/collections/a", Some(json!({"dimension": 3, "metric": "l2"}))).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(body["detail"].as_str().unwrap().contains("metric cosine, asked l2"), "{body}");
+    for (body, loc, kind) in [
+        (json!({"dimension": 0}), json!(["body", "dimension"]), "greater_than_equal"),
+        (json!({"dimension": 3, "metric": "dot"}), json!(["body", "metric"]), "enum"),
+        (json!({"dimension": 3, "replicas": 2}), json!(["body", "replicas"]), "extra_forbidden"),
+        (json!({}), json!(["body", "dimension"]), "missing"),
+    ] {
+        let (s, reply) = call(&api, Method::PUT, "/collections/b", Some(body.clone())).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {reply}");
+        assert_eq!(locs(&reply), vec![(loc, kind.to_string())], "{body}");
+    }
+    let (s, body) = call(&api, Method::PUT, "/collections/no%20spaces", Some(json!({"dimension": 3}))).await;
+    assert_eq!((s, locs(&body)), (StatusCode::UNPROCESSABLE_ENTITY, vec![(json!(["body", "name"]), "value_error".into())]));
+    let (_, body) = call(&api, Method::GET, "/collections", None).await;
+    assert_eq!(body, json!({"collections": [{"name": "a", "points": 0}]}));
+    assert_eq!(call(&api, Method::GET, "/collections/zzz", None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call(&api, Method::DELETE, "/collections/a", None).await.0, StatusCode::OK);
+    assert_eq!(call(&api, Method::DELETE, "/collections/a", None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call(&api, Method::GET, "/collections/a/points/1", None).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn points_are_written_read_searched_and_refused_by_field() {
+    let api = api();
+    call(&api, Method::PUT, "/collections/c", Some(json!({"dimension": 2, "metric": "l2", "max_payload_bytes": 64}))).await;
+    let points = json!({"points": [
+        {"id": 1, "vector": [0.0, 0.0], "payload": {"name": "origin"}},
+        {"id": 2, "vector": [1.0, 0.0]},
+        {"id": 3, "vector": [0.0, 2.0], "payload": null},
+    ]});
+    let (s, body) = call(&api, Method::PUT, "/collections/c/points", Some(points)).await;
+    assert_eq!((s, body), (StatusCode::OK, json!({"upserted": 3})));
+    let (s, body) = call(&api, Method::POST, "/collections/c/search", Some(json!({"vector": [0.75, 0.25], "k": 2, "with_payload": true, "with_vector": true}))).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["hits"][0]["id"], 2);
+    assert_eq!(body["hits"][1], json!({"id": 1, "distance": 0.625, "payload": {"name": "origin"}, "vector": [0.0, 0.0]}));
+    let (_, body) = call(&api, Method::POST, "/collections/c/search", Some(json!({"vector": [0.75, 0.25], "k": 1}))).await;
+    assert_eq!(body["hits"][0], json!({"id": 2, "distance": 0.125}), "no payload or vector unless asked");
+    let (_, body) = call(&api, Method::GET, "/collections/c/points/1", None).await;
+    assert_eq!(body, json!({"id": 1, "vector": [0.0, 0.0], "payload": {"name": "origin"}}));
+    assert_eq!(call(&api, Method::GET, "/collections/c/points/9", None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call(&api, Method::GET, "/collections/c/points/-1", None).await.0, StatusCode::NOT_FOUND);
+    let (_, body) = call(&api, Method::POST, "/collections/c/points/get", Some(json!({"ids": [3, 9, 1], "with_vector": false}))).await;
+    assert_eq!(body, json!({"points": [{"id": 3, "payload": null}, {"id": 1, "payload": {"name": "origin"}}]}));
+
+    for (body, loc, kind) in [
+        (json!({"points": [{"id": 4, "vector": [1.0, 1.0]}, {"id": 5, "vector": [1.0]}]}), json!(["body", "points", 1, "vector"]), "value_error"),
+        (json!({"points": [{"id": -4, "vector": [1.0, 1.0]}]}), json!(["body", "points", 0, "id"]), "greater_than_equal"),
+        (json!({"points": [{"id": 4, "vector": [1.0, "x"]}]}), json!(["body", "points", 0, "vector", 1]), "float_parsing"),
+        (json!({"points": [{"id": 4, "vector": [1.0, 1.0], "payload": [1]}]}), json!(["body", "points", 0, "payload"]), "dict_type"),
+        (json!({"points": [{"id": 4, "vector": [1.0, 1.0], "payload": {"s": "x".repeat(100)}}]}), json!(["body", "points", 0, "payload"]), "too_long"),
+        (json!({"points": [{"id": 4, "vector": [1.0, 1.0], "colour": 1}]}), json!(["body", "points", 0, "colour"]), "extra_forbidden"),
+        (json!({"points": [{"vector": [1.0, 1.0]}]}), json!(["body", "points", 0, "id"]), "missing"),
+        (json!({"points": 3}), json!(["body", "points"]), "list_type"),
+    ] {
+        let (s, reply) = call(&api, Method::PUT, "/collections/c/points", Some(body.clone())).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {reply}");
+        assert_eq!(locs(&reply), vec![(loc, kind.to_string())], "{body}");
+    }
+    let (_, body) = call(&api, Method::GET, "/collections/c", None).await;
+    assert_eq!(body["points"], 3, "refused batches wrote nothing");
+
+    let (s, body) = call(&api, Method::POST, "/collections/c/search", Some(json!({"vector": [1.0], "k": 1}))).await;
+    assert_eq!((s, body["detail"].as_str()), (StatusCode::BAD_REQUEST, Some("vector has 1 dimensions, expected 2")));
+    let (s, body) = call(&api, Method::POST, "/collections/c/search", Some(json!({"vector": [1.0, 1.0], "k": 0}))).await;
+    assert_eq!((s, locs(&body)), (StatusCode::UNPROCESSABLE_ENTITY, vec![(json!(["body", "k"]), "greater_than".into())]));
+    let (s, body) = call(&api, Method::POST, "/collections/c/search/batch", Some(json!({"vectors": [[1.0, 1.0], [1.0]], "k": 1}))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    let (s, body) = call(&api, Method::POST, "/collections/c/points/delete", Some(json!({"ids": [1, 1, 77]}))).await;
+    assert_eq!((s, body), (StatusCode::OK, json!({"deleted": 1})));
+    let (s, body) = call(&api, Method::POST, "/collections/c/points/delete", Some(json!({"ids": [1], "filter": {}}))).await;
+    assert_eq!((s, locs(&body)), (StatusCode::UNPROCESSABLE_ENTITY, vec![(json!(["body", "filter"]), "extra_forbidden".into())]));
+    let (_, body) = call(&api, Method::POST, "/collections/c/search/batch", Some(json!({"vectors": [[0.0, 0.0], [0.0, 2.0]], "k": 5}))).await;
+    let ids: Vec<Vec<u64>> = body["results"].as_array().unwrap().iter().map(|r| r["hits"].as_array().unwrap().iter().map(|h| h["id"].as_u64().unwrap()).collect()).collect();
+    assert_eq!(ids, vec![vec![2, 3], vec![3, 2]], "deleted points are never returned; k capped by the live points");
+}
+
+#[tokio::test]
+async fn cosine_collections_refuse_zero_vectors_at_the_field() {
+    let api = api();
+    call(&api, Method::PUT, "/collections/z", Some(json!({"dimension": 2}))).await;
+    let (s, body) = call(&api, Method::PUT, "/collections/z/points", Some(json!({"points": [{"id": 1, "vector": [0.0, 0.0]}]}))).await;
+    assert_eq!((s, locs(&body)), (StatusCode::UNPROCESSABLE_ENTITY, vec![(json!(["body", "points", 0, "vector"]), "value_error".into())]));
+    call(&api, Method::PUT, "/collections/z/points", Some(json!({"points": [{"id": 1, "vector": [3.0, 4.0]}]}))).await;
+    let (s, body) = call(&api, Method::POST, "/collections/z/search", Some(json!({"vector": [0.0, 0.0], "k": 1}))).await;
+    assert_eq!((s, locs(&body)), (StatusCode::UNPROCESSABLE_ENTITY, vec![(json!(["body", "vector"]), "value_error".into())]));
+    let (_, body) = call(&api, Method::GET, "/collections/z/points/1", None).await;
+    assert_eq!(body["vector"], json!([0.6, 0.8]), "cosine collections keep unit vectors");
+}

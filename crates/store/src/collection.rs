@@ -1,0 +1,633 @@
+//! [`Collection`]: points with ids and payloads, written through the log,
+//! kept in segments, searched as one. See ARCHITECTURE.md, "Collections".
+
+use crate::error::{Error, Loc, Result};
+use crate::manifest::{CollectionConfig, Manifest, SegmentEntry};
+use crate::record::{PointWrite, Record};
+use crate::segment::{Hit, MemSegment, SealedSegment, SegmentId};
+use crate::wal::{FileWal, Lsn, SyncMode, Wal};
+use parking_lot::{Condvar, Mutex, RwLock};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use vectorwise_index::plan::{SearchPlan, SearchRequest};
+use vectorwise_index::{MAX_ID, Metric, PointOffset};
+
+/// Where a live point is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Loc2 {
+    pub segment: SegmentId,
+    pub offset: PointOffset,
+}
+
+/// The segments a reader searches: it clones the `Arc` and keeps it.
+#[derive(Clone, Debug)]
+pub(crate) struct SegmentSet {
+    pub sealed: Vec<Arc<SealedSegment>>,
+    pub frozen: Vec<Arc<MemSegment>>,
+    pub mutable: Arc<MemSegment>,
+}
+
+impl SegmentSet {
+    fn mem(&self, id: SegmentId) -> Option<&Arc<MemSegment>> {
+        std::iter::once(&self.mutable).chain(&self.frozen).find(|m| m.id == id)
+    }
+
+    fn sealed(&self, id: SegmentId) -> Option<&Arc<SealedSegment>> {
+        self.sealed.iter().find(|s| s.id == id)
+    }
+
+    pub(crate) fn delete(&self, at: Loc2) {
+        if let Some(m) = self.mem(at.segment) {
+            m.delete(at.offset);
+        } else if let Some(s) = self.sealed(at.segment) {
+            s.deleted.set(at.offset);
+        }
+    }
+
+    pub(crate) fn is_deleted(&self, at: Loc2) -> bool {
+        if let Some(m) = self.mem(at.segment) {
+            m.data.read().deleted.get(at.offset as usize).copied().unwrap_or(true)
+        } else if let Some(s) = self.sealed(at.segment) {
+            s.deleted.get(at.offset)
+        } else {
+            true
+        }
+    }
+
+    /// The payload and vector of the point at `at`.
+    fn read(&self, at: Loc2, payload: bool, vector: bool) -> (Option<Arc<str>>, Option<Vec<f32>>) {
+        if let Some(m) = self.mem(at.segment) {
+            let d = m.data.read();
+            let o = at.offset as usize;
+            let p = if payload { d.payloads.get(o).cloned().flatten() } else { None };
+            let v = vector.then(|| d.vectors[o * m.dim..(o + 1) * m.dim].to_vec());
+            (p, v)
+        } else if let Some(s) = self.sealed(at.segment) {
+            let p = if payload { s.payloads.get(at.offset as usize).map(Arc::from) } else { None };
+            let v = vector.then(|| s.index.vector_at(at.offset).to_vec());
+            (p, v)
+        } else {
+            (None, None)
+        }
+    }
+}
+
+/// What the write lock guards.
+#[derive(Debug)]
+pub(crate) struct WriteState {
+    pub ids: HashMap<u64, Loc2>,
+    pub next_segment: u64,
+}
+
+/// One point to upsert, as a request gives it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewPoint {
+    pub id: u64,
+    pub vector: Vec<f32>,
+    /// A JSON object, or none.
+    pub payload: Option<serde_json::Value>,
+}
+
+/// A point read back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredPoint {
+    pub id: u64,
+    pub vector: Option<Vec<f32>>,
+    /// JSON text of the payload object.
+    pub payload: Option<Arc<str>>,
+}
+
+/// A search over the whole collection.
+#[derive(Clone, Copy, Debug)]
+pub struct SearchOptions {
+    pub k: usize,
+    pub request: SearchRequest,
+    pub with_payload: bool,
+    pub with_vector: bool,
+}
+
+/// One answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Found {
+    pub id: u64,
+    pub distance: f32,
+    pub payload: Option<Arc<str>>,
+    pub vector: Option<Vec<f32>>,
+}
+
+/// A search's answer and what ran.
+#[derive(Clone, Debug)]
+pub struct SearchOutcome {
+    pub hits: Vec<Found>,
+    /// The plan of the largest sealed segment (what the headers report).
+    pub plan: Option<SearchPlan>,
+    /// The lowest calibrated recall any sealed segment expects (memory
+    /// segments are exact); `None` when a searched segment has no table.
+    pub expected_recall: Option<f64>,
+    pub segments: usize,
+}
+
+/// What `GET /collections/{name}` shows of one segment.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SegmentStats {
+    pub id: u64,
+    /// `mutable`, `frozen` (being sealed) or `sealed`.
+    pub kind: &'static str,
+    pub points: usize,
+    pub deleted: usize,
+    /// How it is searched: `exact`, `HNSW`, `QuantizedScan`, `IVFQuantizedScan`.
+    pub method: String,
+    pub bytes: u64,
+    pub calibrated: bool,
+    /// The recall the balanced profile expects at k = 10 (calibrated segments).
+    pub balanced_recall_at_10: Option<f64>,
+}
+
+/// What the optimiser has done and is doing.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct OptimiserStats {
+    /// `idle`, `sealing`, `merging` or `rewriting`.
+    pub state: &'static str,
+    pub seals: u64,
+    pub merges: u64,
+    pub rewrites: u64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CollectionStats {
+    pub name: String,
+    #[serde(flatten)]
+    pub config: CollectionConfig,
+    pub points: usize,
+    pub deleted: usize,
+    pub wal_bytes: u64,
+    pub write_version: u64,
+    pub segments: Vec<SegmentStats>,
+    pub optimiser: OptimiserStats,
+}
+
+/// A collection: open, searchable, writable.
+#[derive(Debug)]
+pub struct Collection {
+    pub(crate) name: String,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: CollectionConfig,
+    pub(crate) wal: Arc<dyn Wal>,
+    pub(crate) write: Mutex<WriteState>,
+    pub(crate) segments: RwLock<Arc<SegmentSet>>,
+    pub(crate) version: AtomicU64,
+    pub(crate) dropped: AtomicBool,
+    /// One optimiser step at a time (the background thread or `optimise`).
+    pub(crate) optimise_lock: Mutex<()>,
+    /// Serialises checkpoints (manifest writes).
+    pub(crate) checkpoint_lock: Mutex<()>,
+    pub(crate) optimiser: Mutex<OptimiserStats>,
+    /// Wakes the optimiser (a write filled the mutable segment, or stop).
+    pub(crate) wake: (Mutex<bool>, Condvar),
+    pub(crate) worker: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+pub(crate) fn segments_dir(dir: &Path) -> PathBuf {
+    dir.join("segments")
+}
+
+impl Collection {
+    /// Opens the collection in `dir`: its manifest, its sealed segments,
+    /// then the log replayed from the manifest's position. Starts the
+    /// optimiser.
+    pub fn open(name: &str, dir: &Path, sync: SyncMode) -> Result<Arc<Collection>> {
+        let manifest = Manifest::read(dir)?;
+        vectorwise_index::remove_stale_temporaries(&dir.join(crate::manifest::MANIFEST));
+        let seg_dir = segments_dir(dir);
+        let mut sealed = Vec::with_capacity(manifest.segments.len());
+        for e in &manifest.segments {
+            let index = seg_dir.join(&e.index);
+            vectorwise_index::remove_stale_temporaries(&index);
+            let payloads = e.payloads.as_ref().map(|p| seg_dir.join(p));
+            let deleted = e.deleted.as_ref().map(|d| seg_dir.join(d));
+            let seg = SealedSegment::open(e.id, &index, payloads.as_deref(), deleted.as_deref().map(|d| (d, e.deleted_generation)))?;
+            sealed.push(Arc::new(seg));
+        }
+        let mut ids = HashMap::new();
+        for s in &sealed {
+            for (o, &id) in s.index.ids().iter().enumerate() {
+                if s.deleted.get(o as u32) {
+                    continue;
+                }
+                if let Some(prev) = ids.insert(id, Loc2 { segment: s.id, offset: o as u32 }) {
+                    // Older segments come first: the newer copy wins.
+                    if let Some(p) = sealed.iter().find(|x| x.id == prev.segment) {
+                        p.deleted.set(prev.offset);
+                    }
+                }
+            }
+        }
+        let mutable = Arc::new(MemSegment::new(manifest.next_segment, manifest.wal_from, manifest.config.dimension));
+        let wal = FileWal::open(&dir.join("wal"), manifest.wal_from, sync)?;
+        let c = Arc::new(Collection {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            config: manifest.config.clone(),
+            wal: wal.clone(),
+            write: Mutex::new(WriteState { ids, next_segment: manifest.next_segment + 1 }),
+            segments: RwLock::new(Arc::new(SegmentSet { sealed, frozen: Vec::new(), mutable })),
+            version: AtomicU64::new(0),
+            dropped: AtomicBool::new(false),
+            optimise_lock: Mutex::new(()),
+            checkpoint_lock: Mutex::new(()),
+            optimiser: Mutex::new(OptimiserStats { state: "idle", ..Default::default() }),
+            wake: (Mutex::new(false), Condvar::new()),
+            worker: Mutex::new(None),
+        });
+        let start = std::time::Instant::now();
+        let mut replayed = 0usize;
+        {
+            let mut ws = c.write.lock();
+            let wal_dir = dir.join("wal");
+            wal.replay(manifest.wal_from, &mut |_, body| {
+                let record = Record::decode(body, &wal_dir)?;
+                c.apply(&mut ws, record);
+                replayed += 1;
+                Ok(())
+            })?;
+        }
+        if replayed > 0 {
+            tracing::info!(collection = name, records = replayed, seconds = start.elapsed().as_secs_f64(), "replayed the write-ahead log");
+        }
+        crate::optimiser::start(&c);
+        Ok(c)
+    }
+
+    /// Creates a new, empty collection in `dir` (which must not exist).
+    pub(crate) fn create_files(dir: &Path, config: &CollectionConfig) -> Result<()> {
+        std::fs::create_dir_all(segments_dir(dir)).map_err(|e| Error::io(dir, e))?;
+        Manifest::new(config.clone()).write(dir)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn config(&self) -> &CollectionConfig {
+        &self.config
+    }
+
+    pub fn dimension(&self) -> usize {
+        self.config.dimension
+    }
+
+    pub fn metric(&self) -> Metric {
+        self.config.metric
+    }
+
+    /// Bumped by every applied write (a cache key part).
+    pub fn write_version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Live points.
+    pub fn len(&self) -> usize {
+        self.write.lock().ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub(crate) fn set(&self) -> Arc<SegmentSet> {
+        Arc::clone(&self.segments.read())
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.dropped.load(Ordering::Acquire) {
+            return Err(Error::Dropped(self.name.clone()));
+        }
+        Ok(())
+    }
+
+    /// Applies a record to memory (under the write lock). Never fails: the
+    /// record was checked before it was logged.
+    pub(crate) fn apply(&self, ws: &mut WriteState, record: Record) -> usize {
+        let set = self.set();
+        let mut changed = 0;
+        match record {
+            Record::Upsert(points) => {
+                for p in points {
+                    if let Some(old) = ws.ids.get(&p.id).copied() {
+                        set.delete(old);
+                    }
+                    let offset = set.mutable.push(p.id, &p.vector, p.payload);
+                    ws.ids.insert(p.id, Loc2 { segment: set.mutable.id, offset });
+                    changed += 1;
+                }
+            }
+            Record::Delete(ids) => {
+                for id in ids {
+                    if let Some(old) = ws.ids.remove(&id) {
+                        set.delete(old);
+                        changed += 1;
+                    }
+                }
+            }
+        }
+        self.version.fetch_add(1, Ordering::AcqRel);
+        changed
+    }
+
+    /// Logs `record`, applies it, and returns once it is durable: the
+    /// whole of it or nothing.
+    fn write(&self, record: Record) -> Result<usize> {
+        let body = record.encode();
+        let (lsn, changed, full) = {
+            let mut ws = self.write.lock();
+            self.check_open()?;
+            let lsn: Lsn = self.wal.append(&body)?;
+            let changed = self.apply(&mut ws, record);
+            (lsn, changed, self.set().mutable.len() >= self.config.seal_points)
+        };
+        if full {
+            self.wake_optimiser();
+        }
+        self.wal.sync(lsn)?;
+        Ok(changed)
+    }
+
+    /// Checks a batch of points (every error names `points[i]`) and
+    /// prepares each for the metric.
+    pub fn prepare_points(&self, points: Vec<NewPoint>) -> Result<Vec<PointWrite>> {
+        let loc = |i: usize, f: &'static str| vec![Loc::Field("points"), Loc::Index(i), Loc::Field(f)];
+        let mut out = Vec::with_capacity(points.len());
+        for (i, p) in points.into_iter().enumerate() {
+            if p.id > MAX_ID {
+                return Err(Error::invalid(loc(i, "id"), format!("must be at most {MAX_ID} (2^63 - 1)")));
+            }
+            if p.vector.len() != self.config.dimension {
+                let reason = format!("has {} values; the collection's dimension is {}", p.vector.len(), self.config.dimension);
+                return Err(Error::invalid(loc(i, "vector"), reason));
+            }
+            let vector = self.config.metric.prepare_point(&p.vector, i).map_err(|e| Error::invalid(loc(i, "vector"), e.to_string()))?;
+            let vector = vector.into_owned();
+            let payload = match p.payload {
+                None | Some(serde_json::Value::Null) => None,
+                Some(v @ serde_json::Value::Object(_)) => {
+                    let text = serde_json::to_string(&v).expect("a JSON value serialises");
+                    if text.len() > self.config.max_payload_bytes {
+                        return Err(Error::PayloadTooLarge { index: i, size: text.len(), limit: self.config.max_payload_bytes });
+                    }
+                    Some(Arc::from(text))
+                }
+                Some(_) => return Err(Error::invalid(loc(i, "payload"), "must be a JSON object or null")),
+            };
+            out.push(PointWrite { id: p.id, vector, payload });
+        }
+        Ok(out)
+    }
+
+    /// Inserts or replaces `points`; returns once they are durable and
+    /// visible to every later search. A bad point refuses the whole batch.
+    pub fn upsert(&self, points: Vec<NewPoint>) -> Result<usize> {
+        self.check_open()?;
+        let prepared = self.prepare_points(points)?;
+        if prepared.is_empty() {
+            return Ok(0);
+        }
+        self.write(Record::Upsert(prepared))
+    }
+
+    /// Deletes the points with `ids`; returns how many existed.
+    pub fn delete(&self, ids: Vec<u64>) -> Result<usize> {
+        self.check_open()?;
+        if let Some(i) = ids.iter().position(|&id| id > MAX_ID) {
+            return Err(Error::invalid(vec![Loc::Field("ids"), Loc::Index(i)], format!("must be at most {MAX_ID} (2^63 - 1)")));
+        }
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.write(Record::Delete(ids))
+    }
+
+    /// The points with `ids` that exist, in the order asked.
+    pub fn get(&self, ids: &[u64], with_payload: bool, with_vector: bool) -> Result<Vec<StoredPoint>> {
+        self.check_open()?;
+        let (set, locs): (Arc<SegmentSet>, Vec<Option<Loc2>>) = {
+            let ws = self.write.lock();
+            (self.set(), ids.iter().map(|id| ws.ids.get(id).copied()).collect())
+        };
+        Ok(ids
+            .iter()
+            .zip(locs)
+            .filter_map(|(&id, at)| {
+                let at = at?;
+                let (payload, vector) = set.read(at, with_payload, with_vector);
+                Some(StoredPoint { id, vector, payload })
+            })
+            .collect())
+    }
+
+    /// The `k` nearest live points to `query` across every segment.
+    pub fn search(&self, query: &[f32], opts: &SearchOptions) -> Result<SearchOutcome> {
+        self.check_open()?;
+        if opts.k == 0 {
+            return Err(vectorwise_index::Error::InvalidParameter { name: "k", reason: "must be at least 1".into() }.into());
+        }
+        let set = self.set();
+        let metric = self.config.metric;
+        let prepared = metric.prepare_point_query(query, self.config.dimension)?;
+        let mut hits: Vec<Hit> = Vec::new();
+        let mut plan: Option<(usize, SearchPlan)> = None;
+        let mut expected = Some(1.0f64);
+        for s in &set.sealed {
+            if s.live() == 0 {
+                continue;
+            }
+            let p = s.index.plan(opts.k, opts.request);
+            expected = match (expected, p.expected_recall) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                _ => None,
+            };
+            hits.extend(s.search(query, opts.k, &p.params)?);
+            if plan.as_ref().is_none_or(|(n, _)| s.len() > *n) {
+                plan = Some((s.len(), p));
+            }
+        }
+        for m in std::iter::once(&set.mutable).chain(&set.frozen) {
+            hits.extend(m.search(metric, &prepared, opts.k));
+        }
+        hits.sort_by(|a, b| a.key().cmp(&b.key()));
+        hits.truncate(opts.k);
+        let found = hits
+            .into_iter()
+            .map(|h| {
+                let at = Loc2 { segment: h.segment, offset: h.offset };
+                let (payload, vector) = set.read(at, opts.with_payload, opts.with_vector);
+                Found { id: h.id, distance: h.distance, payload, vector }
+            })
+            .collect();
+        Ok(SearchOutcome {
+            hits: found,
+            plan: plan.map(|(_, p)| p),
+            expected_recall: expected,
+            segments: set.sealed.len() + set.frozen.len() + 1,
+        })
+    }
+
+    pub fn stats(&self) -> CollectionStats {
+        let (set, points) = {
+            let ws = self.write.lock();
+            (self.set(), ws.ids.len())
+        };
+        let mut segments = Vec::new();
+        let mut deleted = 0;
+        for (kind, m) in std::iter::once(("mutable", &set.mutable)).chain(set.frozen.iter().map(|f| ("frozen", f))) {
+            let d = m.data.read();
+            deleted += d.deleted_count;
+            segments.push(SegmentStats {
+                id: m.id,
+                kind,
+                points: d.ids.len(),
+                deleted: d.deleted_count,
+                method: "exact".into(),
+                bytes: (d.vectors.len() * 4 + d.ids.len() * 8) as u64
+                    + d.payloads.iter().map(|p| p.as_ref().map_or(0, |s| s.len() as u64)).sum::<u64>(),
+                calibrated: false,
+                balanced_recall_at_10: None,
+            });
+        }
+        for s in &set.sealed {
+            let info = s.index.info();
+            deleted += s.deleted();
+            let balanced = s.index.calibration().and_then(|_| s.index.plan(10, SearchRequest::Profile(vectorwise_index::Profile::Balanced)).expected_recall);
+            segments.push(SegmentStats {
+                id: s.id,
+                kind: "sealed",
+                points: s.len(),
+                deleted: s.deleted(),
+                method: info.index_type.to_string(),
+                bytes: info.file_size_bytes,
+                calibrated: info.calibrated,
+                balanced_recall_at_10: balanced,
+            });
+        }
+        CollectionStats {
+            name: self.name.clone(),
+            config: self.config.clone(),
+            points,
+            deleted,
+            wal_bytes: self.wal.bytes(),
+            write_version: self.write_version(),
+            segments,
+            optimiser: self.optimiser.lock().clone(),
+        }
+    }
+
+    /// Runs the optimiser's work now, in this thread, until none is left
+    /// (seal the mutable segment if full, seal frozen ones, merge, rewrite).
+    /// For tools and tests; the background thread does the same on its own.
+    pub fn optimise(self: &Arc<Self>) -> Result<()> {
+        while crate::optimiser::step(self)? {}
+        Ok(())
+    }
+
+    /// Seals the mutable segment now whatever its size, then runs
+    /// [`Collection::optimise`].
+    pub fn flush(self: &Arc<Self>) -> Result<()> {
+        crate::optimiser::freeze(self, 1);
+        self.optimise()
+    }
+
+    pub(crate) fn wake_optimiser(&self) {
+        let _g = self.wake.0.lock();
+        self.wake.1.notify_all();
+    }
+
+    /// Asks the optimiser to stop after the step it is in.
+    pub fn stop_optimiser(&self) {
+        let mut stop = self.wake.0.lock();
+        *stop = true;
+        self.wake.1.notify_all();
+    }
+
+    /// Stops the optimiser and waits for the step it is in. The collection
+    /// still answers reads.
+    pub fn close(&self) {
+        self.stop_optimiser();
+        if let Some(h) = self.worker.lock().take() {
+            let _ = h.join();
+        }
+    }
+
+    /// Writes the deleted sets that changed and a new manifest, then drops
+    /// the log before the oldest memory segment and the unused files.
+    pub(crate) fn checkpoint(&self) -> Result<()> {
+        let _c = self.checkpoint_lock.lock();
+        // Under the write lock: the segments and their deleted sets as of
+        // the log position `next` (every deletion in them comes from a
+        // record below it).
+        let (set, next, deleted, next_segment) = {
+            let ws = self.write.lock();
+            let set = self.set();
+            let deleted: Vec<Vec<u32>> = set.sealed.iter().map(|s| s.deleted.ones()).collect();
+            (set, self.wal.next_lsn(), deleted, ws.next_segment)
+        };
+        // Durable first, so no deletion reaches a sidecar before its record.
+        if next > 1 {
+            self.wal.sync(next - 1)?;
+        }
+        let seg_dir = segments_dir(&self.dir);
+        let mut entries = Vec::with_capacity(set.sealed.len());
+        for (s, offsets) in set.sealed.iter().zip(&deleted) {
+            let mut persisted = s.persisted.lock();
+            if offsets.len() != persisted.0 {
+                let generation = persisted.1 + 1;
+                crate::files::write_deleted(&seg_dir.join(deleted_name(s.id, generation)), offsets)?;
+                *persisted = (offsets.len(), generation);
+            }
+            let index = s.index.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let payloads =
+                s.payloads.path().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
+            entries.push(SegmentEntry {
+                id: s.id,
+                index,
+                payloads,
+                deleted: (persisted.1 > 0).then(|| deleted_name(s.id, persisted.1)),
+                deleted_generation: persisted.1,
+                points: s.len(),
+            });
+        }
+        let wal_from = std::iter::once(&set.mutable).chain(&set.frozen).map(|m| m.first_lsn).min().unwrap_or(next);
+        let manifest = Manifest { format: 1, config: self.config.clone(), segments: entries, wal_from, next_segment };
+        manifest.write(&self.dir)?;
+        self.wal.truncate_before(wal_from)?;
+        // Files no manifest names any more (merged segments, old sidecars).
+        let keep: std::collections::HashSet<String> = manifest
+            .segments
+            .iter()
+            .flat_map(|e| [Some(e.index.clone()), e.payloads.clone(), e.deleted.clone()])
+            .flatten()
+            .collect();
+        if let Ok(entries) = std::fs::read_dir(&seg_dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !name.starts_with('.') && !keep.contains(&name) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn deleted_name(id: SegmentId, generation: u64) -> String {
+    format!("{id:012}.deleted-{generation}")
+}
+
+pub(crate) fn index_name(id: SegmentId) -> String {
+    format!("{id:012}.vwi")
+}
+
+pub(crate) fn payloads_name(id: SegmentId) -> String {
+    format!("{id:012}.payloads")
+}

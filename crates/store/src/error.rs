@@ -1,0 +1,91 @@
+//! The store's one error type. Each variant says whether it is the caller's
+//! fault or the environment's, so the server maps it with one match.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where in a request a problem lies (`points`, 3, `vector`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Loc {
+    Field(&'static str),
+    Index(usize),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The engine refused (bad vector, bad parameter, corrupt index file).
+    #[error(transparent)]
+    Index(vectorwise_index::Error),
+
+    /// An I/O operation on `path` failed. Environment fault.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The disk holding `path` is full (ENOSPC / EDQUOT): the write was not
+    /// applied. Environment fault; reads go on.
+    #[error("no space left on the device holding {path}")]
+    DiskFull { path: PathBuf },
+
+    /// The log failed to sync earlier: what it holds past that point is
+    /// unknown, so writes are refused until the server restarts (and
+    /// replays what did reach the disk). Environment fault.
+    #[error("the write-ahead log failed to sync and refuses writes until restart")]
+    LogFailed,
+
+    /// A store file is damaged or not ours. The collection does not open.
+    #[error("{path}: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+
+    /// No collection has this name. User error.
+    #[error("collection `{0}` does not exist")]
+    NotFound(String),
+
+    /// The collection exists with other settings. User error.
+    #[error("collection `{name}` already exists with other settings ({reason})")]
+    Conflict { name: String, reason: String },
+
+    /// A request field is invalid; `loc` names it. User error.
+    #[error("{reason}")]
+    Invalid { loc: Vec<Loc>, reason: String },
+
+    /// A point's payload is larger than the collection allows. User error.
+    #[error("payload of points[{index}] is {size} bytes; the limit is {limit}")]
+    PayloadTooLarge { index: usize, size: usize, limit: usize },
+
+    /// The collection was dropped while the request ran.
+    #[error("collection `{0}` was deleted")]
+    Dropped(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        let path = path.into();
+        // ENOSPC 28, EDQUOT 122 on Linux.
+        if matches!(source.raw_os_error(), Some(28) | Some(122)) || source.kind() == std::io::ErrorKind::StorageFull {
+            return Error::DiskFull { path };
+        }
+        Error::Io { path, source }
+    }
+
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Corrupt { path: path.into(), reason: reason.into() }
+    }
+
+    pub(crate) fn invalid(loc: Vec<Loc>, reason: impl Into<String>) -> Self {
+        Error::Invalid { loc, reason: reason.into() }
+    }
+}
+
+impl From<vectorwise_index::Error> for Error {
+    fn from(e: vectorwise_index::Error) -> Self {
+        match e {
+            vectorwise_index::Error::Io { path, source } => Error::io(path, source),
+            e => Error::Index(e),
+        }
+    }
+}

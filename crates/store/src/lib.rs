@@ -1,0 +1,19 @@
+//! VectorWise collections: points with ids and payloads, written through a
+//! write-ahead log into segments, searched as one. Knows nothing of HTTP.
+//! See ARCHITECTURE.md, "Collections: the write path".
+
+mod collection;
+pub mod error;
+mod files;
+pub mod manifest;
+mod optimiser;
+pub mod record;
+mod segment;
+mod store;
+pub mod wal;
+
+pub use collection::{Collection, CollectionStats, Found, NewPoint, OptimiserStats, SearchOptions, SearchOutcome, SegmentStats, StoredPoint};
+pub use error::{Error, Loc, Result};
+pub use manifest::CollectionConfig;
+pub use store::{Store, valid_name};
+pub use wal::SyncMode;

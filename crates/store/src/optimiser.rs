@@ -1,0 +1,240 @@
+//! The optimiser: one background thread per collection that seals the
+//! mutable segment once full, merges sealed segments of one size tier, and
+//! rewrites segments with many deletions. It builds outside every lock;
+//! only the swap of the segment list takes the write lock (see
+//! `Optimiser::swap`), so searches and writes never wait for a build.
+
+use crate::collection::{Collection, Loc2, SegmentSet, index_name, payloads_name, segments_dir};
+use crate::error::Result;
+use crate::files;
+use crate::segment::{MemSegment, SealedSegment};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use vectorwise_index::calibrate::CalibrateOptions;
+use vectorwise_index::plan::{BuildRequest, plan_build};
+use vectorwise_index::{Matrix, Points};
+
+/// Sealed segments merged at once, and the size ratio of a tier.
+const MERGE_FACTOR: usize = 4;
+/// A sealed segment is rewritten once this share of it is deleted.
+const REWRITE_DELETED: f64 = 0.2;
+
+pub(crate) fn start(c: &Arc<Collection>) {
+    let weak = Arc::downgrade(c);
+    let name = format!("optimiser-{}", c.name());
+    let handle = std::thread::Builder::new().name(name).spawn(move || run(weak)).expect("spawn the optimiser thread");
+    *c.worker.lock() = Some(handle);
+}
+
+fn run(weak: std::sync::Weak<Collection>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Some(c) = weak.upgrade() else { return };
+        if *c.wake.0.lock() {
+            return;
+        }
+        match step(&c) {
+            Ok(true) => {
+                backoff = Duration::from_millis(100);
+                continue;
+            }
+            Ok(false) => backoff = Duration::from_millis(100),
+            Err(e) => {
+                tracing::error!(collection = c.name(), error = %e, "optimiser step failed; retrying later");
+                let mut st = c.optimiser.lock();
+                st.last_error = Some(e.to_string());
+                st.state = "idle";
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+        let mut stop = c.wake.0.lock();
+        if *stop {
+            return;
+        }
+        let wait = if c.set().mutable.len() >= c.config().seal_points { Duration::ZERO } else { backoff };
+        if !wait.is_zero() {
+            c.wake.1.wait_for(&mut stop, wait);
+        }
+    }
+}
+
+fn set_state(c: &Collection, state: &'static str) {
+    c.optimiser.lock().state = state;
+}
+
+/// One unit of work; whether there was any.
+pub(crate) fn step(c: &Arc<Collection>) -> Result<bool> {
+    let _one = c.optimise_lock.lock();
+    freeze(c, c.config().seal_points);
+    let set = c.set();
+    if let Some(f) = set.frozen.first() {
+        set_state(c, "sealing");
+        seal(c, f)?;
+        let mut st = c.optimiser.lock();
+        st.seals += 1;
+        st.state = "idle";
+        return Ok(true);
+    }
+    if let Some((inputs, kind)) = pick(c, &set) {
+        set_state(c, kind);
+        merge(c, &inputs)?;
+        let mut st = c.optimiser.lock();
+        if kind == "merging" {
+            st.merges += 1;
+        } else {
+            st.rewrites += 1;
+        }
+        st.state = "idle";
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// Freezes the mutable segment if it holds at least `points` points: a new
+/// one takes the writes from the next LSN on.
+pub(crate) fn freeze(c: &Collection, points: usize) {
+    let mut ws = c.write.lock();
+    let set = c.set();
+    if set.mutable.len() >= points {
+        let id = ws.next_segment;
+        ws.next_segment += 1;
+        let fresh = Arc::new(MemSegment::new(id, c.wal.next_lsn(), c.dimension()));
+        let mut frozen = set.frozen.clone();
+        frozen.push(Arc::clone(&set.mutable));
+        *c.segments.write() = Arc::new(SegmentSet { sealed: set.sealed.clone(), frozen, mutable: fresh });
+    }
+}
+
+/// Sealed segments worth merging or rewriting, if any.
+fn pick(c: &Collection, set: &SegmentSet) -> Option<(Vec<Arc<SealedSegment>>, &'static str)> {
+    if let Some(s) = set.sealed.iter().find(|s| s.deleted() > 0 && s.deleted() as f64 >= REWRITE_DELETED * s.len() as f64) {
+        return Some((vec![Arc::clone(s)], "rewriting"));
+    }
+    let tier = |n: usize| {
+        let mut t = 0;
+        let mut size = c.config().seal_points.max(1) * MERGE_FACTOR;
+        while n >= size {
+            t += 1;
+            size = size.saturating_mul(MERGE_FACTOR);
+        }
+        t
+    };
+    let mut tiers: HashMap<usize, Vec<Arc<SealedSegment>>> = HashMap::new();
+    for s in &set.sealed {
+        tiers.entry(tier(s.live())).or_default().push(Arc::clone(s));
+    }
+    let mut best: Option<(usize, Vec<Arc<SealedSegment>>)> = None;
+    for (t, mut group) in tiers {
+        if group.len() >= MERGE_FACTOR && best.as_ref().is_none_or(|(bt, _)| t < *bt) {
+            group.sort_by_key(|s| s.live());
+            group.truncate(MERGE_FACTOR);
+            best = Some((t, group));
+        }
+    }
+    best.map(|(_, g)| (g, "merging"))
+}
+
+/// The live points of a frozen segment, built into a sealed one.
+fn seal(c: &Arc<Collection>, f: &Arc<MemSegment>) -> Result<()> {
+    let (ids, vectors, payloads) = {
+        let d = f.data.read();
+        let mut ids = Vec::new();
+        let mut vectors = Vec::new();
+        let mut payloads = Vec::new();
+        for o in 0..d.ids.len() {
+            if !d.deleted[o] {
+                ids.push(d.ids[o]);
+                vectors.extend_from_slice(&d.vectors[o * f.dim..(o + 1) * f.dim]);
+                payloads.push(d.payloads[o].clone());
+            }
+        }
+        (ids, vectors, payloads)
+    };
+    let built = build(c, ids, vectors, payloads)?;
+    swap(c, built, |_, at| at.segment == f.id, |set| {
+        SegmentSet { sealed: set.sealed.clone(), frozen: set.frozen.iter().filter(|m| m.id != f.id).cloned().collect(), mutable: Arc::clone(&set.mutable) }
+    })
+}
+
+/// The live points of `inputs`, built into one sealed segment.
+fn merge(c: &Arc<Collection>, inputs: &[Arc<SealedSegment>]) -> Result<()> {
+    let mut ids = Vec::new();
+    let mut vectors = Vec::new();
+    let mut payloads = Vec::new();
+    for s in inputs {
+        for (o, &id) in s.index.ids().iter().enumerate() {
+            if !s.deleted.get(o as u32) {
+                ids.push(id);
+                vectors.extend_from_slice(s.index.vector_at(o as u32));
+                payloads.push(s.payloads.get(o).map(Arc::from));
+            }
+        }
+    }
+    let gone: Vec<u64> = inputs.iter().map(|s| s.id).collect();
+    let built = build(c, ids, vectors, payloads)?;
+    swap(c, built, |_, at| gone.contains(&at.segment), |set| SegmentSet {
+        sealed: set.sealed.iter().filter(|s| !gone.contains(&s.id)).cloned().collect(),
+        frozen: set.frozen.clone(),
+        mutable: Arc::clone(&set.mutable),
+    })
+}
+
+/// Builds, calibrates and opens a sealed segment of these points (none:
+/// nothing to build).
+fn build(c: &Arc<Collection>, ids: Vec<u64>, vectors: Vec<f32>, payloads: Vec<Option<Arc<str>>>) -> Result<Option<SealedSegment>> {
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    let id = {
+        let mut ws = c.write.lock();
+        ws.next_segment += 1;
+        ws.next_segment - 1
+    };
+    let dir = segments_dir(&c.dir);
+    let index_path = dir.join(index_name(id));
+    let payload_path = dir.join(payloads_name(id));
+    let start = std::time::Instant::now();
+    let matrix = Matrix::new(c.dimension(), vectors)?;
+    let plan = plan_build(&matrix, &BuildRequest { metric: c.metric(), ..Default::default() })?;
+    let points = Points { vectors: &matrix, ids: Some(&ids) };
+    vectorwise_index::build_calibrated(points, &index_path, &plan.options, &CalibrateOptions::default(), &|_| {})?;
+    let index = vectorwise_index::Index::open(&index_path)?;
+    let position: HashMap<u64, usize> = ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+    let ordered: Vec<Option<&str>> = index.ids().iter().map(|id| payloads[position[id]].as_deref()).collect();
+    drop(index);
+    files::write_payloads(&payload_path, ordered.iter().copied())?;
+    let seg = SealedSegment::open(id, &index_path, Some(&payload_path), None)?;
+    tracing::info!(collection = c.name(), segment = id, points = ids.len(), method = seg.index.info().index_type, seconds = start.elapsed().as_secs_f64(), "sealed segment built");
+    Ok(Some(seg))
+}
+
+/// Puts `built` in place of the inputs: under the write lock, each of its
+/// points still live at an input location (`from`) moves to it; the rest
+/// (deleted or replaced while it was built) are marked deleted in it. Then
+/// a checkpoint makes the new list durable.
+fn swap(
+    c: &Arc<Collection>,
+    built: Option<SealedSegment>,
+    from: impl Fn(&SegmentSet, Loc2) -> bool,
+    without_inputs: impl Fn(&SegmentSet) -> SegmentSet,
+) -> Result<()> {
+    {
+        let mut ws = c.write.lock();
+        let set = c.set();
+        let mut next = without_inputs(&set);
+        if let Some(seg) = built {
+            for (o, &id) in seg.index.ids().iter().enumerate() {
+                let live = ws.ids.get(&id).copied().filter(|&at| from(&set, at) && !set.is_deleted(at));
+                if live.is_some() {
+                    ws.ids.insert(id, Loc2 { segment: seg.id, offset: o as u32 });
+                } else {
+                    seg.deleted.set(o as u32);
+                }
+            }
+            next.sealed.push(Arc::new(seg));
+        }
+        *c.segments.write() = Arc::new(next);
+    }
+    c.checkpoint()
+}

@@ -1,0 +1,228 @@
+//! Segments: where a collection's points live.
+//!
+//! - [`MemSegment`]: points in memory, searched exactly. The *mutable*
+//!   segment takes every new point; once full it is *frozen* (read-only but
+//!   for deletions) while the optimiser seals it.
+//! - [`SealedSegment`]: an index file built by the engine (with the points'
+//!   ids), their payloads, and a deleted set. Never edited: deletions only set
+//!   bits, persisted as a sidecar at each checkpoint.
+
+use crate::error::Result;
+use crate::files::{self, Payloads};
+use parking_lot::RwLock;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use vectorwise_index::{Index, Metric, PointOffset, SearchParams};
+
+/// Which segment, for the id map and the stats.
+pub type SegmentId = u64;
+
+/// A fixed-size set of offsets, set and read without locks.
+#[derive(Debug)]
+pub(crate) struct Bits {
+    words: Vec<AtomicU64>,
+    count: AtomicUsize,
+}
+
+impl Bits {
+    pub(crate) fn new(len: usize) -> Bits {
+        Bits { words: (0..len.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(), count: AtomicUsize::new(0) }
+    }
+
+    /// Sets bit `i`; returns whether it was clear.
+    pub(crate) fn set(&self, i: u32) -> bool {
+        let bit = 1u64 << (i % 64);
+        let was = self.words[i as usize / 64].fetch_or(bit, Ordering::AcqRel);
+        let fresh = was & bit == 0;
+        if fresh {
+            self.count.fetch_add(1, Ordering::AcqRel);
+        }
+        fresh
+    }
+
+    pub(crate) fn get(&self, i: u32) -> bool {
+        self.words.get(i as usize / 64).is_some_and(|w| w.load(Ordering::Acquire) & (1u64 << (i % 64)) != 0)
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn ones(&self) -> Vec<u32> {
+        let mut out = Vec::with_capacity(self.count());
+        for (w, word) in self.words.iter().enumerate() {
+            let mut v = word.load(Ordering::Acquire);
+            while v != 0 {
+                out.push(w as u32 * 64 + v.trailing_zeros());
+                v &= v - 1;
+            }
+        }
+        out
+    }
+}
+
+/// The points of a memory segment.
+#[derive(Debug, Default)]
+pub(crate) struct MemData {
+    pub ids: Vec<u64>,
+    /// Row-major, prepared for the metric ([`Metric::prepare_point`]).
+    pub vectors: Vec<f32>,
+    pub payloads: Vec<Option<Arc<str>>>,
+    pub deleted: Vec<bool>,
+    pub deleted_count: usize,
+}
+
+/// A segment in memory, searched exactly.
+#[derive(Debug)]
+pub struct MemSegment {
+    pub id: SegmentId,
+    /// The first LSN whose points may be here: replay starts from the
+    /// oldest memory segment's.
+    pub first_lsn: u64,
+    pub(crate) dim: usize,
+    pub(crate) data: RwLock<MemData>,
+}
+
+impl MemSegment {
+    pub(crate) fn new(id: SegmentId, first_lsn: u64, dim: usize) -> MemSegment {
+        MemSegment { id, first_lsn, dim, data: RwLock::new(MemData::default()) }
+    }
+
+    pub(crate) fn push(&self, id: u64, vector: &[f32], payload: Option<Arc<str>>) -> PointOffset {
+        let mut d = self.data.write();
+        let offset = d.ids.len() as PointOffset;
+        d.ids.push(id);
+        d.vectors.extend_from_slice(vector);
+        d.payloads.push(payload);
+        d.deleted.push(false);
+        offset
+    }
+
+    pub(crate) fn delete(&self, offset: PointOffset) {
+        let mut d = self.data.write();
+        if let Some(flag) = d.deleted.get_mut(offset as usize) {
+            if !*flag {
+                *flag = true;
+                d.deleted_count += 1;
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.read().ids.len()
+    }
+
+
+    /// The `k` live points nearest to `query` (prepared with
+    /// [`Metric::prepare_point_query`]), as (distance, id, offset).
+    pub(crate) fn search(&self, metric: Metric, query: &[f32], k: usize) -> Vec<Hit> {
+        let d = self.data.read();
+        let mut top: Vec<Hit> = Vec::with_capacity(k + 1);
+        let mut worst = f32::INFINITY;
+        for (o, row) in d.vectors.chunks_exact(self.dim.max(1)).enumerate() {
+            if d.deleted[o] {
+                continue;
+            }
+            let dist = metric.point_distance(query, row);
+            if top.len() == k && dist >= worst {
+                continue;
+            }
+            let hit = Hit { distance: dist, id: d.ids[o], segment: self.id, offset: o as PointOffset };
+            let at = top.partition_point(|h| h.key() <= hit.key());
+            top.insert(at, hit);
+            top.truncate(k);
+            if top.len() == k {
+                worst = top[k - 1].distance;
+            }
+        }
+        top
+    }
+}
+
+/// One search hit before payloads are fetched.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Hit {
+    pub distance: f32,
+    pub id: u64,
+    pub segment: SegmentId,
+    pub offset: PointOffset,
+}
+
+impl Hit {
+    /// Ascending distance, then id: the order every answer is merged in.
+    pub(crate) fn key(&self) -> (OrdF32, u64) {
+        (OrdF32(self.distance), self.id)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub(crate) struct OrdF32(f32);
+impl Eq for OrdF32 {}
+impl Ord for OrdF32 {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// A sealed segment: an index file, its payloads, its deleted set.
+#[derive(Debug)]
+pub struct SealedSegment {
+    pub id: SegmentId,
+    pub(crate) index: Index,
+    pub(crate) payloads: Payloads,
+    pub(crate) deleted: Bits,
+    /// Deleted count when the sidecar was last written, and its generation.
+    pub(crate) persisted: parking_lot::Mutex<(usize, u64)>,
+}
+
+impl SealedSegment {
+    pub(crate) fn open(id: SegmentId, index_path: &Path, payloads: Option<&Path>, deleted: Option<(&Path, u64)>) -> Result<SealedSegment> {
+        let index = Index::open(index_path)?;
+        let payloads = match payloads {
+            Some(p) => {
+                let p = Payloads::open(p)?;
+                Payloads::check_count(&p, index.len())?;
+                p
+            }
+            None => Payloads::none(index.len()),
+        };
+        let bits = Bits::new(index.len());
+        let mut persisted = (0, 0);
+        if let Some((path, generation)) = deleted {
+            let offsets = files::read_deleted(path, index.len())?;
+            for o in &offsets {
+                bits.set(*o);
+            }
+            persisted = (offsets.len(), generation);
+        }
+        Ok(SealedSegment { id, index, payloads, deleted: bits, persisted: parking_lot::Mutex::new(persisted) })
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn deleted(&self) -> usize {
+        self.deleted.count()
+    }
+
+    pub fn live(&self) -> usize {
+        self.len() - self.deleted()
+    }
+
+    pub(crate) fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Hit>> {
+        let found = self.index.search_live(query, k, params, &|o| self.deleted.get(o), self.deleted.count())?;
+        Ok(found.into_iter().map(|(offset, n)| Hit { distance: n.distance, id: n.id, segment: self.id, offset }).collect())
+    }
+}
+
+impl Payloads {
+    fn check_count(p: &Payloads, n: usize) -> Result<()> {
+        if p.count() != n {
+            let path = p.path().map(Path::to_path_buf).unwrap_or_default();
+            return Err(crate::error::Error::corrupt(path, format!("holds {} payloads for {n} points", p.count())));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,184 @@
+//! [`Store`]: the collections of one data directory, by name.
+
+use crate::collection::{Collection, index_name, segments_dir};
+use crate::error::{Error, Loc, Result};
+use crate::manifest::{CollectionConfig, MANIFEST, Manifest, SegmentEntry};
+use crate::wal::SyncMode;
+use parking_lot::RwLock;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// Whether `name` is a valid collection name: `[A-Za-z0-9_-]{1,64}`.
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Every collection of a data directory.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    sync: SyncMode,
+    collections: RwLock<BTreeMap<String, Arc<Collection>>>,
+}
+
+impl Store {
+    /// Opens every collection in `dir` (created if missing). A damaged
+    /// collection stops the open with its file and reason.
+    pub fn open(dir: &Path, sync: SyncMode) -> Result<Store> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let mut collections = BTreeMap::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+            let entry = entry.map_err(|e| Error::io(dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            if name.starts_with(".creating-") || name.starts_with(".dropping-") {
+                // A create or drop that a crash interrupted.
+                let _ = std::fs::remove_dir_all(&path);
+                continue;
+            }
+            if !valid_name(&name) || !path.join(MANIFEST).is_file() {
+                continue;
+            }
+            let c = Collection::open(&name, &path, sync)?;
+            collections.insert(name, c);
+        }
+        Ok(Store { dir: dir.to_path_buf(), sync, collections: RwLock::new(collections) })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn check_name(name: &str) -> Result<()> {
+        if !valid_name(name) {
+            return Err(Error::invalid(vec![Loc::Field("name")], "must be 1 to 64 characters from A-Z, a-z, 0-9, `_` and `-`"));
+        }
+        Ok(())
+    }
+
+    /// Creates `name` with `config`; returns it and whether it is new. An
+    /// existing collection with the same settings is returned as it is.
+    pub fn create(&self, name: &str, config: CollectionConfig) -> Result<(Arc<Collection>, bool)> {
+        Self::check_name(name)?;
+        config.check()?;
+        let mut map = self.collections.write();
+        if let Some(c) = map.get(name) {
+            if *c.config() == config {
+                return Ok((Arc::clone(c), false));
+            }
+            let reason = describe_difference(c.config(), &config);
+            return Err(Error::Conflict { name: name.to_string(), reason });
+        }
+        let tmp = self.dir.join(format!(".creating-{name}"));
+        let _ = std::fs::remove_dir_all(&tmp);
+        Collection::create_files(&tmp, &config)?;
+        let dir = self.dir.join(name);
+        std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
+        sync_dir(&self.dir);
+        let c = Collection::open(name, &dir, self.sync)?;
+        map.insert(name.to_string(), Arc::clone(&c));
+        Ok((c, true))
+    }
+
+    /// Makes an index file built by `vectorwise build` the collection
+    /// `name` (one sealed segment; hard-linked where the file system allows,
+    /// else copied). Fails when `name` exists.
+    pub fn import(&self, name: &str, index: &Path, seal_points: Option<usize>) -> Result<Arc<Collection>> {
+        Self::check_name(name)?;
+        let opened = vectorwise_index::Index::open(index)?;
+        let mut config = CollectionConfig::new(opened.dim(), opened.metric());
+        if let Some(s) = seal_points {
+            config.seal_points = s;
+        }
+        config.check()?;
+        let points = opened.len();
+        drop(opened);
+        let mut map = self.collections.write();
+        if map.contains_key(name) {
+            return Err(Error::Conflict { name: name.to_string(), reason: "it exists; delete it first".into() });
+        }
+        let tmp = self.dir.join(format!(".creating-{name}"));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let seg_dir = segments_dir(&tmp);
+        std::fs::create_dir_all(&seg_dir).map_err(|e| Error::io(&seg_dir, e))?;
+        let target = seg_dir.join(index_name(1));
+        if std::fs::hard_link(index, &target).is_err() {
+            let copy = seg_dir.join(format!(".{}.copy", index_name(1)));
+            std::fs::copy(index, &copy).map_err(|e| Error::io(&copy, e))?;
+            std::fs::File::open(&copy).and_then(|f| f.sync_all()).map_err(|e| Error::io(&copy, e))?;
+            std::fs::rename(&copy, &target).map_err(|e| Error::io(&target, e))?;
+        }
+        let mut manifest = Manifest::new(config);
+        manifest.segments.push(SegmentEntry { id: 1, index: index_name(1), payloads: None, deleted: None, deleted_generation: 0, points });
+        manifest.next_segment = 2;
+        manifest.write(&tmp)?;
+        let dir = self.dir.join(name);
+        std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
+        sync_dir(&self.dir);
+        let c = Collection::open(name, &dir, self.sync)?;
+        map.insert(name.to_string(), Arc::clone(&c));
+        Ok(c)
+    }
+
+    pub fn get(&self, name: &str) -> Result<Arc<Collection>> {
+        self.collections.read().get(name).cloned().ok_or_else(|| Error::NotFound(name.to_string()))
+    }
+
+    /// Names and live point counts, by name.
+    pub fn list(&self) -> Vec<(String, usize)> {
+        let all: Vec<Arc<Collection>> = self.collections.read().values().cloned().collect();
+        all.iter().map(|c| (c.name().to_string(), c.len())).collect()
+    }
+
+    /// Deletes `name` and its files. Requests already running on it finish
+    /// or fail with [`Error::Dropped`].
+    pub fn drop_collection(&self, name: &str) -> Result<()> {
+        let c = self.collections.write().remove(name).ok_or_else(|| Error::NotFound(name.to_string()))?;
+        {
+            let _ws = c.write.lock();
+            c.dropped.store(true, Ordering::Release);
+        }
+        c.close();
+        let dir = self.dir.join(name);
+        let gone = self.dir.join(format!(".dropping-{name}"));
+        let _ = std::fs::remove_dir_all(&gone);
+        std::fs::rename(&dir, &gone).map_err(|e| Error::io(&dir, e))?;
+        sync_dir(&self.dir);
+        let _ = std::fs::remove_dir_all(&gone);
+        Ok(())
+    }
+
+    /// Asks every optimiser to stop (shutdown) without waiting for a build
+    /// in progress: a segment not yet in a manifest is only files, removed
+    /// by the next checkpoint; the log still holds its points.
+    pub fn close(&self) {
+        for c in self.collections.read().values() {
+            c.stop_optimiser();
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+fn describe_difference(have: &CollectionConfig, asked: &CollectionConfig) -> String {
+    let mut parts = Vec::new();
+    if have.dimension != asked.dimension {
+        parts.push(format!("dimension {} vs {}", have.dimension, asked.dimension));
+    }
+    if have.metric != asked.metric {
+        parts.push(format!("metric {} vs {}", have.metric.as_str(), asked.metric.as_str()));
+    }
+    if have.seal_points != asked.seal_points {
+        parts.push(format!("seal_points {} vs {}", have.seal_points, asked.seal_points));
+    }
+    if have.max_payload_bytes != asked.max_payload_bytes {
+        parts.push(format!("max_payload_bytes {} vs {}", have.max_payload_bytes, asked.max_payload_bytes));
+    }
+    format!("it has {}", parts.join(", ").replace(" vs ", ", asked "))
+}

@@ -1,0 +1,271 @@
+//! Collections end to end on real files: writes, reads, searches, the
+//! optimiser, and reopening (log replay and checkpoints).
+
+use rand::prelude::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+use vectorwise_index::plan::SearchRequest;
+use vectorwise_index::{Metric, Profile};
+use vectorwise_store::{Collection, CollectionConfig, Error, NewPoint, SearchOptions, Store, SyncMode};
+
+fn config(dim: usize, metric: Metric, seal: usize) -> CollectionConfig {
+    CollectionConfig { seal_points: seal, ..CollectionConfig::new(dim, metric) }
+}
+
+/// Clustered points (seeded): 16 centres, spread 0.1.
+fn points(n: usize, dim: usize, seed: u64, first_id: u64) -> Vec<NewPoint> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut centres = StdRng::seed_from_u64(99);
+    let centres: Vec<Vec<f32>> = (0..16).map(|_| (0..dim).map(|_| centres.random_range(-1.0..1.0)).collect()).collect();
+    (0..n)
+        .map(|i| {
+            let c = &centres[rng.random_range(0..16)];
+            let vector = c.iter().map(|x| x + rng.random_range(-0.1..0.1f32)).collect();
+            let payload = serde_json::json!({"i": first_id + i as u64, "tag": format!("t{}", i % 7)});
+            NewPoint { id: first_id + i as u64, vector, payload: Some(payload) }
+        })
+        .collect()
+}
+
+fn opts(k: usize, request: SearchRequest) -> SearchOptions {
+    SearchOptions { k, request, with_payload: true, with_vector: false }
+}
+
+/// Exact top-k ids over a model of the live points, by the metric.
+fn truth(model: &HashMap<u64, Vec<f32>>, metric: Metric, q: &[f32], k: usize) -> Vec<u64> {
+    let q = metric.prepare_point_query(q, q.len()).unwrap();
+    let mut all: Vec<(f32, u64)> =
+        model.iter().map(|(&id, v)| (metric.point_distance(&q, &metric.prepare_point(v, 0).unwrap()), id)).collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    all.into_iter().take(k).map(|(_, id)| id).collect()
+}
+
+fn recall(c: &Collection, model: &HashMap<u64, Vec<f32>>, queries: &[NewPoint], request: SearchRequest) -> f64 {
+    let mut hit = 0;
+    let mut total = 0;
+    for q in queries {
+        let found = c.search(&q.vector, &opts(10, request)).unwrap();
+        let want = truth(model, c.metric(), &q.vector, 10);
+        assert_eq!(found.hits.len(), want.len().min(10), "k results whenever the collection has them");
+        let got: Vec<u64> = found.hits.iter().map(|h| h.id).collect();
+        for h in &found.hits {
+            assert!(model.contains_key(&h.id), "hit {} is not a live point", h.id);
+        }
+        hit += want.iter().filter(|id| got.contains(id)).count();
+        total += want.len();
+    }
+    hit as f64 / total as f64
+}
+
+#[test]
+fn writes_are_read_back_searched_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+    let (c, created) = store.create("docs", config(8, Metric::L2, 1000)).unwrap();
+    assert!(created);
+    let batch = points(50, 8, 1, 0);
+    assert_eq!(c.upsert(batch.clone()).unwrap(), 50);
+    // Read your writes: the exact point answers first, with its payload.
+    let found = c.search(&batch[7].vector, &opts(3, SearchRequest::Profile(Profile::Balanced))).unwrap();
+    assert_eq!(found.hits[0].id, 7);
+    assert_eq!(found.hits[0].distance, 0.0);
+    assert!(found.hits[0].payload.as_deref().unwrap().contains(r#""i":7"#));
+    // Replace and delete.
+    let mut moved = batch[7].clone();
+    moved.vector = vec![9.0; 8];
+    moved.payload = None;
+    c.upsert(vec![moved.clone()]).unwrap();
+    assert_eq!(c.delete(vec![3, 3, 1000]).unwrap(), 1);
+    assert_eq!(c.len(), 49);
+    let got = c.get(&[7, 3, 8], true, true).unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!((got[0].id, got[0].vector.as_deref(), got[0].payload.as_deref()), (7, Some(&[9.0f32; 8][..]), None));
+    // Same settings: the existing one; other settings: a conflict.
+    assert!(!store.create("docs", config(8, Metric::L2, 1000)).unwrap().1);
+    assert!(matches!(store.create("docs", config(9, Metric::L2, 1000)), Err(Error::Conflict { .. })));
+    // Reopen without a checkpoint: the log is replayed.
+    drop(c);
+    store.close();
+    drop(store);
+    let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+    let c = store.get("docs").unwrap();
+    assert_eq!(c.len(), 49);
+    assert_eq!(c.get(&[3], true, true).unwrap(), vec![]);
+    assert_eq!(c.get(&[7], false, true).unwrap()[0].vector.as_deref(), Some(&[9.0f32; 8][..]));
+    assert_eq!(store.list(), vec![("docs".to_string(), 49)]);
+    store.drop_collection("docs").unwrap();
+    assert!(matches!(store.get("docs"), Err(Error::NotFound(_))));
+    assert!(!dir.path().join("docs").exists());
+}
+
+#[test]
+fn a_bad_point_refuses_the_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+    let (c, _) = store.create("c", CollectionConfig { max_payload_bytes: 100, ..config(4, Metric::Cosine, 100) }).unwrap();
+    let good = NewPoint { id: 1, vector: vec![1.0, 0.0, 0.0, 0.0], payload: None };
+    let cases = [
+        (NewPoint { id: 2, vector: vec![0.0; 4], payload: None }, "vector"),
+        (NewPoint { id: 2, vector: vec![1.0; 3], payload: None }, "vector"),
+        (NewPoint { id: 2, vector: vec![f32::NAN, 0.0, 0.0, 1.0], payload: None }, "vector"),
+        (NewPoint { id: u64::MAX, vector: vec![1.0; 4], payload: None }, "id"),
+        (NewPoint { id: 2, vector: vec![1.0; 4], payload: Some(serde_json::json!([1])) }, "payload"),
+    ];
+    for (bad, field) in cases {
+        match c.upsert(vec![good.clone(), bad]) {
+            Err(Error::Invalid { loc, .. }) => assert_eq!(format!("{loc:?}"), format!("[Field(\"points\"), Index(1), Field(\"{field}\")]")),
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+    let big = NewPoint { id: 2, vector: vec![1.0; 4], payload: Some(serde_json::json!({"s": "x".repeat(200)})) };
+    assert!(matches!(c.upsert(vec![good.clone(), big]), Err(Error::PayloadTooLarge { index: 1, .. })));
+    assert_eq!(c.len(), 0, "nothing of a refused batch is applied");
+    assert_eq!(c.upsert(vec![good]).unwrap(), 1);
+    // Cosine keeps unit vectors.
+    let v = c.get(&[1], false, true).unwrap()[0].vector.clone().unwrap();
+    assert_eq!(v, vec![1.0, 0.0, 0.0, 0.0]);
+}
+
+#[test]
+fn sealed_segments_keep_recall_through_deletes_merges_and_reopen() {
+    for metric in [Metric::L2, Metric::Cosine, Metric::Ip] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+        let (c, _) = store.create("c", config(16, metric, 300)).unwrap();
+        let mut model: HashMap<u64, Vec<f32>> = HashMap::new();
+        for b in 0..16 {
+            let batch = points(250, 16, 10 + b, b * 250);
+            for p in &batch {
+                model.insert(p.id, p.vector.clone());
+            }
+            c.upsert(batch).unwrap();
+            c.optimise().unwrap();
+        }
+        // Delete a quarter, replace a tenth.
+        let mut rng = StdRng::seed_from_u64(5);
+        let ids: Vec<u64> = model.keys().copied().filter(|_| rng.random_bool(0.25)).collect();
+        c.delete(ids.clone()).unwrap();
+        for id in &ids {
+            model.remove(id);
+        }
+        let mut replaced = points(400, 16, 77, 0);
+        replaced.retain(|p| model.contains_key(&p.id));
+        for p in &replaced {
+            model.insert(p.id, p.vector.clone());
+        }
+        c.upsert(replaced).unwrap();
+        let queries = points(100, 16, 1234, 1_000_000);
+        let exact = recall(&c, &model, &queries, SearchRequest::RecallTarget(1.0));
+        assert!(exact > 0.999, "{metric}: exact request recall {exact}");
+        let balanced = recall(&c, &model, &queries, SearchRequest::Profile(Profile::HighAccuracy));
+        assert!(balanced >= 0.95, "{metric}: high_accuracy recall {balanced}");
+        let stats = c.stats();
+        assert!(stats.segments.iter().any(|s| s.kind == "sealed"), "{metric}: {stats:?}");
+        assert!(stats.optimiser.seals >= 4 && stats.optimiser.merges >= 1, "{metric}: {:?}", stats.optimiser);
+        assert!(stats.deleted > 0, "deleted points are counted until a rewrite drops them");
+        eprintln!("{metric}: {}", serde_json::to_string(&stats).unwrap());
+        assert_eq!(stats.points, model.len());
+        // Reopen twice: after the optimiser's checkpoints, and after more writes.
+        c.optimise().unwrap();
+        drop(c);
+        store.close();
+        drop(store);
+        let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+        let c = store.get("c").unwrap();
+        assert_eq!(c.len(), model.len(), "{metric}");
+        let all: Vec<u64> = model.keys().copied().collect();
+        let got = c.get(&all, true, true).unwrap();
+        assert_eq!(got.len(), model.len());
+        for p in got {
+            let want = metric.prepare_point(&model[&p.id], 0).unwrap();
+            let have = p.vector.unwrap();
+            let err: f32 = have.iter().zip(want.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(err < 1e-5, "{metric}: point {} vector differs by {err}", p.id);
+        }
+        let again = recall(&c, &model, &queries, SearchRequest::RecallTarget(1.0));
+        assert!(again > 0.999, "{metric}: after reopen {again}");
+        drop(c);
+        store.close();
+    }
+}
+
+#[test]
+fn random_operations_match_a_model_across_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model: HashMap<u64, (Vec<f32>, Option<String>)> = HashMap::new();
+    let mut rng = StdRng::seed_from_u64(42);
+    for round in 0..6 {
+        let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+        let (c, _) = store.create("m", config(4, Metric::L2, 50)).unwrap();
+        for _ in 0..40 {
+            if rng.random_bool(0.7) {
+                let n = rng.random_range(1..20);
+                let batch: Vec<NewPoint> = (0..n)
+                    .map(|_| {
+                        let id = rng.random_range(0..150u64);
+                        let vector: Vec<f32> = (0..4).map(|_| rng.random_range(-1.0..1.0)).collect();
+                        let payload = rng.random_bool(0.5).then(|| serde_json::json!({"r": rng.random_range(0..1000)}));
+                        NewPoint { id, vector, payload }
+                    })
+                    .collect();
+                for p in &batch {
+                    model.insert(p.id, (p.vector.clone(), p.payload.as_ref().map(|v| v.to_string())));
+                }
+                c.upsert(batch).unwrap();
+            } else {
+                let ids: Vec<u64> = (0..rng.random_range(1..10)).map(|_| rng.random_range(0..150u64)).collect();
+                for id in &ids {
+                    model.remove(id);
+                }
+                c.delete(ids).unwrap();
+            }
+            if rng.random_bool(0.1) {
+                c.optimise().unwrap();
+            }
+        }
+        let all: Vec<u64> = (0..150).collect();
+        let got: HashMap<u64, (Vec<f32>, Option<String>)> = c
+            .get(&all, true, true)
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.id, (p.vector.unwrap(), p.payload.map(|s| s.to_string()))))
+            .collect();
+        assert_eq!(got, model, "round {round}");
+        let q = [0.1, 0.2, -0.3, 0.4];
+        let found = c.search(&q, &opts(10, SearchRequest::RecallTarget(1.0))).unwrap();
+        let model_v: HashMap<u64, Vec<f32>> = model.iter().map(|(k, v)| (*k, v.0.clone())).collect();
+        let ids: Vec<u64> = found.hits.iter().map(|h| h.id).collect();
+        assert_eq!(ids, truth(&model_v, Metric::L2, &q, 10), "round {round}");
+        // Every other round, stop without a final checkpoint.
+        if round % 2 == 0 {
+            c.optimise().unwrap();
+        }
+        drop(c);
+        store.close();
+    }
+}
+
+#[test]
+fn concurrent_writers_and_readers_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), SyncMode::Always).unwrap());
+    let (c, _) = store.create("w", config(8, Metric::L2, 300)).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let c = &c;
+            s.spawn(move || {
+                for b in 0..10u64 {
+                    let batch = points(50, 8, t * 100 + b, t * 10_000 + b * 50);
+                    let probe = batch[0].clone();
+                    c.upsert(batch).unwrap();
+                    // Acknowledged means visible.
+                    let hit = c.search(&probe.vector, &opts(1, SearchRequest::RecallTarget(1.0))).unwrap();
+                    assert_eq!(hit.hits[0].distance, 0.0);
+                }
+            });
+        }
+    });
+    assert_eq!(c.len(), 2000);
+    c.optimise().unwrap();
+    assert_eq!(c.len(), 2000);
+}
