@@ -49,7 +49,12 @@ impl<T: FromBody + Send + 'static> FromRequest<AppState> for ValidJson<T> {
         })?;
         let small = bytes.len() <= INLINE_PARSE_BYTES;
         let config = state.config().clone();
-        let parse = move || parse_body(&bytes, is_json).and_then(|body| T::from_body(&body, &config));
+        let parse = move || {
+            if let Some(fast) = is_json.then(|| T::fast(&bytes, &config)).flatten() {
+                return Ok(fast);
+            }
+            parse_body(&bytes, is_json).and_then(|body| T::from_body(&body, &config))
+        };
         let parsed = if small { parse() } else { tokio::task::spawn_blocking(parse).await? };
         parsed.map(ValidJson).map_err(ApiError::Validation)
     }
@@ -101,7 +106,7 @@ fn parse_body(bytes: &[u8], is_json: bool) -> Result<Value, Vec<FieldError>> {
 
 /// A JSON value whose objects repeat no key at any depth: `{"k": 3, "k": 5}`
 /// is an error (`json_invalid` at the second key), not a silent last-wins.
-struct NoDuplicateKeys(Value);
+pub(crate) struct NoDuplicateKeys(pub(crate) Value);
 
 impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

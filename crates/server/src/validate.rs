@@ -11,6 +11,14 @@ use serde_json::{Map, Value, json};
 /// A request body type that can be built from a parsed JSON body.
 pub(crate) trait FromBody: Sized {
     fn from_body(body: &Value, config: &ServerConfig) -> Result<Self, Vec<FieldError>>;
+
+    /// A direct parse of the raw JSON bytes for bodies that are large and
+    /// usually valid (no `Value` tree): `Some` only when the body is valid;
+    /// `None` sends it through [`FromBody::from_body`], which locates every
+    /// problem.
+    fn fast(_bytes: &[u8], _config: &ServerConfig) -> Option<Self> {
+        None
+    }
 }
 
 /// Element errors reported per list. pydantic reports all of them, but a

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use vectorwise_index::calibrate::CalibrateOptions;
-use vectorwise_index::plan::{BuildRequest, plan_build};
+use vectorwise_index::plan::{AUTO_LISTS_MIN_POINTS, BuildMethod, BuildRequest, plan_build};
 use vectorwise_index::{Matrix, Points};
 
 /// Sealed segments merged at once, and the size ratio of a tier.
@@ -64,7 +64,25 @@ fn set_state(c: &Collection, state: &'static str) {
 }
 
 /// One unit of work; whether there was any.
+/// The optimiser's builds run on a pool of half the cores (at least one),
+/// shared by every collection, so that writes and searches keep the rest.
+fn pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        rayon::ThreadPoolBuilder::new()
+            .num_threads((cores / 2).max(1))
+            .thread_name(|i| format!("optimiser-build-{i}"))
+            .build()
+            .expect("build the optimiser's thread pool")
+    })
+}
+
 pub(crate) fn step(c: &Arc<Collection>) -> Result<bool> {
+    pool().install(|| step_here(c))
+}
+
+fn step_here(c: &Arc<Collection>) -> Result<bool> {
     let _one = c.optimise_lock.lock();
     freeze(c, c.config().seal_points);
     let set = c.set();
@@ -196,7 +214,13 @@ fn build(c: &Arc<Collection>, ids: Vec<u64>, vectors: Vec<f32>, payloads: Vec<Op
     let payload_path = dir.join(payloads_name(id));
     let start = std::time::Instant::now();
     let matrix = Matrix::new(c.dimension(), vectors)?;
-    let plan = plan_build(&matrix, &BuildRequest { metric: c.metric(), ..Default::default() })?;
+    // Below the size where `auto` partitions, a segment gets the exhaustive
+    // quantised scan rather than `auto`'s graph + codes: 20k x 128 clustered
+    // builds and calibrates in 0.46 s against 2.48 s, and answers in
+    // 0.030 ms p50 (recall@10 1.0, rerank 32) against 0.079 ms (ef 64);
+    // the graph would be thrown away at the next merge anyway.
+    let method = if ids.len() < AUTO_LISTS_MIN_POINTS { BuildMethod::Scan } else { BuildMethod::Auto };
+    let plan = plan_build(&matrix, &BuildRequest { metric: c.metric(), method, ..Default::default() })?;
     let points = Points { vectors: &matrix, ids: Some(&ids) };
     vectorwise_index::build_calibrated(points, &index_path, &plan.options, &CalibrateOptions::default(), &|_| {})?;
     let index = vectorwise_index::Index::open(&index_path)?;
