@@ -178,7 +178,7 @@ pub fn run(a: Args) -> Result<()> {
         );
     }
     let (host, port) = (a.host.clone(), a.port);
-    let (data_dir, wal_sync) = (a.data_dir.clone(), a.wal_sync);
+    let (data_dir, wal_sync, index_path) = (a.data_dir.clone(), a.wal_sync, a.index.clone());
     let removed = vectorwise_index::remove_stale_temporaries(&a.index);
     if removed > 0 {
         tracing::info!(removed, index = %a.index.display(), "removed temporaries a killed build left");
@@ -223,12 +223,16 @@ pub fn run(a: Args) -> Result<()> {
     let names = store.list();
     tracing::info!(data_dir = %data_dir.display(), collections = names.len(), "collections ready");
     state.set_store(Arc::clone(&store));
+    if pending.is_none() {
+        import_default(&store, &index_path);
+    }
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
     // Searches run on the blocking pool. More threads than cores only adds
     // switching: extra searches wait in tokio's queue, still bounded by
     // --max-pending. One more thread for the first-run build.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(cores + 1).build()?;
+    let store_for_loader = Arc::clone(&store);
     let result = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind((host.as_str(), port))
             .await
@@ -236,8 +240,12 @@ pub fn run(a: Args) -> Result<()> {
         tracing::info!(address = %listener.local_addr()?, "listening");
         if let Some(a) = pending {
             let loader_state = state.clone();
+            let loader_store = Arc::clone(&store_for_loader);
             tokio::task::spawn_blocking(move || match build_and_open(&a) {
-                Ok(index) => loader_state.set_index(Arc::new(index)),
+                Ok(index) => {
+                    loader_state.set_index(Arc::new(index));
+                    import_default(&loader_store, &a.index);
+                }
                 Err(e) => {
                     loader_state.set_failed("the index could not be built".into());
                     let _ = failed_tx.send(format!("{e:#}"));
@@ -275,6 +283,18 @@ pub fn run(a: Args) -> Result<()> {
     runtime.shutdown_background();
     store.close();
     result
+}
+
+/// Makes the served index the collection `default` (hard-linked, no copy of
+/// the vectors where the file system allows), unless it already is or has
+/// been written to. A failure is logged: the demo's routes still serve the
+/// file.
+fn import_default(store: &vectorwise_store::Store, index: &Path) {
+    let name = vectorwise_server::DEFAULT_COLLECTION;
+    match store.ensure_imported(name, index) {
+        Ok(c) => tracing::info!(collection = name, points = c.len(), "the served index is the collection `default`"),
+        Err(e) => tracing::error!(collection = name, error = %e, "could not make the served index the collection `default`"),
+    }
 }
 
 /// 1024 connections, or the open-file limit less 64 (the index, logs, the

@@ -753,7 +753,7 @@ fn collections_are_created_written_searched_and_kept_across_restarts() {
     let (_, body) = post(&format!("{c}/search/batch"), json!({"vectors": [point_vector(5, 0, 8), point_vector(6, 0, 8)], "k": 1}));
     assert_eq!((body["results"][0]["hits"][0]["id"].as_u64(), body["results"][1]["hits"][0]["id"].as_u64()), (Some(5), Some(6)));
     let (_, body) = get(&format!("{}/collections", server.url));
-    assert_eq!(body["collections"], json!([{"name": "docs", "points": 248}]));
+    assert_eq!(body["collections"], json!([{"name": "default", "points": 3000}, {"name": "docs", "points": 248}]));
     assert_eq!(get(&format!("{}/collections/nope", server.url)).0, 404);
     // The demo's routes still serve the index.
     assert_eq!(get(&format!("{}/stats", server.url)).1["total_vectors"], 3000);
@@ -772,6 +772,45 @@ fn collections_are_created_written_searched_and_kept_across_restarts() {
     assert_eq!(v, point_vector(7, 0, 8));
     assert_eq!(delete(&c).0, 200);
     assert_eq!(get(&c).0, 404);
+    server.terminate();
+}
+
+/// The served index is the collection `default`, hard-linked; the demo's
+/// routes see what is written to it, across a restart.
+#[test]
+fn the_served_index_is_the_collection_default_and_its_writes_reach_the_demo_routes() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (vectors, index) = generate_and_build(dir.path());
+    let data = dir.path().join("data");
+    let data_arg = data.display().to_string();
+    let server = Server::start(&["--index", &index, "--data-dir", &data_arg]);
+    server.wait_healthy(Duration::from_secs(30));
+    let seg = data.join("default/segments/000000000001.vwi");
+    assert_eq!(std::fs::metadata(&seg).unwrap().ino(), std::fs::metadata(&index).unwrap().ino(), "imported without a copy");
+    let v = vectorwise_index::Matrix::load(Path::new(&vectors)).unwrap();
+    let row = |i: usize| v.row(i).to_vec();
+    let (_, before) = post(&format!("{}/search", server.url), json!({"query_vector": row(5), "k": 3}));
+    let (_, same) = post(&format!("{}/collections/default/search", server.url), json!({"vector": row(5), "k": 3}));
+    let ids: Vec<Value> = same["hits"].as_array().unwrap().iter().map(|h| h["id"].clone()).collect();
+    assert_eq!(before["indices"], json!(ids), "the collection answers as the index");
+    // Write to it: a new point and a deletion.
+    let far: Vec<f32> = row(5).iter().map(|x| x + 0.001).collect();
+    let (status, _) = put(&format!("{}/collections/default/points", server.url), json!({"points": [{"id": 5000, "vector": far}]}));
+    assert_eq!(status, 200);
+    assert_eq!(post(&format!("{}/collections/default/points/delete", server.url), json!({"ids": [5]})).0, 200);
+    let (_, after) = post(&format!("{}/search", server.url), json!({"query_vector": row(5), "k": 3}));
+    assert_eq!(after["indices"][0], 5000, "{after}");
+    assert!(!after["indices"].as_array().unwrap().contains(&json!(5)), "{after}");
+    let (_, batch) = post(&format!("{}/search/batch", server.url), json!({"query_vectors": [row(5)], "k": 3}));
+    assert_eq!(batch["results"][0]["indices"], after["indices"]);
+    assert_eq!(get(&format!("{}/stats", server.url)).1["total_vectors"], 3000);
+    assert_eq!(get(&format!("{}/", server.url)).1["vectors_indexed"], 3000);
+    server.terminate();
+    let server = Server::start(&["--index", &index, "--data-dir", &data_arg]);
+    server.wait_healthy(Duration::from_secs(30));
+    let (_, again) = post(&format!("{}/search", server.url), json!({"query_vector": row(5), "k": 3}));
+    assert_eq!(again["indices"], after["indices"], "kept across a restart, not imported again");
     server.terminate();
 }
 

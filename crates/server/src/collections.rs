@@ -58,6 +58,7 @@ pub struct CreateCollection {
 #[derive(Clone, Debug, PartialEq, ToSchema)]
 pub struct PointIn {
     /// 0 to 2^63 - 1; an existing id is replaced.
+    #[schema(value_type = i64, minimum = 0)]
     pub id: u64,
     pub vector: Vec<f32>,
     /// A JSON object (or null).
@@ -74,12 +75,16 @@ pub struct UpsertRequest {
 /// `POST /collections/{name}/points/delete`.
 #[derive(Clone, Debug, PartialEq, ToSchema)]
 pub struct DeleteRequest {
+    /// Ids, 0 to 2^63 - 1.
+    #[schema(value_type = Vec<i64>)]
     pub ids: Vec<u64>,
 }
 
 /// `POST /collections/{name}/points/get`.
 #[derive(Clone, Debug, PartialEq, ToSchema)]
 pub struct GetRequest {
+    /// Ids, 0 to 2^63 - 1.
+    #[schema(value_type = Vec<i64>)]
     pub ids: Vec<u64>,
     /// Default true.
     pub with_vector: Option<bool>,
@@ -617,7 +622,7 @@ pub(crate) async fn get_points(
     Ok(Json(PointsResponse { points }))
 }
 
-fn plan_request(config: &ServerConfig, o: &SearchOptions) -> PlanRequest {
+pub(crate) fn plan_request(config: &ServerConfig, o: &SearchOptions) -> PlanRequest {
     match (o.ef_search, o.recall_target, o.profile) {
         (Some(ef), _, _) => PlanRequest::EfSearch(ef),
         (None, Some(t), _) => PlanRequest::RecallTarget(t),
@@ -629,17 +634,28 @@ fn plan_request(config: &ServerConfig, o: &SearchOptions) -> PlanRequest {
     }
 }
 
-fn hits_out(found: Vec<vectorwise_store::Found>) -> CollectionSearchResponse {
+/// Hits as the API answers them: `payload` (null for a point without one)
+/// only when asked for, `vector` likewise.
+fn hits_out(found: Vec<vectorwise_store::Found>, with_payload: bool) -> CollectionSearchResponse {
     CollectionSearchResponse {
         hits: found
             .into_iter()
-            .map(|f| HitOut { id: f.id, distance: f.distance, payload: f.payload.and_then(|t| serde_json::from_str(&t).ok()), vector: f.vector })
+            .map(|f| HitOut {
+                id: f.id,
+                distance: f.distance,
+                payload: with_payload.then(|| payload_value(f.payload).unwrap_or(Value::Null)),
+                vector: f.vector,
+            })
             .collect(),
     }
 }
 
-fn outcome_headers(o: &vectorwise_store::SearchOutcome) -> HeaderMap {
+pub(crate) fn outcome_headers(o: &vectorwise_store::SearchOutcome) -> HeaderMap {
     let mut h = o.plan.as_ref().map(headers).unwrap_or_default();
+    if o.plan.is_none() {
+        // Memory segments only: searched exactly.
+        h.insert(crate::resolve::header::METHOD, axum::http::HeaderValue::from_static("exact"));
+    }
     h.remove(crate::resolve::header::EXPECTED_RECALL);
     if let Some(r) = o.expected_recall {
         if let Ok(v) = format!("{r:.4}").parse() {
@@ -647,7 +663,7 @@ fn outcome_headers(o: &vectorwise_store::SearchOutcome) -> HeaderMap {
         }
     }
     if let Ok(v) = o.segments.to_string().parse() {
-        h.insert("x-vectorwise-segments", v);
+        h.insert(crate::resolve::header::SEGMENTS, v);
     }
     h
 }
@@ -667,7 +683,7 @@ pub(crate) async fn search(
 ) -> Result<(HeaderMap, Json<CollectionSearchResponse>), ApiError> {
     let c = collection(&state, &name)?;
     if req.vector.len() != c.dimension() {
-        return Err(ApiError::VectorDimension { field: "vector", expected: c.dimension(), actual: req.vector.len() });
+        return Err(ApiError::VectorDimension { field: "vector".into(), expected: c.dimension(), actual: req.vector.len() });
     }
     let permit = state.try_acquire_search(SearchKind::Single, 1)?;
     let options = SearchOptions { profile: req.profile, recall_target: req.recall_target, ef_search: req.ef_search };
@@ -683,7 +699,7 @@ pub(crate) async fn search(
     })
     .await
     .map_err(|e| e.located(|_| vec!["body".into(), "vector".into()]))?;
-    Ok((outcome_headers(&outcome), Json(hits_out(outcome.hits))))
+    Ok((outcome_headers(&outcome), Json(hits_out(outcome.hits, opts.with_payload))))
 }
 
 /// `/collections/{name}/search` for many vectors, in request order.
@@ -701,7 +717,7 @@ pub(crate) async fn search_batch(
 ) -> Result<(HeaderMap, Json<CollectionSearchBatchResponse>), ApiError> {
     let c = collection(&state, &name)?;
     if let Some(i) = req.vectors.iter().position(|v| v.len() != c.dimension()) {
-        return Err(ApiError::BatchDimensionMismatch { query: i, expected: c.dimension(), actual: req.vectors[i].len() });
+        return Err(ApiError::VectorDimension { field: format!("vectors[{i}]"), expected: c.dimension(), actual: req.vectors[i].len() });
     }
     let permit = state.try_acquire_search(SearchKind::Batch, req.vectors.len())?;
     let options = SearchOptions { profile: req.profile, recall_target: req.recall_target, ef_search: req.ef_search };
@@ -722,5 +738,6 @@ pub(crate) async fn search_batch(
     })
     .await?;
     let headers = outcomes.first().map(outcome_headers).unwrap_or_default();
-    Ok((headers, Json(CollectionSearchBatchResponse { results: outcomes.into_iter().map(|o| hits_out(o.hits)).collect() })))
+    let results = outcomes.into_iter().map(|o| hits_out(o.hits, opts.with_payload)).collect();
+    Ok((headers, Json(CollectionSearchBatchResponse { results })))
 }

@@ -64,7 +64,7 @@ pub enum ApiError {
 
     /// A vector field has the wrong number of values (400).
     #[error("{field} has {actual} dimensions, expected {expected}")]
-    VectorDimension { field: &'static str, expected: usize, actual: usize },
+    VectorDimension { field: String, expected: usize, actual: usize },
 
     /// The blocking search task panicked or was cancelled (500).
     #[error("search task failed: {0}")]
@@ -144,7 +144,9 @@ impl From<vectorwise_store::Error> for ApiError {
         match e {
             S::Index(e) => ApiError::Engine(e),
             S::Invalid { loc, reason } => {
-                let loc: Vec<LocItem> = std::iter::once(LocItem::from("body"))
+                // The collection's name is in the path; everything else in the body.
+                let part = if loc == [Loc::Field("name")] { "path" } else { "body" };
+                let loc: Vec<LocItem> = std::iter::once(LocItem::from(part))
                     .chain(loc.into_iter().map(|l| match l {
                         Loc::Field(f) => LocItem::from(f),
                         Loc::Index(i) => LocItem::Index(i),

@@ -42,6 +42,10 @@ pub use state::{AppState, ServerConfig};
 
 use axum::extract::DefaultBodyLimit;
 
+/// The collection the served index is (`serve` imports it under this name):
+/// the demo's routes answer from it once it has been written to.
+pub const DEFAULT_COLLECTION: &str = "default";
+
 /// The whole service: API routes, docs, body limit, CORS, access log and
 /// request metrics.
 pub fn app(state: AppState) -> axum::Router {

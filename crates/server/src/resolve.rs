@@ -25,8 +25,10 @@ pub(crate) mod header {
     /// calibrated depths, that of the deepest one below it: a floor); absent
     /// when the index has no calibration.
     pub const EXPECTED_RECALL: &str = "x-vectorwise-expected-recall";
+    /// Segments a collection search merged (collections only).
+    pub const SEGMENTS: &str = "x-vectorwise-segments";
     /// All of them, for CORS `Access-Control-Expose-Headers`.
-    pub const ALL: [&str; 6] = [PROFILE, METHOD, SETTING, EF_SEARCH, RECALL_TARGET, EXPECTED_RECALL];
+    pub const ALL: [&str; 7] = [PROFILE, METHOD, SETTING, EF_SEARCH, RECALL_TARGET, EXPECTED_RECALL, SEGMENTS];
 }
 
 /// The plan for a search of `k` on `index` with a request's `options`; a

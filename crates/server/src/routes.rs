@@ -49,7 +49,7 @@ fn response(hits: Vec<Neighbor>) -> SearchResponse {
 )]
 pub(crate) async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthResponse>) {
     let (code, status, vectors_indexed) = match state.index() {
-        Ok(index) => (StatusCode::OK, HealthStatus::Healthy, index.len()),
+        Ok(index) => (StatusCode::OK, HealthStatus::Healthy, diverged_default(&state).map_or(index.len(), |c| c.len())),
         Err(ApiError::IndexLoading) => (StatusCode::SERVICE_UNAVAILABLE, HealthStatus::Loading, 0),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, HealthStatus::Unavailable, 0),
     };
@@ -72,7 +72,7 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<StatsRes
     let monitor = state.monitor();
     let totals = monitor.totals();
     Ok(Json(StatsResponse {
-        total_vectors: info.count,
+        total_vectors: diverged_default(&state).map_or(info.count, |c| c.len()),
         dimension: info.dim,
         index_type: info.index_type.to_owned(),
         hnsw_m: info.hnsw_m,
@@ -198,6 +198,11 @@ pub(crate) async fn search(
 ) -> Result<(HeaderMap, Json<SearchResponse>), ApiError> {
     let index = state.index()?;
     let options = request.options();
+    if let Some(c) = diverged_default(&state) {
+        return search_default(&state, c, vec![request.query_vector], request.k, &options, false)
+            .await
+            .map(|(h, mut r)| (h, Json(r.pop().unwrap_or(SearchResponse { indices: vec![], distances: vec![] }))));
+    }
     let SearchRequest { query_vector: query, k, .. } = request;
     if query.len() != index.dim() {
         return Err(ApiError::DimensionMismatch { expected: index.dim(), actual: query.len() });
@@ -255,6 +260,11 @@ pub(crate) async fn search_batch(
 ) -> Result<(HeaderMap, Json<SearchBatchResponse>), ApiError> {
     let index = state.index()?;
     let options = request.options();
+    if let Some(c) = diverged_default(&state) {
+        return search_default(&state, c, request.query_vectors, request.k, &options, true)
+            .await
+            .map(|(h, results)| (h, Json(SearchBatchResponse { results })));
+    }
     let SearchBatchRequest { query_vectors, k, .. } = request;
     let dim = index.dim();
     if let Some((query, q)) = query_vectors.iter().enumerate().find(|(_, q)| q.len() != dim) {
@@ -283,6 +293,64 @@ pub(crate) async fn search_batch(
     .await?
     .map_err(|e| located(e.into(), |i| (vec!["body".into(), "query_vectors".into(), i.into()], format!("query_vectors[{i}]"))))?;
     Ok((headers, Json(SearchBatchResponse { results: results.into_iter().map(response).collect() })))
+}
+
+/// The collection `default` (the served index, imported) once writes have
+/// made it differ from the index file: the demo's routes then answer from
+/// it, so they see every write. Until then they read the file directly.
+fn diverged_default(state: &AppState) -> Option<Arc<vectorwise_store::Collection>> {
+    let c = state.store()?.get(crate::DEFAULT_COLLECTION).ok()?;
+    (!c.is_pristine_import()).then_some(c)
+}
+
+/// `/search` and `/search/batch` on the collection `default`: the same
+/// checks, answers in the demo's shape (its ids as `indices`).
+async fn search_default(
+    state: &AppState,
+    c: Arc<vectorwise_store::Collection>,
+    queries: Vec<Vec<f32>>,
+    k: usize,
+    options: &SearchOptions,
+    batch: bool,
+) -> Result<(HeaderMap, Vec<SearchResponse>), ApiError> {
+    let dim = c.dimension();
+    if let Some((query, q)) = queries.iter().enumerate().find(|(_, q)| q.len() != dim) {
+        return Err(if batch {
+            ApiError::BatchDimensionMismatch { query, expected: dim, actual: q.len() }
+        } else {
+            ApiError::DimensionMismatch { expected: dim, actual: q.len() }
+        });
+    }
+    let kind = if batch { SearchKind::Batch } else { SearchKind::Single };
+    let permit = state.try_acquire_search(kind, queries.len())?;
+    let opts = vectorwise_store::SearchOptions {
+        k,
+        request: crate::collections::plan_request(state.config(), options),
+        with_payload: false,
+        with_vector: false,
+    };
+    let outcomes = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        use rayon::prelude::*;
+        queries
+            .par_iter()
+            .enumerate()
+            .map(|(i, q)| {
+                c.search(q, &opts).map_err(|e| {
+                    ApiError::from(e).located(|_| {
+                        if batch { vec!["body".into(), "query_vectors".into(), i.into()] } else { vec!["body".into(), "query_vector".into()] }
+                    })
+                })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()
+    })
+    .await??;
+    let headers = outcomes.first().map(crate::collections::outcome_headers).unwrap_or_default();
+    let results = outcomes
+        .into_iter()
+        .map(|o| SearchResponse { indices: o.hits.iter().map(|h| h.id).collect(), distances: o.hits.iter().map(|h| h.distance).collect() })
+        .collect();
+    Ok((headers, results))
 }
 
 /// Prometheus metrics in the text exposition format.

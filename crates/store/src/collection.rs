@@ -297,6 +297,23 @@ impl Collection {
         self.len() == 0
     }
 
+    /// Whether the collection is still exactly the index file it was
+    /// imported from ([`crate::Store::import`]): no write applied since.
+    pub fn is_pristine_import(&self) -> bool {
+        let set = self.set();
+        self.write_version() == 0
+            && set.frozen.is_empty()
+            && set.mutable.len() == 0
+            && set.sealed.len() == 1
+            && set.sealed[0].id == 1
+            && set.sealed[0].deleted() == 0
+    }
+
+    /// The index file of sealed segment `id`.
+    pub fn segment_path(&self, id: u64) -> Option<PathBuf> {
+        self.set().sealed.iter().find(|s| s.id == id).map(|s| s.index.path().to_path_buf())
+    }
+
     pub(crate) fn set(&self) -> Arc<SegmentSet> {
         Arc::clone(&self.segments.read())
     }
@@ -387,14 +404,18 @@ impl Collection {
     }
 
     /// Inserts or replaces `points`; returns once they are durable and
-    /// visible to every later search. A bad point refuses the whole batch.
+    /// visible to every later search, with the number of distinct ids
+    /// written (an id given twice: the later point wins). A bad point
+    /// refuses the whole batch.
     pub fn upsert(&self, points: Vec<NewPoint>) -> Result<usize> {
         self.check_open()?;
         let prepared = self.prepare_points(points)?;
         if prepared.is_empty() {
             return Ok(0);
         }
-        self.write(Record::Upsert(prepared))
+        let distinct = prepared.iter().map(|p| p.id).collect::<std::collections::HashSet<u64>>().len();
+        self.write(Record::Upsert(prepared))?;
+        Ok(distinct)
     }
 
     /// Deletes the points with `ids`; returns how many existed.

@@ -122,6 +122,27 @@ impl Store {
         Ok(c)
     }
 
+    /// Makes `index` the collection `name` unless it already is (the demo
+    /// index served as the collection `default`): imported when missing;
+    /// imported again when the collection is still exactly an import of
+    /// another file (the index was rebuilt) ; kept as it is once written to.
+    pub fn ensure_imported(&self, name: &str, index: &Path) -> Result<Arc<Collection>> {
+        let existing = self.collections.read().get(name).cloned();
+        match existing {
+            None => self.import(name, index, None),
+            Some(c) if !c.is_pristine_import() => Ok(c),
+            Some(c) => {
+                let same = c.segment_path(1).is_some_and(|p| same_file(&p, index));
+                if same {
+                    return Ok(c);
+                }
+                tracing::info!(collection = name, index = %index.display(), "the served index changed: importing it again");
+                self.drop_collection(name)?;
+                self.import(name, index, None)
+            }
+        }
+    }
+
     pub fn get(&self, name: &str) -> Result<Arc<Collection>> {
         self.collections.read().get(name).cloned().ok_or_else(|| Error::NotFound(name.to_string()))
     }
@@ -158,6 +179,32 @@ impl Store {
             c.stop_optimiser();
         }
     }
+}
+
+/// Whether two paths hold the same file: one inode (a hard link), or, for a
+/// copy on another file system, the same length and the same first and
+/// last MiB (the index header with its checksum, and the file's tail).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) else { return false };
+    if ma.dev() == mb.dev() && ma.ino() == mb.ino() {
+        return true;
+    }
+    if ma.len() != mb.len() {
+        return false;
+    }
+    let ends = |p: &Path| -> std::io::Result<Vec<u8>> {
+        let mut f = std::fs::File::open(p)?;
+        let mut head = vec![0; (1 << 20).min(ma.len() as usize)];
+        f.read_exact(&mut head)?;
+        f.seek(SeekFrom::Start(ma.len().saturating_sub(1 << 20)))?;
+        let mut tail = Vec::new();
+        f.read_to_end(&mut tail)?;
+        head.extend(tail);
+        Ok(head)
+    };
+    matches!((ends(a), ends(b)), (Ok(x), Ok(y)) if x == y)
 }
 
 fn sync_dir(dir: &Path) {
