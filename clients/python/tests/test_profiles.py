@@ -8,7 +8,7 @@ with `--no-calibrate`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -164,7 +164,7 @@ def test_ef_search_is_a_fixed_depth(pclient: VectorWiseClient, client: VectorWis
     )
     assert used.recall_target is None and used.expected_recall is not None
     # A graph index: the beam width itself.
-    used = client.search(queries(1, DIM)[0], k=10, ef_search=50.0).used  # type: ignore[arg-type]
+    used = client.search(queries(1, DIM)[0], k=10, ef_search=50.0).used  # type: ignore[call-overload]
     assert (used.profile, used.method, used.setting, used.ef_search) == (
         "ef_search",
         "hnsw",
@@ -233,10 +233,11 @@ def test_invalid_settings_are_refused_as_the_server_would(
     q = queries(2)
     transport = CountingTransport()
     with VectorWiseClient(profile_server.url, transport=transport) as vw:
-        for call in (
+        calls: tuple[Callable[[], object], ...] = (
             lambda: vw.search(q[0], k=5, **settings),
             lambda: vw.search_batch(q, k=5, **settings),
-        ):
+        )
+        for call in calls:
             with pytest.raises(ValueError, match="invalid search setting") as info:
                 call()
             assert isinstance(info.value, ValidationError) and info.value.status is None

@@ -292,7 +292,7 @@ def test_search_settings_go_in_the_body_checked_and_converted() -> None:
     vw, _ = client(script)
     vw.search([1, 2], k=2, profile="low_latency")
     vw.search([1, 2], k=2, recall_target=np.float32(0.95))
-    vw.search([1, 2], k=2, ef_search=128.0)  # type: ignore[arg-type]
+    vw.search([1, 2], k=2, ef_search=128.0)  # type: ignore[call-overload]
     vw.search([1, 2], k=2, profile=None, recall_target=None, ef_search=None)
     assert [{k: v for k, v in b.items() if k != "query_vector"} for b in script.bodies()] == [
         {"k": 2, "profile": "low_latency"},

@@ -14,18 +14,30 @@
         hits = vw.search(np.random.rand(128), k=10, profile="high_accuracy")
         hits.used.setting, hits.used.expected_recall          # what the server searched with
 
+        vw.create_collection("docs", dimension=128, metric="cosine")
+        vw.upsert("docs", ids, vectors, payloads=[{"title": ...}, ...])
+        hits = vw.search(q, k=10, collection="docs", with_payload=True)
+        hits.ids, hits.distances, hits.payloads
+
 Errors are the typed exceptions of `vectorwise.errors`, all `VectorWiseError`.
 `vectorwise.local` runs the ``vectorwise`` binary (build an index, serve it).
 """
 
 from ._client import (
     MAX_EF_SEARCH,
+    MAX_POINT_ID,
+    METRICS,
     PROFILES,
     BatchResult,
     Calibration,
     CalibrationPoint,
     CalibrationProfile,
+    CollectionBatchResult,
+    CollectionInfo,
+    CollectionSearchResult,
+    CollectionSummary,
     Health,
+    Point,
     RecallMonitor,
     RecallMonitorEntry,
     SearchInfo,
@@ -36,6 +48,9 @@ from ._client import (
 from .errors import (
     APIError,
     ClientError,
+    CollectionNotFound,
+    ConflictError,
+    InsufficientStorage,
     NotFound,
     PayloadTooLarge,
     ServerError,
@@ -46,10 +61,12 @@ from .errors import (
     VectorWiseError,
 )
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "MAX_EF_SEARCH",
+    "MAX_POINT_ID",
+    "METRICS",
     "PROFILES",
     "APIError",
     "BatchResult",
@@ -57,9 +74,17 @@ __all__ = [
     "CalibrationPoint",
     "CalibrationProfile",
     "ClientError",
+    "CollectionBatchResult",
+    "CollectionInfo",
+    "CollectionNotFound",
+    "CollectionSearchResult",
+    "CollectionSummary",
+    "ConflictError",
     "Health",
+    "InsufficientStorage",
     "NotFound",
     "PayloadTooLarge",
+    "Point",
     "RecallMonitor",
     "RecallMonitorEntry",
     "SearchInfo",

@@ -19,12 +19,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Callable, TypedDict, Union, cast, overload
+from urllib.parse import quote
 
 import httpx
 import numpy as np
 import numpy.typing as npt
 
 from .errors import (
+    CollectionNotFound,
     ServiceUnavailable,
     TransportError,
     UnexpectedResponse,
@@ -34,12 +36,19 @@ from .errors import (
 
 __all__ = [
     "MAX_EF_SEARCH",
+    "MAX_POINT_ID",
+    "METRICS",
     "PROFILES",
     "BatchResult",
     "Calibration",
     "CalibrationPoint",
     "CalibrationProfile",
+    "CollectionBatchResult",
+    "CollectionInfo",
+    "CollectionSearchResult",
+    "CollectionSummary",
     "Health",
+    "Point",
     "RecallMonitor",
     "RecallMonitorEntry",
     "SearchInfo",
@@ -349,10 +358,178 @@ class BatchResult(Sequence[SearchResult]):
         return out
 
 
-def _input_error(msg: str, loc: list[Any], kind: str) -> ValidationError:
+#: The distance measures a collection can use.
+METRICS = ("l2", "ip", "cosine")
+
+#: Largest point id the server stores (ids are ``0 .. 2**63 - 1``).
+MAX_POINT_ID = 2**63 - 1
+
+# Ids per request: the server takes 100 x --max-batch ids to delete and
+# 10 x --max-batch to read (102400 and 10240 by default), and says so if fewer.
+_IDS_PER_DELETE = 10_000
+_IDS_PER_READ = 1000
+
+
+def _int_field(body: Mapping[str, Any], name: str) -> int:
+    value = body.get(name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UnexpectedResponse(f"expected an integer {name!r}: {str(body)[:200]!r}")
+    return value
+
+
+class CollectionSummary(TypedDict):
+    """One entry of `VectorWiseClient.list_collections`."""
+
+    name: str
+    #: Live points.
+    points: int
+
+
+class CollectionInfo(TypedDict, total=False):
+    """``GET /collections/{name}`` body: settings, counts, segments, optimiser.
+
+    The server may add fields (they are kept), hence ``total=False``.
+    """
+
+    name: str
+    dimension: int
+    #: ``l2``, ``ip`` or ``cosine``.
+    metric: str
+    #: The mutable segment is sealed into an index past this many points.
+    seal_points: int
+    #: Largest payload per point, in bytes of compact JSON.
+    max_payload_bytes: int
+    #: Live points.
+    points: int
+    #: Deleted or replaced points still held by sealed segments.
+    deleted: int
+    wal_bytes: int
+    #: Grows with every applied write.
+    write_version: int
+    #: One dict per segment: ``id``, ``kind`` (``mutable`` / ``frozen`` /
+    #: ``sealed``), ``points``, ``deleted``, ``method``, ``calibrated``, ...
+    segments: list[dict[str, Any]]
+    #: ``state``, ``seals``, ``merges``, ``rewrites``, ``last_error``.
+    optimiser: dict[str, Any]
+
+
+@dataclass(frozen=True, eq=False)
+class Point:
+    """A stored point (`VectorWiseClient.get` / `VectorWiseClient.retrieve`).
+
+    Attributes:
+        id: Its id.
+        vector: Its vector (float32, 1-D) as stored, ``None`` when not asked
+            for. A cosine collection stores (and returns) unit vectors.
+        payload: Its payload (a dict), ``None`` when it has none or it was
+            not asked for.
+    """
+
+    id: int
+    vector: npt.NDArray[np.float32] | None = None
+    payload: dict[str, Any] | None = None
+
+    @classmethod
+    def _from_json(cls, body: Any) -> Point:
+        try:
+            vector = body.get("vector")
+            payload = body.get("payload")
+            return cls(
+                id=int(body["id"]),
+                vector=None if vector is None else np.asarray(vector, dtype=np.float32),
+                payload=payload if isinstance(payload, dict) else None,
+            )
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            raise UnexpectedResponse(f"not a point: {str(body)[:200]!r}") from e
+
+
+@dataclass(frozen=True, eq=False)
+class CollectionSearchResult(SearchResult):
+    """The hits of one search in a collection, nearest first (a `SearchResult`).
+
+    Attributes:
+        ids: The points' ids (int64).
+        distances: The collection's metric (float32), ascending: squared L2
+            for ``l2``, ``2 - 2 cos`` (squared L2 between unit vectors) for
+            ``cosine``, the negated inner product for ``ip``.
+        used: What the server searched with (`SearchInfo`); a collection held
+            only in memory is searched exactly and reports little besides
+            ``expected_recall`` 1.0.
+        payloads: With ``with_payload=True``, one entry per hit: its payload
+            dict, or ``None`` for a point without one. ``None`` otherwise.
+        vectors: With ``with_vector=True``, the hits' vectors,
+            ``(len(ids), dimension)`` float32. ``None`` otherwise.
+    """
+
+    payloads: list[dict[str, Any] | None] | None = None
+    vectors: npt.NDArray[np.float32] | None = None
+
+    @classmethod
+    def _from_hits(
+        cls, body: Any, used: SearchInfo, with_payload: bool, with_vector: bool
+    ) -> CollectionSearchResult:
+        hits = body.get("hits") if isinstance(body, dict) else None
+        if not isinstance(hits, list):
+            raise UnexpectedResponse(f"not a collection search result: {str(body)[:200]!r}")
+        try:
+            ids = np.asarray([h["id"] for h in hits], dtype=np.int64)
+            distances = np.asarray([h["distance"] for h in hits], dtype=np.float32)
+            payloads = None
+            if with_payload:
+                payloads = [
+                    h.get("payload") if isinstance(h.get("payload"), dict) else None for h in hits
+                ]
+            vectors = None
+            if with_vector:
+                rows = [h["vector"] for h in hits]
+                vectors = (
+                    np.asarray(rows, dtype=np.float32)
+                    if rows
+                    else np.zeros((0, 0), dtype=np.float32)
+                )
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            raise UnexpectedResponse(f"not a collection search result: {str(body)[:200]!r}") from e
+        return cls(ids=ids, distances=distances, used=used, payloads=payloads, vectors=vectors)
+
+
+class CollectionBatchResult(BatchResult):
+    """`BatchResult` of a collection: each row a `CollectionSearchResult`.
+
+    ``ids`` and ``distances`` are ``(n_queries, k)`` arrays (rows shorter than
+    ``k``, when the collection holds fewer points, are padded with ``-1`` and
+    ``inf``); ``payloads`` is one list per query (``None`` without
+    ``with_payload``).
+    """
+
+    _results: list[CollectionSearchResult]  # type: ignore[assignment]
+
+    def __init__(self, results: Sequence[CollectionSearchResult]) -> None:
+        super().__init__(results)
+
+    @overload
+    def __getitem__(self, i: int) -> CollectionSearchResult: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[SearchResult]: ...
+    def __getitem__(self, i: int | slice) -> CollectionSearchResult | list[SearchResult]:
+        if isinstance(i, slice):
+            return list(self._results[i])
+        return self._results[i]
+
+    @property
+    def payloads(self) -> list[list[dict[str, Any] | None]] | None:
+        """Each query's hit payloads (see `CollectionSearchResult.payloads`)."""
+        if not self._results or self._results[0].payloads is None:
+            return None
+        return [r.payloads or [] for r in self._results]
+
+    def __repr__(self) -> str:
+        return f"CollectionBatchResult({len(self)} queries, k={self._width()})"
+
+
+def _input_error(msg: str, loc: list[Any], kind: str, what: str = "query") -> ValidationError:
     where = ".".join(str(p) for p in loc)
     return ValidationError(
-        f"invalid query, {where}: {msg}",
+        f"invalid {what}, {where}: {msg}",
         status=None,
         detail=[{"loc": loc, "msg": msg, "type": kind}],
     )
@@ -399,6 +576,171 @@ def _body(vectors_field: str, vectors_json: str, k: int, options: Mapping[str, A
         raise TypeError(f"options may not set {vectors_field!r} or 'k'; pass them as arguments")
     head = json.dumps({"k": _json_value(k), **{n: _json_value(v) for n, v in options.items()}})
     return (head[:-1] + f',"{vectors_field}":{vectors_json}}}').encode()
+
+
+def _collection_path(name: str, *rest: str) -> str:
+    """``/collections/{name}/...`` with ``name`` percent-encoded (the server checks it)."""
+    if not isinstance(name, str) or not name:
+        raise ValidationError(
+            f"a collection name must be a non-empty string, got {name!r}",
+            status=None,
+            detail=[
+                {
+                    "loc": ["path", "name"],
+                    "msg": "must be a non-empty string",
+                    "type": "value_error",
+                }
+            ],
+        )
+    return "/".join(["/collections", quote(name, safe=""), *rest])
+
+
+def _as_ids(ids: Any, field: str = "ids") -> list[int]:
+    """``ids`` as a list of Python ints in ``0..MAX_POINT_ID``, or a `ValidationError`.
+
+    Accepts a 1-D integer numpy array (any int or uint dtype), a sequence of
+    integers, or one integer.
+    """
+
+    def refuse(msg: str, loc: list[Any], kind: str) -> ValidationError:
+        if field == "points":  # where the server would name it
+            loc = ["points", loc[1], "id"] if len(loc) == 2 else ["points"]
+        return ValidationError(
+            f"invalid {field}, {'.'.join(str(p) for p in ['body', *loc])}: {msg}",
+            status=None,
+            detail=[{"loc": ["body", *loc], "msg": msg, "type": kind}],
+        )
+
+    if isinstance(ids, numbers.Integral) and not isinstance(ids, bool):
+        ids = [ids]
+    try:
+        arr = np.asarray(ids)
+    except (TypeError, ValueError) as e:
+        raise refuse(f"not a 1-D sequence of integers: {e}", ["ids"], "list_type") from e
+    if arr.ndim != 1:
+        raise refuse(
+            f"expected a 1-D sequence of integers, got an array of shape {arr.shape}",
+            ["ids"],
+            "list_type",
+        )
+    if arr.size == 0:
+        return []
+    if arr.dtype.kind in "iu":
+        out = [int(i) for i in arr.tolist()]
+    elif arr.dtype.kind == "O":
+        out = []
+        for i, v in enumerate(arr.tolist()):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise refuse(f"ids[{i}] is {v!r}, not an integer", ["ids", i], "int_type")
+            out.append(int(v))
+    else:
+        raise refuse(
+            f"ids must be integers (an int64 or uint64 array), got dtype {arr.dtype}",
+            ["ids"],
+            "int_type",
+        )
+    for i, v in enumerate(out):
+        if not 0 <= v <= MAX_POINT_ID:
+            kind = "less_than_equal" if v > 0 else "greater_than_equal"
+            raise refuse(f"ids[{i}] is {v}; ids are 0 to 2**63 - 1", ["ids", i], kind)
+    return out
+
+
+def _json_default(value: Any) -> Any:
+    """numpy scalars and arrays inside payloads become JSON numbers and lists."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _encode_points(ids: Any, vectors: Any, payloads: Any) -> list[str]:
+    """Each point as its JSON object text, checked: ``{"id":..,"vector":[..],"payload":{..}}``.
+
+    Problems raise `ValidationError` (a ``ValueError``, ``status`` ``None``)
+    located as the server would: ``["body", "points", i, "vector", j]``.
+    """
+    id_list = _as_ids(ids, "points")
+    n = len(id_list)
+    if n == 0 and np.size(vectors) == 0 and (payloads is None or len(payloads) == 0):
+        return []  # nothing to write: no request
+    try:
+        arr = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise _input_error(
+            f"vectors is not a 2-D array of numbers (one row per id): {e}",
+            ["body", "points"],
+            "type",
+            "points",
+        ) from e
+    if arr.ndim != 2:
+        hint = " (one vector? pass [vector] or vector[None, :])" if arr.ndim == 1 else ""
+        raise _input_error(
+            f"vectors must be 2-D, one row per id, got shape {arr.shape}{hint}",
+            ["body", "points"],
+            "shape",
+            "points",
+        )
+    if arr.shape[0] != n:
+        raise _input_error(
+            f"{n} ids but {arr.shape[0]} vectors: give one vector per id",
+            ["body", "points"],
+            "shape",
+            "points",
+        )
+    bad = np.argwhere(~np.isfinite(arr))
+    if bad.size:
+        row, col = (int(i) for i in bad[0])
+        raise _input_error(
+            "Input should be a finite number",
+            ["body", "points", row, "vector", col],
+            "finite_number",
+            "points",
+        )
+    if payloads is not None:
+        if isinstance(payloads, (Mapping, str, bytes)) or not isinstance(
+            payloads, (Sequence, np.ndarray)
+        ):
+            raise _input_error(
+                "payloads must be a sequence with one dict (or None) per id, "
+                f"got {type(payloads).__name__}",
+                ["body", "points"],
+                "list_type",
+                "points",
+            )
+        if len(payloads) != n:
+            raise _input_error(
+                f"{n} ids but {len(payloads)} payloads: give one payload (or None) per id",
+                ["body", "points"],
+                "shape",
+                "points",
+            )
+    out = []
+    for i, (pid, row) in enumerate(zip(id_list, arr.tolist())):
+        text = f'{{"id":{pid},"vector":{_encode_row(row)}'
+        payload = None if payloads is None else payloads[i]
+        if payload is not None:
+            loc = ["body", "points", i, "payload"]
+            if not isinstance(payload, Mapping):
+                raise _input_error(
+                    "a payload must be a dict (a JSON object) or None, "
+                    f"got {type(payload).__name__}",
+                    loc,
+                    "dict_type",
+                    "points",
+                )
+            try:
+                encoded = json.dumps(
+                    dict(payload), separators=(",", ":"), allow_nan=False, default=_json_default
+                )
+            except (TypeError, ValueError) as e:
+                raise _input_error(
+                    f"the payload is not JSON: {e}", loc, "json_invalid", "points"
+                ) from e
+            text += f',"payload":{encoded}'
+        out.append(text + "}")
+    return out
 
 
 def _setting_error(
@@ -538,11 +880,12 @@ def _search_settings(
     return given
 
 
-_QUERY_INDEX = re.compile(r"query_vectors\[(\d+)\]")
+# A batch's items named in a 400's prose: ``query_vectors[3] has 2 dimensions``.
+_ITEM_INDEX = re.compile(r"\b(query_vectors|vectors|points|ids)\[(\d+)\]")
 
 
-def _server_max_batch(response: httpx.Response) -> int | None:
-    """The server's batch limit, if ``response`` refuses a batch as too long (422 ``too_long``)."""
+def _server_max_batch(response: httpx.Response, field: str = "query_vectors") -> int | None:
+    """The server's limit if ``response`` refuses the list ``field`` as too long (422)."""
     if response.status_code != 422:
         return None
     try:
@@ -552,25 +895,28 @@ def _server_max_batch(response: httpx.Response) -> int | None:
     if isinstance(detail, list) and len(detail) == 1 and isinstance(detail[0], dict):
         e = detail[0]
         limit = (e.get("ctx") or {}).get("max_length")
-        if e.get("type") == "too_long" and e.get("loc") == ["body", "query_vectors"]:
+        if e.get("type") == "too_long" and e.get("loc") == ["body", field]:
             return limit if isinstance(limit, int) else None
     return None
 
 
-def _relocate_batch(offset: int, single: bool = False) -> Callable[[Any], Any]:
+def _relocate_batch(
+    offset: int, single: bool = False, field: str = "query_vectors"
+) -> Callable[[Any], Any]:
     """A detail rewriter: locate a batch's problems by their row in the caller's matrix.
 
-    The server counts query indices from the start of its request; the client
-    may have split the matrix, so ``offset`` (the request's first row) is
-    added. With ``single``, the detail came from ``POST /search`` for row
-    ``offset`` and its ``["body", "query_vector", ...]`` locations are turned
-    into ``["body", "query_vectors", offset, ...]``.
+    The server counts items (queries, points, ids) from the start of its
+    request; the client may have split the caller's list, so ``offset`` (the
+    request's first item) is added to locations under ``["body", field]``.
+    With ``single``, the detail came from ``POST /search`` for row ``offset``
+    and its ``["body", "query_vector", ...]`` locations are turned into
+    ``["body", "query_vectors", offset, ...]``.
     """
 
     def relocate(detail: Any) -> Any:
         if isinstance(detail, str) and not single:
             # e.g. "query_vectors[3] has 2 dimensions, expected 128" (400)
-            return _QUERY_INDEX.sub(lambda m: f"query_vectors[{int(m[1]) + offset}]", detail)
+            return _ITEM_INDEX.sub(lambda m: f"{m[1]}[{int(m[2]) + offset}]", detail)
         if isinstance(detail, str):
             return detail.replace("query_vector ", f"query_vectors[{offset}] ", 1)
         if not isinstance(detail, list):
@@ -582,7 +928,7 @@ def _relocate_batch(offset: int, single: bool = False) -> Callable[[Any], Any]:
                 e = {**e, "loc": ["body", "query_vectors", offset, *loc[2:]]}
             elif (
                 isinstance(loc, list)
-                and loc[:2] == ["body", "query_vectors"]
+                and loc[:2] == ["body", field]
                 and len(loc) >= 3
                 and isinstance(loc[2], int)
                 and not single
@@ -603,9 +949,10 @@ class VectorWiseClient:
             hits = vw.search(np.random.rand(128), k=10)
             print(hits.ids, hits.distances)
 
-    Every request is idempotent (health, stats and searches change nothing), so
-    failed connections, timeouts and 502/503/504 answers are retried up to
-    ``retries`` times, waiting ``backoff * 2**attempt`` seconds (with jitter,
+    Every request is idempotent (health, stats and searches change nothing;
+    collection writes name their points by id, so sending one twice leaves the
+    same state), so failed connections, timeouts and 502/503/504 answers are
+    retried up to ``retries`` times, waiting ``backoff * 2**attempt`` seconds (with jitter,
     at most ``backoff_max``) in between. A 503's ``Retry-After`` is honoured:
     the wait is at least that long; if the server asks for more than
     ``backoff_max`` the error is raised at once instead, so a call never blocks
@@ -740,6 +1087,34 @@ class VectorWiseClient:
             raise UnexpectedResponse(f"not a stats body: {str(body)[:200]!r}")
         return cast(Stats, body)
 
+    @overload
+    def search(
+        self,
+        vector: VectorLike,
+        k: int = ...,
+        *,
+        profile: str | None = ...,
+        recall_target: float | None = ...,
+        ef_search: int | None = ...,
+        collection: None = ...,
+        with_payload: bool | None = ...,
+        with_vector: bool | None = ...,
+        **options: Any,
+    ) -> SearchResult: ...
+    @overload
+    def search(
+        self,
+        vector: VectorLike,
+        k: int = ...,
+        *,
+        profile: str | None = ...,
+        recall_target: float | None = ...,
+        ef_search: int | None = ...,
+        collection: str,
+        with_payload: bool | None = ...,
+        with_vector: bool | None = ...,
+        **options: Any,
+    ) -> CollectionSearchResult: ...
     def search(
         self,
         vector: VectorLike,
@@ -748,9 +1123,20 @@ class VectorWiseClient:
         profile: str | None = None,
         recall_target: float | None = None,
         ef_search: int | None = None,
+        collection: str | None = None,
+        with_payload: bool | None = None,
+        with_vector: bool | None = None,
         **options: Any,
     ) -> SearchResult:
         """``POST /search``: the ``k`` nearest neighbours of one query.
+
+        With ``collection``, ``POST /collections/{collection}/search``
+        instead: the ``k`` nearest live points of that collection, as a
+        `CollectionSearchResult` (``ids``, ``distances``, and ``payloads`` /
+        ``vectors`` when asked for)::
+
+            hits = vw.search(q, k=5, collection="docs", with_payload=True)
+            hits.ids, hits.distances, hits.payloads
 
         How hard the server searches is set by at most one of ``profile``,
         ``recall_target`` and ``ef_search``; with none, the server's default
@@ -774,11 +1160,18 @@ class VectorWiseClient:
             ef_search: A fixed search depth, ``1..100000``: the HNSW beam width
                 (at least ``k``), or the quantised scan's candidates
                 (``ceil(ef_search / k)`` per neighbour). No recall promise.
+            collection: Search this collection (see `create_collection`)
+                rather than the served index.
+            with_payload: With ``collection``: return each hit's payload
+                (``result.payloads``). Default ``False`` (the server's).
+            with_vector: With ``collection``: return each hit's vector
+                (``result.vectors``). Default ``False``.
             **options: Other fields of the request body, passed through as they
                 are (the server refuses fields it does not know with a 422).
 
         Returns:
             ``min(k, total_vectors)`` neighbours, nearest first, with ``.used``.
+            With ``collection``: ``min(k, live points)`` hits.
 
         Raises:
             ValidationError: wrong dimension (400), bad ``k``, vector or
@@ -790,13 +1183,58 @@ class VectorWiseClient:
             TransportError: no answer after the retries.
         """
         fields = {**options, **_search_settings(profile, recall_target, ef_search, self.validate)}
-        row = _as_matrix(vector, "query_vector", 1)
-        body = _body("query_vector", _encode_row(row.tolist()), k, fields)
-        response = self._checked("POST", "/search", body)
-        return SearchResult._from_json(
-            self._json(response), SearchInfo.from_headers(response.headers)
+        if collection is None:
+            # The served index: anything else goes through as before.
+            for name, value in (("with_payload", with_payload), ("with_vector", with_vector)):
+                if value is not None:
+                    fields[name] = value
+            row = _as_matrix(vector, "query_vector", 1)
+            body = _body("query_vector", _encode_row(row.tolist()), k, fields)
+            response = self._checked("POST", "/search", body)
+            return SearchResult._from_json(
+                self._json(response), SearchInfo.from_headers(response.headers)
+            )
+        path = _collection_path(collection, "search")
+        fields.update(with_payload=bool(with_payload), with_vector=bool(with_vector))
+        row = _as_matrix(vector, "vector", 1)
+        response = self._checked(
+            "POST", path, _body("vector", _encode_row(row.tolist()), k, fields)
+        )
+        return CollectionSearchResult._from_hits(
+            self._json(response),
+            SearchInfo.from_headers(response.headers),
+            bool(with_payload),
+            bool(with_vector),
         )
 
+    @overload
+    def search_batch(
+        self,
+        matrix: MatrixLike,
+        k: int = ...,
+        *,
+        profile: str | None = ...,
+        recall_target: float | None = ...,
+        ef_search: int | None = ...,
+        collection: None = ...,
+        with_payload: bool | None = ...,
+        with_vector: bool | None = ...,
+        **options: Any,
+    ) -> BatchResult: ...
+    @overload
+    def search_batch(
+        self,
+        matrix: MatrixLike,
+        k: int = ...,
+        *,
+        profile: str | None = ...,
+        recall_target: float | None = ...,
+        ef_search: int | None = ...,
+        collection: str,
+        with_payload: bool | None = ...,
+        with_vector: bool | None = ...,
+        **options: Any,
+    ) -> CollectionBatchResult: ...
     def search_batch(
         self,
         matrix: MatrixLike,
@@ -805,9 +1243,17 @@ class VectorWiseClient:
         profile: str | None = None,
         recall_target: float | None = None,
         ef_search: int | None = None,
+        collection: str | None = None,
+        with_payload: bool | None = None,
+        with_vector: bool | None = None,
         **options: Any,
     ) -> BatchResult:
         """``POST /search/batch``: the ``k`` nearest neighbours of each row of ``matrix``.
+
+        With ``collection``, ``POST /collections/{collection}/search/batch``
+        (split the same way, never sent row by row): a `CollectionBatchResult`
+        of `CollectionSearchResult`, with ``payloads`` per row when
+        ``with_payload``.
 
         Rows are sent in requests of at most ``batch_size`` rows and
         ``max_body_bytes`` bytes, in order; the results come back in row
@@ -824,6 +1270,9 @@ class VectorWiseClient:
             profile: As in `search`, for every query of the batch.
             recall_target: As in `search`.
             ef_search: As in `search`.
+            collection: As in `search`.
+            with_payload: As in `search`.
+            with_vector: As in `search`.
             **options: Extra request fields, passed through (as in `search`).
 
         Returns:
@@ -832,6 +1281,13 @@ class VectorWiseClient:
             `SearchInfo`) saying what the server searched with.
         """
         options = {**options, **_search_settings(profile, recall_target, ef_search, self.validate)}
+        if collection is not None:
+            return self._collection_search_batch(
+                collection, matrix, k, bool(with_payload), bool(with_vector), options
+            )
+        for name, value in (("with_payload", with_payload), ("with_vector", with_vector)):
+            if value is not None:
+                options[name] = value
         arr = _as_matrix(matrix, "query_vectors", 2)
         if arr.shape[0] == 0:
             return BatchResult([])
@@ -872,17 +1328,312 @@ class VectorWiseClient:
             start = end
         return BatchResult(results)
 
+    # -- collections -------------------------------------------------------
+
+    def create_collection(
+        self,
+        name: str,
+        dimension: int,
+        metric: str = "cosine",
+        *,
+        seal_points: int | None = None,
+        max_payload_bytes: int | None = None,
+    ) -> CollectionInfo:
+        """``PUT /collections/{name}``: create a collection, or find it created.
+
+        Idempotent: if it exists with the same settings the server answers
+        200 with it (so a retry, or a second run of a script, is harmless);
+        if it exists with other settings, `ConflictError` (409).
+
+        Args:
+            name: 1 to 64 characters from ``A-Z a-z 0-9 _ -``.
+            dimension: Values per vector, ``1..65536``.
+            metric: ``"cosine"`` (vectors stored at unit length; distance
+                ``2 - 2 cos``), ``"l2"`` (squared Euclidean) or ``"ip"``
+                (negated inner product).
+            seal_points: Points held in memory (searched exactly) before they
+                are sealed into an index segment in the background (server
+                default 20000).
+            max_payload_bytes: Largest payload per point as compact JSON
+                (server default 65536).
+
+        Returns:
+            The collection's `CollectionInfo`.
+
+        Raises:
+            ConflictError: it exists with other settings (``detail`` says which).
+            ValidationError: a bad name or setting (422 naming the field).
+        """
+        body: dict[str, Any] = {"dimension": _json_value(dimension), "metric": metric}
+        if seal_points is not None:
+            body["seal_points"] = _json_value(seal_points)
+        if max_payload_bytes is not None:
+            body["max_payload_bytes"] = _json_value(max_payload_bytes)
+        response = self._checked("PUT", _collection_path(name), json.dumps(body).encode())
+        return cast(CollectionInfo, self._json_object(response))
+
+    def list_collections(self) -> list[CollectionSummary]:
+        """``GET /collections``: every collection's ``name`` and live ``points``, by name."""
+        body = self._json_object(self._checked("GET", "/collections"))
+        items = body.get("collections")
+        if not isinstance(items, list):
+            raise UnexpectedResponse(f"not a collection list: {str(body)[:200]!r}")
+        return cast("list[CollectionSummary]", items)
+
+    def collection_info(self, name: str) -> CollectionInfo:
+        """``GET /collections/{name}``: settings, point counts, segments, optimiser.
+
+        Raises:
+            CollectionNotFound: no such collection.
+        """
+        return cast(CollectionInfo, self._json_object(self._checked("GET", _collection_path(name))))
+
+    def delete_collection(self, name: str, *, missing_ok: bool = False) -> bool:
+        """``DELETE /collections/{name}``: delete a collection and all its files.
+
+        Returns ``True`` once deleted. A collection that does not exist raises
+        `CollectionNotFound`, or with ``missing_ok`` returns ``False``. (If an
+        answer is lost and the request retried, the retry finds it gone: use
+        ``missing_ok=True`` when "it no longer exists" is all you need.)
+        """
+        try:
+            self._checked("DELETE", _collection_path(name))
+        except CollectionNotFound:
+            if missing_ok:
+                return False
+            raise
+        return True
+
+    def upsert(
+        self,
+        collection: str,
+        ids: Any,
+        vectors: MatrixLike,
+        payloads: Sequence[Mapping[str, Any] | None] | None = None,
+        *,
+        batch_size: int = 1000,
+    ) -> int:
+        """``PUT /collections/{collection}/points``: insert or replace points by id.
+
+        ``ids[i]`` gets ``vectors[i]`` and ``payloads[i]``; an existing id is
+        replaced (vector and payload). The points go in requests of at most
+        ``batch_size`` points and ``max_body_bytes`` bytes, in order; each
+        request is durable and visible to every later search and read when
+        it returns (so is the whole call when this returns). If a request
+        fails, the error is raised and the requests before it stay written.
+        A retried request (after a lost answer) writes the same points again,
+        which leaves the same state.
+
+        Args:
+            collection: The collection's name.
+            ids: Point ids, ``0 .. 2**63 - 1``: a 1-D int64 or uint64 array, or
+                a sequence of ints.
+            vectors: One row per id, of the collection's dimension: a 2-D
+                array (sent as float32) or a sequence of rows.
+            payloads: ``None``, or one dict (a JSON object) or ``None`` per id.
+                numpy numbers and arrays inside them become JSON numbers and lists.
+            batch_size: Most points per request (the server allows ten times
+                its ``--max-batch``, 10240 by default, and says so if fewer:
+                the client then uses its size).
+
+        Returns:
+            The number of points written (``len(ids)``).
+
+        Raises:
+            ValidationError: before sending (``status`` ``None``): ids not 1-D
+                integers in range, vectors not 2-D or not one per id,
+                non-finite values, payloads not one dict per id; from the
+                server (422): wrong dimension, a zero vector in a cosine
+                collection, a payload over the limit, located in the whole
+                input (``loc: ["body", "points", 1500, "vector"]``).
+            CollectionNotFound: no such collection.
+            InsufficientStorage: the server's disk is full (507; that request
+                was not written).
+            ServiceUnavailable: the server's write-ahead log failed (503; it
+                refuses writes until restarted).
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        path = _collection_path(collection, "points")
+        points = _encode_points(ids, vectors, payloads)
+        total = 0
+        for _, _, response in self._chunked(
+            "PUT", path, points, "points", lambda j: f'{{"points":[{j}]}}'.encode(), batch_size
+        ):
+            body = self._json_object(response)
+            total += _int_field(body, "upserted")
+        return total
+
+    def delete(self, collection: str, ids: Any) -> int:
+        """``POST /collections/{collection}/points/delete``: delete points by id.
+
+        Durable when it returns; a deleted point is never returned by a later
+        search or read. Ids that do not exist are skipped.
+
+        Args:
+            ids: A 1-D integer array, a sequence of ints, or one int.
+
+        Returns:
+            How many of the ids existed (and were deleted).
+        """
+        id_list = _as_ids(ids)
+        path = _collection_path(collection, "points", "delete")
+        total = 0
+        for _, _, response in self._chunked(
+            "POST",
+            path,
+            [str(i) for i in id_list],
+            "ids",
+            lambda j: f'{{"ids":[{j}]}}'.encode(),
+            _IDS_PER_DELETE,
+        ):
+            total += _int_field(self._json_object(response), "deleted")
+        return total
+
+    def get(
+        self,
+        collection: str,
+        ids: Any,
+        *,
+        with_vector: bool = True,
+        with_payload: bool = True,
+    ) -> list[Point]:
+        """``POST /collections/{collection}/points/get``: points by id.
+
+        Returns:
+            A `Point` for each id that exists, in the order asked (missing
+            ids are left out). ``vector`` / ``payload`` are ``None`` when not
+            asked for.
+        """
+        id_list = _as_ids(ids)
+        path = _collection_path(collection, "points", "get")
+        flags = f'"with_vector":{json.dumps(bool(with_vector))},'
+        flags += f'"with_payload":{json.dumps(bool(with_payload))}'
+        out: list[Point] = []
+        for _, _, response in self._chunked(
+            "POST",
+            path,
+            [str(i) for i in id_list],
+            "ids",
+            lambda j: f'{{{flags},"ids":[{j}]}}'.encode(),
+            _IDS_PER_READ,
+        ):
+            items = self._json_object(response).get("points")
+            if not isinstance(items, list):
+                raise UnexpectedResponse(f"not a list of points: {str(items)[:200]!r}")
+            out.extend(Point._from_json(p) for p in items)
+        return out
+
+    def retrieve(self, collection: str, id: int) -> Point | None:
+        """``GET /collections/{collection}/points/{id}``: one point, or ``None`` if absent.
+
+        Raises:
+            CollectionNotFound: no such collection (a missing point is ``None``).
+        """
+        (pid,) = _as_ids([id])
+        response = self._send("GET", _collection_path(collection, "points", str(pid)))
+        if response.status_code == 404:
+            err = error_from_response(response)
+            if err.detail == "Point not found":
+                return None
+            raise err
+        if not response.is_success:
+            raise error_from_response(response)
+        return Point._from_json(self._json_object(response))
+
+    def _collection_search_batch(
+        self,
+        collection: str,
+        matrix: MatrixLike,
+        k: int,
+        with_payload: bool,
+        with_vector: bool,
+        options: Mapping[str, Any],
+    ) -> CollectionBatchResult:
+        path = _collection_path(collection, "search", "batch")
+        fields = {**options, "with_payload": with_payload, "with_vector": with_vector}
+        arr = _as_matrix(matrix, "vectors", 2)
+        rows = [_encode_row(r) for r in arr.tolist()]
+        results: list[CollectionSearchResult] = []
+        for start, end, response in self._chunked(
+            "POST", path, rows, "vectors", lambda j: _body("vectors", f"[{j}]", k, fields)
+        ):
+            body = self._json_object(response)
+            items = body.get("results")
+            if not isinstance(items, list) or len(items) != end - start:
+                raise UnexpectedResponse(
+                    f"expected {end - start} results in a batch answer: {str(body)[:200]!r}"
+                )
+            used = SearchInfo.from_headers(response.headers)
+            results.extend(
+                CollectionSearchResult._from_hits(item, used, with_payload, with_vector)
+                for item in items
+            )
+        return CollectionBatchResult(results)
+
     # -- internals ---------------------------------------------------------
 
-    def _chunk_end(self, rows: list[str], start: int, overhead: int) -> int:
+    def _chunked(
+        self,
+        method: str,
+        path: str,
+        items: list[str],
+        field: str,
+        wrap: Callable[[str], bytes],
+        batch_size: int | None = None,
+    ) -> Iterator[tuple[int, int, httpx.Response]]:
+        """Send ``items`` (each a JSON text) in requests of the list ``field``, in order.
+
+        ``wrap`` makes a request body from the items joined by commas. Each
+        request holds at most ``batch_size`` items (default: the client's) and
+        ``max_body_bytes`` bytes. A server refusing the list as too long
+        (422 ``too_long`` at ``["body", field]``) or the body as too large
+        (413) gets smaller requests; any other error is raised with its item
+        indices counted from the start of ``items``. Yields ``(start, end,
+        response)`` for each successful request.
+        """
+        size = batch_size or self.batch_size
+        overhead = len(wrap(""))
+        start = 0
+        while start < len(items):
+            end = self._chunk_end(items, start, overhead, size)
+            body = wrap(",".join(items[start:end]))
+            response = self._send(method, path, body)
+            if not response.is_success:
+                smaller = _server_max_batch(response, field)
+                if smaller is not None and 0 < smaller < end - start:
+                    size = smaller
+                    if batch_size is None:
+                        self.batch_size = smaller
+                    continue
+                if response.status_code == 413 and end - start > 1:
+                    self.max_body_bytes = len(body) // 2
+                    continue
+                raise error_from_response(response, _relocate_batch(start, field=field))
+            yield start, end, response
+            start = end
+
+    def _json_object(self, response: httpx.Response) -> dict[str, Any]:
+        body = self._json(response)
+        if not isinstance(body, dict):
+            raise UnexpectedResponse(
+                f"HTTP {response.status_code}: not a JSON object: {str(body)[:200]!r}",
+                status=response.status_code,
+            )
+        return body
+
+    def _chunk_end(
+        self, rows: list[str], start: int, overhead: int, batch_size: int | None = None
+    ) -> int:
         """End of the request from ``start``: at most ``batch_size`` rows and ``max_body_bytes``.
 
-        A request always holds at least one row (the server answers 413 if
-        that alone is too large).
+        ``batch_size`` defaults to the client's (the search batches'). A
+        request always holds at least one row (the server answers 413 if that
+        alone is too large).
         """
         size = overhead + len(rows[start])
         end = start + 1
-        limit = min(len(rows), start + self.batch_size)
+        limit = min(len(rows), start + (batch_size or self.batch_size))
         while end < limit and size + len(rows[end]) + 1 <= self.max_body_bytes:
             size += len(rows[end]) + 1  # the row and its comma
             end += 1

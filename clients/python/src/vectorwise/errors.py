@@ -8,9 +8,12 @@ VectorWiseError                 anything this package raises
     ├── ClientError             4xx: the request is wrong; retrying will not help
     │   ├── ValidationError     400 / 422 (also raised before sending, with status None)
     │   ├── NotFound            404 / 405
+    │   │   └── CollectionNotFound  404 naming a collection that does not exist
+    │   ├── ConflictError       409: the collection exists with other settings
     │   └── PayloadTooLarge     413
     └── ServerError             5xx
-        └── ServiceUnavailable  503: loading, load failed, or overloaded (.retry_after)
+        ├── ServiceUnavailable  503: loading, load failed, overloaded, log failed (.retry_after)
+        └── InsufficientStorage 507: the server's disk is full; nothing was written
 ```
 """
 
@@ -26,6 +29,9 @@ import httpx
 __all__ = [
     "APIError",
     "ClientError",
+    "CollectionNotFound",
+    "ConflictError",
+    "InsufficientStorage",
     "NotFound",
     "PayloadTooLarge",
     "ServerError",
@@ -100,6 +106,23 @@ class NotFound(ClientError):
     """404 (no such route) or 405 (wrong method): usually a wrong URL or an older server."""
 
 
+class CollectionNotFound(NotFound):
+    """404 from a collection route: the collection named does not exist (or was just deleted).
+
+    A missing *point* is a plain `NotFound` (``detail`` ``"Point not found"``);
+    `VectorWiseClient.retrieve` returns ``None`` for it instead.
+    """
+
+
+class ConflictError(ClientError):
+    """409: ``create_collection`` named a collection that exists with other settings.
+
+    ``detail`` says which, e.g. ``"collection `docs` already exists with other
+    settings (it has dimension 384, asked 768)"``. Creating it again with the
+    same settings is not an error (the existing collection is returned).
+    """
+
+
 class PayloadTooLarge(ClientError):
     """413: the request body is over the server's limit (``VECTORWISE_BODY_LIMIT``)."""
 
@@ -108,8 +131,16 @@ class ServerError(APIError):
     """A 5xx answer. The body says nothing internal; the cause is in the server's log."""
 
 
+class InsufficientStorage(ServerError):
+    """507: the disk holding the server's collections is full; the write was not applied."""
+
+
 class ServiceUnavailable(ServerError):
     """503: the index is still loading, its load failed, or too many searches are pending.
+
+    On a collection write it can also mean the server's write-ahead log failed
+    to sync: it then refuses writes until restarted (reads go on), so the
+    retries will not help; ``detail`` says so.
 
     Attributes:
         retry_after: Seconds the server asked the client to wait (its
@@ -168,6 +199,15 @@ def _summary(detail: Any) -> str:
     return str(detail)
 
 
+def _names_collection(detail: Any) -> bool:
+    """Whether a 404's detail is the store's "collection `x` does not exist / was deleted"."""
+    return (
+        isinstance(detail, str)
+        and detail.startswith("collection `")
+        and detail.endswith(("` does not exist", "` was deleted"))
+    )
+
+
 def error_from_response(
     response: httpx.Response, relocate: Callable[[Any], Any] | None = None
 ) -> APIError:
@@ -185,12 +225,18 @@ def error_from_response(
     if status == 503:
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         return ServiceUnavailable(message, status=status, detail=detail, retry_after=retry_after)
+    if status == 507:
+        return InsufficientStorage(message, status=status, detail=detail)
     if status >= 500:
         return ServerError(message, status=status, detail=detail)
     if status in (400, 422):
         return ValidationError(message, status=status, detail=detail)
+    if status == 404 and _names_collection(detail):
+        return CollectionNotFound(message, status=status, detail=detail)
     if status in (404, 405):
         return NotFound(message, status=status, detail=detail)
+    if status == 409:
+        return ConflictError(message, status=status, detail=detail)
     if status == 413:
         return PayloadTooLarge(message, status=status, detail=detail)
     if status >= 400:
