@@ -310,7 +310,7 @@ def test_server_422s_surface_as_validation_errors_naming_the_field(
         (lambda: vw.create_collection(name + "x", 0), ["body", "dimension"]),
         (lambda: vw.create_collection(name + "x", 4, metric="dot"), ["body", "metric"]),
         (lambda: vw.create_collection(name + "x", 4, seal_points=1), ["body", "seal_points"]),
-        (lambda: vw.create_collection("no spaces", 4), ["body", "name"]),
+        (lambda: vw.create_collection("no spaces", 4), ["path", "name"]),
         (lambda: vw.upsert(name, [1, 2], np.ones((2, 3))), ["body", "points", 0, "vector"]),
         (lambda: vw.upsert(name, [1], [[0, 0, 0, 0]]), ["body", "points", 0, "vector"]),
         (
