@@ -613,12 +613,12 @@ class VectorWise:
                             "--no-calibrate"], check=True, capture_output=True)
         return vec, idx
 
-    def start(self, ddir):
+    def start(self, ddir, wrap=()):
         vec, idx = self.prepare_demo_index()
         self.port = free_port()
         env = dict(os.environ, VECTORWISE_WAL_SYNC="always")
         self.log = open(Path(self.cfg.work) / "vw-server.log", "a")
-        self.proc = subprocess.Popen([self.bin, "serve", "--data-dir", str(ddir), "--port", str(self.port),
+        self.proc = subprocess.Popen([*wrap, self.bin, "serve", "--data-dir", str(ddir), "--port", str(self.port),
                                       "--host", "127.0.0.1", "--index", str(idx), "--vectors", str(vec)],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         self.cli = VWClient(self.port)
@@ -692,6 +692,42 @@ class VectorWise:
         return time.perf_counter() - t0, info
 
 
+def vw_strace_probe(vw, cfg, data):
+    """The server under strace -f -ttt; a request counts as synced when a sync call's timestamp
+    falls between the client's send and its receipt of the 200."""
+    ddir = Path(cfg.work) / "vectorwise-strace"
+    trace = Path(cfg.work) / "vectorwise.strace"
+    vw.start(ddir, wrap=["strace", "-f", "-qq", "-ttt", "-e", "trace=fsync,fdatasync,msync,syncfs,sync",
+                         "-e", "signal=none", "-o", str(trace)])
+    vw.create()
+    spans = []
+    for b, (lo, hi, v) in enumerate(data.batches(cfg.batch)):
+        if b >= cfg.strace_batches:
+            break
+        t0 = time.time()
+        vw.upsert(data, lo, hi, v)
+        spans.append((t0, time.time()))
+    vw.stop(signal.SIGTERM)
+    events = []
+    for line in open(trace, errors="replace"):
+        parts = line.split(None, 2)
+        if len(parts) < 3 or "resumed>" in line:
+            continue
+        m = SYNC_RE.search(parts[2])
+        if not m or (m.group(1) == "msync" and "MS_SYNC" not in line):
+            continue
+        try:
+            events.append((float(parts[1]), m.group(1)))
+        except ValueError:
+            pass
+    per = [[k for t, k in events if a <= t <= z] for a, z in spans]
+    shutil.rmtree(ddir, ignore_errors=True)
+    trace.unlink(missing_ok=True)
+    return {"calls": len(per), "calls_with_sync": sum(1 for x in per if x),
+            "sync_kinds": sorted({k for x in per for k in x}),
+            "syncs_per_call": float(np.mean([len(x) for x in per])) if per else 0.0}
+
+
 def run_vectorwise(cfg, data, rng):
     vw = VectorWise(cfg)
     res = {"peer": "vectorwise", "index_step": "none in the API; waits for the optimiser to be idle",
@@ -734,6 +770,8 @@ def run_vectorwise(cfg, data, rng):
         vw.stop(signal.SIGTERM)
         shutil.rmtree(ddir, ignore_errors=True)
         res["durable_doc"] = "200 once durable (fdatasync) and visible, per /tmp/spec/api.md"
+        if cfg.strace_batches > 0 and shutil.which("strace"):
+            res["strace"] = vw_strace_probe(vw, cfg, data)
         # crash: SIGKILL the server while a client thread ingests; the acked batches must be there
         ddir = Path(cfg.work) / "vectorwise-crash"
         vw.start(ddir)
