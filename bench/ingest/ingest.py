@@ -408,8 +408,17 @@ def child_main(argv):
         peer.open(a.dir, data.dim)
         res["open_s"] = time.perf_counter() - t0
         acked = np.load(a.acked)
-        got = peer.present(acked)
         res["acked"] = int(len(acked))
+        try:
+            got = peer.present(acked)
+        except Exception as e:  # the database opened but cannot read its points back
+            res["read_error"] = repr(e)[:500]
+            try:
+                res["count"] = peer.count()
+            except Exception as e2:
+                res["count_error"] = repr(e2)[:300]
+            dump()
+            return
         res["lost"] = int(len(acked) - len(got & set(acked.tolist())))
         res["count"] = peer.count()
         peer.close()
@@ -517,7 +526,11 @@ def crash_test(peer, cfg, est_ingest_s, rng):
     res = {"kill_after_s": kill_after, "finished_before_kill": finished, "acked_batches": len(acked_ranges)}
     try:
         v = run_child("verify", peer, cfg, ddir, 1800, ["--acked", str(apath)])
-        res.update(acked=v["acked"], lost=v["lost"], count_after=v["count"], reopen_open_s=v["open_s"])
+        if v.get("read_error"):
+            res["error"] = f"reopened, but reading the acked ids failed: {v['read_error']}"
+            res.update(acked=v.get("acked"), count_after=v.get("count"), count_error=v.get("count_error"))
+        else:
+            res.update(acked=v["acked"], lost=v["lost"], count_after=v["count"], reopen_open_s=v["open_s"])
     except Exception as e:
         res["error"] = f"reopen after SIGKILL failed: {e}"
     shutil.rmtree(ddir, ignore_errors=True)
@@ -684,7 +697,9 @@ class VectorWise:
         info = self.info()
         while time.perf_counter() - t0 < timeout:
             opt = info.get("optimiser") or {}
-            busy = any(bool(opt.get(k)) for k in ("running", "pending", "busy", "queued", "active"))
+            state = str(opt.get("state", "idle")).lower()
+            busy = state not in ("idle", "ready", "done", "none") or \
+                any(bool(opt.get(k)) for k in ("running", "pending", "busy", "queued", "active"))
             if not busy:
                 break
             time.sleep(0.2)
@@ -872,7 +887,7 @@ def table(results):
         if "lost" in c:
             lost = f"{c['lost']} of {c['acked']}" + (" (finished before kill)" if c.get("finished_before_kill") else "")
         else:
-            lost = c.get("error", "not run")[:80]
+            lost = c.get("error", "not run").splitlines()[0][:160]
         idx = "none" if r.get("index_s") is None else fmt(r["index_s"], ".2f")
         lines.append(f"| {r['peer']} | {fmt(r.get('points_per_s'), ',.0f')} | {durable_cell(r)} | {idx} | "
                      f"{fmt(r.get('recall'), '.4f')} | {fmt(r.get('p50_ms'), '.2f')} | {fmt(r.get('reopen_s'), '.2f')} | {lost} |")
@@ -897,6 +912,10 @@ def main():
     ap.add_argument("--out-dir", help="default bench/results/ingest-<n>-<gitshort>")
     ap.add_argument("--work-dir", help="where the databases go (default: a new temp dir, removed after)")
     cfg = ap.parse_args()
+
+    def _term(*_):  # turn SIGTERM into an exception, so the finally blocks stop servers and clean up
+        raise KeyboardInterrupt("SIGTERM")
+    signal.signal(signal.SIGTERM, _term)
     peers = [p.strip() for p in cfg.peers.split(",") if p.strip()]
     for p in peers:
         if p not in ALL_PEERS:
