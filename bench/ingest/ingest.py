@@ -19,6 +19,8 @@ parent with http.client keep-alive connections.
 import argparse
 import http.client
 import json
+
+import orjson
 import os
 import random
 import re
@@ -580,7 +582,10 @@ class VWClient:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
 
     def req(self, method, path, body=None):
-        data = None if body is None else json.dumps(body).encode()
+        # orjson writes numpy float32 rows directly, each value in its
+        # shortest f32 form: what a Python user sending JSON would pick
+        # (the standard library's json needs .tolist() and writes f64 reprs).
+        data = None if body is None else orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
         hdr = {"Content-Type": "application/json"} if data is not None else {}
         for attempt in (0, 1):
             try:
@@ -665,13 +670,13 @@ class VectorWise:
 
     def upsert(self, data, lo, hi, vecs, cli=None):
         pts = [{"id": i, "vector": v, "payload": p}
-               for i, v, p in zip(range(lo, hi), vecs.tolist(), data.payloads(lo, hi))]
+               for i, v, p in zip(range(lo, hi), vecs, data.payloads(lo, hi))]
         st, js = (cli or self.cli).req("PUT", f"/collections/{COLL}/points", {"points": pts})
         if st != 200:
             raise RuntimeError(f"upsert {lo}..{hi}: {st} {str(js)[:300]}")
 
     def search(self, qv, k, cli=None):
-        st, js = (cli or self.cli).req("POST", f"/collections/{COLL}/search", {"vector": qv.tolist(), "k": k})
+        st, js = (cli or self.cli).req("POST", f"/collections/{COLL}/search", {"vector": qv, "k": k})
         if st != 200:
             raise RuntimeError(f"search: {st} {str(js)[:300]}")
         return [h["id"] for h in js["hits"]]

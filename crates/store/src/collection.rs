@@ -148,7 +148,8 @@ pub struct SegmentStats {
 /// What the optimiser has done and is doing.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct OptimiserStats {
-    /// `idle`, `sealing`, `merging` or `rewriting`.
+    /// `idle`, `sealing`, `merging` or `sealing+merging` (a merge includes
+    /// the rewrite of a segment with many deletions).
     pub state: &'static str,
     pub seals: u64,
     pub merges: u64,
@@ -180,14 +181,18 @@ pub struct Collection {
     pub(crate) segments: RwLock<Arc<SegmentSet>>,
     pub(crate) version: AtomicU64,
     pub(crate) dropped: AtomicBool,
-    /// One optimiser step at a time (the background thread or `optimise`).
-    pub(crate) optimise_lock: Mutex<()>,
+    /// One seal at a time, one merge at a time (the background lanes or `optimise`).
+    pub(crate) seal_lock: Mutex<()>,
+    /// Segments being built (their files exist before a manifest names
+    /// them): the checkpoint's clean-up leaves their files alone.
+    pub(crate) building: Mutex<std::collections::HashSet<SegmentId>>,
+    pub(crate) merge_lock: Mutex<()>,
     /// Serialises checkpoints (manifest writes).
     pub(crate) checkpoint_lock: Mutex<()>,
     pub(crate) optimiser: Mutex<OptimiserStats>,
     /// Wakes the optimiser (a write filled the mutable segment, or stop).
     pub(crate) wake: (Mutex<bool>, Condvar),
-    pub(crate) worker: Mutex<Option<std::thread::JoinHandle<()>>>,
+    pub(crate) worker: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 pub(crate) fn segments_dir(dir: &Path) -> PathBuf {
@@ -236,11 +241,13 @@ impl Collection {
             segments: RwLock::new(Arc::new(SegmentSet { sealed, frozen: Vec::new(), mutable })),
             version: AtomicU64::new(0),
             dropped: AtomicBool::new(false),
-            optimise_lock: Mutex::new(()),
+            seal_lock: Mutex::new(()),
+            building: Mutex::new(std::collections::HashSet::new()),
+            merge_lock: Mutex::new(()),
             checkpoint_lock: Mutex::new(()),
             optimiser: Mutex::new(OptimiserStats { state: "idle", ..Default::default() }),
             wake: (Mutex::new(false), Condvar::new()),
-            worker: Mutex::new(None),
+            worker: Mutex::new(Vec::new()),
         });
         let start = std::time::Instant::now();
         let mut replayed = 0usize;
@@ -363,7 +370,10 @@ impl Collection {
             self.check_open()?;
             let lsn: Lsn = self.wal.append(&body)?;
             let changed = self.apply(&mut ws, record);
-            (lsn, changed, self.set().mutable.len() >= self.config.seal_points)
+            // A full mutable segment is frozen at once (a pointer swap), so
+            // the exactly-searched memory stays near `seal_points` whatever
+            // the optimiser is doing.
+            (lsn, changed, self.freeze_locked(&mut ws, self.config.seal_points))
         };
         if full {
             self.wake_optimiser();
@@ -548,15 +558,33 @@ impl Collection {
     /// (seal the mutable segment if full, seal frozen ones, merge, rewrite).
     /// For tools and tests; the background thread does the same on its own.
     pub fn optimise(self: &Arc<Self>) -> Result<()> {
-        while crate::optimiser::step(self)? {}
+        use crate::optimiser::{Lane, step};
+        while step(self, Lane::Seal)? || step(self, Lane::Merge)? {}
         Ok(())
     }
 
     /// Seals the mutable segment now whatever its size, then runs
     /// [`Collection::optimise`].
     pub fn flush(self: &Arc<Self>) -> Result<()> {
-        crate::optimiser::freeze(self, 1);
+        self.freeze_locked(&mut self.write.lock(), 1);
         self.optimise()
+    }
+
+    /// Freezes the mutable segment if it holds at least `points` points (the
+    /// write lock held): a new one takes the writes from the next LSN on.
+    /// Returns whether it did.
+    pub(crate) fn freeze_locked(&self, ws: &mut WriteState, points: usize) -> bool {
+        let set = self.set();
+        if set.mutable.len() < points.max(1) {
+            return false;
+        }
+        let id = ws.next_segment;
+        ws.next_segment += 1;
+        let fresh = Arc::new(MemSegment::new(id, self.wal.next_lsn(), self.config.dimension));
+        let mut frozen = set.frozen.clone();
+        frozen.push(Arc::clone(&set.mutable));
+        *self.segments.write() = Arc::new(SegmentSet { sealed: set.sealed.clone(), frozen, mutable: fresh });
+        true
     }
 
     pub(crate) fn wake_optimiser(&self) {
@@ -575,7 +603,7 @@ impl Collection {
     /// still answers reads.
     pub fn close(&self) {
         self.stop_optimiser();
-        if let Some(h) = self.worker.lock().take() {
+        for h in std::mem::take(&mut *self.worker.lock()) {
             let _ = h.join();
         }
     }
@@ -632,7 +660,8 @@ impl Collection {
         if let Ok(entries) = std::fs::read_dir(&seg_dir) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if !name.starts_with('.') && !keep.contains(&name) {
+                let in_build = name.get(..12).and_then(|n| n.parse::<u64>().ok()).is_some_and(|id| self.building.lock().contains(&id));
+                if !name.starts_with('.') && !keep.contains(&name) && !in_build {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
@@ -651,4 +680,21 @@ pub(crate) fn index_name(id: SegmentId) -> String {
 
 pub(crate) fn payloads_name(id: SegmentId) -> String {
     format!("{id:012}.payloads")
+}
+
+impl OptimiserStats {
+    pub(crate) fn set_busy(&mut self, lane: crate::optimiser::Lane, busy: bool) {
+        use crate::optimiser::Lane;
+        let (mut sealing, mut merging) = (self.state.contains("sealing"), self.state.contains("merging"));
+        match lane {
+            Lane::Seal => sealing = busy,
+            Lane::Merge => merging = busy,
+        }
+        self.state = match (sealing, merging) {
+            (false, false) => "idle",
+            (true, false) => "sealing",
+            (false, true) => "merging",
+            (true, true) => "sealing+merging",
+        };
+    }
 }

@@ -1,0 +1,131 @@
+"""VectorWise's own write path over HTTP, measured from one Python process.
+
+    python bench/ingest/server_ingest.py --url http://127.0.0.1:8000 --n 1000000
+
+Makes N x D clustered unit vectors (64 Gaussian clusters, seed 1) with three
+payload fields, encodes every batch body first (orjson, f32 shortest form), so
+the clock measures the server: upserts of --batch points over one keep-alive
+connection, while a second connection searches (balanced profile) and times
+it. Then waits until the optimiser is idle, times the same searches at rest,
+measures recall@10 against exact numpy truth, deletes --delete-share of the
+points, waits again and measures recall of what is left. Prints one JSON line.
+"""
+import argparse, http.client, json, threading, time, urllib.parse
+import numpy as np
+import orjson
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--url", required=True)
+ap.add_argument("--n", type=int, default=1_000_000)
+ap.add_argument("--dim", type=int, default=128)
+ap.add_argument("--batch", type=int, default=1000)
+ap.add_argument("--collection", default="ingest")
+ap.add_argument("--seal-points", type=int, default=None)
+ap.add_argument("--queries", type=int, default=300)
+ap.add_argument("--delete-share", type=float, default=0.3)
+ap.add_argument("--rate", type=float, default=0, help="points/s to send at (0: as fast as the server takes them)")
+a = ap.parse_args()
+u = urllib.parse.urlparse(a.url)
+C = f"/collections/{a.collection}"
+
+def conn():
+    return http.client.HTTPConnection(u.hostname, u.port, timeout=600)
+
+def call(c, method, path, body=None):
+    data = None if body is None else (body if isinstance(body, bytes) else orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY))
+    for attempt in (0, 1):
+        try:
+            c.request(method, path, body=data, headers={"content-type": "application/json"})
+            r = c.getresponse()
+            raw = r.read()
+            break
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # An idle keep-alive connection closed by the server's header
+            # timeout: reconnect once.
+            c.close()
+            if attempt:
+                raise
+    return r.status, (json.loads(raw) if raw else None)
+
+rng = np.random.default_rng(1)
+centres = rng.standard_normal((64, a.dim)).astype(np.float32)
+x = centres[rng.integers(0, 64, a.n)] + 0.3 * rng.standard_normal((a.n, a.dim)).astype(np.float32)
+x /= np.linalg.norm(x, axis=1, keepdims=True)
+q = centres[rng.integers(0, 64, a.queries)] + 0.3 * rng.standard_normal((a.queries, a.dim)).astype(np.float32)
+q /= np.linalg.norm(q, axis=1, keepdims=True)
+bodies = []
+for s in range(0, a.n, a.batch):
+    pts = [{"id": i, "vector": x[i], "payload": {"tag": f"t{i % 100}", "price": (i % 1000) / 10, "n": i}} for i in range(s, min(a.n, s + a.batch))]
+    bodies.append(orjson.dumps({"points": pts}, option=orjson.OPT_SERIALIZE_NUMPY))
+
+def truth(live):
+    ids = np.flatnonzero(live)
+    out = []
+    for v in q:
+        d = x[ids] @ v
+        out.append(set(ids[np.argpartition(-d, 10)[:10]].tolist()))
+    return out
+
+def searches(c, stop=None):
+    lat, found = [], []
+    while True:
+        for v in q:
+            t = time.perf_counter()
+            st, js = call(c, "POST", f"{C}/search", {"vector": v, "k": 10})
+            lat.append(time.perf_counter() - t)
+            found.append([h["id"] for h in js["hits"]])
+            if stop is not None and stop.is_set():
+                return lat, found
+        if stop is None:
+            return lat, found
+
+def wait_idle(c):
+    t = time.time()
+    while True:
+        st, info = call(c, "GET", C)
+        if not any(s["kind"] == "frozen" for s in info["segments"]) and info["optimiser"]["state"] == "idle":
+            return time.time() - t, info
+        time.sleep(0.2)
+
+def recall(found, want):
+    return float(np.mean([len(set(f) & w) / 10 for f, w in zip(found, want)]))
+
+c, s = conn(), conn()
+body = {"dimension": a.dim, "metric": "cosine"}
+if a.seal_points:
+    body["seal_points"] = a.seal_points
+print(call(c, "PUT", C, body)[0])
+stop = threading.Event()
+during = {}
+t = threading.Thread(target=lambda: during.update(r=searches(s, stop)))
+t.start()
+t0 = time.perf_counter()
+for k, b in enumerate(bodies):
+    if a.rate:
+        ahead = t0 + k * a.batch / a.rate - time.perf_counter()
+        if ahead > 0:
+            time.sleep(ahead)
+    st, js = call(c, "PUT", f"{C}/points", b)
+    assert st == 200, (st, js)
+ingest_s = time.perf_counter() - t0
+stop.set(); t.join()
+idle_s, info = wait_idle(c)
+rest_lat, rest_found = searches(s)
+live = np.ones(a.n, bool)
+want = truth(live)
+drop = rng.choice(a.n, int(a.delete_share * a.n), replace=False)
+for i in range(0, len(drop), 10_000):
+    assert call(c, "POST", f"{C}/points/delete", {"ids": drop[i:i + 10_000]})[0] == 200
+live[drop] = False
+idle2_s, info2 = wait_idle(c)
+_, del_found = searches(s)
+p50 = lambda l: 1000 * float(np.median(l))
+print(json.dumps({
+    "n": a.n, "dim": a.dim, "batch": a.batch, "rate_asked": a.rate, "points_per_s": round(a.n / ingest_s),
+    "search_p50_ms_during_ingest": round(p50(during["r"][0]), 3), "searches_during_ingest": len(during["r"][0]),
+    "optimiser_idle_after_s": round(idle_s, 1), "segments": [(g["kind"], g["points"], g["method"]) for g in info["segments"]],
+    "search_p50_ms_at_rest": round(p50(rest_lat), 3), "recall_at_10_at_rest": round(recall(rest_found, want), 4),
+    "deleted": len(drop), "optimiser_idle_after_delete_s": round(idle2_s, 1),
+    "recall_at_10_after_delete": round(recall(del_found, truth(live)), 4),
+    "segments_after_delete": [(g["kind"], g["points"], g["deleted"], g["method"]) for g in info2["segments"]],
+}))
