@@ -58,7 +58,7 @@ async fn collections_are_created_listed_inspected_and_deleted() {
         assert_eq!(locs(&reply), vec![(loc, kind.to_string())], "{body}");
     }
     let (s, body) = call(&api, Method::PUT, "/collections/no%20spaces", Some(json!({"dimension": 3}))).await;
-    assert_eq!((s, locs(&body)), (StatusCode::UNPROCESSABLE_ENTITY, vec![(json!(["body", "name"]), "value_error".into())]));
+    assert_eq!((s, locs(&body)), (StatusCode::UNPROCESSABLE_ENTITY, vec![(json!(["path", "name"]), "value_error".into())]));
     let (_, body) = call(&api, Method::GET, "/collections", None).await;
     assert_eq!(body, json!({"collections": [{"name": "a", "points": 0}]}));
     assert_eq!(call(&api, Method::GET, "/collections/zzz", None).await.0, StatusCode::NOT_FOUND);
