@@ -117,6 +117,12 @@ impl Index {
         &self.file.path
     }
 
+    /// The product quantiser's centroids of the scan codes, when the file
+    /// has them (for [`crate::scan::build_with`]).
+    pub fn scan_centroids(&self) -> Option<&[f32]> {
+        self.file.scan().map(|s| s.centroids)
+    }
+
     /// The quantised scan codes, when the file has them.
     pub fn scan_view(&self) -> Option<crate::scan::ScanView<'_>> {
         self.file.scan()

@@ -121,7 +121,7 @@ pub fn build<'a>(
     opts: &IndexOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<f64> {
-    build_then(points.into(), path, opts, progress, |_| Ok(()))
+    build_then(points.into(), path, opts, None, progress, |_| Ok(()))
 }
 
 /// [`build`], then measures the new index's recall table ([`calibrate`]) and
@@ -135,12 +135,25 @@ pub fn build_calibrated<'a>(
     calibration: &calibrate::CalibrateOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(f64, Option<Calibration>)> {
+    build_calibrated_with(points, path, opts, None, calibration, progress)
+}
+
+/// [`build_calibrated`], with the scan's product-quantiser centroids from an
+/// earlier build where they fit (see [`scan::build_with`]).
+pub fn build_calibrated_with<'a>(
+    points: impl Into<Points<'a>>,
+    path: &std::path::Path,
+    opts: &IndexOptions,
+    trained: Option<&[f32]>,
+    calibration: &calibrate::CalibrateOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(f64, Option<Calibration>)> {
     let points = points.into();
     if points.vectors.len() < 2 && calibration.queries.is_none() {
-        return Ok((build(points, path, opts, progress)?, None));
+        return Ok((build_then(points, path, opts, trained, progress, |_| Ok(()))?, None));
     }
     let mut table = None;
-    let seconds = build_then(points, path, opts, progress, |tmp| {
+    let seconds = build_then(points, path, opts, trained, progress, |tmp| {
         let index = Index::open(tmp)?;
         let c = calibrate::calibrate(&index, calibration)?;
         drop(index);
@@ -155,6 +168,7 @@ fn build_then(
     points: Points<'_>,
     path: &std::path::Path,
     opts: &IndexOptions,
+    trained: Option<&[f32]>,
     progress: &(dyn Fn(u64) + Sync),
     finish: impl FnOnce(&std::path::Path) -> Result<()>,
 ) -> Result<f64> {
@@ -191,7 +205,7 @@ fn build_then(
         None => points.ids.map(<[u64]>::to_vec),
     };
     let data: &[f32] = reordered.as_deref().unwrap_or(vectors.as_slice());
-    let mut scan = opts.scan.map(|o| scan::build(data, dim, &o)).transpose()?;
+    let mut scan = opts.scan.map(|o| scan::build_with(data, dim, &o, trained)).transpose()?;
     if let (Some(codes), Some((lists, _))) = (scan.as_mut(), partition) {
         codes.set_lists(lists);
     }

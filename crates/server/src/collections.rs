@@ -221,6 +221,10 @@ fn int_in(v: &Value, loc: &[LocItem], lo: i128, hi: i128, errors: &mut Vec<Field
 
 const MAX_ID: i128 = i64::MAX as i128;
 
+/// Most payload bytes one search response carries (a batch shares it among
+/// its vectors): one small request must not make a response of gigabytes.
+pub(crate) const RESPONSE_PAYLOAD_BYTES: usize = 64 << 20;
+
 fn parse_ids(v: &Value, loc: &[LocItem], max: usize, errors: &mut Vec<FieldError>) -> Option<Vec<u64>> {
     let Value::Array(items) = v else {
         errors.push(FieldError::new(loc.to_vec(), "list_type", "Input should be a valid list").with_input(v));
@@ -539,9 +543,17 @@ pub(crate) async fn info(State(state): State<AppState>, Path(name): Path<String>
 /// Deletes a collection and its files.
 #[utoipa::path(delete, path = "/collections/{name}", tag = "collections",
     params(("name" = String, Path, description = "Collection name")),
-    responses((status = 200, description = "Deleted", body = DroppedResponse), (status = 404, description = "No such collection", body = ErrorResponse)))]
+    responses((status = 200, description = "Deleted", body = DroppedResponse), (status = 404, description = "No such collection", body = ErrorResponse),
+        (status = 409, description = "`default` while it is the served index", body = ErrorResponse)))]
 pub(crate) async fn remove(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<DroppedResponse>, ApiError> {
     let store = store(&state)?;
+    if name == crate::DEFAULT_COLLECTION && state.index().is_ok() && store.get(&name).is_ok() {
+        // The demo's routes answer from it: it goes with the served index.
+        return Err(ApiError::Store(vectorwise_store::Error::Conflict {
+            name,
+            reason: "it is the served index (`serve --index`); delete its points instead".into(),
+        }));
+    }
     blocking(move || Ok(store.drop_collection(&name)?)).await?;
     Ok(Json(DroppedResponse { deleted: true }))
 }
@@ -692,6 +704,7 @@ pub(crate) async fn search(
         request: plan_request(state.config(), &options),
         with_payload: req.with_payload.unwrap_or(false),
         with_vector: req.with_vector.unwrap_or(false),
+        payload_budget: RESPONSE_PAYLOAD_BYTES,
     };
     let outcome = blocking(move || {
         let _permit = permit;
@@ -726,6 +739,8 @@ pub(crate) async fn search_batch(
         request: plan_request(state.config(), &options),
         with_payload: req.with_payload.unwrap_or(false),
         with_vector: req.with_vector.unwrap_or(false),
+        // The whole response's bound, shared by its vectors.
+        payload_budget: RESPONSE_PAYLOAD_BYTES / req.vectors.len().max(1),
     };
     let outcomes = blocking(move || {
         let _permit = permit;

@@ -109,7 +109,9 @@ impl ApiError {
                 match e {
                     S::NotFound(_) | S::Dropped(_) => StatusCode::NOT_FOUND,
                     S::Conflict { .. } => StatusCode::CONFLICT,
-                    S::Invalid { .. } | S::PayloadTooLarge { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                    S::Invalid { .. } | S::PayloadTooLarge { .. } | S::ResponseTooLarge { .. } => {
+                        StatusCode::UNPROCESSABLE_ENTITY
+                    }
                     S::DiskFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
                     S::LogFailed => StatusCode::SERVICE_UNAVAILABLE,
                     S::Index(e) => ApiError::Engine(clone_index_error(e)).status(),
@@ -156,6 +158,10 @@ impl From<vectorwise_store::Error> for ApiError {
                     FieldError::new(loc, "value_error", format!("Value error, {reason}")).with_ctx(serde_json::json!({ "error": reason })),
                 ])
             }
+            e @ S::ResponseTooLarge { .. } => {
+                let msg = e.to_string();
+                ApiError::Validation(vec![FieldError::new(vec!["body".into(), "with_payload".into()], "value_error", format!("Value error, {msg}"))])
+            }
             S::PayloadTooLarge { index, size, limit } => {
                 let loc = vec!["body".into(), "points".into(), LocItem::Index(index), "payload".into()];
                 let reason = format!("is {size} bytes as compact JSON; the collection's limit is {limit}");
@@ -191,6 +197,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        // 503 and 507 say what the client can do (retry later; free space):
+        // their details name no internal path.
+        if let ApiError::Store(vectorwise_store::Error::DiskFull { .. }) = &self {
+            tracing::error!(error = %self, "write refused: disk full");
+            let detail = "No space left on the server's disk: the write was not applied; reads go on".to_owned();
+            return (status, Json(ErrorResponse { detail })).into_response();
+        }
         if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
             tracing::error!(error = %self, details = ?self, "internal error");
             return (status, Json(ErrorResponse { detail: INTERNAL.to_owned() })).into_response();

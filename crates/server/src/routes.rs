@@ -79,7 +79,8 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<StatsRes
         hnsw_ef_search: default.depth.unwrap_or(0),
         hnsw_ef_construction: info.ef_construction,
         metric: info.metric.as_str().to_owned(),
-        ids: if info.user_ids { "user" } else { "row" }.to_owned(),
+        // Written to, `default` holds the ids its writers gave.
+        ids: if info.user_ids || diverged_default(&state).is_some() { "user" } else { "row" }.to_owned(),
         format_version: info.format_version,
         file_size_bytes: info.file_size_bytes,
         build_seconds: info.build_seconds,
@@ -328,6 +329,7 @@ async fn search_default(
         request: crate::collections::plan_request(state.config(), options),
         with_payload: false,
         with_vector: false,
+        payload_budget: 0,
     };
     let outcomes = tokio::task::spawn_blocking(move || {
         let _permit = permit;

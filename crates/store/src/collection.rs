@@ -56,6 +56,17 @@ impl SegmentSet {
         }
     }
 
+    /// The length of the payload of the point at `at` (0: none).
+    fn payload_len(&self, at: Loc2) -> usize {
+        if let Some(m) = self.mem(at.segment) {
+            m.data.read().payloads.get(at.offset as usize).and_then(|p| p.as_ref().map(|s| s.len())).unwrap_or(0)
+        } else if let Some(s) = self.sealed(at.segment) {
+            s.payloads.get(at.offset as usize).map_or(0, str::len)
+        } else {
+            0
+        }
+    }
+
     /// The payload and vector of the point at `at`.
     fn read(&self, at: Loc2, payload: bool, vector: bool) -> (Option<Arc<str>>, Option<Vec<f32>>) {
         if let Some(m) = self.mem(at.segment) {
@@ -106,6 +117,9 @@ pub struct SearchOptions {
     pub request: SearchRequest,
     pub with_payload: bool,
     pub with_vector: bool,
+    /// Most payload bytes the hits may carry (a bound on the response);
+    /// past it the search fails with [`Error::ResponseTooLarge`].
+    pub payload_budget: usize,
 }
 
 /// One answer.
@@ -183,6 +197,9 @@ pub struct Collection {
     pub(crate) dropped: AtomicBool,
     /// One seal at a time, one merge at a time (the background lanes or `optimise`).
     pub(crate) seal_lock: Mutex<()>,
+    /// Whether the data has structure (the first `auto` build's verdict;
+    /// merges reuse it).
+    pub(crate) structured: Mutex<Option<bool>>,
     /// Segments being built (their files exist before a manifest names
     /// them): the checkpoint's clean-up leaves their files alone.
     pub(crate) building: Mutex<std::collections::HashSet<SegmentId>>,
@@ -216,6 +233,17 @@ impl Collection {
             let seg = SealedSegment::open(e.id, &index, payloads.as_deref(), deleted.as_deref().map(|d| (d, e.deleted_generation)))?;
             sealed.push(Arc::new(seg));
         }
+        for (s, e) in sealed.iter().zip(&manifest.segments) {
+            let (dim, metric) = (s.index.dim(), s.index.metric());
+            if dim != manifest.config.dimension || metric != manifest.config.metric {
+                let reason = format!(
+                    "segment {} holds {dim}-d {metric} vectors; the manifest says {}-d {}",
+                    e.index, manifest.config.dimension, manifest.config.metric
+                );
+                return Err(Error::corrupt(dir.join(crate::manifest::MANIFEST), reason));
+            }
+        }
+        remove_unnamed_files(&seg_dir, &manifest);
         let mut ids = HashMap::new();
         for s in &sealed {
             for (o, &id) in s.index.ids().iter().enumerate() {
@@ -242,6 +270,7 @@ impl Collection {
             version: AtomicU64::new(0),
             dropped: AtomicBool::new(false),
             seal_lock: Mutex::new(()),
+            structured: Mutex::new(None),
             building: Mutex::new(std::collections::HashSet::new()),
             merge_lock: Mutex::new(()),
             checkpoint_lock: Mutex::new(()),
@@ -489,6 +518,12 @@ impl Collection {
         }
         hits.sort_by(|a, b| a.key().cmp(&b.key()));
         hits.truncate(opts.k);
+        if opts.with_payload {
+            let bytes: usize = hits.iter().map(|h| set.payload_len(Loc2 { segment: h.segment, offset: h.offset })).sum();
+            if bytes > opts.payload_budget {
+                return Err(Error::ResponseTooLarge { bytes, limit: opts.payload_budget });
+            }
+        }
         let found = hits
             .into_iter()
             .map(|h| {
@@ -667,6 +702,28 @@ impl Collection {
             }
         }
         Ok(())
+    }
+}
+
+/// At open, nothing is being built: files of `segments/` the manifest does
+/// not name are a crashed or failed build's, or a superseded sidecar; a
+/// `.NAME.tmp-PID` is a killed writer's temporary.
+fn remove_unnamed_files(seg_dir: &Path, manifest: &Manifest) {
+    let keep: std::collections::HashSet<&str> = manifest
+        .segments
+        .iter()
+        .flat_map(|e| [Some(e.index.as_str()), e.payloads.as_deref(), e.deleted.as_deref()])
+        .flatten()
+        .collect();
+    let Ok(entries) = std::fs::read_dir(seg_dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(target) = name.strip_prefix('.').and_then(|n| n.rsplit_once(".tmp-")).map(|(t, _)| t) {
+            vectorwise_index::remove_stale_temporaries(&seg_dir.join(target));
+        } else if !keep.contains(name.as_str()) && e.file_type().is_ok_and(|t| t.is_file()) {
+            tracing::info!(file = %e.path().display(), "removing a segment file no manifest names");
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 

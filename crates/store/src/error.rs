@@ -57,6 +57,11 @@ pub enum Error {
     #[error("payload of points[{index}] is {size} bytes; the limit is {limit}")]
     PayloadTooLarge { index: usize, size: usize, limit: usize },
 
+    /// A search's hits would carry more payload bytes than the response may.
+    /// User error: ask for fewer hits or vectors, or no payloads.
+    #[error("the hits' payloads come to {bytes} bytes, over the response's limit of {limit}; ask for fewer hits or vectors, or no payloads")]
+    ResponseTooLarge { bytes: usize, limit: usize },
+
     /// The collection was dropped while the request ran.
     #[error("collection `{0}` was deleted")]
     Dropped(String),

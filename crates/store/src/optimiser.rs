@@ -37,8 +37,11 @@ pub(crate) fn start(c: &Arc<Collection>) {
     for lane in [Lane::Seal, Lane::Merge] {
         let weak = Arc::downgrade(c);
         let name = format!("optimiser-{lane:?}-{}", c.name()).to_lowercase();
-        let handle = std::thread::Builder::new().name(name).spawn(move || run(weak, lane)).expect("spawn an optimiser thread");
-        handles.push(handle);
+        match std::thread::Builder::new().name(name).spawn(move || run(weak, lane)) {
+            Ok(handle) => handles.push(handle),
+            // Writes and searches still work; the memory segments grow until a restart.
+            Err(e) => tracing::error!(collection = c.name(), error = %e, ?lane, "cannot start an optimiser thread"),
+        }
     }
     *c.worker.lock() = handles;
 }
@@ -190,7 +193,10 @@ fn seal(c: &Arc<Collection>, f: &Arc<MemSegment>) -> Result<()> {
         }
         (ids, vectors, payloads)
     };
-    let built = build(c, ids, vectors, payloads)?;
+    // Seals encode with the codebook of the newest sealed segment (trained
+    // by the last merge or first seal); merges train afresh.
+    let trained = c.set().sealed.iter().rev().find_map(|s| s.index.scan_centroids().map(<[f32]>::to_vec));
+    let built = build(c, ids, vectors, payloads, trained.as_deref())?;
     swap(c, built, |_, at| at.segment == f.id, |set| {
         SegmentSet { sealed: set.sealed.clone(), frozen: set.frozen.iter().filter(|m| m.id != f.id).cloned().collect(), mutable: Arc::clone(&set.mutable) }
     })
@@ -211,7 +217,7 @@ fn merge(c: &Arc<Collection>, inputs: &[Arc<SealedSegment>]) -> Result<()> {
         }
     }
     let gone: Vec<u64> = inputs.iter().map(|s| s.id).collect();
-    let built = build(c, ids, vectors, payloads)?;
+    let built = build(c, ids, vectors, payloads, None)?;
     swap(c, built, |_, at| gone.contains(&at.segment), |set| SegmentSet {
         sealed: set.sealed.iter().filter(|s| !gone.contains(&s.id)).cloned().collect(),
         frozen: set.frozen.clone(),
@@ -221,7 +227,13 @@ fn merge(c: &Arc<Collection>, inputs: &[Arc<SealedSegment>]) -> Result<()> {
 
 /// Builds, calibrates and opens a sealed segment of these points (none:
 /// nothing to build).
-fn build(c: &Arc<Collection>, ids: Vec<u64>, vectors: Vec<f32>, payloads: Vec<Option<Arc<str>>>) -> Result<Option<SealedSegment>> {
+fn build(
+    c: &Arc<Collection>,
+    ids: Vec<u64>,
+    vectors: Vec<f32>,
+    payloads: Vec<Option<Arc<str>>>,
+    trained: Option<&[f32]>,
+) -> Result<Option<SealedSegment>> {
     if ids.is_empty() {
         return Ok(None);
     }
@@ -231,15 +243,27 @@ fn build(c: &Arc<Collection>, ids: Vec<u64>, vectors: Vec<f32>, payloads: Vec<Op
         ws.next_segment - 1
     };
     c.building.lock().insert(id);
-    let result = build_files(c, id, ids, vectors, payloads);
+    let result = build_files(c, id, ids, vectors, payloads, trained);
     if result.is_err() {
+        // Nothing names a failed build's files: remove them (a full disk
+        // must not fill up again with retries).
+        let dir = segments_dir(&c.dir);
+        let _ = std::fs::remove_file(dir.join(index_name(id)));
+        let _ = std::fs::remove_file(dir.join(payloads_name(id)));
         c.building.lock().remove(&id);
     }
     result.map(Some)
 }
 
 /// [`build`]'s work for segment `id`.
-fn build_files(c: &Arc<Collection>, id: u64, ids: Vec<u64>, vectors: Vec<f32>, payloads: Vec<Option<Arc<str>>>) -> Result<SealedSegment> {
+fn build_files(
+    c: &Arc<Collection>,
+    id: u64,
+    ids: Vec<u64>,
+    vectors: Vec<f32>,
+    payloads: Vec<Option<Arc<str>>>,
+    trained: Option<&[f32]>,
+) -> Result<SealedSegment> {
     let dir = segments_dir(&c.dir);
     let index_path = dir.join(index_name(id));
     let payload_path = dir.join(payloads_name(id));
@@ -250,10 +274,26 @@ fn build_files(c: &Arc<Collection>, id: u64, ids: Vec<u64>, vectors: Vec<f32>, p
     // builds and calibrates in 0.46 s against 2.48 s, and answers in
     // 0.030 ms p50 (recall@10 1.0, rerank 32) against 0.079 ms (ef 64);
     // the graph would be thrown away at the next merge anyway.
-    let method = if ids.len() < AUTO_LISTS_MIN_POINTS { BuildMethod::Scan } else { BuildMethod::Auto };
-    let plan = plan_build(&matrix, &BuildRequest { metric: c.metric(), method, ..Default::default() })?;
+    // From that size, `auto` tests a sample graph once per collection (2 s
+    // of a merge's 4–9 s at 80k x 128): later merges reuse its verdict.
+    let n = ids.len();
+    let known = *c.structured.lock();
+    let request = match (n < AUTO_LISTS_MIN_POINTS, known) {
+        (true, _) => BuildRequest { metric: c.metric(), method: BuildMethod::Scan, ..Default::default() },
+        (false, Some(structured)) => BuildRequest {
+            metric: c.metric(),
+            method: BuildMethod::Scan,
+            scan_lists: Some(if structured { vectorwise_index::scan::lists::auto_lists(n) } else { 0 }),
+            ..Default::default()
+        },
+        (false, None) => BuildRequest { metric: c.metric(), method: BuildMethod::Auto, ..Default::default() },
+    };
+    let plan = plan_build(&matrix, &request)?;
+    if let Some(choice) = plan.choice {
+        *c.structured.lock() = Some(choice.method == vectorwise_index::Method::Hnsw);
+    }
     let points = Points { vectors: &matrix, ids: Some(&ids) };
-    vectorwise_index::build_calibrated(points, &index_path, &plan.options, &CalibrateOptions::default(), &|_| {})?;
+    vectorwise_index::build_calibrated_with(points, &index_path, &plan.options, trained, &CalibrateOptions::default(), &|_| {})?;
     let index = vectorwise_index::Index::open(&index_path)?;
     let position: HashMap<u64, usize> = ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
     let ordered: Vec<Option<&str>> = index.ids().iter().map(|id| payloads[position[id]].as_deref()).collect();

@@ -21,6 +21,8 @@ pub struct Store {
     dir: PathBuf,
     sync: SyncMode,
     collections: RwLock<BTreeMap<String, Arc<Collection>>>,
+    /// Names whose drop is still removing files: not creatable meanwhile.
+    dropping: parking_lot::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Store {
@@ -38,13 +40,21 @@ impl Store {
                 let _ = std::fs::remove_dir_all(&path);
                 continue;
             }
-            if !valid_name(&name) || !path.join(MANIFEST).is_file() {
+            if !valid_name(&name) || !path.is_dir() {
+                continue;
+            }
+            if !path.join(MANIFEST).is_file() {
+                // A collection's log or segments without the manifest that
+                // says what they are: refuse rather than hide its points.
+                if path.join("wal").exists() || path.join("segments").exists() {
+                    return Err(Error::corrupt(path.join(MANIFEST), "missing: the collection's other files are there"));
+                }
                 continue;
             }
             let c = Collection::open(&name, &path, sync)?;
             collections.insert(name, c);
         }
-        Ok(Store { dir: dir.to_path_buf(), sync, collections: RwLock::new(collections) })
+        Ok(Store { dir: dir.to_path_buf(), sync, collections: RwLock::new(collections), dropping: Default::default() })
     }
 
     pub fn dir(&self) -> &Path {
@@ -71,13 +81,21 @@ impl Store {
             let reason = describe_difference(c.config(), &config);
             return Err(Error::Conflict { name: name.to_string(), reason });
         }
+        self.check_not_dropping(name)?;
         let tmp = self.dir.join(format!(".creating-{name}"));
         let _ = std::fs::remove_dir_all(&tmp);
         Collection::create_files(&tmp, &config)?;
         let dir = self.dir.join(name);
         std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
         sync_dir(&self.dir);
-        let c = Collection::open(name, &dir, self.sync)?;
+        let c = match Collection::open(name, &dir, self.sync) {
+            Ok(c) => c,
+            Err(e) => {
+                // Leave no directory the map does not know.
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
         map.insert(name.to_string(), Arc::clone(&c));
         Ok((c, true))
     }
@@ -99,6 +117,7 @@ impl Store {
         if map.contains_key(name) {
             return Err(Error::Conflict { name: name.to_string(), reason: "it exists; delete it first".into() });
         }
+        self.check_not_dropping(name)?;
         let tmp = self.dir.join(format!(".creating-{name}"));
         let _ = std::fs::remove_dir_all(&tmp);
         let seg_dir = segments_dir(&tmp);
@@ -117,9 +136,22 @@ impl Store {
         let dir = self.dir.join(name);
         std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
         sync_dir(&self.dir);
-        let c = Collection::open(name, &dir, self.sync)?;
+        let c = match Collection::open(name, &dir, self.sync) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
         map.insert(name.to_string(), Arc::clone(&c));
         Ok(c)
+    }
+
+    fn check_not_dropping(&self, name: &str) -> Result<()> {
+        if self.dropping.lock().contains(name) {
+            return Err(Error::Conflict { name: name.to_string(), reason: "it is being deleted; retry in a moment".into() });
+        }
+        Ok(())
     }
 
     /// Makes `index` the collection `name` unless it already is (the demo
@@ -156,19 +188,28 @@ impl Store {
     /// Deletes `name` and its files. Requests already running on it finish
     /// or fail with [`Error::Dropped`].
     pub fn drop_collection(&self, name: &str) -> Result<()> {
-        let c = self.collections.write().remove(name).ok_or_else(|| Error::NotFound(name.to_string()))?;
-        {
-            let _ws = c.write.lock();
-            c.dropped.store(true, Ordering::Release);
-        }
-        c.close();
-        let dir = self.dir.join(name);
-        let gone = self.dir.join(format!(".dropping-{name}"));
-        let _ = std::fs::remove_dir_all(&gone);
-        std::fs::rename(&dir, &gone).map_err(|e| Error::io(&dir, e))?;
-        sync_dir(&self.dir);
-        let _ = std::fs::remove_dir_all(&gone);
-        Ok(())
+        let c = {
+            let mut map = self.collections.write();
+            let c = map.remove(name).ok_or_else(|| Error::NotFound(name.to_string()))?;
+            self.dropping.lock().insert(name.to_string());
+            c
+        };
+        let result = (|| {
+            {
+                let _ws = c.write.lock();
+                c.dropped.store(true, Ordering::Release);
+            }
+            c.close();
+            let dir = self.dir.join(name);
+            let gone = self.dir.join(format!(".dropping-{name}"));
+            let _ = std::fs::remove_dir_all(&gone);
+            std::fs::rename(&dir, &gone).map_err(|e| Error::io(&dir, e))?;
+            sync_dir(&self.dir);
+            let _ = std::fs::remove_dir_all(&gone);
+            Ok(())
+        })();
+        self.dropping.lock().remove(name);
+        result
     }
 
     /// Asks every optimiser to stop (shutdown) without waiting for a build

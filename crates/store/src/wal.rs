@@ -269,10 +269,40 @@ fn scan(path: &Path, first: Lsn, f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>, la
                 expect = lsn + 1;
                 at += size;
             }
-            None if last => return Ok((expect, at as u64)),
+            None if last && torn(&bytes[at..], expect) => return Ok((expect, at as u64)),
             None => return Err(Error::corrupt(path, format!("damaged log frame at byte {at} (LSN {expect})"))),
         }
     }
+}
+
+/// Whether the bytes from a bad frame to the end of the newest file can be
+/// a write cut short by a crash (never acknowledged: the acknowledgement
+/// waits for the sync): a header cut short, a frame whose declared length
+/// runs to or past the end (its body not all written), or nothing but zeros
+/// (space the file system allocated before the data landed). A bad frame
+/// with anything after it is damage, and the log refuses to open rather
+/// than drop the acknowledged writes behind it; so is a good frame of the
+/// next LSN anywhere after it (a damaged length field can look like a cut).
+fn torn(rest: &[u8], lsn: Lsn) -> bool {
+    if rest.len() < FRAME_HEAD || rest.iter().all(|&b| b == 0) {
+        return true;
+    }
+    let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+    FRAME_HEAD + len >= rest.len() && !has_frame(&rest[1..], lsn + 1)
+}
+
+/// Whether `bytes` hold a well-formed frame of `lsn` anywhere.
+fn has_frame(bytes: &[u8], lsn: Lsn) -> bool {
+    let want = lsn.to_le_bytes();
+    (FRAME_HEAD..bytes.len().saturating_sub(7)).any(|q| {
+        if bytes[q..q + 8] != want {
+            return false;
+        }
+        let start = q - FRAME_HEAD;
+        let len = u32::from_le_bytes(bytes[start..start + 4].try_into().unwrap()) as usize;
+        let hash = u64::from_le_bytes(bytes[start + 4..start + 12].try_into().unwrap());
+        bytes.get(q..q + len).is_some_and(|body| len >= 8 && xxh3_64(body) == hash)
+    })
 }
 
 impl Wal for FileWal {
@@ -420,6 +450,28 @@ mod tests {
         let wal = FileWal::open(dir.path(), 1, SyncMode::Always).unwrap();
         assert_eq!(collect(&wal, 1).last().unwrap(), &(3, b"new".to_vec()));
         drop(wal);
+        // Damage in the middle of the newest file is not a torn write: the
+        // frames behind it were acknowledged.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[FRAME_HEAD + 9] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = FileWal::open(dir.path(), 1, SyncMode::Always).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+        bytes[FRAME_HEAD + 9] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        // A damaged length field is not a cut either: a good frame follows.
+        bytes[2] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = FileWal::open(dir.path(), 1, SyncMode::Always).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+        bytes[2] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        // Zeros past the last good frame (allocated, never written) are a torn tail.
+        let mut zeros = bytes.clone();
+        zeros.extend_from_slice(&[0; 100]);
+        std::fs::write(&path, &zeros).unwrap();
+        assert_eq!(FileWal::open(dir.path(), 1, SyncMode::Always).unwrap().next_lsn(), 4);
+        std::fs::write(&path, &bytes).unwrap();
         // Damage in an older file is not a torn write.
         let second = dir.path().join(file_name(4));
         std::fs::write(&second, []).unwrap();

@@ -916,6 +916,14 @@ impl Sq8Query<'_> {
 
 /// Trains the quantisers on a sample of `vectors` and encodes every point.
 pub fn build(vectors: &[f32], dim: usize, opts: &ScanOptions) -> Result<ScanCodes> {
+    build_with(vectors, dim, opts, None)
+}
+
+/// [`build`], taking the product quantiser's centroids from `trained` (those
+/// of an earlier build of the same shape, [`ScanView::centroids`]) instead of
+/// training them when they fit: a collection's seals encode with the
+/// codebook its last build trained (20k x 128: 0.3 s of k-means saved).
+pub fn build_with(vectors: &[f32], dim: usize, opts: &ScanOptions, trained: Option<&[f32]>) -> Result<ScanCodes> {
     let count = vectors.len() / dim.max(1);
     if count == 0 || vectors.len() != count * dim {
         return Err(Error::InvalidParameter { name: "vectors", reason: "empty or not a whole number of rows".into() });
@@ -929,7 +937,8 @@ pub fn build(vectors: &[f32], dim: usize, opts: &ScanOptions) -> Result<ScanCode
     let view_for_ranges = ScanView { shape, centroids: &[], codes: &[], sq8_min: &[], sq8_step: &[], sq8: &[], lists: None };
 
     // Product quantiser: k-means per sub-quantiser on the sample.
-    let centroids: Vec<f32> = (0..m)
+    let fits = trained.filter(|t| t.len() == m * CENTROIDS * dsub && t.iter().all(|x| x.is_finite()));
+    let centroids: Vec<f32> = if let Some(t) = fits { t.to_vec() } else { (0..m)
         .into_par_iter()
         .flat_map_iter(|s| {
             let r = view_for_ranges.sub_range(s);
@@ -942,7 +951,7 @@ pub fn build(vectors: &[f32], dim: usize, opts: &ScanOptions) -> Result<ScanCode
             }
             kmeans::kmeans(&sub, dsub, CENTROIDS, KMEANS_ITERS, opts.seed ^ s as u64)
         })
-        .collect();
+        .collect() };
 
     let codes = ScanView { centroids: &centroids, ..view_for_ranges }.encode(vectors);
 
