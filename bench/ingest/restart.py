@@ -9,7 +9,7 @@ the mutable segment), kills the server with SIGKILL, starts it again and
 times: process start to listening, to the first answered search of the
 collection, and the point count it reports. Prints one JSON line.
 """
-import argparse, http.client, json, os, signal, subprocess, tempfile, time
+import argparse, http.client, json, os, signal, subprocess, tempfile, threading, time
 import numpy as np
 import orjson
 
@@ -31,6 +31,8 @@ def start():
     for line in p.stderr:
         if '"listening"' in line:
             port = int(json.loads(line)["fields"]["address"].rsplit(":", 1)[1])
+            # Keep reading its log (one line a request), or the server blocks on a full pipe.
+            threading.Thread(target=lambda: [log.write(l) for l in p.stderr], daemon=True).start()
             return p, port, time.perf_counter() - t, t
 
 def call(port, method, path, body=None):
@@ -52,8 +54,9 @@ p, port, _, _ = start()
 # sealed as one segment; the tail stays in memory and the log.
 seal = a.sealed
 assert call(port, "PUT", "/collections/r", {"dimension": a.dim, "metric": "cosine", "seal_points": seal})[0] == 201
-c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
 def upsert(lo, hi):
+    # A fresh connection: the last one idled past the server's header timeout.
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     for s in range(lo, hi, 1000):
         c.request("PUT", "/collections/r/points", body=orjson.dumps({"points": points(s, min(hi, s + 1000))}, option=orjson.OPT_SERIALIZE_NUMPY),
                   headers={"content-type": "application/json"})
