@@ -427,28 +427,32 @@ impl FromBody for GetRequest {
 const SEARCH_FIELDS: &[&str] = &["vector", "k", "with_payload", "with_vector", "profile", "recall_target", "ef_search"];
 const BATCH_FIELDS: &[&str] = &["vectors", "k", "with_payload", "with_vector", "profile", "recall_target", "ef_search"];
 
+/// What `search` and `search/batch` share: k, what to return, how hard to search.
+struct HitOptions {
+    k: usize,
+    with_payload: Option<bool>,
+    with_vector: Option<bool>,
+    search: SearchOptions,
+}
+
+fn hit_options(map: &Map<String, Value>, config: &ServerConfig, errors: &mut Vec<FieldError>) -> Option<HitOptions> {
+    let k = crate::validate::parse_k(map, config, errors);
+    let with_payload = parse_bool(map, "with_payload", errors);
+    let with_vector = parse_bool(map, "with_vector", errors);
+    let search = search_options(map, errors);
+    Some(HitOptions { k: k?, with_payload, with_vector, search: search? })
+}
+
 impl FromBody for CollectionSearchRequest {
     fn from_body(body: &Value, config: &ServerConfig) -> Result<Self, Vec<FieldError>> {
         let map = body_object(body)?;
         let mut errors = Vec::new();
         let vector = required(map, "vector", &mut errors).and_then(|v| parse_vector(v, &at(&["vector"]), &mut errors));
-        let k = crate::validate::parse_k(map, config, &mut errors);
-        let with_payload = parse_bool(map, "with_payload", &mut errors);
-        let with_vector = parse_bool(map, "with_vector", &mut errors);
-        let o = search_options(map, &mut errors);
+        let h = hit_options(map, config, &mut errors);
         unknown_fields(map, SEARCH_FIELDS, &mut errors);
-        match (vector, k, o) {
-            (Some(vector), Some(k), Some(o)) if errors.is_empty() => Ok(CollectionSearchRequest {
-                vector,
-                k,
-                with_payload,
-                with_vector,
-                profile: o.profile,
-                recall_target: o.recall_target,
-                ef_search: o.ef_search,
-            }),
-            _ => Err(errors),
-        }
+        let (Some(vector), Some(h), true) = (vector, h, errors.is_empty()) else { return Err(errors) };
+        let SearchOptions { profile, recall_target, ef_search } = h.search;
+        Ok(CollectionSearchRequest { vector, k: h.k, with_payload: h.with_payload, with_vector: h.with_vector, profile, recall_target, ef_search })
     }
 }
 
@@ -456,24 +460,13 @@ impl FromBody for CollectionSearchBatchRequest {
     fn from_body(body: &Value, config: &ServerConfig) -> Result<Self, Vec<FieldError>> {
         let map = body_object(body)?;
         let mut errors = Vec::new();
-        let vectors = required(map, "vectors", &mut errors).and_then(|v| parse_queries(v, &at(&["vectors"]), config.max_batch, &mut errors));
-        let k = crate::validate::parse_k(map, config, &mut errors);
-        let with_payload = parse_bool(map, "with_payload", &mut errors);
-        let with_vector = parse_bool(map, "with_vector", &mut errors);
-        let o = search_options(map, &mut errors);
+        let at_vectors = at(&["vectors"]);
+        let vectors = required(map, "vectors", &mut errors).and_then(|v| parse_queries(v, &at_vectors, config.max_batch, &mut errors));
+        let h = hit_options(map, config, &mut errors);
         unknown_fields(map, BATCH_FIELDS, &mut errors);
-        match (vectors, k, o) {
-            (Some(vectors), Some(k), Some(o)) if errors.is_empty() => Ok(CollectionSearchBatchRequest {
-                vectors,
-                k,
-                with_payload,
-                with_vector,
-                profile: o.profile,
-                recall_target: o.recall_target,
-                ef_search: o.ef_search,
-            }),
-            _ => Err(errors),
-        }
+        let (Some(vectors), Some(h), true) = (vectors, h, errors.is_empty()) else { return Err(errors) };
+        let SearchOptions { profile, recall_target, ef_search } = h.search;
+        Ok(CollectionSearchBatchRequest { vectors, k: h.k, with_payload: h.with_payload, with_vector: h.with_vector, profile, recall_target, ef_search })
     }
 }
 
@@ -646,6 +639,26 @@ pub(crate) fn plan_request(config: &ServerConfig, o: &SearchOptions) -> PlanRequ
     }
 }
 
+/// The store's options for a request of `queries` vectors: nothing returned
+/// beyond ids and distances unless asked; the response's payload bound shared
+/// by its vectors.
+fn store_options(
+    state: &AppState,
+    k: usize,
+    with_payload: Option<bool>,
+    with_vector: Option<bool>,
+    search: &SearchOptions,
+    queries: usize,
+) -> vectorwise_store::SearchOptions {
+    vectorwise_store::SearchOptions {
+        k,
+        request: plan_request(state.config(), search),
+        with_payload: with_payload.unwrap_or(false),
+        with_vector: with_vector.unwrap_or(false),
+        payload_budget: RESPONSE_PAYLOAD_BYTES / queries.max(1),
+    }
+}
+
 /// Hits as the API answers them: `payload` (null for a point without one)
 /// only when asked for, `vector` likewise.
 fn hits_out(found: Vec<vectorwise_store::Found>, with_payload: bool) -> CollectionSearchResponse {
@@ -698,14 +711,8 @@ pub(crate) async fn search(
         return Err(ApiError::VectorDimension { field: "vector".into(), expected: c.dimension(), actual: req.vector.len() });
     }
     let permit = state.try_acquire_search(SearchKind::Single, 1)?;
-    let options = SearchOptions { profile: req.profile, recall_target: req.recall_target, ef_search: req.ef_search };
-    let opts = vectorwise_store::SearchOptions {
-        k: req.k,
-        request: plan_request(state.config(), &options),
-        with_payload: req.with_payload.unwrap_or(false),
-        with_vector: req.with_vector.unwrap_or(false),
-        payload_budget: RESPONSE_PAYLOAD_BYTES,
-    };
+    let search = SearchOptions { profile: req.profile, recall_target: req.recall_target, ef_search: req.ef_search };
+    let opts = store_options(&state, req.k, req.with_payload, req.with_vector, &search, 1);
     let outcome = blocking(move || {
         let _permit = permit;
         Ok(c.search(&req.vector, &opts)?)
@@ -733,15 +740,8 @@ pub(crate) async fn search_batch(
         return Err(ApiError::VectorDimension { field: format!("vectors[{i}]"), expected: c.dimension(), actual: req.vectors[i].len() });
     }
     let permit = state.try_acquire_search(SearchKind::Batch, req.vectors.len())?;
-    let options = SearchOptions { profile: req.profile, recall_target: req.recall_target, ef_search: req.ef_search };
-    let opts = vectorwise_store::SearchOptions {
-        k: req.k,
-        request: plan_request(state.config(), &options),
-        with_payload: req.with_payload.unwrap_or(false),
-        with_vector: req.with_vector.unwrap_or(false),
-        // The whole response's bound, shared by its vectors.
-        payload_budget: RESPONSE_PAYLOAD_BYTES / req.vectors.len().max(1),
-    };
+    let search = SearchOptions { profile: req.profile, recall_target: req.recall_target, ef_search: req.ef_search };
+    let opts = store_options(&state, req.k, req.with_payload, req.with_vector, &search, req.vectors.len());
     let outcomes = blocking(move || {
         let _permit = permit;
         use rayon::prelude::*;

@@ -85,19 +85,7 @@ impl Store {
         let tmp = self.dir.join(format!(".creating-{name}"));
         let _ = std::fs::remove_dir_all(&tmp);
         Collection::create_files(&tmp, &config)?;
-        let dir = self.dir.join(name);
-        std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
-        sync_dir(&self.dir);
-        let c = match Collection::open(name, &dir, self.sync) {
-            Ok(c) => c,
-            Err(e) => {
-                // Leave no directory the map does not know.
-                let _ = std::fs::remove_dir_all(&dir);
-                return Err(e);
-            }
-        };
-        map.insert(name.to_string(), Arc::clone(&c));
-        Ok((c, true))
+        Ok((self.install(&mut map, name, &tmp)?, true))
     }
 
     /// Makes an index file built by `vectorwise build` the collection
@@ -133,16 +121,18 @@ impl Store {
         manifest.segments.push(SegmentEntry { id: 1, index: index_name(1), payloads: None, deleted: None, deleted_generation: 0, points });
         manifest.next_segment = 2;
         manifest.write(&tmp)?;
+        self.install(&mut map, name, &tmp)
+    }
+
+    /// Moves a collection made in `tmp` to its name (atomically), opens it
+    /// and adds it to `map`; on failure leaves no directory `map` does not know.
+    fn install(&self, map: &mut BTreeMap<String, Arc<Collection>>, name: &str, tmp: &Path) -> Result<Arc<Collection>> {
         let dir = self.dir.join(name);
-        std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
+        std::fs::rename(tmp, &dir).map_err(|e| Error::io(&dir, e))?;
         sync_dir(&self.dir);
-        let c = match Collection::open(name, &dir, self.sync) {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                return Err(e);
-            }
-        };
+        let c = Collection::open(name, &dir, self.sync).inspect_err(|_| {
+            let _ = std::fs::remove_dir_all(&dir);
+        })?;
         map.insert(name.to_string(), Arc::clone(&c));
         Ok(c)
     }
