@@ -69,23 +69,32 @@ fi
 # database (a seed alone decides the run), and no `too_slow` health check: it times
 # hypothesis's own data generation, which a loaded CI machine slows, and says nothing of the API.
 # The working directory is the temporary one, where schemathesis keeps its caches.
+#
+# Two passes. The demo's routes with every check. The collection routes with every check but
+# `positive_data_acceptance`: a vector's length is its collection's dimension, which one
+# OpenAPI document cannot state per `{name}`, so a schema-valid vector of another length gets
+# its documented 400/422; every other check (negative data refused, response schemas and
+# status codes as documented, stateful sequences of create, upsert, search, delete) applies.
 status=0
-(
-    cd "$work"
-    "$venv/bin/schemathesis" run "$url/openapi.json" \
-        --checks all \
-        --exclude-path-regex '^/collections' \
-        --seed "$seed" \
-        --max-examples "$examples" \
-        --generation-database none \
-        --suppress-health-check too_slow \
-        --workers 1 \
-        --no-color
-) || status=$?
+run_schemathesis() {
+    (
+        cd "$work"
+        "$venv/bin/schemathesis" run "$url/openapi.json" \
+            --seed "$seed" \
+            --max-examples "$examples" \
+            --generation-database none \
+            --suppress-health-check too_slow \
+            --workers 1 \
+            --no-color \
+            "$@"
+    )
+}
+run_schemathesis --checks all --exclude-path-regex '^/collections' || status=$?
+run_schemathesis --checks all --exclude-checks positive_data_acceptance --include-path-regex '^/collections' || status=$?
 stop_server
 
 if [ "$status" -eq 0 ]; then
-    echo "conformance check: passed (schemathesis --checks all, seed $seed, $examples examples per operation)"
+    echo "conformance check: passed (schemathesis --checks all, seed $seed, $examples examples per operation; collection routes without positive_data_acceptance)"
 else
     echo "conformance check: failed (schemathesis exit $status, seed $seed)"
 fi
