@@ -365,6 +365,10 @@ async fn search_default(
 )]
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+    if let Some(store) = state.store() {
+        let all: Vec<_> = store.list().iter().filter_map(|(name, _)| store.get(name).ok()).map(|c| c.stats()).collect();
+        state.metrics().collections(&all);
+    }
     ([(header::CONTENT_TYPE, content_type)], state.metrics().render())
 }
 

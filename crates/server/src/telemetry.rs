@@ -39,6 +39,13 @@ const REJECTED: &str = "vectorwise_searches_rejected_total";
 const VECTORS_INDEXED: &str = "vectorwise_vectors_indexed";
 const INDEX_LOAD: &str = "vectorwise_index_load_seconds";
 const BUILD_INFO: &str = "vectorwise_build_info";
+const COLLECTION_POINTS: &str = "vectorwise_collection_points";
+const COLLECTION_DELETED: &str = "vectorwise_collection_deleted_points";
+const COLLECTION_SEGMENTS: &str = "vectorwise_collection_segments";
+const COLLECTION_WAL_BYTES: &str = "vectorwise_collection_wal_bytes";
+const COLLECTION_WRITES: &str = "vectorwise_collection_writes_total";
+const COLLECTION_OPTIMISER: &str = "vectorwise_collection_optimiser_runs_total";
+const COLLECTION_OPTIMISER_BUSY: &str = "vectorwise_collection_optimiser_busy";
 
 /// The `route` label of requests no route matched (the raw path would let
 /// any client create series without bound).
@@ -115,6 +122,13 @@ impl Metrics {
             describe_gauge!(VECTORS_INDEXED, Unit::Count, "Points in the served index (0 while none is loaded).");
             describe_gauge!(INDEX_LOAD, Unit::Seconds, "Seconds taken to open and check the served index.");
             describe_gauge!(BUILD_INFO, "Always 1; the labels say what is running.");
+            describe_gauge!(COLLECTION_POINTS, Unit::Count, "Live points of a collection.");
+            describe_gauge!(COLLECTION_DELETED, Unit::Count, "Deleted or replaced points a collection's segments still hold.");
+            describe_gauge!(COLLECTION_SEGMENTS, Unit::Count, "A collection's segments, by kind (mutable, frozen, sealed).");
+            describe_gauge!(COLLECTION_WAL_BYTES, Unit::Bytes, "Bytes of a collection's write-ahead log on disk.");
+            describe_counter!(COLLECTION_WRITES, "Write records (upsert and delete batches) applied since the collection opened, replay included.");
+            describe_counter!(COLLECTION_OPTIMISER, "Optimiser work done since the collection opened, by kind (seal, merge, rewrite).");
+            describe_gauge!(COLLECTION_OPTIMISER_BUSY, "1 while the optimiser's lane (seal, merge) is building.");
             // Registered now so that a scrape shows them before any traffic.
             for kind in [SearchKind::Single, SearchKind::Batch] {
                 counter!(REJECTED, "kind" => kind.label()).absolute(0);
@@ -135,6 +149,31 @@ impl Metrics {
     /// The Prometheus text exposition of every series.
     pub(crate) fn render(&self) -> String {
         self.handle.render()
+    }
+
+    /// The collections' series, as they are now (called before a render).
+    pub(crate) fn collections(&self, all: &[vectorwise_store::CollectionStats]) {
+        with_local_recorder(&self.recorder, || {
+            for c in all {
+                let name = c.name.clone();
+                gauge!(COLLECTION_POINTS, "collection" => name.clone()).set(c.points as f64);
+                gauge!(COLLECTION_DELETED, "collection" => name.clone()).set(c.deleted as f64);
+                for kind in ["mutable", "frozen", "sealed"] {
+                    let n = c.segments.iter().filter(|s| s.kind == kind).count();
+                    gauge!(COLLECTION_SEGMENTS, "collection" => name.clone(), "kind" => kind).set(n as f64);
+                }
+                gauge!(COLLECTION_WAL_BYTES, "collection" => name.clone()).set(c.wal_bytes as f64);
+                counter!(COLLECTION_WRITES, "collection" => name.clone()).absolute(c.write_version);
+                let o = &c.optimiser;
+                for (kind, n) in [("seal", o.seals), ("merge", o.merges), ("rewrite", o.rewrites)] {
+                    counter!(COLLECTION_OPTIMISER, "collection" => name.clone(), "kind" => kind).absolute(n);
+                }
+                for lane in ["seal", "merge"] {
+                    let busy = (lane == "seal" && o.state.contains("sealing")) || (lane == "merge" && o.state.contains("merging"));
+                    gauge!(COLLECTION_OPTIMISER_BUSY, "collection" => name.clone(), "lane" => lane).set(if busy { 1.0 } else { 0.0 });
+                }
+            }
+        });
     }
 
     /// One answered request. `route` is the matched route template, `None`

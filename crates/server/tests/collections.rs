@@ -107,6 +107,17 @@ async fn points_are_written_read_searched_and_refused_by_field() {
     }
     let (_, body) = call(&api, Method::GET, "/collections/c", None).await;
     assert_eq!(body["points"], 3, "refused batches wrote nothing");
+    // The collection's series.
+    let req = Request::get("/metrics").body(Body::empty()).unwrap();
+    let text = String::from_utf8(api.app.clone().oneshot(req).await.unwrap().into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    for line in [
+        r#"vectorwise_collection_points{collection="c"} 3"#,
+        r#"vectorwise_collection_segments{collection="c",kind="mutable"} 1"#,
+        r#"vectorwise_collection_writes_total{collection="c"} 1"#,
+        r#"vectorwise_collection_optimiser_runs_total{collection="c",kind="seal"} 0"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+    }
 
     let (s, body) = call(&api, Method::POST, "/collections/c/search", Some(json!({"vector": [1.0], "k": 1}))).await;
     assert_eq!((s, body["detail"].as_str()), (StatusCode::BAD_REQUEST, Some("vector has 1 dimensions, expected 2")));
