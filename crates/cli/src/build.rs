@@ -111,7 +111,7 @@ fn parse_lists(s: &str) -> std::result::Result<Lists, String> {
     }
 }
 
-fn parse_metric(s: &str) -> std::result::Result<Metric, String> {
+pub(crate) fn parse_metric(s: &str) -> std::result::Result<Metric, String> {
     s.parse()
 }
 

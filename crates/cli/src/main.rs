@@ -1,4 +1,4 @@
-//! The `vectorwise` binary: generate | build | calibrate | serve | bench | search | health.
+//! The `vectorwise` binary: generate | build | calibrate | import | serve | bench | search | health.
 //! Flags are parsed here (clap, each mirrored by a `VECTORWISE_*` variable
 //! where the demo had one); the work lives in one module per command.
 
@@ -7,6 +7,7 @@
 mod bench;
 mod build;
 mod generate;
+mod import;
 mod progress;
 mod search;
 mod serve;
@@ -30,6 +31,9 @@ enum Command {
     /// Measure an index's recall table (recall@k per setting, k = 1, 10, 100)
     /// and store it in the file: what the search profiles and recall targets use.
     Calibrate(build::CalibrateArgs),
+    /// Load vectors (with ids and payloads) as a new collection, in bulk, into
+    /// one sealed segment of the data directory (no server may have it open).
+    Import(import::Args),
     /// Serve the HTTP API (generates and builds the default dataset on first run).
     Serve(serve::Args),
     /// Measure latency and recall@k, over HTTP or in-process, against exact search.
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         Command::Generate(a) => generate::run(a),
         Command::Build(a) => build::run(a),
         Command::Calibrate(a) => build::run_calibrate(a),
+        Command::Import(a) => import::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Search(a) => search::run(a),

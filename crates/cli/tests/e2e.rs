@@ -775,6 +775,42 @@ fn collections_are_created_written_searched_and_kept_across_restarts() {
     server.terminate();
 }
 
+/// `vectorwise import` loads vectors, ids and payloads as a collection in
+/// bulk; a server then serves it; the data directory admits one process.
+#[test]
+fn import_loads_a_collection_that_serve_then_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vectors, index) = generate_and_build(dir.path());
+    let ids_path = dir.path().join("ids.npy");
+    let ids: Vec<u64> = (0..3000u64).map(|i| 1_000_000 + 7 * i).collect();
+    write_ids_npy(&ids_path, &ids);
+    let payloads = dir.path().join("p.jsonl");
+    let lines: Vec<String> = (0..3000).map(|i| if i % 2 == 0 { format!("{{\"row\": {i}}}") } else { "null".into() }).collect();
+    std::fs::write(&payloads, lines.join("\n") + "\n").unwrap();
+    let data = dir.path().join("data").display().to_string();
+    let out = run_ok(&[
+        "import", "--data-dir", &data, "--collection", "imp", "--vectors", &vectors, "--ids", ids_path.to_str().unwrap(),
+        "--payloads", payloads.to_str().unwrap(), "--metric", "l2",
+    ]);
+    assert!(out.contains("Imported 3000 points of dimension 32"), "{out}");
+    // A bad payload line is refused naming the point.
+    std::fs::write(&payloads, "[1]\n".repeat(3000)).unwrap();
+    let bad = run(&["import", "--data-dir", &data, "--collection", "imp2", "--vectors", &vectors, "--payloads", payloads.to_str().unwrap()]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("must be a JSON object"), "{bad:?}");
+    let server = Server::start(&["--index", &index, "--data-dir", &data]);
+    server.wait_healthy(Duration::from_secs(30));
+    // One process per data directory.
+    let busy = run(&["import", "--data-dir", &data, "--collection", "other", "--vectors", &vectors]);
+    assert!(!busy.status.success() && String::from_utf8_lossy(&busy.stderr).contains("in use by another"), "{busy:?}");
+    let v = vectorwise_index::Matrix::load(Path::new(&vectors)).unwrap();
+    let (status, body) = post(&format!("{}/collections/imp/search", server.url), json!({"vector": v.row(10), "k": 2, "with_payload": true}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["hits"][0], json!({"id": 1_000_070, "distance": 0.0, "payload": {"row": 10}}));
+    let (_, info) = get(&format!("{}/collections/imp", server.url));
+    assert_eq!((info["points"].as_u64(), info["metric"].as_str()), (Some(3000), Some("l2")), "{info}");
+    server.terminate();
+}
+
 /// The served index is the collection `default`, hard-linked; the demo's
 /// routes see what is written to it, across a restart.
 #[test]

@@ -414,32 +414,7 @@ impl Collection {
     /// Checks a batch of points (every error names `points[i]`) and
     /// prepares each for the metric.
     pub fn prepare_points(&self, points: Vec<NewPoint>) -> Result<Vec<PointWrite>> {
-        let loc = |i: usize, f: &'static str| vec![Loc::Field("points"), Loc::Index(i), Loc::Field(f)];
-        let mut out = Vec::with_capacity(points.len());
-        for (i, p) in points.into_iter().enumerate() {
-            if p.id > MAX_ID {
-                return Err(Error::invalid(loc(i, "id"), format!("must be at most {MAX_ID} (2^63 - 1)")));
-            }
-            if p.vector.len() != self.config.dimension {
-                let reason = format!("has {} values; the collection's dimension is {}", p.vector.len(), self.config.dimension);
-                return Err(Error::invalid(loc(i, "vector"), reason));
-            }
-            let vector = self.config.metric.prepare_point(&p.vector, i).map_err(|e| Error::invalid(loc(i, "vector"), e.to_string()))?;
-            let vector = vector.into_owned();
-            let payload = match p.payload {
-                None | Some(serde_json::Value::Null) => None,
-                Some(v @ serde_json::Value::Object(_)) => {
-                    let text = serde_json::to_string(&v).expect("a JSON value serialises");
-                    if text.len() > self.config.max_payload_bytes {
-                        return Err(Error::PayloadTooLarge { index: i, size: text.len(), limit: self.config.max_payload_bytes });
-                    }
-                    Some(Arc::from(text))
-                }
-                Some(_) => return Err(Error::invalid(loc(i, "payload"), "must be a JSON object or null")),
-            };
-            out.push(PointWrite { id: p.id, vector, payload });
-        }
-        Ok(out)
+        prepare_points(&self.config, points)
     }
 
     /// Inserts or replaces `points`; returns once they are durable and
@@ -754,4 +729,35 @@ impl OptimiserStats {
             (true, true) => "sealing+merging",
         };
     }
+}
+
+/// Checks a batch of points for `config` (every error names `points[i]`)
+/// and prepares each for the metric: what an upsert or an import writes.
+pub fn prepare_points(config: &CollectionConfig, points: Vec<NewPoint>) -> Result<Vec<PointWrite>> {
+    let loc = |i: usize, f: &'static str| vec![Loc::Field("points"), Loc::Index(i), Loc::Field(f)];
+    let mut out = Vec::with_capacity(points.len());
+    for (i, p) in points.into_iter().enumerate() {
+        if p.id > MAX_ID {
+            return Err(Error::invalid(loc(i, "id"), format!("must be at most {MAX_ID} (2^63 - 1)")));
+        }
+        if p.vector.len() != config.dimension {
+            let reason = format!("has {} values; the collection's dimension is {}", p.vector.len(), config.dimension);
+            return Err(Error::invalid(loc(i, "vector"), reason));
+        }
+        let vector = config.metric.prepare_point(&p.vector, i).map_err(|e| Error::invalid(loc(i, "vector"), e.to_string()))?;
+        let vector = vector.into_owned();
+        let payload = match p.payload {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v @ serde_json::Value::Object(_)) => {
+                let text = serde_json::to_string(&v).expect("a JSON value serialises");
+                if text.len() > config.max_payload_bytes {
+                    return Err(Error::PayloadTooLarge { index: i, size: text.len(), limit: config.max_payload_bytes });
+                }
+                Some(Arc::from(text))
+            }
+            Some(_) => return Err(Error::invalid(loc(i, "payload"), "must be a JSON object or null")),
+        };
+        out.push(PointWrite { id: p.id, vector, payload });
+    }
+    Ok(out)
 }

@@ -12,7 +12,7 @@ mod segment;
 mod store;
 pub mod wal;
 
-pub use collection::{Collection, CollectionStats, Found, NewPoint, OptimiserStats, SearchOptions, SearchOutcome, SegmentStats, StoredPoint};
+pub use collection::{prepare_points, Collection, CollectionStats, Found, NewPoint, OptimiserStats, SearchOptions, SearchOutcome, SegmentStats, StoredPoint};
 pub use error::{Error, Loc, Result};
 pub use manifest::CollectionConfig;
 pub use store::{Store, valid_name};

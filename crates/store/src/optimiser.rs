@@ -264,11 +264,35 @@ fn build_files(
     payloads: Vec<Option<Arc<str>>>,
     trained: Option<&[f32]>,
 ) -> Result<SealedSegment> {
-    let dir = segments_dir(&c.dir);
-    let index_path = dir.join(index_name(id));
-    let payload_path = dir.join(payloads_name(id));
     let start = std::time::Instant::now();
     let matrix = Matrix::new(c.dimension(), vectors)?;
+    let known = *c.structured.lock();
+    let (index_path, payload_path, verdict) =
+        write_segment(&segments_dir(&c.dir), id, c.metric(), &matrix, &ids, &payloads, trained, known)?;
+    if verdict.is_some() {
+        *c.structured.lock() = verdict;
+    }
+    let seg = SealedSegment::open(id, &index_path, Some(&payload_path), None)?;
+    tracing::info!(collection = c.name(), segment = id, points = ids.len(), method = seg.index.info().index_type, seconds = start.elapsed().as_secs_f64(), "sealed segment built");
+    Ok(seg)
+}
+
+/// Builds, calibrates and writes segment `id`'s index and payload files in
+/// `dir`; returns their paths and, when `auto` tested a sample graph, its
+/// verdict on the data's structure (`known`: an earlier verdict).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_segment(
+    dir: &std::path::Path,
+    id: u64,
+    metric: vectorwise_index::Metric,
+    matrix: &Matrix,
+    ids: &[u64],
+    payloads: &[Option<Arc<str>>],
+    trained: Option<&[f32]>,
+    known: Option<bool>,
+) -> Result<(std::path::PathBuf, std::path::PathBuf, Option<bool>)> {
+    let index_path = dir.join(index_name(id));
+    let payload_path = dir.join(payloads_name(id));
     // Below the size where `auto` partitions, a segment gets the exhaustive
     // quantised scan rather than `auto`'s graph + codes: 20k x 128 clustered
     // builds and calibrates in 0.46 s against 2.48 s, and answers in
@@ -277,31 +301,26 @@ fn build_files(
     // From that size, `auto` tests a sample graph once per collection (2 s
     // of a merge's 4–9 s at 80k x 128): later merges reuse its verdict.
     let n = ids.len();
-    let known = *c.structured.lock();
     let request = match (n < AUTO_LISTS_MIN_POINTS, known) {
-        (true, _) => BuildRequest { metric: c.metric(), method: BuildMethod::Scan, ..Default::default() },
+        (true, _) => BuildRequest { metric, method: BuildMethod::Scan, ..Default::default() },
         (false, Some(structured)) => BuildRequest {
-            metric: c.metric(),
+            metric,
             method: BuildMethod::Scan,
             scan_lists: Some(if structured { vectorwise_index::scan::lists::auto_lists(n) } else { 0 }),
             ..Default::default()
         },
-        (false, None) => BuildRequest { metric: c.metric(), method: BuildMethod::Auto, ..Default::default() },
+        (false, None) => BuildRequest { metric, method: BuildMethod::Auto, ..Default::default() },
     };
-    let plan = plan_build(&matrix, &request)?;
-    if let Some(choice) = plan.choice {
-        *c.structured.lock() = Some(choice.method == vectorwise_index::Method::Hnsw);
-    }
-    let points = Points { vectors: &matrix, ids: Some(&ids) };
+    let plan = plan_build(matrix, &request)?;
+    let verdict = plan.choice.map(|choice| choice.method == vectorwise_index::Method::Hnsw);
+    let points = Points { vectors: matrix, ids: Some(ids) };
     vectorwise_index::build_calibrated_with(points, &index_path, &plan.options, trained, &CalibrateOptions::default(), &|_| {})?;
     let index = vectorwise_index::Index::open(&index_path)?;
     let position: HashMap<u64, usize> = ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
     let ordered: Vec<Option<&str>> = index.ids().iter().map(|id| payloads[position[id]].as_deref()).collect();
     drop(index);
     files::write_payloads(&payload_path, ordered.iter().copied())?;
-    let seg = SealedSegment::open(id, &index_path, Some(&payload_path), None)?;
-    tracing::info!(collection = c.name(), segment = id, points = ids.len(), method = seg.index.info().index_type, seconds = start.elapsed().as_secs_f64(), "sealed segment built");
-    Ok(seg)
+    Ok((index_path, payload_path, verdict))
 }
 
 /// Puts `built` in place of the inputs: under the write lock, each of its

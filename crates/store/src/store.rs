@@ -23,6 +23,9 @@ pub struct Store {
     collections: RwLock<BTreeMap<String, Arc<Collection>>>,
     /// Names whose drop is still removing files: not creatable meanwhile.
     dropping: parking_lot::Mutex<std::collections::HashSet<String>>,
+    /// `.lock`, held (flock, exclusive) while the store is open: one
+    /// process per data directory.
+    _lock: std::fs::File,
 }
 
 impl Store {
@@ -30,6 +33,12 @@ impl Store {
     /// collection stops the open with its file and reason.
     pub fn open(dir: &Path, sync: SyncMode) -> Result<Store> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let lock_path = dir.join(".lock");
+        let lock = std::fs::File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            let source = std::io::Error::new(std::io::ErrorKind::WouldBlock, "the data directory is in use by another VectorWise process");
+            return Err(Error::Io { path: dir.to_path_buf(), source });
+        }
         let mut collections = BTreeMap::new();
         for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
             let entry = entry.map_err(|e| Error::io(dir, e))?;
@@ -54,7 +63,7 @@ impl Store {
             let c = Collection::open(&name, &path, sync)?;
             collections.insert(name, c);
         }
-        Ok(Store { dir: dir.to_path_buf(), sync, collections: RwLock::new(collections), dropping: Default::default() })
+        Ok(Store { dir: dir.to_path_buf(), sync, collections: RwLock::new(collections), dropping: Default::default(), _lock: lock })
     }
 
     pub fn dir(&self) -> &Path {
@@ -163,6 +172,45 @@ impl Store {
                 self.import(name, index, None)
             }
         }
+    }
+
+    /// Loads `points` as the new collection `name` in bulk: checked as an
+    /// upsert checks them (errors name `points[i]`), built straight into one
+    /// sealed segment (no log), then opened. Fails when `name` exists.
+    pub fn import_points(&self, name: &str, config: CollectionConfig, points: Vec<crate::NewPoint>) -> Result<Arc<Collection>> {
+        Self::check_name(name)?;
+        config.check()?;
+        let prepared = crate::collection::prepare_points(&config, points)?;
+        let mut map = self.collections.write();
+        if map.contains_key(name) {
+            return Err(Error::Conflict { name: name.to_string(), reason: "it exists; delete it first".into() });
+        }
+        self.check_not_dropping(name)?;
+        let tmp = self.dir.join(format!(".creating-{name}"));
+        let _ = std::fs::remove_dir_all(&tmp);
+        Collection::create_files(&tmp, &config)?;
+        let mut manifest = Manifest::new(config.clone());
+        if !prepared.is_empty() {
+            let ids: Vec<u64> = prepared.iter().map(|p| p.id).collect();
+            let payloads: Vec<Option<Arc<str>>> = prepared.iter().map(|p| p.payload.clone()).collect();
+            let vectors: Vec<f32> = prepared.into_iter().flat_map(|p| p.vector).collect();
+            let matrix = vectorwise_index::Matrix::new(config.dimension, vectors)?;
+            let seg_dir = segments_dir(&tmp);
+            let (index, payload_file, _) =
+                crate::optimiser::write_segment(&seg_dir, 1, config.metric, &matrix, &ids, &payloads, None, None)?;
+            let name_of = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            manifest.segments.push(SegmentEntry {
+                id: 1,
+                index: name_of(&index),
+                payloads: Some(name_of(&payload_file)),
+                deleted: None,
+                deleted_generation: 0,
+                points: ids.len(),
+            });
+        }
+        manifest.next_segment = 2;
+        manifest.write(&tmp)?;
+        self.install(&mut map, name, &tmp)
     }
 
     pub fn get(&self, name: &str) -> Result<Arc<Collection>> {
