@@ -80,11 +80,18 @@ def searches(c, stop=None):
             return lat, found
 
 def wait_idle(c):
+    """Until the optimiser has been idle, with the same segments, for 2 s
+    (a lane is briefly idle between two steps)."""
     t = time.time()
+    calm, last = 0, None
     while True:
         st, info = call(c, "GET", C)
-        if not any(s["kind"] == "frozen" for s in info["segments"]) and info["optimiser"]["state"] == "idle":
-            return time.time() - t, info
+        shape = [(g["id"], g["kind"]) for g in info["segments"]]
+        quiet = not any(g["kind"] == "frozen" for g in info["segments"]) and info["optimiser"]["state"] == "idle"
+        calm = calm + 1 if quiet and shape == last else 0
+        last = shape
+        if calm >= 10:
+            return time.time() - t - 2.0, info
         time.sleep(0.2)
 
 def recall(found, want):

@@ -48,7 +48,7 @@ pub struct CreateCollection {
     /// `l2`, `ip` or `cosine` (default `cosine`).
     #[schema(value_type = Option<String>)]
     pub metric: Metric,
-    /// The mutable segment is sealed into an index past this many points (default 20000).
+    /// The mutable segment is sealed into an index past this many points (default 10000).
     pub seal_points: Option<usize>,
     /// Largest payload per point, compact JSON bytes (default 65536).
     pub max_payload_bytes: Option<usize>,

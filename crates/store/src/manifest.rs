@@ -22,7 +22,7 @@ pub struct CollectionConfig {
     pub max_payload_bytes: usize,
 }
 
-pub const DEFAULT_SEAL_POINTS: usize = 20_000;
+pub const DEFAULT_SEAL_POINTS: usize = 10_000;
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 << 10;
 pub const MAX_DIMENSION: usize = 65_536;
 
