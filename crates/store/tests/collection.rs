@@ -132,6 +132,9 @@ fn sealed_segments_keep_recall_through_deletes_merges_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), SyncMode::Always).unwrap();
         let (c, _) = store.create("c", config(16, metric, 300)).unwrap();
+        // The optimiser's work runs here, by `optimise`, so that what the
+        // stats see below does not race a background rewrite.
+        c.stop_optimiser();
         let mut model: HashMap<u64, Vec<f32>> = HashMap::new();
         for b in 0..16 {
             let batch = points(250, 16, 10 + b, b * 250);
