@@ -8,7 +8,7 @@ use crate::error::ApiError;
 use crate::extract::ValidJson;
 use crate::models::{ErrorResponse, FieldError, LocItem, SearchOptions, ValidationErrorResponse};
 use crate::resolve::headers;
-use crate::state::{AppState, ServerConfig};
+use crate::state::{AppState, SearchPermit, ServerConfig};
 use crate::telemetry::SearchKind;
 use crate::validate::{
     FromBody, body_object, parse_int, parse_queries, parse_vector, required, search_options, unknown_fields,
@@ -22,7 +22,6 @@ use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use utoipa::ToSchema;
 use vectorwise_index::Metric;
-use vectorwise_index::plan::SearchRequest as PlanRequest;
 use vectorwise_store::{Collection, CollectionConfig, NewPoint, Store};
 
 pub(crate) fn router() -> axum::Router<AppState> {
@@ -627,18 +626,6 @@ pub(crate) async fn get_points(
     Ok(Json(PointsResponse { points }))
 }
 
-pub(crate) fn plan_request(config: &ServerConfig, o: &SearchOptions) -> PlanRequest {
-    match (o.ef_search, o.recall_target, o.profile) {
-        (Some(ef), _, _) => PlanRequest::EfSearch(ef),
-        (None, Some(t), _) => PlanRequest::RecallTarget(t),
-        (None, None, Some(p)) => PlanRequest::Profile(p.into()),
-        (None, None, None) => match config.ef_search {
-            Some(ef) => PlanRequest::EfSearch(ef),
-            None => PlanRequest::Profile(config.default_profile),
-        },
-    }
-}
-
 /// The store's options for a request of `queries` vectors: nothing returned
 /// beyond ids and distances unless asked; the response's payload bound shared
 /// by its vectors.
@@ -652,7 +639,7 @@ fn store_options(
 ) -> vectorwise_store::SearchOptions {
     vectorwise_store::SearchOptions {
         k,
-        request: plan_request(state.config(), search),
+        request: crate::resolve::request(state.config(), search),
         with_payload: with_payload.unwrap_or(false),
         with_vector: with_vector.unwrap_or(false),
         payload_budget: RESPONSE_PAYLOAD_BYTES / queries.max(1),
@@ -691,6 +678,27 @@ pub(crate) fn outcome_headers(o: &vectorwise_store::SearchOutcome) -> HeaderMap 
         h.insert(crate::resolve::header::SEGMENTS, v);
     }
     h
+}
+
+/// Searches `c` for every query, in order, on the rayon pool from a blocking
+/// task that holds `permit`; a query the metric refuses is a 422 at `loc(i)`.
+pub(crate) async fn search_all(
+    c: Arc<Collection>,
+    queries: Vec<Vec<f32>>,
+    opts: vectorwise_store::SearchOptions,
+    permit: SearchPermit,
+    loc: impl Fn(usize) -> Vec<LocItem> + Send + Sync + 'static,
+) -> Result<Vec<vectorwise_store::SearchOutcome>, ApiError> {
+    blocking(move || {
+        let _permit = permit;
+        use rayon::prelude::*;
+        queries
+            .par_iter()
+            .enumerate()
+            .map(|(i, q)| c.search(q, &opts).map_err(|e| ApiError::from(e).located(|_| loc(i))))
+            .collect()
+    })
+    .await
 }
 
 /// The k nearest live points of the collection, merged over its segments by exact distance.
@@ -742,16 +750,7 @@ pub(crate) async fn search_batch(
     let permit = state.try_acquire_search(SearchKind::Batch, req.vectors.len())?;
     let search = SearchOptions { profile: req.profile, recall_target: req.recall_target, ef_search: req.ef_search };
     let opts = store_options(&state, req.k, req.with_payload, req.with_vector, &search, req.vectors.len());
-    let outcomes = blocking(move || {
-        let _permit = permit;
-        use rayon::prelude::*;
-        req.vectors
-            .par_iter()
-            .enumerate()
-            .map(|(i, v)| c.search(v, &opts).map_err(|e| ApiError::from(e).located(|_| vec!["body".into(), "vectors".into(), LocItem::Index(i)])))
-            .collect::<Result<Vec<_>, ApiError>>()
-    })
-    .await?;
+    let outcomes = search_all(c, req.vectors, opts, permit, |i| vec!["body".into(), "vectors".into(), LocItem::Index(i)]).await?;
     let headers = outcomes.first().map(outcome_headers).unwrap_or_default();
     let results = outcomes.into_iter().map(|o| hits_out(o.hits, opts.with_payload)).collect();
     Ok((headers, Json(CollectionSearchBatchResponse { results })))

@@ -76,7 +76,6 @@ const INTERNAL: &str = "Internal server error";
 impl ApiError {
     /// The status this error is answered with.
     pub fn status(&self) -> StatusCode {
-        use vectorwise_index::Error as E;
         match self {
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::DimensionMismatch { .. } | ApiError::BatchDimensionMismatch { .. } | ApiError::BodyRead(_) => {
@@ -88,19 +87,7 @@ impl ApiError {
             }
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            // Validation runs before the engine, so these mean a check here
-            // is missing; they are still the caller's input.
-            ApiError::Engine(
-                E::DimensionMismatch { .. } | E::InvalidParameter { .. } | E::NonFinite { .. } | E::DuplicateId { .. },
-            ) => StatusCode::BAD_REQUEST,
-            // Routes turn it into a located 422 (`zero_vector` in routes.rs);
-            // unlocated it is still the caller's input.
-            ApiError::Engine(E::ZeroVector { .. } | E::TooLarge { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
-            // The engine calls a bad file a user error, but the file is ours,
-            // not the HTTP caller's: internal.
-            ApiError::Engine(E::Io { .. } | E::CorruptFile { .. } | E::UnsupportedFile { .. }) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ApiError::Engine(e) => engine_status(e),
             ApiError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::PointNotFound => StatusCode::NOT_FOUND,
             ApiError::VectorDimension { .. } => StatusCode::BAD_REQUEST,
@@ -114,7 +101,7 @@ impl ApiError {
                     }
                     S::DiskFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
                     S::LogFailed => StatusCode::SERVICE_UNAVAILABLE,
-                    S::Index(e) => ApiError::Engine(clone_index_error(e)).status(),
+                    S::Index(e) => engine_status(e),
                     S::Io { .. } | S::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
                 }
             }
@@ -122,20 +109,21 @@ impl ApiError {
     }
 }
 
-/// The variants whose status does not depend on their payload, rebuilt for
-/// [`ApiError::status`] of a store error that wraps an engine one.
-fn clone_index_error(e: &vectorwise_index::Error) -> vectorwise_index::Error {
+/// The status of an engine error, wherever it is wrapped.
+fn engine_status(e: &vectorwise_index::Error) -> StatusCode {
     use vectorwise_index::Error as E;
     match e {
-        E::DimensionMismatch { expected, actual } => E::DimensionMismatch { expected: *expected, actual: *actual },
-        E::InvalidParameter { name, reason } => E::InvalidParameter { name, reason: reason.clone() },
-        E::NonFinite { index } => E::NonFinite { index: *index },
-        E::ZeroVector { index } => E::ZeroVector { index: *index },
-        E::TooLarge { index } => E::TooLarge { index: *index },
-        E::DuplicateId { id, first, second } => E::DuplicateId { id: *id, first: *first, second: *second },
-        E::Io { path, .. } | E::CorruptFile { path, .. } | E::UnsupportedFile { path, .. } => {
-            E::CorruptFile { path: path.clone(), reason: String::new() }
+        // Validation runs before the engine, so these mean a check here
+        // is missing; they are still the caller's input.
+        E::DimensionMismatch { .. } | E::InvalidParameter { .. } | E::NonFinite { .. } | E::DuplicateId { .. } => {
+            StatusCode::BAD_REQUEST
         }
+        // Routes turn it into a located 422 (`zero_vector` in routes.rs);
+        // unlocated it is still the caller's input.
+        E::ZeroVector { .. } | E::TooLarge { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        // The engine calls a bad file a user error, but the file is ours,
+        // not the HTTP caller's: internal.
+        E::Io { .. } | E::CorruptFile { .. } | E::UnsupportedFile { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

@@ -35,7 +35,14 @@ pub(crate) mod header {
 /// request that names none gets the server's default (a fixed `ef_search`
 /// when the operator set one, else the default profile).
 pub(crate) fn resolve(index: &Index, config: &ServerConfig, k: usize, options: &SearchOptions) -> SearchPlan {
-    let request = match (options.ef_search, options.recall_target, options.profile) {
+    index.plan(k, request(config, options))
+}
+
+/// What a request's `options` ask the engine's planner for; none: the
+/// server's default (a fixed `ef_search` when the operator set one, else
+/// the default profile). Collections plan each segment from it.
+pub(crate) fn request(config: &ServerConfig, options: &SearchOptions) -> SearchRequest {
+    match (options.ef_search, options.recall_target, options.profile) {
         (Some(ef), _, _) => SearchRequest::EfSearch(ef),
         (None, Some(target), _) => SearchRequest::RecallTarget(target),
         (None, None, Some(p)) => SearchRequest::Profile(p.into()),
@@ -43,8 +50,7 @@ pub(crate) fn resolve(index: &Index, config: &ServerConfig, k: usize, options: &
             Some(ef) => SearchRequest::EfSearch(ef),
             None => SearchRequest::Profile(config.default_profile),
         },
-    };
-    index.plan(k, request)
+    }
 }
 
 /// The `X-VectorWise-*` headers of a plan.

@@ -71,8 +71,9 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<StatsRes
     let default = resolve(&index, config, 10, &SearchOptions::default());
     let monitor = state.monitor();
     let totals = monitor.totals();
+    let written = diverged_default(&state);
     Ok(Json(StatsResponse {
-        total_vectors: diverged_default(&state).map_or(info.count, |c| c.len()),
+        total_vectors: written.as_ref().map_or(info.count, |c| c.len()),
         dimension: info.dim,
         index_type: info.index_type.to_owned(),
         hnsw_m: info.hnsw_m,
@@ -80,7 +81,7 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<StatsRes
         hnsw_ef_construction: info.ef_construction,
         metric: info.metric.as_str().to_owned(),
         // Written to, `default` holds the ids its writers gave.
-        ids: if info.user_ids || diverged_default(&state).is_some() { "user" } else { "row" }.to_owned(),
+        ids: if info.user_ids || written.is_some() { "user" } else { "row" }.to_owned(),
         format_version: info.format_version,
         file_size_bytes: info.file_size_bytes,
         build_seconds: info.build_seconds,
@@ -326,27 +327,15 @@ async fn search_default(
     let permit = state.try_acquire_search(kind, queries.len())?;
     let opts = vectorwise_store::SearchOptions {
         k,
-        request: crate::collections::plan_request(state.config(), options),
+        request: crate::resolve::request(state.config(), options),
         with_payload: false,
         with_vector: false,
         payload_budget: 0,
     };
-    let outcomes = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        use rayon::prelude::*;
-        queries
-            .par_iter()
-            .enumerate()
-            .map(|(i, q)| {
-                c.search(q, &opts).map_err(|e| {
-                    ApiError::from(e).located(|_| {
-                        if batch { vec!["body".into(), "query_vectors".into(), i.into()] } else { vec!["body".into(), "query_vector".into()] }
-                    })
-                })
-            })
-            .collect::<Result<Vec<_>, ApiError>>()
+    let outcomes = crate::collections::search_all(c, queries, opts, permit, move |i| {
+        if batch { vec!["body".into(), "query_vectors".into(), i.into()] } else { vec!["body".into(), "query_vector".into()] }
     })
-    .await??;
+    .await?;
     let headers = outcomes.first().map(crate::collections::outcome_headers).unwrap_or_default();
     let results = outcomes
         .into_iter()

@@ -243,7 +243,7 @@ impl Collection {
                 return Err(Error::corrupt(dir.join(crate::manifest::MANIFEST), reason));
             }
         }
-        remove_unnamed_files(&seg_dir, &manifest);
+        remove_unnamed_files(&seg_dir, &manifest, &|_| false);
         let mut ids = HashMap::new();
         for s in &sealed {
             for (o, &id) in s.index.ids().iter().enumerate() {
@@ -660,30 +660,18 @@ impl Collection {
         let manifest = Manifest { format: 1, config: self.config.clone(), segments: entries, wal_from, next_segment };
         manifest.write(&self.dir)?;
         self.wal.truncate_before(wal_from)?;
-        // Files no manifest names any more (merged segments, old sidecars).
-        let keep: std::collections::HashSet<String> = manifest
-            .segments
-            .iter()
-            .flat_map(|e| [Some(e.index.clone()), e.payloads.clone(), e.deleted.clone()])
-            .flatten()
-            .collect();
-        if let Ok(entries) = std::fs::read_dir(&seg_dir) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let in_build = name.get(..12).and_then(|n| n.parse::<u64>().ok()).is_some_and(|id| self.building.lock().contains(&id));
-                if !name.starts_with('.') && !keep.contains(&name) && !in_build {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
+        // Files no manifest names any more (merged segments, old sidecars),
+        // but those of segments the optimiser is building now.
+        remove_unnamed_files(&seg_dir, &manifest, &|id| self.building.lock().contains(&id));
         Ok(())
     }
 }
 
-/// At open, nothing is being built: files of `segments/` the manifest does
-/// not name are a crashed or failed build's, or a superseded sidecar; a
-/// `.NAME.tmp-PID` is a killed writer's temporary.
-fn remove_unnamed_files(seg_dir: &Path, manifest: &Manifest) {
+/// Removes the files of `segments/` that `manifest` does not name (a merged
+/// segment's, a superseded sidecar, a crashed or failed build's) unless
+/// `in_build` says their segment is being built (at open nothing is), and a
+/// killed writer's `.NAME.tmp-PID` temporaries.
+fn remove_unnamed_files(seg_dir: &Path, manifest: &Manifest, in_build: &dyn Fn(SegmentId) -> bool) {
     let keep: std::collections::HashSet<&str> = manifest
         .segments
         .iter()
@@ -695,8 +683,11 @@ fn remove_unnamed_files(seg_dir: &Path, manifest: &Manifest) {
         let name = e.file_name().to_string_lossy().into_owned();
         if let Some(target) = name.strip_prefix('.').and_then(|n| n.rsplit_once(".tmp-")).map(|(t, _)| t) {
             vectorwise_index::remove_stale_temporaries(&seg_dir.join(target));
-        } else if !keep.contains(name.as_str()) && e.file_type().is_ok_and(|t| t.is_file()) {
-            tracing::info!(file = %e.path().display(), "removing a segment file no manifest names");
+        } else if !keep.contains(name.as_str())
+            && e.file_type().is_ok_and(|t| t.is_file())
+            && !name.get(..12).and_then(|n| n.parse::<u64>().ok()).is_some_and(in_build)
+        {
+            tracing::info!(file = %e.path().display(), "removing a segment file no manifest names (merged, superseded, or a failed build)");
             let _ = std::fs::remove_file(e.path());
         }
     }

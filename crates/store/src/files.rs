@@ -118,8 +118,12 @@ impl Payloads {
         std::str::from_utf8(self.bytes(i)).ok().filter(|s| !s.is_empty())
     }
 
-    pub(crate) fn count(&self) -> usize {
-        self.count
+    /// Refuses a payload file that does not hold one entry per point.
+    pub(crate) fn check_count(&self, points: usize) -> Result<()> {
+        if self.count != points {
+            return Err(Error::corrupt(&self.path, format!("holds {} payloads for {points} points", self.count)));
+        }
+        Ok(())
     }
 
     pub(crate) fn path(&self) -> Option<&Path> {

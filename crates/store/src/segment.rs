@@ -182,7 +182,7 @@ impl SealedSegment {
         let payloads = match payloads {
             Some(p) => {
                 let p = Payloads::open(p)?;
-                Payloads::check_count(&p, index.len())?;
+                p.check_count(index.len())?;
                 p
             }
             None => Payloads::none(index.len()),
@@ -214,15 +214,5 @@ impl SealedSegment {
     pub(crate) fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Hit>> {
         let found = self.index.search_live(query, k, params, &|o| self.deleted.get(o), self.deleted.count())?;
         Ok(found.into_iter().map(|(offset, n)| Hit { distance: n.distance, id: n.id, segment: self.id, offset }).collect())
-    }
-}
-
-impl Payloads {
-    fn check_count(p: &Payloads, n: usize) -> Result<()> {
-        if p.count() != n {
-            let path = p.path().map(Path::to_path_buf).unwrap_or_default();
-            return Err(crate::error::Error::corrupt(path, format!("holds {} payloads for {n} points", p.count())));
-        }
-        Ok(())
     }
 }
