@@ -1,6 +1,8 @@
 //! [`Index`]: a loaded, searchable index file. The handle the server holds.
 
+use crate::allow::{AllowSet, FilteredPath, plan_filtered};
 use crate::distance::kernels;
+use crate::scan::BLOCK;
 use crate::exact;
 use crate::error::{Error, Result};
 use crate::format::{self, MappedFile};
@@ -314,6 +316,76 @@ impl Index {
         }
         found.truncate(k);
         Ok(self.to_located(query, found))
+    }
+
+    /// The `k` points of `allow` nearest to `query` (always `min(k,
+    /// allowed)` of them), each with its offset, and the path that found
+    /// them: [`crate::allow::plan_filtered`] chooses from the allowed count
+    /// and what each path would read. `params` are the unfiltered plan's
+    /// (its candidates, re-rank depth and lists); a partitioned scan reads
+    /// the nearest lists until they hold as many allowed points as the
+    /// unfiltered search would read points.
+    pub fn search_allowed(
+        &self,
+        query: &[f32],
+        k: usize,
+        params: &SearchParams,
+        allow: &AllowSet,
+    ) -> Result<(Vec<(PointOffset, Neighbor)>, FilteredPath)> {
+        Self::check_k(k)?;
+        params.validate()?;
+        if allow.len() != self.len() {
+            let reason = format!("covers {} points, the index holds {}", allow.len(), self.len());
+            return Err(Error::InvalidParameter { name: "allow", reason });
+        }
+        let prepared = self.prepare(query)?;
+        let allowed = allow.count();
+        let want = k.min(allowed);
+        if want == 0 {
+            return Ok((Vec::new(), FilteredPath::Exact));
+        }
+        let (rows, d) = (self.space_vectors(), self.space_dim());
+        let method = self.method(params);
+        let scan = self.file.scan();
+        let (candidates, rerank) = scan_depths(params, k);
+        // What the masked scan would read: every point, or the nearest lists
+        // holding as many allowed points as the unfiltered plan reads points.
+        let (ranges, scan_points) = match scan {
+            Some(view) if method != Method::Exact => {
+                let lists = view.lists.map_or(1, |l| l.len().max(1));
+                let target = (params.nprobe.saturating_mul(self.len()) / lists).max(candidates);
+                view.allowed_ranges(&prepared, allow, params.nprobe, target)
+            }
+            _ => (Vec::new(), 0),
+        };
+        let code_bytes = scan.filter(|_| method != Method::Exact).map(|v| v.shape.block_bytes() / BLOCK);
+        let path = if method == Method::Exact {
+            FilteredPath::Exact
+        } else {
+            plan_filtered(allowed, self.len(), d, code_bytes, scan_points, method == Method::Hnsw)
+        };
+        let mut found = match (path, scan) {
+            (FilteredPath::Sq8, Some(view)) => view.search_sq8_allowed(rows, &prepared, k, rerank.max(exact_keep(k)), allow),
+            (FilteredPath::Scan, Some(view)) => view.search_allowed(rows, &prepared, k, candidates, rerank, &ranges, allow),
+            (FilteredPath::Graph, _) => {
+                let share = allowed as f64 / self.len().max(1) as f64;
+                let ef = ((params.ef_search.max(k) as f64 / share).ceil() as usize).min(self.len());
+                let mut walked = self.searcher(Method::Hnsw)?.search(&prepared, ef, &SearchParams { ef_search: ef, ..*params }, None);
+                walked.retain(|s| allow.contains(s.offset));
+                walked.truncate(k);
+                walked
+            }
+            _ => Vec::new(),
+        };
+        let path = if path != FilteredPath::Exact && found.len() >= want {
+            path
+        } else {
+            // Exact by choice, or a path that came back short.
+            found = exact::search_kept(rows, d, &prepared, k, &|o| allow.contains(o));
+            FilteredPath::Exact
+        };
+        found.truncate(k);
+        Ok((self.to_located(query, found), path))
     }
 
     /// The recall table measured for this index, when it has one (format 3).

@@ -7,6 +7,7 @@
 //! *metric* ([`Metric`]) maps the user's vectors into the space every method
 //! searches by squared L2 (see [`metric`]).
 
+pub mod allow;
 pub mod calibrate;
 pub mod choose;
 pub mod dataset;
@@ -27,6 +28,7 @@ pub mod topk;
 pub mod vectors;
 pub mod visited;
 
+pub use allow::{AllowSet, FilteredPath};
 pub use calibrate::{Calibration, Profile};
 pub use error::{Error, Result};
 pub use fsutil::{remove_stale_temporaries, write_atomic};

@@ -102,6 +102,15 @@ impl ListsView<'_> {
         self.pick(query, None, nprobe, min_points)
     }
 
+    /// Every list, nearest centroid to `query` first (ties: lower list).
+    pub fn ranked(&self, query: &[f32]) -> Vec<usize> {
+        let dim = query.len();
+        let l2 = crate::distance::kernels().l2_squared;
+        let mut d: Vec<(f32, usize)> = (0..self.len()).map(|i| (l2(&self.centroids[i * dim..(i + 1) * dim], query), i)).collect();
+        d.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        d.into_iter().map(|(_, i)| i).collect()
+    }
+
     /// Whether [`ListsView::pick`] with `approx` ranks only part of the
     /// lists exactly at `nprobe` (else `approx` is not needed).
     pub fn ranks_by_codes(&self, nprobe: usize) -> bool {

@@ -21,6 +21,7 @@ pub mod kernels;
 pub mod kmeans;
 pub mod lists;
 
+use crate::allow::AllowSet;
 use crate::distance::prefetch_lines;
 use crate::error::{Error, Result};
 use crate::topk::Scored;
@@ -477,12 +478,12 @@ impl ScanView<'_> {
     /// too low), the scan again from no threshold: the answer is always the
     /// `keep` smallest (sum, offset) pairs.
     fn scan_states(&self, states: &mut [ScanState], keep: usize, ranges: &[Range<usize>], scratch: &mut Scratch) {
-        self.fast_scan_with(states, keep, ranges, scratch);
+        self.fast_scan_with(states, keep, ranges, scratch, None);
         for st in states.iter_mut() {
             if st.found.len() < keep && st.threshold != u16::MAX {
                 st.found.clear();
                 st.threshold = u16::MAX;
-                self.fast_scan_with(std::slice::from_mut(st), keep, ranges, scratch);
+                self.fast_scan_with(std::slice::from_mut(st), keep, ranges, scratch, None);
             }
         }
     }
@@ -649,7 +650,9 @@ impl ScanView<'_> {
     }
 
     /// [`ScanView::fast_scan_tables`]'s loop, with its scratch (histogram zeroed).
-    fn fast_scan_with(&self, states: &mut [ScanState], keep: usize, ranges: &[Range<usize>], scratch: &mut Scratch) {
+    /// With `allow`, only its points can pass (its bits ANDed into each
+    /// block's mask).
+    fn fast_scan_with(&self, states: &mut [ScanState], keep: usize, ranges: &[Range<usize>], scratch: &mut Scratch, allow: Option<&AllowSet>) {
         let block = scan_kernels().block;
         // Blocks per kernel call: the sums (4 KiB) stay in L1.
         const CHUNK: usize = 64;
@@ -670,6 +673,11 @@ impl ScanView<'_> {
                     // Only the chunk's first and last blocks can reach past the range.
                     masks[0] &= in_range(b0 * BLOCK, r);
                     masks[blocks - 1] &= in_range((b0 + blocks - 1) * BLOCK, r);
+                    if let Some(allow) = allow {
+                        for (b, m) in masks.iter_mut().enumerate() {
+                            *m &= allow.block((b0 + b) * BLOCK);
+                        }
+                    }
                     // The blocks with a point below the threshold, listed
                     // without a branch: whether a block has one is a coin
                     // toss at depth, and a branch on it was mispredicted.
@@ -818,6 +826,109 @@ impl ScanView<'_> {
         }
         stage2.sort_unstable_by_key(|s| s.offset);
         crate::exact::rerank(vectors, self.shape.dim, query, k, &stage2)
+    }
+
+    /// The offset ranges a filtered search reads, and how many points they
+    /// hold: every point without lists (or with `nprobe` 0 or all lists);
+    /// else the lists in order of their centroids' distance to `query`,
+    /// those without an allowed point skipped, until they hold `target`
+    /// allowed points (or there are no more).
+    pub fn allowed_ranges(&self, query: &[f32], allow: &AllowSet, nprobe: usize, target: usize) -> (Vec<Range<usize>>, usize) {
+        let lists = match self.lists {
+            Some(lists) if self.partial(nprobe) => lists,
+            _ => return (vec![0..self.shape.count], self.shape.count),
+        };
+        let (mut covered, mut read) = (0usize, 0usize);
+        let mut picked: Vec<Range<usize>> = Vec::new();
+        for i in lists.ranked(query) {
+            if covered >= target {
+                break;
+            }
+            let r = lists.starts[i] as usize..lists.starts[i + 1] as usize;
+            let n = allow.count_in(r.clone());
+            if n == 0 {
+                continue;
+            }
+            covered += n;
+            read += r.len();
+            picked.push(r);
+        }
+        picked.sort_unstable_by_key(|r| r.start);
+        let mut ranges: Vec<Range<usize>> = Vec::with_capacity(picked.len());
+        for r in picked {
+            match ranges.last_mut() {
+                Some(last) if last.end == r.start => last.end = r.end,
+                _ => ranges.push(r),
+            }
+        }
+        (ranges, read)
+    }
+
+    /// [`ScanView::search`] answering only `allow`'s points, over `ranges`
+    /// ([`ScanView::allowed_ranges`]): stage 1 with the allow-set in its
+    /// block masks, then the SQ8 and exact stages.
+    ///
+    /// Stage 1's depth adapts to the query: a filter can leave only points
+    /// far from the query, where the 4-bit sums rank poorly (a filter
+    /// correlated with the data kept recall@10 at 0.75 at the depth that gave
+    /// 0.97 unfiltered). When the SQ8 stage's `k` best sit in the worse half
+    /// of stage 1's candidates by sum, the nearest may lie past the cut, so
+    /// stage 1 runs again four times deeper, until they sit in the better
+    /// half or every allowed point of `ranges` is a candidate.
+    #[allow(clippy::too_many_arguments)]
+    pub fn search_allowed(
+        &self,
+        vectors: &[f32],
+        query: &[f32],
+        k: usize,
+        candidates: usize,
+        rerank: usize,
+        ranges: &[Range<usize>],
+        allow: &AllowSet,
+    ) -> Vec<Scored> {
+        let rerank = rerank.max(k);
+        let reachable: usize = ranges.iter().map(|r| allow.count_in(r.clone())).sum();
+        let mut keep = candidates.max(rerank).max(1);
+        let lut = self.table(query);
+        let sq8 = self.sq8_distance(query);
+        loop {
+            let mut state = ScanState { lut: lut.clone(), found: Vec::with_capacity(2 * keep + BLOCK), threshold: u16::MAX };
+            SCRATCH.with_borrow_mut(|scratch| {
+                let need = self.shape.m * kernels::MAX_ENTRY as usize + 1;
+                if scratch.hist.len() < need {
+                    scratch.hist.resize(need, 0);
+                }
+                self.fast_scan_with(std::slice::from_mut(&mut state), keep, ranges, scratch, Some(allow));
+            });
+            let found = state.found;
+            if keep >= reachable || !self.best_in_worse_half(&sq8, &found, k) {
+                return self.rerank(vectors, query, k, found, rerank);
+            }
+            keep = keep.saturating_mul(4);
+        }
+    }
+
+    /// Whether any of the `k` best of `found` (stage 1's candidates, in
+    /// offset order) by SQ8 distance ranks in the worse half by sum.
+    fn best_in_worse_half(&self, sq8: &Sq8Query<'_>, found: &[(u16, u32)], k: usize) -> bool {
+        if found.len() <= k {
+            return false;
+        }
+        let best = self.stage2(sq8, found, k);
+        let mut sums: Vec<u16> = found.iter().map(|f| f.0).collect();
+        let half = found.len() / 2;
+        let (_, &mut median, _) = sums.select_nth_unstable(half);
+        best.iter().any(|s| {
+            let at = found.partition_point(|f| f.1 < s.offset);
+            found.get(at).is_some_and(|f| f.0 > median)
+        })
+    }
+
+    /// The `k` of `allow`'s points nearest to `query`: every allowed point's
+    /// SQ8 distance, the `rerank` best re-ranked exactly.
+    pub fn search_sq8_allowed(&self, vectors: &[f32], query: &[f32], k: usize, rerank: usize, allow: &AllowSet) -> Vec<Scored> {
+        let found: Vec<(u16, u32)> = allow.iter().map(|o| (0, o)).collect();
+        self.rerank(vectors, query, k, found, rerank.max(k))
     }
 
     /// Stages 2 and 3 over stage 1's candidates.
@@ -1172,7 +1283,7 @@ mod tests {
                         SCRATCH.with_borrow_mut(|s| {
                             s.hist.resize(need.max(s.hist.len()), 0);
                             view.scan_all(&mut one, keep, ranges, s);
-                            view.fast_scan_with(std::slice::from_mut(&mut other), keep, ranges, s);
+                            view.fast_scan_with(std::slice::from_mut(&mut other), keep, ranges, s, None);
                         });
                         assert_eq!(one.found, want, "select once: {dim}-d dsub {dsub}, ranges {ranges:?} keep {keep}");
                         assert_eq!(other.found, want, "cut as found: {dim}-d dsub {dsub}, ranges {ranges:?} keep {keep}");
