@@ -34,6 +34,8 @@ pub(crate) fn router() -> axum::Router<AppState> {
         .route("/collections/{name}/points/{id}", get(get_point))
         .route("/collections/{name}/search", post(search))
         .route("/collections/{name}/search/batch", post(search_batch))
+        .route("/collections/{name}/index", put(create_index))
+        .route("/collections/{name}/index/{field}", axum::routing::delete(drop_index))
 }
 
 // ---- wire types -------------------------------------------------------------
@@ -104,6 +106,9 @@ pub struct CollectionSearchRequest {
     pub profile: Option<crate::models::SearchProfile>,
     pub recall_target: Option<f64>,
     pub ef_search: Option<usize>,
+    /// Only points this payload filter lets through are answered (see `Filter`).
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Arc<vectorwise_store::Filter>>,
 }
 
 /// `POST /collections/{name}/search/batch`.
@@ -117,6 +122,20 @@ pub struct CollectionSearchBatchRequest {
     pub profile: Option<crate::models::SearchProfile>,
     pub recall_target: Option<f64>,
     pub ef_search: Option<usize>,
+    /// One payload filter for every vector of the batch (see `Filter`).
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Arc<vectorwise_store::Filter>>,
+}
+
+/// `PUT /collections/{name}/index`: declares a payload index.
+#[derive(Clone, Debug, PartialEq, ToSchema)]
+pub struct CreatePayloadIndex {
+    /// A dotted payload key (`meta.source`).
+    pub field: String,
+    /// `keyword`, `integer`, `float` or `bool`.
+    #[schema(value_type = String)]
+    #[schema(pattern = "^(keyword|integer|float|bool)$")]
+    pub r#type: vectorwise_store::FieldType,
 }
 
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -423,8 +442,8 @@ impl FromBody for GetRequest {
     }
 }
 
-const SEARCH_FIELDS: &[&str] = &["vector", "k", "with_payload", "with_vector", "profile", "recall_target", "ef_search"];
-const BATCH_FIELDS: &[&str] = &["vectors", "k", "with_payload", "with_vector", "profile", "recall_target", "ef_search"];
+const SEARCH_FIELDS: &[&str] = &["vector", "k", "with_payload", "with_vector", "profile", "recall_target", "ef_search", "filter"];
+const BATCH_FIELDS: &[&str] = &["vectors", "k", "with_payload", "with_vector", "profile", "recall_target", "ef_search", "filter"];
 
 /// What `search` and `search/batch` share: k, what to return, how hard to search.
 struct HitOptions {
@@ -432,6 +451,7 @@ struct HitOptions {
     with_payload: Option<bool>,
     with_vector: Option<bool>,
     search: SearchOptions,
+    filter: Option<Arc<vectorwise_store::Filter>>,
 }
 
 fn hit_options(map: &Map<String, Value>, config: &ServerConfig, errors: &mut Vec<FieldError>) -> Option<HitOptions> {
@@ -439,7 +459,47 @@ fn hit_options(map: &Map<String, Value>, config: &ServerConfig, errors: &mut Vec
     let with_payload = parse_bool(map, "with_payload", errors);
     let with_vector = parse_bool(map, "with_vector", errors);
     let search = search_options(map, errors);
-    Some(HitOptions { k: k?, with_payload, with_vector, search: search? })
+    let filter = match map.get("filter") {
+        None => Some(None),
+        Some(v) => crate::filter::parse(v, &at(&["filter"]), errors),
+    };
+    Some(HitOptions { k: k?, with_payload, with_vector, search: search?, filter: filter?.map(Arc::new) })
+}
+
+impl FromBody for CreatePayloadIndex {
+    fn from_body(body: &Value, _: &ServerConfig) -> Result<Self, Vec<FieldError>> {
+        let map = body_object(body)?;
+        let mut errors = Vec::new();
+        let field = required(map, "field", &mut errors).and_then(|v| match v {
+            Value::String(s) => match vectorwise_store::KeyPath::parse(s) {
+                Ok(_) => Some(s.clone()),
+                Err(reason) => {
+                    errors.push(FieldError::new(at(&["field"]), "value_error", format!("Value error, key {reason}")).with_input(v));
+                    None
+                }
+            },
+            other => {
+                errors.push(FieldError::new(at(&["field"]), "string_type", "Input should be a valid string").with_input(other));
+                None
+            }
+        });
+        let field_type = required(map, "type", &mut errors).and_then(|v| {
+            let t = serde_json::from_value::<vectorwise_store::FieldType>(v.clone()).ok();
+            if t.is_none() {
+                errors.push(
+                    FieldError::new(at(&["type"]), "enum", "Input should be 'keyword', 'integer', 'float' or 'bool'")
+                        .with_input(v)
+                        .with_ctx(json!({"expected": "'keyword', 'integer', 'float' or 'bool'"})),
+                );
+            }
+            t
+        });
+        unknown_fields(map, &["field", "type"], &mut errors);
+        match (field, field_type) {
+            (Some(field), Some(r#type)) if errors.is_empty() => Ok(CreatePayloadIndex { field, r#type }),
+            _ => Err(errors),
+        }
+    }
 }
 
 impl FromBody for CollectionSearchRequest {
@@ -451,7 +511,16 @@ impl FromBody for CollectionSearchRequest {
         unknown_fields(map, SEARCH_FIELDS, &mut errors);
         let (Some(vector), Some(h), true) = (vector, h, errors.is_empty()) else { return Err(errors) };
         let SearchOptions { profile, recall_target, ef_search } = h.search;
-        Ok(CollectionSearchRequest { vector, k: h.k, with_payload: h.with_payload, with_vector: h.with_vector, profile, recall_target, ef_search })
+        Ok(CollectionSearchRequest {
+            vector,
+            k: h.k,
+            with_payload: h.with_payload,
+            with_vector: h.with_vector,
+            profile,
+            recall_target,
+            ef_search,
+            filter: h.filter,
+        })
     }
 }
 
@@ -465,7 +534,16 @@ impl FromBody for CollectionSearchBatchRequest {
         unknown_fields(map, BATCH_FIELDS, &mut errors);
         let (Some(vectors), Some(h), true) = (vectors, h, errors.is_empty()) else { return Err(errors) };
         let SearchOptions { profile, recall_target, ef_search } = h.search;
-        Ok(CollectionSearchBatchRequest { vectors, k: h.k, with_payload: h.with_payload, with_vector: h.with_vector, profile, recall_target, ef_search })
+        Ok(CollectionSearchBatchRequest {
+            vectors,
+            k: h.k,
+            with_payload: h.with_payload,
+            with_vector: h.with_vector,
+            profile,
+            recall_target,
+            ef_search,
+            filter: h.filter,
+        })
     }
 }
 
@@ -626,6 +704,42 @@ pub(crate) async fn get_points(
     Ok(Json(PointsResponse { points }))
 }
 
+/// Declares a payload index on a key: built in every segment and kept
+/// current; filters on the key then read the index, not the payloads.
+#[utoipa::path(put, path = "/collections/{name}/index", tag = "collections", request_body = CreatePayloadIndex,
+    params(("name" = String, Path, description = "Collection name")),
+    responses((status = 201, description = "Declared and built", body = Object),
+        (status = 200, description = "The key already has this index", body = Object),
+        (status = 404, description = "No such collection", body = ErrorResponse),
+        (status = 409, description = "The key has an index of another type", body = ErrorResponse),
+        (status = 422, description = "Invalid body", body = ValidationErrorResponse)))]
+pub(crate) async fn create_index(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ValidJson(req): ValidJson<CreatePayloadIndex>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let c = collection(&state, &name)?;
+    let spec = vectorwise_store::FieldSpec { field: req.field.clone(), field_type: req.r#type };
+    let created = blocking(move || Ok(c.create_payload_index(spec)?)).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(json!({ "field": req.field, "type": req.r#type.as_str() }))))
+}
+
+/// Drops the payload index on a key (filters on it then read payloads).
+#[utoipa::path(delete, path = "/collections/{name}/index/{field}", tag = "collections",
+    params(("name" = String, Path, description = "Collection name"), ("field" = String, Path, description = "The indexed key")),
+    responses((status = 200, description = "Dropped", body = Object),
+        (status = 404, description = "No such collection or index", body = ErrorResponse)))]
+pub(crate) async fn drop_index(
+    State(state): State<AppState>,
+    Path((name, field)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let c = collection(&state, &name)?;
+    let f = field.clone();
+    blocking(move || Ok(c.drop_payload_index(&f)?)).await?;
+    Ok(Json(json!({ "dropped": field })))
+}
+
 /// The store's options for a request of `queries` vectors: nothing returned
 /// beyond ids and distances unless asked; the response's payload bound shared
 /// by its vectors.
@@ -636,6 +750,7 @@ fn store_options(
     with_vector: Option<bool>,
     search: &SearchOptions,
     queries: usize,
+    filter: Option<Arc<vectorwise_store::Filter>>,
 ) -> vectorwise_store::SearchOptions {
     vectorwise_store::SearchOptions {
         k,
@@ -643,6 +758,7 @@ fn store_options(
         with_payload: with_payload.unwrap_or(false),
         with_vector: with_vector.unwrap_or(false),
         payload_budget: RESPONSE_PAYLOAD_BYTES / queries.max(1),
+        filter,
     }
 }
 
@@ -676,6 +792,27 @@ pub(crate) fn outcome_headers(o: &vectorwise_store::SearchOutcome) -> HeaderMap 
     }
     if let Ok(v) = o.segments.to_string().parse() {
         h.insert(crate::resolve::header::SEGMENTS, v);
+    }
+    if let Some(f) = &o.filter {
+        use crate::resolve::header;
+        let share = if f.live == 0 { 0.0 } else { f.allowed as f64 / f.live as f64 };
+        let paths: Vec<&str> = f.paths.iter().map(|p| p.as_str()).collect();
+        let values = [
+            (header::FILTER_SELECTIVITY, format!("{share:.6}")),
+            (header::FILTER_ALLOWED, f.allowed.to_string()),
+            (header::FILTER_PATHS, if paths.is_empty() { "exact".into() } else { paths.join(",") }),
+        ];
+        for (name, value) in values {
+            if let Ok(v) = value.parse() {
+                h.insert(name, v);
+            }
+        }
+        if !f.unindexed.is_empty() {
+            // Keys are checked dotted names, but may hold any printable text.
+            if let Ok(v) = f.unindexed.join(",").parse() {
+                h.insert(header::FILTER_UNINDEXED, v);
+            }
+        }
     }
     h
 }
@@ -720,14 +857,15 @@ pub(crate) async fn search(
     }
     let permit = state.try_acquire_search(SearchKind::Single, 1)?;
     let search = SearchOptions { profile: req.profile, recall_target: req.recall_target, ef_search: req.ef_search };
-    let opts = store_options(&state, req.k, req.with_payload, req.with_vector, &search, 1);
+    let opts = store_options(&state, req.k, req.with_payload, req.with_vector, &search, 1, req.filter);
+    let with_payload = opts.with_payload;
     let outcome = blocking(move || {
         let _permit = permit;
         Ok(c.search(&req.vector, &opts)?)
     })
     .await
     .map_err(|e| e.located(|_| vec!["body".into(), "vector".into()]))?;
-    Ok((outcome_headers(&outcome), Json(hits_out(outcome.hits, opts.with_payload))))
+    Ok((outcome_headers(&outcome), Json(hits_out(outcome.hits, with_payload))))
 }
 
 /// `/collections/{name}/search` for many vectors, in request order.
@@ -749,9 +887,10 @@ pub(crate) async fn search_batch(
     }
     let permit = state.try_acquire_search(SearchKind::Batch, req.vectors.len())?;
     let search = SearchOptions { profile: req.profile, recall_target: req.recall_target, ef_search: req.ef_search };
-    let opts = store_options(&state, req.k, req.with_payload, req.with_vector, &search, req.vectors.len());
+    let opts = store_options(&state, req.k, req.with_payload, req.with_vector, &search, req.vectors.len(), req.filter);
+    let with_payload = opts.with_payload;
     let outcomes = search_all(c, req.vectors, opts, permit, |i| vec!["body".into(), "vectors".into(), LocItem::Index(i)]).await?;
     let headers = outcomes.first().map(outcome_headers).unwrap_or_default();
-    let results = outcomes.into_iter().map(|o| hits_out(o.hits, opts.with_payload)).collect();
+    let results = outcomes.into_iter().map(|o| hits_out(o.hits, with_payload)).collect();
     Ok((headers, Json(CollectionSearchBatchResponse { results })))
 }

@@ -29,7 +29,7 @@ use vectorwise_index::{Index, Metric};
     paths(routes::health, routes::stats, routes::search, routes::search_batch, routes::metrics,
         collections::list, collections::create, collections::info, collections::remove,
         collections::upsert, collections::delete_points, collections::get_point, collections::get_points,
-        collections::search, collections::search_batch),
+        collections::search, collections::search_batch, collections::create_index, collections::drop_index),
     tags(
         (name = "health", description = "Liveness and readiness"),
         (name = "index", description = "The served index"),
@@ -84,6 +84,7 @@ fn document(config: &ServerConfig, vectors: Option<VectorRules>) -> utoipa::open
             vector_rules(query, vectors);
         }
     }
+    filter_schemas(&mut doc);
     close_response_objects(&mut doc);
     // Whole examples, which Swagger UI's "Try it out" sends as they are: built
     // from the fields' own examples it would send profile, recall_target and
@@ -167,6 +168,22 @@ fn at_most_one_search_option(request: &mut Object) {
         })
         .collect();
     request.extensions.get_or_insert_with(Default::default).insert("anyOf".to_owned(), json!(branches));
+}
+
+/// The `Filter` and `Condition` components, and the `filter` property of the
+/// collection search requests pointing at `Filter` (the derives say only
+/// "an object": the shape is recursive and a `oneOf`).
+fn filter_schemas(doc: &mut utoipa::openapi::OpenApi) {
+    let Some(components) = doc.components.as_mut() else { return };
+    for (name, schema) in crate::filter::schemas() {
+        components.schemas.insert(name, schema);
+    }
+    for request in ["CollectionSearchRequest", "CollectionSearchBatchRequest"] {
+        if let Some(property) = schema_property(doc, request, "filter") {
+            *property = serde_json::from_value(json!({ "oneOf": [{ "type": "null" }, { "$ref": "#/components/schemas/Filter" }] }))
+                .expect("a valid schema");
+        }
+    }
 }
 
 /// Response bodies hold the fields their types declare and no others: every

@@ -94,8 +94,8 @@ impl ApiError {
             ApiError::Store(e) => {
                 use vectorwise_store::Error as S;
                 match e {
-                    S::NotFound(_) | S::Dropped(_) => StatusCode::NOT_FOUND,
-                    S::Conflict { .. } => StatusCode::CONFLICT,
+                    S::NotFound(_) | S::Dropped(_) | S::IndexNotFound(_) => StatusCode::NOT_FOUND,
+                    S::Conflict { .. } | S::IndexConflict { .. } => StatusCode::CONFLICT,
                     S::Invalid { .. } | S::PayloadTooLarge { .. } | S::ResponseTooLarge { .. } => {
                         StatusCode::UNPROCESSABLE_ENTITY
                     }

@@ -21,6 +21,7 @@ mod collections;
 mod docs;
 mod error;
 mod extract;
+mod filter;
 mod layers;
 mod listener;
 mod models;

@@ -27,8 +27,28 @@ pub(crate) mod header {
     pub const EXPECTED_RECALL: &str = "x-vectorwise-expected-recall";
     /// Segments a collection search merged (collections only).
     pub const SEGMENTS: &str = "x-vectorwise-segments";
+    /// A filtered search: the share of the live points the filter let through.
+    pub const FILTER_SELECTIVITY: &str = "x-vectorwise-filter-selectivity";
+    /// A filtered search: how many live points the filter let through.
+    pub const FILTER_ALLOWED: &str = "x-vectorwise-filter-allowed";
+    /// A filtered search: the paths the sealed segments took (`exact`, `sq8`, `scan`, `graph`).
+    pub const FILTER_PATHS: &str = "x-vectorwise-filter-paths";
+    /// A filtered search: keys no payload index answered (their payloads were read).
+    pub const FILTER_UNINDEXED: &str = "x-vectorwise-filter-unindexed";
     /// All of them, for CORS `Access-Control-Expose-Headers`.
-    pub const ALL: [&str; 7] = [PROFILE, METHOD, SETTING, EF_SEARCH, RECALL_TARGET, EXPECTED_RECALL, SEGMENTS];
+    pub const ALL: [&str; 11] = [
+        PROFILE,
+        METHOD,
+        SETTING,
+        EF_SEARCH,
+        RECALL_TARGET,
+        EXPECTED_RECALL,
+        SEGMENTS,
+        FILTER_SELECTIVITY,
+        FILTER_ALLOWED,
+        FILTER_PATHS,
+        FILTER_UNINDEXED,
+    ];
 }
 
 /// The plan for a search of `k` on `index` with a request's `options`; a

@@ -146,3 +146,79 @@ async fn cosine_collections_refuse_zero_vectors_at_the_field() {
     let (_, body) = call(&api, Method::GET, "/collections/z/points/1", None).await;
     assert_eq!(body["vector"], json!([0.6, 0.8]), "cosine collections keep unit vectors");
 }
+
+async fn call_with_headers(api: &Api, method: Method, path: &str, body: Value) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let req = Request::builder().method(method).uri(path).header(header::CONTENT_TYPE, "application/json");
+    let response = api.app.clone().oneshot(req.body(Body::from(body.to_string())).unwrap()).await.unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn filtered_searches_answer_only_matching_points_and_say_how() {
+    let api = api();
+    call(&api, Method::PUT, "/collections/f", Some(json!({"dimension": 2, "metric": "l2"}))).await;
+    let points: Vec<Value> = (0..200)
+        .map(|i| json!({"id": i, "vector": [i as f32, 0.0], "payload": {"tag": if i % 10 == 0 { "ten" } else { "other" }, "price": i, "meta": {"even": i % 2 == 0}}}))
+        .collect();
+    assert_eq!(call(&api, Method::PUT, "/collections/f/points", Some(json!({"points": points}))).await.0, StatusCode::OK);
+    let search = |filter: Value| json!({"vector": [0.0, 0.0], "k": 5, "filter": filter, "with_payload": true});
+    // Unindexed: right answers, and the header names the key read from payloads.
+    let (s, h, body) = call_with_headers(&api, Method::POST, "/collections/f/search", search(json!({"must": [{"key": "tag", "match": {"value": "ten"}}]}))).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let ids: Vec<u64> = body["hits"].as_array().unwrap().iter().map(|h| h["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, vec![0, 10, 20, 30, 40]);
+    assert_eq!(h["x-vectorwise-filter-unindexed"], "tag");
+    assert_eq!(h["x-vectorwise-filter-allowed"], "20");
+    assert_eq!(h["x-vectorwise-filter-selectivity"], "0.100000");
+    // Declare indexes: 201, then 200 for the same, 409 for another type, 422 for a bad one.
+    let (s, _) = call(&api, Method::PUT, "/collections/f/index", Some(json!({"field": "tag", "type": "keyword"}))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(call(&api, Method::PUT, "/collections/f/index", Some(json!({"field": "tag", "type": "keyword"}))).await.0, StatusCode::OK);
+    assert_eq!(call(&api, Method::PUT, "/collections/f/index", Some(json!({"field": "tag", "type": "integer"}))).await.0, StatusCode::CONFLICT);
+    assert_eq!(call(&api, Method::PUT, "/collections/f/index", Some(json!({"field": "price", "type": "integer"}))).await.0, StatusCode::CREATED);
+    for (body, loc, kind) in [
+        (json!({"field": "a..b", "type": "keyword"}), json!(["body", "field"]), "value_error"),
+        (json!({"field": "a", "type": "text"}), json!(["body", "type"]), "enum"),
+        (json!({"field": "a", "type": "bool", "x": 1}), json!(["body", "x"]), "extra_forbidden"),
+    ] {
+        let (s, reply) = call(&api, Method::PUT, "/collections/f/index", Some(body.clone())).await;
+        assert_eq!((s, locs(&reply)), (StatusCode::UNPROCESSABLE_ENTITY, vec![(loc, kind.to_string())]), "{body}");
+    }
+    let (_, info) = call(&api, Method::GET, "/collections/f", None).await;
+    assert_eq!(info["payload_indexes"], json!([{"field": "tag", "type": "keyword"}, {"field": "price", "type": "integer"}]));
+    // Indexed now: no unindexed header; a combination with must_not and a range.
+    let f = json!({"must": [{"key": "tag", "match": {"value": "ten"}}, {"key": "price", "range": {"gte": 50}}],
+                   "must_not": [{"has_id": [60]}]});
+    let (s, h, body) = call_with_headers(&api, Method::POST, "/collections/f/search", search(f)).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let ids: Vec<u64> = body["hits"].as_array().unwrap().iter().map(|h| h["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, vec![50, 70, 80, 90, 100]);
+    assert!(h.get("x-vectorwise-filter-unindexed").is_none());
+    assert_eq!(body["hits"][0]["payload"]["tag"], "ten");
+    // A nested bool on an unindexed key, in a batch (one filter for all vectors).
+    let batch = json!({"vectors": [[0.0, 0.0], [199.0, 0.0]], "k": 2, "filter": {"must": [{"key": "meta.even", "match": {"value": false}}]}});
+    let (s, body) = call(&api, Method::POST, "/collections/f/search/batch", Some(batch)).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let ids: Vec<Vec<u64>> = body["results"].as_array().unwrap().iter().map(|r| r["hits"].as_array().unwrap().iter().map(|h| h["id"].as_u64().unwrap()).collect()).collect();
+    assert_eq!(ids, vec![vec![1, 3], vec![199, 197]]);
+    // Nothing passes: no hits, not an error.
+    let (s, body) = call(&api, Method::POST, "/collections/f/search", Some(search(json!({"must": [{"key": "tag", "match": {"value": "none"}}]})))).await;
+    assert_eq!((s, body), (StatusCode::OK, json!({"hits": []})));
+    // Bad filters: 422 at the place.
+    for (filter, loc, kind) in [
+        (json!({"must": [{"key": "price", "range": {}}]}), json!(["body", "filter", "must", 0, "range"]), "value_error"),
+        (json!({"must": [{"key": "price", "match": {"value": 1.5}}]}), json!(["body", "filter", "must", 0, "match", "value"]), "value_error"),
+        (json!({"should": [{"has_id": ["x"]}]}), json!(["body", "filter", "should", 0, "has_id", 0]), "value_error"),
+        (json!({"must": [{"key": "tag", "match": {"value": "a"}, "boost": 2}]}), json!(["body", "filter", "must", 0, "boost"]), "extra_forbidden"),
+        (json!({"filter": 1}), json!(["body", "filter", "filter"]), "extra_forbidden"),
+        (json!("tag = ten"), json!(["body", "filter"]), "dict_type"),
+    ] {
+        let (s, reply) = call(&api, Method::POST, "/collections/f/search", Some(search(filter.clone()))).await;
+        assert_eq!((s, locs(&reply)), (StatusCode::UNPROCESSABLE_ENTITY, vec![(loc, kind.to_string())]), "{filter}");
+    }
+    // Drop an index: 200, then 404.
+    assert_eq!(call(&api, Method::DELETE, "/collections/f/index/price", None).await.0, StatusCode::OK);
+    assert_eq!(call(&api, Method::DELETE, "/collections/f/index/price", None).await.0, StatusCode::NOT_FOUND);
+}

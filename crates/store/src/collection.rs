@@ -2,6 +2,8 @@
 //! kept in segments, searched as one. See ARCHITECTURE.md, "Collections".
 
 use crate::error::{Error, Loc, Result};
+use crate::filter::Filter;
+use crate::payload_index::{FieldSpec, SegmentPoints, select};
 use crate::manifest::{CollectionConfig, Manifest, SegmentEntry};
 use crate::record::{PointWrite, Record};
 use crate::segment::{Hit, MemSegment, SealedSegment, SegmentId};
@@ -12,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use vectorwise_index::plan::{SearchPlan, SearchRequest};
-use vectorwise_index::{MAX_ID, Metric, PointOffset};
+use roaring::RoaringBitmap;
+use vectorwise_index::{AllowSet, FilteredPath, MAX_ID, Metric, PointOffset};
 
 /// Where a live point is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +93,8 @@ impl SegmentSet {
 pub(crate) struct WriteState {
     pub ids: HashMap<u64, Loc2>,
     pub next_segment: u64,
+    /// The declared payload indexes (every segment keeps them current).
+    pub fields: Arc<Vec<FieldSpec>>,
 }
 
 /// One point to upsert, as a request gives it.
@@ -111,7 +116,7 @@ pub struct StoredPoint {
 }
 
 /// A search over the whole collection.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct SearchOptions {
     pub k: usize,
     pub request: SearchRequest,
@@ -120,6 +125,23 @@ pub struct SearchOptions {
     /// Most payload bytes the hits may carry (a bound on the response);
     /// past it the search fails with [`Error::ResponseTooLarge`].
     pub payload_budget: usize,
+    /// Only points this filter lets through are answered.
+    pub filter: Option<Arc<Filter>>,
+}
+
+/// How a filtered search went.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FilterReport {
+    /// Live points the filter let through, over all segments.
+    pub allowed: usize,
+    /// Live points searched.
+    pub live: usize,
+    /// The path each sealed segment took (see [`FilteredPath`]), distinct,
+    /// in segment order; memory segments are searched exactly.
+    pub paths: Vec<FilteredPath>,
+    /// Keys whose conditions were decided by reading payloads (no payload
+    /// index answers them).
+    pub unindexed: Vec<String>,
 }
 
 /// One answer.
@@ -141,6 +163,8 @@ pub struct SearchOutcome {
     /// segments are exact); `None` when a searched segment has no table.
     pub expected_recall: Option<f64>,
     pub segments: usize,
+    /// Present when the search had a filter.
+    pub filter: Option<FilterReport>,
 }
 
 /// What `GET /collections/{name}` shows of one segment.
@@ -181,6 +205,7 @@ pub struct CollectionStats {
     pub wal_bytes: u64,
     pub write_version: u64,
     pub segments: Vec<SegmentStats>,
+    pub payload_indexes: Vec<FieldSpec>,
     pub optimiser: OptimiserStats,
 }
 
@@ -230,7 +255,13 @@ impl Collection {
             vectorwise_index::remove_stale_temporaries(&index);
             let payloads = e.payloads.as_ref().map(|p| seg_dir.join(p));
             let deleted = e.deleted.as_ref().map(|d| seg_dir.join(d));
-            let seg = SealedSegment::open(e.id, &index, payloads.as_deref(), deleted.as_deref().map(|d| (d, e.deleted_generation)))?;
+            let seg = SealedSegment::open(
+                e.id,
+                &index,
+                payloads.as_deref(),
+                deleted.as_deref().map(|d| (d, e.deleted_generation)),
+                &manifest.payload_indexes,
+            )?;
             sealed.push(Arc::new(seg));
         }
         for (s, e) in sealed.iter().zip(&manifest.segments) {
@@ -258,14 +289,19 @@ impl Collection {
                 }
             }
         }
-        let mutable = Arc::new(MemSegment::new(manifest.next_segment, manifest.wal_from, manifest.config.dimension));
+        let mutable =
+            Arc::new(MemSegment::new(manifest.next_segment, manifest.wal_from, manifest.config.dimension, &manifest.payload_indexes));
         let wal = FileWal::open(&dir.join("wal"), manifest.wal_from, sync)?;
         let c = Arc::new(Collection {
             name: name.to_string(),
             dir: dir.to_path_buf(),
             config: manifest.config.clone(),
             wal: wal.clone(),
-            write: Mutex::new(WriteState { ids, next_segment: manifest.next_segment + 1 }),
+            write: Mutex::new(WriteState {
+                ids,
+                next_segment: manifest.next_segment + 1,
+                fields: Arc::new(manifest.payload_indexes.clone()),
+            }),
             segments: RwLock::new(Arc::new(SegmentSet { sealed, frozen: Vec::new(), mutable })),
             version: AtomicU64::new(0),
             dropped: AtomicBool::new(false),
@@ -468,12 +504,29 @@ impl Collection {
         if opts.k == 0 {
             return Err(vectorwise_index::Error::InvalidParameter { name: "k", reason: "must be at least 1".into() }.into());
         }
-        let set = self.set();
+        let filter = opts.filter.as_deref();
+        let (set, named) = match filter {
+            // The live locations of the ids `has_id` names, read with the
+            // segments under the write lock so the two agree.
+            Some(f) if !f.named_ids().is_empty() => {
+                let ws = self.write.lock();
+                let named: HashMap<u64, Loc2> = f.named_ids().into_iter().filter_map(|id| Some((id, *ws.ids.get(&id)?))).collect();
+                (self.set(), named)
+            }
+            _ => (self.set(), HashMap::new()),
+        };
         let metric = self.config.metric;
         let prepared = metric.prepare_point_query(query, self.config.dimension)?;
         let mut hits: Vec<Hit> = Vec::new();
         let mut plan: Option<(usize, SearchPlan)> = None;
         let mut expected = Some(1.0f64);
+        let mut report = filter.map(|_| FilterReport::default());
+        let named = &named;
+        let offsets_of = |segment: SegmentId| {
+            move |ids: &[u64]| -> RoaringBitmap {
+                ids.iter().filter_map(|id| named.get(id)).filter(|at| at.segment == segment).map(|at| at.offset).collect()
+            }
+        };
         for s in &set.sealed {
             if s.live() == 0 {
                 continue;
@@ -483,13 +536,66 @@ impl Collection {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 _ => None,
             };
-            hits.extend(s.search(query, opts.k, &p.params)?);
+            match (filter, report.as_mut()) {
+                (Some(filter), Some(report)) => {
+                    let fields = s.fields.read().clone();
+                    let ids = s.index.ids();
+                    let seg = SegmentPoints {
+                        len: s.len() as u32,
+                        indexes: &fields,
+                        payload: &|o| s.payloads.get(o as usize).map(Arc::from),
+                        id: &|o| ids[o as usize],
+                        offsets_of: &offsets_of(s.id),
+                    };
+                    let (bits, unindexed) = select(filter, &seg);
+                    report.unindexed.extend(unindexed);
+                    let mut allow = AllowSet::none(s.len());
+                    for o in bits.iter().filter(|&o| !s.deleted.get(o)) {
+                        allow.insert(o);
+                    }
+                    report.allowed += allow.count();
+                    report.live += s.live();
+                    if allow.is_empty() {
+                        continue;
+                    }
+                    let (found, path) = s.search_allowed(query, opts.k, &p.params, &allow)?;
+                    if !report.paths.contains(&path) {
+                        report.paths.push(path);
+                    }
+                    hits.extend(found);
+                }
+                _ => hits.extend(s.search(query, opts.k, &p.params)?),
+            }
             if plan.as_ref().is_none_or(|(n, _)| s.len() > *n) {
                 plan = Some((s.len(), p));
             }
         }
         for m in std::iter::once(&set.mutable).chain(&set.frozen) {
-            hits.extend(m.search(metric, &prepared, opts.k));
+            match (filter, report.as_mut()) {
+                (Some(filter), Some(report)) => {
+                    let bits = {
+                        let d = m.data.read();
+                        let seg = SegmentPoints {
+                            len: d.ids.len() as u32,
+                            indexes: &d.fields,
+                            payload: &|o| d.payloads[o as usize].clone(),
+                            id: &|o| d.ids[o as usize],
+                            offsets_of: &offsets_of(m.id),
+                        };
+                        let (bits, unindexed) = select(filter, &seg);
+                        report.unindexed.extend(unindexed);
+                        report.allowed += bits.iter().filter(|&o| !d.deleted[o as usize]).count();
+                        report.live += d.ids.len() - d.deleted_count;
+                        bits
+                    };
+                    hits.extend(m.search(metric, &prepared, opts.k, Some(&bits)));
+                }
+                _ => hits.extend(m.search(metric, &prepared, opts.k, None)),
+            }
+        }
+        if let Some(r) = report.as_mut() {
+            r.unindexed.sort();
+            r.unindexed.dedup();
         }
         hits.sort_by(|a, b| a.key().cmp(&b.key()));
         hits.truncate(opts.k);
@@ -512,13 +618,64 @@ impl Collection {
             plan: plan.map(|(_, p)| p),
             expected_recall: expected,
             segments: set.sealed.len() + set.frozen.len() + 1,
+            filter: report,
         })
     }
 
+    /// Declares a payload index on `spec.field` and builds it in every
+    /// segment; durable (in the manifest) when it returns. Returns whether
+    /// it is new: the same declaration again changes nothing; another type
+    /// on the same key is refused.
+    pub fn create_payload_index(&self, spec: FieldSpec) -> Result<bool> {
+        self.check_open()?;
+        crate::filter::KeyPath::parse(&spec.field).map_err(|reason| Error::invalid(vec![Loc::Field("field")], reason))?;
+        {
+            let mut ws = self.write.lock();
+            if let Some(existing) = ws.fields.iter().find(|f| f.field == spec.field) {
+                if existing.field_type == spec.field_type {
+                    return Ok(false);
+                }
+                return Err(Error::IndexConflict { field: spec.field, existing: existing.field_type.as_str() });
+            }
+            let mut fields = ws.fields.to_vec();
+            fields.push(spec);
+            ws.fields = Arc::new(fields);
+            self.reindex_locked(&ws);
+        }
+        self.checkpoint()?;
+        Ok(true)
+    }
+
+    /// Drops the payload index on `field`; durable when it returns.
+    pub fn drop_payload_index(&self, field: &str) -> Result<()> {
+        self.check_open()?;
+        {
+            let mut ws = self.write.lock();
+            if !ws.fields.iter().any(|f| f.field == field) {
+                return Err(Error::IndexNotFound(field.to_string()));
+            }
+            ws.fields = Arc::new(ws.fields.iter().filter(|f| f.field != field).cloned().collect());
+            self.reindex_locked(&ws);
+        }
+        self.checkpoint()
+    }
+
+    /// Brings every segment's payload indexes to `ws.fields` (the write
+    /// lock held, so no segment comes or goes meanwhile).
+    fn reindex_locked(&self, ws: &WriteState) {
+        let set = self.set();
+        for s in &set.sealed {
+            s.ensure_fields(&ws.fields);
+        }
+        for m in std::iter::once(&set.mutable).chain(&set.frozen) {
+            m.ensure_fields(&ws.fields);
+        }
+    }
+
     pub fn stats(&self) -> CollectionStats {
-        let (set, points) = {
+        let (set, points, fields) = {
             let ws = self.write.lock();
-            (self.set(), ws.ids.len())
+            (self.set(), ws.ids.len(), ws.fields.to_vec())
         };
         let mut segments = Vec::new();
         let mut deleted = 0;
@@ -560,6 +717,7 @@ impl Collection {
             wal_bytes: self.wal.bytes(),
             write_version: self.write_version(),
             segments,
+            payload_indexes: fields,
             optimiser: self.optimiser.lock().clone(),
         }
     }
@@ -590,7 +748,7 @@ impl Collection {
         }
         let id = ws.next_segment;
         ws.next_segment += 1;
-        let fresh = Arc::new(MemSegment::new(id, self.wal.next_lsn(), self.config.dimension));
+        let fresh = Arc::new(MemSegment::new(id, self.wal.next_lsn(), self.config.dimension, &ws.fields));
         let mut frozen = set.frozen.clone();
         frozen.push(Arc::clone(&set.mutable));
         *self.segments.write() = Arc::new(SegmentSet { sealed: set.sealed.clone(), frozen, mutable: fresh });
@@ -625,11 +783,11 @@ impl Collection {
         // Under the write lock: the segments and their deleted sets as of
         // the log position `next` (every deletion in them comes from a
         // record below it).
-        let (set, next, deleted, next_segment) = {
+        let (set, next, deleted, next_segment, fields) = {
             let ws = self.write.lock();
             let set = self.set();
             let deleted: Vec<Vec<u32>> = set.sealed.iter().map(|s| s.deleted.ones()).collect();
-            (set, self.wal.next_lsn(), deleted, ws.next_segment)
+            (set, self.wal.next_lsn(), deleted, ws.next_segment, ws.fields.clone())
         };
         // Durable first, so no deletion reaches a sidecar before its record.
         if next > 1 {
@@ -657,7 +815,14 @@ impl Collection {
             });
         }
         let wal_from = std::iter::once(&set.mutable).chain(&set.frozen).map(|m| m.first_lsn).min().unwrap_or(next);
-        let manifest = Manifest { format: 1, config: self.config.clone(), segments: entries, wal_from, next_segment };
+        let manifest = Manifest {
+            format: 1,
+            config: self.config.clone(),
+            segments: entries,
+            payload_indexes: fields.to_vec(),
+            wal_from,
+            next_segment,
+        };
         manifest.write(&self.dir)?;
         self.wal.truncate_before(wal_from)?;
         // Files no manifest names any more (merged segments, old sidecars),

@@ -49,6 +49,14 @@ pub enum Error {
     #[error("collection `{name}` already exists with other settings ({reason})")]
     Conflict { name: String, reason: String },
 
+    /// A payload index on this key exists with another type. User error.
+    #[error("`{field}` already has a payload index of type {existing}; delete it first")]
+    IndexConflict { field: String, existing: &'static str },
+
+    /// No payload index on this key. User error.
+    #[error("`{0}` has no payload index")]
+    IndexNotFound(String),
+
     /// A request field is invalid; `loc` names it. User error.
     #[error("{reason}")]
     Invalid { loc: Vec<Loc>, reason: String },

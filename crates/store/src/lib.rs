@@ -5,14 +5,21 @@
 mod collection;
 pub mod error;
 mod files;
+pub mod filter;
 pub mod manifest;
 mod optimiser;
+pub mod payload_index;
 pub mod record;
 mod segment;
 mod store;
 pub mod wal;
 
-pub use collection::{prepare_points, Collection, CollectionStats, Found, NewPoint, OptimiserStats, SearchOptions, SearchOutcome, SegmentStats, StoredPoint};
+pub use collection::{
+    prepare_points, Collection, CollectionStats, FilterReport, Found, NewPoint, OptimiserStats, SearchOptions, SearchOutcome, SegmentStats,
+    StoredPoint,
+};
+pub use filter::{Condition, Filter, KeyPath, MatchValue, NumRange};
+pub use payload_index::{FieldSpec, FieldType};
 pub use error::{Error, Loc, Result};
 pub use manifest::CollectionConfig;
 pub use store::{Store, valid_name};

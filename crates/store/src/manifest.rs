@@ -64,6 +64,10 @@ pub struct Manifest {
     pub format: u32,
     pub config: CollectionConfig,
     pub segments: Vec<SegmentEntry>,
+    /// The declared payload indexes (absent in manifests written before
+    /// they existed).
+    #[serde(default)]
+    pub payload_indexes: Vec<crate::payload_index::FieldSpec>,
     /// Replay the log from here: every record below is in the segments.
     pub wal_from: u64,
     pub next_segment: u64,
@@ -71,7 +75,7 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn new(config: CollectionConfig) -> Manifest {
-        Manifest { format: FORMAT, config, segments: Vec::new(), wal_from: 1, next_segment: 1 }
+        Manifest { format: FORMAT, config, segments: Vec::new(), payload_indexes: Vec::new(), wal_from: 1, next_segment: 1 }
     }
 
     pub fn read(dir: &Path) -> Result<Manifest> {

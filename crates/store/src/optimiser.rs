@@ -272,7 +272,8 @@ fn build_files(
     if verdict.is_some() {
         *c.structured.lock() = verdict;
     }
-    let seg = SealedSegment::open(id, &index_path, Some(&payload_path), None)?;
+    let fields = c.write.lock().fields.clone();
+    let seg = SealedSegment::open(id, &index_path, Some(&payload_path), None, &fields)?;
     tracing::info!(collection = c.name(), segment = id, points = ids.len(), method = seg.index.info().index_type, seconds = start.elapsed().as_secs_f64(), "sealed segment built");
     Ok(seg)
 }
@@ -339,6 +340,8 @@ fn swap(
         let set = c.set();
         let mut next = without_inputs(&set);
         if let Some(seg) = built {
+            // An index declared while it was built.
+            seg.ensure_fields(&ws.fields);
             for (o, &id) in seg.index.ids().iter().enumerate() {
                 let live = ws.ids.get(&id).copied().filter(|&at| from(&set, at) && !set.is_deleted(at));
                 if live.is_some() {

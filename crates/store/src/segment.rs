@@ -9,6 +9,7 @@
 
 use crate::error::Result;
 use crate::files::{self, Payloads};
+use crate::payload_index::{FieldIndexes, FieldSpec};
 use parking_lot::RwLock;
 use std::path::Path;
 use std::sync::Arc;
@@ -71,6 +72,8 @@ pub(crate) struct MemData {
     pub payloads: Vec<Option<Arc<str>>>,
     pub deleted: Vec<bool>,
     pub deleted_count: usize,
+    /// The declared payload indexes over these points.
+    pub fields: FieldIndexes,
 }
 
 /// A segment in memory, searched exactly.
@@ -85,8 +88,19 @@ pub struct MemSegment {
 }
 
 impl MemSegment {
-    pub(crate) fn new(id: SegmentId, first_lsn: u64, dim: usize) -> MemSegment {
-        MemSegment { id, first_lsn, dim, data: RwLock::new(MemData::default()) }
+    pub(crate) fn new(id: SegmentId, first_lsn: u64, dim: usize, fields: &[FieldSpec]) -> MemSegment {
+        let data = MemData { fields: FieldIndexes::empty(fields), ..MemData::default() };
+        MemSegment { id, first_lsn, dim, data: RwLock::new(data) }
+    }
+
+    /// Indexes its points for `specs` (unless it already does).
+    pub(crate) fn ensure_fields(&self, specs: &[FieldSpec]) {
+        let mut d = self.data.write();
+        if d.fields.covers(specs) && d.fields.specs().len() == specs.len() {
+            return;
+        }
+        let fields = FieldIndexes::build(specs, d.payloads.iter().map(|p| p.as_deref()));
+        d.fields = fields;
     }
 
     pub(crate) fn push(&self, id: u64, vector: &[f32], payload: Option<Arc<str>>) -> PointOffset {
@@ -94,6 +108,7 @@ impl MemSegment {
         let offset = d.ids.len() as PointOffset;
         d.ids.push(id);
         d.vectors.extend_from_slice(vector);
+        d.fields.insert(offset, payload.as_deref());
         d.payloads.push(payload);
         d.deleted.push(false);
         offset
@@ -115,13 +130,14 @@ impl MemSegment {
 
 
     /// The `k` live points nearest to `query` (prepared with
-    /// [`Metric::prepare_point_query`]), as (distance, id, offset).
-    pub(crate) fn search(&self, metric: Metric, query: &[f32], k: usize) -> Vec<Hit> {
+    /// [`Metric::prepare_point_query`]), as (distance, id, offset); with
+    /// `allowed`, only the points it holds.
+    pub(crate) fn search(&self, metric: Metric, query: &[f32], k: usize, allowed: Option<&roaring::RoaringBitmap>) -> Vec<Hit> {
         let d = self.data.read();
         let mut top: Vec<Hit> = Vec::with_capacity(k + 1);
         let mut worst = f32::INFINITY;
         for (o, row) in d.vectors.chunks_exact(self.dim.max(1)).enumerate() {
-            if d.deleted[o] {
+            if d.deleted[o] || allowed.is_some_and(|a| !a.contains(o as u32)) {
                 continue;
             }
             let dist = metric.point_distance(query, row);
@@ -171,13 +187,22 @@ pub struct SealedSegment {
     pub id: SegmentId,
     pub(crate) index: Index,
     pub(crate) payloads: Payloads,
+    /// The declared payload indexes over its points (rebuilt when one is
+    /// declared).
+    pub(crate) fields: RwLock<Arc<FieldIndexes>>,
     pub(crate) deleted: Bits,
     /// Deleted count when the sidecar was last written, and its generation.
     pub(crate) persisted: parking_lot::Mutex<(usize, u64)>,
 }
 
 impl SealedSegment {
-    pub(crate) fn open(id: SegmentId, index_path: &Path, payloads: Option<&Path>, deleted: Option<(&Path, u64)>) -> Result<SealedSegment> {
+    pub(crate) fn open(
+        id: SegmentId,
+        index_path: &Path,
+        payloads: Option<&Path>,
+        deleted: Option<(&Path, u64)>,
+        fields: &[FieldSpec],
+    ) -> Result<SealedSegment> {
         let index = Index::open(index_path)?;
         let payloads = match payloads {
             Some(p) => {
@@ -196,7 +221,18 @@ impl SealedSegment {
             }
             persisted = (offsets.len(), generation);
         }
-        Ok(SealedSegment { id, index, payloads, deleted: bits, persisted: parking_lot::Mutex::new(persisted) })
+        let fields = RwLock::new(Arc::new(FieldIndexes::build(fields, (0..index.len()).map(|o| payloads.get(o)))));
+        Ok(SealedSegment { id, index, payloads, fields, deleted: bits, persisted: parking_lot::Mutex::new(persisted) })
+    }
+
+    /// Indexes its points for `specs` (unless it already does).
+    pub(crate) fn ensure_fields(&self, specs: &[FieldSpec]) {
+        let current = self.fields.read().clone();
+        if current.covers(specs) && current.specs().len() == specs.len() {
+            return;
+        }
+        let built = FieldIndexes::build(specs, (0..self.len()).map(|o| self.payloads.get(o)));
+        *self.fields.write() = Arc::new(built);
     }
 
     pub fn len(&self) -> usize {
@@ -209,6 +245,12 @@ impl SealedSegment {
 
     pub fn live(&self) -> usize {
         self.len() - self.deleted()
+    }
+
+    /// [`SealedSegment::search`] over the points of `allow` (live ones).
+    pub(crate) fn search_allowed(&self, query: &[f32], k: usize, params: &SearchParams, allow: &vectorwise_index::AllowSet) -> Result<(Vec<Hit>, vectorwise_index::FilteredPath)> {
+        let (found, path) = self.index.search_allowed(query, k, params, allow)?;
+        Ok((found.into_iter().map(|(offset, n)| Hit { distance: n.distance, id: n.id, segment: self.id, offset }).collect(), path))
     }
 
     pub(crate) fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Hit>> {

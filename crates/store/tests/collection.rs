@@ -28,7 +28,7 @@ fn points(n: usize, dim: usize, seed: u64, first_id: u64) -> Vec<NewPoint> {
 }
 
 fn opts(k: usize, request: SearchRequest) -> SearchOptions {
-    SearchOptions { k, request, with_payload: true, with_vector: false, payload_budget: usize::MAX }
+    SearchOptions { k, request, with_payload: true, with_vector: false, payload_budget: usize::MAX, filter: None }
 }
 
 /// Exact top-k ids over a model of the live points, by the metric.

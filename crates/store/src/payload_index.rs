@@ -1,0 +1,436 @@
+//! Payload indexes: for the keys a collection declares, per segment, the
+//! structures that answer a filter's conditions for every point at once,
+//! as a bitmap of offsets ([`roaring`]).
+//!
+//! - `keyword`: each string value's points;
+//! - `integer`: each integer value's points, and every numeric value
+//!   sorted (for ranges);
+//! - `float`: every numeric value sorted;
+//! - `bool`: the points holding `true`, those holding `false`;
+//! - every type: the points holding any value at the key (for `is_empty`).
+//!
+//! A condition an index cannot answer exactly (a `match` of a type the index
+//! does not hold, a `range` on a keyword index, a key without an index) is
+//! answered by reading the segment's payloads: [`select`] says which keys
+//! it had to read that way. Both agree with [`Filter::matches`] (tested).
+//!
+//! Built in memory when a segment opens or is sealed, and point by point
+//! in memory segments; not persisted.
+
+use crate::filter::{Condition, Filter, KeyPath, MatchValue};
+use roaring::RoaringBitmap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// What an index holds of a key's values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    Keyword,
+    Integer,
+    Float,
+    Bool,
+}
+
+impl FieldType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldType::Keyword => "keyword",
+            FieldType::Integer => "integer",
+            FieldType::Float => "float",
+            FieldType::Bool => "bool",
+        }
+    }
+}
+
+/// A declared payload index: the key and the type of its values.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSpec {
+    pub field: String,
+    #[serde(rename = "type")]
+    pub field_type: FieldType,
+}
+
+/// One key's index in one segment.
+#[derive(Debug)]
+pub(crate) struct FieldIndex {
+    spec: FieldSpec,
+    key: KeyPath,
+    non_empty: RoaringBitmap,
+    keywords: HashMap<Box<str>, RoaringBitmap>,
+    integers: HashMap<i64, RoaringBitmap>,
+    /// Every numeric value with its point (integer and float indexes);
+    /// sorted once the segment is sealed.
+    numbers: Vec<(f64, u32)>,
+    sorted: bool,
+    bools: [RoaringBitmap; 2],
+}
+
+impl FieldIndex {
+    fn new(spec: &FieldSpec) -> FieldIndex {
+        FieldIndex {
+            key: KeyPath::parse(&spec.field).unwrap_or_else(|_| KeyPath::parse("_").expect("a valid key")),
+            spec: spec.clone(),
+            non_empty: RoaringBitmap::new(),
+            keywords: HashMap::new(),
+            integers: HashMap::new(),
+            numbers: Vec::new(),
+            sorted: true,
+            bools: [RoaringBitmap::new(), RoaringBitmap::new()],
+        }
+    }
+
+    fn insert(&mut self, offset: u32, payload: &Value) {
+        let values = self.key.values(payload);
+        if values.is_empty() {
+            return;
+        }
+        self.non_empty.insert(offset);
+        for v in values {
+            match (self.spec.field_type, v) {
+                (FieldType::Keyword, Value::String(s)) => {
+                    self.keywords.entry(s.as_str().into()).or_default().insert(offset);
+                }
+                (FieldType::Integer | FieldType::Float, Value::Number(n)) => {
+                    if self.spec.field_type == FieldType::Integer {
+                        if let Some(i) = n.as_i64() {
+                            self.integers.entry(i).or_default().insert(offset);
+                        }
+                    }
+                    if let Some(x) = n.as_f64() {
+                        self.sorted &= self.numbers.last().is_none_or(|&(last, _)| last <= x);
+                        self.numbers.push((x, offset));
+                    }
+                }
+                (FieldType::Bool, Value::Bool(b)) => {
+                    self.bools[usize::from(*b)].insert(offset);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if !self.sorted {
+            self.numbers.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            self.sorted = true;
+        }
+    }
+
+    /// The points of `0..len` meeting `c`, when this index can say exactly.
+    fn answer(&self, c: &Condition, len: u32) -> Option<RoaringBitmap> {
+        let union = |maps: Vec<Option<&RoaringBitmap>>| {
+            let mut out = RoaringBitmap::new();
+            for m in maps.into_iter().flatten() {
+                out |= m;
+            }
+            out
+        };
+        match c {
+            Condition::Match { key, values } if *key == self.key => {
+                let maps = values
+                    .iter()
+                    .map(|v| match (self.spec.field_type, v) {
+                        (FieldType::Keyword, MatchValue::Keyword(s)) => Some(self.keywords.get(s.as_str())),
+                        (FieldType::Integer, MatchValue::Integer(i)) => Some(self.integers.get(i)),
+                        (FieldType::Bool, MatchValue::Bool(b)) => Some(Some(&self.bools[usize::from(*b)])),
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                Some(union(maps))
+            }
+            Condition::Range { key, range } if *key == self.key => {
+                if !matches!(self.spec.field_type, FieldType::Integer | FieldType::Float) {
+                    return None;
+                }
+                let mut offsets: Vec<u32> = if self.sorted {
+                    // The values meeting the lower bounds start at `lo`; those
+                    // meeting the upper bounds end before `hi`.
+                    let lo = self.numbers.partition_point(|&(x, _)| range.gt.is_some_and(|b| x <= b) || range.gte.is_some_and(|b| x < b));
+                    let hi = self.numbers.partition_point(|&(x, _)| range.lt.is_none_or(|b| x < b) && range.lte.is_none_or(|b| x <= b));
+                    self.numbers[lo..hi.max(lo)].iter().map(|&(_, o)| o).collect()
+                } else {
+                    self.numbers.iter().filter(|&&(x, _)| range.contains(x)).map(|&(_, o)| o).collect()
+                };
+                offsets.sort_unstable();
+                offsets.dedup();
+                Some(RoaringBitmap::from_sorted_iter(offsets).expect("sorted and deduplicated"))
+            }
+            Condition::IsEmpty(key) if *key == self.key => {
+                let mut all = full(len);
+                all -= &self.non_empty;
+                Some(all)
+            }
+            _ => None,
+        }
+    }
+}
+
+fn full(len: u32) -> RoaringBitmap {
+    let mut all = RoaringBitmap::new();
+    all.insert_range(0..len);
+    all
+}
+
+/// A segment's payload indexes, one per declared key.
+#[derive(Debug, Default)]
+pub(crate) struct FieldIndexes {
+    fields: Vec<FieldIndex>,
+}
+
+impl FieldIndexes {
+    /// Indexes for `specs` over `payloads` (offset order), finished (a
+    /// sealed segment's).
+    pub(crate) fn build<'a>(specs: &[FieldSpec], payloads: impl Iterator<Item = Option<&'a str>>) -> FieldIndexes {
+        let mut out = FieldIndexes { fields: specs.iter().map(FieldIndex::new).collect() };
+        if specs.is_empty() {
+            return out;
+        }
+        for (o, p) in payloads.enumerate() {
+            out.insert(o as u32, p);
+        }
+        for f in &mut out.fields {
+            f.finish();
+        }
+        out
+    }
+
+    /// Empty indexes for `specs` that points are inserted into one by one
+    /// (a memory segment's).
+    pub(crate) fn empty(specs: &[FieldSpec]) -> FieldIndexes {
+        FieldIndexes { fields: specs.iter().map(FieldIndex::new).collect() }
+    }
+
+    /// Adds the point at `offset` with payload text `payload`.
+    pub(crate) fn insert(&mut self, offset: u32, payload: Option<&str>) {
+        if self.fields.is_empty() {
+            return;
+        }
+        let Some(text) = payload else { return };
+        // Payloads were checked to be JSON objects before they were logged.
+        let Ok(value) = serde_json::from_str::<Value>(text) else { return };
+        for f in &mut self.fields {
+            f.insert(offset, &value);
+        }
+    }
+
+    /// Whether every spec of `specs` has its index here.
+    pub(crate) fn covers(&self, specs: &[FieldSpec]) -> bool {
+        specs.iter().all(|s| self.fields.iter().any(|f| f.spec == *s))
+    }
+
+    pub(crate) fn specs(&self) -> Vec<FieldSpec> {
+        self.fields.iter().map(|f| f.spec.clone()).collect()
+    }
+
+    fn answer(&self, c: &Condition, len: u32) -> Option<RoaringBitmap> {
+        self.fields.iter().find_map(|f| f.answer(c, len))
+    }
+}
+
+/// What [`select`] needs of a segment.
+pub(crate) struct SegmentPoints<'a> {
+    pub len: u32,
+    pub indexes: &'a FieldIndexes,
+    /// The payload text at an offset.
+    pub payload: &'a dyn Fn(u32) -> Option<std::sync::Arc<str>>,
+    /// The id at an offset.
+    pub id: &'a dyn Fn(u32) -> u64,
+    /// The offsets here of the live points with these ids.
+    pub offsets_of: &'a dyn Fn(&[u64]) -> RoaringBitmap,
+}
+
+/// The points of a segment `filter` lets through (deleted ones included:
+/// the caller removes them), and the keys whose conditions had to read
+/// payloads.
+pub(crate) fn select(filter: &Filter, seg: &SegmentPoints<'_>) -> (RoaringBitmap, Vec<String>) {
+    let mut ctx = Ctx { seg, parsed: None, unindexed: Vec::new() };
+    let out = ctx.filter(filter);
+    ctx.unindexed.sort();
+    ctx.unindexed.dedup();
+    (out, ctx.unindexed)
+}
+
+struct Ctx<'s, 'a> {
+    seg: &'s SegmentPoints<'a>,
+    /// Every payload parsed, on the first condition that needs them.
+    parsed: Option<Vec<Option<Value>>>,
+    unindexed: Vec<String>,
+}
+
+impl Ctx<'_, '_> {
+    fn filter(&mut self, f: &Filter) -> RoaringBitmap {
+        let mut acc = full(self.seg.len);
+        for c in &f.must {
+            acc &= self.condition(c);
+        }
+        if !f.should.is_empty() {
+            let mut any = RoaringBitmap::new();
+            for c in &f.should {
+                any |= self.condition(c);
+            }
+            acc &= any;
+        }
+        for c in &f.must_not {
+            acc -= self.condition(c);
+        }
+        acc
+    }
+
+    fn condition(&mut self, c: &Condition) -> RoaringBitmap {
+        match c {
+            Condition::Nested(f) => self.filter(f),
+            Condition::HasId(ids) => (self.seg.offsets_of)(ids),
+            _ => match self.seg.indexes.answer(c, self.seg.len) {
+                Some(bits) => bits,
+                None => self.scan(c),
+            },
+        }
+    }
+
+    /// `c` decided point by point from the parsed payloads.
+    fn scan(&mut self, c: &Condition) -> RoaringBitmap {
+        if let Condition::Match { key, .. } | Condition::Range { key, .. } | Condition::IsEmpty(key) = c {
+            self.unindexed.push(key.as_str().to_string());
+        }
+        let seg = self.seg;
+        let parsed = self.parsed.get_or_insert_with(|| {
+            (0..seg.len).map(|o| (seg.payload)(o).and_then(|t| serde_json::from_str::<Value>(&t).ok())).collect()
+        });
+        let mut out = RoaringBitmap::new();
+        for (o, p) in parsed.iter().enumerate() {
+            if c.matches((seg.id)(o as u32), p.as_ref()) {
+                out.insert(o as u32);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::NumRange;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn spec(field: &str, t: FieldType) -> FieldSpec {
+        FieldSpec { field: field.into(), field_type: t }
+    }
+
+    /// A random payload over a few keys and value types (arrays, nulls,
+    /// nesting, numbers that are and are not integers).
+    fn payload() -> impl Strategy<Value = Option<Value>> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            (0..4u8).prop_map(|i| json!(format!("t{i}"))),
+            (-3..4i64).prop_map(|i| json!(i)),
+            (-3.0..4.0f64).prop_map(|x| json!((x * 2.0).round() / 2.0)),
+            any::<bool>().prop_map(|b| json!(b)),
+        ];
+        let value = prop_oneof![leaf.clone(), proptest::collection::vec(leaf.clone(), 0..3).prop_map(Value::Array)];
+        let obj = (proptest::option::of(value.clone()), proptest::option::of(value.clone()), proptest::option::of(value))
+            .prop_map(|(a, b, c)| {
+                let mut m = serde_json::Map::new();
+                if let Some(a) = a {
+                    m.insert("a".into(), a);
+                }
+                if let Some(b) = b {
+                    m.insert("b".into(), b);
+                }
+                if let Some(c) = c {
+                    m.insert("n".into(), json!({"c": c}));
+                }
+                Value::Object(m)
+            });
+        proptest::option::of(obj)
+    }
+
+    fn condition() -> impl Strategy<Value = Condition> {
+        let key = prop_oneof![Just("a"), Just("b"), Just("n.c"), Just("z")].prop_map(|k| KeyPath::parse(k).unwrap());
+        let mv = prop_oneof![
+            (0..5u8).prop_map(|i| MatchValue::Keyword(format!("t{i}"))),
+            (-3..4i64).prop_map(MatchValue::Integer),
+            any::<bool>().prop_map(MatchValue::Bool),
+        ];
+        let bound = proptest::option::of((-8..8i32).prop_map(|x| f64::from(x) / 2.0));
+        let leaf = prop_oneof![
+            (key.clone(), proptest::collection::vec(mv, 0..3)).prop_map(|(key, values)| Condition::Match { key, values }),
+            (key.clone(), bound.clone(), bound.clone(), bound.clone(), bound)
+                .prop_map(|(key, gt, gte, lt, lte)| Condition::Range { key, range: NumRange { gt, gte, lt, lte } }),
+            proptest::collection::vec(0..40u64, 0..4).prop_map(Condition::HasId),
+            key.prop_map(Condition::IsEmpty),
+        ];
+        leaf.prop_recursive(2, 12, 3, |inner| {
+            (proptest::collection::vec(inner.clone(), 0..3), proptest::collection::vec(inner.clone(), 0..3), proptest::collection::vec(inner, 0..2))
+                .prop_map(|(must, should, must_not)| Condition::Nested(Box::new(Filter { must, should, must_not })))
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        /// Indexed or not, sealed (sorted) or memory (insertion order), the
+        /// selected points are exactly those `Filter::matches` accepts.
+        #[test]
+        fn select_agrees_with_the_reference(
+            payloads in proptest::collection::vec(payload(), 0..40),
+            must in proptest::collection::vec(condition(), 0..3),
+            should in proptest::collection::vec(condition(), 0..3),
+            must_not in proptest::collection::vec(condition(), 0..2),
+            indexed in proptest::collection::vec((0..4usize, 0..4usize), 0..4),
+        ) {
+            let keys = ["a", "b", "n.c", "z"];
+            let types = [FieldType::Keyword, FieldType::Integer, FieldType::Float, FieldType::Bool];
+            let mut specs: Vec<FieldSpec> = indexed.iter().map(|&(k, t)| spec(keys[k], types[t])).collect();
+            let mut seen = std::collections::HashSet::new();
+            specs.retain(|s| seen.insert(s.field.clone()));
+            let texts: Vec<Option<std::sync::Arc<str>>> = payloads.iter().map(|p| p.as_ref().map(|v| std::sync::Arc::from(v.to_string()))).collect();
+            let filter = Filter { must, should, must_not };
+            // Ids are 3 × offset, so has_id tests a mapping.
+            let want: Vec<u32> = (0..payloads.len() as u32).filter(|&o| filter.matches(u64::from(o) * 3, payloads[o as usize].as_ref())).collect();
+            let sealed = FieldIndexes::build(&specs, texts.iter().map(|t| t.as_deref()));
+            let mut memory = FieldIndexes::empty(&specs);
+            for (o, t) in texts.iter().enumerate() {
+                memory.insert(o as u32, t.as_deref());
+            }
+            for indexes in [&sealed, &memory] {
+                let seg = SegmentPoints {
+                    len: payloads.len() as u32,
+                    indexes,
+                    payload: &|o| texts[o as usize].clone(),
+                    id: &|o| u64::from(o) * 3,
+                    offsets_of: &|ids| ids.iter().filter(|&&id| id % 3 == 0 && id / 3 < payloads.len() as u64).map(|&id| (id / 3) as u32).collect(),
+                };
+                let (got, _) = select(&filter, &seg);
+                prop_assert_eq!(got.iter().collect::<Vec<_>>(), want.clone());
+            }
+        }
+    }
+
+    #[test]
+    fn indexed_conditions_do_not_read_payloads() {
+        let texts: Vec<Option<std::sync::Arc<str>>> =
+            (0..100).map(|i| Some(std::sync::Arc::from(json!({"tag": format!("t{}", i % 10), "price": i}).to_string()))).collect();
+        let specs = [spec("tag", FieldType::Keyword), spec("price", FieldType::Integer)];
+        let indexes = FieldIndexes::build(&specs, texts.iter().map(|t| t.as_deref()));
+        let seg = SegmentPoints {
+            len: 100,
+            indexes: &indexes,
+            payload: &|_| panic!("an indexed condition read a payload"),
+            id: &u64::from,
+            offsets_of: &|_| RoaringBitmap::new(),
+        };
+        let f = Filter {
+            must: vec![
+                Condition::Match { key: KeyPath::parse("tag").unwrap(), values: vec![MatchValue::Keyword("t3".into())] },
+                Condition::Range { key: KeyPath::parse("price").unwrap(), range: NumRange { gte: Some(20.0), lt: Some(60.0), ..Default::default() } },
+            ],
+            ..Default::default()
+        };
+        let (got, unindexed) = select(&f, &seg);
+        assert_eq!(got.iter().collect::<Vec<_>>(), vec![23, 33, 43, 53]);
+        assert!(unindexed.is_empty());
+    }
+}

@@ -1,0 +1,185 @@
+//! Filtered search over a collection: memory and sealed segments, after
+//! upserts, replacements and deletes, with and without payload indexes
+//! (declared before and after segments exist), and across a reopen. The
+//! reference is a brute force over a model of the live points with
+//! `Filter::matches`.
+
+use rand::prelude::*;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use vectorwise_index::plan::SearchRequest;
+use vectorwise_index::{Metric, Profile};
+use vectorwise_store::{
+    CollectionConfig, Condition, FieldSpec, FieldType, Filter, KeyPath, MatchValue, NewPoint, NumRange, SearchOptions, Store, SyncMode,
+};
+
+const DIM: usize = 16;
+
+struct Point {
+    vector: Vec<f32>,
+    payload: Value,
+}
+
+fn points(n: usize, seed: u64, first_id: u64) -> Vec<NewPoint> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut centres = StdRng::seed_from_u64(99);
+    let centres: Vec<Vec<f32>> = (0..16).map(|_| (0..DIM).map(|_| centres.random_range(-1.0..1.0)).collect()).collect();
+    (0..n)
+        .map(|i| {
+            let cluster = rng.random_range(0..16);
+            let vector = centres[cluster].iter().map(|x| x + rng.random_range(-0.1..0.1f32)).collect();
+            let id = first_id + i as u64;
+            // `cluster` is correlated with the vectors; `tag` and `price` are not.
+            let payload = json!({
+                "tag": format!("t{}", rng.random_range(0..10)),
+                "price": rng.random_range(0..1000),
+                "meta": {"cluster": format!("c{cluster}"), "rare": rng.random_bool(0.002)},
+                "labels": if i % 5 == 0 { json!([]) } else { json!(["x", format!("l{}", i % 3)]) },
+            });
+            NewPoint { id, vector, payload: Some(payload) }
+        })
+        .collect()
+}
+
+fn key(k: &str) -> KeyPath {
+    KeyPath::parse(k).unwrap()
+}
+
+fn kw(k: &str, v: &str) -> Condition {
+    Condition::Match { key: key(k), values: vec![MatchValue::Keyword(v.into())] }
+}
+
+fn filters() -> Vec<(&'static str, Filter)> {
+    let must = |c: Vec<Condition>| Filter { must: c, ..Default::default() };
+    vec![
+        ("tag ~10%", must(vec![kw("tag", "t3")])),
+        ("tag any ~30%", must(vec![Condition::Match { key: key("tag"), values: ["t1", "t2", "t9"].map(|s| MatchValue::Keyword(s.into())).to_vec() }])),
+        ("price range ~5%", must(vec![Condition::Range { key: key("price"), range: NumRange { gte: Some(100.0), lt: Some(150.0), ..Default::default() } }])),
+        ("price 1%", must(vec![Condition::Range { key: key("price"), range: NumRange { gt: Some(989.0), ..Default::default() } }])),
+        ("cluster (correlated) ~6%", must(vec![kw("meta.cluster", "c4")])),
+        ("rare 0.2%", must(vec![Condition::Match { key: key("meta.rare"), values: vec![MatchValue::Bool(true)] }])),
+        ("labels array", must(vec![kw("labels", "l2")])),
+        ("is_empty labels", must(vec![Condition::IsEmpty(key("labels"))])),
+        (
+            "should + must_not",
+            Filter {
+                should: vec![kw("tag", "t0"), kw("tag", "t1")],
+                must_not: vec![Condition::Range { key: key("price"), range: NumRange { lt: Some(500.0), ..Default::default() } }],
+                ..Default::default()
+            },
+        ),
+        ("has_id", must(vec![Condition::HasId((0..4000).step_by(37).collect())])),
+        ("nothing", must(vec![kw("tag", "absent")])),
+    ]
+}
+
+fn truth(model: &HashMap<u64, Point>, filter: &Filter, q: &[f32], k: usize) -> Vec<u64> {
+    let mut all: Vec<(f32, u64)> = model
+        .iter()
+        .filter(|(id, p)| filter.matches(**id, Some(&p.payload)))
+        .map(|(&id, p)| (p.vector.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum::<f32>(), id))
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    all.into_iter().take(k).map(|(_, id)| id).collect()
+}
+
+/// Mean recall@10 of `request` over the queries, checking every hit passes
+/// the filter and that there are always min(10, passing) hits; exact
+/// requests must give the truth itself.
+fn check(c: &vectorwise_store::Collection, model: &HashMap<u64, Point>, filter: &Filter, request: SearchRequest) -> (f64, Vec<String>) {
+    let queries = points(30, 4242, 1 << 40);
+    let (mut got_total, mut want_total) = (0usize, 0usize);
+    let mut unindexed = Vec::new();
+    for q in &queries {
+        let opts = SearchOptions { k: 10, request, with_payload: true, with_vector: false, payload_budget: usize::MAX, filter: Some(std::sync::Arc::new(filter.clone())) };
+        let out = c.search(&q.vector, &opts).unwrap();
+        let want = truth(model, filter, &q.vector, 10);
+        assert_eq!(out.hits.len(), want.len(), "always min(k, passing) hits");
+        for h in &out.hits {
+            let p = &model[&h.id];
+            assert!(filter.matches(h.id, Some(&p.payload)), "hit {} does not pass", h.id);
+            let stored: Value = serde_json::from_str(h.payload.as_deref().unwrap()).unwrap();
+            assert_eq!(stored, p.payload);
+        }
+        if request == SearchRequest::RecallTarget(1.0) {
+            assert_eq!(out.hits.iter().map(|h| h.id).collect::<Vec<_>>(), want, "an exact request is the truth");
+        }
+        got_total += out.hits.iter().filter(|h| want.contains(&h.id)).count();
+        want_total += want.len();
+        unindexed = out.filter.unwrap().unindexed;
+    }
+    (if want_total == 0 { 1.0 } else { got_total as f64 / want_total as f64 }, unindexed)
+}
+
+#[test]
+fn filtered_search_matches_a_brute_force_model_across_segments_indexes_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+    let (c, _) = store.create("f", CollectionConfig { seal_points: 700, ..CollectionConfig::new(DIM, Metric::L2) }).unwrap();
+    c.stop_optimiser();
+    let mut model: HashMap<u64, Point> = HashMap::new();
+    let add = |c: &vectorwise_store::Collection, batch: Vec<NewPoint>, model: &mut HashMap<u64, Point>| {
+        for p in &batch {
+            model.insert(p.id, Point { vector: p.vector.clone(), payload: p.payload.clone().unwrap() });
+        }
+        c.upsert(batch).unwrap();
+    };
+    // Sealed segments before any index is declared.
+    for b in 0..4 {
+        add(&c, points(800, b, b * 800), &mut model);
+        c.optimise().unwrap();
+    }
+    let report = |c: &vectorwise_store::Collection, model: &HashMap<u64, Point>, stage: &str, want_indexed: bool| {
+        for (name, f) in filters() {
+            let (exact, unindexed) = check(c, model, &f, SearchRequest::RecallTarget(1.0));
+            assert!(exact > 0.999, "{stage} {name}: exact {exact}");
+            let (balanced, _) = check(c, model, &f, SearchRequest::Profile(Profile::Balanced));
+            eprintln!("{stage} {name}: balanced recall {balanced:.3}, unindexed {unindexed:?}");
+            assert!(balanced >= 0.95, "{stage} {name}: balanced {balanced}");
+            let needs_scan = name.contains("labels") || name.contains("rare");
+            if want_indexed && !needs_scan && name != "has_id" {
+                assert!(unindexed.is_empty(), "{stage} {name}: read payloads for {unindexed:?}");
+            }
+            if !want_indexed && name.starts_with("tag") {
+                assert_eq!(unindexed, vec!["tag".to_string()]);
+            }
+        }
+    };
+    report(&c, &model, "unindexed", false);
+    // Declare indexes over existing sealed and memory segments.
+    for (field, t) in [("tag", FieldType::Keyword), ("price", FieldType::Integer), ("meta.cluster", FieldType::Keyword)] {
+        assert!(c.create_payload_index(FieldSpec { field: field.into(), field_type: t }).unwrap());
+    }
+    assert!(!c.create_payload_index(FieldSpec { field: "tag".into(), field_type: FieldType::Keyword }).unwrap(), "the same again changes nothing");
+    assert!(c.create_payload_index(FieldSpec { field: "tag".into(), field_type: FieldType::Integer }).is_err(), "another type is refused");
+    // More writes: new segments get the indexes; replacements and deletes.
+    add(&c, points(1500, 10, 3200), &mut model);
+    add(&c, points(600, 11, 0), &mut model);
+    let mut rng = StdRng::seed_from_u64(5);
+    let gone: Vec<u64> = model.keys().copied().filter(|_| rng.random_bool(0.2)).collect();
+    c.delete(gone.clone()).unwrap();
+    for id in &gone {
+        model.remove(id);
+    }
+    c.optimise().unwrap();
+    add(&c, points(300, 12, 9000), &mut model);
+    let stats = c.stats();
+    assert!(stats.segments.iter().any(|s| s.kind == "sealed") && stats.segments.iter().any(|s| s.kind != "sealed" && s.points > 0), "{stats:?}");
+    report(&c, &model, "indexed", true);
+    // Reopen: indexes come back from the manifest.
+    drop(c);
+    store.close();
+    drop(store);
+    let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+    let c = store.get("f").unwrap();
+    assert_eq!(c.stats().payload_indexes.len(), 3);
+    report(&c, &model, "reopened", true);
+    c.drop_payload_index("price").unwrap();
+    assert!(c.drop_payload_index("price").is_err());
+    let f = &filters()[2].1;
+    let (exact, unindexed) = check(&c, &model, f, SearchRequest::RecallTarget(1.0));
+    assert!(exact > 0.999);
+    assert_eq!(unindexed, vec!["price".to_string()]);
+    drop(c);
+    store.close();
+}
