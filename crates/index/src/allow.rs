@@ -51,6 +51,49 @@ impl AllowSet {
         AllowSet { words, len, count: len }
     }
 
+    /// The set whose words are `words` (bit `j` of word `w` is offset
+    /// `64 w + j`), cut or padded to `len` offsets.
+    pub fn from_words(len: usize, mut words: Vec<u64>) -> AllowSet {
+        words.resize(len.div_ceil(64), 0);
+        if len % 64 != 0 {
+            if let Some(last) = words.last_mut() {
+                *last &= (1u64 << (len % 64)) - 1;
+            }
+        }
+        let count = words.iter().map(|w| w.count_ones() as usize).sum();
+        AllowSet { words, len, count }
+    }
+
+    /// The words, bit `j` of word `w` for offset `64 w + j`.
+    pub fn words(&self) -> &[u64] {
+        &self.words
+    }
+
+    /// Keeps the offsets `other` holds too (sets of the same length).
+    pub fn intersect_with(&mut self, other: &AllowSet) {
+        self.combine(other, |a, b| a & b);
+    }
+
+    /// Adds the offsets of `other`.
+    pub fn union_with(&mut self, other: &AllowSet) {
+        self.combine(other, |a, b| a | b);
+    }
+
+    /// Removes the offsets of `other`.
+    pub fn difference_with(&mut self, other: &AllowSet) {
+        self.combine(other, |a, b| a & !b);
+    }
+
+    fn combine(&mut self, other: &AllowSet, op: impl Fn(u64, u64) -> u64) {
+        debug_assert_eq!(self.len, other.len, "sets over the same offsets");
+        let mut count = 0usize;
+        for (a, &b) in self.words.iter_mut().zip(other.words.iter().chain(std::iter::repeat(&0))) {
+            *a = op(*a, b);
+            count += a.count_ones() as usize;
+        }
+        self.count = count;
+    }
+
     /// The set of `offsets` (any order; those `>= len` are ignored).
     pub fn from_offsets(len: usize, offsets: impl IntoIterator<Item = u32>) -> AllowSet {
         let mut set = AllowSet::none(len);

@@ -34,6 +34,22 @@ pub fn search_kept(data: &[f32], dim: usize, query: &[f32], k: usize, keep: &dyn
     top.into_sorted()
 }
 
+/// [`search`] over the rows at `offsets` only (a filter's allowed points):
+/// the cost is theirs, not the whole matrix's.
+pub fn search_among(data: &[f32], dim: usize, query: &[f32], k: usize, offsets: impl Iterator<Item = u32>) -> Vec<Scored> {
+    assert_eq!(query.len(), dim, "query has the wrong dimension");
+    let l2 = kernels().l2_squared;
+    let mut top = TopK::new(k);
+    for o in offsets {
+        let row = &data[o as usize * dim..(o as usize + 1) * dim];
+        let d = l2(row, query);
+        if d < top.threshold() {
+            top.push(Scored { distance: d, offset: o });
+        }
+    }
+    top.into_sorted()
+}
+
 /// Rows per distance batch: they stay in L2 while a group of queries is
 /// scored against them.
 fn chunk_rows(dim: usize) -> usize {

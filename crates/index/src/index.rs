@@ -381,7 +381,7 @@ impl Index {
             path
         } else {
             // Exact by choice, or a path that came back short.
-            found = exact::search_kept(rows, d, &prepared, k, &|o| allow.contains(o));
+            found = exact::search_among(rows, d, &prepared, k, allow.iter());
             FilteredPath::Exact
         };
         found.truncate(k);

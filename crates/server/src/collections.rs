@@ -808,13 +808,30 @@ pub(crate) fn outcome_headers(o: &vectorwise_store::SearchOutcome) -> HeaderMap 
             }
         }
         if !f.unindexed.is_empty() {
-            // Keys are checked dotted names, but may hold any printable text.
-            if let Ok(v) = f.unindexed.join(",").parse() {
+            // Keys may hold commas and any non-control text: each is
+            // percent-encoded (RFC 3986 unreserved characters kept), then
+            // joined by commas.
+            let keys: Vec<String> = f.unindexed.iter().map(|k| percent_encode(k)).collect();
+            if let Ok(v) = keys.join(",").parse() {
                 h.insert(header::FILTER_UNINDEXED, v);
             }
         }
     }
     h
+}
+
+/// `text` with every byte but RFC 3986's unreserved characters (and `.`,
+/// `[`, `]` of keys) as `%XX`.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~[]".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Searches `c` for every query, in order, on the rayon pool from a blocking

@@ -218,6 +218,16 @@ async fn filtered_searches_answer_only_matching_points_and_say_how() {
         let (s, reply) = call(&api, Method::POST, "/collections/f/search", Some(search(filter.clone()))).await;
         assert_eq!((s, locs(&reply)), (StatusCode::UNPROCESSABLE_ENTITY, vec![(loc, kind.to_string())]), "{filter}");
     }
+    // Keys in the unindexed header are percent-encoded (commas, non-ASCII);
+    // `a[].b` is the key `a.b`; control characters are refused.
+    let odd = json!({"must": [{"key": "a,b", "match": {"value": 1}}, {"key": "prix€", "match": {"value": 1}}, {"is_empty": {"key": "m[].x"}}]});
+    let (s, h, body) = call_with_headers(&api, Method::POST, "/collections/f/search", search(odd)).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(h["x-vectorwise-filter-unindexed"], "a%2Cb,m.x,prix%E2%82%AC");
+    let (s, reply) = call(&api, Method::POST, "/collections/f/search", Some(search(json!({"must": [{"key": "a\nb", "match": {"value": 1}}]})))).await;
+    assert_eq!((s, locs(&reply)), (StatusCode::UNPROCESSABLE_ENTITY, vec![(json!(["body", "filter", "must", 0, "key"]), "value_error".to_string())]));
+    assert_eq!(call(&api, Method::PUT, "/collections/f/index", Some(json!({"field": "meta[].even", "type": "bool"}))).await.0, StatusCode::CREATED);
+    assert_eq!(call(&api, Method::PUT, "/collections/f/index", Some(json!({"field": "meta.even", "type": "bool"}))).await.0, StatusCode::OK, "one key");
     // Drop an index: 200, then 404.
     assert_eq!(call(&api, Method::DELETE, "/collections/f/index/price", None).await.0, StatusCode::OK);
     assert_eq!(call(&api, Method::DELETE, "/collections/f/index/price", None).await.0, StatusCode::NOT_FOUND);

@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use vectorwise_index::plan::{SearchPlan, SearchRequest};
-use roaring::RoaringBitmap;
-use vectorwise_index::{AllowSet, FilteredPath, MAX_ID, Metric, PointOffset};
+use vectorwise_index::{FilteredPath, MAX_ID, Metric, PointOffset};
 
 /// Where a live point is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -523,7 +522,7 @@ impl Collection {
         let mut report = filter.map(|_| FilterReport::default());
         let named = &named;
         let offsets_of = |segment: SegmentId| {
-            move |ids: &[u64]| -> RoaringBitmap {
+            move |ids: &[u64]| -> Vec<u32> {
                 ids.iter().filter_map(|id| named.get(id)).filter(|at| at.segment == segment).map(|at| at.offset).collect()
             }
         };
@@ -541,17 +540,18 @@ impl Collection {
                     let fields = s.fields.read().clone();
                     let ids = s.index.ids();
                     let seg = SegmentPoints {
-                        len: s.len() as u32,
+                        len: s.len(),
                         indexes: &fields,
                         payload: &|o| s.payloads.get(o as usize).map(Arc::from),
                         id: &|o| ids[o as usize],
                         offsets_of: &offsets_of(s.id),
                     };
-                    let (bits, unindexed) = select(filter, &seg);
+                    let (mut allow, unindexed) = select(filter, &seg);
                     report.unindexed.extend(unindexed);
-                    let mut allow = AllowSet::none(s.len());
-                    for o in bits.iter().filter(|&o| !s.deleted.get(o)) {
-                        allow.insert(o);
+                    if s.deleted() > 0 {
+                        for o in s.deleted.ones() {
+                            allow.remove(o);
+                        }
                     }
                     report.allowed += allow.count();
                     report.live += s.live();
@@ -576,7 +576,7 @@ impl Collection {
                     let bits = {
                         let d = m.data.read();
                         let seg = SegmentPoints {
-                            len: d.ids.len() as u32,
+                            len: d.ids.len(),
                             indexes: &d.fields,
                             payload: &|o| d.payloads[o as usize].clone(),
                             id: &|o| d.ids[o as usize],
@@ -628,7 +628,9 @@ impl Collection {
     /// on the same key is refused.
     pub fn create_payload_index(&self, spec: FieldSpec) -> Result<bool> {
         self.check_open()?;
-        crate::filter::KeyPath::parse(&spec.field).map_err(|reason| Error::invalid(vec![Loc::Field("field")], reason))?;
+        let key = crate::filter::KeyPath::parse(&spec.field).map_err(|reason| Error::invalid(vec![Loc::Field("field")], reason))?;
+        // `a[].b` and `a.b` are one key.
+        let spec = FieldSpec { field: key.as_str().to_string(), ..spec };
         {
             let mut ws = self.write.lock();
             if let Some(existing) = ws.fields.iter().find(|f| f.field == spec.field) {
@@ -649,6 +651,8 @@ impl Collection {
     /// Drops the payload index on `field`; durable when it returns.
     pub fn drop_payload_index(&self, field: &str) -> Result<()> {
         self.check_open()?;
+        let canonical = crate::filter::KeyPath::parse(field).map(|k| k.as_str().to_string());
+        let field = canonical.as_deref().unwrap_or(field);
         {
             let mut ws = self.write.lock();
             if !ws.fields.iter().any(|f| f.field == field) {

@@ -87,14 +87,18 @@ pub struct KeyPath {
 pub const MAX_KEY_BYTES: usize = 256;
 
 impl KeyPath {
-    /// Parses `a.b.c` (`a[].b` means `a.b`). Refuses an empty key or part,
-    /// and keys longer than [`MAX_KEY_BYTES`].
+    /// Parses `a.b.c` (`a[].b` means `a.b`: the key's text is the dotted
+    /// form without `[]`, so both name one index). Refuses an empty key or
+    /// part, control characters, and keys longer than [`MAX_KEY_BYTES`].
     pub fn parse(text: &str) -> Result<KeyPath, String> {
         if text.is_empty() {
             return Err("must not be empty".into());
         }
         if text.len() > MAX_KEY_BYTES {
             return Err(format!("is {} bytes long; the limit is {MAX_KEY_BYTES}", text.len()));
+        }
+        if text.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
         }
         let mut parts = Vec::new();
         for part in text.split('.') {
@@ -107,7 +111,7 @@ impl KeyPath {
             }
             parts.push(part.to_string());
         }
-        Ok(KeyPath { text: text.to_string(), parts })
+        Ok(KeyPath { text: parts.join("."), parts })
     }
 
     pub fn as_str(&self) -> &str {
@@ -221,6 +225,10 @@ mod tests {
         assert_eq!(strs("meta.source"), ["\"wiki\""]);
         assert_eq!(strs("items.name"), ["\"x\"", "\"y\"", "\"z\""]);
         assert_eq!(strs("items[].name"), strs("items.name"));
+        assert_eq!(key("items[].name"), key("items.name"), "one key, one index");
+        assert_eq!(key("items[].name").as_str(), "items.name");
+        assert!(KeyPath::parse("a\nb").is_err());
+        assert!(KeyPath::parse("a\u{7f}b").is_err());
         assert!(strs("meta.missing").is_empty());
         assert!(strs("tag.deeper").is_empty());
         assert!(KeyPath::parse("").is_err());

@@ -96,11 +96,11 @@ impl MemSegment {
     /// Indexes its points for `specs` (unless it already does).
     pub(crate) fn ensure_fields(&self, specs: &[FieldSpec]) {
         let mut d = self.data.write();
-        if d.fields.covers(specs) && d.fields.specs().len() == specs.len() {
+        if d.fields.is(specs) {
             return;
         }
-        let fields = FieldIndexes::build(specs, d.payloads.iter().map(|p| p.as_deref()));
-        d.fields = fields;
+        // Rebuilt whole: a memory segment holds at most `seal_points` points.
+        d.fields = FieldIndexes::build_open(specs, None, d.payloads.iter().map(|p| p.as_deref()));
     }
 
     pub(crate) fn push(&self, id: u64, vector: &[f32], payload: Option<Arc<str>>) -> PointOffset {
@@ -132,7 +132,7 @@ impl MemSegment {
     /// The `k` live points nearest to `query` (prepared with
     /// [`Metric::prepare_point_query`]), as (distance, id, offset); with
     /// `allowed`, only the points it holds.
-    pub(crate) fn search(&self, metric: Metric, query: &[f32], k: usize, allowed: Option<&roaring::RoaringBitmap>) -> Vec<Hit> {
+    pub(crate) fn search(&self, metric: Metric, query: &[f32], k: usize, allowed: Option<&vectorwise_index::AllowSet>) -> Vec<Hit> {
         let d = self.data.read();
         let mut top: Vec<Hit> = Vec::with_capacity(k + 1);
         let mut worst = f32::INFINITY;
@@ -221,17 +221,18 @@ impl SealedSegment {
             }
             persisted = (offsets.len(), generation);
         }
-        let fields = RwLock::new(Arc::new(FieldIndexes::build(fields, (0..index.len()).map(|o| payloads.get(o)))));
+        let fields = RwLock::new(Arc::new(FieldIndexes::build(fields, None, index.len(), (0..index.len()).map(|o| payloads.get(o)))));
         Ok(SealedSegment { id, index, payloads, fields, deleted: bits, persisted: parking_lot::Mutex::new(persisted) })
     }
 
     /// Indexes its points for `specs` (unless it already does).
     pub(crate) fn ensure_fields(&self, specs: &[FieldSpec]) {
         let current = self.fields.read().clone();
-        if current.covers(specs) && current.specs().len() == specs.len() {
+        if current.is(specs) {
             return;
         }
-        let built = FieldIndexes::build(specs, (0..self.len()).map(|o| self.payloads.get(o)));
+        // Only the indexes it lacks are built; the others are shared.
+        let built = FieldIndexes::build(specs, Some(&current), self.len(), (0..self.len()).map(|o| self.payloads.get(o)));
         *self.fields.write() = Arc::new(built);
     }
 

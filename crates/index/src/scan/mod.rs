@@ -833,18 +833,30 @@ impl ScanView<'_> {
     /// else the lists in order of their centroids' distance to `query`,
     /// those without an allowed point skipped, until they hold `target`
     /// allowed points (or there are no more).
+    ///
+    /// Unless the filter is correlated with the data away from the query:
+    /// when the `nprobe` nearest lists hold less than half the allowed share
+    /// of the whole index, the nearest allowed points lie outside the
+    /// query's neighbourhood, where the lists' order says little (a filter
+    /// keeping 1 % of clustered-1m along one direction: recall@10 0.65 by
+    /// that order), so every list holding an allowed point is read.
     pub fn allowed_ranges(&self, query: &[f32], allow: &AllowSet, nprobe: usize, target: usize) -> (Vec<Range<usize>>, usize) {
         let lists = match self.lists {
             Some(lists) if self.partial(nprobe) => lists,
             _ => return (vec![0..self.shape.count], self.shape.count),
         };
+        let ranked = lists.ranked(query);
+        let range = |i: usize| lists.starts[i] as usize..lists.starts[i + 1] as usize;
+        let (near_allowed, near_points) =
+            ranked.iter().take(nprobe).fold((0usize, 0usize), |(a, p), &i| (a + allow.count_in(range(i)), p + range(i).len()));
+        let local = 2 * near_allowed * self.shape.count >= allow.count() * near_points;
         let (mut covered, mut read) = (0usize, 0usize);
         let mut picked: Vec<Range<usize>> = Vec::new();
-        for i in lists.ranked(query) {
-            if covered >= target {
+        for i in ranked {
+            if local && covered >= target {
                 break;
             }
-            let r = lists.starts[i] as usize..lists.starts[i + 1] as usize;
+            let r = range(i);
             let n = allow.count_in(r.clone());
             if n == 0 {
                 continue;
@@ -891,21 +903,42 @@ impl ScanView<'_> {
         let mut keep = candidates.max(rerank).max(1);
         let lut = self.table(query);
         let sq8 = self.sq8_distance(query);
+        // A wide read (a filter letting most points through, or one
+        // correlated away from the query) is split over the pool's threads,
+        // as an unfiltered exhaustive scan is.
+        let points: usize = ranges.iter().map(|r| r.len()).sum();
+        let parts = if points >= SPLIT_MIN_POINTS { rayon::current_num_threads().min(MAX_SPLIT) } else { 1 };
+        let pieces = split_ranges(ranges, parts);
         loop {
-            let mut state = ScanState { lut: lut.clone(), found: Vec::with_capacity(2 * keep + BLOCK), threshold: u16::MAX };
-            SCRATCH.with_borrow_mut(|scratch| {
-                let need = self.shape.m * kernels::MAX_ENTRY as usize + 1;
-                if scratch.hist.len() < need {
-                    scratch.hist.resize(need, 0);
-                }
-                self.fast_scan_with(std::slice::from_mut(&mut state), keep, ranges, scratch, Some(allow));
-            });
-            let found = state.found;
+            let mut found: Vec<(u16, u32)> = if pieces.len() == 1 {
+                self.masked_stage1(&lut, keep, ranges, allow)
+            } else {
+                pieces.par_iter().map(|p| self.masked_stage1(&lut, keep, p, allow)).collect::<Vec<_>>().concat()
+            };
+            if found.len() > keep {
+                // In range order, so still in offset order.
+                let mut hist = vec![0u32; self.shape.m * kernels::MAX_ENTRY as usize + 1];
+                keep_smallest(&mut found, keep, &mut hist);
+            }
             if keep >= reachable || !self.best_in_worse_half(&sq8, &found, k) {
                 return self.rerank(vectors, query, k, found, rerank);
             }
             keep = keep.saturating_mul(4);
         }
+    }
+
+    /// Stage 1 over `ranges` with the allow-set in the block masks: the
+    /// `keep` smallest (sum, offset) of the allowed points, in offset order.
+    fn masked_stage1(&self, lut: &[u8], keep: usize, ranges: &[Range<usize>], allow: &AllowSet) -> Vec<(u16, u32)> {
+        let mut state = ScanState { lut: lut.to_vec(), found: Vec::with_capacity(2 * keep + BLOCK), threshold: u16::MAX };
+        SCRATCH.with_borrow_mut(|scratch| {
+            let need = self.shape.m * kernels::MAX_ENTRY as usize + 1;
+            if scratch.hist.len() < need {
+                scratch.hist.resize(need, 0);
+            }
+            self.fast_scan_with(std::slice::from_mut(&mut state), keep, ranges, scratch, Some(allow));
+        });
+        state.found
     }
 
     /// Whether any of the `k` best of `found` (stage 1's candidates, in
@@ -1093,6 +1126,43 @@ pub fn build_with(vectors: &[f32], dim: usize, opts: &ScanOptions, trained: Opti
 
 /// The bits of a block starting at offset `base` whose points lie in `r`.
 #[inline]
+/// `ranges` (rising, disjoint) cut into at most `parts` runs of about
+/// equal points, each cut on a block boundary, in order.
+fn split_ranges(ranges: &[Range<usize>], parts: usize) -> Vec<Vec<Range<usize>>> {
+    let total: usize = ranges.iter().map(|r| r.len()).sum();
+    if parts <= 1 || total == 0 {
+        return vec![ranges.to_vec()];
+    }
+    let per = total.div_ceil(parts).next_multiple_of(BLOCK);
+    let mut out: Vec<Vec<Range<usize>>> = vec![Vec::new()];
+    let mut filled = 0usize;
+    for r in ranges {
+        let mut start = r.start;
+        while start < r.end {
+            let room = per - filled;
+            // Cut where the run is full, on a block boundary so no block
+            // is read by two runs.
+            let mut end = (start + room).min(r.end);
+            if end < r.end {
+                end = end.next_multiple_of(BLOCK).min(r.end);
+            }
+            out.last_mut().expect("one run at least").push(start..end);
+            filled += end - start;
+            start = end;
+            if filled >= per && start < r.end {
+                out.push(Vec::new());
+                filled = 0;
+            }
+        }
+        if filled >= per {
+            out.push(Vec::new());
+            filled = 0;
+        }
+    }
+    out.retain(|p| !p.is_empty());
+    out
+}
+
 fn in_range(base: usize, r: &Range<usize>) -> u32 {
     let lo = r.start.saturating_sub(base).min(BLOCK);
     let hi = r.end.saturating_sub(base).min(BLOCK);
