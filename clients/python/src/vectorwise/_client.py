@@ -1695,7 +1695,11 @@ class VectorWiseClient:
             CollectionNotFound: no such collection.
         """
         if self.validate:
-            _key(field, ["body", "field"])
+            try:
+                _key(field, ["body", "field"])
+            except ValidationError as e:
+                message = str(e).replace("invalid filter", "invalid payload index", 1)
+                raise ValidationError(message, status=None, detail=e.detail) from None
             if type not in PAYLOAD_INDEX_TYPES:
                 expected = "'keyword', 'integer', 'float' or 'bool'"
                 raise _setting_error(
