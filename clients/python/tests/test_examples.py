@@ -1,4 +1,4 @@
-"""Each of the seven examples runs start to finish against the real server."""
+"""Each of the eight examples runs start to finish against the real server."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ ARGS = {
 }
 
 
-def test_there_are_seven_examples() -> None:
-    assert len(sorted(EXAMPLES.glob("0*.py"))) == 7
+def test_there_are_eight_examples() -> None:
+    assert len(sorted(EXAMPLES.glob("0*.py"))) == 8
 
 
 @pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("0*.py")))

@@ -19,14 +19,22 @@
         hits = vw.search(q, k=10, collection="docs", with_payload=True)
         hits.ids, hits.distances, hits.payloads
 
+        from vectorwise.filters import Filter, Match, Range
+        vw.create_payload_index("docs", "topic", "keyword")
+        hits = vw.search(q, k=10, collection="docs",
+                         filter=Filter(must=[Match("topic", "news"), Range("year", gte=2020)]))
+        hits.used.filter.allowed, hits.used.filter.unindexed   # points let through, slow keys
+
 Errors are the typed exceptions of `vectorwise.errors`, all `VectorWiseError`.
 `vectorwise.local` runs the ``vectorwise`` binary (build an index, serve it).
 """
 
+from . import filters
 from ._client import (
     MAX_EF_SEARCH,
     MAX_POINT_ID,
     METRICS,
+    PAYLOAD_INDEX_TYPES,
     PROFILES,
     BatchResult,
     Calibration,
@@ -36,7 +44,9 @@ from ._client import (
     CollectionInfo,
     CollectionSearchResult,
     CollectionSummary,
+    FilterInfo,
     Health,
+    PayloadIndex,
     Point,
     RecallMonitor,
     RecallMonitorEntry,
@@ -61,12 +71,13 @@ from .errors import (
     VectorWiseError,
 )
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "MAX_EF_SEARCH",
     "MAX_POINT_ID",
     "METRICS",
+    "PAYLOAD_INDEX_TYPES",
     "PROFILES",
     "APIError",
     "BatchResult",
@@ -80,9 +91,11 @@ __all__ = [
     "CollectionSearchResult",
     "CollectionSummary",
     "ConflictError",
+    "FilterInfo",
     "Health",
     "InsufficientStorage",
     "NotFound",
+    "PayloadIndex",
     "PayloadTooLarge",
     "Point",
     "RecallMonitor",
@@ -98,4 +111,5 @@ __all__ = [
     "VectorWiseClient",
     "VectorWiseError",
     "__version__",
+    "filters",
 ]

@@ -27,17 +27,20 @@ import numpy.typing as npt
 
 from .errors import (
     CollectionNotFound,
+    NotFound,
     ServiceUnavailable,
     TransportError,
     UnexpectedResponse,
     ValidationError,
     error_from_response,
 )
+from .filters import Condition, Filter, _key
 
 __all__ = [
     "MAX_EF_SEARCH",
     "MAX_POINT_ID",
     "METRICS",
+    "PAYLOAD_INDEX_TYPES",
     "PROFILES",
     "BatchResult",
     "Calibration",
@@ -47,7 +50,9 @@ __all__ = [
     "CollectionInfo",
     "CollectionSearchResult",
     "CollectionSummary",
+    "FilterInfo",
     "Health",
+    "PayloadIndex",
     "Point",
     "RecallMonitor",
     "RecallMonitorEntry",
@@ -61,6 +66,9 @@ __all__ = [
 VectorLike = Union[npt.NDArray[Any], Sequence[float]]
 #: Anything accepted as many queries: a 2-D numpy array or a sequence of rows.
 MatrixLike = Union[npt.NDArray[Any], Sequence[Sequence[float]]]
+#: What ``filter=`` takes: a `vectorwise.filters.Filter`, one condition (as
+#: ``Filter(must=[condition])``), or the server's JSON as a dict.
+FilterLike = Union[Condition, Mapping[str, Any]]
 
 #: Statuses worth another try: the same request may well succeed later.
 RETRY_STATUSES = frozenset({502, 503, 504})
@@ -204,6 +212,47 @@ def _header_int(value: str | None) -> int | None:
         return None
 
 
+def _header_list(value: str | None) -> tuple[str, ...]:
+    return tuple(v for v in (value or "").split(",") if v)
+
+
+@dataclass(frozen=True)
+class FilterInfo:
+    """How a filtered collection search went, from its ``X-VectorWise-Filter-*`` headers.
+
+    Attributes:
+        selectivity: The share of the live points the filter let through,
+            ``0.0 .. 1.0`` (``x-vectorwise-filter-selectivity``).
+        allowed: How many live points it let through (``-allowed``): a search
+            answers ``min(k, allowed)`` hits.
+        paths: How the sealed segments were searched under the filter
+            (``-paths``): ``exact``, ``sq8``, ``scan``, ``graph``, each once;
+            ``("exact",)`` when only points still in memory were searched.
+        unindexed: The keys no payload index answered, whose conditions read
+            every point's payload instead (``-unindexed``); ``()`` when every
+            key was indexed (see `VectorWiseClient.create_payload_index`).
+    """
+
+    selectivity: float | None = None
+    allowed: int | None = None
+    paths: tuple[str, ...] = ()
+    unindexed: tuple[str, ...] = ()
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> FilterInfo | None:
+        """The filter's headers, or ``None`` when there are none (no filter, or an older server)."""
+        h = {k.lower(): v for k, v in headers.items()}
+        names = ("selectivity", "allowed", "paths", "unindexed")
+        if not any(f"x-vectorwise-filter-{n}" in h for n in names):
+            return None
+        return cls(
+            selectivity=_header_float(h.get("x-vectorwise-filter-selectivity")),
+            allowed=_header_int(h.get("x-vectorwise-filter-allowed")),
+            paths=_header_list(h.get("x-vectorwise-filter-paths")),
+            unindexed=_header_list(h.get("x-vectorwise-filter-unindexed")),
+        )
+
+
 @dataclass(frozen=True)
 class SearchInfo:
     """What the server used to answer a search, from its ``X-VectorWise-*`` headers.
@@ -222,6 +271,8 @@ class SearchInfo:
             or the scan's ``rerank * k``.
         recall_target: The recall@k asked for (by the profile or ``recall_target``).
         expected_recall: The calibrated mean recall@k of the setting used.
+        filter: A filtered collection search's `FilterInfo` (selectivity,
+            allowed points, paths, unindexed keys); ``None`` without a filter.
     """
 
     profile: str | None = None
@@ -230,6 +281,7 @@ class SearchInfo:
     ef_search: int | None = None
     recall_target: float | None = None
     expected_recall: float | None = None
+    filter: FilterInfo | None = None
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> SearchInfo:
@@ -242,6 +294,7 @@ class SearchInfo:
             ef_search=_header_int(h.get("x-vectorwise-ef-search")),
             recall_target=_header_float(h.get("x-vectorwise-recall-target")),
             expected_recall=_header_float(h.get("x-vectorwise-expected-recall")),
+            filter=FilterInfo.from_headers(h),
         )
 
     @property
@@ -385,6 +438,19 @@ class CollectionSummary(TypedDict):
     points: int
 
 
+#: The types of a payload index (`VectorWiseClient.create_payload_index`).
+PAYLOAD_INDEX_TYPES = ("keyword", "integer", "float", "bool")
+
+
+class PayloadIndex(TypedDict):
+    """One declared payload index (``CollectionInfo["payload_indexes"]``)."""
+
+    #: The dotted key (``meta.source``).
+    field: str
+    #: ``keyword``, ``integer``, ``float`` or ``bool``.
+    type: str
+
+
 class CollectionInfo(TypedDict, total=False):
     """``GET /collections/{name}`` body: settings, counts, segments, optimiser.
 
@@ -409,6 +475,8 @@ class CollectionInfo(TypedDict, total=False):
     #: One dict per segment: ``id``, ``kind`` (``mutable`` / ``frozen`` /
     #: ``sealed``), ``points``, ``deleted``, ``method``, ``calibrated``, ...
     segments: list[dict[str, Any]]
+    #: The payload indexes declared (`VectorWiseClient.create_payload_index`).
+    payload_indexes: list[PayloadIndex]
     #: ``state``, ``seals``, ``merges``, ``rewrites``, ``last_error``.
     optimiser: dict[str, Any]
 
@@ -655,6 +723,40 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+def _encode_filter(f: Any, collection: str | None) -> dict[str, Any]:
+    """``filter=`` as the JSON object to send, or a `ValidationError` before sending."""
+    loc: list[Any] = ["body", "filter"]
+    if collection is None:
+        raise ValidationError(
+            "invalid search, body.filter: a filter searches a collection; pass collection=... "
+            "(the index `vectorwise serve` serves is the collection 'default')",
+            status=None,
+            detail=[
+                {"loc": loc, "msg": "Extra inputs are not permitted", "type": "extra_forbidden"}
+            ],
+        )
+    if isinstance(f, Filter):
+        body = f.to_dict()
+    elif isinstance(f, Condition):
+        body = {"must": [f.to_dict()]}
+    elif isinstance(f, Mapping):
+        body = dict(f)
+    else:
+        raise _input_error(
+            "a filter is a vectorwise.filters.Filter, a condition or a dict, "
+            f"got {type(f).__name__}",
+            loc,
+            "dict_type",
+            "filter",
+        )
+    try:
+        # numpy values in a dict become JSON numbers; NaN cannot be sent.
+        out: dict[str, Any] = json.loads(json.dumps(body, allow_nan=False, default=_json_default))
+    except (TypeError, ValueError) as e:
+        raise _input_error(f"the filter is not JSON: {e}", loc, "json_invalid", "filter") from e
+    return out
+
+
 def _encode_points(ids: Any, vectors: Any, payloads: Any) -> list[str]:
     """Each point as its JSON object text, checked: ``{"id":..,"vector":[..],"payload":{..}}``.
 
@@ -744,7 +846,12 @@ def _encode_points(ids: Any, vectors: Any, payloads: Any) -> list[str]:
 
 
 def _setting_error(
-    field_name: str | None, msg: str, kind: str, value: Any = None, ctx: Any = None
+    field_name: str | None,
+    msg: str,
+    kind: str,
+    value: Any = None,
+    ctx: Any = None,
+    what: str = "search setting",
 ) -> ValidationError:
     """A client-side refusal of a search setting, shaped like the server's 422 entry."""
     loc: list[Any] = ["body"] if field_name is None else ["body", field_name]
@@ -756,9 +863,7 @@ def _setting_error(
     if ctx is not None:
         entry["ctx"] = ctx
     where = ".".join(str(p) for p in loc)
-    return ValidationError(
-        f"invalid search setting, {where}: {msg}{got}", status=None, detail=[entry]
-    )
+    return ValidationError(f"invalid {what}, {where}: {msg}{got}", status=None, detail=[entry])
 
 
 def _parses(kind: Callable[[str], Any], text: str) -> bool:
@@ -1099,6 +1204,7 @@ class VectorWiseClient:
         collection: None = ...,
         with_payload: bool | None = ...,
         with_vector: bool | None = ...,
+        filter: FilterLike | None = ...,
         **options: Any,
     ) -> SearchResult: ...
     @overload
@@ -1113,6 +1219,7 @@ class VectorWiseClient:
         collection: str,
         with_payload: bool | None = ...,
         with_vector: bool | None = ...,
+        filter: FilterLike | None = ...,
         **options: Any,
     ) -> CollectionSearchResult: ...
     def search(
@@ -1126,6 +1233,7 @@ class VectorWiseClient:
         collection: str | None = None,
         with_payload: bool | None = None,
         with_vector: bool | None = None,
+        filter: FilterLike | None = None,
         **options: Any,
     ) -> SearchResult:
         """``POST /search``: the ``k`` nearest neighbours of one query.
@@ -1166,6 +1274,12 @@ class VectorWiseClient:
                 (``result.payloads``). Default ``False`` (the server's).
             with_vector: With ``collection``: return each hit's vector
                 (``result.vectors``). Default ``False``.
+            filter: With ``collection``: only points this payload filter lets
+                through are answered (``min(k, allowed)`` hits): a
+                `vectorwise.filters.Filter`, one condition, or the JSON as a
+                dict (Qdrant's shape: ``{"must": [{"key": "topic", "match":
+                {"value": "news"}}]}``). How it went is ``result.used.filter``
+                (a `FilterInfo`).
             **options: Other fields of the request body, passed through as they
                 are (the server refuses fields it does not know with a 422).
 
@@ -1178,11 +1292,15 @@ class VectorWiseClient:
                 setting (422), or, before sending (``status`` ``None``), a
                 vector that cannot be sent (non-finite, not 1-D) or a setting
                 the server would refuse (two of them at once, out of range,
-                an unknown profile; see ``validate``).
+                an unknown profile; see ``validate``), or a ``filter`` without
+                ``collection``. A filter the server refuses is its 422,
+                located (``loc: ["body", "filter", "must", 0, "range"]``).
             ServiceUnavailable: still 503 after the retries.
             TransportError: no answer after the retries.
         """
         fields = {**options, **_search_settings(profile, recall_target, ef_search, self.validate)}
+        if filter is not None:
+            fields["filter"] = _encode_filter(filter, collection)
         if collection is None:
             # The served index: anything else goes through as before.
             for name, value in (("with_payload", with_payload), ("with_vector", with_vector)):
@@ -1219,6 +1337,7 @@ class VectorWiseClient:
         collection: None = ...,
         with_payload: bool | None = ...,
         with_vector: bool | None = ...,
+        filter: FilterLike | None = ...,
         **options: Any,
     ) -> BatchResult: ...
     @overload
@@ -1233,6 +1352,7 @@ class VectorWiseClient:
         collection: str,
         with_payload: bool | None = ...,
         with_vector: bool | None = ...,
+        filter: FilterLike | None = ...,
         **options: Any,
     ) -> CollectionBatchResult: ...
     def search_batch(
@@ -1246,6 +1366,7 @@ class VectorWiseClient:
         collection: str | None = None,
         with_payload: bool | None = None,
         with_vector: bool | None = None,
+        filter: FilterLike | None = None,
         **options: Any,
     ) -> BatchResult:
         """``POST /search/batch``: the ``k`` nearest neighbours of each row of ``matrix``.
@@ -1273,6 +1394,8 @@ class VectorWiseClient:
             collection: As in `search`.
             with_payload: As in `search`.
             with_vector: As in `search`.
+            filter: As in `search`: one filter for every row (each request
+                of a split batch carries it).
             **options: Extra request fields, passed through (as in `search`).
 
         Returns:
@@ -1281,6 +1404,8 @@ class VectorWiseClient:
             `SearchInfo`) saying what the server searched with.
         """
         options = {**options, **_search_settings(profile, recall_target, ef_search, self.validate)}
+        if filter is not None:
+            options["filter"] = _encode_filter(filter, collection)
         if collection is not None:
             return self._collection_search_batch(
                 collection, matrix, k, bool(with_payload), bool(with_vector), options
@@ -1540,6 +1665,77 @@ class VectorWiseClient:
         if not response.is_success:
             raise error_from_response(response)
         return Point._from_json(self._json_object(response))
+
+    def create_payload_index(self, collection: str, field: str, type: str) -> bool:
+        """``PUT /collections/{collection}/index``: index a payload key for filters.
+
+        The server builds the index in every segment and keeps it current as
+        points are written; filter conditions on the key then read the index
+        instead of every point's payload (a search's ``used.filter.unindexed``
+        names the keys that were read the slow way). Durable when it returns.
+
+        Args:
+            collection: The collection's name.
+            field: A dotted payload key (``"topic"``, ``"meta.source"``).
+            type: What the index holds: ``"keyword"`` (strings, for
+                `~vectorwise.filters.Match`), ``"integer"`` (integers, for
+                ``Match`` and ``Range``), ``"float"`` (numbers, for ``Range``)
+                or ``"bool"`` (`PAYLOAD_INDEX_TYPES`). A condition of a kind
+                the index does not hold still works, by reading payloads.
+
+        Returns:
+            ``True`` if the index was created (201), ``False`` if the key
+            already had an index of this type (200: nothing changed).
+
+        Raises:
+            ConflictError: the key has an index of another type (409; drop it first).
+            ValidationError: a bad key or type: before sending (``status``
+                ``None``, the server's ``loc`` ``["body", "type"]``, ``type``
+                and ``msg``; not with ``validate=False``), or the server's 422.
+            CollectionNotFound: no such collection.
+        """
+        if self.validate:
+            try:
+                _key(field, ["body", "field"])
+            except ValidationError as e:
+                message = str(e).replace("invalid filter", "invalid payload index", 1)
+                raise ValidationError(message, status=None, detail=e.detail) from None
+            if type not in PAYLOAD_INDEX_TYPES:
+                expected = "'keyword', 'integer', 'float' or 'bool'"
+                raise _setting_error(
+                    "type",
+                    f"Input should be {expected}",
+                    "enum",
+                    type,
+                    {"expected": expected},
+                    "payload index",
+                )
+        body = json.dumps({"field": field, "type": type}).encode()
+        response = self._checked("PUT", _collection_path(collection, "index"), body)
+        return response.status_code == 201
+
+    def drop_payload_index(self, collection: str, field: str, *, missing_ok: bool = False) -> bool:
+        """``DELETE /collections/{collection}/index/{field}``: drop a key's payload index.
+
+        Filters on the key keep working, by reading payloads. Returns ``True``
+        once dropped. A key without an index raises `NotFound` (404), or with
+        ``missing_ok`` returns ``False``.
+
+        Raises:
+            NotFound: the key has no payload index (``detail`` says so).
+            CollectionNotFound: no such collection (even with ``missing_ok``).
+        """
+        if not isinstance(field, str) or not field:
+            _key(field, ["path", "field"])
+        try:
+            self._checked("DELETE", _collection_path(collection, "index", quote(field, safe="")))
+        except CollectionNotFound:
+            raise
+        except NotFound as e:
+            if missing_ok and str(e.detail).endswith("has no payload index"):
+                return False
+            raise
+        return True
 
     def _collection_search_batch(
         self,

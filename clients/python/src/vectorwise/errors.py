@@ -9,7 +9,7 @@ VectorWiseError                 anything this package raises
     │   ├── ValidationError     400 / 422 (also raised before sending, with status None)
     │   ├── NotFound            404 / 405
     │   │   └── CollectionNotFound  404 naming a collection that does not exist
-    │   ├── ConflictError       409: the collection exists with other settings
+    │   ├── ConflictError       409: the collection (or payload index) exists with other settings
     │   └── PayloadTooLarge     413
     └── ServerError             5xx
         ├── ServiceUnavailable  503: loading, load failed, overloaded, log failed (.retry_after)
@@ -110,7 +110,9 @@ class CollectionNotFound(NotFound):
     """404 from a collection route: the collection named does not exist (or was just deleted).
 
     A missing *point* is a plain `NotFound` (``detail`` ``"Point not found"``);
-    `VectorWiseClient.retrieve` returns ``None`` for it instead.
+    `VectorWiseClient.retrieve` returns ``None`` for it instead. So is a key
+    without a payload index (``drop_payload_index``; ``missing_ok`` returns
+    ``False`` for it).
     """
 
 
@@ -120,6 +122,8 @@ class ConflictError(ClientError):
     ``detail`` says which, e.g. ``"collection `docs` already exists with other
     settings (it has dimension 384, asked 768)"``. Creating it again with the
     same settings is not an error (the existing collection is returned).
+    ``create_payload_index`` on a key indexed with another type is one too
+    (``"`topic` already has a payload index of type keyword; delete it first"``).
     """
 
 
