@@ -14,6 +14,7 @@ import numbers
 import random
 import re
 import time
+import urllib.parse
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -213,7 +214,8 @@ def _header_int(value: str | None) -> int | None:
 
 
 def _header_list(value: str | None) -> tuple[str, ...]:
-    return tuple(v for v in (value or "").split(",") if v)
+    # Items are percent-encoded by the server (a key may hold a comma).
+    return tuple(urllib.parse.unquote(v) for v in (value or "").split(",") if v)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
@@ -119,6 +120,8 @@ def _key(key: Any, loc: list[Any]) -> str:
         raise _refuse(loc, "string_type", "Input should be a valid string", key)
     if not key:
         raise _value_error(loc, "key must not be empty", key)
+    if any(unicodedata.category(c) == "Cc" for c in key):
+        raise _value_error(loc, "key must not contain control characters", key)
     size = len(key.encode("utf-8"))
     if size > MAX_KEY_BYTES:
         raise _value_error(loc, f"key is {size} bytes long; the limit is {MAX_KEY_BYTES}", key)
