@@ -834,9 +834,29 @@ fn percent_encode(text: &str) -> String {
     out
 }
 
+/// Hands a collection search to the recall monitor, under its profile's
+/// label (`+filter` for a filtered one, whose exact run searches the points
+/// the filter lets through). A search of memory segments only is exact and
+/// not offered.
+pub(crate) fn offer_to_monitor(
+    state: &AppState,
+    c: &Arc<Collection>,
+    opts: &vectorwise_store::SearchOptions,
+    query: &[f32],
+    outcome: &vectorwise_store::SearchOutcome,
+) {
+    let Some(plan) = &outcome.plan else { return };
+    let promised = plan.profile.map(vectorwise_index::Profile::target);
+    let label = if opts.filter.is_some() { format!("{}+filter", plan.label) } else { plan.label.to_string() };
+    let ids: Vec<u64> = outcome.hits.iter().map(|h| h.id).collect();
+    let searched = || crate::monitor::Searched::Collection(Arc::clone(c), opts.filter.clone());
+    state.monitor().offer_searched(searched, &label, promised, query, opts.k, &ids);
+}
+
 /// Searches `c` for every query, in order, on the rayon pool from a blocking
 /// task that holds `permit`; a query the metric refuses is a 422 at `loc(i)`.
 pub(crate) async fn search_all(
+    state: AppState,
     c: Arc<Collection>,
     queries: Vec<Vec<f32>>,
     opts: vectorwise_store::SearchOptions,
@@ -849,7 +869,11 @@ pub(crate) async fn search_all(
         queries
             .par_iter()
             .enumerate()
-            .map(|(i, q)| c.search(q, &opts).map_err(|e| ApiError::from(e).located(|_| loc(i))))
+            .map(|(i, q)| {
+                let outcome = c.search(q, &opts).map_err(|e| ApiError::from(e).located(|_| loc(i)))?;
+                offer_to_monitor(&state, &c, &opts, q, &outcome);
+                Ok(outcome)
+            })
             .collect()
     })
     .await
@@ -876,9 +900,12 @@ pub(crate) async fn search(
     let search = SearchOptions { profile: req.profile, recall_target: req.recall_target, ef_search: req.ef_search };
     let opts = store_options(&state, req.k, req.with_payload, req.with_vector, &search, 1, req.filter);
     let with_payload = opts.with_payload;
+    let monitored = state.clone();
     let outcome = blocking(move || {
         let _permit = permit;
-        Ok(c.search(&req.vector, &opts)?)
+        let outcome = c.search(&req.vector, &opts)?;
+        offer_to_monitor(&monitored, &c, &opts, &req.vector, &outcome);
+        Ok(outcome)
     })
     .await
     .map_err(|e| e.located(|_| vec!["body".into(), "vector".into()]))?;
@@ -906,7 +933,7 @@ pub(crate) async fn search_batch(
     let search = SearchOptions { profile: req.profile, recall_target: req.recall_target, ef_search: req.ef_search };
     let opts = store_options(&state, req.k, req.with_payload, req.with_vector, &search, req.vectors.len(), req.filter);
     let with_payload = opts.with_payload;
-    let outcomes = search_all(c, req.vectors, opts, permit, |i| vec!["body".into(), "vectors".into(), LocItem::Index(i)]).await?;
+    let outcomes = search_all(state.clone(), c, req.vectors, opts, permit, |i| vec!["body".into(), "vectors".into(), LocItem::Index(i)]).await?;
     let headers = outcomes.first().map(outcome_headers).unwrap_or_default();
     let results = outcomes.into_iter().map(|o| hits_out(o.hits, with_payload)).collect();
     Ok((headers, Json(CollectionSearchBatchResponse { results })))

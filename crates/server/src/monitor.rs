@@ -183,10 +183,20 @@ fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// What a sampled query was searched on, and so what its exact run reads.
+#[derive(Clone, Debug)]
+pub enum Searched {
+    /// The served index (the demo's routes).
+    Index(Arc<Index>),
+    /// A collection, with the search's filter: the exact run is the exact
+    /// search of the points the filter lets through, at the time it runs.
+    Collection(Arc<vectorwise_store::Collection>, Option<Arc<vectorwise_store::Filter>>),
+}
+
 /// A sampled query waiting for its exact run.
 #[derive(Debug)]
 struct Sample {
-    index: Arc<Index>,
+    searched: Searched,
     label: String,
     promised: Option<f64>,
     query: Vec<f32>,
@@ -393,6 +403,20 @@ impl RecallMonitor {
     /// so, queues a copy for an exact re-run; never blocks. A `k` of 0 is
     /// ignored.
     pub fn offer(&self, index: &Arc<Index>, label: &str, promised: Option<f64>, query: &[f32], k: usize, returned: &[u64]) {
+        self.offer_searched(|| Searched::Index(Arc::clone(index)), label, promised, query, k, returned);
+    }
+
+    /// [`RecallMonitor::offer`] for a search of what `searched` gives (only
+    /// called for a sampled query).
+    pub fn offer_searched(
+        &self,
+        searched: impl FnOnce() -> Searched,
+        label: &str,
+        promised: Option<f64>,
+        query: &[f32],
+        k: usize,
+        returned: &[u64],
+    ) {
         let h = &*self.inner;
         h.shared.offered.fetch_add(1, Relaxed);
         if k == 0 || !h.sampler.take() {
@@ -400,7 +424,7 @@ impl RecallMonitor {
         }
         h.shared.sampled.fetch_add(1, Relaxed);
         let sample = Sample {
-            index: Arc::clone(index),
+            searched: searched(),
             label: label.to_owned(),
             promised: promised.filter(|p| p.is_finite()),
             query: query.to_vec(),
@@ -485,12 +509,31 @@ fn run(shared: &Shared, samples: &Receiver<Sample>, cpu_share: f64) {
 /// The sample's recall@k against the exact top-k of its own index; `None`
 /// when the index is empty (recall is undefined).
 fn measure(sample: &Sample) -> vectorwise_index::Result<Option<f64>> {
-    let k = sample.k.min(sample.index.len());
-    if k == 0 {
-        return Ok(None);
-    }
-    let exact = sample.index.exact_search(&sample.query, k)?;
-    Ok(recall(&sample.returned, &exact.iter().map(|n| n.id).collect::<Vec<_>>()))
+    let exact: Vec<u64> = match &sample.searched {
+        Searched::Index(index) => {
+            let k = sample.k.min(index.len());
+            if k == 0 {
+                return Ok(None);
+            }
+            index.exact_search(&sample.query, k)?.iter().map(|n| n.id).collect()
+        }
+        Searched::Collection(c, filter) => {
+            let opts = vectorwise_store::SearchOptions {
+                k: sample.k,
+                request: vectorwise_index::plan::SearchRequest::RecallTarget(1.0),
+                with_payload: false,
+                with_vector: false,
+                payload_budget: 0,
+                filter: filter.clone(),
+            };
+            // A dropped collection or a failed search: no measurement.
+            match c.search(&sample.query, &opts) {
+                Ok(out) => out.hits.iter().map(|h| h.id).collect(),
+                Err(_) => return Ok(None),
+            }
+        }
+    };
+    Ok(recall(&sample.returned, &exact))
 }
 
 /// |returned ∩ exact| / |exact| (each exact id counted once); `None` for an

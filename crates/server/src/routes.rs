@@ -333,7 +333,7 @@ async fn search_default(
         payload_budget: 0,
         filter: None,
     };
-    let outcomes = crate::collections::search_all(c, queries, opts, permit, move |i| {
+    let outcomes = crate::collections::search_all(state.clone(), c, queries, opts, permit, move |i| {
         if batch { vec!["body".into(), "query_vectors".into(), i.into()] } else { vec!["body".into(), "query_vector".into()] }
     })
     .await?;
