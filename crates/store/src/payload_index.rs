@@ -100,6 +100,30 @@ impl Posting {
         }
     }
 
+    /// Appends `later`'s points (all past its own; both sparse).
+    fn append(&mut self, later: Posting) {
+        match (self, later) {
+            (Posting::Sparse(a), Posting::Sparse(mut b)) => {
+                if a.is_empty() {
+                    *a = b;
+                } else {
+                    a.append(&mut b);
+                }
+            }
+            (a, b) => {
+                // Only unfinished (sparse) postings are appended.
+                let mut all = Vec::new();
+                for p in [std::mem::take(a), b] {
+                    match p {
+                        Posting::Sparse(v) => all.extend(v),
+                        Posting::Dense(d) => all.extend(d.iter()),
+                    }
+                }
+                *a = Posting::Sparse(all);
+            }
+        }
+    }
+
     /// Adds its points to `out`.
     fn add_to(&self, out: &mut AllowSet) {
         match self {
@@ -173,6 +197,23 @@ impl FieldIndex {
         }
     }
 
+    /// Takes in `later`, built over offsets all past this one's (the next
+    /// chunk of a parallel build).
+    fn append(&mut self, later: FieldIndex) {
+        self.non_empty.append(later.non_empty);
+        for (k, p) in later.keywords {
+            self.keywords.entry(k).or_default().append(p);
+        }
+        for (k, p) in later.integers {
+            self.integers.entry(k).or_default().append(p);
+        }
+        let [f, t] = later.bools;
+        self.bools[0].append(f);
+        self.bools[1].append(t);
+        self.sorted &= later.sorted && self.numbers.last().zip(later.numbers.first()).is_none_or(|(a, b)| a.0 <= b.0);
+        self.numbers.extend(later.numbers);
+    }
+
     /// Sorts the numbers and makes the large postings dense (a sealed
     /// segment's, of `len` points).
     fn finish(&mut self, len: usize) {
@@ -237,6 +278,9 @@ impl FieldIndex {
     }
 }
 
+/// Points per task of a parallel index build.
+const PARALLEL_CHUNK: usize = 16_384;
+
 /// A segment's payload indexes, one per declared key.
 #[derive(Debug, Default)]
 pub(crate) struct FieldIndexes {
@@ -261,12 +305,30 @@ impl FieldIndexes {
     /// added later; a dense posting has a fixed length), nothing shared.
     pub(crate) fn build_open<'a>(specs: &[FieldSpec], keep: Option<&FieldIndexes>, payloads: impl Iterator<Item = Option<&'a str>>) -> FieldIndexes {
         let reused = |s: &FieldSpec| keep.and_then(|k| k.fields.iter().find(|f| f.spec == *s).cloned());
-        let mut fresh: Vec<FieldIndex> = specs.iter().filter(|s| reused(s).is_none()).map(FieldIndex::new).collect();
+        let missing: Vec<&FieldSpec> = specs.iter().filter(|s| reused(s).is_none()).collect();
+        let mut fresh: Vec<FieldIndex> = missing.iter().map(|s| FieldIndex::new(s)).collect();
         if !fresh.is_empty() {
-            for (o, p) in payloads.enumerate() {
-                let Some(value) = p.and_then(|t| serde_json::from_str::<Value>(t).ok()) else { continue };
-                for f in &mut fresh {
-                    f.insert(o as u32, &value);
+            // Parsing is the cost: chunks of points are parsed and indexed on
+            // the pool, then appended in order (postings stay sorted).
+            use rayon::prelude::*;
+            let payloads: Vec<Option<&str>> = payloads.collect();
+            let chunks: Vec<Vec<FieldIndex>> = payloads
+                .par_chunks(PARALLEL_CHUNK)
+                .enumerate()
+                .map(|(c, chunk)| {
+                    let mut part: Vec<FieldIndex> = missing.iter().map(|s| FieldIndex::new(s)).collect();
+                    for (i, p) in chunk.iter().enumerate() {
+                        let Some(value) = p.and_then(|t| serde_json::from_str::<Value>(t).ok()) else { continue };
+                        for f in &mut part {
+                            f.insert((c * PARALLEL_CHUNK + i) as u32, &value);
+                        }
+                    }
+                    part
+                })
+                .collect();
+            for part in chunks {
+                for (f, p) in fresh.iter_mut().zip(part) {
+                    f.append(p);
                 }
             }
         }
@@ -495,6 +557,35 @@ mod tests {
                 prop_assert_eq!(got.iter().collect::<Vec<_>>(), want.clone());
                 prop_assert_eq!(got.count(), want.len());
             }
+        }
+    }
+
+    #[test]
+    fn a_parallel_build_over_many_chunks_answers_like_the_reference() {
+        // Three chunks and a bit, values repeating across chunk boundaries.
+        let n = 3 * PARALLEL_CHUNK + 1000;
+        let payload = |i: usize| json!({"tag": [format!("t{}", i % 13), format!("u{}", i % 5)], "x": (i * 7919) % 1000, "f": (i % 3) as f64 / 2.0, "b": i % 4 == 0});
+        let texts: Vec<Option<std::sync::Arc<str>>> =
+            (0..n).map(|i| (i % 17 != 0).then(|| std::sync::Arc::from(payload(i).to_string()))).collect();
+        let specs = [spec("tag", FieldType::Keyword), spec("x", FieldType::Integer), spec("f", FieldType::Float), spec("b", FieldType::Bool)];
+        let indexes = FieldIndexes::build(&specs, None, n, texts.iter().map(|t| t.as_deref()));
+        let parsed: Vec<Option<Value>> = texts.iter().map(|t| t.as_ref().map(|t| serde_json::from_str(t).unwrap())).collect();
+        let seg = SegmentPoints { len: n, indexes: &indexes, payload: &|_| panic!("indexed"), id: &u64::from, offsets_of: &|_| Vec::new() };
+        let key = |k: &str| KeyPath::parse(k).unwrap();
+        let conditions = [
+            Condition::Match { key: key("tag"), values: vec![MatchValue::Keyword("t3".into()), MatchValue::Keyword("u1".into())] },
+            Condition::Match { key: key("x"), values: vec![MatchValue::Integer(500)] },
+            Condition::Range { key: key("x"), range: NumRange { gte: Some(100.0), lt: Some(130.0), ..Default::default() } },
+            Condition::Range { key: key("f"), range: NumRange { gt: Some(0.0), ..Default::default() } },
+            Condition::Match { key: key("b"), values: vec![MatchValue::Bool(true)] },
+            Condition::IsEmpty(key("tag")),
+        ];
+        for c in conditions {
+            let f = Filter { must: vec![c.clone()], ..Default::default() };
+            let (got, unindexed) = select(&f, &seg);
+            assert!(unindexed.is_empty());
+            let want: Vec<u32> = (0..n as u32).filter(|&o| c.matches(u64::from(o), parsed[o as usize].as_ref())).collect();
+            assert_eq!(got.iter().collect::<Vec<_>>(), want, "{c:?}");
         }
     }
 
