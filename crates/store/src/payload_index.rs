@@ -218,7 +218,8 @@ impl FieldIndex {
     /// segment's, of `len` points).
     fn finish(&mut self, len: usize) {
         if !self.sorted {
-            self.numbers.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            use rayon::slice::ParallelSliceMut;
+            self.numbers.par_sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             self.sorted = true;
         }
         self.non_empty.finish(len);
@@ -293,11 +294,13 @@ impl FieldIndexes {
     /// `specs` reused, not rebuilt.
     pub(crate) fn build<'a>(specs: &[FieldSpec], keep: Option<&FieldIndexes>, len: usize, payloads: impl Iterator<Item = Option<&'a str>>) -> FieldIndexes {
         let mut out = Self::build_open(specs, keep, payloads);
-        for f in &mut out.fields {
+        use rayon::prelude::*;
+        out.fields.par_iter_mut().for_each(|f| {
+            // Reused ones are shared and finished already.
             if let Some(f) = Arc::get_mut(f) {
                 f.finish(len);
             }
-        }
+        });
         out
     }
 

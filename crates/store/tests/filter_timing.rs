@@ -13,7 +13,10 @@ use vectorwise_store::{Condition, Filter, KeyPath, MatchValue, SearchOptions, St
 fn probe() {
     let Ok(dir) = std::env::var("VW_PROBE_DIR") else { return };
     let name = std::env::var("VW_PROBE_COLLECTION").unwrap_or("c".into());
+    let t = Instant::now();
+    let cpu = cpu_seconds();
     let store = Store::open(std::path::Path::new(&dir), SyncMode::Always).unwrap();
+    eprintln!("opened in {:.2} s wall, {:.2} s CPU", t.elapsed().as_secs_f64(), cpu_seconds() - cpu);
     let c = store.get(&name).unwrap();
     c.stop_optimiser();
     let dim = c.dimension();
@@ -40,4 +43,12 @@ fn probe() {
         paths.dedup();
         eprintln!("{key:6} p50 {:.3} ms p90 {:.3} ms {paths:?}", times[times.len() / 2], times[times.len() * 9 / 10]);
     }
+}
+
+/// This process's user + system CPU seconds (Linux, /proc/self/stat).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|x| x.parse::<f64>().ok()).sum());
+    ticks / 100.0
 }
