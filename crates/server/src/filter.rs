@@ -20,6 +20,10 @@ use vectorwise_store::{Condition, Filter, KeyPath, MatchValue, NumRange};
 pub const MAX_DEPTH: usize = 8;
 /// Conditions in one `must` / `should` / `must_not` list.
 pub const MAX_CONDITIONS: usize = 64;
+/// Conditions in a whole filter, nested ones counted: every condition
+/// costs a pass over a segment's words (a hostile nesting of 64 lists of
+/// 64 would otherwise multiply them).
+pub const MAX_TOTAL_CONDITIONS: usize = 1024;
 /// Values in one `match.any`.
 pub const MAX_ANY: usize = 1024;
 /// Ids in one `has_id`.
@@ -65,7 +69,17 @@ pub(crate) fn parse(v: &Value, at: &[LocItem], errors: &mut Vec<FieldError>) -> 
     }
     let before = errors.len();
     let f = filter(v, at, 1, errors);
-    (errors.len() == before).then_some(f)
+    if errors.len() != before {
+        return None;
+    }
+    if let Some(f) = &f {
+        let total = f.conditions().len();
+        if total > MAX_TOTAL_CONDITIONS {
+            errors.push(value_error(at.to_vec(), format!("a filter holds at most {MAX_TOTAL_CONDITIONS} conditions in all (nested ones counted); this one has {total}"), v));
+            return None;
+        }
+    }
+    Some(f)
 }
 
 fn filter(v: &Value, at: &[LocItem], depth: usize, errors: &mut Vec<FieldError>) -> Option<Filter> {
@@ -268,7 +282,7 @@ pub(crate) fn schemas() -> Vec<(String, RefOr<Schema>)> {
     let filter = json!({
         "type": "object",
         "additionalProperties": false,
-        "description": "Only points the filter lets through are answered: every `must` condition holds, at least one `should` (if any), no `must_not`.",
+        "description": "Only points the filter lets through are answered: every `must` condition holds, at least one `should` (if any), no `must_not`. At most 8 levels of nesting and 1024 conditions in all.",
         "properties": {
             "must": list("Conditions that must all hold"),
             "should": list("Conditions of which at least one must hold"),
@@ -368,5 +382,10 @@ mod tests {
         }
         assert!(!err(deep).is_empty());
         assert!(!err(json!({"must": vec![json!({}); MAX_CONDITIONS + 1]})).is_empty());
+        // 64 nested filters of 17 conditions: 1152 in all.
+        let wide = json!({"must": vec![json!({"must": vec![json!({"has_id": [1]}); 16]}); 64]});
+        assert_eq!(err(wide), vec![("body.filter".to_string(), "value_error".to_string())]);
+        let fits = json!({"must": vec![json!({"must": vec![json!({"has_id": [1]}); 14]}); 64]});
+        assert_eq!(ok(fits).conditions().len(), 64 * 15);
     }
 }
