@@ -839,11 +839,13 @@ impl ScanView<'_> {
     /// of the whole index, the nearest allowed points lie outside the
     /// query's neighbourhood, where the lists' order says little (a filter
     /// keeping 1 % of clustered-1m along one direction: recall@10 0.65 by
-    /// that order), so every list holding an allowed point is read.
-    pub fn allowed_ranges(&self, query: &[f32], allow: &AllowSet, nprobe: usize, target: usize) -> (Vec<Range<usize>>, usize) {
+    /// that order), so every list holding an allowed point is read; the
+    /// third value says the filter was local (the caller may prefer the SQ8
+    /// path otherwise: the 4-bit sums rank far points poorly).
+    pub fn allowed_ranges(&self, query: &[f32], allow: &AllowSet, nprobe: usize, target: usize) -> (Vec<Range<usize>>, usize, bool) {
         let lists = match self.lists {
             Some(lists) if self.partial(nprobe) => lists,
-            _ => return (vec![0..self.shape.count], self.shape.count),
+            _ => return (vec![0..self.shape.count], self.shape.count, true),
         };
         let ranked = lists.ranked(query);
         let range = |i: usize| lists.starts[i] as usize..lists.starts[i + 1] as usize;
@@ -873,7 +875,7 @@ impl ScanView<'_> {
                 _ => ranges.push(r),
             }
         }
-        (ranges, read)
+        (ranges, read, local)
     }
 
     /// [`ScanView::search`] answering only `allow`'s points, over `ranges`
