@@ -811,7 +811,11 @@ pub(crate) fn outcome_headers(o: &vectorwise_store::SearchOutcome) -> HeaderMap 
             // Keys may hold commas and any non-control text: each is
             // percent-encoded (RFC 3986 unreserved characters kept), then
             // joined by commas.
-            let keys: Vec<String> = f.unindexed.iter().map(|k| percent_encode(k)).collect();
+            // At most 16 keys (a header line must stay readable), then `+N`.
+            let mut keys: Vec<String> = f.unindexed.iter().take(16).map(|k| percent_encode(k)).collect();
+            if f.unindexed.len() > 16 {
+                keys.push(format!("+{}", f.unindexed.len() - 16));
+            }
             if let Ok(v) = keys.join(",").parse() {
                 h.insert(header::FILTER_UNINDEXED, v);
             }

@@ -24,6 +24,8 @@ pub const MAX_CONDITIONS: usize = 64;
 /// costs a pass over a segment's words (a hostile nesting of 64 lists of
 /// 64 would otherwise multiply them).
 pub const MAX_TOTAL_CONDITIONS: usize = 1024;
+/// Errors reported for one filter.
+pub const MAX_ERRORS: usize = 32;
 /// Values in one `match.any`.
 pub const MAX_ANY: usize = 1024;
 /// Ids in one `has_id`.
@@ -70,6 +72,9 @@ pub(crate) fn parse(v: &Value, at: &[LocItem], errors: &mut Vec<FieldError>) -> 
     let before = errors.len();
     let f = filter(v, at, 1, errors);
     if errors.len() != before {
+        // A body of many bad conditions must not answer with many times its
+        // size in errors (as elsewhere, at most 32 are reported).
+        errors.truncate(before + MAX_ERRORS);
         return None;
     }
     if let Some(f) = &f {

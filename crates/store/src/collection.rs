@@ -404,11 +404,15 @@ impl Collection {
         match record {
             Record::Upsert(points) => {
                 for p in points {
-                    if let Some(old) = ws.ids.get(&p.id).copied() {
-                        set.delete(old);
-                    }
+                    // The new copy first, then the old one deleted: a search
+                    // reading the segments meanwhile sees one or both, never
+                    // neither (it reads the mutable segment last).
+                    let old = ws.ids.get(&p.id).copied();
                     let offset = set.mutable.push(p.id, &p.vector, p.payload);
                     ws.ids.insert(p.id, Loc2 { segment: set.mutable.id, offset });
+                    if let Some(old) = old {
+                        set.delete(old);
+                    }
                     changed += 1;
                 }
             }
@@ -504,28 +508,18 @@ impl Collection {
             return Err(vectorwise_index::Error::InvalidParameter { name: "k", reason: "must be at least 1".into() }.into());
         }
         let filter = opts.filter.as_deref();
-        let (set, named) = match filter {
-            // The live locations of the ids `has_id` names, read with the
-            // segments under the write lock so the two agree.
-            Some(f) if !f.named_ids().is_empty() => {
-                let ws = self.write.lock();
-                let named: HashMap<u64, Loc2> = f.named_ids().into_iter().filter_map(|id| Some((id, *ws.ids.get(&id)?))).collect();
-                (self.set(), named)
-            }
-            _ => (self.set(), HashMap::new()),
-        };
+        // No lock: segments are read in the order points move between them
+        // (sealed, frozen, then the mutable one; a write adds the new copy
+        // before it deletes the old), so a point being replaced is seen at
+        // least once, and a second sighting is dropped below. Each memory
+        // segment is selected and searched under one read lock.
+        let set = self.set();
         let metric = self.config.metric;
         let prepared = metric.prepare_point_query(query, self.config.dimension)?;
         let mut hits: Vec<Hit> = Vec::new();
         let mut plan: Option<(usize, SearchPlan)> = None;
         let mut expected = Some(1.0f64);
         let mut report = filter.map(|_| FilterReport::default());
-        let named = &named;
-        let offsets_of = |segment: SegmentId| {
-            move |ids: &[u64]| -> Vec<u32> {
-                ids.iter().filter_map(|id| named.get(id)).filter(|at| at.segment == segment).map(|at| at.offset).collect()
-            }
-        };
         for s in &set.sealed {
             if s.live() == 0 {
                 continue;
@@ -544,7 +538,7 @@ impl Collection {
                         indexes: &fields,
                         payload: &|o| s.payloads.get(o as usize).map(Arc::from),
                         id: &|o| ids[o as usize],
-                        offsets_of: &offsets_of(s.id),
+                        offsets_of: &|ids| ids.iter().filter_map(|&id| s.index.offset_of(id)).collect(),
                     };
                     let (mut allow, unindexed) = select(filter, &seg);
                     report.unindexed.extend(unindexed);
@@ -570,27 +564,28 @@ impl Collection {
                 plan = Some((s.len(), p));
             }
         }
-        for m in std::iter::once(&set.mutable).chain(&set.frozen) {
+        for m in set.frozen.iter().chain(std::iter::once(&set.mutable)) {
+            let d = m.data.read();
             match (filter, report.as_mut()) {
                 (Some(filter), Some(report)) => {
-                    let bits = {
-                        let d = m.data.read();
-                        let seg = SegmentPoints {
-                            len: d.ids.len(),
-                            indexes: &d.fields,
-                            payload: &|o| d.payloads[o as usize].clone(),
-                            id: &|o| d.ids[o as usize],
-                            offsets_of: &offsets_of(m.id),
-                        };
-                        let (bits, unindexed) = select(filter, &seg);
-                        report.unindexed.extend(unindexed);
-                        report.allowed += bits.iter().filter(|&o| !d.deleted[o as usize]).count();
-                        report.live += d.ids.len() - d.deleted_count;
-                        bits
+                    let offsets_of = |ids: &[u64]| -> Vec<u32> {
+                        let wanted: std::collections::HashSet<u64> = ids.iter().copied().collect();
+                        d.ids.iter().enumerate().filter(|(_, id)| wanted.contains(id)).map(|(o, _)| o as u32).collect()
                     };
-                    hits.extend(m.search(metric, &prepared, opts.k, Some(&bits)));
+                    let seg = SegmentPoints {
+                        len: d.ids.len(),
+                        indexes: &d.fields,
+                        payload: &|o| d.payloads[o as usize].clone(),
+                        id: &|o| d.ids[o as usize],
+                        offsets_of: &offsets_of,
+                    };
+                    let (bits, unindexed) = select(filter, &seg);
+                    report.unindexed.extend(unindexed);
+                    report.allowed += bits.iter().filter(|&o| !d.deleted[o as usize]).count();
+                    report.live += d.ids.len() - d.deleted_count;
+                    hits.extend(m.search_data(&d, metric, &prepared, opts.k, Some(&bits)));
                 }
-                _ => hits.extend(m.search(metric, &prepared, opts.k, None)),
+                _ => hits.extend(m.search_data(&d, metric, &prepared, opts.k, None)),
             }
         }
         if let Some(r) = report.as_mut() {
@@ -598,6 +593,9 @@ impl Collection {
             r.unindexed.dedup();
         }
         hits.sort_by(|a, b| a.key().cmp(&b.key()));
+        // A point replaced during the search may be seen in two segments.
+        let mut seen = std::collections::HashSet::with_capacity(hits.len());
+        hits.retain(|h| seen.insert(h.id));
         hits.truncate(opts.k);
         if opts.with_payload {
             let bytes: usize = hits.iter().map(|h| set.payload_len(Loc2 { segment: h.segment, offset: h.offset })).sum();
@@ -631,13 +629,33 @@ impl Collection {
         let key = crate::filter::KeyPath::parse(&spec.field).map_err(|reason| Error::invalid(vec![Loc::Field("field")], reason))?;
         // `a[].b` and `a.b` are one key.
         let spec = FieldSpec { field: key.as_str().to_string(), ..spec };
+        let conflict = |fields: &[FieldSpec]| -> Result<bool> {
+            match fields.iter().find(|f| f.field == spec.field) {
+                Some(existing) if existing.field_type == spec.field_type => Ok(true),
+                Some(existing) => Err(Error::IndexConflict { field: spec.field.clone(), existing: existing.field_type.as_str() }),
+                None => Ok(false),
+            }
+        };
+        // Built on the pool for the sealed segments first, without the write
+        // lock (searches and writes go on); then, under it, for what changed
+        // meanwhile (memory segments, a segment the optimiser installed), on
+        // this thread.
+        let (wanted, set) = {
+            let ws = self.write.lock();
+            if conflict(&ws.fields)? {
+                return Ok(false);
+            }
+            let mut fields = ws.fields.to_vec();
+            fields.push(spec.clone());
+            (fields, self.set())
+        };
+        for s in &set.sealed {
+            s.ensure_fields(&wanted, true);
+        }
         {
             let mut ws = self.write.lock();
-            if let Some(existing) = ws.fields.iter().find(|f| f.field == spec.field) {
-                if existing.field_type == spec.field_type {
-                    return Ok(false);
-                }
-                return Err(Error::IndexConflict { field: spec.field, existing: existing.field_type.as_str() });
+            if conflict(&ws.fields)? {
+                return Ok(false);
             }
             let mut fields = ws.fields.to_vec();
             fields.push(spec);
@@ -665,11 +683,11 @@ impl Collection {
     }
 
     /// Brings every segment's payload indexes to `ws.fields` (the write
-    /// lock held, so no segment comes or goes meanwhile).
+    /// lock held, so no segment comes or goes meanwhile; no rayon here).
     fn reindex_locked(&self, ws: &WriteState) {
         let set = self.set();
         for s in &set.sealed {
-            s.ensure_fields(&ws.fields);
+            s.ensure_fields(&ws.fields, false);
         }
         for m in std::iter::once(&set.mutable).chain(&set.frozen) {
             m.ensure_fields(&ws.fields);

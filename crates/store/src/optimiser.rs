@@ -341,7 +341,7 @@ fn swap(
         let mut next = without_inputs(&set);
         if let Some(seg) = built {
             // An index declared while it was built.
-            seg.ensure_fields(&ws.fields);
+            seg.ensure_fields(&ws.fields, false);
             for (o, &id) in seg.index.ids().iter().enumerate() {
                 let live = ws.ids.get(&id).copied().filter(|&at| from(&set, at) && !set.is_deleted(at));
                 if live.is_some() {

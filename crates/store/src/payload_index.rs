@@ -216,10 +216,15 @@ impl FieldIndex {
 
     /// Sorts the numbers and makes the large postings dense (a sealed
     /// segment's, of `len` points).
-    fn finish(&mut self, len: usize) {
+    fn finish(&mut self, len: usize, parallel: bool) {
         if !self.sorted {
             use rayon::slice::ParallelSliceMut;
-            self.numbers.par_sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let order = |a: &(f64, u32), b: &(f64, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+            if parallel {
+                self.numbers.par_sort_unstable_by(order);
+            } else {
+                self.numbers.sort_unstable_by(order);
+            }
             self.sorted = true;
         }
         self.non_empty.finish(len);
@@ -291,22 +296,40 @@ pub(crate) struct FieldIndexes {
 impl FieldIndexes {
     /// Indexes for `specs` over `payloads` (offset order, `len` of them), a
     /// sealed segment's: finished, and those of `keep` with a spec in
-    /// `specs` reused, not rebuilt.
-    pub(crate) fn build<'a>(specs: &[FieldSpec], keep: Option<&FieldIndexes>, len: usize, payloads: impl Iterator<Item = Option<&'a str>>) -> FieldIndexes {
-        let mut out = Self::build_open(specs, keep, payloads);
-        use rayon::prelude::*;
-        out.fields.par_iter_mut().for_each(|f| {
+    /// `specs` reused, not rebuilt. On the rayon pool when `parallel`; never
+    /// so under the collection's write lock (a pool worker blocked on that
+    /// lock would never run the build's tasks).
+    pub(crate) fn build<'a>(
+        specs: &[FieldSpec],
+        keep: Option<&FieldIndexes>,
+        len: usize,
+        payloads: impl Iterator<Item = Option<&'a str>>,
+        parallel: bool,
+    ) -> FieldIndexes {
+        let mut out = Self::build_open(specs, keep, payloads, parallel);
+        let finish = |f: &mut Arc<FieldIndex>| {
             // Reused ones are shared and finished already.
             if let Some(f) = Arc::get_mut(f) {
-                f.finish(len);
+                f.finish(len, parallel);
             }
-        });
+        };
+        if parallel {
+            use rayon::prelude::*;
+            out.fields.par_iter_mut().for_each(finish);
+        } else {
+            out.fields.iter_mut().for_each(finish);
+        }
         out
     }
 
     /// [`FieldIndexes::build`] for a memory segment: not finished (points are
     /// added later; a dense posting has a fixed length), nothing shared.
-    pub(crate) fn build_open<'a>(specs: &[FieldSpec], keep: Option<&FieldIndexes>, payloads: impl Iterator<Item = Option<&'a str>>) -> FieldIndexes {
+    pub(crate) fn build_open<'a>(
+        specs: &[FieldSpec],
+        keep: Option<&FieldIndexes>,
+        payloads: impl Iterator<Item = Option<&'a str>>,
+        parallel: bool,
+    ) -> FieldIndexes {
         let reused = |s: &FieldSpec| keep.and_then(|k| k.fields.iter().find(|f| f.spec == *s).cloned());
         let missing: Vec<&FieldSpec> = specs.iter().filter(|s| reused(s).is_none()).collect();
         let mut fresh: Vec<FieldIndex> = missing.iter().map(|s| FieldIndex::new(s)).collect();
@@ -315,20 +338,21 @@ impl FieldIndexes {
             // the pool, then appended in order (postings stay sorted).
             use rayon::prelude::*;
             let payloads: Vec<Option<&str>> = payloads.collect();
-            let chunks: Vec<Vec<FieldIndex>> = payloads
-                .par_chunks(PARALLEL_CHUNK)
-                .enumerate()
-                .map(|(c, chunk)| {
-                    let mut part: Vec<FieldIndex> = missing.iter().map(|s| FieldIndex::new(s)).collect();
-                    for (i, p) in chunk.iter().enumerate() {
-                        let Some(value) = p.and_then(|t| serde_json::from_str::<Value>(t).ok()) else { continue };
-                        for f in &mut part {
-                            f.insert((c * PARALLEL_CHUNK + i) as u32, &value);
-                        }
+            let part = |(c, chunk): (usize, &[Option<&str>])| {
+                let mut part: Vec<FieldIndex> = missing.iter().map(|s| FieldIndex::new(s)).collect();
+                for (i, p) in chunk.iter().enumerate() {
+                    let Some(value) = p.and_then(|t| serde_json::from_str::<Value>(t).ok()) else { continue };
+                    for f in &mut part {
+                        f.insert((c * PARALLEL_CHUNK + i) as u32, &value);
                     }
-                    part
-                })
-                .collect();
+                }
+                part
+            };
+            let chunks: Vec<Vec<FieldIndex>> = if parallel {
+                payloads.par_chunks(PARALLEL_CHUNK).enumerate().map(part).collect()
+            } else {
+                payloads.chunks(PARALLEL_CHUNK).enumerate().map(part).collect()
+            };
             for part in chunks {
                 for (f, p) in fresh.iter_mut().zip(part) {
                     f.append(p);
@@ -543,7 +567,7 @@ mod tests {
             let filter = Filter { must, should, must_not };
             // Ids are 3 × offset, so has_id tests a mapping.
             let want: Vec<u32> = (0..payloads.len() as u32).filter(|&o| filter.matches(u64::from(o) * 3, payloads[o as usize].as_ref())).collect();
-            let sealed = FieldIndexes::build(&specs, None, texts.len(), texts.iter().map(|t| t.as_deref()));
+            let sealed = FieldIndexes::build(&specs, None, texts.len(), texts.iter().map(|t| t.as_deref()), true);
             let mut memory = FieldIndexes::empty(&specs);
             for (o, t) in texts.iter().enumerate() {
                 memory.insert(o as u32, t.as_deref());
@@ -571,7 +595,7 @@ mod tests {
         let texts: Vec<Option<std::sync::Arc<str>>> =
             (0..n).map(|i| (i % 17 != 0).then(|| std::sync::Arc::from(payload(i).to_string()))).collect();
         let specs = [spec("tag", FieldType::Keyword), spec("x", FieldType::Integer), spec("f", FieldType::Float), spec("b", FieldType::Bool)];
-        let indexes = FieldIndexes::build(&specs, None, n, texts.iter().map(|t| t.as_deref()));
+        let indexes = FieldIndexes::build(&specs, None, n, texts.iter().map(|t| t.as_deref()), true);
         let parsed: Vec<Option<Value>> = texts.iter().map(|t| t.as_ref().map(|t| serde_json::from_str(t).unwrap())).collect();
         let seg = SegmentPoints { len: n, indexes: &indexes, payload: &|_| panic!("indexed"), id: &u64::from, offsets_of: &|_| Vec::new() };
         let key = |k: &str| KeyPath::parse(k).unwrap();
@@ -597,7 +621,7 @@ mod tests {
         let texts: Vec<Option<std::sync::Arc<str>>> =
             (0..100).map(|i| Some(std::sync::Arc::from(json!({"tag": format!("t{}", i % 10), "price": i}).to_string()))).collect();
         let specs = [spec("tag", FieldType::Keyword), spec("price", FieldType::Integer)];
-        let indexes = FieldIndexes::build(&specs, None, 100, texts.iter().map(|t| t.as_deref()));
+        let indexes = FieldIndexes::build(&specs, None, 100, texts.iter().map(|t| t.as_deref()), false);
         let seg = SegmentPoints {
             len: 100,
             indexes: &indexes,

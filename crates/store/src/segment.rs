@@ -100,7 +100,7 @@ impl MemSegment {
             return;
         }
         // Rebuilt whole: a memory segment holds at most `seal_points` points.
-        d.fields = FieldIndexes::build_open(specs, None, d.payloads.iter().map(|p| p.as_deref()));
+        d.fields = FieldIndexes::build_open(specs, None, d.payloads.iter().map(|p| p.as_deref()), false);
     }
 
     pub(crate) fn push(&self, id: u64, vector: &[f32], payload: Option<Arc<str>>) -> PointOffset {
@@ -132,8 +132,9 @@ impl MemSegment {
     /// The `k` live points nearest to `query` (prepared with
     /// [`Metric::prepare_point_query`]), as (distance, id, offset); with
     /// `allowed`, only the points it holds.
-    pub(crate) fn search(&self, metric: Metric, query: &[f32], k: usize, allowed: Option<&vectorwise_index::AllowSet>) -> Vec<Hit> {
-        let d = self.data.read();
+    /// Read under the caller's lock on `d` (its data), so a filter's
+    /// selection and the search see the same points.
+    pub(crate) fn search_data(&self, d: &MemData, metric: Metric, query: &[f32], k: usize, allowed: Option<&vectorwise_index::AllowSet>) -> Vec<Hit> {
         let mut top: Vec<Hit> = Vec::with_capacity(k + 1);
         let mut worst = f32::INFINITY;
         for (o, row) in d.vectors.chunks_exact(self.dim.max(1)).enumerate() {
@@ -221,18 +222,19 @@ impl SealedSegment {
             }
             persisted = (offsets.len(), generation);
         }
-        let fields = RwLock::new(Arc::new(FieldIndexes::build(fields, None, index.len(), (0..index.len()).map(|o| payloads.get(o)))));
+        let fields = RwLock::new(Arc::new(FieldIndexes::build(fields, None, index.len(), (0..index.len()).map(|o| payloads.get(o)), true)));
         Ok(SealedSegment { id, index, payloads, fields, deleted: bits, persisted: parking_lot::Mutex::new(persisted) })
     }
 
-    /// Indexes its points for `specs` (unless it already does).
-    pub(crate) fn ensure_fields(&self, specs: &[FieldSpec]) {
+    /// Indexes its points for `specs` (unless it already does); on the
+    /// rayon pool when `parallel` (never under the write lock).
+    pub(crate) fn ensure_fields(&self, specs: &[FieldSpec], parallel: bool) {
         let current = self.fields.read().clone();
         if current.is(specs) {
             return;
         }
         // Only the indexes it lacks are built; the others are shared.
-        let built = FieldIndexes::build(specs, Some(&current), self.len(), (0..self.len()).map(|o| self.payloads.get(o)));
+        let built = FieldIndexes::build(specs, Some(&current), self.len(), (0..self.len()).map(|o| self.payloads.get(o)), parallel);
         *self.fields.write() = Arc::new(built);
     }
 

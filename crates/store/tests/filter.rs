@@ -183,3 +183,55 @@ fn filtered_search_matches_a_brute_force_model_across_segments_indexes_and_reope
     drop(c);
     store.close();
 }
+
+/// A point re-upserted while filtered searches run is always seen exactly
+/// once: `has_id` never misses it, `must_not has_id` never returns it, and
+/// no search returns an id twice (the reviewer's race: a search located ids
+/// under the lock, then read segments the writer had changed).
+#[test]
+fn a_point_replaced_during_searches_is_seen_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), SyncMode::Interval(std::time::Duration::from_millis(50))).unwrap();
+    let (c, _) = store.create("r", CollectionConfig { seal_points: 300, ..CollectionConfig::new(2, Metric::L2) }).unwrap();
+    let point = |id: u64| NewPoint { id, vector: vec![id as f32, 0.0], payload: Some(json!({"g": 1})) };
+    c.upsert((0..1000).map(point).collect()).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for w in 0..2u64 {
+            let (c, stop) = (&c, &stop);
+            s.spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // id 7 over and over, and other points so segments seal.
+                    c.upsert(vec![point(7), point(100 + (i * 2 + w) % 800)]).unwrap();
+                    i += 1;
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
+            });
+        }
+        let search = |f: Filter, k: usize| {
+            let opts = SearchOptions {
+                k,
+                request: SearchRequest::Profile(Profile::Balanced),
+                with_payload: false,
+                with_vector: false,
+                payload_budget: 0,
+                filter: Some(std::sync::Arc::new(f)),
+            };
+            c.search(&[7.0, 0.0], &opts).unwrap().hits.iter().map(|h| h.id).collect::<Vec<u64>>()
+        };
+        for _ in 0..1000 {
+            let must = search(Filter { must: vec![Condition::HasId(vec![7])], ..Default::default() }, 5);
+            assert_eq!(must, vec![7]);
+            let not = search(Filter { must_not: vec![Condition::HasId(vec![7])], ..Default::default() }, 50);
+            assert!(!not.contains(&7), "{not:?}");
+            let mut ids = not.clone();
+            ids.sort_unstable();
+            ids.dedup();
+            assert_eq!(ids.len(), not.len(), "an id twice: {not:?}");
+            assert_eq!(not.len(), 50);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    c.close();
+}
