@@ -34,8 +34,10 @@ pub struct Args {
     /// Vectors file used when the index has to be built first.
     #[arg(long, env = "VECTORWISE_VECTORS_PATH", default_value = "data/vectors.npy")]
     pub vectors: PathBuf,
-    /// Address to bind.
-    #[arg(long, env = "VECTORWISE_HOST", default_value = "0.0.0.0")]
+    /// Address to bind: loopback by default, so a server started without
+    /// API keys is not reachable from other machines; `0.0.0.0` (or `::`)
+    /// listens on every interface.
+    #[arg(long, env = "VECTORWISE_HOST", default_value = "127.0.0.1")]
     pub host: String,
     /// Port to bind (0 picks a free one and logs it).
     #[arg(long, env = "VECTORWISE_PORT", default_value_t = 8000)]
@@ -237,7 +239,15 @@ pub fn run(a: Args) -> Result<()> {
         let listener = tokio::net::TcpListener::bind((host.as_str(), port))
             .await
             .with_context(|| format!("cannot bind {host}:{port}"))?;
-        tracing::info!(address = %listener.local_addr()?, "listening");
+        let address = listener.local_addr()?;
+        tracing::info!(%address, "listening");
+        if !address.ip().is_loopback() {
+            tracing::warn!(
+                %address,
+                "listening beyond loopback with no API keys: anyone who reaches this address can search, \
+                 write and delete every collection"
+            );
+        }
         if let Some(a) = pending {
             let loader_state = state.clone();
             let loader_store = Arc::clone(&store_for_loader);
