@@ -158,6 +158,7 @@ pub fn run(a: Args) -> Result<()> {
         max_batch: a.max_batch,
         cors_origins: a.cors_origins.clone(),
         body_timeout: std::time::Duration::from_secs(a.body_timeout),
+        rate_limits: vectorwise_server::RateLimits::default(),
     };
     anyhow::ensure!(a.ef_search.is_none_or(|ef| (1..=100_000).contains(&ef)), "--ef-search must be in 1..=100000");
     anyhow::ensure!((1..=100_000).contains(&a.max_k), "--max-k must be in 1..=100000");

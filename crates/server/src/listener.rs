@@ -27,6 +27,7 @@
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -34,6 +35,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -122,9 +124,9 @@ pub async fn serve(
             biased;
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     backoff.reset();
-                    accept.connection(stream, true);
+                    accept.connection(stream, peer, true);
                 }
                 Err(e) => {
                     // Out of descriptors (EMFILE/ENFILE) or a connection reset
@@ -136,8 +138,8 @@ pub async fn serve(
         }
     }
     // What was already in the accept queue when the signal came is served too.
-    while let Ok(Ok((stream, _))) = tokio::time::timeout(Duration::ZERO, listener.accept()).await {
-        accept.connection(stream, false);
+    while let Ok(Ok((stream, peer))) = tokio::time::timeout(Duration::ZERO, listener.accept()).await {
+        accept.connection(stream, peer, false);
     }
     drop(listener);
     let open = graceful.count();
@@ -165,7 +167,7 @@ impl Accept<'_> {
     /// Registers `stream` (evicting an idle connection past the cap, or
     /// refusing it with a 503 when none is idle) and serves it on a task.
     /// `keep_alive` false: one request, then close (while draining).
-    fn connection(&self, stream: TcpStream, keep_alive: bool) {
+    fn connection(&self, stream: TcpStream, peer: SocketAddr, keep_alive: bool) {
         let now_ms = || self.started.elapsed().as_millis() as u64;
         let entry = Entry {
             busy: Arc::new(AtomicUsize::new(0)),
@@ -190,8 +192,10 @@ impl Accept<'_> {
         let _ = stream.set_nodelay(true);
         let app = self.app.clone();
         let started = self.started;
-        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             let guard = BusyGuard::new(busy.clone(), last_active.clone(), started);
+            // The client's address: anonymous callers' rate budgets are by address.
+            request.extensions_mut().insert(ConnectInfo(peer));
             let app = app.clone();
             async move {
                 let response = app.oneshot(request.map(Body::new)).await;
