@@ -93,6 +93,32 @@ pub struct Args {
     /// Most queries in one POST /search/batch (more: 422).
     #[arg(long, env = "VECTORWISE_MAX_BATCH", default_value_t = 1024)]
     pub max_batch: usize,
+    /// API keys: a file of one JSON object a line, `{"name", "role",
+    /// "sha256", "collections"?}` (make lines with `vectorwise keys new`),
+    /// read again on SIGHUP. With keys, every route but `/` and the docs
+    /// needs one (`Authorization: Bearer <key>` or `api-key: <key>`).
+    #[arg(long, env = "VECTORWISE_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+    /// One admin key, in plain (at least 16 visible ASCII characters); with
+    /// or without a keys file. Prefer the environment variable: a flag's
+    /// value shows in the process list.
+    #[arg(long, env = "VECTORWISE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// A key of its own for GET /metrics (then only it reads /metrics).
+    #[arg(long, env = "VECTORWISE_METRICS_KEY", hide_env_values = true)]
+    pub metrics_key: Option<String>,
+    /// Searches and point reads per second per caller (its key, or its
+    /// address without one); past it, 429 with Retry-After. Off by default.
+    #[arg(long, env = "VECTORWISE_RATE_LIMIT_SEARCH")]
+    pub rate_limit_search: Option<f64>,
+    /// Writes (upserts, deletes, collection creation and deletion) per
+    /// second per caller. Off by default.
+    #[arg(long, env = "VECTORWISE_RATE_LIMIT_WRITE")]
+    pub rate_limit_write: Option<f64>,
+    /// Queries of batch searches per second per caller (a batch of n counts
+    /// n). Off by default.
+    #[arg(long, env = "VECTORWISE_RATE_LIMIT_BATCH")]
+    pub rate_limit_batch: Option<f64>,
     /// Log format.
     #[arg(long, env = "VECTORWISE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
@@ -158,8 +184,18 @@ pub fn run(a: Args) -> Result<()> {
         max_batch: a.max_batch,
         cors_origins: a.cors_origins.clone(),
         body_timeout: std::time::Duration::from_secs(a.body_timeout),
-        rate_limits: vectorwise_server::RateLimits::default(),
+        rate_limits: vectorwise_server::RateLimits {
+            search: a.rate_limit_search,
+            write: a.rate_limit_write,
+            batch: a.rate_limit_batch,
+        },
     };
+    config.rate_limits.check().map_err(|e| anyhow::anyhow!("--rate-limit-*: {e}"))?;
+    let key_sources =
+        crate::keys::Sources { file: a.api_keys_file.clone(), admin_key: a.api_key.clone(), metrics_key: a.metrics_key.clone() };
+    key_sources.check()?;
+    // Read before binding: a bad keys file stops the start with its line.
+    let keys = key_sources.load()?;
     anyhow::ensure!(a.ef_search.is_none_or(|ef| (1..=100_000).contains(&ef)), "--ef-search must be in 1..=100000");
     anyhow::ensure!((1..=100_000).contains(&a.max_k), "--max-k must be in 1..=100000");
     anyhow::ensure!(a.max_pending.is_none_or(|n| n >= 1), "--max-pending must be at least 1");
@@ -204,6 +240,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     // An existing index is opened before binding, so a bad file stops the
     // process at once with a clear error instead of serving 503s.
+    let rate_limits = config.rate_limits;
     let (state, pending) = if must_build {
         (AppState::new(config), Some(a))
     } else {
@@ -226,6 +263,9 @@ pub fn run(a: Args) -> Result<()> {
     let names = store.list();
     tracing::info!(data_dir = %data_dir.display(), collections = names.len(), "collections ready");
     state.set_store(Arc::clone(&store));
+    log_access(&keys, &key_sources, &rate_limits);
+    let keys_required = keys.is_required();
+    state.set_keys(keys);
     if pending.is_none() {
         import_default(&store, &index_path);
     }
@@ -242,13 +282,15 @@ pub fn run(a: Args) -> Result<()> {
             .with_context(|| format!("cannot bind {host}:{port}"))?;
         let address = listener.local_addr()?;
         tracing::info!(%address, "listening");
-        if !address.ip().is_loopback() {
+        if !address.ip().is_loopback() && !keys_required {
             tracing::warn!(
                 %address,
                 "listening beyond loopback with no API keys: anyone who reaches this address can search, \
                  write and delete every collection"
             );
         }
+        #[cfg(unix)]
+        tokio::spawn(reload_on_hangup(state.clone(), key_sources));
         if let Some(a) = pending {
             let loader_state = state.clone();
             let loader_store = Arc::clone(&store_for_loader);
@@ -294,6 +336,57 @@ pub fn run(a: Args) -> Result<()> {
     runtime.shutdown_background();
     store.close();
     result
+}
+
+/// Says at start who may do what.
+fn log_access(keys: &vectorwise_server::Keys, sources: &crate::keys::Sources, limits: &vectorwise_server::RateLimits) {
+    if keys.is_required() {
+        tracing::info!(
+            keys = keys.len(),
+            file = sources.file.as_ref().map(|p| p.display().to_string()),
+            admin_key = sources.admin_key.is_some(),
+            metrics_key = keys.has_metrics_key(),
+            "API keys required (except for / and the docs)"
+        );
+        if keys.is_empty() {
+            tracing::warn!("the keys file holds no key: only / and the docs answer");
+        }
+    } else {
+        tracing::info!(metrics_key = keys.has_metrics_key(), "no API keys: every route answers without a key");
+    }
+    if limits.any() {
+        tracing::info!(search = limits.search, write = limits.write, batch = limits.batch, "rate limits per caller, per second");
+    }
+}
+
+/// SIGHUP reads the keys again: the new set applies to the next request,
+/// connections stay open; a file that cannot be read or has a bad line
+/// keeps the keys in force (and says why).
+#[cfg(unix)]
+async fn reload_on_hangup(state: AppState, sources: crate::keys::Sources) {
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: the keys will not be reloaded");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        if sources.file.is_none() {
+            tracing::info!("SIGHUP: no keys file to read again");
+            continue;
+        }
+        let from = sources.clone();
+        match tokio::task::spawn_blocking(move || from.load()).await {
+            Ok(Ok(keys)) => {
+                let count = keys.len();
+                state.set_keys(keys);
+                tracing::info!(keys = count, file = ?sources.file, "API keys reloaded");
+            }
+            Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "API keys not reloaded: the previous keys stay in force"),
+            Err(e) => tracing::error!(error = %e, "API keys not reloaded: the previous keys stay in force"),
+        }
+    }
 }
 
 /// Makes the served index the collection `default` (hard-linked, no copy of

@@ -529,16 +529,31 @@ pub(crate) async fn authorize(State(state): State<AppState>, req: Request, next:
     let decided = decide(&state.keys(), rule, name.as_ref().map(Option::as_deref).map_err(|_| ()), presented(&parts.headers), peer);
     let caller = match decided {
         Ok(caller) => caller,
-        Err(e) => return e.into_response(),
+        Err(e) => return refused(e, &parts),
     };
     if let Some(budget) = rule.budget.filter(|b| *b != Budget::Batch)
         && let Err(e) = state.admit(&caller, budget, 1)
     {
-        return with_key_name(e.into_response(), &caller);
+        return with_key_name(refused(e, &parts), &caller);
     }
     let mut req = Request::from_parts(parts, body);
     req.extensions_mut().insert(caller.clone());
     with_key_name(next.run(req).await, &caller)
+}
+
+/// The answer to a request refused before its body was read. On HTTP/1 the
+/// body would have to be drained before another request could follow on
+/// the connection (hyper drains only what has already arrived, else closes
+/// it): the response says `Connection: close`, so the client knows. A
+/// refused client's body is never read.
+fn refused(error: ApiError, parts: &axum::http::request::Parts) -> Response {
+    let mut response = error.into_response();
+    let has_body = parts.headers.contains_key(header::TRANSFER_ENCODING)
+        || parts.headers.get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0");
+    if has_body && parts.version < axum::http::Version::HTTP_2 {
+        response.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
+    response
 }
 
 fn with_key_name(mut response: Response, caller: &Caller) -> Response {

@@ -224,6 +224,10 @@ fn every_route_answers_each_role_as_the_table_says() {
             };
             let got = if reply.status == 201 { 200 } else { reply.status };
             assert_eq!(got, expected, "{who}: {} {path}: {}", case.method, reply.body);
+            // A refused request's body is not read, so its connection closes;
+            // a refused GET keeps its connection.
+            let closes = reply.headers.get("connection").is_some_and(|v| v == "close");
+            assert_eq!(closes, expected >= 400 && case.body.is_some(), "{who}: {} {path}", case.method);
             match expected {
                 401 => {
                     assert_eq!(reply.headers.get("www-authenticate").map(|v| v.to_str().unwrap()), Some("Bearer"));
