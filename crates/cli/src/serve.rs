@@ -119,6 +119,14 @@ pub struct Args {
     /// n). Off by default.
     #[arg(long, env = "VECTORWISE_RATE_LIMIT_BATCH")]
     pub rate_limit_batch: Option<f64>,
+    /// Serve HTTPS with this certificate chain (PEM, the server's
+    /// certificate first); HTTP/2 to clients that offer it. Read again on
+    /// SIGHUP (new connections get the new one).
+    #[arg(long, env = "VECTORWISE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "VECTORWISE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Log format.
     #[arg(long, env = "VECTORWISE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
@@ -147,9 +155,17 @@ pub struct Args {
 
 #[derive(Debug, clap::Args)]
 pub struct HealthArgs {
-    /// Base URL of the service.
+    /// Base URL of the service (`https://` for a server with --tls-cert).
     #[arg(long, default_value = "http://127.0.0.1:8000")]
     pub url: String,
+    /// Trust this certificate (PEM) for an https URL, e.g. the server's own
+    /// self-signed one.
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+    /// Do not check the server's certificate (a health probe on loopback,
+    /// which sends no key).
+    #[arg(long, conflicts_with = "ca_cert")]
+    pub insecure: bool,
 }
 
 fn init_logging(format: LogFormat) {
@@ -194,8 +210,13 @@ pub fn run(a: Args) -> Result<()> {
     let key_sources =
         crate::keys::Sources { file: a.api_keys_file.clone(), admin_key: a.api_key.clone(), metrics_key: a.metrics_key.clone() };
     key_sources.check()?;
-    // Read before binding: a bad keys file stops the start with its line.
+    // Read before binding: a bad keys file stops the start with its line,
+    // a bad certificate with its file.
     let keys = key_sources.load()?;
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(vectorwise_server::Tls::load(cert, key)?)),
+        _ => None,
+    };
     anyhow::ensure!(a.ef_search.is_none_or(|ef| (1..=100_000).contains(&ef)), "--ef-search must be in 1..=100000");
     anyhow::ensure!((1..=100_000).contains(&a.max_k), "--max-k must be in 1..=100000");
     anyhow::ensure!(a.max_pending.is_none_or(|n| n >= 1), "--max-pending must be at least 1");
@@ -281,7 +302,7 @@ pub fn run(a: Args) -> Result<()> {
             .await
             .with_context(|| format!("cannot bind {host}:{port}"))?;
         let address = listener.local_addr()?;
-        tracing::info!(%address, "listening");
+        tracing::info!(%address, tls = tls.is_some(), "listening");
         if !address.ip().is_loopback() && !keys_required {
             tracing::warn!(
                 %address,
@@ -289,8 +310,15 @@ pub fn run(a: Args) -> Result<()> {
                  write and delete every collection"
             );
         }
+        if !address.ip().is_loopback() && keys_required && tls.is_none() {
+            tracing::warn!(
+                %address,
+                "API keys over plain HTTP beyond loopback: anyone on the path can read them; serve TLS \
+                 (--tls-cert, --tls-key) or put a TLS proxy in front"
+            );
+        }
         #[cfg(unix)]
-        tokio::spawn(reload_on_hangup(state.clone(), key_sources));
+        tokio::spawn(reload_on_hangup(state.clone(), key_sources, tls.clone()));
         if let Some(a) = pending {
             let loader_state = state.clone();
             let loader_store = Arc::clone(&store_for_loader);
@@ -322,7 +350,10 @@ pub fn run(a: Args) -> Result<()> {
             shutdown_timeout_s = limits.shutdown_timeout.as_secs(),
             "connection limits"
         );
-        vectorwise_server::serve(listener, app(state), limits, stop).await?;
+        match tls {
+            Some(tls) => vectorwise_server::serve_tls(listener, app(state), limits, tls, stop).await?,
+            None => vectorwise_server::serve(listener, app(state), limits, stop).await?,
+        }
         tracing::info!("shut down");
         match failure.lock().expect("not poisoned").take() {
             Some(reason) => Err(anyhow::anyhow!(reason)),
@@ -359,32 +390,45 @@ fn log_access(keys: &vectorwise_server::Keys, sources: &crate::keys::Sources, li
     }
 }
 
-/// SIGHUP reads the keys again: the new set applies to the next request,
-/// connections stay open; a file that cannot be read or has a bad line
-/// keeps the keys in force (and says why).
+/// SIGHUP reads the keys and the TLS certificate and key again: new keys
+/// apply to the next request, a new certificate to the next connection;
+/// connections stay open. A file that cannot be read or is wrong keeps what
+/// is in force (and the log says why).
 #[cfg(unix)]
-async fn reload_on_hangup(state: AppState, sources: crate::keys::Sources) {
+async fn reload_on_hangup(state: AppState, sources: crate::keys::Sources, tls: Option<Arc<vectorwise_server::Tls>>) {
     let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => s,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP: the keys will not be reloaded");
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: keys and certificate will not be reloaded");
             return;
         }
     };
     while hangups.recv().await.is_some() {
-        if sources.file.is_none() {
-            tracing::info!("SIGHUP: no keys file to read again");
+        if sources.file.is_none() && tls.is_none() {
+            tracing::info!("SIGHUP: no keys file or certificate to read again");
             continue;
         }
-        let from = sources.clone();
-        match tokio::task::spawn_blocking(move || from.load()).await {
-            Ok(Ok(keys)) => {
-                let count = keys.len();
-                state.set_keys(keys);
-                tracing::info!(keys = count, file = ?sources.file, "API keys reloaded");
+        if sources.file.is_some() {
+            let from = sources.clone();
+            match tokio::task::spawn_blocking(move || from.load()).await {
+                Ok(Ok(keys)) => {
+                    let count = keys.len();
+                    state.set_keys(keys);
+                    tracing::info!(keys = count, file = ?sources.file, "API keys reloaded");
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %format!("{e:#}"), "API keys not reloaded: the previous keys stay in force");
+                }
+                Err(e) => tracing::error!(error = %e, "API keys not reloaded: the previous keys stay in force"),
             }
-            Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "API keys not reloaded: the previous keys stay in force"),
-            Err(e) => tracing::error!(error = %e, "API keys not reloaded: the previous keys stay in force"),
+        }
+        if let Some(tls) = &tls {
+            let t = Arc::clone(tls);
+            match tokio::task::spawn_blocking(move || t.reload()).await {
+                Ok(Ok(())) => tracing::info!(cert = %tls.cert_path().display(), "TLS certificate reloaded"),
+                Ok(Err(e)) => tracing::error!(error = %e, "TLS certificate not reloaded: the previous one stays in force"),
+                Err(e) => tracing::error!(error = %e, "TLS certificate not reloaded: the previous one stays in force"),
+            }
         }
     }
 }
@@ -457,9 +501,24 @@ async fn shutdown_signal() {
 
 pub fn health(a: HealthArgs) -> Result<()> {
     let url = format!("{}/", a.url.trim_end_matches('/'));
+    let mut tls = ureq::tls::TlsConfig::builder().disable_verification(a.insecure);
+    if let Some(path) = &a.ca_cert {
+        let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("{} is not PEM", path.display()))?;
+        anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", path.display());
+        tls = tls.root_certs(ureq::tls::RootCerts::Specific(Arc::new(certs)));
+    }
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(std::time::Duration::from_secs(5)))
         .http_status_as_error(false)
+        .tls_config(tls.build())
         .build()
         .into();
     let mut resp = agent.get(&url).call().with_context(|| format!("cannot reach {url}"))?;

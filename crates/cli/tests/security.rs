@@ -121,7 +121,7 @@ fn the_default_host_is_loopback_and_an_open_public_bind_warns() {
     let index = small_index(dir.path());
     let mut server = Server::start(&["--index", &index], &[]);
     assert!(server.addr.starts_with("127.0.0.1:"), "{}", server.addr);
-    let warned = |lines: &[String]| lines.iter().any(|l| l.contains("\"WARN\"") && l.contains("beyond loopback"));
+    let warned = |lines: &[String]| lines.iter().any(|l| l.contains("\"WARN\"") && l.contains("beyond loopback with no API keys"));
     assert!(!warned(server.log_lines()), "{:#?}", server.seen);
 
     let mut public = Server::start(&["--index", &index, "--host", "0.0.0.0"], &[]);
@@ -317,10 +317,9 @@ fn an_admin_key_from_the_environment_and_bad_settings_stop_the_start() {
     assert_eq!(create(&mut Conn::open(&addr), Some("wrong-key-0123456789")).0, 401);
     assert_eq!(create(&mut Conn::open(&addr), Some(admin)).0, 201);
     let mut server = server;
-    assert!(
-        !server.log_lines().iter().any(|l| l.contains("beyond loopback")),
-        "keys configured: no open-server warning"
-    );
+    let lines = server.log_lines();
+    assert!(!lines.iter().any(|l| l.contains("with no API keys")), "keys configured: no open-server warning");
+    assert!(lines.iter().any(|l| l.contains("API keys over plain HTTP beyond loopback")), "{lines:#?}");
 
     // `bench --url` sends the key it is given.
     let vectors = dir.path().join("v.npy");
@@ -381,4 +380,81 @@ fn rate_limits_from_the_command_line() {
     assert!(headers.contains(&("connection".into(), "close".into())), "{headers:?}");
     std::thread::sleep(Duration::from_secs(retry) + Duration::from_millis(100));
     assert_eq!(search(&mut Conn::open(&server.addr)).0, 200);
+}
+
+/// A self-signed certificate for localhost and 127.0.0.1, written as
+/// `{name}.pem` and `{name}.key` in `dir`.
+fn certificate(dir: &Path, name: &str) -> (String, String) {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    let (cert, key) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    (cert.display().to_string(), key.display().to_string())
+}
+
+fn health(url: &str, extra: &[&str]) -> std::process::Output {
+    command().args(["health", "--url", url]).args(extra).output().unwrap()
+}
+
+/// The binary over TLS: `health` with the server's certificate trusted
+/// (or checks off) gets healthy, without it fails; an API key works over
+/// HTTPS; SIGHUP reads a new certificate for new connections; a bad
+/// certificate stops the start naming the file.
+#[test]
+fn tls_from_the_command_line_and_its_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = small_index(dir.path());
+    let (cert, key) = certificate(dir.path(), "live");
+    let admin = "tls-admin-key-0123456789";
+    let mut server =
+        Server::start(&["--index", &index, "--tls-cert", &cert, "--tls-key", &key], &[("VECTORWISE_API_KEY", admin)]);
+    assert_eq!(server.wait_log("listening", Duration::from_secs(1))["fields"]["tls"], true);
+    let url = format!("https://{}", server.addr);
+    let ok = health(&url, &["--ca-cert", &cert]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(!health(&url, &[]).status.success(), "an unknown issuer is refused");
+    assert!(health(&url, &["--insecure"]).status.success());
+    assert!(!health(&format!("http://{}", server.addr), &[]).status.success(), "no plain HTTP on the TLS port");
+
+    // A key over HTTPS (ureq, HTTP/1.1), trusting the server's certificate.
+    let pem = std::fs::read(&cert).unwrap();
+    let roots: Vec<_> = ureq::tls::parse_pem(&pem)
+        .filter_map(|i| match i.unwrap() {
+            ureq::tls::PemItem::Certificate(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let tls = ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(roots))).build();
+    let agent: ureq::Agent = ureq::Agent::config_builder().tls_config(tls).http_status_as_error(false).build().into();
+    let stats = |key: &str| agent.get(format!("{url}/stats")).header("authorization", format!("Bearer {key}")).call().unwrap().status().as_u16();
+    assert_eq!(stats(admin), 200);
+    assert_eq!(stats("wrong-key-0123456789"), 401);
+
+    // A new certificate, read on SIGHUP: new connections get it.
+    let (cert2, key2) = certificate(dir.path(), "next");
+    std::fs::copy(&cert2, &cert).unwrap();
+    std::fs::copy(&key2, &key).unwrap();
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    server.wait_log("TLS certificate reloaded", Duration::from_secs(10));
+    assert!(health(&url, &["--ca-cert", &cert2]).status.success());
+    let old = dir.path().join("old.pem");
+    std::fs::write(&old, &pem).unwrap();
+    assert!(!health(&url, &["--ca-cert", old.to_str().unwrap()]).status.success(), "the old certificate is gone");
+    // A broken certificate on reload keeps the one in force.
+    std::fs::write(&cert, "broken").unwrap();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    server.wait_log("TLS certificate not reloaded: the previous one stays in force", Duration::from_secs(10));
+    assert!(health(&url, &["--ca-cert", &cert2]).status.success());
+
+    let out = command()
+        .args(["serve", "--index", &index, "--port", "0", "--tls-cert", &cert, "--tls-key", &key2, "--data-dir"])
+        .arg(dir.path().join("d"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("live.pem"), "{stderr}");
+    let out = command().args(["serve", "--index", &index, "--tls-cert", &cert]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--tls-key"));
 }

@@ -11,8 +11,8 @@
 //! table of what each route needs), `ratelimit` (per-caller budgets).
 //!
 //! The CLI builds an [`AppState`], calls [`app`] and serves it with
-//! [`serve`] (`listener`: the accept loop, connection limits, draining
-//! shutdown); it may
+//! [`serve`] or [`serve_tls`] (`listener`: the accept loop, connection
+//! limits, draining shutdown; `tls`: rustls settings, HTTP/2 by ALPN); it may
 //! start serving before the index is loaded and call [`AppState::set_index`]
 //! (or [`AppState::set_failed`]) later.
 
@@ -32,6 +32,7 @@ mod resolve;
 mod routes;
 mod state;
 mod telemetry;
+mod tls;
 mod validate;
 
 pub use auth::{ApiKey, KeyFileError, KeyHash, Keys, Role, check_plain_key, hash_key, load_key_file, parse_key_file, to_hex, valid_key_name};
@@ -41,7 +42,8 @@ pub use models::{
     ErrorResponse, FieldError, HealthResponse, HealthStatus, LocItem, SearchBatchRequest, SearchBatchResponse,
     SearchOptions, SearchRequest, SearchResponse, StatsResponse, ValidationErrorResponse,
 };
-pub use listener::{ConnectionLimits, serve};
+pub use listener::{ConnectionLimits, serve, serve_tls};
+pub use tls::{Tls, TlsError};
 pub use ratelimit::{Budget, RateLimits};
 pub use state::{AppState, ServerConfig};
 
