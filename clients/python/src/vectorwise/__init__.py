@@ -5,6 +5,7 @@
     import numpy as np
     from vectorwise import VectorWiseClient
 
+    # api_key="vw_..." for a server with API keys
     with VectorWiseClient("http://localhost:8000") as vw:
         print(vw.health())
         hits = vw.search(np.random.rand(128), k=10)          # SearchResult
@@ -47,12 +48,15 @@ from ._client import (
 )
 from .errors import (
     APIError,
+    AuthenticationError,
     ClientError,
     CollectionNotFound,
     ConflictError,
     InsufficientStorage,
     NotFound,
     PayloadTooLarge,
+    PermissionDenied,
+    RateLimited,
     ServerError,
     ServiceUnavailable,
     TransportError,
@@ -69,6 +73,7 @@ __all__ = [
     "METRICS",
     "PROFILES",
     "APIError",
+    "AuthenticationError",
     "BatchResult",
     "Calibration",
     "CalibrationPoint",
@@ -84,7 +89,9 @@ __all__ = [
     "InsufficientStorage",
     "NotFound",
     "PayloadTooLarge",
+    "PermissionDenied",
     "Point",
+    "RateLimited",
     "RecallMonitor",
     "RecallMonitorEntry",
     "SearchInfo",
