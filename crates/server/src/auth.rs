@@ -779,6 +779,15 @@ mod tests {
         let each = start.elapsed() / n;
         eprintln!("decide with 100 keys: {each:?}");
         assert!(each < std::time::Duration::from_micros(20), "{each:?}");
+        // And what a rate-limit check adds (a budget that never refuses).
+        let limits = crate::ratelimit::RateLimits { search: Some(1e6), ..Default::default() };
+        let limiters = crate::ratelimit::Limiters::new(&limits, 1024);
+        let caller = decide(&keys, search, Ok(Some("default")), Some(&last[..]), None).unwrap();
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            assert!(limiters.admit(&caller, Budget::Search, 1).is_ok());
+        }
+        eprintln!("rate-limit check: {:?}", start.elapsed() / n);
         // Equal and unequal hashes, differing in any one byte.
         let h = hash_key(b"x");
         assert!(bool::from(same(&words(&h), &words(&h))));
