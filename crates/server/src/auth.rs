@@ -141,13 +141,18 @@ pub struct ApiKey {
 }
 
 impl ApiKey {
-    /// Its line in a keys file.
+    /// Its line in a keys file: `{"name", "role", "sha256", "collections"?}`, in that order.
     pub fn file_line(&self) -> String {
-        let mut line = serde_json::json!({ "name": self.name, "role": self.role.as_str(), "sha256": to_hex(&self.sha256) });
-        if let Some(c) = &self.collections {
-            line["collections"] = c.iter().cloned().collect::<Vec<_>>().into();
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            name: &'a str,
+            role: &'a str,
+            sha256: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            collections: Option<&'a BTreeSet<String>>,
         }
-        line.to_string()
+        let line = Line { name: &self.name, role: self.role.as_str(), sha256: to_hex(&self.sha256), collections: self.collections.as_ref() };
+        serde_json::to_string(&line).unwrap_or_default()
     }
 }
 
@@ -652,6 +657,8 @@ mod tests {
         assert_eq!((keys[1].role, keys[1].collections.as_ref()), (Role::Admin, None));
         // A line written by file_line reads back the same.
         assert_eq!(parse_key_file(&keys[0].file_line(), Path::new("x")).unwrap(), vec![keys[0].clone()]);
+        assert_eq!(keys[0].file_line(), format!("{{\"name\":\"ci\",\"role\":\"read\",\"sha256\":\"{hash}\",\"collections\":[\"docs\"]}}"));
+        assert_eq!(keys[1].file_line(), format!("{{\"name\":\"ops\",\"role\":\"admin\",\"sha256\":\"{other}\"}}"));
 
         let bad = |line: &str| parse_key_file(&format!("# first\n{line}"), Path::new("k.jsonl")).unwrap_err().to_string();
         let e = bad(&format!("{{\"name\": \"a\", \"role\": \"root\", \"sha256\": \"{hash}\"}}"));
