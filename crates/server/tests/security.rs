@@ -242,6 +242,14 @@ fn every_route_answers_each_role_as_the_table_says() {
         }
     }
     assert_eq!(checked, 6 * cases.len());
+    // HEAD is GET's; a method the route does not have needs an admin key
+    // (then it is the 405 it always was), so an unlisted route is closed.
+    assert_eq!(live.call("HEAD", "/stats", None, None).status, 401);
+    assert_eq!(live.with_key("HEAD", "/stats", None, READ).status, 200);
+    assert_eq!(live.call("PATCH", "/search", None, None).status, 401);
+    assert_eq!(live.with_key("PATCH", "/search", None, WRITE).status, 403);
+    assert_eq!(live.with_key("PATCH", "/search", None, ADMIN).status, 405);
+    assert_eq!(live.call("GET", "/no-such-route", None, None).status, 404, "unmatched paths protect nothing");
     // Each admin created and deleted its own collection; nobody else left one.
     let left = live.with_key("GET", "/collections", None, READ).body;
     assert_eq!(left, json!({"collections": [{"name": "docs", "points": 2}, {"name": "other", "points": 1}]}));
