@@ -19,8 +19,10 @@ ENV VECTORWISE_INDEX_PATH=/data/index.vwi \
 # Numeric, so runtimes can check it is non-root (e.g. Kubernetes runAsNonRoot).
 USER 10001:10001
 EXPOSE 8000
-# Through sh so the check follows VECTORWISE_PORT if it is overridden.
+# Through sh so the check follows VECTORWISE_PORT if it is overridden, and
+# speaks HTTPS when VECTORWISE_TLS_CERT is set (without checking the
+# certificate: a loopback probe of / sends no key).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
-    CMD ["sh", "-c", "exec vectorwise health --url \"http://127.0.0.1:${VECTORWISE_PORT}\""]
+    CMD ["sh", "-c", "if [ -n \"${VECTORWISE_TLS_CERT}\" ]; then exec vectorwise health --insecure --url \"https://127.0.0.1:${VECTORWISE_PORT}\"; else exec vectorwise health --url \"http://127.0.0.1:${VECTORWISE_PORT}\"; fi"]
 ENTRYPOINT ["vectorwise"]
 CMD ["serve"]

@@ -1,6 +1,7 @@
 """Client behaviour the real server cannot be made to show on demand (an
 overload's Retry-After, 5xx, an older server without /search/batch, garbled
-answers), against scripted answers from httpx.MockTransport."""
+answers) or not exactly when wanted (a 429's Retry-After), against scripted
+answers from httpx.MockTransport."""
 
 from __future__ import annotations
 
@@ -14,8 +15,12 @@ import numpy as np
 import pytest
 
 from vectorwise import (
+    AuthenticationError,
     BatchResult,
+    ClientError,
     NotFound,
+    PermissionDenied,
+    RateLimited,
     SearchInfo,
     SearchResult,
     ServerError,
@@ -362,3 +367,59 @@ def test_fallback_singles_report_used() -> None:
         batch = vw.search_batch([[1, 2]], k=2, profile="high_accuracy")
     assert batch.used.setting == "rerank=96"
     assert script.bodies()[1]["profile"] == "high_accuracy"
+
+
+def test_429_retry_after_is_honoured_like_503() -> None:
+    over = httpx.Response(
+        429,
+        json={"detail": "Rate limit exceeded: too many searches from this client"},
+        headers={"Retry-After": "2"},
+    )
+    script = Script(over, httpx.Response(200, json=hits()))
+    vw, sleeps = client(script, retries=3, backoff=0.001)
+    assert len(vw.search([1.0, 2.0], k=2)) == 2
+    assert len(script.requests) == 2
+    assert sleeps == [2.0]
+
+
+def test_429_retries_run_out_as_rate_limited() -> None:
+    over = httpx.Response(429, json={"detail": "Rate limit exceeded"}, headers={"Retry-After": "1"})
+    vw, sleeps = client(Script(over, over), retries=1, backoff=0.001)
+    with pytest.raises(RateLimited) as info:
+        vw.search([1.0], k=1)
+    assert info.value.status == 429
+    assert info.value.retry_after == 1.0
+    assert isinstance(info.value, ClientError)
+    assert sleeps == [1.0]
+    # Longer than the caller allows to wait: raised at once.
+    long = httpx.Response(
+        429, json={"detail": "Rate limit exceeded"}, headers={"Retry-After": "60"}
+    )
+    vw, sleeps = client(Script(long), retries=5, backoff_max=10)
+    with pytest.raises(RateLimited):
+        vw.search([1.0], k=1)
+    assert sleeps == []
+
+
+def test_the_api_key_is_sent_and_401_403_are_typed_and_not_retried() -> None:
+    script = Script(
+        httpx.Response(200, json=hits()),
+        httpx.Response(
+            401, json={"detail": "Invalid API key"}, headers={"WWW-Authenticate": "Bearer"}
+        ),
+        httpx.Response(403, json={"detail": "This key's role does not allow this request"}),
+    )
+    vw, sleeps = client(script, api_key="vw_secret", retries=3)
+    vw.search([1.0, 2.0], k=2)
+    assert script.requests[0].headers["authorization"] == "Bearer vw_secret"
+    with pytest.raises(AuthenticationError) as denied:
+        vw.search([1.0, 2.0], k=2)
+    assert denied.value.detail == "Invalid API key"
+    with pytest.raises(PermissionDenied):
+        vw.search([1.0, 2.0], k=2)
+    assert len(script.requests) == 3 and sleeps == []
+    # No key given: no Authorization header.
+    plain = Script(httpx.Response(200, json=hits()))
+    vw, _ = client(plain)
+    vw.search([1.0], k=2)
+    assert "authorization" not in plain.requests[0].headers

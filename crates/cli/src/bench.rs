@@ -31,6 +31,10 @@ pub struct Args {
     /// Benchmark a running server over HTTP.
     #[arg(long)]
     pub url: Option<String>,
+    /// In --url mode, the API key to send (`Authorization: Bearer`), for a
+    /// server that needs one.
+    #[arg(long, requires = "url", env = "VECTORWISE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
     /// In --url mode, also send the same queries to POST /search/batch in batches of this
     /// many; a query's time is its batch's round trip divided by the batch's size.
     #[arg(long, requires = "url", value_parser = clap::value_parser!(u32).range(1..))]
@@ -600,8 +604,16 @@ fn http(a: &Args, url: &str) -> Result<Vec<Summary>> {
         .http_status_as_error(false)
         .build()
         .into();
-    let stats: serde_json::Value = agent
-        .get(format!("{url}/stats"))
+    let auth = a.api_key.as_ref().map(|k| format!("Bearer {k}"));
+    let with_key = |request: ureq::RequestBuilder<ureq::typestate::WithBody>| match &auth {
+        Some(v) => request.header("authorization", v),
+        None => request,
+    };
+    let mut stats_request = agent.get(format!("{url}/stats"));
+    if let Some(v) = &auth {
+        stats_request = stats_request.header("authorization", v);
+    }
+    let stats: serde_json::Value = stats_request
         .call()
         .with_context(|| format!("cannot reach {url}"))?
         .body_mut()
@@ -639,7 +651,7 @@ fn http(a: &Args, url: &str) -> Result<Vec<Summary>> {
         if let Some(p) = profile {
             body["profile"] = p.as_str().into();
         }
-        let mut resp = agent.post(format!("{url}/search")).send_json(body).context("search request failed")?;
+        let mut resp = with_key(agent.post(format!("{url}/search"))).send_json(body).context("search request failed")?;
         let status = resp.status();
         let body: serde_json::Value = resp.body_mut().read_json()?;
         anyhow::ensure!(status == 200, "search answered {status}: {body}");
@@ -665,7 +677,7 @@ fn http(a: &Args, url: &str) -> Result<Vec<Summary>> {
         }
     }
     if let Some(size) = a.batch {
-        rows.extend(http_batches(a, &agent, url, &sets, size as usize, stats["hnsw_efSearch"].as_u64())?);
+        rows.extend(http_batches(a, &agent, auth.as_deref(), url, &sets, size as usize, stats["hnsw_efSearch"].as_u64())?);
     }
     Ok(rows)
 }
@@ -676,6 +688,7 @@ fn http(a: &Args, url: &str) -> Result<Vec<Summary>> {
 fn http_batches(
     a: &Args,
     agent: &ureq::Agent,
+    auth: Option<&str>,
     url: &str,
     sets: &[QuerySet],
     size: usize,
@@ -683,8 +696,11 @@ fn http_batches(
 ) -> Result<Vec<Summary>> {
     let search_batch = |queries: &[f32], dim: usize| -> Result<Vec<Vec<u32>>> {
         let queries: Vec<&[f32]> = queries.chunks_exact(dim).collect();
-        let mut resp = agent
-            .post(format!("{url}/search/batch"))
+        let mut request = agent.post(format!("{url}/search/batch"));
+        if let Some(v) = auth {
+            request = request.header("authorization", v);
+        }
+        let mut resp = request
             .send_json(serde_json::json!({ "query_vectors": queries, "k": a.k }))
             .context("batch search request failed")?;
         let status = resp.status();

@@ -1,4 +1,4 @@
-//! The `vectorwise` binary: generate | build | calibrate | import | serve | bench | search | health.
+//! The `vectorwise` binary: generate | build | calibrate | import | serve | bench | search | health | keys.
 //! Flags are parsed here (clap, each mirrored by a `VECTORWISE_*` variable
 //! where the demo had one); the work lives in one module per command.
 
@@ -8,6 +8,7 @@ mod bench;
 mod build;
 mod generate;
 mod import;
+mod keys;
 mod progress;
 mod search;
 mod serve;
@@ -42,6 +43,8 @@ enum Command {
     Search(search::Args),
     /// Exit 0 if the service at --url answers healthy (for container health checks).
     Health(serve::HealthArgs),
+    /// Make API keys and their hashes for the keys file (VECTORWISE_API_KEYS_FILE).
+    Keys(keys::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench::run(a),
         Command::Search(a) => search::run(a),
         Command::Health(a) => serve::health(a),
+        Command::Keys(a) => keys::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

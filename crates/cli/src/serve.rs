@@ -34,8 +34,10 @@ pub struct Args {
     /// Vectors file used when the index has to be built first.
     #[arg(long, env = "VECTORWISE_VECTORS_PATH", default_value = "data/vectors.npy")]
     pub vectors: PathBuf,
-    /// Address to bind.
-    #[arg(long, env = "VECTORWISE_HOST", default_value = "0.0.0.0")]
+    /// Address to bind: loopback by default, so a server started without
+    /// API keys is not reachable from other machines; `0.0.0.0` (or `::`)
+    /// listens on every interface.
+    #[arg(long, env = "VECTORWISE_HOST", default_value = "127.0.0.1")]
     pub host: String,
     /// Port to bind (0 picks a free one and logs it).
     #[arg(long, env = "VECTORWISE_PORT", default_value_t = 8000)]
@@ -91,6 +93,40 @@ pub struct Args {
     /// Most queries in one POST /search/batch (more: 422).
     #[arg(long, env = "VECTORWISE_MAX_BATCH", default_value_t = 1024)]
     pub max_batch: usize,
+    /// API keys: a file of one JSON object a line, `{"name", "role",
+    /// "sha256", "collections"?}` (make lines with `vectorwise keys new`),
+    /// read again on SIGHUP. With keys, every route but `/` and the docs
+    /// needs one (`Authorization: Bearer <key>` or `api-key: <key>`).
+    #[arg(long, env = "VECTORWISE_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+    /// One admin key, in plain (at least 16 visible ASCII characters); with
+    /// or without a keys file. Prefer the environment variable: a flag's
+    /// value shows in the process list.
+    #[arg(long, env = "VECTORWISE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// A key of its own for GET /metrics (then only it reads /metrics).
+    #[arg(long, env = "VECTORWISE_METRICS_KEY", hide_env_values = true)]
+    pub metrics_key: Option<String>,
+    /// Searches and point reads per second per caller (its key, or its
+    /// address without one); past it, 429 with Retry-After. Off by default.
+    #[arg(long, env = "VECTORWISE_RATE_LIMIT_SEARCH")]
+    pub rate_limit_search: Option<f64>,
+    /// Writes (upserts, deletes, collection creation and deletion) per
+    /// second per caller. Off by default.
+    #[arg(long, env = "VECTORWISE_RATE_LIMIT_WRITE")]
+    pub rate_limit_write: Option<f64>,
+    /// Queries of batch searches per second per caller (a batch of n counts
+    /// n). Off by default.
+    #[arg(long, env = "VECTORWISE_RATE_LIMIT_BATCH")]
+    pub rate_limit_batch: Option<f64>,
+    /// Serve HTTPS with this certificate chain (PEM, the server's
+    /// certificate first); HTTP/2 to clients that offer it. Read again on
+    /// SIGHUP (new connections get the new one).
+    #[arg(long, env = "VECTORWISE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "VECTORWISE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Log format.
     #[arg(long, env = "VECTORWISE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
@@ -119,9 +155,17 @@ pub struct Args {
 
 #[derive(Debug, clap::Args)]
 pub struct HealthArgs {
-    /// Base URL of the service.
+    /// Base URL of the service (`https://` for a server with --tls-cert).
     #[arg(long, default_value = "http://127.0.0.1:8000")]
     pub url: String,
+    /// Trust this certificate (PEM) for an https URL, e.g. the server's own
+    /// self-signed one.
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+    /// Do not check the server's certificate (a health probe on loopback,
+    /// which sends no key).
+    #[arg(long, conflicts_with = "ca_cert")]
+    pub insecure: bool,
 }
 
 fn init_logging(format: LogFormat) {
@@ -156,6 +200,22 @@ pub fn run(a: Args) -> Result<()> {
         max_batch: a.max_batch,
         cors_origins: a.cors_origins.clone(),
         body_timeout: std::time::Duration::from_secs(a.body_timeout),
+        rate_limits: vectorwise_server::RateLimits {
+            search: a.rate_limit_search,
+            write: a.rate_limit_write,
+            batch: a.rate_limit_batch,
+        },
+    };
+    config.rate_limits.check().map_err(|e| anyhow::anyhow!("--rate-limit-*: {e}"))?;
+    let key_sources =
+        crate::keys::Sources { file: a.api_keys_file.clone(), admin_key: a.api_key.clone(), metrics_key: a.metrics_key.clone() };
+    key_sources.check()?;
+    // Read before binding: a bad keys file stops the start with its line,
+    // a bad certificate with its file.
+    let keys = key_sources.load()?;
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(vectorwise_server::Tls::load(cert, key)?)),
+        _ => None,
     };
     anyhow::ensure!(a.ef_search.is_none_or(|ef| (1..=100_000).contains(&ef)), "--ef-search must be in 1..=100000");
     anyhow::ensure!((1..=100_000).contains(&a.max_k), "--max-k must be in 1..=100000");
@@ -201,6 +261,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     // An existing index is opened before binding, so a bad file stops the
     // process at once with a clear error instead of serving 503s.
+    let rate_limits = config.rate_limits;
     let (state, pending) = if must_build {
         (AppState::new(config), Some(a))
     } else {
@@ -223,6 +284,9 @@ pub fn run(a: Args) -> Result<()> {
     let names = store.list();
     tracing::info!(data_dir = %data_dir.display(), collections = names.len(), "collections ready");
     state.set_store(Arc::clone(&store));
+    log_access(&keys, &key_sources, &rate_limits);
+    let keys_required = keys.is_required();
+    state.set_keys(keys);
     if pending.is_none() {
         import_default(&store, &index_path);
     }
@@ -237,7 +301,24 @@ pub fn run(a: Args) -> Result<()> {
         let listener = tokio::net::TcpListener::bind((host.as_str(), port))
             .await
             .with_context(|| format!("cannot bind {host}:{port}"))?;
-        tracing::info!(address = %listener.local_addr()?, "listening");
+        let address = listener.local_addr()?;
+        tracing::info!(%address, tls = tls.is_some(), "listening");
+        if !address.ip().is_loopback() && !keys_required {
+            tracing::warn!(
+                %address,
+                "listening beyond loopback with no API keys: anyone who reaches this address can search, \
+                 write and delete every collection"
+            );
+        }
+        if !address.ip().is_loopback() && keys_required && tls.is_none() {
+            tracing::warn!(
+                %address,
+                "API keys over plain HTTP beyond loopback: anyone on the path can read them; serve TLS \
+                 (--tls-cert, --tls-key) or put a TLS proxy in front"
+            );
+        }
+        #[cfg(unix)]
+        tokio::spawn(reload_on_hangup(state.clone(), key_sources, tls.clone()));
         if let Some(a) = pending {
             let loader_state = state.clone();
             let loader_store = Arc::clone(&store_for_loader);
@@ -269,7 +350,10 @@ pub fn run(a: Args) -> Result<()> {
             shutdown_timeout_s = limits.shutdown_timeout.as_secs(),
             "connection limits"
         );
-        vectorwise_server::serve(listener, app(state), limits, stop).await?;
+        match tls {
+            Some(tls) => vectorwise_server::serve_tls(listener, app(state), limits, tls, stop).await?,
+            None => vectorwise_server::serve(listener, app(state), limits, stop).await?,
+        }
         tracing::info!("shut down");
         match failure.lock().expect("not poisoned").take() {
             Some(reason) => Err(anyhow::anyhow!(reason)),
@@ -283,6 +367,70 @@ pub fn run(a: Args) -> Result<()> {
     runtime.shutdown_background();
     store.close();
     result
+}
+
+/// Says at start who may do what.
+fn log_access(keys: &vectorwise_server::Keys, sources: &crate::keys::Sources, limits: &vectorwise_server::RateLimits) {
+    if keys.is_required() {
+        tracing::info!(
+            keys = keys.len(),
+            file = sources.file.as_ref().map(|p| p.display().to_string()),
+            admin_key = sources.admin_key.is_some(),
+            metrics_key = keys.has_metrics_key(),
+            "API keys required (except for / and the docs)"
+        );
+        if keys.is_empty() {
+            tracing::warn!("the keys file holds no key: only / and the docs answer");
+        }
+    } else {
+        tracing::info!(metrics_key = keys.has_metrics_key(), "no API keys: every route answers without a key");
+    }
+    if limits.any() {
+        tracing::info!(search = limits.search, write = limits.write, batch = limits.batch, "rate limits per caller, per second");
+    }
+}
+
+/// SIGHUP reads the keys and the TLS certificate and key again: new keys
+/// apply to the next request, a new certificate to the next connection;
+/// connections stay open. A file that cannot be read or is wrong keeps what
+/// is in force (and the log says why).
+#[cfg(unix)]
+async fn reload_on_hangup(state: AppState, sources: crate::keys::Sources, tls: Option<Arc<vectorwise_server::Tls>>) {
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: keys and certificate will not be reloaded");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        if sources.file.is_none() && tls.is_none() {
+            tracing::info!("SIGHUP: no keys file or certificate to read again");
+            continue;
+        }
+        if sources.file.is_some() {
+            let from = sources.clone();
+            match tokio::task::spawn_blocking(move || from.load()).await {
+                Ok(Ok(keys)) => {
+                    let count = keys.len();
+                    state.set_keys(keys);
+                    tracing::info!(keys = count, file = ?sources.file, "API keys reloaded");
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %format!("{e:#}"), "API keys not reloaded: the previous keys stay in force");
+                }
+                Err(e) => tracing::error!(error = %e, "API keys not reloaded: the previous keys stay in force"),
+            }
+        }
+        if let Some(tls) = &tls {
+            let t = Arc::clone(tls);
+            match tokio::task::spawn_blocking(move || t.reload()).await {
+                Ok(Ok(())) => tracing::info!(cert = %tls.cert_path().display(), "TLS certificate reloaded"),
+                Ok(Err(e)) => tracing::error!(error = %e, "TLS certificate not reloaded: the previous one stays in force"),
+                Err(e) => tracing::error!(error = %e, "TLS certificate not reloaded: the previous one stays in force"),
+            }
+        }
+    }
 }
 
 /// Makes the served index the collection `default` (hard-linked, no copy of
@@ -353,9 +501,24 @@ async fn shutdown_signal() {
 
 pub fn health(a: HealthArgs) -> Result<()> {
     let url = format!("{}/", a.url.trim_end_matches('/'));
+    let mut tls = ureq::tls::TlsConfig::builder().disable_verification(a.insecure);
+    if let Some(path) = &a.ca_cert {
+        let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("{} is not PEM", path.display()))?;
+        anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", path.display());
+        tls = tls.root_certs(ureq::tls::RootCerts::Specific(Arc::new(certs)));
+    }
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(std::time::Duration::from_secs(5)))
         .http_status_as_error(false)
+        .tls_config(tls.build())
         .build()
         .into();
     let mut resp = agent.get(&url).call().with_context(|| format!("cannot reach {url}"))?;

@@ -13,8 +13,10 @@ use crate::telemetry::SearchKind;
 use crate::validate::{
     FromBody, body_object, parse_int, parse_queries, parse_vector, required, search_options, unknown_fields,
 };
-use axum::Json;
+use crate::auth::Caller;
+use crate::ratelimit::Budget;
 use axum::extract::{Path, State};
+use axum::{Extension, Json};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post, put};
 use serde::Serialize;
@@ -595,9 +597,15 @@ pub(crate) async fn create(
 /// The collections, by name, with their live point counts.
 #[utoipa::path(get, path = "/collections", tag = "collections",
     responses((status = 200, description = "All collections", body = CollectionList)))]
-pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<CollectionList>, ApiError> {
+pub(crate) async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Json<CollectionList>, ApiError> {
     let store = store(&state)?;
-    let collections = store.list().into_iter().map(|(name, points)| CollectionSummary { name, points }).collect();
+    // A key limited to some collections sees only those.
+    let collections = store
+        .list()
+        .into_iter()
+        .filter(|(name, _)| caller.may_use(name))
+        .map(|(name, points)| CollectionSummary { name, points })
+        .collect();
     Ok(Json(CollectionList { collections }))
 }
 
@@ -926,10 +934,13 @@ pub(crate) async fn search(
         (status = 503, description = "Too many pending searches", body = ErrorResponse)))]
 pub(crate) async fn search_batch(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     ValidJson(req): ValidJson<CollectionSearchBatchRequest>,
 ) -> Result<(HeaderMap, Json<CollectionSearchBatchResponse>), ApiError> {
     let c = collection(&state, &name)?;
+    // The batch budget is spent here, where the number of queries is known.
+    state.admit(&caller, Budget::Batch, req.vectors.len())?;
     if let Some(i) = req.vectors.iter().position(|v| v.len() != c.dimension()) {
         return Err(ApiError::VectorDimension { field: format!("vectors[{i}]"), expected: c.dimension(), actual: req.vectors[i].len() });
     }

@@ -4,13 +4,15 @@
 //! request to any other host: Swagger UI from `utoipa-swagger-ui`'s vendored
 //! dist, ReDoc from the standalone bundle in `assets/` (redoc 2.5.4, MIT).
 
+use crate::auth::{self, Keys, Need};
 use crate::error::ApiError;
+use crate::ratelimit::RateLimits;
 use crate::{collections, routes};
 use crate::state::{AppState, ServerConfig};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
@@ -51,7 +53,98 @@ struct ApiDoc;
 /// vector must have a non-zero value (the zero vector has no direction); and
 /// request examples of the served dimension.
 pub fn openapi(config: &ServerConfig, index: Option<&Index>) -> utoipa::openapi::OpenApi {
-    document(config, index.map(|index| VectorRules { dim: index.dim(), metric: index.metric() }))
+    openapi_for(config, index, &Keys::open())
+}
+
+/// [`openapi`] for a server checking `keys`: the operations that need a key
+/// say so (`security`, 401 and 403), and those whose rate budget is
+/// limited answer 429.
+pub fn openapi_for(config: &ServerConfig, index: Option<&Index>, keys: &Keys) -> utoipa::openapi::OpenApi {
+    let mut doc = document(config, index.map(|index| VectorRules { dim: index.dim(), metric: index.metric() }));
+    security(&mut doc, keys, &config.rate_limits);
+    doc
+}
+
+/// Names of the two security schemes: `Authorization: Bearer <key>` and `api-key: <key>`.
+const BEARER: &str = "bearer";
+const API_KEY: &str = "api_key";
+
+/// The security schemes (always, as a statement of how a key is sent), and
+/// per operation what this configuration asks: a key (`security`, where
+/// either scheme will do, and the 401 and 403 it may answer), and 429 where
+/// its rate budget is limited. An open server's operations declare no
+/// requirement: a document that asked for a key the server does not check
+/// would be untrue (schemathesis's `ignored_auth`).
+fn security(doc: &mut utoipa::openapi::OpenApi, keys: &Keys, limits: &RateLimits) {
+    use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+    if let Some(components) = doc.components.as_mut() {
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key: `Authorization: Bearer <key>`"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            API_KEY,
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description("api-key", "An API key: `api-key: <key>`"))),
+        );
+    }
+    let response = |value: serde_json::Value| {
+        serde_json::from_value::<utoipa::openapi::Response>(value).expect("a response object deserialises")
+    };
+    let error_body = json!({ "application/json": { "schema": { "$ref": "#/components/schemas/ErrorResponse" } } });
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let operations = [
+            (Method::GET, &mut item.get),
+            (Method::PUT, &mut item.put),
+            (Method::POST, &mut item.post),
+            (Method::DELETE, &mut item.delete),
+        ];
+        for (method, operation) in operations {
+            let (Some(operation), Some(rule)) = (operation.as_mut(), auth::rule_for(&method, path)) else { continue };
+            let needs_key = match rule.need {
+                Need::Open => false,
+                Need::Metrics => keys.is_required() || keys.has_metrics_key(),
+                Need::Role(_) => keys.is_required(),
+            };
+            let responses = &mut operation.responses.responses;
+            if needs_key {
+                let either: Vec<String> = Vec::new();
+                operation.security = Some(vec![
+                    SecurityRequirement::new(BEARER, either.clone()),
+                    SecurityRequirement::new(API_KEY, either),
+                ]);
+                responses.insert(
+                    "401".into(),
+                    RefOr::T(response(json!({
+                        "description": "No API key, or not one the server knows",
+                        "headers": { "www-authenticate": { "schema": { "type": "string" }, "description": "`Bearer`" } },
+                        "content": error_body.clone(),
+                    }))),
+                );
+                responses.insert(
+                    "403".into(),
+                    RefOr::T(response(json!({
+                        "description": "The key's role or collections do not allow this request",
+                        "content": error_body.clone(),
+                    }))),
+                );
+            }
+            if rule.budget.is_some_and(|b| limits.get(b).is_some()) {
+                responses.insert(
+                    "429".into(),
+                    RefOr::T(response(json!({
+                        "description": "Over this caller's rate budget (its key's, or its address's without one)",
+                        "headers": { "retry-after": { "schema": { "type": "integer", "minimum": 1 }, "description": "Seconds until the request would pass" } },
+                        "content": error_body.clone(),
+                    }))),
+                );
+            }
+        }
+    }
 }
 
 /// What a query vector must be for the served index.
@@ -226,7 +319,8 @@ const DEMO_DIM: usize = 128;
 /// may be swapped later.
 async fn openapi_json(State(state): State<AppState>) -> impl IntoResponse {
     let index = state.index().ok();
-    let spec = serde_json::to_vec(&openapi(state.config(), index.as_deref())).expect("an OpenAPI document serialises");
+    let doc = openapi_for(state.config(), index.as_deref(), &state.keys());
+    let spec = serde_json::to_vec(&doc).expect("an OpenAPI document serialises");
     ([(header::CONTENT_TYPE, "application/json")], spec)
 }
 
@@ -466,6 +560,72 @@ mod tests {
                 };
                 assert_eq!(documented, accepted, "{schema}: {body}");
             }
+        }
+    }
+
+    /// Open: the schemes are described and no operation asks for them.
+    /// With keys: every operation but `/` asks for either scheme and answers
+    /// 401 and 403; with rate limits, the routes of a limited budget 429.
+    #[test]
+    fn security_follows_the_configuration() {
+        let operations = |doc: &serde_json::Value| -> Vec<(String, String, serde_json::Value)> {
+            let mut out = Vec::new();
+            for (path, item) in doc["paths"].as_object().unwrap() {
+                for (method, op) in item.as_object().unwrap() {
+                    out.push((method.clone(), path.clone(), op.clone()));
+                }
+            }
+            out
+        };
+        let open = serde_json::to_value(openapi(&ServerConfig::default(), None)).unwrap();
+        let schemes = &open["components"]["securitySchemes"];
+        assert_eq!(schemes["bearer"]["scheme"], "bearer");
+        assert_eq!((schemes["api_key"]["in"].as_str(), schemes["api_key"]["name"].as_str()), (Some("header"), Some("api-key")));
+        for (method, path, op) in operations(&open) {
+            assert!(op.get("security").is_none(), "{method} {path}");
+            for status in ["401", "403", "429"] {
+                assert!(op["responses"].get(status).is_none(), "{method} {path} {status}");
+            }
+        }
+
+        let key = crate::auth::ApiKey { name: "k".into(), role: crate::auth::Role::Read, sha256: [0; 32], collections: None };
+        let keys = Keys::required(vec![key]).unwrap();
+        let config = ServerConfig {
+            rate_limits: RateLimits { search: Some(5.0), write: None, batch: Some(100.0) },
+            ..ServerConfig::default()
+        };
+        let keyed = serde_json::to_value(openapi_for(&config, None, &keys)).unwrap();
+        let mut limited = Vec::new();
+        for (method, path, op) in operations(&keyed) {
+            if path == "/" {
+                assert!(op.get("security").is_none() && op["responses"].get("401").is_none());
+                continue;
+            }
+            assert_eq!(op["security"], json!([{ "bearer": [] }, { "api_key": [] }]), "{method} {path}");
+            assert_eq!(op["responses"]["401"]["headers"]["www-authenticate"]["schema"]["type"], "string", "{method} {path}");
+            assert!(op["responses"].get("403").is_some(), "{method} {path}");
+            if op["responses"].get("429").is_some() {
+                assert_eq!(op["responses"]["429"]["headers"]["retry-after"]["schema"]["minimum"], 1);
+                limited.push(format!("{method} {path}"));
+            }
+        }
+        limited.sort();
+        assert_eq!(
+            limited,
+            [
+                "get /collections/{name}/points/{id}",
+                "post /collections/{name}/points/get",
+                "post /collections/{name}/search",
+                "post /collections/{name}/search/batch",
+                "post /search",
+                "post /search/batch",
+            ],
+            "searches and batches limited, writes not"
+        );
+        // Only a metrics key: /metrics alone asks for one.
+        let metrics_only = serde_json::to_value(openapi_for(&ServerConfig::default(), None, &Keys::open().with_metrics_key("m"))).unwrap();
+        for (method, path, op) in operations(&metrics_only) {
+            assert_eq!(op.get("security").is_some(), path == "/metrics", "{method} {path}");
         }
     }
 

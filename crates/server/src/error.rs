@@ -66,6 +66,18 @@ pub enum ApiError {
     #[error("{field} has {actual} dimensions, expected {expected}")]
     VectorDimension { field: String, expected: usize, actual: usize },
 
+    /// No API key, or one the server does not know (401, `WWW-Authenticate: Bearer`).
+    #[error("{}", if *missing { "Not authenticated: send an API key as `Authorization: Bearer <key>` or `api-key: <key>`" } else { "Invalid API key" })]
+    Unauthenticated { missing: bool },
+
+    /// A known key that may not make this request (403).
+    #[error("{}", .0.detail())]
+    Forbidden(crate::auth::Forbidden),
+
+    /// The caller spent its rate budget (429, `Retry-After`).
+    #[error("Rate limit exceeded: too many {what} from this client; retry after {retry_after} s")]
+    RateLimited { what: &'static str, budget: &'static str, retry_after: u64 },
+
     /// The blocking search task panicked or was cancelled (500).
     #[error("search task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -86,6 +98,9 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Engine(e) => engine_status(e),
             ApiError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -200,6 +215,14 @@ impl IntoResponse for ApiError {
             ApiError::Validation(detail) => (status, Json(ValidationErrorResponse { detail })).into_response(),
             ApiError::Overloaded => {
                 let retry = [(header::RETRY_AFTER, HeaderValue::from_static("1"))];
+                (status, retry, Json(ErrorResponse { detail: self.to_string() })).into_response()
+            }
+            ApiError::Unauthenticated { .. } => {
+                let challenge = [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))];
+                (status, challenge, Json(ErrorResponse { detail: self.to_string() })).into_response()
+            }
+            ApiError::RateLimited { retry_after, .. } => {
+                let retry = [(header::RETRY_AFTER, HeaderValue::from(retry_after))];
                 (status, retry, Json(ErrorResponse { detail: self.to_string() })).into_response()
             }
             // The rest of the body is not read: the connection cannot carry

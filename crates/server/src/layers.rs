@@ -1,5 +1,6 @@
-//! Cross-cutting middleware: the access log (one line per request), request
-//! metrics, and CORS from the configured origin list.
+//! Cross-cutting middleware: the access log (one line per request, with the
+//! name of the API key used), request metrics, and CORS from the configured
+//! origin list. Authorization is `auth.rs`'s.
 
 use crate::state::AppState;
 use axum::extract::{MatchedPath, Request, State};
@@ -7,7 +8,7 @@ use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 use std::time::Instant;
-use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowOrigin, Any, CorsLayer};
 
 /// Logs method, path, status and latency of every request at info level.
 pub(crate) async fn access_log(req: Request, next: Next) -> Response {
@@ -16,7 +17,9 @@ pub(crate) async fn access_log(req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let response = next.run(req).await;
     let latency_ms = (start.elapsed().as_secs_f64() * 1e3 * 1e3).round() / 1e3;
-    tracing::info!(%method, %path, status = response.status().as_u16(), latency_ms, "request");
+    // The key's name (never the key) when one was needed.
+    let key = response.extensions().get::<crate::auth::KeyName>().map_or("-", |k| &*k.0);
+    tracing::info!(%method, %path, status = response.status().as_u16(), latency_ms, key, "request");
     response
 }
 
@@ -49,5 +52,11 @@ pub(crate) fn cors(origins: &str) -> CorsLayer {
     // Browsers may read the headers that say which profile and setting a search used.
     let expose: Vec<axum::http::HeaderName> =
         crate::resolve::header::ALL.iter().map(|h| axum::http::HeaderName::from_static(h)).collect();
-    CorsLayer::new().allow_origin(allow).allow_methods(Any).allow_headers(Any).expose_headers(expose)
+    // Request headers mirrored rather than `*`: a wildcard does not cover
+    // `Authorization` (Fetch standard), which keyed browser clients send.
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods(Any)
+        .allow_headers(AllowHeaders::mirror_request())
+        .expose_headers(expose)
 }

@@ -7,16 +7,18 @@
 //! (handlers), `extract` + `validate` (body parsing and pydantic-style rules),
 //! `models` (wire types), `error` (the one error -> status mapping), `docs`,
 //! `layers` (access log, request metrics, CORS), `telemetry` (the per-state
-//! Prometheus recorder and its series).
+//! Prometheus recorder and its series), `auth` (API keys, roles and the one
+//! table of what each route needs), `ratelimit` (per-caller budgets).
 //!
 //! The CLI builds an [`AppState`], calls [`app`] and serves it with
-//! [`serve`] (`listener`: the accept loop, connection limits, draining
-//! shutdown); it may
+//! [`serve`] or [`serve_tls`] (`listener`: the accept loop, connection
+//! limits, draining shutdown; `tls`: rustls settings, HTTP/2 by ALPN); it may
 //! start serving before the index is loaded and call [`AppState::set_index`]
 //! (or [`AppState::set_failed`]) later.
 
 #![forbid(unsafe_code)]
 
+mod auth;
 mod collections;
 mod docs;
 mod error;
@@ -26,19 +28,24 @@ mod layers;
 mod listener;
 mod models;
 pub mod monitor;
+mod ratelimit;
 mod resolve;
 mod routes;
 mod state;
 mod telemetry;
+mod tls;
 mod validate;
 
-pub use docs::openapi;
+pub use auth::{ApiKey, KeyFileError, KeyHash, Keys, Role, check_plain_key, hash_key, load_key_file, parse_key_file, to_hex, valid_key_name};
+pub use docs::{openapi, openapi_for};
 pub use error::ApiError;
 pub use models::{
     ErrorResponse, FieldError, HealthResponse, HealthStatus, LocItem, SearchBatchRequest, SearchBatchResponse,
     SearchOptions, SearchRequest, SearchResponse, StatsResponse, ValidationErrorResponse,
 };
-pub use listener::{ConnectionLimits, serve};
+pub use listener::{ConnectionLimits, serve, serve_tls};
+pub use tls::{Tls, TlsError};
+pub use ratelimit::{Budget, RateLimits};
 pub use state::{AppState, ServerConfig};
 
 use axum::extract::DefaultBodyLimit;
@@ -47,8 +54,8 @@ use axum::extract::DefaultBodyLimit;
 /// the demo's routes answer from it once it has been written to.
 pub const DEFAULT_COLLECTION: &str = "default";
 
-/// The whole service: API routes, docs, body limit, CORS, access log and
-/// request metrics.
+/// The whole service: API routes, docs, body limit, authorization and rate
+/// limits, CORS, access log and request metrics.
 pub fn app(state: AppState) -> axum::Router {
     let config = state.config().clone();
     routes::router()
@@ -59,6 +66,11 @@ pub fn app(state: AppState) -> axum::Router {
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(config.body_timeout))
+        // Inside CORS, so that preflights (which carry no key) are answered
+        // and 401/403/429 carry the CORS headers a browser needs to read them;
+        // outside the body's layers, so that a refused request's body is
+        // never read.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authorize))
         .layer(layers::cors(&config.cors_origins))
         .layer(axum::middleware::from_fn(layers::access_log))
         // Outermost, so its latency covers every other layer. `Router::layer`

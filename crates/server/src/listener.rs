@@ -21,19 +21,33 @@
 //! - Half-closed clients (request sent, write side shut) still get their
 //!   response.
 //!
-//! HTTP/1.1 only: a version-sniffing server (HTTP/2 prior knowledge) reads
-//! the first bytes before any header timer runs, so a socket that sends
-//! nothing would be held until the client gives up.
+//! - **TLS** ([`serve_tls`]): the handshake runs on the connection's task
+//!   within `header_timeout` (a socket that never finishes it is closed like
+//!   one that never sends a head), the connection counting against the cap
+//!   (and evictable) from its first byte; past the cap a TLS connection is
+//!   closed without the plaintext 503.
+//!
+//! Plain TCP is HTTP/1.1 only: a version-sniffing server (HTTP/2 prior
+//! knowledge) reads the first bytes before any header timer runs, so a
+//! socket that sends nothing would be held until the client gives up. Over
+//! TLS, HTTP/2 is served when the client offers it by ALPN (the protocol is
+//! known from the handshake, no sniffing). hyper's HTTP/2 has no header-read
+//! timer, so an HTTP/2 connection with no request in flight for
+//! `header_timeout` (idle, or stuck in a header block) is closed here; at
+//! most 128 concurrent streams, 64 KiB of headers, pings detect dead peers.
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use crate::tls::Tls;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -109,12 +123,48 @@ pub async fn serve(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    run(listener, app, limits, None, shutdown).await
+}
+
+/// [`serve`] over TLS: HTTP/2 or HTTP/1.1 as the client's ALPN offer says.
+pub async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    tls: Arc<Tls>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    run(listener, app, limits, Some(tls), shutdown).await
+}
+
+async fn run(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    tls: Option<Arc<Tls>>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let started = Instant::now();
     let registry = Arc::new(Mutex::new(Registry::default()));
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).half_close(true);
-    let accept = Accept { registry: &registry, graceful: &graceful, builder: &builder, app: &app, limits, started };
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_header_list_size(H2_MAX_HEADER_BYTES)
+        .keep_alive_interval(limits.header_timeout)
+        .keep_alive_timeout(H2_PING_TIMEOUT);
+    let accept = Accept {
+        registry: &registry,
+        graceful: &graceful,
+        builder: &builder,
+        h2: &h2,
+        app: &app,
+        limits,
+        started,
+        tls: tls.as_deref(),
+    };
     let mut backoff = Backoff::default();
     tokio::pin!(shutdown);
     loop {
@@ -122,9 +172,9 @@ pub async fn serve(
             biased;
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     backoff.reset();
-                    accept.connection(stream, true);
+                    accept.connection(stream, peer, true);
                 }
                 Err(e) => {
                     // Out of descriptors (EMFILE/ENFILE) or a connection reset
@@ -136,8 +186,8 @@ pub async fn serve(
         }
     }
     // What was already in the accept queue when the signal came is served too.
-    while let Ok(Ok((stream, _))) = tokio::time::timeout(Duration::ZERO, listener.accept()).await {
-        accept.connection(stream, false);
+    while let Ok(Ok((stream, peer))) = tokio::time::timeout(Duration::ZERO, listener.accept()).await {
+        accept.connection(stream, peer, false);
     }
     drop(listener);
     let open = graceful.count();
@@ -151,21 +201,28 @@ pub async fn serve(
     Ok(())
 }
 
+/// HTTP/2 limits (see the module doc).
+const H2_MAX_STREAMS: u32 = 128;
+const H2_MAX_HEADER_BYTES: u32 = 64 * 1024;
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// What the accept loop hands each new connection.
 struct Accept<'a> {
     registry: &'a Arc<Mutex<Registry>>,
     graceful: &'a GracefulShutdown,
     builder: &'a http1::Builder,
+    h2: &'a http2::Builder<TokioExecutor>,
     app: &'a Router,
     limits: ConnectionLimits,
     started: Instant,
+    tls: Option<&'a Tls>,
 }
 
 impl Accept<'_> {
     /// Registers `stream` (evicting an idle connection past the cap, or
-    /// refusing it with a 503 when none is idle) and serves it on a task.
-    /// `keep_alive` false: one request, then close (while draining).
-    fn connection(&self, stream: TcpStream, keep_alive: bool) {
+    /// refusing it, with a 503 on plain TCP, when none is idle) and serves it
+    /// on a task. `keep_alive` false: one request, then close (while draining).
+    fn connection(&self, stream: TcpStream, peer: SocketAddr, keep_alive: bool) {
         let now_ms = || self.started.elapsed().as_millis() as u64;
         let entry = Entry {
             busy: Arc::new(AtomicUsize::new(0)),
@@ -177,8 +234,10 @@ impl Accept<'_> {
             let mut registry = self.registry.lock();
             if registry.open.len() >= self.limits.max_connections && !registry.evict_idle() {
                 drop(registry);
-                // Best effort: the socket is new and its buffer empty.
-                let _ = stream.try_write(FULL_RESPONSE);
+                if self.tls.is_none() {
+                    // Best effort: the socket is new and its buffer empty.
+                    let _ = stream.try_write(FULL_RESPONSE);
+                }
                 tracing::warn!(max = self.limits.max_connections, "connection refused: every connection is busy");
                 return;
             }
@@ -190,8 +249,11 @@ impl Accept<'_> {
         let _ = stream.set_nodelay(true);
         let app = self.app.clone();
         let started = self.started;
-        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let idle = Idle { busy: busy.clone(), last_active: last_active.clone(), started, limit: self.limits.header_timeout };
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             let guard = BusyGuard::new(busy.clone(), last_active.clone(), started);
+            // The client's address: anonymous callers' rate budgets are by address.
+            request.extensions_mut().insert(ConnectInfo(peer));
             let app = app.clone();
             async move {
                 let response = app.oneshot(request.map(Body::new)).await;
@@ -199,22 +261,69 @@ impl Accept<'_> {
                 response
             }
         });
-        let mut builder = self.builder.clone();
-        builder.keep_alive(keep_alive);
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        let connection = self.graceful.watch(connection);
+        let mut h1 = self.builder.clone();
+        h1.keep_alive(keep_alive);
+        let h2 = self.h2.clone();
+        let acceptor = self.tls.map(Tls::acceptor);
+        let handshake_timeout = self.limits.header_timeout;
+        let watcher = self.graceful.watcher();
         let registry = self.registry.clone();
         tokio::spawn(async move {
-            tokio::select! {
-                result = connection => {
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "connection ended with an error");
+            let served = async move {
+                let Some(acceptor) = acceptor else {
+                    return ended(watcher.watch(h1.serve_connection(TokioIo::new(stream), service)).await);
+                };
+                let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => return tracing::debug!("TLS handshake timed out"),
+                };
+                if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    let connection = watcher.watch(h2.serve_connection(TokioIo::new(stream), service));
+                    tokio::select! {
+                        result = connection => ended(result),
+                        () = idle.elapsed() => tracing::debug!("idle HTTP/2 connection closed"),
                     }
+                } else {
+                    ended(watcher.watch(h1.serve_connection(TokioIo::new(stream), service)).await);
                 }
+            };
+            tokio::select! {
+                () = served => {}
                 () = evict.notified() => tracing::debug!("idle connection closed to make room"),
             }
             registry.lock().open.remove(&id);
         });
+    }
+}
+
+fn ended(result: Result<(), hyper::Error>) {
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// A connection's idleness, for HTTP/2 (HTTP/1 has hyper's header timer).
+struct Idle {
+    busy: Arc<AtomicUsize>,
+    last_active: Arc<AtomicU64>,
+    started: Instant,
+    limit: Duration,
+}
+
+impl Idle {
+    /// Completes once the connection has had no request in flight for `limit`.
+    async fn elapsed(self) {
+        let limit = self.limit.as_millis() as u64;
+        loop {
+            let since = (self.started.elapsed().as_millis() as u64).saturating_sub(self.last_active.load(Ordering::Relaxed));
+            let busy = self.busy.load(Ordering::Acquire) > 0;
+            if !busy && since >= limit {
+                return;
+            }
+            let wait = if busy { limit } else { limit - since };
+            tokio::time::sleep(Duration::from_millis(wait.max(10))).await;
+        }
     }
 }
 

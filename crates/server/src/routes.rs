@@ -14,6 +14,9 @@ use crate::resolve::{headers, resolve};
 use crate::state::AppState;
 use crate::telemetry::SearchKind;
 use axum::Json;
+use crate::auth::Caller;
+use crate::ratelimit::Budget;
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
@@ -258,9 +261,12 @@ pub(crate) async fn search(
 )]
 pub(crate) async fn search_batch(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ValidJson(request): ValidJson<SearchBatchRequest>,
 ) -> Result<(HeaderMap, Json<SearchBatchResponse>), ApiError> {
     let index = state.index()?;
+    // The batch budget is spent here, where the number of queries is known.
+    state.admit(&caller, Budget::Batch, request.query_vectors.len())?;
     let options = request.options();
     if let Some(c) = diverged_default(&state) {
         return search_default(&state, c, request.query_vectors, request.k, &options, true)

@@ -2,7 +2,10 @@
 //! CLI loads or builds the index in the background), the search permits
 //! that bound queued + running searches, and the metrics recorder.
 
+use crate::auth::{Caller, Keys};
 use crate::error::ApiError;
+use crate::ratelimit::{Budget, Limiters, RateLimits};
+use arc_swap::ArcSwap;
 use crate::telemetry::{Metrics, SearchKind};
 use parking_lot::RwLock;
 use std::sync::Arc;
@@ -35,6 +38,8 @@ pub struct ServerConfig {
     /// Longest time a client may take to send its body; a slower upload gets
     /// 400 and frees its connection (and does not hold up a graceful shutdown).
     pub body_timeout: std::time::Duration,
+    /// Per-caller rates of searches, writes and batch queries (none: unlimited).
+    pub rate_limits: RateLimits,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +54,7 @@ impl Default for ServerConfig {
             max_batch: 1024,
             cors_origins: "*".to_owned(),
             body_timeout: std::time::Duration::from_secs(30),
+            rate_limits: RateLimits::default(),
         }
     }
 }
@@ -74,6 +80,10 @@ struct Inner {
     monitor: RecallMonitor,
     /// The collections (`--data-dir`), when the server has them.
     store: RwLock<Option<Arc<vectorwise_store::Store>>>,
+    /// The API keys, replaced whole on reload (requests in flight keep
+    /// the set they started with).
+    keys: ArcSwap<Keys>,
+    limiters: Limiters,
 }
 
 /// Shared state of the router; cheap to clone.
@@ -102,6 +112,7 @@ impl AppState {
         let permits = config.max_pending_searches.min(Semaphore::MAX_PERMITS);
         let metrics = Metrics::new(config.max_batch);
         let monitor = RecallMonitor::new(config.monitor.clone());
+        let limiters = Limiters::new(&config.rate_limits, config.max_batch);
         AppState {
             inner: Arc::new(Inner {
                 config,
@@ -111,6 +122,8 @@ impl AppState {
                 metrics,
                 monitor,
                 store: RwLock::new(None),
+                keys: ArcSwap::from_pointee(Keys::open()),
+                limiters,
             }),
         }
     }
@@ -150,6 +163,25 @@ impl AppState {
     /// The collections, when the server has a data directory.
     pub fn store(&self) -> Option<Arc<vectorwise_store::Store>> {
         self.inner.store.read().clone()
+    }
+
+    /// Checks requests against `keys` from now on (the server starts open).
+    pub fn set_keys(&self, keys: Keys) {
+        self.inner.keys.store(Arc::new(keys));
+    }
+
+    /// The keys requests are checked against now.
+    pub fn keys(&self) -> arc_swap::Guard<Arc<Keys>> {
+        self.inner.keys.load()
+    }
+
+    /// Spends `n` of `caller`'s `budget`, or the 429 that says when to retry.
+    pub(crate) fn admit(&self, caller: &Caller, budget: Budget, n: usize) -> Result<(), ApiError> {
+        let admitted = self.inner.limiters.admit(caller, budget, n);
+        if admitted.is_err() {
+            self.inner.metrics.rate_limited(budget);
+        }
+        admitted
     }
 
     pub fn config(&self) -> &ServerConfig {

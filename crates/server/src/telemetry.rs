@@ -16,6 +16,8 @@
 //! vectorwise_search_batch_size                           histogram  queries per batch that ran
 //! vectorwise_searches_in_flight                          gauge      queries queued or running
 //! vectorwise_searches_rejected_total{kind}               counter    requests answered 503 for overload
+//! vectorwise_rate_limited_total{budget}                  counter    requests answered 429; budget = search |
+//!                                                                   write | batch
 //! vectorwise_vectors_indexed                             gauge      points in the served index (0: none)
 //! vectorwise_index_load_seconds                          gauge      time to open + check the served index
 //! vectorwise_build_info{version,simd,index_type}         gauge      1 (index_type "none" until loaded)
@@ -36,6 +38,7 @@ const SEARCH_DURATION: &str = "vectorwise_search_duration_seconds";
 const BATCH_SIZE: &str = "vectorwise_search_batch_size";
 const IN_FLIGHT: &str = "vectorwise_searches_in_flight";
 const REJECTED: &str = "vectorwise_searches_rejected_total";
+const RATE_LIMITED: &str = "vectorwise_rate_limited_total";
 const VECTORS_INDEXED: &str = "vectorwise_vectors_indexed";
 const INDEX_LOAD: &str = "vectorwise_index_load_seconds";
 const BUILD_INFO: &str = "vectorwise_build_info";
@@ -119,6 +122,7 @@ impl Metrics {
             describe_histogram!(BATCH_SIZE, Unit::Count, "Queries per batch search that ran.");
             describe_gauge!(IN_FLIGHT, Unit::Count, "Queries queued or running on the search pool.");
             describe_counter!(REJECTED, "Search requests answered 503 because the pending-search bound was full.");
+            describe_counter!(RATE_LIMITED, "Requests answered 429: over the caller's rate budget (search, write, batch).");
             describe_gauge!(VECTORS_INDEXED, Unit::Count, "Points in the served index (0 while none is loaded).");
             describe_gauge!(INDEX_LOAD, Unit::Seconds, "Seconds taken to open and check the served index.");
             describe_gauge!(BUILD_INFO, "Always 1; the labels say what is running.");
@@ -132,6 +136,9 @@ impl Metrics {
             // Registered now so that a scrape shows them before any traffic.
             for kind in [SearchKind::Single, SearchKind::Batch] {
                 counter!(REJECTED, "kind" => kind.label()).absolute(0);
+            }
+            for budget in crate::ratelimit::Budget::ALL {
+                counter!(RATE_LIMITED, "budget" => budget.as_str()).absolute(0);
             }
             (gauge!(IN_FLIGHT), gauge!(VECTORS_INDEXED), gauge!(INDEX_LOAD))
         });
@@ -187,6 +194,13 @@ impl Metrics {
             histogram!(HTTP_DURATION, "route" => route).record(elapsed.as_secs_f64());
         });
         self.upkeep_if_due();
+    }
+
+    /// A request refused for being over its caller's `budget`.
+    pub(crate) fn rate_limited(&self, budget: crate::ratelimit::Budget) {
+        with_local_recorder(&self.recorder, || {
+            counter!(RATE_LIMITED, "budget" => budget.as_str()).increment(1);
+        });
     }
 
     /// One engine call of `kind` took `elapsed`.

@@ -5,6 +5,7 @@
     import numpy as np
     from vectorwise import VectorWiseClient
 
+    # api_key="vw_..." for a server with API keys
     with VectorWiseClient("http://localhost:8000") as vw:
         print(vw.health())
         hits = vw.search(np.random.rand(128), k=10)          # SearchResult
@@ -57,12 +58,15 @@ from ._client import (
 )
 from .errors import (
     APIError,
+    AuthenticationError,
     ClientError,
     CollectionNotFound,
     ConflictError,
     InsufficientStorage,
     NotFound,
     PayloadTooLarge,
+    PermissionDenied,
+    RateLimited,
     ServerError,
     ServiceUnavailable,
     TransportError,
@@ -80,6 +84,7 @@ __all__ = [
     "PAYLOAD_INDEX_TYPES",
     "PROFILES",
     "APIError",
+    "AuthenticationError",
     "BatchResult",
     "Calibration",
     "CalibrationPoint",
@@ -97,7 +102,9 @@ __all__ = [
     "NotFound",
     "PayloadIndex",
     "PayloadTooLarge",
+    "PermissionDenied",
     "Point",
+    "RateLimited",
     "RecallMonitor",
     "RecallMonitorEntry",
     "SearchInfo",

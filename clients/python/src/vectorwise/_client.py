@@ -29,6 +29,7 @@ import numpy.typing as npt
 from .errors import (
     CollectionNotFound,
     NotFound,
+    RateLimited,
     ServiceUnavailable,
     TransportError,
     UnexpectedResponse,
@@ -71,8 +72,9 @@ MatrixLike = Union[npt.NDArray[Any], Sequence[Sequence[float]]]
 #: ``Filter(must=[condition])``), or the server's JSON as a dict.
 FilterLike = Union[Condition, Mapping[str, Any]]
 
-#: Statuses worth another try: the same request may well succeed later.
-RETRY_STATUSES = frozenset({502, 503, 504})
+#: Statuses worth another try: the same request may well succeed later
+#: (429: once the caller's rate budget has refilled).
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
 # Transport failures worth another try. Every request this client makes is
 # idempotent (reads and searches), so a retry after a read timeout or a reset
@@ -1058,13 +1060,13 @@ class VectorWiseClient:
 
     Every request is idempotent (health, stats and searches change nothing;
     collection writes name their points by id, so sending one twice leaves the
-    same state), so failed connections, timeouts and 502/503/504 answers are
+    same state), so failed connections, timeouts and 429/502/503/504 answers are
     retried up to ``retries`` times, waiting ``backoff * 2**attempt`` seconds (with jitter,
-    at most ``backoff_max``) in between. A 503's ``Retry-After`` is honoured:
-    the wait is at least that long; if the server asks for more than
-    ``backoff_max`` the error is raised at once instead, so a call never blocks
-    longer than the caller allowed. Other errors are raised at once as the
-    typed exceptions of `vectorwise.errors`.
+    at most ``backoff_max``) in between. The ``Retry-After`` of a 503 (overload)
+    or a 429 (over the rate budget) is honoured: the wait is at least that long;
+    if the server asks for more than ``backoff_max`` the error is raised at once
+    instead, so a call never blocks longer than the caller allowed. Other errors
+    are raised at once as the typed exceptions of `vectorwise.errors`.
 
     Args:
         url: The server's base URL.
@@ -1082,6 +1084,9 @@ class VectorWiseClient:
         batch_fallback: If the server has no ``/search/batch`` (404, an older
             server), send a batch's queries one by one to ``/search`` instead
             (with a warning, once). ``False`` raises `NotFound`.
+        api_key: The API key of a server that needs one, sent as
+            ``Authorization: Bearer <key>`` on every request (a 401 raises
+            `AuthenticationError`, a 403 `PermissionDenied`).
         headers: Extra headers for every request (e.g. authentication at a proxy).
         validate: Check ``profile``, ``recall_target`` and ``ef_search`` before
             sending, with the server's own rules, and raise `ValidationError`
@@ -1105,6 +1110,7 @@ class VectorWiseClient:
         headers: Mapping[str, str] | None = None,
         validate: bool = True,
         transport: httpx.BaseTransport | None = None,
+        api_key: str | None = None,
     ) -> None:
         if retries < 0:
             raise ValueError("retries must be >= 0")
@@ -1120,10 +1126,13 @@ class VectorWiseClient:
         self.validate = validate
         self._has_batch: bool | None = None
         self._sleep: Callable[[float], None] = time.sleep
+        all_headers = dict(headers or {})
+        if api_key is not None:
+            all_headers["authorization"] = f"Bearer {api_key}"
         self._http = httpx.Client(
             base_url=self.url,
             timeout=timeout,
-            headers=dict(headers or {}),
+            headers=all_headers,
             transport=transport,
         )
 
@@ -1909,9 +1918,9 @@ class VectorWiseClient:
                 if response.status_code not in retry_statuses or attempt >= self.retries:
                     return response
                 wait = self._delay(attempt)
-                if response.status_code == 503:
+                if response.status_code in (429, 503):
                     err = error_from_response(response)
-                    assert isinstance(err, ServiceUnavailable)
+                    assert isinstance(err, (RateLimited, ServiceUnavailable))
                     if err.retry_after is not None:
                         if err.retry_after > self.backoff_max:
                             return response  # longer than we may wait: the caller decides

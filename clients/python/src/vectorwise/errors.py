@@ -6,6 +6,9 @@ VectorWiseError                 anything this package raises
 ├── UnexpectedResponse          an answer that is not the API's shape
 └── APIError                    the server answered with an error status (.status, .detail)
     ├── ClientError             4xx: the request is wrong; retrying will not help
+    │   ├── AuthenticationError 401: no API key, or one the server does not know
+    │   ├── PermissionDenied    403: the key's role or collections do not allow it
+    │   ├── RateLimited         429: over the caller's rate budget (.retry_after; retried)
     │   ├── ValidationError     400 / 422 (also raised before sending, with status None)
     │   ├── NotFound            404 / 405
     │   │   └── CollectionNotFound  404 naming a collection that does not exist
@@ -28,12 +31,15 @@ import httpx
 
 __all__ = [
     "APIError",
+    "AuthenticationError",
     "ClientError",
     "CollectionNotFound",
     "ConflictError",
     "InsufficientStorage",
     "NotFound",
     "PayloadTooLarge",
+    "PermissionDenied",
+    "RateLimited",
     "ServerError",
     "ServiceUnavailable",
     "TransportError",
@@ -76,6 +82,44 @@ class APIError(VectorWiseError):
 
 class ClientError(APIError):
     """A 4xx answer: the request itself is wrong, so it is not retried."""
+
+
+class AuthenticationError(ClientError):
+    """401: the request carried no API key, or one the server does not know.
+
+    Give the client its key (``VectorWiseClient(url, api_key=...)``). The
+    detail says which of the two, never anything about the server's keys.
+    """
+
+
+class PermissionDenied(ClientError):
+    """403: the API key is known, but its role (read < write < admin) or the
+    collections it is limited to do not allow this request."""
+
+
+class RateLimited(ClientError):
+    """429: this caller (its API key, or its address without one) is over its
+    rate budget for searches, writes or batch queries.
+
+    The client retries it like a 503, waiting at least ``Retry-After``; this
+    is raised once the retries run out or the wait would exceed
+    ``backoff_max``.
+
+    Attributes:
+        retry_after: Seconds the server asked the client to wait (its
+            ``Retry-After`` header, at least 1), or ``None`` when it sent none.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = 429,
+        detail: Any = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, detail=detail)
+        self.retry_after = retry_after
 
 
 class ValidationError(ClientError, ValueError):
@@ -229,6 +273,13 @@ def error_from_response(
     if status == 503:
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         return ServiceUnavailable(message, status=status, detail=detail, retry_after=retry_after)
+    if status == 429:
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        return RateLimited(message, status=status, detail=detail, retry_after=retry_after)
+    if status == 401:
+        return AuthenticationError(message, status=status, detail=detail)
+    if status == 403:
+        return PermissionDenied(message, status=status, detail=detail)
     if status == 507:
         return InsufficientStorage(message, status=status, detail=detail)
     if status >= 500:
