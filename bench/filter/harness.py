@@ -30,13 +30,14 @@ K = 10
 
 # Selectivity (percent) -> how many equally likely values the field takes.
 SELECTIVITIES = {"50": 2, "10": 10, "1": 100, "0.1": 1000, "0.01": 10000}
-SLOW = {"lancedb", "milvus-lite", "chromadb"}
+SLOW = {"lancedb", "milvus-lite", "chromadb", "hnswlib"}  # fewer queries, one pass
 
 # engine -> (venv, [(config label, config)])
 ENGINES = {
     "vectorwise": ("core", [("balanced", {"profile": "balanced"}),
                             ("high_accuracy", {"profile": "high_accuracy"}),
-                            ("exact (recall_target 1.0)", {"recall_target": 1.0})]),
+                            ("exact (recall_target 1.0)", {"recall_target": 1.0}),
+                            ("HTTP round trip alone (GET /)", {"http_floor": True})]),
     "qdrant-edge": ("qdrant-edge", [("default", {})]),
     "faiss-hnsw": ("faiss", [(f"efSearch {e}", {"ef": e}) for e in (32, 128, 512)]),
     "faiss-ivf": ("faiss", [(f"nprobe {p}", {"nprobe": p}) for p in (8, 32, 128)]),
@@ -267,7 +268,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=200000)
     ap.add_argument("--nq", type=int, default=1000, help="queries for the fast engines")
-    ap.add_argument("--nq-slow", type=int, default=100, help="queries for lancedb, milvus-lite, chromadb")
+    ap.add_argument("--nq-slow", type=int, default=200, help="queries for hnswlib, lancedb, milvus-lite, chromadb")
     ap.add_argument("--passes", type=int, default=3, help="passes over the queries (fast engines); median")
     ap.add_argument("--slow-passes", type=int, default=1)
     ap.add_argument("--dim", type=int, default=128)
@@ -282,6 +283,8 @@ def main():
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", default=None, help="output path without extension")
     ap.add_argument("--no-unfiltered", action="store_true")
+    ap.add_argument("--prepare-only", action="store_true", help="make the data and the truth, then stop")
+    ap.add_argument("--build-only", action="store_true", help="also build (and keep) every engine's index, then stop")
     a = ap.parse_args()
     if a.smoke:
         a.n, a.nq, a.passes, a.nq_slow = 5000, 200, 1, 50
@@ -328,6 +331,8 @@ def main():
     truth_s = time.perf_counter() - t0
     log(f"truth for {len(filters)} filters in {truth_s:.1f} s")
     del base
+    if a.prepare_only:
+        return
     for fid, flt in filters.items():
         flt["allowed_median"] = float(np.median(allowed[fid][:a.nq]))
         flt["measured_sel_pct"] = 100.0 * float(np.mean(allowed[fid][:a.nq])) / a.n
@@ -354,6 +359,11 @@ def main():
         log(f"{e}: built ({r.get('build_s') or r.get('wall_s'):.1f} s{', reused' if r.get('reused') else ''})")
         workers[e] = w
 
+    if a.build_only:
+        for w in workers.values():
+            w.close()
+        log(f"built: {json.dumps({e: b.get('build_s') for e, b in builds.items()})}; skipped: {skipped}")
+        return
     runs = {}  # (engine, config label, fid) -> list of pass results
     live = list(workers)
     max_passes = max(a.passes, a.slow_passes)
@@ -366,7 +376,9 @@ def main():
                     continue
                 nq = min(a.nq_slow, nq_all) if slow else a.nq
                 for label, cfg in ENGINES[e][1]:
-                    if e == "vectorwise" and "recall_target" in cfg and a.smoke is False and fid not in ("none", "u0.01", "c0.01", "u0.1", "c0.1", "u1", "c1") and p > 0:
+                    if cfg.get("http_floor") and fid != "none":
+                        continue  # the client's HTTP round trip: once per pass
+                    if "recall_target" in cfg and p > 0 and filters[fid]["sel_pct"] > 1:
                         continue  # the exact reference: every filter once, the selective ones every pass
                     r = workers[e].call(cmd="search", filter=fid, config=cfg, nq=nq)
                     if "error" in r:
@@ -436,7 +448,7 @@ def render(rep, filters, engines):
     fids = list(filters)
     lines = [f"# Filtered search, {rep['n']:,} x {rep['dim']} clustered (engine {rep['commit']}, {rep['date']})", ""]
     lines.append(f"`{rep['command']}` — {rep['nq']} queries for the fast engines ({rep['passes']} passes, median of "
-                 f"the per-pass p50/p95), {rep['nq_slow']} for LanceDB / Milvus Lite / Chroma ({rep['slow_passes']} "
+                 f"the per-pass p50/p95), {rep['nq_slow']} for hnswlib / LanceDB / Milvus Lite / Chroma ({rep['slow_passes']} "
                  f"pass); load average {rep['load_start']} at start, {rep['load_end']} at end; wall {rep['wall_s']:.0f} s.")
     lines.append("")
     lines.append("Filters (allowed points: median per query; queries with fewer than k allowed):")
@@ -460,6 +472,8 @@ def render(rep, filters, engines):
                 cells.append("")
             elif "error" in c:
                 cells.append("error")
+            elif c.get("extra", {}).get("note") == "GET / only":
+                cells.append(f"p50 {c['p50_ms']:.3f}")
             else:
                 rc = "-" if c["recall"] is None else f"{c['recall']:.3f}"
                 cells.append(f"{rc} / {c['p50_ms']:.2f}" + (f" ({c['short']} short)" if c["short"] else ""))
