@@ -413,8 +413,9 @@ def main():
             "p50_ms_each_pass": [round(r["p50_ms"], 4) for r in ok], "extra": ok[0]["extra"]}
     date = datetime.date.today().isoformat()
     try:
-        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True).stdout.strip()
+        # the engine's commit: the last one that touched the Rust code (bench/ commits do not count)
+        commit = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h", "--", "crates", "Cargo.lock"],
+                                capture_output=True, text=True).stdout.strip()
     except OSError:
         commit = "?"
     if a.out:
