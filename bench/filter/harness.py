@@ -284,6 +284,8 @@ def main():
     ap.add_argument("--out", default=None, help="output path without extension")
     ap.add_argument("--no-unfiltered", action="store_true")
     ap.add_argument("--prepare-only", action="store_true", help="make the data and the truth, then stop")
+    ap.add_argument("--vw-extra", default="[]",
+                    help='extra VectorWise request options to measure, a JSON list, e.g. [{"ef_search": 1000}]')
     ap.add_argument("--build-only", action="store_true", help="also build (and keep) every engine's index, then stop")
     a = ap.parse_args()
     if a.smoke:
@@ -305,6 +307,8 @@ def main():
             ap.error(f"unknown selectivity {s!r}")
     a.selectivities = sels
     engines = [e.strip() for e in a.engines.split(",") if e.strip()]
+    for extra in json.loads(a.vw_extra):
+        ENGINES["vectorwise"][1].append((json.dumps(extra, separators=(",", ":")), extra))
     for e in engines:
         if e not in ENGINES:
             ap.error(f"unknown engine {e}")
