@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Filtered search, VectorWise and its peers side by side (README.md here):
 #   bash bench/filter/run.sh --n 200000                 # every peer (default n 200000)
-#   bash bench/filter/run.sh --n 1000000 --engines vectorwise,qdrant-edge,faiss-hnsw
+#   bash bench/filter/run.sh --n 1000000 --engines vectorwise,faiss-ivf,faiss-hnsw --nq 300 --passes 2
 #   bash bench/filter/run.sh --smoke                    # 5000 points, VectorWise + Faiss HNSW
 #   bash bench/filter/run.sh --filter-selectivity 1,0.01,range5
 # Makes one venv per engine under bench/filter/.venvs/ (requirements/<engine>.txt), builds the
