@@ -321,10 +321,11 @@ impl Index {
     /// The `k` points of `allow` nearest to `query` (always `min(k,
     /// allowed)` of them), each with its offset, and the path that found
     /// them: [`crate::allow::plan_filtered`] chooses from the allowed count
-    /// and what each path would read. `params` are the unfiltered plan's
-    /// (its candidates, re-rank depth and lists); a partitioned scan reads
-    /// the nearest lists until they hold as many allowed points as the
-    /// unfiltered search would read points.
+    /// and what each path would read; on a partitioned scan, SQ8 up to
+    /// [`PARTITION_SQ8_SHARE`]. `params` are the unfiltered plan's (its
+    /// candidates, re-rank depth and lists); a partitioned scan reads the
+    /// nearest lists until they hold [`FILTERED_LIST_FACTOR`] times as many
+    /// allowed points as the unfiltered search would read points.
     pub fn search_allowed(
         &self,
         query: &[f32],
@@ -351,9 +352,13 @@ impl Index {
         // What the masked scan would read: every point, or the nearest lists
         // holding FILTERED_LIST_FACTOR times as many allowed points as the
         // unfiltered plan reads points.
-        let partitioned = scan.is_some_and(|v| v.partial(params.nprobe));
+        // A partition's lists are cut across by a filter correlated with the
+        // data: the allowed points may be far, where the 4-bit sums rank
+        // poorly; their SQ8 codes rank them well. No lists to choose then.
+        let partitioned = method != Method::Exact && scan.is_some_and(|v| v.partial(params.nprobe));
+        let sq8_first = partitioned && allowed * PARTITION_SQ8_SHARE <= self.len();
         let (ranges, scan_points, local) = match scan {
-            Some(view) if method != Method::Exact && allowed > EXACT_MAX_ALLOWED => {
+            Some(view) if method != Method::Exact && allowed > EXACT_MAX_ALLOWED && !sq8_first => {
                 let lists = view.lists.map_or(1, |l| l.len().max(1));
                 let target = (FILTERED_LIST_FACTOR * params.nprobe.saturating_mul(self.len()) / lists).max(candidates);
                 view.allowed_ranges(&prepared, allow, params.nprobe, target)
@@ -363,10 +368,7 @@ impl Index {
         let code_bytes = scan.filter(|_| method != Method::Exact).map(|v| v.shape.block_bytes() / BLOCK);
         let path = if method == Method::Exact {
             FilteredPath::Exact
-        } else if (!local || partitioned) && code_bytes.is_some() && allowed * NONLOCAL_SQ8_SHARE <= self.len() {
-            // Correlated away from the query, or a partition (whose lists a
-            // correlated filter cuts across): the allowed points may be far,
-            // where the 4-bit sums rank poorly; their SQ8 codes rank them well.
+        } else if sq8_first {
             FilteredPath::Sq8
         } else {
             plan_filtered(allowed, self.len(), d, code_bytes, scan_points, method == Method::Hnsw)
@@ -479,16 +481,16 @@ impl Index {
 /// 0.92 at 1×, 0.95 at 4×, 0.97 at 8× (bench/filter).
 pub const FILTERED_LIST_FACTOR: usize = 4;
 
-/// A filter correlated away from the query (`ScanView::allowed_ranges`), or
-/// any filter on a partitioned scan, takes the SQ8 path while at most 1/this
-/// of the points are allowed: on clustered-200k a 10 % filter at one end of
-/// the data had recall@10 0.78 by the masked scan of the lists and 0.99 by
-/// SQ8, at the same latency (0.8 ms, HTTP); a query near that end passes
-/// the locality test and its lists still miss.
-pub const NONLOCAL_SQ8_SHARE: usize = 4;
+/// Any filter on a partitioned scan takes the SQ8 path while at most
+/// 1/this of the points are allowed (however few: SQ8 of 2048 points reads a
+/// quarter of their rows' bytes): on clustered-200k a 10 % filter at one end
+/// of the data had recall@10 0.78 by the masked scan of the lists and 0.99
+/// by SQ8, at the same latency (0.8 ms, HTTP); a query near that end passes
+/// the locality test (`ScanView::allowed_ranges`) and its lists still miss.
+pub const PARTITION_SQ8_SHARE: usize = 4;
 
-/// Past that, the masked scan's stage 1 starts at 1/this of the allowed
-/// points.
+/// Past that, a filter correlated away from the query (not local) starts
+/// the masked scan's stage 1 at 1/this of the allowed points.
 pub const NONLOCAL_DEPTH_DIVISOR: usize = 8;
 
 /// Scan stage sizes for a search of `k`: fast-scan candidates (`rerank × k`,
