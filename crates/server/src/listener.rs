@@ -17,7 +17,11 @@
 //! - **Shutdown**: stop accepting, serve what is already in the accept queue,
 //!   answer every request already received (keep-alive connections close after
 //!   their response), close idle connections, and return by `shutdown_timeout`
-//!   whatever clients do.
+//!   whatever clients do. A connection that has not begun its first request
+//!   when the signal comes gets [`FIRST_REQUEST_GRACE`] (at most the header
+//!   timeout) to deliver it: hyper's own graceful shutdown closes a connection
+//!   it has read nothing from, even when the request already sits in the
+//!   socket (accepted just before the signal, its task not yet run).
 //! - Half-closed clients (request sent, write side shut) still get their
 //!   response.
 //!
@@ -43,7 +47,6 @@ use hyper::body::Incoming;
 use crate::tls::Tls;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::future::Future;
@@ -52,7 +55,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tower::ServiceExt;
 
 /// Connection limits (see the module doc).
@@ -146,7 +149,9 @@ async fn run(
 ) -> std::io::Result<()> {
     let started = Instant::now();
     let registry = Arc::new(Mutex::new(Registry::default()));
-    let graceful = GracefulShutdown::new();
+    // Every connection task holds a receiver: the signal reaches them all,
+    // and `closed()` completes when the last one has ended.
+    let (stop, stopping) = watch::channel(false);
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).half_close(true);
     let mut h2 = http2::Builder::new(TokioExecutor::new());
@@ -157,7 +162,7 @@ async fn run(
         .keep_alive_timeout(H2_PING_TIMEOUT);
     let accept = Accept {
         registry: &registry,
-        graceful: &graceful,
+        stopping,
         builder: &builder,
         h2: &h2,
         app: &app,
@@ -185,14 +190,33 @@ async fn run(
             },
         }
     }
-    // What was already in the accept queue when the signal came is served too.
-    while let Ok(Ok((stream, peer))) = tokio::time::timeout(Duration::ZERO, listener.accept()).await {
-        accept.connection(stream, peer, false);
+    // What was already in the accept queue when the signal came is served
+    // too: accepted by the system call until it would block (the runtime's
+    // readiness flag may not have seen the latest arrivals yet).
+    let listener = listener.into_std()?;
+    loop {
+        match listener.accept() {
+            Ok((stream, peer)) => match stream.set_nonblocking(true).and_then(|()| TcpStream::from_std(stream)) {
+                Ok(stream) => accept.connection(stream, peer, false),
+                Err(e) => tracing::warn!(error = %e, "a queued connection could not be served"),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed while draining");
+                break;
+            }
+        }
     }
     drop(listener);
-    let open = graceful.count();
-    tracing::info!(connections = open, deadline_s = limits.shutdown_timeout.as_secs_f64(), "draining");
-    if tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown()).await.is_err() {
+    drop(accept);
+    tracing::info!(
+        connections = registry.lock().open.len(),
+        deadline_s = limits.shutdown_timeout.as_secs_f64(),
+        "draining"
+    );
+    stop.send_replace(true);
+    if tokio::time::timeout(limits.shutdown_timeout, stop.closed()).await.is_err() {
         tracing::warn!(
             connections = registry.lock().open.len(),
             "shutdown deadline passed: closing the connections still open"
@@ -209,7 +233,7 @@ const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// What the accept loop hands each new connection.
 struct Accept<'a> {
     registry: &'a Arc<Mutex<Registry>>,
-    graceful: &'a GracefulShutdown,
+    stopping: watch::Receiver<bool>,
     builder: &'a http1::Builder,
     h2: &'a http2::Builder<TokioExecutor>,
     app: &'a Router,
@@ -230,6 +254,7 @@ impl Accept<'_> {
             evict: Arc::new(Notify::new()),
         };
         let (busy, last_active, evict) = (entry.busy.clone(), entry.last_active.clone(), entry.evict.clone());
+        let first = Arc::new(FirstRequest::default());
         let id = {
             let mut registry = self.registry.lock();
             if registry.open.len() >= self.limits.max_connections && !registry.evict_idle() {
@@ -250,7 +275,9 @@ impl Accept<'_> {
         let app = self.app.clone();
         let started = self.started;
         let idle = Idle { busy: busy.clone(), last_active: last_active.clone(), started, limit: self.limits.header_timeout };
+        let began = first.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            began.began();
             let guard = BusyGuard::new(busy.clone(), last_active.clone(), started);
             // The client's address: anonymous callers' rate budgets are by address.
             request.extensions_mut().insert(ConnectInfo(peer));
@@ -266,12 +293,13 @@ impl Accept<'_> {
         let h2 = self.h2.clone();
         let acceptor = self.tls.map(Tls::acceptor);
         let handshake_timeout = self.limits.header_timeout;
-        let watcher = self.graceful.watcher();
+        let drain = Drain { stopping: self.stopping.clone(), first, grace: FIRST_REQUEST_GRACE.min(handshake_timeout) };
         let registry = self.registry.clone();
         tokio::spawn(async move {
             let served = async move {
                 let Some(acceptor) = acceptor else {
-                    return ended(watcher.watch(h1.serve_connection(TokioIo::new(stream), service)).await);
+                    let connection = h1.serve_connection(TokioIo::new(stream), service);
+                    return ended(drain.run(connection, |c| c.graceful_shutdown()).await);
                 };
                 let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => stream,
@@ -279,13 +307,14 @@ impl Accept<'_> {
                     Err(_) => return tracing::debug!("TLS handshake timed out"),
                 };
                 if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                    let connection = watcher.watch(h2.serve_connection(TokioIo::new(stream), service));
+                    let connection = h2.serve_connection(TokioIo::new(stream), service);
                     tokio::select! {
-                        result = connection => ended(result),
+                        result = drain.run(connection, |c| c.graceful_shutdown()) => ended(result),
                         () = idle.elapsed() => tracing::debug!("idle HTTP/2 connection closed"),
                     }
                 } else {
-                    ended(watcher.watch(h1.serve_connection(TokioIo::new(stream), service)).await);
+                    let connection = h1.serve_connection(TokioIo::new(stream), service);
+                    ended(drain.run(connection, |c| c.graceful_shutdown()).await);
                 }
             };
             tokio::select! {
@@ -294,6 +323,63 @@ impl Accept<'_> {
             }
             registry.lock().open.remove(&id);
         });
+    }
+}
+
+/// How long a connection that has not begun its first request when the
+/// shutdown signal comes is given to deliver it (capped by the header timeout).
+pub const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
+/// Whether a connection's first request has begun.
+#[derive(Debug, Default)]
+struct FirstRequest {
+    seen: std::sync::atomic::AtomicBool,
+    notify: Notify,
+}
+
+impl FirstRequest {
+    fn began(&self) {
+        if !self.seen.swap(true, Ordering::AcqRel) {
+            self.notify.notify_one();
+        }
+    }
+
+    fn seen(&self) -> bool {
+        self.seen.load(Ordering::Acquire)
+    }
+}
+
+/// A connection's part in shutdown (see the module doc).
+struct Drain {
+    stopping: watch::Receiver<bool>,
+    first: Arc<FirstRequest>,
+    grace: Duration,
+}
+
+impl Drain {
+    /// Runs `connection`; once the shutdown signal comes (and its first
+    /// request has begun, or the grace passed) asks it to finish what it
+    /// serves and close, by `shut`. The receiver is held until the connection
+    /// ends: the server's drain waits for every one.
+    async fn run<C, T>(mut self, connection: C, shut: impl FnOnce(std::pin::Pin<&mut C>)) -> T
+    where
+        C: Future<Output = T>,
+    {
+        tokio::pin!(connection);
+        tokio::select! {
+            out = &mut connection => return out,
+            // An error means the server is gone: shut down as well.
+            _ = self.stopping.wait_for(|stop| *stop) => {}
+        }
+        if !self.first.seen() {
+            tokio::select! {
+                out = &mut connection => return out,
+                () = self.first.notify.notified() => {}
+                () = tokio::time::sleep(self.grace) => {}
+            }
+        }
+        shut(connection.as_mut());
+        connection.await
     }
 }
 
@@ -373,5 +459,43 @@ impl Backoff {
             self.suppressed += 1;
         }
         tokio::time::sleep(delay).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// Requests already in the accept queue when the signal comes are
+    /// answered, not closed unread. On a current-thread runtime the signal is
+    /// seen before any connection task runs: hyper's graceful shutdown alone
+    /// would close every one of them before reading its request.
+    #[test]
+    fn requests_queued_before_the_signal_are_answered() {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let clients: Vec<std::net::TcpStream> = (0..16)
+            .map(|_| {
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+                s
+            })
+            .collect();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let listener = TcpListener::from_std(std_listener).unwrap();
+            let app = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+            let limits = ConnectionLimits { shutdown_timeout: Duration::from_secs(5), ..ConnectionLimits::default() };
+            serve(listener, app, limits, std::future::ready(())).await.unwrap();
+        });
+        for mut client in clients {
+            let mut response = String::new();
+            client.read_to_string(&mut response).unwrap();
+            assert!(response.starts_with("HTTP/1.1 200"), "{response:?}");
+            assert!(response.ends_with("ok"), "{response:?}");
+        }
     }
 }
