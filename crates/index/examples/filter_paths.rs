@@ -35,7 +35,8 @@ fn main() {
             let t = Instant::now();
             let lists = view.lists.map_or(1, |l| l.len().max(1));
             let target = (nprobe * n / lists).max(candidates);
-            let (ranges, points, _) = view.allowed_ranges(q, &allow, nprobe, target);
+            let lists_read = view.allowed_ranges(q, &allow, nprobe, target);
+            let (ranges, points) = (lists_read.ranges, lists_read.points);
             std::hint::black_box(view.search_allowed(&vectors, q, k, candidates, 20, &ranges, &allow));
             scan.push(t.elapsed().as_secs_f64() * 1e3);
             read = points;

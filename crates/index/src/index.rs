@@ -357,14 +357,15 @@ impl Index {
         // poorly; their SQ8 codes rank them well. No lists to choose then.
         let partitioned = method != Method::Exact && scan.is_some_and(|v| v.partial(params.nprobe));
         let sq8_first = partitioned && allowed * PARTITION_SQ8_SHARE <= self.len();
-        let (ranges, scan_points, local) = match scan {
+        let read = match scan {
             Some(view) if method != Method::Exact && allowed > EXACT_MAX_ALLOWED && !sq8_first => {
                 let lists = view.lists.map_or(1, |l| l.len().max(1));
                 let target = (FILTERED_LIST_FACTOR * params.nprobe.saturating_mul(self.len()) / lists).max(candidates);
-                view.allowed_ranges(&prepared, allow, params.nprobe, target)
+                Some(view.allowed_ranges(&prepared, allow, params.nprobe, target))
             }
-            _ => (Vec::new(), 0, true),
+            _ => None,
         };
+        let (scan_points, local) = read.as_ref().map_or((0, true), |r| (r.points, r.local));
         let code_bytes = scan.filter(|_| method != Method::Exact).map(|v| v.shape.block_bytes() / BLOCK);
         let path = if method == Method::Exact {
             FilteredPath::Exact
@@ -376,7 +377,20 @@ impl Index {
         let candidates = if local { candidates } else { candidates.max(allowed / NONLOCAL_DEPTH_DIVISOR) };
         let mut found = match (path, scan) {
             (FilteredPath::Sq8, Some(view)) => view.search_sq8_allowed(rows, &prepared, k, rerank.max(exact_keep(k)), allow),
-            (FilteredPath::Scan, Some(view)) => view.search_allowed(rows, &prepared, k, candidates, rerank, &ranges, allow),
+            (FilteredPath::Scan, Some(view)) => {
+                let read = read.as_ref().expect("the scan path has its lists");
+                let mut found = view.search_allowed(rows, &prepared, k, candidates, rerank, &read.ranges, allow);
+                // The lists nearer than the k-th answer may hold nearer
+                // allowed points than the lists read (AllowedLists::nearer_than).
+                let kth = if found.len() >= k { found[k - 1].distance } else { f32::INFINITY };
+                let (more, _) = read.nearer_than(kth);
+                if !more.is_empty() {
+                    found.extend(view.search_allowed(rows, &prepared, k, candidates, rerank, &more, allow));
+                    found.sort_unstable();
+                    found.truncate(k);
+                }
+                found
+            }
             (FilteredPath::Graph, _) => {
                 let share = allowed as f64 / self.len().max(1) as f64;
                 let ef = ((params.ef_search.max(k) as f64 / share).ceil() as usize).min(self.len());

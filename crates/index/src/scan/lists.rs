@@ -104,11 +104,16 @@ impl ListsView<'_> {
 
     /// Every list, nearest centroid to `query` first (ties: lower list).
     pub fn ranked(&self, query: &[f32]) -> Vec<usize> {
+        self.ranked_with_distances(query).into_iter().map(|(_, i)| i).collect()
+    }
+
+    /// [`ListsView::ranked`] with each centroid's squared distance to `query`.
+    pub fn ranked_with_distances(&self, query: &[f32]) -> Vec<(f32, usize)> {
         let dim = query.len();
         let l2 = crate::distance::kernels().l2_squared;
         let mut d: Vec<(f32, usize)> = (0..self.len()).map(|i| (l2(&self.centroids[i * dim..(i + 1) * dim], query), i)).collect();
         d.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        d.into_iter().map(|(_, i)| i).collect()
+        d
     }
 
     /// Whether [`ListsView::pick`] with `approx` ranks only part of the
