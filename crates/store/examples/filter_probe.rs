@@ -29,15 +29,20 @@ fn search(dir: &str, name: &str) {
     let c = store.get(name).unwrap();
     c.stop_optimiser();
     let dim = c.dimension();
-    let queries: Vec<Vec<f32>> = (0..50).map(|i| c.get(&[i * 7919], false, true).unwrap()[0].vector.clone().unwrap()).collect();
+    let queries: Vec<Vec<f32>> = (0..50).map(|i| c.get(&[i * 7919 % 100_000], false, true).unwrap()[0].vector.clone().unwrap()).collect();
     let queries: Vec<Vec<f32>> = queries.into_iter().map(|q| q.iter().enumerate().map(|(j, x)| x + ((j * 31 % 7) as f32 - 3.0) * 0.01).collect()).collect();
     assert_eq!(queries[0].len(), dim);
-    for (key, value) in [("none", 0), ("u2", 1), ("u10", 1), ("u100", 1), ("u1000", 1), ("c2", 1), ("c100", 99)] {
+    // PROBE_KEYS=u2,missing picks probes; `missing` is a key no payload has
+    // (every payload read); an integer on a keyword-indexed key reads them too.
+    let only = std::env::var("PROBE_KEYS").ok();
+    let rounds: usize = std::env::var("PROBE_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+    let probes = [("none", 0), ("u2", 1), ("u10", 1), ("u100", 1), ("u1000", 1), ("c2", 1), ("c100", 99), ("missing", 1)];
+    for (key, value) in probes.into_iter().filter(|(k, _)| only.as_ref().is_none_or(|o| o.split(',').any(|x| x == *k))) {
         let filter = (key != "none").then(|| Arc::new(Filter { must: vec![Condition::Match { key: KeyPath::parse(key).unwrap(), values: vec![MatchValue::Integer(value)] }], ..Default::default() }));
         let opts = SearchOptions { k: 10, request: SearchRequest::Profile(Profile::Balanced), with_payload: false, with_vector: false, payload_budget: 0, filter };
         let mut times = Vec::new();
         let mut paths = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..rounds {
             for q in &queries {
                 let t = Instant::now();
                 let out = c.search(q, &opts).unwrap();

@@ -536,7 +536,7 @@ impl Collection {
                     let seg = SegmentPoints {
                         len: s.len(),
                         indexes: &fields,
-                        payload: &|o| s.payloads.get(o as usize).map(Arc::from),
+                        payload: &|o| s.payloads.get(o as usize),
                         id: &|o| ids[o as usize],
                         offsets_of: &|ids| ids.iter().filter_map(|&id| s.index.offset_of(id)).collect(),
                     };
@@ -575,7 +575,7 @@ impl Collection {
                     let seg = SegmentPoints {
                         len: d.ids.len(),
                         indexes: &d.fields,
-                        payload: &|o| d.payloads[o as usize].clone(),
+                        payload: &|o| d.payloads[o as usize].as_deref(),
                         id: &|o| d.ids[o as usize],
                         offsets_of: &offsets_of,
                     };

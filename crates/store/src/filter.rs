@@ -118,6 +118,11 @@ impl KeyPath {
         &self.text
     }
 
+    /// The top-level key this path starts with.
+    pub fn head(&self) -> &str {
+        &self.parts[0]
+    }
+
     /// The values at this key in `payload` (see the module's rules).
     pub fn values<'a>(&self, payload: &'a Value) -> Vec<&'a Value> {
         let mut out = Vec::new();

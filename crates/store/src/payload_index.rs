@@ -403,7 +403,7 @@ pub(crate) struct SegmentPoints<'a> {
     pub len: usize,
     pub indexes: &'a FieldIndexes,
     /// The payload text at an offset.
-    pub payload: &'a dyn Fn(u32) -> Option<Arc<str>>,
+    pub payload: &'a dyn Fn(u32) -> Option<&'a str>,
     /// The id at an offset.
     pub id: &'a dyn Fn(u32) -> u64,
     /// The offsets here of the live points with these ids.
@@ -414,7 +414,7 @@ pub(crate) struct SegmentPoints<'a> {
 /// the caller removes them), and the keys whose conditions had to read
 /// payloads.
 pub(crate) fn select(filter: &Filter, seg: &SegmentPoints<'_>) -> (AllowSet, Vec<String>) {
-    let mut ctx = Ctx { seg, parsed: None, unindexed: Vec::new() };
+    let mut ctx = Ctx { seg, unindexed: Vec::new() };
     let out = ctx.filter(filter);
     ctx.unindexed.sort();
     ctx.unindexed.dedup();
@@ -423,8 +423,6 @@ pub(crate) fn select(filter: &Filter, seg: &SegmentPoints<'_>) -> (AllowSet, Vec
 
 struct Ctx<'s, 'a> {
     seg: &'s SegmentPoints<'a>,
-    /// Every payload parsed, on the first condition that needs them.
-    parsed: Option<Vec<Option<Value>>>,
     unindexed: Vec<String>,
 }
 
@@ -467,23 +465,76 @@ impl Ctx<'_, '_> {
         }
     }
 
-    /// `c` decided point by point from the parsed payloads.
+    /// `c` decided point by point from the payloads: of each, only the
+    /// value under the condition's top-level key is parsed (every other
+    /// value is skipped unparsed), so a condition on an unindexed key reads
+    /// the payload text once but builds almost nothing.
     fn scan(&mut self, c: &Condition) -> AllowSet {
-        if let Condition::Match { key, .. } | Condition::Range { key, .. } | Condition::IsEmpty(key) = c {
-            self.unindexed.push(key.as_str().to_string());
-        }
+        let key = match c {
+            Condition::Match { key, .. } | Condition::Range { key, .. } | Condition::IsEmpty(key) => key,
+            // Decided without payloads (see `condition`).
+            Condition::HasId(_) | Condition::Nested(_) => return self.condition(c),
+        };
+        self.unindexed.push(key.as_str().to_string());
         let seg = self.seg;
-        let parsed = self.parsed.get_or_insert_with(|| {
-            (0..seg.len as u32).map(|o| (seg.payload)(o).and_then(|t| serde_json::from_str::<Value>(&t).ok())).collect()
-        });
         let mut out = AllowSet::none(seg.len);
-        for (o, p) in parsed.iter().enumerate() {
-            if c.matches((seg.id)(o as u32), p.as_ref()) {
-                out.insert(o as u32);
+        for o in 0..seg.len as u32 {
+            let payload = (seg.payload)(o).and_then(|text| only_key(text, key.head()));
+            if c.matches((seg.id)(o), payload.as_ref()) {
+                out.insert(o);
             }
         }
         out
     }
+}
+
+/// The payload object `text` reduced to its value at `key` (an empty object
+/// without it); `None` when `text` is not a JSON object. A repeated key
+/// keeps its last value, as a full parse does.
+fn only_key(text: &str, key: &str) -> Option<Value> {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+    struct Only<'k>(&'k str);
+    struct KeyIs<'k>(&'k str);
+    impl<'de> Visitor<'de> for KeyIs<'_> {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a key")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<bool, E> {
+            Ok(v == self.0)
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
+        type Value = bool;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Only<'_> {
+        type Value = Value;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut found = None;
+            while let Some(wanted) = map.next_key_seed(KeyIs(self.0))? {
+                if wanted {
+                    found = Some(map.next_value::<Value>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            let mut out = serde_json::Map::new();
+            if let Some(v) = found {
+                out.insert(self.0.to_string(), v);
+            }
+            Ok(Value::Object(out))
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = de.deserialize_map(Only(key)).ok()?;
+    de.end().ok()?;
+    Some(value)
 }
 
 #[cfg(test)]
@@ -576,7 +627,7 @@ mod tests {
                 let seg = SegmentPoints {
                     len: payloads.len(),
                     indexes,
-                    payload: &|o| texts[o as usize].clone(),
+                    payload: &|o| texts[o as usize].as_deref(),
                     id: &|o| u64::from(o) * 3,
                     offsets_of: &|ids| ids.iter().filter(|&&id| id % 3 == 0 && id / 3 < payloads.len() as u64).map(|&id| (id / 3) as u32).collect(),
                 };
@@ -639,5 +690,30 @@ mod tests {
         let (got, unindexed) = select(&f, &seg);
         assert_eq!(got.iter().collect::<Vec<_>>(), vec![23, 33, 43, 53]);
         assert!(unindexed.is_empty());
+    }
+
+    /// The scan's partial parse sees what a full parse sees at its key.
+    #[test]
+    fn only_key_reduces_a_payload_to_one_key_as_a_full_parse_reads_it() {
+        let full = |t: &str, k: &str| {
+            let v: Value = serde_json::from_str(t).ok()?;
+            let mut m = serde_json::Map::new();
+            if let Some(x) = v.as_object()?.get(k) {
+                m.insert(k.to_string(), x.clone());
+            }
+            Some(Value::Object(m))
+        };
+        for (text, key) in [
+            (r#"{"a": 1, "b": {"c": [1, "x"]}}"#, "b"),
+            (r#"{"a": 1, "b": 2}"#, "z"),
+            (r#"{"a\u0062": 5, "ab": 6}"#, "ab"),
+            (r#"{"a": 1, "a": 2}"#, "a"),
+            (r#"{"s": "q\"uote", "t": [{"u": null}]}"#, "t"),
+            (r#"[1, 2]"#, "a"),
+            (r#"{"a": 1} trailing"#, "a"),
+            (r#"{"a": "#, "a"),
+        ] {
+            assert_eq!(only_key(text, key), full(text, key), "{text} at {key}");
+        }
     }
 }
