@@ -12,7 +12,7 @@ sends each query twice in a row to `cached` (a miss, which searches and keeps th
 a hit; the `x-vectorwise-cache` header is checked) and once to `off` (a plain search), the two
 servers alternating which goes first each round. Each round's p50 of the three is recorded and
 the median over --rounds rounds reported, from the client's clock and from the server's own
-access log (`latency_ms`, the time inside the service). The recall monitor is off in both.
+access log (`latency_ms`, the time inside the service; its `cache` field tells hits from misses). The recall monitor is off in both.
 Standard library only.
 """
 
@@ -109,13 +109,18 @@ def run_off(port: int, bodies: list[bytes]) -> list[float]:
     return out
 
 
-def server_latencies(log: Path, seen: int) -> tuple[list[float], int]:
-    """The `latency_ms` of the /search lines after the first `seen` of them, in order."""
+def server_latencies(log: Path, seen: int) -> tuple[dict[str, list[float]], int]:
+    """The `latency_ms` of the /search lines after the first `seen` of them, by the line's
+    `cache` field (`hit`, `miss`, or `-` when the cache is off)."""
     found = []
     for line in log.read_text(errors="replace").splitlines():
         if '"path":"/search"' in line:
-            found.append(json.loads(line)["fields"]["latency_ms"])
-    return found[seen:], len(found)
+            fields = json.loads(line)["fields"]
+            found.append((fields.get("cache", "-"), fields["latency_ms"]))
+    by: dict[str, list[float]] = {}
+    for verdict, ms in found[seen:]:
+        by.setdefault(verdict, []).append(ms)
+    return by, len(found)
 
 
 def main() -> None:
@@ -154,10 +159,10 @@ def main() -> None:
                     client["off"].append(statistics.median(run_off(port, bodies)))
             time.sleep(0.3)  # the last log lines
             lat, seen["cached"] = server_latencies(servers["cached"][2], seen["cached"])
-            server["miss"].append(statistics.median(lat[0::2]))
-            server["hit"].append(statistics.median(lat[1::2]))
+            server["miss"].append(statistics.median(lat["miss"]))
+            server["hit"].append(statistics.median(lat["hit"]))
             lat, seen["off"] = server_latencies(servers["off"][2], seen["off"])
-            server["off"].append(statistics.median(lat))
+            server["off"].append(statistics.median(lat["-"]))
             print(f"round {r + 1}: client p50 hit {client['hit'][-1]:.3f} ms, miss {client['miss'][-1]:.3f} ms, "
                   f"no cache {client['off'][-1]:.3f} ms; server p50 hit {server['hit'][-1]:.3f} ms, "
                   f"miss {server['miss'][-1]:.3f} ms, no cache {server['off'][-1]:.3f} ms", flush=True)
