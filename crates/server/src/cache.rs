@@ -42,7 +42,7 @@ use vectorwise_store::{Condition, Filter, MatchValue};
 /// cache is off).
 pub(crate) const HEADER: &str = "x-vectorwise-cache";
 
-/// Default `--cache-bytes`: 64 MiB (about 60,000 answers of k = 10 to
+/// Default `--cache-bytes`: 64 MiB (about 57,000 answers of k = 10 to
 /// 128-d queries).
 pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 
