@@ -646,6 +646,9 @@ fn http(a: &Args, url: &str) -> Result<Vec<Summary>> {
             .collect())
     };
     let sets = query_sets(base.as_slice(), base.dim(), a.queries, a.seed, &by_rows)?;
+    // Answers the server's hot-query cache gave (the same query searched
+    // before): their latency is the cache's, not a search's.
+    let cache_hits = std::cell::Cell::new(0usize);
     let search = |q: &[f32], profile: Option<Profile>| -> Result<Vec<u32>> {
         let mut body = serde_json::json!({ "query_vector": q, "k": a.k });
         if let Some(p) = profile {
@@ -653,13 +656,20 @@ fn http(a: &Args, url: &str) -> Result<Vec<Summary>> {
         }
         let mut resp = with_key(agent.post(format!("{url}/search"))).send_json(body).context("search request failed")?;
         let status = resp.status();
+        if resp.headers().get("x-vectorwise-cache").is_some_and(|v| v == "hit") {
+            cache_hits.set(cache_hits.get() + 1);
+        }
         let body: serde_json::Value = resp.body_mut().read_json()?;
         anyhow::ensure!(status == 200, "search answered {status}: {body}");
         Ok(body["indices"].as_array().context("no indices")?.iter().filter_map(|v| v.as_u64()).map(|v| v as u32).collect())
     };
     for q in sets[0].queries.rows().take(20) {
-        search(q, None)?; // warm-up: connections, page cache
+        // Warm-up (connections, page cache) with the queries doubled: the
+        // same work, other bytes, so the timed searches are not cache hits.
+        let doubled: Vec<f32> = q.iter().map(|x| x * 2.0).collect();
+        search(&doubled, None)?;
     }
+    cache_hits.set(0);
     let profiles: Vec<Option<Profile>> =
         if a.profiles.is_empty() { vec![None] } else { a.profiles.iter().copied().map(Some).collect() };
     let mut rows = Vec::new();
@@ -672,6 +682,16 @@ fn http(a: &Args, url: &str) -> Result<Vec<Summary>> {
                 search(q, profile)
             })?;
             pb.finish_and_clear();
+            if cache_hits.get() > 0 {
+                eprintln!(
+                    "warning: {name}: {} of {} answers came from the server's hot-query cache (these queries were searched \
+                     before, e.g. by a bench with this --seed): their latency is the cache's; time searches with another \
+                     --seed or a server started with --cache-bytes 0",
+                    cache_hits.get(),
+                    a.queries
+                );
+                cache_hits.set(0);
+            }
             let ef = if profile.is_some() { None } else { stats["hnsw_efSearch"].as_u64().map(|e| e as usize) };
             rows.push(summarise(&name, "http", ef, a.k, lat, &rec));
         }

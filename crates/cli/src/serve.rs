@@ -119,6 +119,11 @@ pub struct Args {
     /// n). Off by default.
     #[arg(long, env = "VECTORWISE_RATE_LIMIT_BATCH")]
     pub rate_limit_batch: Option<f64>,
+    /// Bytes the hot-query cache may hold: answers of repeated searches
+    /// (`/search`, `/collections/{name}/search`), never served again once
+    /// what they searched is written to. 0 turns it off.
+    #[arg(long, env = "VECTORWISE_CACHE_BYTES", default_value_t = vectorwise_server::DEFAULT_CACHE_BYTES)]
+    pub cache_bytes: u64,
     /// Serve HTTPS with this certificate chain (PEM, the server's
     /// certificate first); HTTP/2 to clients that offer it. Read again on
     /// SIGHUP (new connections get the new one).
@@ -205,6 +210,7 @@ pub fn run(a: Args) -> Result<()> {
             write: a.rate_limit_write,
             batch: a.rate_limit_batch,
         },
+        cache_bytes: a.cache_bytes,
     };
     config.rate_limits.check().map_err(|e| anyhow::anyhow!("--rate-limit-*: {e}"))?;
     let key_sources =

@@ -166,7 +166,10 @@ fn generate_build_serve_query_bench_and_stop() {
     let (vectors, index) = generate_and_build(dir.path());
 
     // Settings by environment variable, as the demo's users set them.
-    let server = Server::start_with_env(&[], &[("VECTORWISE_INDEX_PATH", &index), ("VECTORWISE_EF_SEARCH", "128")]);
+    let server = Server::start_with_env(
+        &[],
+        &[("VECTORWISE_INDEX_PATH", &index), ("VECTORWISE_EF_SEARCH", "128"), ("VECTORWISE_CACHE_BYTES", "1000000")],
+    );
     let health = server.wait_healthy(Duration::from_secs(20));
     assert_eq!(health, json!({"service": "VectorWise", "status": "healthy", "vectors_indexed": 3000}));
 
@@ -174,6 +177,7 @@ fn generate_build_serve_query_bench_and_stop() {
     assert_eq!(status, 200);
     assert_eq!((stats["total_vectors"].as_u64(), stats["dimension"].as_u64()), (Some(3000), Some(32)));
     assert_eq!((stats["hnsw_m"].as_u64(), stats["hnsw_efSearch"].as_u64(), stats["hnsw_efConstruction"].as_u64()), (Some(8), Some(128), Some(64)));
+    assert_eq!(stats["cache"]["max_bytes"], 1_000_000);
 
     let query: Vec<f32> = (0..32).map(|i| (i as f32).sin()).collect();
     let (status, body) = post(&format!("{}/search", server.url), json!({"query_vector": query, "k": 10}));
@@ -198,9 +202,12 @@ fn generate_build_serve_query_bench_and_stop() {
     assert_eq!(cli["indices"], http["indices"]);
 
     let results = dir.path().join("bench.json");
-    let out = run_ok(&[
+    let bench = run(&[
         "bench", "--url", &server.url, "--vectors", &vectors, "--queries", "50", "--batch", "16", "--out", results.to_str().unwrap(),
     ]);
+    let (out, err) = (String::from_utf8_lossy(&bench.stdout).into_owned(), String::from_utf8_lossy(&bench.stderr).into_owned());
+    assert!(bench.status.success(), "{err}");
+    assert!(!err.contains("hot-query cache"), "the first bench timed searches, not the cache: {err}");
     assert!(out.contains("demo") && out.contains("random") && out.contains("demo b16"), "{out}");
     let results: Value = serde_json::from_slice(&std::fs::read(&results).unwrap()).unwrap();
     let rows = results["results"].as_array().unwrap();
@@ -217,6 +224,13 @@ fn generate_build_serve_query_bench_and_stop() {
         assert!(recall > 0.8 && recall <= 1.0, "recall through HTTP at ef 128 on 3000 points: {r}");
         assert!(r["latency_ms_p99"].as_f64().unwrap() >= r["latency_ms_median"].as_f64().unwrap());
     }
+
+    // The same bench again: its queries are answered from the cache, and it says so.
+    let again = run(&["bench", "--url", &server.url, "--vectors", &vectors, "--queries", "50"]);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success() && err.contains("50 of 50 answers came from the server's hot-query cache"), "{err}");
+    let (_, stats) = get(&format!("{}/stats", server.url));
+    assert!(stats["cache"]["hits"].as_u64().unwrap() >= 101, "{}", stats["cache"]);
 
     let out = run_ok(&["health", "--url", &server.url]);
     assert!(out.contains("healthy"));
@@ -660,7 +674,8 @@ fn closed_loop(url: &str, path: &str, body: &Value, clients: usize, seconds: f64
 fn batches_are_admitted_beside_searches_and_overload_is_refused_fast() {
     let dir = tempfile::tempdir().unwrap();
     let (_, index) = generate_and_build(dir.path());
-    let server = Server::start(&["--index", &index]);
+    // The cache off: these repeat one query, and the bound is about searches that run.
+    let server = Server::start(&["--index", &index, "--cache-bytes", "0"]);
     server.wait_healthy(Duration::from_secs(20));
     let q: Vec<f32> = (0..32).map(|i| (i as f32 * 0.37).sin()).collect();
     let (batches, batch_rps) =
@@ -673,7 +688,7 @@ fn batches_are_admitted_beside_searches_and_overload_is_refused_fast() {
     drop(server);
 
     // A bound of 1000 queries, held by exact batches of 1000; singles beside them are refused.
-    let server = Server::start(&["--index", &index, "--max-pending", "1000"]);
+    let server = Server::start(&["--index", &index, "--max-pending", "1000", "--cache-bytes", "0"]);
     server.wait_healthy(Duration::from_secs(20));
     let heavy = json!({"query_vectors": vec![q.clone(); 1000], "k": 100, "recall_target": 1.0});
     let busy = {

@@ -14,6 +14,8 @@ use crate::validate::{
     FromBody, body_object, parse_int, parse_queries, parse_vector, required, search_options, unknown_fields,
 };
 use crate::auth::Caller;
+use crate::cache::{Query, Shape, Target, json_bytes};
+use axum::response::Response;
 use crate::ratelimit::Budget;
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
@@ -867,6 +869,7 @@ pub(crate) fn offer_to_monitor(
 
 /// Searches `c` for every query, in order, on the rayon pool from a blocking
 /// task that holds `permit`; a query the metric refuses is a 422 at `loc(i)`.
+/// With the time the searches took.
 pub(crate) async fn search_all(
     state: AppState,
     c: Arc<Collection>,
@@ -874,11 +877,12 @@ pub(crate) async fn search_all(
     opts: vectorwise_store::SearchOptions,
     permit: SearchPermit,
     loc: impl Fn(usize) -> Vec<LocItem> + Send + Sync + 'static,
-) -> Result<Vec<vectorwise_store::SearchOutcome>, ApiError> {
+) -> Result<(Vec<vectorwise_store::SearchOutcome>, std::time::Duration), ApiError> {
     blocking(move || {
         let _permit = permit;
         use rayon::prelude::*;
-        queries
+        let start = std::time::Instant::now();
+        let outcomes = queries
             .par_iter()
             .enumerate()
             .map(|(i, q)| {
@@ -886,7 +890,8 @@ pub(crate) async fn search_all(
                 offer_to_monitor(&state, &c, &opts, q, &outcome);
                 Ok(outcome)
             })
-            .collect()
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        Ok((outcomes, start.elapsed()))
     })
     .await
 }
@@ -903,25 +908,43 @@ pub(crate) async fn search(
     State(state): State<AppState>,
     Path(name): Path<String>,
     ValidJson(req): ValidJson<CollectionSearchRequest>,
-) -> Result<(HeaderMap, Json<CollectionSearchResponse>), ApiError> {
+) -> Result<Response, ApiError> {
     let c = collection(&state, &name)?;
     if req.vector.len() != c.dimension() {
         return Err(ApiError::VectorDimension { field: "vector".into(), expected: c.dimension(), actual: req.vector.len() });
     }
-    let permit = state.try_acquire_search(SearchKind::Single, 1)?;
     let search = SearchOptions { profile: req.profile, recall_target: req.recall_target, ef_search: req.ef_search };
     let opts = store_options(&state, req.k, req.with_payload, req.with_vector, &search, 1, req.filter);
+    // The version is read before the search runs (see `cache.rs`).
+    let key = state.cache().key(&Query {
+        shape: Shape::Hits,
+        target: Target::Collection { incarnation: c.incarnation(), version: c.write_version() },
+        k: opts.k,
+        request: opts.request,
+        with_payload: opts.with_payload,
+        with_vector: opts.with_vector,
+        filter: opts.filter.as_deref(),
+        vector: &req.vector,
+    });
+    if let Some(hit) = key.as_ref().and_then(|key| state.cache().get(key)) {
+        return Ok(hit);
+    }
+    let permit = state.try_acquire_search(SearchKind::Single, 1)?;
     let with_payload = opts.with_payload;
     let monitored = state.clone();
-    let outcome = blocking(move || {
+    let (outcome, took) = blocking(move || {
         let _permit = permit;
+        let start = std::time::Instant::now();
         let outcome = c.search(&req.vector, &opts)?;
+        let took = start.elapsed();
         offer_to_monitor(&monitored, &c, &opts, &req.vector, &outcome);
-        Ok(outcome)
+        Ok((outcome, took))
     })
     .await
     .map_err(|e| e.located(|_| vec!["body".into(), "vector".into()]))?;
-    Ok((outcome_headers(&outcome), Json(hits_out(outcome.hits, with_payload))))
+    let headers = outcome_headers(&outcome);
+    let body = json_bytes(&hits_out(outcome.hits, with_payload))?;
+    Ok(crate::routes::keep(&state, key, headers, body, took))
 }
 
 /// `/collections/{name}/search` for many vectors, in request order.
@@ -948,7 +971,8 @@ pub(crate) async fn search_batch(
     let search = SearchOptions { profile: req.profile, recall_target: req.recall_target, ef_search: req.ef_search };
     let opts = store_options(&state, req.k, req.with_payload, req.with_vector, &search, req.vectors.len(), req.filter);
     let with_payload = opts.with_payload;
-    let outcomes = search_all(state.clone(), c, req.vectors, opts, permit, |i| vec!["body".into(), "vectors".into(), LocItem::Index(i)]).await?;
+    let (outcomes, _) =
+        search_all(state.clone(), c, req.vectors, opts, permit, |i| vec!["body".into(), "vectors".into(), LocItem::Index(i)]).await?;
     let headers = outcomes.first().map(outcome_headers).unwrap_or_default();
     let results = outcomes.into_iter().map(|o| hits_out(o.hits, with_payload)).collect();
     Ok((headers, Json(CollectionSearchBatchResponse { results })))

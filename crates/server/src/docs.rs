@@ -62,7 +62,35 @@ pub fn openapi(config: &ServerConfig, index: Option<&Index>) -> utoipa::openapi:
 pub fn openapi_for(config: &ServerConfig, index: Option<&Index>, keys: &Keys) -> utoipa::openapi::OpenApi {
     let mut doc = document(config, index.map(|index| VectorRules { dim: index.dim(), metric: index.metric() }));
     security(&mut doc, keys, &config.rate_limits);
+    cache_header(&mut doc, config.cache_bytes > 0);
     doc
+}
+
+/// The routes whose answers the hot-query cache keeps (`cache.rs`).
+pub(crate) const CACHED_ROUTES: [&str; 2] = ["/search", "/collections/{name}/search"];
+
+/// With the cache on, the cached routes' 200 says whether it was a hit.
+fn cache_header(doc: &mut utoipa::openapi::OpenApi, on: bool) {
+    if !on {
+        return;
+    }
+    let header: utoipa::openapi::header::Header = serde_json::from_value(json!({
+        "schema": { "type": "string", "enum": ["hit", "miss"] },
+        "description": "`hit`: the answer was kept from an identical earlier search of the same state of the data \
+            (no write since); `miss`: searched now (and kept)",
+    }))
+    .expect("a header object deserialises");
+    for path in CACHED_ROUTES {
+        if let Some(RefOr::T(ok)) = doc
+            .paths
+            .paths
+            .get_mut(path)
+            .and_then(|p| p.post.as_mut())
+            .and_then(|op| op.responses.responses.get_mut("200"))
+        {
+            ok.headers.insert(crate::cache::HEADER.to_owned(), header.clone());
+        }
+    }
 }
 
 /// Names of the two security schemes: `Authorization: Bearer <key>` and `api-key: <key>`.

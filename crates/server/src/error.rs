@@ -81,6 +81,11 @@ pub enum ApiError {
     /// The blocking search task panicked or was cancelled (500).
     #[error("search task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+
+    /// A response body failed to serialise (500; the answer types always
+    /// serialise, so this is a fault of ours).
+    #[error("response body failed to serialise: {0}")]
+    Encode(#[from] serde_json::Error),
 }
 
 const INTERNAL: &str = "Internal server error";
@@ -103,7 +108,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Engine(e) => engine_status(e),
-            ApiError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Task(_) | ApiError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::PointNotFound => StatusCode::NOT_FOUND,
             ApiError::VectorDimension { .. } => StatusCode::BAD_REQUEST,
             ApiError::Store(e) => {

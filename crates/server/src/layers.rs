@@ -1,5 +1,5 @@
 //! Cross-cutting middleware: the access log (one line per request, with the
-//! name of the API key used), request metrics, and CORS from the configured
+//! name of the API key used and the cache's verdict), request metrics, and CORS from the configured
 //! origin list. Authorization is `auth.rs`'s.
 
 use crate::state::AppState;
@@ -19,7 +19,9 @@ pub(crate) async fn access_log(req: Request, next: Next) -> Response {
     let latency_ms = (start.elapsed().as_secs_f64() * 1e3 * 1e3).round() / 1e3;
     // The key's name (never the key) when one was needed.
     let key = response.extensions().get::<crate::auth::KeyName>().map_or("-", |k| &*k.0);
-    tracing::info!(%method, %path, status = response.status().as_u16(), latency_ms, key, "request");
+    // `hit` / `miss` for a search the hot-query cache looked up.
+    let cache = response.headers().get(crate::cache::HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-");
+    tracing::info!(%method, %path, status = response.status().as_u16(), latency_ms, key, cache, "request");
     response
 }
 

@@ -8,7 +8,8 @@
 //! `models` (wire types), `error` (the one error -> status mapping), `docs`,
 //! `layers` (access log, request metrics, CORS), `telemetry` (the per-state
 //! Prometheus recorder and its series), `auth` (API keys, roles and the one
-//! table of what each route needs), `ratelimit` (per-caller budgets).
+//! table of what each route needs), `ratelimit` (per-caller budgets),
+//! `cache` (the hot-query cache of search answers).
 //!
 //! The CLI builds an [`AppState`], calls [`app`] and serves it with
 //! [`serve`] or [`serve_tls`] (`listener`: the accept loop, connection
@@ -19,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod cache;
 mod collections;
 mod docs;
 mod error;
@@ -37,6 +39,7 @@ mod tls;
 mod validate;
 
 pub use auth::{ApiKey, KeyFileError, KeyHash, Keys, Role, check_plain_key, hash_key, load_key_file, parse_key_file, to_hex, valid_key_name};
+pub use cache::DEFAULT_CACHE_BYTES;
 pub use docs::{openapi, openapi_for};
 pub use error::ApiError;
 pub use models::{

@@ -71,6 +71,39 @@ pub struct StatsResponse {
     pub calibration: Option<CalibrationStats>,
     /// Recall actually delivered, estimated from sampled queries re-run exactly.
     pub recall_monitor: RecallMonitorStats,
+    /// The hot-query cache (every route's answers, collections' included).
+    pub cache: CacheInfo,
+}
+
+/// The hot-query cache's state (`--cache-bytes`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CacheInfo {
+    /// The bound, bytes (0: the cache is off).
+    pub max_bytes: u64,
+    /// Answers held.
+    pub entries: u64,
+    /// Bytes held: keys, answers, headers and an estimate of each entry's overhead.
+    pub bytes: u64,
+    /// Searches answered from the cache.
+    pub hits: u64,
+    /// Searches the cache had no answer for (searched, then kept).
+    pub misses: u64,
+    /// Sum over the hits of the engine time each answer took when it was
+    /// computed: the search time the cache saved.
+    pub saved_seconds: f64,
+}
+
+impl From<crate::cache::CacheStats> for CacheInfo {
+    fn from(s: crate::cache::CacheStats) -> Self {
+        CacheInfo {
+            max_bytes: s.max_bytes,
+            entries: s.entries,
+            bytes: s.bytes,
+            hits: s.hits,
+            misses: s.misses,
+            saved_seconds: s.saved.as_secs_f64(),
+        }
+    }
 }
 
 /// The index's calibration, as `/stats` reports it.

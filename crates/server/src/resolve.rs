@@ -35,8 +35,10 @@ pub(crate) mod header {
     pub const FILTER_PATHS: &str = "x-vectorwise-filter-paths";
     /// A filtered search: keys no payload index answered (their payloads were read).
     pub const FILTER_UNINDEXED: &str = "x-vectorwise-filter-unindexed";
+    /// `hit` or `miss`: whether the answer came from the hot-query cache.
+    pub const CACHE: &str = crate::cache::HEADER;
     /// All of them, for CORS `Access-Control-Expose-Headers`.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 12] = [
         PROFILE,
         METHOD,
         SETTING,
@@ -48,6 +50,7 @@ pub(crate) mod header {
         FILTER_ALLOWED,
         FILTER_PATHS,
         FILTER_UNINDEXED,
+        CACHE,
     ];
 }
 

@@ -21,7 +21,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use std::time::Instant;
+use crate::cache::{Key, Query, Shape, Target, json_bytes, respond};
+use axum::body::Bytes;
+use axum::response::Response;
+use std::time::{Duration, Instant};
 use std::sync::Arc;
 use vectorwise_index::plan::SearchPlan;
 use vectorwise_index::{Calibration, Index, Neighbor, Profile};
@@ -102,6 +105,7 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<StatsRes
             evaluated: totals.exact_runs,
             profiles: monitor.snapshot(),
         },
+        cache: state.cache().stats().into(),
     }))
 }
 
@@ -200,35 +204,67 @@ pub(crate) fn located(error: ApiError, at: impl FnOnce(usize) -> (Vec<LocItem>, 
 pub(crate) async fn search(
     State(state): State<AppState>,
     ValidJson(request): ValidJson<SearchRequest>,
-) -> Result<(HeaderMap, Json<SearchResponse>), ApiError> {
-    let index = state.index()?;
+) -> Result<Response, ApiError> {
+    let (index, generation) = state.served()?;
     let options = request.options();
+    let planned = crate::resolve::request(state.config(), &options);
     if let Some(c) = diverged_default(&state) {
-        return search_default(&state, c, vec![request.query_vector], request.k, &options, false)
-            .await
-            .map(|(h, mut r)| (h, Json(r.pop().unwrap_or(SearchResponse { indices: vec![], distances: vec![] }))));
+        // The version is read before the search (see `cache.rs`).
+        let target = Target::Collection { incarnation: c.incarnation(), version: c.write_version() };
+        let key = (request.query_vector.len() == c.dimension())
+            .then(|| state.cache().key(&demo_query(target, request.k, planned, &request.query_vector)))
+            .flatten();
+        if let Some(hit) = key.as_ref().and_then(|key| state.cache().get(key)) {
+            return Ok(hit);
+        }
+        let (headers, mut results, took) =
+            search_default(&state, c, vec![request.query_vector], request.k, &options, false).await?;
+        let body = json_bytes(&results.pop().unwrap_or(SearchResponse { indices: vec![], distances: vec![] }))?;
+        return Ok(keep(&state, key, headers, body, took));
     }
     let SearchRequest { query_vector: query, k, .. } = request;
     if query.len() != index.dim() {
         return Err(ApiError::DimensionMismatch { expected: index.dim(), actual: query.len() });
     }
+    let key = state.cache().key(&demo_query(Target::Index { generation }, k, planned, &query));
+    if let Some(hit) = key.as_ref().and_then(|key| state.cache().get(key)) {
+        return Ok(hit);
+    }
     let permit = state.try_acquire_search(SearchKind::Single, 1)?;
-    let resolved = resolve(&index, state.config(), k, &options);
+    let resolved = index.plan(k, planned);
     let headers = headers(&resolved);
-    let hits = tokio::task::spawn_blocking(move || {
+    let monitored = state.clone();
+    let (hits, took) = tokio::task::spawn_blocking(move || {
         // Held until the search ends, even if the client has gone away.
         let _permit = permit;
         let start = Instant::now();
         let hits = index.search(&query, k, &resolved.params);
-        state.metrics().search(SearchKind::Single, start.elapsed());
+        let took = start.elapsed();
+        monitored.metrics().search(SearchKind::Single, took);
         if let Ok(hits) = &hits {
-            offer_to_monitor(&state, &index, &resolved, &query, k, hits);
+            offer_to_monitor(&monitored, &index, &resolved, &query, k, hits);
         }
-        hits
+        hits.map(|hits| (hits, took))
     })
     .await?
     .map_err(|e| located(e.into(), |_| (vec!["body".into(), "query_vector".into()], "query_vector".into())))?;
-    Ok((headers, Json(response(hits))))
+    let body = json_bytes(&response(hits))?;
+    Ok(keep(&state, key, headers, body, took))
+}
+
+/// A `/search` on `target`, as the cache keys it.
+fn demo_query(target: Target, k: usize, request: vectorwise_index::plan::SearchRequest, vector: &[f32]) -> Query<'_> {
+    Query { shape: Shape::Demo, target, k, request, with_payload: false, with_vector: false, filter: None, vector }
+}
+
+/// The response to a search computed in `took`, kept in the cache under
+/// `key` (none: the cache is off).
+pub(crate) fn keep(state: &AppState, key: Option<Key>, headers: HeaderMap, body: Bytes, took: Duration) -> Response {
+    let verdict = key.is_some().then_some("miss");
+    if let Some(key) = key {
+        state.cache().put(key, headers.clone(), body.clone(), took);
+    }
+    respond(headers, body, verdict)
 }
 
 /// k nearest neighbours of each query, as `/search` answers one, in request order.
@@ -271,7 +307,7 @@ pub(crate) async fn search_batch(
     if let Some(c) = diverged_default(&state) {
         return search_default(&state, c, request.query_vectors, request.k, &options, true)
             .await
-            .map(|(h, results)| (h, Json(SearchBatchResponse { results })));
+            .map(|(h, results, _)| (h, Json(SearchBatchResponse { results })));
     }
     let SearchBatchRequest { query_vectors, k, .. } = request;
     let dim = index.dim();
@@ -320,7 +356,7 @@ async fn search_default(
     k: usize,
     options: &SearchOptions,
     batch: bool,
-) -> Result<(HeaderMap, Vec<SearchResponse>), ApiError> {
+) -> Result<(HeaderMap, Vec<SearchResponse>, Duration), ApiError> {
     let dim = c.dimension();
     if let Some((query, q)) = queries.iter().enumerate().find(|(_, q)| q.len() != dim) {
         return Err(if batch {
@@ -339,7 +375,7 @@ async fn search_default(
         payload_budget: 0,
         filter: None,
     };
-    let outcomes = crate::collections::search_all(state.clone(), c, queries, opts, permit, move |i| {
+    let (outcomes, took) = crate::collections::search_all(state.clone(), c, queries, opts, permit, move |i| {
         if batch { vec!["body".into(), "query_vectors".into(), i.into()] } else { vec!["body".into(), "query_vector".into()] }
     })
     .await?;
@@ -348,7 +384,7 @@ async fn search_default(
         .into_iter()
         .map(|o| SearchResponse { indices: o.hits.iter().map(|h| h.id).collect(), distances: o.hits.iter().map(|h| h.distance).collect() })
         .collect();
-    Ok((headers, results))
+    Ok((headers, results, took))
 }
 
 /// Prometheus metrics in the text exposition format.
@@ -365,6 +401,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
         let all: Vec<_> = store.list().iter().filter_map(|(name, _)| store.get(name).ok()).map(|c| c.stats()).collect();
         state.metrics().collections(&all);
     }
+    state.metrics().cache(&state.cache().stats());
     ([(header::CONTENT_TYPE, content_type)], state.metrics().render())
 }
 

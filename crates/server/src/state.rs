@@ -3,6 +3,7 @@
 //! that bound queued + running searches, and the metrics recorder.
 
 use crate::auth::{Caller, Keys};
+use crate::cache::AnswerCache;
 use crate::error::ApiError;
 use crate::ratelimit::{Budget, Limiters, RateLimits};
 use arc_swap::ArcSwap;
@@ -40,6 +41,9 @@ pub struct ServerConfig {
     pub body_timeout: std::time::Duration,
     /// Per-caller rates of searches, writes and batch queries (none: unlimited).
     pub rate_limits: RateLimits,
+    /// Bytes the hot-query cache may hold (keys, answers and headers); 0
+    /// turns it off (`cache.rs`).
+    pub cache_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +59,7 @@ impl Default for ServerConfig {
             cors_origins: "*".to_owned(),
             body_timeout: std::time::Duration::from_secs(30),
             rate_limits: RateLimits::default(),
+            cache_bytes: crate::cache::DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -63,7 +68,9 @@ impl Default for ServerConfig {
 #[derive(Debug)]
 enum IndexSlot {
     Loading,
-    Ready(Arc<Index>),
+    /// The index and its generation: a number no other index served by
+    /// this state had (a cache key part).
+    Ready(Arc<Index>, u64),
     Failed,
 }
 
@@ -84,6 +91,10 @@ struct Inner {
     /// the set they started with).
     keys: ArcSwap<Keys>,
     limiters: Limiters,
+    /// The answers of recent searches.
+    cache: AnswerCache,
+    /// The last generation given to a served index.
+    generations: std::sync::atomic::AtomicU64,
 }
 
 /// Shared state of the router; cheap to clone.
@@ -113,6 +124,7 @@ impl AppState {
         let metrics = Metrics::new(config.max_batch);
         let monitor = RecallMonitor::new(config.monitor.clone());
         let limiters = Limiters::new(&config.rate_limits, config.max_batch);
+        let cache = AnswerCache::new(config.cache_bytes);
         AppState {
             inner: Arc::new(Inner {
                 config,
@@ -124,6 +136,8 @@ impl AppState {
                 store: RwLock::new(None),
                 keys: ArcSwap::from_pointee(Keys::open()),
                 limiters,
+                cache,
+                generations: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -141,7 +155,8 @@ impl AppState {
         self.inner.metrics.index_ready(&index.info());
         // Delivered recall is the served index's: start the estimate afresh.
         self.inner.monitor.reset();
-        *self.inner.index.write() = IndexSlot::Ready(index);
+        let generation = self.inner.generations.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        *self.inner.index.write() = IndexSlot::Ready(index, generation);
     }
 
     /// Records that the background load failed: health reports `unavailable`.
@@ -150,7 +165,7 @@ impl AppState {
     pub fn set_failed(&self, reason: String) {
         tracing::error!(%reason, "index load failed");
         let mut slot = self.inner.index.write();
-        if !matches!(*slot, IndexSlot::Ready(_)) {
+        if !matches!(*slot, IndexSlot::Ready(..)) {
             *slot = IndexSlot::Failed;
         }
     }
@@ -190,11 +205,21 @@ impl AppState {
 
     /// The served index, or the 503 that explains why there is none.
     pub(crate) fn index(&self) -> Result<Arc<Index>, ApiError> {
+        self.served().map(|(index, _)| index)
+    }
+
+    /// The served index and its generation (see [`IndexSlot::Ready`]).
+    pub(crate) fn served(&self) -> Result<(Arc<Index>, u64), ApiError> {
         match &*self.inner.index.read() {
-            IndexSlot::Ready(index) => Ok(Arc::clone(index)),
+            IndexSlot::Ready(index, generation) => Ok((Arc::clone(index), *generation)),
             IndexSlot::Loading => Err(ApiError::IndexLoading),
             IndexSlot::Failed => Err(ApiError::IndexUnavailable),
         }
+    }
+
+    /// The hot-query cache.
+    pub(crate) fn cache(&self) -> &AnswerCache {
+        &self.inner.cache
     }
 
     pub(crate) fn metrics(&self) -> &Metrics {

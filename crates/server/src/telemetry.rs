@@ -21,6 +21,11 @@
 //! vectorwise_vectors_indexed                             gauge      points in the served index (0: none)
 //! vectorwise_index_load_seconds                          gauge      time to open + check the served index
 //! vectorwise_build_info{version,simd,index_type}         gauge      1 (index_type "none" until loaded)
+//! vectorwise_cache_hits_total / _misses_total            counter    searches answered from / not found in
+//!                                                                   the hot-query cache (none when it is off)
+//! vectorwise_cache_entries, _bytes, _max_bytes           gauge      what the cache holds, and its bound
+//! vectorwise_cache_saved_seconds                         gauge      sum over hits of the engine time the kept
+//!                                                                   answer took (cumulative, only grows)
 //! ```
 
 use axum::http::{Method, StatusCode};
@@ -49,6 +54,12 @@ const COLLECTION_WAL_BYTES: &str = "vectorwise_collection_wal_bytes";
 const COLLECTION_WRITES: &str = "vectorwise_collection_writes_total";
 const COLLECTION_OPTIMISER: &str = "vectorwise_collection_optimiser_runs_total";
 const COLLECTION_OPTIMISER_BUSY: &str = "vectorwise_collection_optimiser_busy";
+const CACHE_HITS: &str = "vectorwise_cache_hits_total";
+const CACHE_MISSES: &str = "vectorwise_cache_misses_total";
+const CACHE_ENTRIES: &str = "vectorwise_cache_entries";
+const CACHE_BYTES: &str = "vectorwise_cache_bytes";
+const CACHE_MAX_BYTES: &str = "vectorwise_cache_max_bytes";
+const CACHE_SAVED: &str = "vectorwise_cache_saved_seconds";
 
 /// The `route` label of requests no route matched (the raw path would let
 /// any client create series without bound).
@@ -133,6 +144,16 @@ impl Metrics {
             describe_counter!(COLLECTION_WRITES, "Write records (upsert and delete batches) applied since the collection opened, replay included.");
             describe_counter!(COLLECTION_OPTIMISER, "Optimiser work done since the collection opened, by kind (seal, merge, rewrite).");
             describe_gauge!(COLLECTION_OPTIMISER_BUSY, "1 while the optimiser's lane (seal, merge) is building.");
+            describe_counter!(CACHE_HITS, "Searches answered from the hot-query cache.");
+            describe_counter!(CACHE_MISSES, "Searches the hot-query cache had no answer for (then searched and kept).");
+            describe_gauge!(CACHE_ENTRIES, Unit::Count, "Answers the hot-query cache holds.");
+            describe_gauge!(CACHE_BYTES, Unit::Bytes, "Bytes the hot-query cache holds (keys, answers, headers, an estimate of overhead).");
+            describe_gauge!(CACHE_MAX_BYTES, Unit::Bytes, "The hot-query cache's bound (--cache-bytes; 0: off).");
+            describe_gauge!(
+                CACHE_SAVED,
+                Unit::Seconds,
+                "Sum over cache hits of the engine time their answer took when computed: search time saved (only grows)."
+            );
             // Registered now so that a scrape shows them before any traffic.
             for kind in [SearchKind::Single, SearchKind::Batch] {
                 counter!(REJECTED, "kind" => kind.label()).absolute(0);
@@ -180,6 +201,18 @@ impl Metrics {
                     gauge!(COLLECTION_OPTIMISER_BUSY, "collection" => name.clone(), "lane" => lane).set(if busy { 1.0 } else { 0.0 });
                 }
             }
+        });
+    }
+
+    /// The hot-query cache's series, as they are now (called before a render).
+    pub(crate) fn cache(&self, s: &crate::cache::CacheStats) {
+        with_local_recorder(&self.recorder, || {
+            counter!(CACHE_HITS).absolute(s.hits);
+            counter!(CACHE_MISSES).absolute(s.misses);
+            gauge!(CACHE_ENTRIES).set(s.entries as f64);
+            gauge!(CACHE_BYTES).set(s.bytes as f64);
+            gauge!(CACHE_MAX_BYTES).set(s.max_bytes as f64);
+            gauge!(CACHE_SAVED).set(s.saved.as_secs_f64());
         });
     }
 

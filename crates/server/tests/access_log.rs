@@ -47,5 +47,6 @@ async fn every_request_is_logged_once() {
     {
         assert!(line.contains(" INFO "), "{line}");
         assert!(line.contains(&format!("method={method} path={path} status={status} latency_ms=")), "{line}");
+        assert!(line.contains(r#"cache="-""#), "no search was looked up: {line}");
     }
 }

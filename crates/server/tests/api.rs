@@ -165,6 +165,7 @@ async fn stats_reports_the_index_and_settings() {
         keys,
         [
             "build_seconds",
+            "cache",
             "calibration",
             "default_profile",
             "dimension",

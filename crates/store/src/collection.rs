@@ -217,7 +217,11 @@ pub struct Collection {
     pub(crate) wal: Arc<dyn Wal>,
     pub(crate) write: Mutex<WriteState>,
     pub(crate) segments: RwLock<Arc<SegmentSet>>,
+    /// Counts applied writes (see [`Collection::write_version`]).
     pub(crate) version: AtomicU64,
+    /// Unique to this opening of the collection in this process (see
+    /// [`Collection::incarnation`]).
+    pub(crate) incarnation: u64,
     pub(crate) dropped: AtomicBool,
     /// One seal at a time, one merge at a time (the background lanes or `optimise`).
     pub(crate) seal_lock: Mutex<()>,
@@ -235,6 +239,9 @@ pub struct Collection {
     pub(crate) wake: (Mutex<bool>, Condvar),
     pub(crate) worker: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
+
+/// The next [`Collection::incarnation`].
+static NEXT_INCARNATION: AtomicU64 = AtomicU64::new(1);
 
 pub(crate) fn segments_dir(dir: &Path) -> PathBuf {
     dir.join("segments")
@@ -303,6 +310,7 @@ impl Collection {
             }),
             segments: RwLock::new(Arc::new(SegmentSet { sealed, frozen: Vec::new(), mutable })),
             version: AtomicU64::new(0),
+            incarnation: NEXT_INCARNATION.fetch_add(1, Ordering::Relaxed),
             dropped: AtomicBool::new(false),
             seal_lock: Mutex::new(()),
             structured: Mutex::new(None),
@@ -354,9 +362,22 @@ impl Collection {
         self.config.metric
     }
 
-    /// Bumped by every applied write (a cache key part).
+    /// Bumped by every applied write, after the write is visible to
+    /// searches and before it returns. So a search that reads the version
+    /// first sees every write the version counts, and every write
+    /// acknowledged before it read it: the server's answer cache keys an
+    /// answer by the version read before computing it. Starts at 0 at every
+    /// opening (replay included): pair it with [`Collection::incarnation`].
     pub fn write_version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
+    }
+
+    /// A number no other collection opened by this process has had (a
+    /// collection deleted and created again under the same name gets a new
+    /// one): with [`Collection::write_version`], it names one state of one
+    /// collection.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
     }
 
     /// Live points.
@@ -425,6 +446,8 @@ impl Collection {
                 }
             }
         }
+        // Last: every change above is visible to searches before a reader
+        // can see the new version (see `write_version`).
         self.version.fetch_add(1, Ordering::AcqRel);
         changed
     }

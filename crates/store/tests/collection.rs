@@ -272,3 +272,75 @@ fn concurrent_writers_and_readers_agree() {
     c.optimise().unwrap();
     assert_eq!(c.len(), 2000);
 }
+
+/// The write version is bumped only once the write is visible: a reader that
+/// reads version v and then searches sees every one of the first v writes.
+/// Each write upserts 2000 filler points and then a marker whose id is its
+/// write's number (nearest to the query of all markers), so a version bumped
+/// before the batch is applied would be read, in that window, by searches
+/// that cannot find the marker yet (this test fails with the bump moved to
+/// the start of `apply`).
+#[test]
+fn the_write_version_counts_only_writes_searches_can_see() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), SyncMode::Interval(std::time::Duration::from_millis(50))).unwrap();
+    let (c, _) = store.create("v", config(2, Metric::L2, 1_000_000)).unwrap();
+    const WRITES: u64 = 60;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let exact = opts(1, SearchRequest::RecallTarget(1.0));
+    let query = [1e6f32, 0.0];
+    let checked = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while !done.load(std::sync::atomic::Ordering::Acquire) {
+                    let v = c.write_version();
+                    let hits = c.search(&query, &exact).unwrap().hits;
+                    if v > 0 {
+                        // Write w (from 1) is the marker id w.
+                        let newest = hits.first().map_or(0, |h| h.id);
+                        assert!(newest >= v, "version {v} read before a search that saw only write {newest}");
+                        checked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        // Stops the readers however the writes end.
+        struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Release);
+            }
+        }
+        let _stop = Stop(&done);
+        for w in 1..=WRITES {
+            let mut batch: Vec<NewPoint> =
+                (0..2000u64).map(|i| NewPoint { id: 1_000_000 + i, vector: vec![-(i as f32), w as f32], payload: None }).collect();
+            batch.push(NewPoint { id: w, vector: vec![w as f32, 0.0], payload: None });
+            c.upsert(batch).unwrap();
+            assert_eq!(c.write_version(), w);
+        }
+    });
+    assert!(checked.into_inner() > 0);
+}
+
+/// A collection deleted and created again under its name is another
+/// incarnation: its write version starts again, its incarnation does not.
+#[test]
+fn a_recreated_collection_is_a_new_incarnation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+    let (a, _) = store.create("x", config(4, Metric::L2, 100)).unwrap();
+    a.upsert(points(3, 4, 1, 0)).unwrap();
+    let (first, version) = (a.incarnation(), a.write_version());
+    assert_eq!(version, 1);
+    store.drop_collection("x").unwrap();
+    let (b, created) = store.create("x", config(4, Metric::L2, 100)).unwrap();
+    assert!(created);
+    assert_eq!(b.write_version(), 0);
+    assert_ne!(b.incarnation(), first);
+    drop(store);
+    let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+    let reopened = store.get("x").unwrap();
+    assert!(reopened.incarnation() != first && reopened.incarnation() != b.incarnation());
+}

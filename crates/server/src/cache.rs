@@ -1,0 +1,503 @@
+//! The hot-query cache: the answers of recent searches (`POST /search`,
+//! `POST /collections/{name}/search`), kept as the bytes of their response
+//! body and their headers, bounded by memory (`--cache-bytes`), so that a
+//! repeated search is answered without searching.
+//!
+//! **Exactness.** A [`Key`] names everything that decides an answer: the
+//! response's shape, what was searched — the served index file (by its
+//! generation in this process) or a collection (its incarnation and its
+//! write version) — `k`, the planner's request (profile / recall target /
+//! `ef_search`, after the server's default is applied), `with_payload`,
+//! `with_vector`, the filter in a canonical form, and the query's exact
+//! bytes. The write version is read *before* the search runs, and the store
+//! bumps it only once a write is visible to searches and before the write
+//! is acknowledged (`Collection::write_version`): an answer is kept under a
+//! version that counts no write it does not reflect, and a search that
+//! starts after a write's 200 reads a newer version, so it can never be
+//! answered from before that write. A deleted and re-created collection is
+//! another incarnation. Errors are never kept.
+//!
+//! The key is its canonical bytes; moka's map hashes them (SipHash, keyed
+//! at random: no hash flooding) and compares them whole, so a hash
+//! collision never returns another query's answer.
+//!
+//! What a hit skips: the search, its permit of the pending-search bound and
+//! the recall monitor (which samples searches that ran). What it does not
+//! skip: authorization and rate limits (middleware before the handler), and
+//! the request's validation. A hit repeats the headers of the search that
+//! computed the answer (what ran to produce it), plus
+//! `x-vectorwise-cache: hit`.
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use moka::sync::Cache;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use vectorwise_index::plan::SearchRequest;
+use vectorwise_store::{Condition, Filter, MatchValue};
+
+/// `hit` or `miss`: whether the answer came from the cache (absent when the
+/// cache is off).
+pub(crate) const HEADER: &str = "x-vectorwise-cache";
+
+/// Default `--cache-bytes`: 64 MiB (about 57,000 answers of k = 10 to
+/// 128-d queries).
+pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+
+/// Bytes an entry costs beyond its key, body and headers (moka's node, the
+/// `Arc`s, the header map), counted by the weigher so that the bound holds
+/// for many small entries too; an estimate.
+const ENTRY_OVERHEAD: usize = 256;
+
+/// What a search answered on: a key part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// The served index file, read directly (the pristine `default`);
+    /// `generation` changes whenever another index is served.
+    Index { generation: u64 },
+    /// A collection in one state.
+    Collection { incarnation: u64, version: u64 },
+}
+
+/// The shape of the response body: a key part (the collection `default`
+/// answers `/search` in the demo's shape).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// `{"indices", "distances"}`.
+    Demo,
+    /// `{"hits": [...]}`.
+    Hits,
+}
+
+/// One search, as the key sees it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Query<'a> {
+    pub shape: Shape,
+    pub target: Target,
+    pub k: usize,
+    /// The planner's request, the server's default already applied (so a
+    /// request naming the default profile and one naming none share answers).
+    pub request: SearchRequest,
+    pub with_payload: bool,
+    pub with_vector: bool,
+    pub filter: Option<&'a Filter>,
+    pub vector: &'a [f32],
+}
+
+/// A search's identity: the canonical bytes of a [`Query`] (every
+/// variable-length part length-prefixed, so two queries share bytes only
+/// when they are the same query).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Key(Arc<[u8]>);
+
+impl Key {
+    pub(crate) fn new(q: &Query<'_>) -> Key {
+        let mut b = Vec::with_capacity(64 + q.vector.len() * 4);
+        b.push(match q.shape {
+            Shape::Demo => 1,
+            Shape::Hits => 2,
+        });
+        match q.target {
+            Target::Index { generation } => {
+                b.push(1);
+                put_u64(&mut b, generation);
+            }
+            Target::Collection { incarnation, version } => {
+                b.push(2);
+                put_u64(&mut b, incarnation);
+                put_u64(&mut b, version);
+            }
+        }
+        put_u64(&mut b, q.k as u64);
+        match q.request {
+            SearchRequest::Profile(p) => {
+                b.push(1);
+                put_str(&mut b, p.as_str());
+            }
+            SearchRequest::RecallTarget(r) => {
+                b.push(2);
+                put_u64(&mut b, r.to_bits());
+            }
+            SearchRequest::EfSearch(ef) => {
+                b.push(3);
+                put_u64(&mut b, ef as u64);
+            }
+        }
+        b.push(u8::from(q.with_payload) | (u8::from(q.with_vector) << 1));
+        match q.filter {
+            None => b.push(0),
+            Some(f) => {
+                b.push(1);
+                put_filter(&mut b, f);
+            }
+        }
+        put_u64(&mut b, q.vector.len() as u64);
+        for x in q.vector {
+            b.extend_from_slice(&x.to_le_bytes());
+        }
+        Key(b.into())
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+fn put_u64(b: &mut Vec<u8>, x: u64) {
+    b.extend_from_slice(&x.to_le_bytes());
+}
+
+fn put_bytes(b: &mut Vec<u8>, x: &[u8]) {
+    put_u64(b, x.len() as u64);
+    b.extend_from_slice(x);
+}
+
+fn put_str(b: &mut Vec<u8>, s: &str) {
+    put_bytes(b, s.as_bytes());
+}
+
+/// A filter's canonical bytes: the meaning of `must`, `should` and
+/// `must_not` does not depend on the order of their conditions, nor on a
+/// condition given twice, so each list is written sorted and without
+/// repeats (likewise `match.any` values and `has_id` ids); keys are in their
+/// parsed form (`a[].b` is `a.b`); a bound of -0 is 0.
+fn put_filter(b: &mut Vec<u8>, f: &Filter) {
+    for list in [&f.must, &f.should, &f.must_not] {
+        let mut items: Vec<Vec<u8>> = list
+            .iter()
+            .map(|c| {
+                let mut one = Vec::new();
+                put_condition(&mut one, c);
+                one
+            })
+            .collect();
+        items.sort_unstable();
+        items.dedup();
+        put_u64(b, items.len() as u64);
+        for item in &items {
+            put_bytes(b, item);
+        }
+    }
+}
+
+fn put_condition(b: &mut Vec<u8>, c: &Condition) {
+    match c {
+        Condition::Match { key, values } => {
+            b.push(1);
+            put_str(b, key.as_str());
+            let mut items: Vec<Vec<u8>> = values
+                .iter()
+                .map(|v| {
+                    let mut one = Vec::new();
+                    match v {
+                        MatchValue::Keyword(s) => {
+                            one.push(1);
+                            put_str(&mut one, s);
+                        }
+                        MatchValue::Integer(i) => {
+                            one.push(2);
+                            one.extend_from_slice(&i.to_le_bytes());
+                        }
+                        MatchValue::Bool(x) => {
+                            one.push(3);
+                            one.push(u8::from(*x));
+                        }
+                    }
+                    one
+                })
+                .collect();
+            items.sort_unstable();
+            items.dedup();
+            put_u64(b, items.len() as u64);
+            for item in &items {
+                put_bytes(b, item);
+            }
+        }
+        Condition::Range { key, range } => {
+            b.push(2);
+            put_str(b, key.as_str());
+            for bound in [range.gt, range.gte, range.lt, range.lte] {
+                match bound {
+                    None => b.push(0),
+                    Some(x) => {
+                        b.push(1);
+                        // -0.0 + 0.0 is 0.0: both compare alike.
+                        put_u64(b, (x + 0.0).to_bits());
+                    }
+                }
+            }
+        }
+        Condition::HasId(ids) => {
+            b.push(3);
+            let mut ids = ids.clone();
+            ids.sort_unstable();
+            ids.dedup();
+            put_u64(b, ids.len() as u64);
+            for id in ids {
+                put_u64(b, id);
+            }
+        }
+        Condition::IsEmpty(key) => {
+            b.push(4);
+            put_str(b, key.as_str());
+        }
+        Condition::Nested(f) => {
+            b.push(5);
+            let mut one = Vec::new();
+            put_filter(&mut one, f);
+            put_bytes(b, &one);
+        }
+    }
+}
+
+/// A kept answer: the response as it was sent, and what computing it took.
+#[derive(Debug)]
+struct Answer {
+    headers: HeaderMap,
+    body: Bytes,
+    took: Duration,
+}
+
+impl Answer {
+    fn bytes(&self) -> usize {
+        self.body.len() + self.headers.iter().map(|(k, v)| k.as_str().len() + v.len()).sum::<usize>()
+    }
+}
+
+/// What `/stats` and `/metrics` show of the cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct CacheStats {
+    pub max_bytes: u64,
+    pub entries: u64,
+    pub bytes: u64,
+    pub hits: u64,
+    pub misses: u64,
+    /// Sum, over the hits, of the engine time the kept answer took when it
+    /// was computed: the search time the cache spared.
+    pub saved: Duration,
+}
+
+/// The cache (none when `--cache-bytes` is 0) and its counters.
+pub(crate) struct AnswerCache {
+    cache: Option<Cache<Key, Arc<Answer>>>,
+    max_bytes: u64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    saved_nanos: AtomicU64,
+}
+
+impl std::fmt::Debug for AnswerCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnswerCache").field("max_bytes", &self.max_bytes).finish_non_exhaustive()
+    }
+}
+
+impl AnswerCache {
+    /// A cache of at most `max_bytes` (keys, bodies, headers and an estimate
+    /// of each entry's overhead); 0: off.
+    pub(crate) fn new(max_bytes: u64) -> AnswerCache {
+        let cache = (max_bytes > 0).then(|| {
+            Cache::builder()
+                .max_capacity(max_bytes)
+                .weigher(|k: &Key, v: &Arc<Answer>| {
+                    u32::try_from(k.len() + v.bytes() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+                })
+                .build()
+        });
+        AnswerCache { cache, max_bytes, hits: AtomicU64::new(0), misses: AtomicU64::new(0), saved_nanos: AtomicU64::new(0) }
+    }
+
+    /// The key of `query`, when the cache is on.
+    pub(crate) fn key(&self, query: &Query<'_>) -> Option<Key> {
+        self.cache.as_ref().map(|_| Key::new(query))
+    }
+
+    /// The kept answer to `key` as a response (a hit), or `None` (a miss);
+    /// either is counted.
+    pub(crate) fn get(&self, key: &Key) -> Option<Response> {
+        let cache = self.cache.as_ref()?;
+        match cache.get(key) {
+            Some(a) => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                let nanos = u64::try_from(a.took.as_nanos()).unwrap_or(u64::MAX);
+                self.saved_nanos.fetch_add(nanos, Ordering::Relaxed);
+                Some(respond(a.headers.clone(), a.body.clone(), Some("hit")))
+            }
+            None => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Keeps the answer to `key` (a body and its headers, computed in `took`).
+    pub(crate) fn put(&self, key: Key, headers: HeaderMap, body: Bytes, took: Duration) {
+        if let Some(cache) = &self.cache {
+            cache.insert(key, Arc::new(Answer { headers, body, took }));
+        }
+    }
+
+    pub(crate) fn stats(&self) -> CacheStats {
+        let (entries, bytes) = match &self.cache {
+            Some(c) => {
+                // Counts are settled by moka's housekeeping; run it first.
+                c.run_pending_tasks();
+                (c.entry_count(), c.weighted_size())
+            }
+            None => (0, 0),
+        };
+        CacheStats {
+            max_bytes: self.max_bytes,
+            entries,
+            bytes,
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            saved: Duration::from_nanos(self.saved_nanos.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// A JSON response of `body` with `headers`, and the cache's verdict when
+/// the cache is on.
+pub(crate) fn respond(mut headers: HeaderMap, body: Bytes, cache: Option<&'static str>) -> Response {
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(verdict) = cache {
+        headers.insert(HeaderName::from_static(HEADER), HeaderValue::from_static(verdict));
+    }
+    (headers, body).into_response()
+}
+
+/// A response body's JSON bytes.
+pub(crate) fn json_bytes<T: serde::Serialize>(value: &T) -> Result<Bytes, crate::error::ApiError> {
+    Ok(Bytes::from(serde_json::to_vec(value)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vectorwise_index::Profile;
+    use vectorwise_store::{KeyPath, NumRange};
+
+    fn query<'a>(filter: Option<&'a Filter>, vector: &'a [f32]) -> Query<'a> {
+        Query {
+            shape: Shape::Hits,
+            target: Target::Collection { incarnation: 1, version: 5 },
+            k: 10,
+            request: SearchRequest::Profile(Profile::Balanced),
+            with_payload: false,
+            with_vector: false,
+            filter,
+            vector,
+        }
+    }
+
+    #[test]
+    fn every_part_of_a_query_is_in_its_key() {
+        let v = [0.5f32, -1.0, 2.0];
+        let base = Key::new(&query(None, &v));
+        assert_eq!(base, Key::new(&query(None, &v)));
+        let f = Filter::default();
+        let variants = [
+            Query { shape: Shape::Demo, ..query(None, &v) },
+            Query { target: Target::Collection { incarnation: 2, version: 5 }, ..query(None, &v) },
+            Query { target: Target::Collection { incarnation: 1, version: 6 }, ..query(None, &v) },
+            Query { target: Target::Index { generation: 1 }, ..query(None, &v) },
+            Query { k: 11, ..query(None, &v) },
+            Query { request: SearchRequest::Profile(Profile::HighAccuracy), ..query(None, &v) },
+            Query { request: SearchRequest::RecallTarget(0.95), ..query(None, &v) },
+            Query { request: SearchRequest::EfSearch(10), ..query(None, &v) },
+            Query { with_payload: true, ..query(None, &v) },
+            Query { with_vector: true, ..query(None, &v) },
+            query(Some(&f), &v),
+            query(None, &[0.5, -1.0]),
+            query(None, &[0.5, -1.0, 2.000_000_2]),
+            // -0 and 0 are different bytes: a miss, never a wrong answer.
+            query(None, &[0.5, -1.0, 2.0, -0.0]),
+        ];
+        let mut seen = std::collections::HashSet::from([base.clone()]);
+        for q in &variants {
+            assert!(seen.insert(Key::new(q)), "{q:?} shares a key");
+        }
+    }
+
+    fn key(name: &str) -> KeyPath {
+        KeyPath::parse(name).unwrap()
+    }
+
+    #[test]
+    fn filters_that_mean_the_same_share_a_key_and_others_do_not() {
+        let v = [1.0f32];
+        let tag = |s: &str| Condition::Match { key: key("tag"), values: vec![MatchValue::Keyword(s.into())] };
+        let range = |gte: f64| Condition::Range { key: key("n"), range: NumRange { gte: Some(gte), ..NumRange::default() } };
+        let a = Filter { must: vec![tag("x"), range(1.0)], should: vec![], must_not: vec![Condition::HasId(vec![3, 1])] };
+        let b = Filter {
+            must: vec![range(1.0), tag("x"), tag("x")],
+            should: vec![],
+            must_not: vec![Condition::HasId(vec![1, 3, 3])],
+        };
+        let bracketed = Filter { must: vec![Condition::IsEmpty(key("a[].b"))], ..Filter::default() };
+        let dotted = Filter { must: vec![Condition::IsEmpty(key("a.b"))], ..Filter::default() };
+        assert_eq!(Key::new(&query(Some(&a), &v)), Key::new(&query(Some(&b), &v)));
+        assert_eq!(Key::new(&query(Some(&bracketed), &v)), Key::new(&query(Some(&dotted), &v)));
+        let zero = Filter { must: vec![range(0.0)], ..Filter::default() };
+        let minus_zero = Filter { must: vec![range(-0.0)], ..Filter::default() };
+        assert_eq!(Key::new(&query(Some(&zero), &v)), Key::new(&query(Some(&minus_zero), &v)));
+
+        let different = [
+            Filter { should: a.must.clone(), ..a.clone() },
+            Filter { must: vec![tag("x")], ..a.clone() },
+            Filter { must: vec![tag("y"), range(1.0)], ..a.clone() },
+            Filter { must: vec![tag("x"), range(1.5)], ..a.clone() },
+            Filter { must_not: vec![Condition::HasId(vec![1])], ..a.clone() },
+            Filter { must: vec![Condition::Nested(Box::new(Filter { must: a.must.clone(), ..Filter::default() }))], ..a.clone() },
+            Filter {
+                must: vec![Condition::Match { key: key("tag"), values: vec![MatchValue::Integer(1)] }, range(1.0)],
+                ..a.clone()
+            },
+            Filter {
+                must: vec![Condition::Match { key: key("tag"), values: vec![MatchValue::Bool(true)] }, range(1.0)],
+                ..a.clone()
+            },
+        ];
+        let mut seen = std::collections::HashSet::from([Key::new(&query(Some(&a), &v))]);
+        for f in &different {
+            assert!(seen.insert(Key::new(&query(Some(f), &v))), "{f:?} shares a key");
+        }
+    }
+
+    #[test]
+    fn the_cache_counts_hits_misses_and_the_time_they_saved() {
+        let cache = AnswerCache::new(1 << 20);
+        let v = [1.0f32, 2.0];
+        let key = cache.key(&query(None, &v)).unwrap();
+        assert!(cache.get(&key).is_none());
+        cache.put(key.clone(), HeaderMap::new(), Bytes::from_static(b"{\"hits\":[]}"), Duration::from_millis(3));
+        let hit = cache.get(&key).unwrap();
+        assert_eq!(hit.headers()[HEADER], "hit");
+        assert_eq!(hit.headers()[header::CONTENT_TYPE], "application/json");
+        cache.get(&key).unwrap();
+        let s = cache.stats();
+        assert_eq!((s.hits, s.misses, s.entries, s.saved), (2, 1, 1, Duration::from_millis(6)));
+        assert!(s.bytes as usize >= key.len() + 11 + ENTRY_OVERHEAD, "{s:?}");
+
+        let off = AnswerCache::new(0);
+        assert!(off.key(&query(None, &v)).is_none());
+        assert_eq!(off.stats(), CacheStats::default());
+    }
+
+    /// The bound holds: past it, entries are evicted.
+    #[test]
+    fn the_cache_stays_within_its_bytes() {
+        let cache = AnswerCache::new(64 << 10);
+        for i in 0..2000 {
+            let v = [i as f32; 32];
+            let key = cache.key(&query(None, &v)).unwrap();
+            cache.put(key, HeaderMap::new(), Bytes::from(vec![b' '; 200]), Duration::ZERO);
+        }
+        let s = cache.stats();
+        assert!(s.bytes <= 64 << 10, "{s:?}");
+        assert!(s.entries > 50 && s.entries < 2000, "{s:?}");
+    }
+}
