@@ -567,7 +567,8 @@ class VectorWise:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.log = open(self.work / "server.log", "a")
-        env = dict(os.environ, VECTORWISE_LOG_FORMAT="json")
+        # No answer cache: the passes repeat the queries, and peers have none.
+        env = dict(os.environ, VECTORWISE_LOG_FORMAT="json", VECTORWISE_CACHE_BYTES="0")
         self.proc = subprocess.Popen([self.bin, "serve", "--data-dir", str(ddir), "--port", str(self.port),
                                       "--host", "127.0.0.1", "--index", str(idx), "--vectors", str(vec),
                                       "--monitor-sample-rate", str(self.opts.get("monitor", 0.01))],

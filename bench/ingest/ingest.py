@@ -634,7 +634,7 @@ class VectorWise:
     def start(self, ddir, wrap=()):
         vec, idx = self.prepare_demo_index()
         self.port = free_port()
-        env = dict(os.environ, VECTORWISE_WAL_SYNC="always")
+        env = dict(os.environ, VECTORWISE_WAL_SYNC="always", VECTORWISE_CACHE_BYTES="0")  # peers have no answer cache
         self.log = open(Path(self.cfg.work) / "vw-server.log", "a")
         self.proc = subprocess.Popen([*wrap, self.bin, "serve", "--data-dir", str(ddir), "--port", str(self.port),
                                       "--host", "127.0.0.1", "--index", str(idx), "--vectors", str(vec)],

@@ -23,6 +23,7 @@ import json
 import math
 import random
 import statistics
+import os
 import subprocess
 import tempfile
 import time
@@ -33,7 +34,9 @@ def start(binary: str, index: str, work: Path, name: str, extra: list[str]) -> t
     log = work / f"{name}.log"
     cmd = [binary, "serve", "--index", index, "--data-dir", str(work / name), "--host", "127.0.0.1",
            "--port", "0", "--log-format", "json", "--monitor-sample-rate", "0", *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    # No answer cache: the rounds repeat their queries (bench/cache measures the cache).
+    env = dict(os.environ, VECTORWISE_CACHE_BYTES="0")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log.open("wb"), env=env)
     deadline = time.time() + 120
     while time.time() < deadline:
         for line in log.read_text(errors="replace").splitlines():
