@@ -234,6 +234,9 @@ pub struct Collection {
     /// Wakes the optimiser (a write filled the mutable segment, or stop).
     pub(crate) wake: (Mutex<bool>, Condvar),
     pub(crate) worker: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Sealed segments whose files a snapshot is copying: the checkpoint's
+    /// clean-up leaves them alone too.
+    pub(crate) pins: crate::snapshot::Pins,
 }
 
 pub(crate) fn segments_dir(dir: &Path) -> PathBuf {
@@ -312,6 +315,7 @@ impl Collection {
             optimiser: Mutex::new(OptimiserStats { state: "idle", ..Default::default() }),
             wake: (Mutex::new(false), Condvar::new()),
             worker: Mutex::new(Vec::new()),
+            pins: Default::default(),
         });
         let start = std::time::Instant::now();
         let mut replayed = 0usize;
@@ -389,7 +393,7 @@ impl Collection {
         Arc::clone(&self.segments.read())
     }
 
-    fn check_open(&self) -> Result<()> {
+    pub(crate) fn check_open(&self) -> Result<()> {
         if self.dropped.load(Ordering::Acquire) {
             return Err(Error::Dropped(self.name.clone()));
         }
@@ -848,8 +852,9 @@ impl Collection {
         manifest.write(&self.dir)?;
         self.wal.truncate_before(wal_from)?;
         // Files no manifest names any more (merged segments, old sidecars),
-        // but those of segments the optimiser is building now.
-        remove_unnamed_files(&seg_dir, &manifest, &|id| self.building.lock().contains(&id));
+        // but those of segments the optimiser is building now or a snapshot
+        // is copying.
+        remove_unnamed_files(&seg_dir, &manifest, &|id| self.building.lock().contains(&id) || self.pins.lock().contains_key(&id));
         Ok(())
     }
 }
