@@ -8,7 +8,8 @@
 //! `models` (wire types), `error` (the one error -> status mapping), `docs`,
 //! `layers` (access log, request metrics, CORS), `telemetry` (the per-state
 //! Prometheus recorder and its series), `auth` (API keys, roles and the one
-//! table of what each route needs), `ratelimit` (per-caller budgets).
+//! table of what each route needs), `ratelimit` (per-caller budgets),
+//! `snapshots` (take, list, download and delete collection snapshots).
 //!
 //! The CLI builds an [`AppState`], calls [`app`] and serves it with
 //! [`serve`] or [`serve_tls`] (`listener`: the accept loop, connection
@@ -31,6 +32,7 @@ pub mod monitor;
 mod ratelimit;
 mod resolve;
 mod routes;
+mod snapshots;
 mod state;
 mod telemetry;
 mod tls;
@@ -60,6 +62,7 @@ pub fn app(state: AppState) -> axum::Router {
     let config = state.config().clone();
     routes::router()
         .merge(collections::router())
+        .merge(snapshots::router())
         .merge(docs::router())
         // After the merge, so that the docs routes get the 405 body too.
         .fallback(routes::not_found)

@@ -289,23 +289,34 @@ impl Store {
     }
 
     /// Takes a snapshot of `collection` named `name` (default: its time and
-    /// position, `<YYYYMMDDTHHMMSSZ>-<position>`); see [`crate::snapshot`].
+    /// milliseconds, `<YYYYMMDDTHHMMSSZ>-<ms>`); see [`crate::snapshot`].
     pub fn snapshot(&self, collection: &str, name: Option<&str>) -> Result<SnapshotSummary> {
+        let explicit = name;
         if let Some(n) = name {
             Self::check_snapshot_name(n)?;
         }
         let c = self.get(collection)?;
-        let name = match name {
+        let mut name = match name {
             Some(n) => n.to_string(),
             None => {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
                 let stamp: String = crate::snapshot::rfc3339(now.as_secs()).chars().filter(|ch| ch.is_ascii_alphanumeric()).collect();
-                format!("{stamp}-{}-{:03}", c.wal.next_lsn() - 1, now.subsec_millis())
+                format!("{stamp}-{:03}", now.subsec_millis())
             }
         };
         let dir = self.snapshots_dir(collection);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let path = dir.join(format!("{name}.tar"));
+        let mut path = dir.join(format!("{name}.tar"));
+        if explicit.is_none() {
+            // Two in one millisecond: the second gets a suffix.
+            let base = name.clone();
+            let mut n = 1;
+            while path.exists() && n < 1000 {
+                name = format!("{base}-{n}");
+                path = dir.join(format!("{name}.tar"));
+                n += 1;
+            }
+        }
         let key = (collection.to_string(), name.clone());
         if path.exists() || !self.snapshotting.lock().insert(key.clone()) {
             return Err(Error::SnapshotExists(name));
