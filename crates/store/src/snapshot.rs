@@ -181,7 +181,9 @@ impl Collection {
     /// Writes a snapshot of the collection to `path` (atomically), named
     /// `name`; see the module doc.
     pub(crate) fn snapshot_to(&self, path: &Path, name: &str) -> Result<SnapshotInfo> {
+        let start = std::time::Instant::now();
         let capture = self.capture()?;
+        let captured = start.elapsed();
         // Durable up to the position, so the archive holds no write that a
         // crash could still take back.
         if capture.next_lsn > 1 {
@@ -192,6 +194,13 @@ impl Collection {
         let _ = std::fs::remove_dir_all(&staging);
         let result = write_archive(self, &capture, path, name, &staging);
         let _ = std::fs::remove_dir_all(&staging);
+        if let Ok(info) = &result {
+            let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+            tracing::info!(
+                collection = self.name, snapshot = name, points = info.points, position = info.position, bytes,
+                capture_ms = captured.as_secs_f64() * 1e3, seconds = start.elapsed().as_secs_f64(), "snapshot written"
+            );
+        }
         result
     }
 }
