@@ -332,3 +332,63 @@ fn restore_refuses_or_replaces_an_existing_collection_and_names_are_checked() {
     store.delete_snapshot("src", "a").unwrap();
     assert!(store.list_snapshots("src").unwrap().is_empty());
 }
+
+/// An archive whose checksums are right but whose content is not the
+/// collection's (a log record of another width, as a hand-made archive could
+/// hold) is refused when the restored collection opens, not served to panic.
+#[test]
+fn a_well_formed_archive_with_a_foreign_log_record_is_refused() {
+    use vectorwise_store::record::{PointWrite, Record};
+    use vectorwise_store::wal::{FileWal, Wal};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+    small_collection(&store);
+    store.snapshot("src", Some("good")).unwrap();
+    let bytes = std::fs::read(store.snapshot_path("src", "good").unwrap()).unwrap();
+    let mut files: Vec<(String, Vec<u8>)> = tar::Archive::new(bytes.as_slice())
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            (e.path().unwrap().to_string_lossy().into_owned(), data)
+        })
+        .collect();
+    // The log: one upsert of a point one value too wide.
+    let wal_dir = dir.path().join("forged-wal");
+    let wal = FileWal::open(&wal_dir, 1, SyncMode::Always).unwrap();
+    wal.append(&Record::Upsert(vec![PointWrite { id: 7, vector: vec![0.5; DIM + 1], payload: None }]).encode()).unwrap();
+    drop(wal);
+    let forged = std::fs::read(wal_dir.join(format!("{:020}.log", 1))).unwrap();
+    let at = files.iter().position(|f| f.0.starts_with("wal/")).unwrap();
+    files[at].1 = forged.clone();
+    let mut info: serde_json::Value = serde_json::from_slice(&files[0].1).unwrap();
+    for f in info["files"].as_array_mut().unwrap() {
+        if f["path"] == files[at].0.as_str() {
+            f["bytes"] = forged.len().into();
+        }
+    }
+    files[0].1 = serde_json::to_vec(&info).unwrap();
+    let n = files.len();
+    let sums: serde_json::Map<String, serde_json::Value> = files[..n - 1]
+        .iter()
+        .map(|(p, d)| (p.clone(), format!("{:016x}", xxhash_rust::xxh3::xxh3_64(d)).into()))
+        .collect();
+    files[n - 1].1 = serde_json::to_vec(&sums).unwrap();
+    let mut out = tar::Builder::new(Vec::new());
+    for (path, data) in &files {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        out.append_data(&mut h, path, data.as_slice()).unwrap();
+    }
+    let archive = out.into_inner().unwrap();
+    match store.restore("forged", archive.as_slice(), false) {
+        Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("9 values; the collection has 8"), "{reason}"),
+        Err(e) => panic!("another error: {e}"),
+        Ok(_) => panic!("a foreign log was restored"),
+    }
+    assert!(store.get("forged").is_err());
+    assert!(!dir.path().join("forged").exists() && leftovers(dir.path()).is_empty());
+}
