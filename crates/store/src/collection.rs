@@ -327,11 +327,11 @@ impl Collection {
                 let record = Record::decode(body, &wal_dir)?;
                 // A log from elsewhere (a restored snapshot) is checked as a
                 // write is: a wrong width or id would break every search.
-                if let Record::Upsert(points) = &record {
-                    if let Some(p) = points.iter().find(|p| p.vector.len() != dimension || p.id > MAX_ID) {
-                        let reason = format!("record {lsn} holds point {} of {} values; the collection has {dimension}", p.id, p.vector.len());
-                        return Err(Error::corrupt(&wal_dir, reason));
-                    }
+                if let Record::Upsert(points) = &record
+                    && let Some(p) = points.iter().find(|p| p.vector.len() != dimension || p.id > MAX_ID)
+                {
+                    let reason = format!("record {lsn} holds point {} of {} values; the collection has {dimension}", p.id, p.vector.len());
+                    return Err(Error::corrupt(&wal_dir, reason));
                 }
                 c.apply(&mut ws, record);
                 replayed += 1;
