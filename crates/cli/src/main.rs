@@ -1,4 +1,4 @@
-//! The `vectorwise` binary: generate | build | calibrate | import | serve | bench | search | health | keys.
+//! The `vectorwise` binary: generate | build | calibrate | import | restore | serve | bench | search | health | keys.
 //! Flags are parsed here (clap, each mirrored by a `VECTORWISE_*` variable
 //! where the demo had one); the work lives in one module per command.
 
@@ -10,6 +10,7 @@ mod generate;
 mod import;
 mod keys;
 mod progress;
+mod restore;
 mod search;
 mod serve;
 
@@ -35,6 +36,9 @@ enum Command {
     /// Load vectors (with ids and payloads) as a new collection, in bulk, into
     /// one sealed segment of the data directory (no server may have it open).
     Import(import::Args),
+    /// Restore a collection from a snapshot archive into the data directory
+    /// (no server may have it open); refuses an existing collection unless --force.
+    Restore(restore::Args),
     /// Serve the HTTP API (generates and builds the default dataset on first run).
     Serve(serve::Args),
     /// Measure latency and recall@k, over HTTP or in-process, against exact search.
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         Command::Build(a) => build::run(a),
         Command::Calibrate(a) => build::run_calibrate(a),
         Command::Import(a) => import::run(a),
+        Command::Restore(a) => restore::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Search(a) => search::run(a),

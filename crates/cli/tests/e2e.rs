@@ -1032,3 +1032,80 @@ fn sigkill_never_loses_an_acknowledged_write() {
         restarts[restarts.len() - 1]
     );
 }
+
+/// A snapshot taken over HTTP, downloaded, is restored by `vectorwise
+/// restore` with the server stopped (a running server keeps the data
+/// directory to itself); the restarted server serves the restored
+/// collection exactly as the source was at the snapshot: every point, its
+/// payload, exact searches, its payload index. A damaged or truncated
+/// archive and an existing collection (without --force) are refused.
+#[test]
+fn a_snapshot_restored_by_the_cli_is_served_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, index) = generate_and_build(dir.path());
+    let data = dir.path().join("data").display().to_string();
+    let server = Server::start(&["--index", &index, "--data-dir", &data]);
+    server.wait_healthy(Duration::from_secs(30));
+    let c = format!("{}/collections/docs", server.url);
+    assert_eq!(put(&c, json!({"dimension": 8, "metric": "l2", "seal_points": 100})).0, 201);
+    assert_eq!(put(&format!("{c}/index"), json!({"field": "tag", "type": "integer"})).0, 201);
+    let points: Vec<Value> = (0..250u64).map(|id| json!({"id": id, "vector": point_vector(id, 0, 8), "payload": {"tag": id % 3}})).collect();
+    assert_eq!(put(&format!("{c}/points"), json!({"points": points})).0, 200);
+    assert_eq!(post(&format!("{c}/points/delete"), json!({"ids": [42, 43]})).0, 200);
+    let ids: Vec<u64> = (0..600).collect();
+    let read_all = |url: &str| post(&format!("{url}/points/get"), json!({"ids": ids, "with_vector": true})).1;
+    let searches = |url: &str| -> Vec<Value> {
+        (0..5u64)
+            .map(|q| post(&format!("{url}/search"), json!({"vector": point_vector(q * 13, 1, 8), "k": 10, "recall_target": 1.0, "with_payload": true})).1)
+            .collect()
+    };
+    let before = read_all(&c);
+    let answers = searches(&c);
+    let (status, made) = post(&format!("{c}/snapshots"), json!({"name": "s1"}));
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["points"], 248);
+    // Written after the snapshot: not in it.
+    assert_eq!(put(&format!("{c}/points"), json!({"points": [{"id": 500, "vector": point_vector(500, 0, 8)}]})).0, 200);
+    let mut response = agent().get(format!("{c}/snapshots/s1")).call().unwrap();
+    let mut archive = Vec::new();
+    std::io::Read::read_to_end(&mut response.body_mut().as_reader(), &mut archive).unwrap();
+    assert_eq!(archive.len() as u64, made["size"].as_u64().unwrap());
+    let file = dir.path().join("s1.tar");
+    std::fs::write(&file, &archive).unwrap();
+    let file = file.to_str().unwrap();
+    let busy = run(&["restore", "--data-dir", &data, "--snapshot", file, "--collection", "copy"]);
+    assert!(!busy.status.success() && String::from_utf8_lossy(&busy.stderr).contains("in use by another"), "{busy:?}");
+    server.terminate();
+
+    let damaged = dir.path().join("damaged.tar");
+    let mut bytes = archive.clone();
+    // A byte of `snapshot.json` (the first entry's data starts at 512).
+    bytes[600] ^= 0x40;
+    std::fs::write(&damaged, &bytes).unwrap();
+    let out = run(&["restore", "--data-dir", &data, "--snapshot", damaged.to_str().unwrap(), "--collection", "copy"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("snapshot archive refused") && stderr.contains("snapshot.json"), "{stderr}");
+    std::fs::write(&damaged, &archive[..archive.len() * 2 / 3]).unwrap();
+    let out = run(&["restore", "--data-dir", &data, "--snapshot", damaged.to_str().unwrap(), "--collection", "copy"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("truncated"), "{stderr}");
+    let out = run_ok(&["restore", "--data-dir", &data, "--snapshot", file, "--collection", "copy"]);
+    assert!(out.contains("Restored snapshot 's1' of 'docs'") && out.contains("248 points"), "{out}");
+    let exists = run(&["restore", "--data-dir", &data, "--snapshot", file, "--collection", "docs"]);
+    assert!(!exists.status.success() && String::from_utf8_lossy(&exists.stderr).contains("already exists"), "{exists:?}");
+    run_ok(&["restore", "--data-dir", &data, "--snapshot", file, "--collection", "docs", "--force"]);
+
+    let server = Server::start(&["--index", &index, "--data-dir", &data]);
+    server.wait_healthy(Duration::from_secs(30));
+    for name in ["copy", "docs"] {
+        let url = format!("{}/collections/{name}", server.url);
+        assert_eq!(read_all(&url), before, "{name}: every point as it was at the snapshot");
+        assert_eq!(searches(&url), answers, "{name}: exact searches");
+        let (_, info) = get(&url);
+        assert_eq!(info["payload_indexes"], json!([{"field": "tag", "type": "integer"}]), "{info}");
+        assert_eq!(get(&format!("{url}/points/500")).0, 404, "written after the snapshot");
+        // It takes writes as any collection does.
+        assert_eq!(put(&format!("{url}/points"), json!({"points": [{"id": 501, "vector": point_vector(501, 0, 8)}]})).0, 200);
+    }
+    server.terminate();
+}

@@ -52,7 +52,7 @@ pub enum Role {
     Read,
     /// And upsert and delete points.
     Write,
-    /// And create and delete collections.
+    /// And create and delete collections, take and manage snapshots.
     Admin,
 }
 
@@ -410,6 +410,10 @@ pub(crate) const ROUTES: &[Rule] = &[
     rule("POST", "/collections/{name}/search/batch", READ, Scope::Path, BATCHES),
     rule("PUT", "/collections/{name}/index", ADMIN, Scope::Path, WRITES),
     rule("DELETE", "/collections/{name}/index/{field}", ADMIN, Scope::Path, WRITES),
+    rule("POST", "/collections/{name}/snapshots", ADMIN, Scope::Path, WRITES),
+    rule("GET", "/collections/{name}/snapshots", ADMIN, Scope::Path, None),
+    rule("GET", "/collections/{name}/snapshots/{snapshot}", ADMIN, Scope::Path, None),
+    rule("DELETE", "/collections/{name}/snapshots/{snapshot}", ADMIN, Scope::Path, WRITES),
     docs("/openapi.json"),
     docs("/docs"),
     docs("/docs/"),

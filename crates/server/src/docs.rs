@@ -7,7 +7,7 @@
 use crate::auth::{self, Keys, Need};
 use crate::error::ApiError;
 use crate::ratelimit::RateLimits;
-use crate::{collections, routes};
+use crate::{collections, routes, snapshots};
 use crate::state::{AppState, ServerConfig};
 use axum::Router;
 use axum::body::Bytes;
@@ -31,7 +31,8 @@ use vectorwise_index::{Index, Metric};
     paths(routes::health, routes::stats, routes::search, routes::search_batch, routes::metrics,
         collections::list, collections::create, collections::info, collections::remove,
         collections::upsert, collections::delete_points, collections::get_point, collections::get_points,
-        collections::search, collections::search_batch, collections::create_index, collections::drop_index),
+        collections::search, collections::search_batch, collections::create_index, collections::drop_index,
+        snapshots::create, snapshots::list, snapshots::download, snapshots::remove),
     tags(
         (name = "health", description = "Liveness and readiness"),
         (name = "index", description = "The served index"),
@@ -39,6 +40,7 @@ use vectorwise_index::{Index, Metric};
         (name = "monitoring", description = "Prometheus metrics"),
         (name = "collections", description = "Collections: create, list, inspect, delete"),
         (name = "points", description = "Upsert, delete and read points of a collection"),
+        (name = "snapshots", description = "Point-in-time archives of a collection (restore: `vectorwise restore`)"),
     )
 )]
 struct ApiDoc;

@@ -114,9 +114,9 @@ impl ApiError {
             ApiError::Store(e) => {
                 use vectorwise_store::Error as S;
                 match e {
-                    S::NotFound(_) | S::Dropped(_) | S::IndexNotFound(_) => StatusCode::NOT_FOUND,
-                    S::Conflict { .. } | S::IndexConflict { .. } => StatusCode::CONFLICT,
-                    S::Invalid { .. } | S::PayloadTooLarge { .. } | S::ResponseTooLarge { .. } => {
+                    S::NotFound(_) | S::Dropped(_) | S::IndexNotFound(_) | S::SnapshotNotFound { .. } => StatusCode::NOT_FOUND,
+                    S::Conflict { .. } | S::IndexConflict { .. } | S::SnapshotExists(_) => StatusCode::CONFLICT,
+                    S::Invalid { .. } | S::PayloadTooLarge { .. } | S::ResponseTooLarge { .. } | S::BadSnapshot(_) => {
                         StatusCode::UNPROCESSABLE_ENTITY
                     }
                     S::DiskFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
@@ -154,8 +154,9 @@ impl From<vectorwise_store::Error> for ApiError {
         match e {
             S::Index(e) => ApiError::Engine(e),
             S::Invalid { loc, reason } => {
-                // The collection's name is in the path; everything else in the body.
-                let part = if loc == [Loc::Field("name")] { "path" } else { "body" };
+                // The collection's and the snapshot's names are in the path;
+                // everything else in the body.
+                let part = if matches!(loc.as_slice(), [Loc::Field("name" | "snapshot")]) { "path" } else { "body" };
                 let loc: Vec<LocItem> = std::iter::once(LocItem::from(part))
                     .chain(loc.into_iter().map(|l| match l {
                         Loc::Field(f) => LocItem::from(f),

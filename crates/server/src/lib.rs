@@ -9,7 +9,8 @@
 //! `layers` (access log, request metrics, CORS), `telemetry` (the per-state
 //! Prometheus recorder and its series), `auth` (API keys, roles and the one
 //! table of what each route needs), `ratelimit` (per-caller budgets),
-//! `cache` (the hot-query cache of search answers).
+//! `cache` (the hot-query cache of search answers), `snapshots` (take,
+//! list, download and delete collection snapshots).
 //!
 //! The CLI builds an [`AppState`], calls [`app`] and serves it with
 //! [`serve`] or [`serve_tls`] (`listener`: the accept loop, connection
@@ -33,6 +34,7 @@ pub mod monitor;
 mod ratelimit;
 mod resolve;
 mod routes;
+mod snapshots;
 mod state;
 mod telemetry;
 mod tls;
@@ -63,6 +65,7 @@ pub fn app(state: AppState) -> axum::Router {
     let config = state.config().clone();
     routes::router()
         .merge(collections::router())
+        .merge(snapshots::router())
         .merge(docs::router())
         // After the merge, so that the docs routes get the 405 body too.
         .fallback(routes::not_found)

@@ -70,6 +70,7 @@ impl Live {
             let (c, _) = store.create(name, CollectionConfig::new(2, Metric::L2)).unwrap();
             c.upsert(vec![NewPoint { id: 1, vector: vec![1.0, 0.0], payload: None }]).unwrap();
         }
+        store.snapshot("docs", Some("kept")).unwrap();
         let state = AppState::with_index(config, Arc::clone(&FIXTURE.index));
         state.set_store(store);
         state.set_keys(keys);
@@ -117,7 +118,9 @@ impl Live {
         let mut response = response.unwrap();
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let text = response.body_mut().with_config().limit(64 << 20).read_to_string().unwrap();
+        // Lossy: a snapshot's download is binary.
+        let bytes = response.body_mut().with_config().limit(64 << 20).read_to_vec().unwrap();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
         Reply { status, headers, body }
     }
@@ -185,6 +188,11 @@ fn cases() -> Vec<Case> {
         // Declared and dropped again by each admin caller.
         case("PUT", "/collections/{name}/index", "/collections/docs/index", Some(json!({"field": "tag", "type": "keyword"})), Some(Role::Admin)),
         case("DELETE", "/collections/{name}/index/{field}", "/collections/docs/index/tag", None, Some(Role::Admin)),
+        // Each admin caller takes its own snapshot and deletes it again.
+        case("POST", "/collections/{name}/snapshots", "/collections/docs/snapshots", Some(json!({"name": "s-{who}"})), Some(Role::Admin)),
+        case("GET", "/collections/{name}/snapshots", "/collections/docs/snapshots", None, Some(Role::Admin)),
+        case("GET", "/collections/{name}/snapshots/{snapshot}", "/collections/docs/snapshots/kept", None, Some(Role::Admin)),
+        case("DELETE", "/collections/{name}/snapshots/{snapshot}", "/collections/docs/snapshots/s-{who}", None, Some(Role::Admin)),
         // The docs stay open (not operations of the document).
         case("GET", "/openapi.json", "/openapi.json", None, None),
         case("GET", "/docs", "/docs", None, None),
@@ -218,7 +226,8 @@ fn every_route_answers_each_role_as_the_table_says() {
     for (who, key, role) in callers {
         for case in &cases {
             let path = case.path.replace("{who}", who);
-            let reply = live.call(case.method, &path, case.body.as_ref(), key);
+            let body = case.body.as_ref().map(|b| serde_json::from_str::<Value>(&b.to_string().replace("{who}", who)).unwrap());
+            let reply = live.call(case.method, &path, body.as_ref(), key);
             let expected = match (case.role, role) {
                 (None, _) => 200,
                 (Some(_), None) => 401,
@@ -320,7 +329,8 @@ fn an_open_server_needs_no_key() {
     for (who, key) in [("anyone", None), ("someone", Some(("authorization", UNKNOWN)))] {
         for case in cases() {
             let path = case.path.replace("{who}", who);
-            let reply = live.call(case.method, &path, case.body.as_ref(), key);
+            let body = case.body.as_ref().map(|b| serde_json::from_str::<Value>(&b.to_string().replace("{who}", who)).unwrap());
+            let reply = live.call(case.method, &path, body.as_ref(), key);
             assert!(matches!(reply.status, 200 | 201), "{} {path}: {} {}", case.method, reply.status, reply.body);
         }
     }

@@ -238,6 +238,9 @@ pub struct Collection {
     /// Wakes the optimiser (a write filled the mutable segment, or stop).
     pub(crate) wake: (Mutex<bool>, Condvar),
     pub(crate) worker: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Sealed segments whose files a snapshot is copying: the checkpoint's
+    /// clean-up leaves them alone too.
+    pub(crate) pins: crate::snapshot::Pins,
 }
 
 /// The next [`Collection::incarnation`].
@@ -320,14 +323,24 @@ impl Collection {
             optimiser: Mutex::new(OptimiserStats { state: "idle", ..Default::default() }),
             wake: (Mutex::new(false), Condvar::new()),
             worker: Mutex::new(Vec::new()),
+            pins: Default::default(),
         });
         let start = std::time::Instant::now();
         let mut replayed = 0usize;
         {
             let mut ws = c.write.lock();
             let wal_dir = dir.join("wal");
-            wal.replay(manifest.wal_from, &mut |_, body| {
+            let dimension = manifest.config.dimension;
+            wal.replay(manifest.wal_from, &mut |lsn, body| {
                 let record = Record::decode(body, &wal_dir)?;
+                // A log from elsewhere (a restored snapshot) is checked as a
+                // write is: a wrong width or id would break every search.
+                if let Record::Upsert(points) = &record
+                    && let Some(p) = points.iter().find(|p| p.vector.len() != dimension || p.id > MAX_ID)
+                {
+                    let reason = format!("record {lsn} holds point {} of {} values; the collection has {dimension}", p.id, p.vector.len());
+                    return Err(Error::corrupt(&wal_dir, reason));
+                }
                 c.apply(&mut ws, record);
                 replayed += 1;
                 Ok(())
@@ -410,7 +423,7 @@ impl Collection {
         Arc::clone(&self.segments.read())
     }
 
-    fn check_open(&self) -> Result<()> {
+    pub(crate) fn check_open(&self) -> Result<()> {
         if self.dropped.load(Ordering::Acquire) {
             return Err(Error::Dropped(self.name.clone()));
         }
@@ -871,8 +884,9 @@ impl Collection {
         manifest.write(&self.dir)?;
         self.wal.truncate_before(wal_from)?;
         // Files no manifest names any more (merged segments, old sidecars),
-        // but those of segments the optimiser is building now.
-        remove_unnamed_files(&seg_dir, &manifest, &|id| self.building.lock().contains(&id));
+        // but those of segments the optimiser is building now or a snapshot
+        // is copying.
+        remove_unnamed_files(&seg_dir, &manifest, &|id| self.building.lock().contains(&id) || self.pins.lock().contains_key(&id));
         Ok(())
     }
 }

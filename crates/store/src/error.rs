@@ -70,6 +70,19 @@ pub enum Error {
     #[error("the hits' payloads come to {bytes} bytes, over the response's limit of {limit}; ask for fewer hits or vectors, or no payloads")]
     ResponseTooLarge { bytes: usize, limit: usize },
 
+    /// A snapshot archive is damaged, truncated or not one of ours: what is
+    /// wrong, naming the file inside it. User error (the archive given).
+    #[error("snapshot archive refused: {0}")]
+    BadSnapshot(String),
+
+    /// No snapshot of this name. User error.
+    #[error("collection `{collection}` has no snapshot `{name}`")]
+    SnapshotNotFound { collection: String, name: String },
+
+    /// A snapshot of this name exists or is being written. User error.
+    #[error("snapshot `{0}` already exists; choose another name or delete it first")]
+    SnapshotExists(String),
+
     /// The collection was dropped while the request ran.
     #[error("collection `{0}` was deleted")]
     Dropped(String),

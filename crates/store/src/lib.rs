@@ -11,6 +11,7 @@ mod optimiser;
 pub mod payload_index;
 pub mod record;
 mod segment;
+pub mod snapshot;
 mod store;
 pub mod wal;
 
@@ -22,5 +23,6 @@ pub use filter::{Condition, Filter, KeyPath, MatchValue, NumRange};
 pub use payload_index::{FieldSpec, FieldType};
 pub use error::{Error, Loc, Result};
 pub use manifest::CollectionConfig;
+pub use snapshot::{SnapshotInfo, SnapshotSummary};
 pub use store::{Store, valid_name};
 pub use wal::SyncMode;

@@ -3,6 +3,7 @@
 use crate::collection::{Collection, index_name, segments_dir};
 use crate::error::{Error, Loc, Result};
 use crate::manifest::{CollectionConfig, MANIFEST, Manifest, SegmentEntry};
+use crate::snapshot::{SnapshotInfo, SnapshotSummary};
 use crate::wal::SyncMode;
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
@@ -23,10 +24,16 @@ pub struct Store {
     collections: RwLock<BTreeMap<String, Arc<Collection>>>,
     /// Names whose drop is still removing files: not creatable meanwhile.
     dropping: parking_lot::Mutex<std::collections::HashSet<String>>,
+    /// Snapshots being written, as (collection, name): one writer per name.
+    snapshotting: parking_lot::Mutex<std::collections::HashSet<(String, String)>>,
     /// `.lock`, held (flock, exclusive) while the store is open: one
     /// process per data directory.
     _lock: std::fs::File,
 }
+
+/// Where the snapshots of a data directory live (a dot folder: never a
+/// collection's name).
+pub const SNAPSHOTS_DIR: &str = ".snapshots";
 
 impl Store {
     /// Opens every collection in `dir` (created if missing). A damaged
@@ -63,7 +70,15 @@ impl Store {
             let c = Collection::open(&name, &path, sync)?;
             collections.insert(name, c);
         }
-        Ok(Store { dir: dir.to_path_buf(), sync, collections: RwLock::new(collections), dropping: Default::default(), _lock: lock })
+        remove_snapshot_leftovers(&dir.join(SNAPSHOTS_DIR));
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            sync,
+            collections: RwLock::new(collections),
+            dropping: Default::default(),
+            snapshotting: Default::default(),
+            _lock: lock,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -250,6 +265,181 @@ impl Store {
         result
     }
 
+    /// The folder of `collection`'s snapshots.
+    pub fn snapshots_dir(&self, collection: &str) -> PathBuf {
+        self.dir.join(SNAPSHOTS_DIR).join(collection)
+    }
+
+    fn check_snapshot_name(name: &str) -> Result<()> {
+        if !valid_name(name) {
+            return Err(Error::invalid(vec![Loc::Field("snapshot")], "must be 1 to 64 characters from A-Z, a-z, 0-9, `_` and `-`"));
+        }
+        Ok(())
+    }
+
+    /// The archive of `collection`'s snapshot `name` (it exists).
+    pub fn snapshot_path(&self, collection: &str, name: &str) -> Result<PathBuf> {
+        Self::check_name(collection)?;
+        Self::check_snapshot_name(name)?;
+        let path = self.snapshots_dir(collection).join(format!("{name}.tar"));
+        if !path.is_file() {
+            return Err(Error::SnapshotNotFound { collection: collection.to_string(), name: name.to_string() });
+        }
+        Ok(path)
+    }
+
+    /// Takes a snapshot of `collection` named `name` (default: its time and
+    /// milliseconds, `<YYYYMMDDTHHMMSSZ>-<ms>`); see [`crate::snapshot`].
+    pub fn snapshot(&self, collection: &str, name: Option<&str>) -> Result<SnapshotSummary> {
+        let explicit = name;
+        if let Some(n) = name {
+            Self::check_snapshot_name(n)?;
+        }
+        let c = self.get(collection)?;
+        let mut name = match name {
+            Some(n) => n.to_string(),
+            None => {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                let stamp: String = crate::snapshot::rfc3339(now.as_secs()).chars().filter(|ch| ch.is_ascii_alphanumeric()).collect();
+                format!("{stamp}-{:03}", now.subsec_millis())
+            }
+        };
+        let dir = self.snapshots_dir(collection);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let mut path = dir.join(format!("{name}.tar"));
+        if explicit.is_none() {
+            // Two in one millisecond: the second gets a suffix.
+            let base = name.clone();
+            let mut n = 1;
+            while path.exists() && n < 1000 {
+                name = format!("{base}-{n}");
+                path = dir.join(format!("{name}.tar"));
+                n += 1;
+            }
+        }
+        let key = (collection.to_string(), name.clone());
+        if path.exists() || !self.snapshotting.lock().insert(key.clone()) {
+            return Err(Error::SnapshotExists(name));
+        }
+        let result = c.snapshot_to(&path, &name);
+        self.snapshotting.lock().remove(&key);
+        let info = result?;
+        let size = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
+        Ok(SnapshotSummary::of(&info, size))
+    }
+
+    /// `collection`'s snapshots, oldest first. A collection deleted since
+    /// keeps its snapshots (a restore brings it back); a collection that
+    /// neither exists nor has a snapshot is [`Error::NotFound`].
+    pub fn list_snapshots(&self, collection: &str) -> Result<Vec<SnapshotSummary>> {
+        Self::check_name(collection)?;
+        let dir = self.snapshots_dir(collection);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.get(collection)?;
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        let mut out = Vec::new();
+        for e in entries.flatten() {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let Some(name) = file.strip_suffix(".tar").filter(|n| valid_name(n)) else { continue };
+            let path = e.path();
+            let Ok(size) = e.metadata().map(|m| m.len()) else { continue };
+            match crate::snapshot::read_info(&path) {
+                Ok(info) => out.push(SnapshotSummary { name: name.to_string(), ..SnapshotSummary::of(&info, size) }),
+                Err(err) => tracing::warn!(file = %path.display(), error = %err, "not listing an unreadable snapshot"),
+            }
+        }
+        if out.is_empty() {
+            self.get(collection)?;
+        }
+        out.sort_by(|a, b| (&a.created, &a.name).cmp(&(&b.created, &b.name)));
+        Ok(out)
+    }
+
+    /// Deletes `collection`'s snapshot `name`.
+    pub fn delete_snapshot(&self, collection: &str, name: &str) -> Result<()> {
+        let path = self.snapshot_path(collection, name)?;
+        std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        sync_dir(&self.snapshots_dir(collection));
+        Ok(())
+    }
+
+    /// Makes the snapshot archive `archive` the collection `name`: checked
+    /// and unpacked beside the collections (`.creating-<name>.restore`, which
+    /// a crash leaves for the next open to remove), then renamed into place
+    /// and opened. An existing `name` is refused unless `force`, then
+    /// replaced in one atomic exchange of the two folders.
+    pub fn restore(&self, name: &str, archive: impl std::io::Read, force: bool) -> Result<(Arc<Collection>, SnapshotInfo)> {
+        Self::check_name(name)?;
+        let exists = |map: &BTreeMap<String, Arc<Collection>>| map.contains_key(name);
+        if !force && exists(&self.collections.read()) {
+            return Err(Error::Conflict { name: name.to_string(), reason: "it exists; restore with force to replace it".into() });
+        }
+        let tmp = self.dir.join(format!(".creating-{name}.restore"));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let info = match crate::snapshot::unpack(archive, &tmp) {
+            Ok(info) => info,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
+        let mut map = self.collections.write();
+        let result = match map.get(name).cloned() {
+            None => self.check_not_dropping(name).and_then(|()| self.install(&mut map, name, &tmp)),
+            Some(_) if !force => Err(Error::Conflict { name: name.to_string(), reason: "it exists; restore with force to replace it".into() }),
+            Some(old) => self.replace(&mut map, name, &old, &tmp),
+        };
+        let _ = std::fs::remove_dir_all(&tmp);
+        result.map(|c| (c, info))
+    }
+
+    /// Puts the collection unpacked in `tmp` in the place of `old` (closed
+    /// first): the two folders are exchanged atomically (Linux
+    /// `RENAME_EXCHANGE`), so a crash leaves one or the other, whole; on
+    /// file systems without it, `old` is moved aside first. A new one that
+    /// does not open is exchanged back and `old` reopened.
+    fn replace(&self, map: &mut BTreeMap<String, Arc<Collection>>, name: &str, old: &Arc<Collection>, tmp: &Path) -> Result<Arc<Collection>> {
+        {
+            let _ws = old.write.lock();
+            old.dropped.store(true, Ordering::Release);
+        }
+        old.close();
+        map.remove(name);
+        let dir = self.dir.join(name);
+        let exchange = |a: &Path, b: &Path| {
+            rustix::fs::renameat_with(rustix::fs::CWD, a, rustix::fs::CWD, b, rustix::fs::RenameFlags::EXCHANGE)
+        };
+        if exchange(tmp, &dir).is_err() {
+            let gone = self.dir.join(format!(".dropping-{name}"));
+            let _ = std::fs::remove_dir_all(&gone);
+            std::fs::rename(&dir, &gone).map_err(|e| Error::io(&dir, e))?;
+            let _ = std::fs::remove_dir_all(&gone);
+            return self.install(map, name, tmp);
+        }
+        sync_dir(&self.dir);
+        match Collection::open(name, &dir, self.sync) {
+            Ok(c) => {
+                map.insert(name.to_string(), Arc::clone(&c));
+                Ok(c)
+            }
+            Err(e) => {
+                if exchange(tmp, &dir).is_ok() {
+                    sync_dir(&self.dir);
+                    if let Ok(c) = Collection::open(name, &dir, self.sync) {
+                        map.insert(name.to_string(), c);
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Asks every optimiser to stop (shutdown) without waiting for a build
     /// in progress: a segment not yet in a manifest is only files, removed
     /// by the next checkpoint; the log still holds its points.
@@ -284,6 +474,21 @@ fn same_file(a: &Path, b: &Path) -> bool {
         Ok(head)
     };
     matches!((ends(a), ends(b)), (Ok(x), Ok(y)) if x == y)
+}
+
+/// Removes what a killed snapshot left in `<data>/.snapshots/*/`: its
+/// staging folder and the archive's temporary (both dot files).
+fn remove_snapshot_leftovers(root: &Path) {
+    let Ok(collections) = std::fs::read_dir(root) else { return };
+    for c in collections.flatten() {
+        let Ok(files) = std::fs::read_dir(c.path()) else { continue };
+        for f in files.flatten() {
+            if f.file_name().to_string_lossy().starts_with('.') {
+                let path = f.path();
+                let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            }
+        }
+    }
 }
 
 fn sync_dir(dir: &Path) {
