@@ -32,7 +32,7 @@ pub use allow::{AllowSet, FilteredPath};
 pub use calibrate::{Calibration, Profile};
 pub use error::{Error, Result};
 pub use fsutil::{remove_stale_temporaries, write_atomic};
-pub use index::{Index, IndexInfo, PointOffset, scan_keep};
+pub use index::{FILTERED_LIST_FACTOR, Index, IndexInfo, PointOffset, exact_keep, scan_keep};
 pub use metric::Metric;
 pub use params::{Method, SearchParams};
 pub use plan::BuildPlan;
