@@ -21,52 +21,14 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import math
-import random
 import statistics
-import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-
-def start(binary: str, index: str, work: Path, name: str, extra: list[str]) -> tuple[subprocess.Popen[bytes], int, Path]:
-    log = work / f"{name}.log"
-    cmd = [binary, "serve", "--index", index, "--data-dir", str(work / name), "--host", "127.0.0.1",
-           "--port", "0", "--log-format", "json", "--monitor-sample-rate", "0", *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        for line in log.read_text(errors="replace").splitlines():
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if entry.get("fields", {}).get("message") == "listening":
-                port = int(entry["fields"]["address"].rsplit(":", 1)[1])
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                while time.time() < deadline:
-                    conn.request("GET", "/")
-                    response = conn.getresponse()
-                    response.read()
-                    if response.status == 200:
-                        conn.close()
-                        return proc, port, log
-                    time.sleep(0.2)
-        if proc.poll() is not None:
-            raise SystemExit(f"{name} server exited: {log.read_text()}")
-        time.sleep(0.1)
-    raise SystemExit(f"{name} server not ready in 120 s")
-
-
-def queries(n: int, dim: int, seed: int) -> list[bytes]:
-    rng = random.Random(seed)
-    bodies = []
-    for _ in range(n):
-        v = [rng.gauss(0.0, 1.0) for _ in range(dim)]
-        norm = math.sqrt(sum(x * x for x in v))
-        bodies.append(json.dumps({"query_vector": [x / norm for x in v], "k": 10}).encode())
-    return bodies
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from vwserver import queries, start  # noqa: E402
 
 
 def send(conn: http.client.HTTPConnection, body: bytes) -> tuple[float, str | None, bytes]:

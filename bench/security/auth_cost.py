@@ -20,55 +20,16 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import math
-import random
 import statistics
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-
-def start(binary: str, index: str, work: Path, name: str, extra: list[str]) -> tuple[subprocess.Popen[bytes], int, Path]:
-    log = work / f"{name}.log"
-    cmd = [binary, "serve", "--index", index, "--data-dir", str(work / name), "--host", "127.0.0.1",
-           "--port", "0", "--log-format", "json", "--monitor-sample-rate", "0", *extra]
-    # No answer cache: the rounds repeat their queries (bench/cache measures the cache).
-    env = dict(os.environ, VECTORWISE_CACHE_BYTES="0")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log.open("wb"), env=env)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        for line in log.read_text(errors="replace").splitlines():
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if entry.get("fields", {}).get("message") == "listening":
-                port = int(entry["fields"]["address"].rsplit(":", 1)[1])
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                while time.time() < deadline:
-                    conn.request("GET", "/")
-                    response = conn.getresponse()
-                    response.read()
-                    if response.status == 200:
-                        conn.close()
-                        return proc, port, log
-                    time.sleep(0.2)
-        if proc.poll() is not None:
-            raise SystemExit(f"{name} server exited: {log.read_text()}")
-        time.sleep(0.1)
-    raise SystemExit(f"{name} server not ready in 120 s")
-
-
-def queries(n: int, dim: int, seed: int) -> list[bytes]:
-    rng = random.Random(seed)
-    bodies = []
-    for _ in range(n):
-        v = [rng.gauss(0.0, 1.0) for _ in range(dim)]
-        norm = math.sqrt(sum(x * x for x in v))
-        bodies.append(json.dumps({"query_vector": [x / norm for x in v], "k": 10}).encode())
-    return bodies
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from vwserver import queries, start  # noqa: E402
 
 
 def run(port: int, bodies: list[bytes], headers: dict[str, str]) -> list[float]:
@@ -116,9 +77,11 @@ def main() -> None:
         lines.append(made[1])
     (work / "keys.jsonl").write_text("\n".join(lines) + "\n")
     limits = ["--rate-limit-search", "1000000", "--rate-limit-write", "1000000", "--rate-limit-batch", "1000000"]
+    # No answer cache: the rounds repeat their queries (bench/cache measures the cache).
+    no_cache = dict(os.environ, VECTORWISE_CACHE_BYTES="0")
     servers = {
-        "open": start(a.bin, a.index, work, "open", []),
-        "keyed": start(a.bin, a.index, work, "keyed", ["--api-keys-file", str(work / "keys.jsonl"), *limits]),
+        "open": start(a.bin, a.index, work, "open", [], env=no_cache),
+        "keyed": start(a.bin, a.index, work, "keyed", ["--api-keys-file", str(work / "keys.jsonl"), *limits], env=no_cache),
     }
     headers = {"content-type": "application/json"}
     auth = {**headers, "authorization": f"Bearer {key}"}
