@@ -10,7 +10,7 @@ recall reaches --target-recall or the mean latency --max-ms. Writes results.json
 recall_qps_<query set>.png to --out-dir.
 """
 
-import argparse, gc, importlib.metadata, json, math, os, platform, subprocess, sys, tempfile, time
+import argparse, gc, importlib.metadata, importlib.util, json, math, os, platform, shutil, subprocess, sys, tempfile, time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -56,11 +56,12 @@ def log(msg):
 
 # ---------------------------------------------------------------- datasets
 
-def vw(args, *cmd, capture=False):
+def vw(args, *cmd, capture=False, env=None):
     full = [args.vectorwise, *map(str, cmd)]
+    env = {**os.environ, **env} if env else None
     if capture:
-        return subprocess.run(full, check=True, capture_output=True, text=True).stdout
-    subprocess.run(full, check=True, stdout=subprocess.DEVNULL)
+        return subprocess.run(full, check=True, capture_output=True, text=True, env=env).stdout
+    subprocess.run(full, check=True, stdout=subprocess.DEVNULL, env=env)
 
 
 def prepare(args):
@@ -288,6 +289,7 @@ def run_vectorwise(args, sets, results, built):
             for set_name, qpath, tpath in sets:
                 nq = len(np.load(qpath, mmap_mode="r"))
                 reached = set()  # ivf: the nprobe values that reached the target
+                ran = []  # (setting, row) in sweep order
                 for s in sweep:
                     nprobe = int(s.split(",")[0].split("=")[1]) if family == "ivf" else None
                     if nprobe in reached:
@@ -308,6 +310,7 @@ def run_vectorwise(args, sets, results, built):
                                qps_single=r["qps_single_thread"], qps_batch=r["qps_batch"], batch_seconds=r["batch_seconds"],
                                batch_recall_mean=r["batch_recall_mean"])
                     cfg["rows"].append(row)
+                    ran.append((s, row))
                     log_row(label, row)
                     if family == "ivf" and row["latency_ms_mean"] < args.max_ms and not s.endswith(f"rerank={IVF_RERANKS[0]}"):
                         # A deeper rerank reached the target: more lists may still be cheaper there.
@@ -316,10 +319,28 @@ def run_vectorwise(args, sets, results, built):
                         continue
                     if done(args, row):
                         break
+                batch_one_thread(args, path, qpath, tpath, nq, ran, out)
             cfg.update(build_seconds=facts["build_seconds"], load_seconds=facts["load_seconds"],
                        rss_before_load=facts["rss_before_load_bytes"], rss_after_load=facts["rss_after_load_bytes"],
                        rss_after_runs=facts["rss_after_runs_bytes"], simd=facts["simd"])
             results.append(cfg)
+
+
+def batch_one_thread(args, path, qpath, tpath, nq, ran, out):
+    """The whole query set in one `search_batch` call on one thread, for every setting the sweep
+    ran: one more `vectorwise bench` process with all of them and RAYON_NUM_THREADS=1 (its
+    `qps_batch` is then a one-thread batch; it says so in `batch_threads`)."""
+    if not ran:
+        return
+    vw(args, "bench", "--index", path, "--queries-file", qpath, "--truth-file", tpath, "--k", args.k,
+       "--settings", ";".join(s for s, _ in ran), "--exact-queries", nq, "--out", out, env={"RAYON_NUM_THREADS": "1"})
+    rep = json.load(open(out))
+    if rep.get("batch_threads") != 1:
+        sys.exit(f"vectorwise bench ran its batch on {rep.get('batch_threads')} threads under RAYON_NUM_THREADS=1")
+    for (s, row), r in zip(ran, rep["results"]):
+        assert r["setting"] == row["setting"], (r["setting"], row["setting"])
+        row.update(qps_batch_1t=r["qps_batch"], batch_1t_seconds=r["batch_seconds"], batch_1t_recall_mean=r["batch_recall_mean"])
+        log(f"  {row['setting']} [{row['query_set']}]: {r['qps_batch']:.0f} QPS batch on 1 thread")
 
 
 def done(args, row):
@@ -333,20 +354,29 @@ def log_row(config, r):
 
 # ---------------------------------------------------------------- peers
 
-def measure(search_one, search_batch, set_threads, queries, truth, k):
-    """Single-thread one-query calls, then batch on every core (median of 3)."""
+def measure(search_one, search_batch, set_threads, queries, truth, k, prep=None):
+    """Single-thread one-query calls, the whole set in one call on one thread, then on every core
+    (median of 3 each). prep (untimed): a query row (1 x d) to what search_one takes, for engines
+    whose calls take their own request objects."""
     set_threads(1)
-    for q in queries[: min(10, len(queries))]:
-        search_one(q[None, :])  # warm-up
+    items = [prep(queries[i : i + 1]) for i in range(len(queries))] if prep else [queries[i : i + 1] for i in range(len(queries))]
+    for q in items[: min(10, len(items))]:
+        search_one(q)  # warm-up
     lat = np.empty(len(queries))
     found = np.empty((len(queries), k), dtype=np.int64)
     pc = time.perf_counter
     for i in range(len(queries)):
-        q = queries[i : i + 1]
+        q = items[i]
         t = pc()
         ids = search_one(q)
         lat[i] = pc() - t
-        found[i] = ids[0][:k]
+        found[i] = pad(ids[0], k)
+    secs1 = []
+    for _ in range(3):
+        t = pc()
+        ids = search_batch(queries)
+        secs1.append(pc() - t)
+    batch1_recall = float(recalls(np.array([pad(r, k) for r in ids]), truth, k).mean())
     set_threads(NCORES)
     secs = []
     for _ in range(3):
@@ -359,7 +389,8 @@ def measure(search_one, search_batch, set_threads, queries, truth, k):
                 latency_ms_mean=float(ms.mean()), latency_ms_p50=nearest_rank(ms, 0.5), latency_ms_p95=nearest_rank(ms, 0.95),
                 latency_ms_p99=nearest_rank(ms, 0.99), qps_single=float(len(ms) / (ms.sum() / 1e3)),
                 qps_batch=float(len(queries) / sorted(secs)[1]), batch_seconds=secs,
-                batch_recall_mean=float(recalls(np.asarray(ids)[:, :k], truth, k).mean()))
+                batch_recall_mean=float(recalls(np.array([pad(r, k) for r in ids]), truth, k).mean()),
+                qps_batch_1t=float(len(queries) / sorted(secs1)[1]), batch_1t_seconds=secs1, batch_1t_recall_mean=batch1_recall)
 
 
 def scaled_nlist(nominal, n):
@@ -367,13 +398,32 @@ def scaled_nlist(nominal, n):
     return int(min(nominal, max(16, 2 ** round(math.log2(nominal * n / 1e6)))))
 
 
-def peer_configs(args, n, dim):
-    """(label, kind, factory string or None, knob name, values, note). Faiss indexes are made with
-    the metric's Faiss metric (`faiss_metric`; cosine: inner product on normalised vectors),
-    hnswlib with the space of the same name; a configuration that cannot serve the metric is
-    listed as skipped (`faiss_supports`)."""
+# Every peer `--engines` can name; `usearch` is both of its scalar types.
+PEER_ENGINES = ("faiss-hnsw", "hnswlib", "faiss-pq64", "faiss-pq32", "faiss-ivfpq", "faiss-ivfflat", "faiss-flat",
+                "scann", "usearch", "usearch-f32", "usearch-i8", "qdrant-edge")
+DEFAULT_ENGINES = "faiss-hnsw,hnswlib,faiss-pq64,faiss-pq32,faiss-ivfpq,faiss-ivfflat,faiss-flat,scann,usearch,qdrant-edge"
+# Where each peer's Python module comes from (a peer whose module is missing is listed as skipped).
+PEER_MODULES = {"hnswlib": ("hnswlib", "requirements-hnswlib.txt"), "scann": ("scann", "requirements-peers.txt"),
+                "usearch": ("usearch", "requirements-peers.txt"), "qdrant": ("qdrant_edge", "requirements-peers.txt")}
+# ScaNN: leaves searched, and per leaves count the AH candidates re-ranked exactly (as multiples of
+# k; half steps, like RERANKS and K_FACTORS).
+SCANN_LEAVES = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048]
+SCANN_REORDER = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]
+
+
+def peer_configs(args, base):
+    """(label, kind, factory string or params dict or None, knob name, values, note). Faiss indexes
+    are made with the metric's Faiss metric (`faiss_metric`; cosine: inner product on normalised
+    vectors), hnswlib and USearch with the metric of the same name, ScaNN with squared_l2 or
+    dot_product (cosine: dot product on normalised vectors), Qdrant with Euclid, Dot or Cosine; a
+    configuration that cannot serve the metric is listed as skipped (`faiss_supports`,
+    `usearch_i8_skip`), as is one whose package is not installed."""
+    n, dim = base.shape
     out = []
     want = set(args.engines.split(","))
+    unknown = want - set(PEER_ENGINES)
+    if unknown:
+        sys.exit(f"--engines: unknown {', '.join(sorted(unknown))} (choose from {', '.join(PEER_ENGINES)})")
     if "faiss-hnsw" in want:
         out.append(("Faiss HNSWFlat M32 efC200", "faiss", "HNSW32,Flat", "efSearch", HNSW_EFS, ""))
     if "hnswlib" in want:
@@ -400,11 +450,60 @@ def peer_configs(args, n, dim):
         out.append((f"Faiss IVF{nl},Flat", "faiss", f"IVF{nl},Flat", "nprobe", [p for p in [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024] if p <= nl], note))
     if "faiss-flat" in want:
         out.append((f"Faiss IndexFlat{'L2' if args.metric == 'l2' else 'IP'} (exact)", "faiss", "Flat", None, [None], ""))
+    if "scann" in want:
+        # ScaNN's README recipe: a k-means tree (leaves ~ 2 sqrt(n) here), asymmetric hashing
+        # with 2 dimensions per 4-bit block, anisotropic loss (threshold 0.2) for dot product,
+        # then an exact re-rank; swept over leaves_to_search x reorder (scann_sweep).
+        leaves = max(1, round(2 * math.sqrt(n)))
+        aniso = args.metric != "l2"
+        outer = [v for v in SCANN_LEAVES if v < leaves] + [leaves]
+        out.append((f"ScaNN tree {leaves} leaves, AH dims_per_block 2{', anisotropic 0.2' if aniso else ''} + reorder", "scann",
+                    dict(leaves=leaves, anisotropic=aniso), "leaves_to_search,reorder", (outer, [max(args.k, f * args.k) for f in SCANN_REORDER]),
+                    f"distance {SCANN_DISTANCE[args.metric]}{' on normalised vectors' if args.metric == 'cosine' else ''}; "
+                    f"tree trained on {min(n, 250000)} points; reorder = AH candidates re-ranked exactly (pre_reorder_num_neighbors)"))
+    for dtype in ("f32", "i8"):
+        if "usearch" in want or f"usearch-{dtype}" in want:
+            why = usearch_i8_skip(base, args.metric) if dtype == "i8" else None
+            for conn in (16, 32):
+                label = f"USearch {dtype} M{conn} efC200"
+                if why:
+                    out.append((label, "skip", None, None, [], why))
+                else:
+                    out.append((label, "usearch", dict(dtype=dtype, connectivity=conn), "expansion_search", HNSW_EFS,
+                                f"metric {USEARCH_METRIC[args.metric]}, connectivity {conn}, expansion_add 200"))
+    if "qdrant-edge" in want:
+        out.append(("Qdrant edge HNSW m32 efC200", "qdrant", dict(), "hnsw_ef", HNSW_EFS,
+                    f"qdrant-edge-py EdgeShard, Distance.{QDRANT_DISTANCE[args.metric]}, f32 vectors, no quantisation, one segment "
+                    "(default_segment_number 1, indexing_threshold 1 KB so the graph is always built), no WAL; build = upserts of 1000 points + optimize()"))
     checked = []
     for c in out:
         why = faiss_supports(c[2], dim, args.metric) if c[1] == "faiss" else None
+        if c[1] in PEER_MODULES and not why:
+            mod, req = PEER_MODULES[c[1]]
+            if importlib.util.find_spec(mod) is None:
+                why = f"Python module {mod} not installed (bench/compare/{req}; run.sh installs it for every dataset but smoke)"
         checked.append((c[0], "skip", None, None, [], why) if why else c)
     return checked
+
+
+SCANN_DISTANCE = {"l2": "squared_l2", "ip": "dot_product", "cosine": "dot_product"}
+USEARCH_METRIC = {"l2": "l2sq", "ip": "ip", "cosine": "cos"}
+QDRANT_DISTANCE = {"l2": "Euclid", "ip": "Dot", "cosine": "Cosine"}
+
+
+def usearch_i8_skip(base, metric):
+    """None when USearch's i8 vectors serve the metric, else why not. USearch casts a vector to i8
+    by scaling it to unit length and then by 127 under every metric (USearch 2.26.6: [0.5, -2,
+    0.01, 3] is stored as [17, -69, 0, 104] under l2sq, ip and cos alike), so the lengths are
+    lost: right for cosine, and for l2 / ip only when every row already has unit length."""
+    if metric == "cosine":
+        return None
+    norms = np.linalg.norm(base, axis=1)
+    lo, hi = float(norms.min()), float(norms.max())
+    if abs(lo - 1) < 1e-3 and abs(hi - 1) < 1e-3:
+        return None
+    return (f"USearch i8 scales every vector to unit length before the cast to 8 bits, so it ranks by direction only; "
+            f"{metric} on this base (row norms {lo:.3g}-{hi:.3g}) needs the lengths")
 
 
 def faiss_supports(factory, dim, metric):
@@ -423,8 +522,11 @@ def faiss_supports(factory, dim, metric):
 HNSWLIB_SPACE = {"l2": "l2", "ip": "ip", "cosine": "cosine"}
 
 
-def build_peer(kind, factory, base, dim, metric):
-    """base: what this kind of engine gets (for_faiss(...) for Faiss, the raw rows for hnswlib)."""
+def build_peer(args, kind, factory, base, dim, path):
+    """base: what this kind of engine gets (for_faiss(...) for Faiss and ScaNN, the raw rows for
+    the others). Qdrant's shard is made at `path` (a folder); the others are written there by
+    save_peer."""
+    metric = args.metric
     if kind == "faiss":
         import faiss
         faiss.omp_set_num_threads(NCORES)
@@ -436,12 +538,159 @@ def build_peer(kind, factory, base, dim, metric):
             index.train(base)
         index.add(base)
         return index, time.time() - t
+    if kind == "scann":
+        import scann
+        leaves = factory["leaves"]
+        t = time.time()
+        b = scann.scann_ops_pybind.builder(base, args.k, SCANN_DISTANCE[metric]).tree(
+            num_leaves=leaves, num_leaves_to_search=max(1, leaves // 20), training_sample_size=min(len(base), 250000))
+        b = b.score_ah(2, anisotropic_quantization_threshold=0.2) if factory["anisotropic"] else b.score_ah(2)
+        b = b.reorder(10 * args.k)
+        b.set_n_training_threads(NCORES)
+        index = b.build()
+        return index, time.time() - t
+    if kind == "usearch":
+        from usearch.index import Index
+        index = Index(ndim=dim, metric=USEARCH_METRIC[metric], dtype=factory["dtype"], connectivity=factory["connectivity"],
+                      expansion_add=200, expansion_search=64)
+        t = time.time()
+        index.add(np.arange(len(base), dtype=np.uint64), base, threads=NCORES)
+        return index, time.time() - t
+    if kind == "qdrant":
+        import qdrant_edge as qe
+        cfg = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=getattr(qe.Distance, QDRANT_DISTANCE[metric])),
+                            hnsw_config=qe.HnswIndexConfig(m=32, ef_construct=200, full_scan_threshold=10000, max_indexing_threads=NCORES),
+                            optimizers=qe.EdgeOptimizersConfig(default_segment_number=1, indexing_threshold=1), wal_enabled=False)
+        t = time.time()
+        shard = qe.EdgeShard.create(path, cfg)
+        for lo in range(0, len(base), 1000):
+            rows = base[lo : lo + 1000].tolist()
+            shard.update(qe.UpdateOperation.upsert_points([qe.Point(lo + i, v) for i, v in enumerate(rows)]))
+        shard.optimize()
+        shard.flush()
+        secs = time.time() - t
+        info = shard.info()
+        if info.indexed_vectors_count != len(base):
+            sys.exit(f"Qdrant edge indexed {info.indexed_vectors_count} of {len(base)} vectors")
+        shard.close()
+        return None, secs
     import hnswlib
     index = hnswlib.Index(space=HNSWLIB_SPACE[metric], dim=dim)
     index.init_index(max_elements=len(base), ef_construction=200, M=32, random_seed=42)
     t = time.time()
     index.add_items(base, num_threads=NCORES)
     return index, time.time() - t
+
+
+def save_peer(kind, index, path):
+    """Writes the index at `path` (ScaNN: a folder of assets; Qdrant's shard is already there)
+    and returns its size in bytes, and for a folder the bytes its files take on disk (Qdrant
+    sizes some files ahead of their contents)."""
+    if kind == "faiss":
+        import faiss
+        faiss.write_index(index, path)
+    elif kind == "scann":
+        os.makedirs(path)
+        index.serialize(path)
+    elif kind == "usearch":
+        index.save(path)
+    elif kind == "hnswlib":
+        index.save_index(path)
+    if os.path.isdir(path):
+        files = [os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs]
+        return sum(os.path.getsize(f) for f in files), sum(os.stat(f).st_blocks * 512 for f in files)
+    return os.path.getsize(path), None
+
+
+def pad(ids, k):
+    """An answer as a row of k ids (a short one padded with -1: ScaNN on few leaves, say)."""
+    ids = list(ids)[:k]
+    return ids + [-1] * (k - len(ids))
+
+
+def peer_search(args, kind, factory, index, path, knob, dim):
+    """(set_knob, set_threads, search_one, search_batch, prep, close) for one built peer.
+    search_one gets one query row (1 x d, or what prep made of it) and answers [ids];
+    search_batch gets every query and answers one row of ids per query; set_threads(1) makes
+    both run on one thread, set_threads(NCORES) lets the batch use every core."""
+    k = args.k
+    state = dict(threads=1, knob=None)
+    prep = close = None
+    if kind == "faiss":
+        import faiss
+
+        inner = faiss.downcast_index(index)
+        ivf = faiss.extract_index_ivf(index) if "IVF" in (factory or "") else None
+
+        def set_knob(v):
+            if knob == "efSearch":
+                inner.hnsw.efSearch = v
+            elif knob == "k_factor":
+                inner.k_factor = v
+            elif knob == "nprobe":
+                ivf.nprobe = v
+
+        search_one = search_batch = lambda q: index.search(q, k)[1]
+        return set_knob, faiss.omp_set_num_threads, search_one, search_batch, prep, close
+    if kind == "hnswlib":
+        def set_knob(v):
+            index.set_ef(max(v, k))
+
+        search_one = search_batch = lambda q: index.knn_query(q, k=k)[0]
+        return set_knob, index.set_num_threads, search_one, search_batch, prep, close
+    if kind == "scann":
+        # One query: `search` (the calling thread). The set: `search_batched` on one thread, or
+        # `search_batched_parallel` over the searcher's threads in chunks of a quarter of the
+        # set per thread (the default 256-query chunks would leave a core idle on 300 queries).
+        def set_threads(t):
+            state["threads"] = t
+            index.set_num_threads(t)
+
+        def search_one(q):
+            L, R = state["knob"]
+            return [index.search(q[0], k, R, L)[0]]
+
+        def search_batch(qs):
+            L, R = state["knob"]
+            if state["threads"] == 1:
+                return index.search_batched(qs, k, R, L)[0]
+            return index.search_batched_parallel(qs, k, R, L, batch_size=max(1, min(256, math.ceil(len(qs) / (4 * state["threads"])))))[0]
+
+        return lambda v: state.update(knob=v), set_threads, search_one, search_batch, prep, close
+    if kind == "usearch":
+        def set_knob(v):
+            index.expansion_search = v
+
+        search_one = lambda q: [index.search(q[0], k, threads=1).keys]
+        search_batch = lambda qs: index.search(qs, k, threads=state["threads"]).keys
+        return set_knob, lambda t: state.update(threads=t), search_one, search_batch, prep, close
+    # Qdrant edge: the shard opened with a search pool of 1 thread, or of every core for the
+    # batch (`query_batch`); a query is a list of floats (made before the clock, as
+    # bench/filter does).
+    import qdrant_edge as qe
+
+    def set_threads(t):
+        if state.get("shard") is not None and state["threads"] == t:
+            return
+        if state.get("shard") is not None:
+            state["shard"].close()
+        params = qe.EdgeVectorParams(size=dim, distance=getattr(qe.Distance, QDRANT_DISTANCE[args.metric]))
+        state["shard"] = qe.EdgeShard.load(path, qe.EdgeConfig(vectors=params, max_search_threads=t))
+        state["threads"] = t
+
+    def request(v):
+        return qe.QueryRequest(limit=k, query=qe.Query.Nearest(v), params=qe.SearchParams(hnsw_ef=state["knob"]),
+                               with_payload=False, with_vector=False)
+
+    search_one = lambda v: [[p.id for p in state["shard"].query(request(v))]]
+    search_batch = lambda qs: [[p.id for p in r] for r in state["shard"].query_batch(qe.QueryBatchRequest([request(v) for v in qs.tolist()]))]
+    prep = lambda q: q[0].tolist()
+
+    def close():
+        if state.get("shard") is not None:
+            state["shard"].close()
+
+    return lambda v: state.update(knob=v), set_threads, search_one, search_batch, prep, close
 
 
 def run_peer(args, ds, sets, cfg_tuple, base, query_data, results):
@@ -454,87 +703,116 @@ def run_peer(args, ds, sets, cfg_tuple, base, query_data, results):
         return
     log(f"{label}: build on {NCORES} threads")
     la = os.getloadavg()[0]
-    index, build_s = build_peer(kind, factory, base if kind != "faiss" else for_faiss(base, args.metric), dim, args.metric)
     path = os.path.join(args.work_dir, "peer.index")
-    if kind == "faiss":
-        import faiss
-        faiss.write_index(index, path)
-    else:
-        index.save_index(path)
-    size = os.path.getsize(path)
-    probe = json.loads(subprocess.run([sys.executable, __file__, "--load-probe", kind, path, str(dim), HNSWLIB_SPACE[args.metric]], check=True,
+    normalised = kind in ("faiss", "scann")  # the engines that get normalised vectors under cosine
+    index, build_s = build_peer(args, kind, factory, for_faiss(base, args.metric) if normalised else base, dim, path)
+    size, allocated = save_peer(kind, index, path)
+    if allocated is not None and abs(allocated - size) > 0.05 * size:
+        note = f"{note}; files {mb(size)} MiB, {mb(allocated)} MiB of them on disk" if note else f"files {mb(size)} MiB, {mb(allocated)} MiB of them on disk"
+    probe = json.loads(subprocess.run([sys.executable, __file__, "--load-probe", kind, path, str(dim), args.metric], check=True,
                                       capture_output=True, text=True).stdout)
-    os.remove(path)
     cfg = dict(engine=label.split()[0], config=label, family=family_of(factory, kind), build_seconds=build_s,
                size_bytes=size, load_seconds=probe["load_seconds"], rss_before_load=probe["rss_before"],
                rss_after_load=probe["rss_after"], loadavg_at_build=la, note=note, rows=[])
-    if kind == "faiss":
+    if kind == "faiss" and extra_kf is not None:
         import faiss
-
-        inner = faiss.downcast_index(index)
-        set_threads = faiss.omp_set_num_threads
-        if extra_kf is not None:
-            inner.k_factor = extra_kf
-        ivf = faiss.extract_index_ivf(index) if "IVF" in (factory or "") else None
-
-        def set_knob(v):
-            if knob == "efSearch":
-                inner.hnsw.efSearch = v
-            elif knob == "k_factor":
-                inner.k_factor = v
-            elif knob == "nprobe":
-                ivf.nprobe = v
-
-        search_one = search_batch = lambda q: index.search(q, args.k)[1]
-    else:
-        set_threads = index.set_num_threads
-
-        def set_knob(v):
-            index.set_ef(max(v, args.k))
-
-        search_one = search_batch = lambda q: index.knn_query(q, k=args.k)[0]
+        faiss.downcast_index(index).k_factor = extra_kf
+    set_knob, set_threads, search_one, search_batch, prep, close = peer_search(args, kind, factory, index, path, knob, dim)
     for set_name, qpath, tpath in sets:
         queries, truth = query_data[set_name]
-        if kind == "faiss":
+        if normalised:
             queries = for_faiss(queries, args.metric)
-        for v in values:
+
+        def at(v):
             if v is not None:
                 set_knob(v)
-            r = measure(search_one, search_batch, set_threads, queries, truth, args.k)
-            row = dict(query_set=set_name, setting=f"{knob}={v}" if knob else "exact", family=cfg["family"], **r)
+            r = measure(search_one, search_batch, set_threads, queries, truth, args.k, prep)
+            setting = "exact" if not knob else ",".join(f"{a}={b}" for a, b in zip(knob.split(","), v if isinstance(v, tuple) else (v,)))
+            row = dict(query_set=set_name, setting=setting, family=cfg["family"], **r)
             cfg["rows"].append(row)
             log_row(label, row)
-            if done(args, row):
+            return row
+
+        if kind == "scann":
+            grid_sweep(args, at, *values)
+            continue
+        for v in values:
+            if done(args, at(v)):
                 break
+    if close:
+        close()
     cfg["rss_after_runs_harness"] = rss_bytes()
     results.append(cfg)
     del index
     gc.collect()
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    else:
+        os.remove(path)
+
+
+def grid_sweep(args, at, outer, inner):
+    """Two knobs, the second a re-rank depth (ScaNN: leaves_to_search x reorder). Per outer value,
+    deeper re-ranks until recall reaches the target, stops gaining (< 0.002 a step: the leaves
+    bound it), or a setting is no faster than the fastest one that already reached the target
+    (deeper costs more); the sweep ends when the shallowest re-rank of an outer value reaches the
+    target or is no faster than that fastest one (more leaves cost more), or at --max-ms."""
+    best = math.inf  # mean ms of the fastest setting that reached the target
+    for o in outer:
+        prev = None
+        for j, i in enumerate(inner):
+            row = at((o, i))
+            ms = row["latency_ms_mean"]
+            if row["recall_mean"] >= args.target_recall:
+                best = min(best, ms)
+            stop = row["recall_mean"] >= args.target_recall or ms >= args.max_ms or ms >= best
+            if j == 0 and stop:
+                return
+            if stop or (prev is not None and row["recall_mean"] - prev < 0.002):
+                break
+            prev = row["recall_mean"]
 
 
 def family_of(factory, kind):
-    if kind == "hnswlib" or (factory or "").startswith("HNSW"):
+    if kind in ("hnswlib", "usearch", "qdrant") or (isinstance(factory, str) and factory.startswith("HNSW")):
         return "hnsw"
+    if kind == "scann":
+        return "ivf"
     if factory == "Flat":
         return "exact"
     return "ivf" if "IVF" in factory else "scan"
 
 
-def load_probe(kind, path, dim, space="l2"):
-    """Runs in a fresh process: load time and RSS before/after loading one index file."""
+def load_probe(kind, path, dim, metric="l2"):
+    """Runs in a fresh process: load time and RSS before/after loading one index file (ScaNN,
+    Qdrant: folder)."""
     if kind == "faiss":
         import faiss
-    else:
+    elif kind == "hnswlib":
         import hnswlib
+    elif kind == "scann":
+        import scann
+    elif kind == "usearch":
+        from usearch.index import Index
+    elif kind == "qdrant":
+        import qdrant_edge as qe
     before = rss_bytes()
     t = time.time()
     if kind == "faiss":
         index = faiss.read_index(path)
-    else:
-        index = hnswlib.Index(space=space, dim=dim)
+    elif kind == "hnswlib":
+        index = hnswlib.Index(space=HNSWLIB_SPACE[metric], dim=dim)
         index.load_index(path)
+    elif kind == "scann":
+        index = scann.scann_ops_pybind.load_searcher(path)
+    elif kind == "usearch":
+        index = Index.restore(path)
+    else:
+        index = qe.EdgeShard.load(path)
     secs = time.time() - t
     print(json.dumps(dict(load_seconds=secs, rss_before=before, rss_after=rss_bytes())))
+    if kind == "qdrant":
+        index.close()
 
 
 # ---------------------------------------------------------------- ground truth
@@ -590,7 +868,7 @@ def faiss_metric(metric):
 
 
 def for_faiss(x, metric):
-    """What Faiss gets: cosine normalises base and queries (Faiss has no cosine metric)."""
+    """What Faiss (and ScaNN) get: cosine normalises base and queries (neither has a cosine metric)."""
     if metric != "cosine":
         return x
     return np.ascontiguousarray(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=np.float32)
@@ -641,7 +919,7 @@ def ground_truth(args, ds):
 # ---------------------------------------------------------------- report
 
 def best_at(rows, thr, key):
-    ok = [r for r in rows if r["recall_mean"] >= thr]
+    ok = [r for r in rows if r["recall_mean"] >= thr and r.get(key) is not None]
     return max(ok, key=lambda r: r[key]) if ok else None
 
 
@@ -677,50 +955,78 @@ def report(args, ds, results, meta):
     L += ["", "## Against the issue's targets", "",
           "Best VectorWise configuration against the best peer configuration at each recall target (mean recall@10); ratio > 1: VectorWise faster. "
           "QPS 1 thread is queries / total time (the mean), which on a busy machine is dominated by a few preempted queries; "
-          "1/p50 (the median query) is the steadier comparison there.", "",
-          "| query set | target | VectorWise QPS 1 thread (config, setting) | best peer QPS 1 thread (config, setting) | ratio | ratio of 1/p50 (best of each by p50) | VectorWise batch QPS | best peer batch QPS | ratio |",
-          "|---|---|---|---|---|---|---|---|---|"]
+          "1/p50 (the median query) is the steadier comparison there. Batch: the whole query set in one call, on one thread and on every core.", "",
+          "| query set | target | VectorWise QPS 1 thread (config, setting) | best peer QPS 1 thread (config, setting) | ratio | ratio of 1/p50 (best of each by p50) | "
+          "VectorWise batch QPS 1 thread | best peer batch QPS 1 thread | ratio | VectorWise batch QPS | best peer batch QPS | ratio |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    ours = lambda c: c["engine"] == "VectorWise"
+    cell = lambda c, r, key: f"{r[key]:.0f} ({c['config']}, {r['setting']})" if r else "not reached"
+    ratio = lambda a, b, key: f"{a[key] / b[key]:.2f}" if a and b else "-"
+
+    def best(s, thr, engines, key):
+        cands = [(c, best_at([r for r in c["rows"] if r["query_set"] == s], thr, key)) for c in results if engines(c)]
+        cands = [(c, r) for c, r in cands if r]
+        return max(cands, key=lambda x: x[1][key]) if cands else (None, None)
+
     for s in sets:
         for thr in (0.95, 0.99):
-            def best(engines, key):
-                cands = [(c, best_at([r for r in c["rows"] if r["query_set"] == s], thr, key)) for c in results if engines(c)]
-                cands = [(c, r) for c, r in cands if r]
-                return max(cands, key=lambda x: x[1][key]) if cands else (None, None)
-            ours = lambda c: c["engine"] == "VectorWise"
             peers = lambda c: c["engine"] != "VectorWise"
-            (vc, v), (pc, p) = best(ours, "qps_single"), best(peers, "qps_single")
-            (vbc, vb), (pbc, pb) = best(ours, "qps_batch"), best(peers, "qps_batch")
-            (_, v50), (_, p50) = best(ours, "qps_p50"), best(peers, "qps_p50")
-            cell = lambda c, r, key: f"{r[key]:.0f} ({c['config']}, {r['setting']})" if r else "not reached"
-            ratio = lambda a, b, key: f"{a[key] / b[key]:.2f}" if a and b else "-"
+            (vc, v), (pc, p) = best(s, thr, ours, "qps_single"), best(s, thr, peers, "qps_single")
+            (vbc, vb), (pbc, pb) = best(s, thr, ours, "qps_batch"), best(s, thr, peers, "qps_batch")
+            (v1c, v1), (p1c, p1) = best(s, thr, ours, "qps_batch_1t"), best(s, thr, peers, "qps_batch_1t")
+            (_, v50), (_, p50) = best(s, thr, ours, "qps_p50"), best(s, thr, peers, "qps_p50")
             L.append(f"| `{s}` | ≥ {thr} | {cell(vc, v, 'qps_single')} | {cell(pc, p, 'qps_single')} | {ratio(v, p, 'qps_single')} | {ratio(v50, p50, 'qps_p50')} | "
+                     f"{cell(v1c, v1, 'qps_batch_1t')} | {cell(p1c, p1, 'qps_batch_1t')} | {ratio(v1, p1, 'qps_batch_1t')} | "
                      f"{cell(vbc, vb, 'qps_batch')} | {cell(pbc, pb, 'qps_batch')} | {ratio(vb, pb, 'qps_batch')} |")
+    L += ["", "## Against each peer engine", "",
+          "Per peer engine, its fastest configuration and setting at each recall target against VectorWise's fastest, in each of the three ways of "
+          "calling (each column picks its own best); ratio > 1: VectorWise faster.", "",
+          "| query set | target | peer | QPS 1 thread, one query a call: VectorWise / peer = ratio | batch 1 thread: VectorWise / peer = ratio | "
+          f"batch {NCORES} threads: VectorWise / peer = ratio | peer's settings (1 thread; batch 1 thread; batch) |",
+          "|---|---|---|---|---|---|---|"]
+    engines = list(dict.fromkeys(c["engine"] for c in results if c["engine"] != "VectorWise" and c["family"] != "skipped"))
+    for s in sets:
+        for thr in (0.95, 0.99):
+            for e in engines:
+                cols, where = [], []
+                for key in ("qps_single", "qps_batch_1t", "qps_batch"):
+                    (_, v), (pc, p) = best(s, thr, ours, key), best(s, thr, lambda c: c["engine"] == e, key)
+                    cols.append(f"{v[key]:.0f} / {p[key]:.0f} = **{v[key] / p[key]:.2f}**" if v and p else
+                                f"{v[key]:.0f} / not reached" if v else "-")
+                    where.append((pc["config"], p["setting"]) if p else ("-", "-"))
+                if len({w[0] for w in where}) == 1:
+                    where = f"{where[0][0]}: {'; '.join(w[1] for w in where)}"
+                else:
+                    where = "; ".join(f"{c} {st}" for c, st in where)
+                L.append(f"| `{s}` | ≥ {thr} | {e} | {' | '.join(cols)} | {where} |")
     for s in sets:
         L += ["", f"## Query set `{s}`: fastest setting at a recall target", "",
-              "| target | configuration | setting | recall@10 mean / p5 | QPS 1 thread | 1/p50 | ms mean / p50 / p95 / p99 | best batch QPS (setting, recall) |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| target | configuration | setting | recall@10 mean / p5 | QPS 1 thread | 1/p50 | ms mean / p50 / p95 / p99 | best batch QPS 1 thread (setting, recall) | best batch QPS (setting, recall) |",
+              "|---|---|---|---|---|---|---|---|---|"]
         for thr in (0.95, 0.99):
             line = []
             for c in results:
                 rows = [r for r in c["rows"] if r["query_set"] == s]
-                b, bb = best_at(rows, thr, "qps_single"), best_at(rows, thr, "qps_batch")
+                b, bb, b1 = best_at(rows, thr, "qps_single"), best_at(rows, thr, "qps_batch"), best_at(rows, thr, "qps_batch_1t")
+                one = f"{b1['qps_batch_1t']:.0f} ({b1['setting']}, {b1.get('batch_1t_recall_mean', b1['recall_mean']):.4f})" if b1 else "-"
                 if b:
                     line.append((b["qps_single"], f"| ≥ {thr} | {c['config']} | {b['setting']} | {b['recall_mean']:.4f} / {b['recall_p5']:.2f} | "
                                  f"{b['qps_single']:.0f} | {b['qps_p50']:.0f} | {b['latency_ms_mean']:.3f} / {b['latency_ms_p50']:.3f} / {b['latency_ms_p95']:.3f} / {b['latency_ms_p99']:.3f} | "
-                                 f"{bb['qps_batch']:.0f} ({bb['setting']}, {bb['recall_mean']:.4f}) |"))
+                                 f"{one} | {bb['qps_batch']:.0f} ({bb['setting']}, {bb['recall_mean']:.4f}) |"))
                 elif rows:
                     top = max(rows, key=lambda r: r["recall_mean"])
-                    line.append((-1, f"| ≥ {thr} | {c['config']} | not reached | best {top['recall_mean']:.4f} at {top['setting']} | - | - | - | - |"))
+                    line.append((-1, f"| ≥ {thr} | {c['config']} | not reached | best {top['recall_mean']:.4f} at {top['setting']} | - | - | - | - | - |"))
             L += [x[1] for x in sorted(line, key=lambda x: -x[0])]
         L += ["", f"## Query set `{s}`: every setting", "",
-              "| configuration | setting | recall@10 mean | p5 | min | QPS 1 thread | ms mean | p50 | p95 | p99 | batch QPS |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| configuration | setting | recall@10 mean | p5 | min | QPS 1 thread | ms mean | p50 | p95 | p99 | batch QPS 1 thread | batch QPS |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for c in results:
             for r in c["rows"]:
                 if r["query_set"] == s:
                     L.append(f"| {c['config']} | {r['setting']} | {r['recall_mean']:.4f} | {r['recall_p5']:.2f} | {r['recall_min']:.2f} | "
                              f"{r['qps_single']:.0f} | {r['latency_ms_mean']:.3f} | {r['latency_ms_p50']:.3f} | {r['latency_ms_p95']:.3f} | "
-                             f"{r['latency_ms_p99']:.3f} | {r['qps_batch']:.0f} |")
+                             f"{r['latency_ms_p99']:.3f} | {r['qps_batch_1t']:.0f} | {r['qps_batch']:.0f} |" if r.get("qps_batch_1t") is not None else
+                             f"{r['latency_ms_p99']:.3f} | - | {r['qps_batch']:.0f} |")
         L += ["", f"![recall-QPS, {s}](recall_qps_{s}.png)"]
     return "\n".join(L) + "\n"
 
@@ -731,11 +1037,12 @@ def plot(args, results, set_name, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(14, 6))
+    fig, axes = plt.subplots(1, 3, figsize=(21, 6))
     markers = "osD^v<>ph*X"
-    for ax, key, title in ((axes[0], "qps_single", "single thread, one query per call"), (axes[1], "qps_batch", f"batch, all queries in one call, {NCORES} threads")):
+    for ax, key, title in ((axes[0], "qps_single", "single thread, one query per call"), (axes[1], "qps_batch_1t", "batch, all queries in one call, 1 thread"),
+                           (axes[2], "qps_batch", f"batch, all queries in one call, {NCORES} threads")):
         for i, c in enumerate(results):
-            rows = sorted((r for r in c["rows"] if r["query_set"] == set_name), key=lambda r: r["recall_mean"])
+            rows = sorted((r for r in c["rows"] if r["query_set"] == set_name and r.get(key) is not None), key=lambda r: r["recall_mean"])
             if not rows:
                 continue
             ax.plot([r["recall_mean"] for r in rows], [r[key] for r in rows], marker=markers[i % len(markers)],
@@ -780,7 +1087,8 @@ def main():
     ap.add_argument("--vw-methods", default="hnsw,scan,ivf",
                     help="VectorWise index files to build and sweep: hnsw, scan (exhaustive, also serves exact), scan2 (exhaustive, --scan-dsub 2), scan3 (exhaustive, --scan-dsub 3), ivf (partitioned scan)")
     ap.add_argument("--ivf-lists", type=int, help="lists of the partitioned (ivf) file; default about sqrt(n)")
-    ap.add_argument("--engines", help="peers to run (VectorWise always runs)", default="faiss-hnsw,hnswlib,faiss-pq64,faiss-pq32,faiss-ivfpq,faiss-ivfflat,faiss-flat")
+    ap.add_argument("--engines", help=f"peers to run, from {', '.join(PEER_ENGINES)} (VectorWise always runs; usearch: usearch-f32 and usearch-i8)",
+                    default=DEFAULT_ENGINES)
     ap.add_argument("--report-only", action="store_true", help="re-render results.md and the plots from results.json")
     args = ap.parse_args()
     args.data_dir = args.data_dir or os.path.join(ROOT, "bench", "data", args.dataset)
@@ -814,7 +1122,7 @@ def main():
     query_data = {name: (as_f32(q), as_ids(tp)) for name, q, tp in sets}
     meta_q = ", ".join(f"`{name}`: {len(v[0])} queries" for name, v in query_data.items())
     run_vectorwise(args, sets, results, built)
-    for cfg in peer_configs(args, n, dim):
+    for cfg in peer_configs(args, base):
         run_peer(args, ds, sets, cfg, base, query_data, results)
     meta = dict(dataset=args.dataset, metric=args.metric, n=n, dim=dim, k=args.k, queries=meta_q, cpu=cpu_model(), cores=NCORES,
                 loadavg_start=la0, loadavg_end=os.getloadavg(), seconds=time.time() - start,
@@ -870,6 +1178,11 @@ def versions(args):
         hv = f", hnswlib {getattr(hnswlib, '__version__', None) or importlib.metadata.version('hnswlib')}"
     except ImportError:
         hv = ""
+    for dist in ("scann", "usearch", "qdrant-edge-py"):
+        try:
+            hv += f", {dist} {importlib.metadata.version(dist)}"
+        except importlib.metadata.PackageNotFoundError:
+            pass
     v = subprocess.run([args.vectorwise, "--version"], capture_output=True, text=True).stdout.strip()
     rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no", "--", "crates", "Cargo.toml", "Cargo.lock"],

@@ -25,7 +25,10 @@ venv() { # $1: stamp name, rest: pip arguments
     fi
 }
 venv peers -r "$here/requirements.txt"
-[ "$ds" = smoke ] || venv hnswlib -r "$here/requirements-hnswlib.txt"
+if [ "$ds" != smoke ]; then
+    venv hnswlib -r "$here/requirements-hnswlib.txt"
+    venv more-peers -r "$here/requirements-peers.txt"
+fi
 
 if [ -n "${VECTORWISE_BIN:-}" ]; then
     bin=$VECTORWISE_BIN
