@@ -513,7 +513,7 @@ pub fn open_with(path: &Path, read_calibration: bool) -> Result<MappedFile> {
         let parsed: Calibration = serde_json::from_slice(raw)
             .map_err(|e| Error::corrupt(path, format!("calibration table is not valid: {e}; {RECALIBRATE}")))?;
         let (g, s) = (mapped.header.graph.is_some(), mapped.header.scan.is_some());
-        parsed.check(g, s).map_err(|reason| Error::corrupt(path, format!("{reason}; {RECALIBRATE}")))?;
+        parsed.check(g, s, mapped.header.dim as usize).map_err(|reason| Error::corrupt(path, format!("{reason}; {RECALIBRATE}")))?;
         mapped.calibration = Some(parsed);
     }
     if mapped.header.graph.is_some() {

@@ -15,6 +15,7 @@ use crate::error::Error;
 use crate::hnsw::{self, GraphView};
 use crate::index::{PointOffset, scan_depths};
 use crate::params::{Method, SearchParams};
+use crate::calibrate::Calibration;
 use crate::scan::ScanView;
 use crate::topk::Scored;
 use crate::visited::VisitedPool;
@@ -110,18 +111,27 @@ impl SearchMethod for Graph<'_> {
 pub(crate) struct Scan<'a> {
     pub scan: ScanView<'a>,
     pub rows: Rows<'a>,
+    /// The index's table: a partitioned scan widens an answer with less
+    /// contrast than its queries had ([`Calibration::is_hard`]).
+    pub calibration: Option<&'a Calibration>,
+}
+
+impl Scan<'_> {
+    fn hard(&self, k: usize) -> impl Fn(&[f32], &[Scored]) -> bool + Sync + '_ {
+        move |query, found| self.calibration.is_some_and(|c| c.is_hard(query, k, found))
+    }
 }
 
 impl SearchMethod for Scan<'_> {
     fn search(&self, query: &[f32], k: usize, params: &SearchParams, _: Option<PointOffset>) -> Vec<Scored> {
         let (candidates, rerank) = scan_depths(params, k);
-        self.scan.search_probe(self.rows.vectors, query, k, candidates, rerank, params.nprobe)
+        self.scan.search_probe(self.rows.vectors, query, k, candidates, rerank, params.nprobe, &self.hard(k))
     }
 
     fn search_many(&self, queries: &[f32], _: usize, k: usize, params: &SearchParams) -> Vec<Vec<Scored>> {
         // Many queries per pass over the codes.
         let (candidates, rerank) = scan_depths(params, k);
-        self.scan.search_many(self.rows.vectors, queries, k, candidates, rerank, params.nprobe)
+        self.scan.search_many(self.rows.vectors, queries, k, candidates, rerank, params.nprobe, &self.hard(k))
     }
 }
 

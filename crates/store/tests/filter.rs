@@ -196,6 +196,14 @@ fn a_point_replaced_during_searches_is_seen_once() {
     let point = |id: u64| NewPoint { id, vector: vec![id as f32, 0.0], payload: Some(json!({"g": 1})) };
     c.upsert((0..1000).map(point).collect()).unwrap();
     let stop = std::sync::atomic::AtomicBool::new(false);
+    // Stops the writers however the searches end: a failed assertion must
+    // be reported, not leave the scope waiting for them forever.
+    struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
     std::thread::scope(|s| {
         for w in 0..2u64 {
             let (c, stop) = (&c, &stop);
@@ -224,6 +232,7 @@ fn a_point_replaced_during_searches_is_seen_once() {
         // 50): the writers run all along, and their segments pile up while
         // the searches are slow.
         let started = std::time::Instant::now();
+        let _stop = StopOnDrop(&stop);
         for round in 0..1000 {
             if round >= 50 && started.elapsed() > std::time::Duration::from_secs(20) {
                 break;
@@ -238,7 +247,6 @@ fn a_point_replaced_during_searches_is_seen_once() {
             assert_eq!(ids.len(), not.len(), "an id twice: {not:?}");
             assert_eq!(not.len(), 50);
         }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
     });
     c.close();
 }

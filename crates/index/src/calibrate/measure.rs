@@ -15,7 +15,7 @@
 //! them). Latency is then measured with real searches for the settings the
 //! profiles use, and for exact search.
 
-use super::table::{Calibration, KS, KTable, Latency, Point, Profile, QuerySource, TABLE_VERSION};
+use super::table::{Calibration, Centre, KS, KTable, Latency, Point, Profile, QuerySource, TABLE_VERSION};
 use crate::error::{Error, Result};
 use crate::exact;
 use crate::format;
@@ -142,15 +142,21 @@ pub fn calibrate(index: &Index, opts: &CalibrateOptions) -> Result<Calibration> 
 
     // Ground truth: one more than kmax, then each query's own point dropped.
     let found = exact::search_many(index.space_vectors(), dim, &rows, kmax + usize::from(leave_one_out));
-    let truth = found
-        .into_iter()
-        .zip(&own)
-        .map(|(f, own)| f.into_iter().map(|s| s.offset).filter(|&o| Some(o) != *own).take(kmax).collect())
-        .collect();
+    let found: Vec<Vec<Scored>> =
+        found.into_iter().zip(&own).map(|(f, own)| f.into_iter().filter(|s| Some(s.offset) != *own).take(kmax).collect()).collect();
+    let centre = centre(index.space_vectors(), dim);
+    // The 1st percentile of the queries' contrast at each k.
+    let hard = |k: usize| {
+        let mut c: Vec<f32> =
+            found.iter().enumerate().filter_map(|(i, f)| f.get(k - 1).map(|s| centre.contrast(&rows[i * dim..(i + 1) * dim], s.distance))).collect();
+        c.sort_by(f32::total_cmp);
+        c.get(c.len() / 100).copied()
+    };
+    let mut tables: Vec<KTable> = ks.iter().map(|&k| KTable { k, points: Vec::new(), hard: hard(k) }).collect();
+    let truth = found.into_iter().map(|f| f.into_iter().map(|s| s.offset).collect()).collect();
     let q = Queries { rows, own, truth };
 
     let info = index.info();
-    let mut tables: Vec<KTable> = ks.iter().map(|&k| KTable { k, points: Vec::new() }).collect();
     if info.has_graph {
         for t in &mut tables {
             t.points.extend(sweep_graph(index, &q, t.k)?);
@@ -168,7 +174,7 @@ pub fn calibrate(index: &Index, opts: &CalibrateOptions) -> Result<Calibration> 
         t.points.push(Point { setting: SearchParams::exact(), recall_mean: 1.0, recall_p10: 1.0, latency: Some(exact_ms) });
     }
     // Latency of the settings the profiles choose (the graph's are timed already).
-    let mut calibration = Calibration { version: TABLE_VERSION, source, queries: nq, seconds: 0.0, tables };
+    let mut calibration = Calibration { version: TABLE_VERSION, source, queries: nq, seconds: 0.0, tables, centre: Some(centre) };
     for ti in 0..calibration.tables.len() {
         let k = calibration.tables[ti].k;
         for profile in Profile::ALL {
@@ -181,6 +187,30 @@ pub fn calibrate(index: &Index, opts: &CalibrateOptions) -> Result<Calibration> 
     }
     calibration.seconds = round6(start.elapsed().as_secs_f64());
     Ok(calibration)
+}
+
+/// The mean of `vectors` (rows of `dim`) and their mean squared distance
+/// to it, summed in f64 over the rows in parallel.
+fn centre(vectors: &[f32], dim: usize) -> Centre {
+    let n = (vectors.len() / dim.max(1)).max(1) as f64;
+    let add = |mut a: Vec<f64>, b: Vec<f64>| {
+        a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+        a
+    };
+    let sum = vectors
+        .par_chunks(dim.max(1) * 1024)
+        .map(|block| block.chunks_exact(dim).fold(vec![0f64; dim], |mut a, r| {
+            a.iter_mut().zip(r).for_each(|(x, &y)| *x += f64::from(y));
+            a
+        }))
+        .reduce(|| vec![0f64; dim], add);
+    let mean: Vec<f64> = sum.iter().map(|x| x / n).collect();
+    let spread: f64 = vectors
+        .par_chunks(dim.max(1) * 1024)
+        .map(|block| block.chunks_exact(dim).map(|r| r.iter().zip(&mean).map(|(&x, m)| (f64::from(x) - m).powi(2)).sum::<f64>()).sum::<f64>())
+        .sum::<f64>()
+        / n;
+    Centre { mean: mean.iter().map(|&m| m as f32).collect(), spread: spread as f32 }
 }
 
 /// Measures `index`'s recall table and writes the file again with it,

@@ -124,6 +124,13 @@ pub struct Point {
 pub struct KTable {
     pub k: usize,
     pub points: Vec<Point>,
+    /// The 1st percentile of the calibration queries' contrast at this k
+    /// ([`Centre::contrast`] with their exact `k`-th neighbour): a search
+    /// whose answer has less contrast was asked by a query unlike them, for
+    /// which the table's recall does not hold (see `Index::search`).
+    /// Absent in tables measured before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hard: Option<f32>,
 }
 
 /// What a calibration measured; stored in the index file.
@@ -134,6 +141,46 @@ pub struct Calibration {
     pub queries: usize,
     pub seconds: f64,
     pub tables: Vec<KTable>,
+    /// Where the indexed points lie, for [`KTable::hard`]. Absent in tables
+    /// measured before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub centre: Option<Centre>,
+}
+
+/// The contrast below which an answer is hard: half-way from 1 (a `k`-th
+/// neighbour as far as the average point) to the calibration queries' 1st
+/// percentile `p1`. At `p1` itself, 14 of 300 queries like the data (base
+/// rows of clustered-1m with a little noise) were widened, and their cost
+/// made the 95th percentile 3-20 times the median; half-way, none of them
+/// on 20k, 200k and 1M clustered sets, while every random and noisy query
+/// still is (their contrast: 1.4-1.8 and 2.0-3.6 against p1 8.6-12.7).
+pub fn hard_threshold(p1: f32) -> f32 {
+    1.0 + (p1 - 1.0).max(0.0) / 2.0
+}
+
+/// The mean of the indexed points (the index's space) and their mean squared
+/// distance to it: what a query's mean squared distance to the points is,
+/// `‖q − mean‖² + spread`, without reading them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Centre {
+    pub mean: Vec<f32>,
+    pub spread: f32,
+}
+
+impl Centre {
+    /// The relative contrast of a query whose `k`-th neighbour lies at
+    /// `kth` (squared): its mean squared distance to the points over `kth`
+    /// (He, Kumar and Chang, "On the difficulty of nearest neighbor
+    /// search", 2012). Queries like the data have their neighbours much
+    /// nearer than the rest (leave-one-out on 20k x 128 clustered: 11.8 at
+    /// the median, 8.5 at the 1st percentile); a query near none of the
+    /// points finds its neighbours barely nearer than everything else (rows
+    /// with heavy noise 2.6, random vectors 1.5): every method ranks those
+    /// worse.
+    pub fn contrast(&self, query: &[f32], kth: f32) -> f32 {
+        let to_mean: f32 = query.iter().zip(&self.mean).map(|(q, m)| (q - m) * (q - m)).sum();
+        (to_mean + self.spread) / kth.max(f32::MIN_POSITIVE)
+    }
 }
 
 /// The setting a search will use and what it is expected to deliver.
@@ -217,6 +264,18 @@ impl Calibration {
         }
     }
 
+    /// Whether `found` (a search's answer for `k`, ascending, the space's
+    /// squared distances) to `query` (prepared) has clearly less contrast
+    /// than the calibration queries had: its `k`-th answer's (the table's
+    /// k-th, past the largest calibrated k) below [`hard_threshold`] of the
+    /// table's [`KTable::hard`]. False without a measured centre and
+    /// threshold, or with fewer answers.
+    pub fn is_hard(&self, query: &[f32], k: usize, found: &[crate::topk::Scored]) -> bool {
+        let (Some(table), Some(centre)) = (self.table(k), self.centre.as_ref()) else { return false };
+        let (Some(hard), Some(kth)) = (table.hard, found.get(k.min(table.k).saturating_sub(1))) else { return false };
+        centre.contrast(query, kth.distance) < hard_threshold(hard)
+    }
+
     /// Each profile's setting at each calibrated k, in table order then
     /// profile order: what `/stats` and `vectorwise build` show.
     pub fn profiles(&self) -> Vec<ProfileChoice> {
@@ -252,8 +311,14 @@ impl Calibration {
     }
 
     /// Checks a table read from a file: known k values, settings of methods
-    /// the file holds, recalls and latencies in range.
-    pub fn check(&self, has_graph: bool, has_scan: bool) -> std::result::Result<(), String> {
+    /// the file holds, recalls and latencies in range, a centre of the
+    /// space's `dim` finite values.
+    pub fn check(&self, has_graph: bool, has_scan: bool, dim: usize) -> std::result::Result<(), String> {
+        if let Some(c) = &self.centre {
+            if c.mean.len() != dim || !c.mean.iter().chain([&c.spread]).all(|x| x.is_finite()) || c.spread < 0.0 {
+                return Err(format!("calibration's centre is not {dim} finite values and a spread"));
+            }
+        }
         if self.version != TABLE_VERSION {
             return Err(format!("calibration table version {} is not supported", self.version));
         }
@@ -263,6 +328,9 @@ impl Calibration {
         for t in &self.tables {
             if t.k == 0 {
                 return Err("calibration table for k = 0".into());
+            }
+            if t.hard.is_some_and(|f| !(f.is_finite() && f >= 0.0)) {
+                return Err(format!("calibration's contrast out of range at k = {}", t.k));
             }
             for p in &t.points {
                 let ok_method = match p.setting.method {
@@ -327,6 +395,7 @@ mod tests {
 
     fn table() -> Calibration {
         let points = |k| KTable {
+            hard: None,
             k,
             points: vec![
                 point(SearchParams::scan(2), 0.80, None),
@@ -336,7 +405,14 @@ mod tests {
                 point(SearchParams::exact(), 1.0, Some(20.0)),
             ],
         };
-        Calibration { version: TABLE_VERSION, source: QuerySource::LeaveOneOut, queries: 300, seconds: 1.0, tables: vec![points(10), points(100)] }
+        Calibration {
+            version: TABLE_VERSION,
+            source: QuerySource::LeaveOneOut,
+            queries: 300,
+            seconds: 1.0,
+            tables: vec![points(10), points(100)],
+            centre: None,
+        }
     }
 
     #[test]

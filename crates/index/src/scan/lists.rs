@@ -131,9 +131,17 @@ impl ListsView<'_> {
     /// for 316 lists of 384 dimensions), which cost a one-list probe a
     /// third of its time.
     pub fn pick(&self, query: &[f32], approx: Option<&[u16]>, nprobe: usize, min_points: usize) -> Vec<Range<usize>> {
+        self.pick_ranked(query, approx, nprobe, min_points).ranges
+    }
+
+    /// [`ListsView::pick`], also saying which lists it ranked exactly but
+    /// left unread ([`Picked`]).
+    pub fn pick_ranked(&self, query: &[f32], approx: Option<&[u16]>, nprobe: usize, min_points: usize) -> Picked {
         let n = self.len();
         let dim = query.len();
         let size = |i: usize| (self.starts[i + 1] - self.starts[i]) as usize;
+        let mut unread: Vec<(f32, usize)> = Vec::new();
+        let mut ranked_all = true;
         let mut picked: Vec<usize> = if nprobe == 0 || nprobe >= n {
             (0..n).collect()
         } else {
@@ -150,12 +158,14 @@ impl ListsView<'_> {
                 }
                 _ => ((0..n).collect(), 0),
             };
+            ranked_all = pool.len() == n;
             let l2 = crate::distance::kernels().l2_squared;
             let mut d: Vec<(f32, usize)> = pool.iter().map(|&i| (l2(&self.centroids[i * dim..(i + 1) * dim], query), i)).collect();
             let order = |a: &(f32, usize), b: &(f32, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
             d.select_nth_unstable_by(nprobe - 1, order);
             let mut held: usize = d[..nprobe].iter().map(|x| size(x.1)).sum();
             let mut picked: Vec<usize> = d[..nprobe].iter().map(|x| x.1).collect();
+            let mut from_pool = 0;
             if held < min_points {
                 d[nprobe..].sort_unstable_by(order);
                 let rest = &mut by_code[in_pool..];
@@ -167,13 +177,17 @@ impl ListsView<'_> {
                     }
                     held += size(i);
                     picked.push(i);
+                    from_pool += 1;
                 }
+                // Lists taken past the pool leave none of it unread.
+                from_pool = from_pool.min(d.len() - nprobe);
             }
+            unread = d[nprobe + from_pool..].to_vec();
             picked
         };
         picked.sort_unstable();
         let mut ranges: Vec<Range<usize>> = Vec::with_capacity(picked.len());
-        for i in picked {
+        for &i in &picked {
             let r = self.starts[i] as usize..self.starts[i + 1] as usize;
             if r.is_empty() {
                 continue;
@@ -183,8 +197,28 @@ impl ListsView<'_> {
                 _ => ranges.push(r),
             }
         }
-        ranges
+        Picked { ranges, read: picked, unread, ranked_all }
     }
+
+    /// The points of list `i`.
+    pub fn range(&self, i: usize) -> Range<usize> {
+        self.starts[i] as usize..self.starts[i + 1] as usize
+    }
+}
+
+/// What [`ListsView::pick_ranked`] chose.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Picked {
+    /// The offset ranges of the lists read, rising, adjacent ones merged.
+    pub ranges: Vec<Range<usize>>,
+    /// The lists read, ascending.
+    pub read: Vec<usize>,
+    /// The lists ranked by their centroid's exact squared distance to the
+    /// query but left unread, with that distance, in no particular order.
+    pub unread: Vec<(f32, usize)>,
+    /// Whether every list was ranked exactly (else only a pool of those
+    /// nearest by the centroids' codes).
+    pub ranked_all: bool,
 }
 
 /// Trains `lists` centroids on a seeded sample of `vectors` (k-means, nearest
@@ -308,6 +342,27 @@ mod tests {
         let sparse = Lists { centroids: (0..80).map(|i| i as f32 * 10.0).collect(), starts };
         let approx: Vec<u16> = (0..80).rev().map(|i| i as u16).collect(); // list 79 first
         assert_eq!(sparse.view().pick(&[0.0], Some(&approx), 1, 3), vec![7..10]);
+    }
+
+    #[test]
+    fn pick_ranked_reports_the_pool_it_left_unread() {
+        // 80 lists on a line at 0, 10, …, 790, one point each; the codes rank
+        // them in order, so the pool is lists 0–65 (2 · 1 + 64).
+        let lists = Lists { centroids: (0..80).map(|i| i as f32 * 10.0).collect(), starts: (0..=80).collect() };
+        let approx: Vec<u16> = (0..80).map(|i| i as u16).collect();
+        let p = lists.view().pick_ranked(&[1.0], Some(&approx), 1, 1);
+        assert_eq!((p.ranges.clone(), p.read.clone(), p.ranked_all), (vec![0..1], vec![0], false));
+        let mut unread = p.unread.clone();
+        unread.sort_by_key(|u| u.1);
+        let want: Vec<(f32, usize)> = (1..66).map(|i| ((i as f32 * 10.0 - 1.0).powi(2), i)).collect();
+        assert_eq!(unread, want);
+        // Lists taken for min_points come out of the unread pool.
+        let p = lists.view().pick_ranked(&[1.0], Some(&approx), 1, 3);
+        assert_eq!(p.read, vec![0, 1, 2]);
+        assert!(p.unread.iter().all(|u| u.1 >= 3) && p.unread.len() == 63);
+        // Without codes every list is ranked exactly.
+        let p = lists.view().pick_ranked(&[1.0], None, 1, 1);
+        assert!(p.ranked_all && p.unread.len() == 79);
     }
 
     #[test]

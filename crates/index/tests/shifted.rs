@@ -1,0 +1,116 @@
+//! Queries unlike the data the index was calibrated on: every profile keeps
+//! its promise (within 0.01) on random unit vectors, on rows drowned in
+//! noise, and on another source (points of clusters the index does not
+//! hold), for the graph, the exhaustive scan and the partitioned scan; and
+//! queries like the data are not widened.
+
+use std::collections::HashSet;
+use vectorwise_index::calibrate::CalibrateOptions;
+use vectorwise_index::hnsw::BuildOptions;
+use vectorwise_index::scan::ScanOptions;
+use vectorwise_index::{Index, IndexOptions, Matrix, Method, Metric, Profile, dataset};
+
+const DIM: usize = 32;
+const K: usize = 10;
+
+/// Rows of `clusters` Gaussian clusters (centres from `seed`), unit length.
+fn clustered_unit(n: usize, seed: u64, point_seed: u64) -> Matrix {
+    let mut m = dataset::clustered(n, DIM, 100, seed, point_seed).into_vec();
+    for row in m.chunks_exact_mut(DIM) {
+        vectorwise_index::distance::normalize(row);
+    }
+    Matrix::new(DIM, m).unwrap()
+}
+
+/// Rows of `base` with Gaussian noise of `sigma` per dimension (0.18 is
+/// the spread of a unit vector's coordinates at 32 dimensions), unit length.
+fn drowned(base: &Matrix, count: usize, sigma: f32) -> Matrix {
+    let noise = dataset::sphere(count, DIM, 41).into_vec();
+    let mut out = Vec::with_capacity(count * DIM);
+    for (i, z) in noise.chunks_exact(DIM).enumerate() {
+        let row = base.row(i * 37 % base.len());
+        // A unit vector's coordinates times √DIM are about standard normal.
+        let start = out.len();
+        out.extend(row.iter().zip(z).map(|(x, z)| x + sigma * z * (DIM as f32).sqrt()));
+        vectorwise_index::distance::normalize(&mut out[start..]);
+    }
+    Matrix::new(DIM, out).unwrap()
+}
+
+fn build(dir: &std::path::Path, base: &Matrix, name: &str, method: Method, lists: usize) -> Index {
+    let path = dir.join(format!("{name}.vwi"));
+    let graph = (method == Method::Hnsw).then(BuildOptions::default);
+    let scan = Some(ScanOptions { dsub: 4, seed: 3, lists });
+    let opts = IndexOptions { metric: Metric::Cosine, graph, scan, default_method: method };
+    vectorwise_index::build(base, &path, &opts, &|_| {}).unwrap();
+    let index = Index::open(&path).unwrap();
+    vectorwise_index::calibrate::calibrate_in_place(&index, &CalibrateOptions::default()).unwrap();
+    Index::open(&path).unwrap()
+}
+
+/// Mean recall@K of `params` over `queries`, against exact search.
+fn recall(index: &Index, queries: &Matrix, params: &vectorwise_index::SearchParams) -> f64 {
+    let mut total = 0.0;
+    for q in queries.rows() {
+        let truth: HashSet<u64> = index.exact_search(q, K).unwrap().iter().map(|n| n.id).collect();
+        let got = index.search(q, K, params).unwrap();
+        total += got.iter().filter(|n| truth.contains(&n.id)).count() as f64 / K as f64;
+    }
+    total / queries.len() as f64
+}
+
+#[test]
+fn every_profile_keeps_its_promise_on_queries_unlike_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = clustered_unit(10_000, 7, 1);
+    let sets = [
+        ("random unit vectors", dataset::sphere(200, DIM, 11)),
+        ("rows drowned in noise", drowned(&base, 200, 0.5)),
+        ("another source", clustered_unit(200, 8, 5)),
+    ];
+    let indexes = [
+        ("graph", build(dir.path(), &base, "graph", Method::Hnsw, 0)),
+        ("exhaustive scan", build(dir.path(), &base, "scan", Method::Scan, 0)),
+        ("partitioned scan", build(dir.path(), &base, "lists", Method::Scan, 100)),
+    ];
+    let mut failures = Vec::new();
+    for (index_name, index) in &indexes {
+        for (set_name, queries) in &sets {
+            for profile in Profile::ALL {
+                let params = index.calibration().unwrap().for_target(K, profile.target()).params;
+                if params.method == Method::Exact {
+                    continue;
+                }
+                let delivered = recall(index, queries, &params);
+                if delivered < profile.target() - 0.01 {
+                    failures.push(format!("{index_name}, {set_name}, {profile} ({params}): {delivered:.3}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "below the promise:\n{}", failures.join("\n"));
+}
+
+/// Queries like the data keep the cheap plan: the widening rule (contrast
+/// below the calibration queries' 1st percentile) holds for about 1 % of
+/// them, as for the calibration's own queries.
+#[test]
+fn queries_like_the_data_are_not_widened() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = clustered_unit(10_000, 7, 1);
+    let index = build(dir.path(), &base, "graph", Method::Hnsw, 0);
+    let c = index.calibration().unwrap();
+    let hard = c.table(K).unwrap().hard.expect("measured");
+    let centre = c.centre.as_ref().expect("measured");
+    let like = clustered_unit(300, 7, 9);
+    let params = c.for_target(K, Profile::LowLatency.target()).params;
+    let mut widened = 0;
+    for q in like.rows() {
+        let found = index.search(q, K, &params).unwrap();
+        if centre.contrast(q, found[K - 1].distance) < hard {
+            widened += 1;
+        }
+    }
+    // The 1st percentile of the calibration's contrast: about 1 % below it.
+    assert!(widened <= 9, "{widened} of 300 queries like the data were widened");
+}
