@@ -129,9 +129,13 @@ def uncalibrated_server(binary: Path, dataset: Dataset) -> Iterator[LocalServer]
         yield s
 
 
-@pytest.fixture
-def client(server: LocalServer) -> Iterator[VectorWiseClient]:
-    with VectorWiseClient(server.url, timeout=10.0, retries=2, backoff=0.01) as c:
+@pytest.fixture(params=[True, False], ids=["binary", "json"])
+def client(server: LocalServer, request: pytest.FixtureRequest) -> Iterator[VectorWiseClient]:
+    """A client sending searches in binary (its default), and one sending JSON: every
+    test that uses it holds for both."""
+    with VectorWiseClient(
+        server.url, timeout=10.0, retries=2, backoff=0.01, binary=request.param
+    ) as c:
         yield c
 
 

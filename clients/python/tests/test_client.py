@@ -150,15 +150,18 @@ def test_batch_is_split_by_batch_size(server: LocalServer) -> None:
         np.testing.assert_array_equal(split.ids, vw.search_batch(qs, k=5).ids)
 
 
-def test_batch_is_split_by_body_size(server: LocalServer) -> None:
+@pytest.mark.parametrize(("use_binary", "requests"), [(False, 5), (True, 2)])
+def test_batch_is_split_by_body_size(server: LocalServer, use_binary: bool, requests: int) -> None:
     qs = queries(20)
     transport = CountingTransport()
-    # A row of 32 numbers is about 400 bytes of JSON: about 4 rows per request.
-    with VectorWiseClient(server.url, max_body_bytes=1800, transport=transport) as vw:
+    # A row of 32 numbers is about 400 bytes of JSON (about 4 rows per request),
+    # 128 bytes in binary (12 rows per request beside the 128-byte .npy header).
+    vw = VectorWiseClient(server.url, max_body_bytes=1800, transport=transport, binary=use_binary)
+    with vw:
         split = vw.search_batch(qs, k=5)
     with VectorWiseClient(server.url) as vw:
         whole = vw.search_batch(qs, k=5)
-    assert len(transport.calls) >= 5
+    assert len(transport.calls) >= requests
     assert all(status == 200 for _, status in transport.calls)
     np.testing.assert_array_equal(split.ids, whole.ids)
 

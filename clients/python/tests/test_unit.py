@@ -54,8 +54,14 @@ class Script:
     def bodies(self) -> list[dict[str, Any]]:
         return [json.loads(r.content) for r in self.requests]
 
+    def bodies_from(self, first: int) -> list[dict[str, Any]]:
+        return [json.loads(r.content) for r in self.requests[first:]]
+
 
 def client(script: Script, **kwargs: object) -> tuple[VectorWiseClient, list[float]]:
+    """A client of scripted answers; JSON requests unless ``binary=True`` (the binary
+    ones are tested at the end)."""
+    kwargs.setdefault("binary", False)
     vw = VectorWiseClient("http://vw.test", transport=httpx.MockTransport(script), **kwargs)  # type: ignore[arg-type]
     sleeps: list[float] = []
     vw._sleep = sleeps.append
@@ -423,3 +429,124 @@ def test_the_api_key_is_sent_and_401_403_are_typed_and_not_retried() -> None:
     vw, _ = client(plain)
     vw.search([1.0], k=2)
     assert "authorization" not in plain.requests[0].headers
+
+
+# -- binary bodies ---------------------------------------------------------
+
+
+def npy_rows(request: httpx.Request) -> np.ndarray:
+    import io
+
+    assert request.headers["content-type"] == "application/x-npy"
+    return np.load(io.BytesIO(request.content), allow_pickle=False)
+
+
+def test_searches_go_in_binary_with_the_fields_in_the_query_string() -> None:
+    script = Script(
+        httpx.Response(200, json=hits()),
+        httpx.Response(200, json={"results": [hits(), hits()]}),
+        httpx.Response(200, json={"hits": [{"id": 1, "distance": 0.5, "payload": {"a": 1}}]}),
+    )
+    vw, _ = client(script, binary=True)
+    q = np.array([1.0, 0.5, -2.0], dtype=np.float64)
+    vw.search(q, k=2, recall_target=np.float32(0.95))
+    vw.search_batch([[1, 2, 3], [4, 5, 6]], k=2, profile="high_accuracy")
+    vw.search(q, k=1, collection="c", with_payload=True, filter={"must": []})
+    single, batch, coll = script.requests
+    assert single.headers["content-type"] == "application/octet-stream"
+    assert single.url.path == "/search"
+    assert dict(single.url.params) == {"k": "2", "recall_target": "0.95"}
+    assert np.frombuffer(single.content, dtype="<f4").tolist() == [1.0, 0.5, -2.0]
+    assert dict(batch.url.params) == {"k": "2", "profile": "high_accuracy"}
+    rows = npy_rows(batch)
+    assert rows.dtype == np.dtype("<f4") and rows.tolist() == [[1, 2, 3], [4, 5, 6]]
+    assert coll.url.path == "/collections/c/search"
+    assert dict(coll.url.params) == {
+        "k": "1",
+        "filter": '{"must":[]}',
+        "with_payload": "true",
+        "with_vector": "false",
+    }
+
+
+def test_options_a_query_string_cannot_carry_exactly_go_as_json() -> None:
+    # The server reads "10" in a query string as the number 10; JSON's "10" is refused.
+    script = Script(httpx.Response(200, json=hits()), httpx.Response(200, json=hits()))
+    vw, _ = client(script, binary=True, validate=False)
+    vw.search([1, 2], k=2, ef_search="64")  # type: ignore[arg-type]
+    vw.search([1, 2], k=2, nested={"a": [1]})
+    assert [r.headers["content-type"] for r in script.requests] == ["application/json"] * 2
+    assert script.bodies()[0]["ef_search"] == "64"
+
+
+def test_a_refused_binary_search_is_repeated_as_json_for_its_exact_error() -> None:
+    binary_refusal = {"detail": [{"loc": ["query", "k"], "msg": "m", "type": "greater_than"}]}
+    json_refusal = {"detail": [{"loc": ["body", "k"], "msg": "m", "type": "greater_than"}]}
+    script = Script(
+        httpx.Response(422, json=binary_refusal), httpx.Response(422, json=json_refusal)
+    )
+    vw, _ = client(script, binary=True)
+    with pytest.raises(ValidationError) as e:
+        vw.search([1, 2], k=0)
+    assert e.value.errors[0]["loc"] == ["body", "k"]
+    kinds = [r.headers["content-type"] for r in script.requests]
+    assert kinds == ["application/octet-stream", "application/json"]
+    assert vw.binary, "a refusal of the request's content keeps binary on"
+
+
+def test_keys_and_budgets_are_not_asked_twice() -> None:
+    script = Script(httpx.Response(401, json={"detail": "Invalid API key"}))
+    vw, _ = client(script, binary=True)
+    with pytest.raises(AuthenticationError):
+        vw.search([1, 2], k=1)
+    assert len(script.requests) == 1
+
+
+def test_a_server_without_binary_bodies_gets_json_from_then_on() -> None:
+    old = {
+        "detail": [
+            {
+                "loc": ["body"],
+                "msg": "Input should be a valid dictionary or object to extract fields from",
+                "type": "model_attributes_type",
+            }
+        ]
+    }
+    script = Script(
+        httpx.Response(422, json=old),
+        httpx.Response(200, json=hits()),
+        httpx.Response(200, json={"results": [hits()]}),
+    )
+    vw, _ = client(script, binary=True)
+    assert vw.search([1, 2], k=2).ids.tolist() == [0, 1]
+    assert not vw.binary
+    vw.search_batch([[1, 2]], k=2)
+    kinds = [r.headers["content-type"] for r in script.requests]
+    assert kinds == ["application/octet-stream", "application/json", "application/json"]
+
+
+def test_a_binary_batch_follows_the_servers_limits_and_hands_over_to_json() -> None:
+    too_long = {
+        "detail": [
+            {"loc": ["body"], "msg": "m", "type": "too_long", "ctx": {"max_length": 2}}
+        ]
+    }
+    zero = {"detail": [{"loc": ["body", "query_vectors", 1], "msg": "zero", "type": "value_error"}]}
+
+    def answer(n: int) -> Handler:
+        return lambda request: httpx.Response(200, json={"results": [hits()] * n})
+
+    script = Script(
+        httpx.Response(422, json=too_long),  # 5 rows: the server takes 2
+        answer(2),  # rows 0-1
+        httpx.Response(422, json=zero),  # rows 2-3, binary: refused
+        httpx.Response(422, json=zero),  # rows 2-3, JSON: the error, located in the matrix
+    )
+    vw, _ = client(script, binary=True)
+    with pytest.raises(ValidationError) as e:
+        vw.search_batch(np.ones((5, 2)), k=2)
+    assert e.value.errors[0]["loc"] == ["body", "query_vectors", 3]
+    assert vw.batch_size == 2
+    assert [len(npy_rows(r)) for r in script.requests[:3]] == [5, 2, 2]
+    assert script.requests[3].headers["content-type"] == "application/json"
+    assert len(script.bodies_from(3)[0]["query_vectors"]) == 2

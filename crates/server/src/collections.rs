@@ -5,7 +5,8 @@
 //! writes and searches run on the blocking pool.
 
 use crate::error::ApiError;
-use crate::extract::ValidJson;
+use crate::binary::{FromBinary, Searched};
+use crate::extract::{SearchBody, ValidJson};
 use crate::models::{ErrorResponse, FieldError, LocItem, SearchOptions, ValidationErrorResponse};
 use crate::resolve::headers;
 use crate::state::{AppState, SearchPermit, ServerConfig};
@@ -448,6 +449,8 @@ impl FromBody for GetRequest {
 
 const SEARCH_FIELDS: &[&str] = &["vector", "k", "with_payload", "with_vector", "profile", "recall_target", "ef_search", "filter"];
 const BATCH_FIELDS: &[&str] = &["vectors", "k", "with_payload", "with_vector", "profile", "recall_target", "ef_search", "filter"];
+/// Both searches' fields but their vectors: what a binary body's query string may hold.
+const QUERY_FIELDS: &[&str] = &["k", "with_payload", "with_vector", "profile", "recall_target", "ef_search", "filter"];
 
 /// What `search` and `search/batch` share: k, what to return, how hard to search.
 struct HitOptions {
@@ -540,6 +543,52 @@ impl FromBody for CollectionSearchBatchRequest {
         let SearchOptions { profile, recall_target, ef_search } = h.search;
         Ok(CollectionSearchBatchRequest {
             vectors,
+            k: h.k,
+            with_payload: h.with_payload,
+            with_vector: h.with_vector,
+            profile,
+            recall_target,
+            ef_search,
+            filter: h.filter,
+        })
+    }
+}
+
+impl FromBinary for CollectionSearchRequest {
+    const BATCH: bool = false;
+    const SEARCHED: Searched = Searched::Collection;
+    const FIELDS: &'static [&'static str] = QUERY_FIELDS;
+
+    fn from_parts(fields: &Map<String, Value>, vector: Option<Vec<f32>>, _dim: usize, config: &ServerConfig, errors: &mut Vec<FieldError>) -> Option<Self> {
+        let h = hit_options(fields, config, errors);
+        unknown_fields(fields, QUERY_FIELDS, errors);
+        let h = h?;
+        let SearchOptions { profile, recall_target, ef_search } = h.search;
+        Some(CollectionSearchRequest {
+            vector: vector?,
+            k: h.k,
+            with_payload: h.with_payload,
+            with_vector: h.with_vector,
+            profile,
+            recall_target,
+            ef_search,
+            filter: h.filter,
+        })
+    }
+}
+
+impl FromBinary for CollectionSearchBatchRequest {
+    const BATCH: bool = true;
+    const SEARCHED: Searched = Searched::Collection;
+    const FIELDS: &'static [&'static str] = QUERY_FIELDS;
+
+    fn from_parts(fields: &Map<String, Value>, vectors: Option<Vec<f32>>, dim: usize, config: &ServerConfig, errors: &mut Vec<FieldError>) -> Option<Self> {
+        let h = hit_options(fields, config, errors);
+        unknown_fields(fields, QUERY_FIELDS, errors);
+        let h = h?;
+        let SearchOptions { profile, recall_target, ef_search } = h.search;
+        Some(CollectionSearchBatchRequest {
+            vectors: crate::binary::rows(&vectors?, dim),
             k: h.k,
             with_payload: h.with_payload,
             with_vector: h.with_vector,
@@ -900,14 +949,14 @@ pub(crate) async fn search_all(
 #[utoipa::path(post, path = "/collections/{name}/search", tag = "search", request_body = CollectionSearchRequest,
     params(("name" = String, Path, description = "Collection name")),
     responses((status = 200, description = "min(k, points) hits, nearest first", body = CollectionSearchResponse),
-        (status = 400, description = "The vector's length is not the collection's dimension", body = ErrorResponse),
+        (status = 400, description = "The vector's length is not the collection's dimension, or a binary body is not one vector of it", body = ErrorResponse),
         (status = 404, description = "No such collection", body = ErrorResponse),
         (status = 422, description = "Invalid body", body = ValidationErrorResponse),
         (status = 503, description = "Too many pending searches", body = ErrorResponse)))]
 pub(crate) async fn search(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    ValidJson(req): ValidJson<CollectionSearchRequest>,
+    SearchBody(req): SearchBody<CollectionSearchRequest>,
 ) -> Result<Response, ApiError> {
     let c = collection(&state, &name)?;
     if req.vector.len() != c.dimension() {
@@ -951,7 +1000,7 @@ pub(crate) async fn search(
 #[utoipa::path(post, path = "/collections/{name}/search/batch", tag = "search", request_body = CollectionSearchBatchRequest,
     params(("name" = String, Path, description = "Collection name")),
     responses((status = 200, description = "One result per vector", body = CollectionSearchBatchResponse),
-        (status = 400, description = "A vector's length is not the collection's dimension", body = ErrorResponse),
+        (status = 400, description = "A vector's length is not the collection's dimension, or a binary body is not whole vectors of it", body = ErrorResponse),
         (status = 404, description = "No such collection", body = ErrorResponse),
         (status = 422, description = "Invalid body", body = ValidationErrorResponse),
         (status = 503, description = "Too many pending searches", body = ErrorResponse)))]
@@ -959,7 +1008,7 @@ pub(crate) async fn search_batch(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    ValidJson(req): ValidJson<CollectionSearchBatchRequest>,
+    SearchBody(req): SearchBody<CollectionSearchBatchRequest>,
 ) -> Result<(HeaderMap, Json<CollectionSearchBatchResponse>), ApiError> {
     let c = collection(&state, &name)?;
     // The batch budget is spent here, where the number of queries is known.

@@ -208,6 +208,7 @@ fn document(config: &ServerConfig, vectors: Option<VectorRules>) -> utoipa::open
         }
     }
     filter_schemas(&mut doc);
+    binary_bodies(&mut doc, vectors);
     close_response_objects(&mut doc);
     // Whole examples, which Swagger UI's "Try it out" sends as they are: built
     // from the fields' own examples it would send profile, recall_target and
@@ -232,6 +233,54 @@ fn document(config: &ServerConfig, vectors: Option<VectorRules>) -> utoipa::open
         }
     }
     doc
+}
+
+/// The binary forms of the search bodies (`binary.rs`) beside the JSON one:
+/// `application/octet-stream` and `application/x-npy`, with the other
+/// fields in the query string. One `parameters` list serves every media type
+/// of an operation, so the query fields (which a JSON body does not read)
+/// are stated in the request body's description, not as parameters.
+fn binary_bodies(doc: &mut utoipa::openapi::OpenApi, vectors: Option<VectorRules>) {
+    use crate::binary::{NPY, OCTET_STREAM};
+    let demo = "`k` (required), `profile`, `recall_target`, `ef_search`";
+    let collection = "`k` (required), `with_payload`, `with_vector`, `profile`, `recall_target`, `ef_search`, \
+        `filter` (the JSON filter, URL-encoded)";
+    let routes = [
+        ("/search", false, demo),
+        ("/search/batch", true, demo),
+        ("/collections/{name}/search", false, collection),
+        ("/collections/{name}/search/batch", true, collection),
+    ];
+    let dim = vectors.map_or_else(|| "the dimension".to_owned(), |v| v.dim.to_string());
+    for (path, batch, fields) in routes {
+        let Some(body) =
+            doc.paths.paths.get_mut(path).and_then(|p| p.post.as_mut()).and_then(|op| op.request_body.as_mut())
+        else {
+            continue;
+        };
+        let (raw, npy) = if batch {
+            (
+                format!("Little-endian float32 values, row-major, nothing else: whole queries of {dim} values (4 × {dim} bytes each)"),
+                "A .npy array of dtype `<f4` in C order: 2-D, one query a row (a 1-D array is one query)".to_owned(),
+            )
+        } else {
+            (
+                format!("Little-endian float32 values, nothing else: one query, exactly 4 × {dim} bytes"),
+                "A .npy array of dtype `<f4` in C order: 1-D (or 2-D of one row)".to_owned(),
+            )
+        };
+        for (media_type, description) in [(OCTET_STREAM, raw), (NPY, npy)] {
+            let content = json!({ "schema": { "type": "string", "format": "binary", "description": description } });
+            body.content.insert(media_type.to_owned(), serde_json::from_value(content).expect("a content object deserialises"));
+        }
+        body.description = Some(format!(
+            "A JSON body, or the vectors in binary (`{OCTET_STREAM}` or `{NPY}`) with the other fields in the \
+             query string: {fields}, and no other (422 `extra_forbidden` at `[\"query\", name]`; their other \
+             problems are located there too). A binary body that does not fit the dimension is a 400 naming \
+             the body; an invalid .npy (another dtype or order, a shape not 1-D or 2-D, data not of the \
+             shape's size) or a non-finite value is a 422 at `[\"body\", ...]`. The answer is JSON either way."
+        ));
+    }
 }
 
 /// Values a query vector may hold: those that stay finite as f32, the

@@ -22,6 +22,19 @@ pub enum ApiError {
     #[error("query_vectors[{query}] has {actual} dimensions, expected {expected}")]
     BatchDimensionMismatch { query: usize, expected: usize, actual: usize },
 
+    /// A raw binary search body (`application/octet-stream`) that is not
+    /// whole queries of the dimension searched (400).
+    #[error("body has {bytes} bytes: {}", if *batch {
+        format!("not a whole number of queries of {dim} float32 values ({} bytes each)", dim * 4)
+    } else {
+        format!("one query of {dim} float32 values is {} bytes", dim * 4)
+    })]
+    RawBodyLength { bytes: usize, dim: usize, batch: bool },
+
+    /// A `.npy` search body whose rows are not of the dimension searched (400).
+    #[error("body is a .npy array of shape {shape}: its rows must have {dim} values (the dimension searched)")]
+    NpyWidth { shape: String, dim: usize },
+
     /// The body is larger than the configured limit (413).
     #[error("Request body too large: the limit is {limit} bytes")]
     PayloadTooLarge { limit: usize },
@@ -95,7 +108,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::DimensionMismatch { .. } | ApiError::BatchDimensionMismatch { .. } | ApiError::BodyRead(_) => {
+            ApiError::DimensionMismatch { .. }
+            | ApiError::BatchDimensionMismatch { .. }
+            | ApiError::RawBodyLength { .. }
+            | ApiError::NpyWidth { .. }
+            | ApiError::BodyRead(_) => {
                 StatusCode::BAD_REQUEST
             }
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

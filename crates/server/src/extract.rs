@@ -2,11 +2,13 @@
 //! It reads the body as bytes under the size limit (413), decides like FastAPI
 //! whether it is JSON (by `Content-Type`), parses it (syntax errors are a 422
 //! `json_invalid` at the character position) and hands it to the request
-//! type's rules in `validate.rs`.
+//! type's rules in `validate.rs`. [`SearchBody`]: the search routes' extractor,
+//! which also takes binary bodies (`binary.rs`).
 
 use crate::error::ApiError;
 use crate::models::FieldError;
 use crate::state::AppState;
+use crate::binary::FromBinary;
 use crate::validate::FromBody;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -27,26 +29,11 @@ impl<T: FromBody + Send + 'static> FromRequest<AppState> for ValidJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        // A declared length past the limit is refused before any of the body
-        // is waited for (a client announcing 20 GB gets its 413 at once).
-        let limit = state.config().body_limit_bytes;
-        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
-            return Err(ApiError::PayloadTooLarge { limit });
-        }
         let is_json = match req.headers().get(header::CONTENT_TYPE) {
             None => true,
             Some(value) => value.to_str().is_ok_and(is_json_content_type),
         };
-        // `Bytes` honours the router's `DefaultBodyLimit` and stops reading
-        // past it, so an oversized body costs at most the limit.
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| match rejection {
-            BytesRejection::FailedToBufferBody(e) if is_length_limit(&e) => {
-                ApiError::PayloadTooLarge { limit: state.config().body_limit_bytes }
-            }
-            BytesRejection::FailedToBufferBody(e) => ApiError::BodyRead(axum::Error::new(e)),
-            other => ApiError::BodyRead(axum::Error::new(other)),
-        })?;
+        let bytes = read_body(req, state).await?;
         let small = bytes.len() <= INLINE_PARSE_BYTES;
         let config = state.config().clone();
         let parse = move || {
@@ -58,6 +45,41 @@ impl<T: FromBody + Send + 'static> FromRequest<AppState> for ValidJson<T> {
         let parsed = if small { parse() } else { tokio::task::spawn_blocking(parse).await? };
         parsed.map(ValidJson).map_err(ApiError::Validation)
     }
+}
+
+/// A search request: a JSON body as [`ValidJson`] reads it, or a binary one
+/// (`application/octet-stream`, `application/x-npy`) with its other fields in
+/// the query string (`binary.rs`). Either way the route's request type.
+#[derive(Debug)]
+pub(crate) struct SearchBody<T>(pub T);
+
+impl<T: FromBody + FromBinary + Send + 'static> FromRequest<AppState> for SearchBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        match crate::binary::encoding(req.headers()) {
+            Some(encoding) => crate::binary::extract(req, state, encoding).await.map(SearchBody),
+            None => ValidJson::<T>::from_request(req, state).await.map(|ValidJson(t)| SearchBody(t)),
+        }
+    }
+}
+
+/// The whole body, under the size limit (413).
+pub(crate) async fn read_body(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    // A declared length past the limit is refused before any of the body
+    // is waited for (a client announcing 20 GB gets its 413 at once).
+    let limit = state.config().body_limit_bytes;
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    // `Bytes` honours the router's `DefaultBodyLimit` and stops reading
+    // past it, so an oversized body costs at most the limit.
+    Bytes::from_request(req, state).await.map_err(|rejection| match rejection {
+        BytesRejection::FailedToBufferBody(e) if is_length_limit(&e) => ApiError::PayloadTooLarge { limit },
+        BytesRejection::FailedToBufferBody(e) => ApiError::BodyRead(axum::Error::new(e)),
+        other => ApiError::BodyRead(axum::Error::new(other)),
+    })
 }
 
 fn is_length_limit(e: &axum::extract::rejection::FailedToBufferBody) -> bool {

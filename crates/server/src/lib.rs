@@ -5,6 +5,7 @@
 //!
 //! Modules: `state` (config, the index slot, search permits), `routes`
 //! (handlers), `extract` + `validate` (body parsing and pydantic-style rules),
+//! `binary` (search bodies of raw f32 or `.npy`, fields in the query string),
 //! `models` (wire types), `error` (the one error -> status mapping), `docs`,
 //! `layers` (access log, request metrics, CORS), `telemetry` (the per-state
 //! Prometheus recorder and its series), `auth` (API keys, roles and the one
@@ -21,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod binary;
 mod cache;
 mod collections;
 mod docs;

@@ -4,7 +4,7 @@
 //! its queries); past that, 503 at once.
 
 use crate::error::ApiError;
-use crate::extract::ValidJson;
+use crate::extract::SearchBody;
 use crate::models::{
     CalibrationPoint, FieldError, LocItem, CalibrationStats, ErrorResponse, HealthResponse, HealthStatus, ProfileStats, RecallMonitorStats,
     SearchBatchRequest, SearchBatchResponse, SearchOptions, SearchRequest, SearchResponse, StatsResponse,
@@ -189,12 +189,12 @@ pub(crate) fn located(error: ApiError, at: impl FnOnce(usize) -> (Vec<LocItem>, 
             ("x-vectorwise-recall-target" = f64, description = "The recall@k asked for (profile or recall_target), when one was"),
             ("x-vectorwise-expected-recall" = f64, description = "Calibrated mean recall@k of the setting; absent when the index has no calibration"),
         )),
-        (status = 400, description = "query_vector's length is not the index's dimension; or the body \
-            could not be read (sent slower than --body-timeout, or cut off)", body = ErrorResponse),
+        (status = 400, description = "query_vector's length is not the index's dimension, or a binary \
+            body is not one query of it; or the body could not be read (sent slower than --body-timeout, or cut off)", body = ErrorResponse),
         (status = 413, description = "Body larger than the configured limit", body = ErrorResponse),
         (status = 422, description = "Invalid body: every problem, located. Also an empty or `null` body, \
-            a body that is not JSON by its Content-Type (only `application/json`, `application/*+json` \
-            or none is read as JSON), and a query the index's metric refuses: the zero vector under \
+            a body whose Content-Type is neither JSON (`application/json`, `application/*+json` \
+            or none) nor binary (`application/octet-stream`, `application/x-npy`), and a query the index's metric refuses: the zero vector under \
             `cosine`, a squared norm of 1e34 or more under `l2` and `ip`", body = ValidationErrorResponse),
         (status = 500, description = "Internal error (details in the server log)", body = ErrorResponse),
         (status = 503, description = "Index not loaded, or too many pending searches", body = ErrorResponse,
@@ -203,7 +203,7 @@ pub(crate) fn located(error: ApiError, at: impl FnOnce(usize) -> (Vec<LocItem>, 
 )]
 pub(crate) async fn search(
     State(state): State<AppState>,
-    ValidJson(request): ValidJson<SearchRequest>,
+    SearchBody(request): SearchBody<SearchRequest>,
 ) -> Result<Response, ApiError> {
     let (index, generation) = state.served()?;
     let options = request.options();
@@ -282,13 +282,13 @@ pub(crate) fn keep(state: &AppState, key: Option<Key>, headers: HeaderMap, body:
             ("x-vectorwise-expected-recall" = f64, description = "Calibrated mean recall@k of the setting; absent when the index has no calibration"),
         )),
         (status = 400, description = "A query's length is not the index's dimension (the detail names \
-            the query); or the body could not be read (sent slower than --body-timeout, or cut off)",
+            the query), or a binary body is not whole queries of it; or the body could not be read (sent slower than --body-timeout, or cut off)",
             body = ErrorResponse),
         (status = 413, description = "Body larger than the configured limit", body = ErrorResponse),
         (status = 422, description = "Invalid body, empty batch, or more than max_batch queries; \
             every problem located (`loc` holds the query's index). Also an empty or `null` body, a body \
-            that is not JSON by its Content-Type (only `application/json`, `application/*+json` or none \
-            is read as JSON), and a query the index's metric refuses: the zero vector under `cosine`, \
+            whose Content-Type is neither JSON (`application/json`, `application/*+json` or none) nor \
+            binary (`application/octet-stream`, `application/x-npy`), and a query the index's metric refuses: the zero vector under `cosine`, \
             a squared norm of 1e34 or more under `l2` and `ip`", body = ValidationErrorResponse),
         (status = 500, description = "Internal error (details in the server log)", body = ErrorResponse),
         (status = 503, description = "Index not loaded, or too many pending searches", body = ErrorResponse,
@@ -298,7 +298,7 @@ pub(crate) fn keep(state: &AppState, key: Option<Key>, headers: HeaderMap, body:
 pub(crate) async fn search_batch(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    ValidJson(request): ValidJson<SearchBatchRequest>,
+    SearchBody(request): SearchBody<SearchBatchRequest>,
 ) -> Result<(HeaderMap, Json<SearchBatchResponse>), ApiError> {
     let index = state.index()?;
     // The batch budget is spent here, where the number of queries is known.

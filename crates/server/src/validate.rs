@@ -5,6 +5,7 @@
 //! such as `10.0` is an integer, as in pydantic.
 
 use crate::models::{FieldError, LocItem, SearchBatchRequest, SearchOptions, SearchRequest};
+use crate::binary::{FromBinary, Searched};
 use crate::state::ServerConfig;
 use serde_json::{Map, Value, json};
 
@@ -23,7 +24,7 @@ pub(crate) trait FromBody: Sized {
 
 /// Element errors reported per list. pydantic reports all of them, but a
 /// 4 MiB body of strings would then answer with ~100 MB of errors.
-const MAX_ELEMENT_ERRORS: usize = 32;
+pub(crate) const MAX_ELEMENT_ERRORS: usize = 32;
 
 /// Strings longer than this are not echoed back in `input`.
 const MAX_ECHO_CHARS: usize = 256;
@@ -156,20 +157,8 @@ pub(crate) fn parse_queries(value: &Value, at: &[LocItem], max: usize, errors: &
     // pydantic's length errors (`conlist(min_length=1, max_length=max)`). Too
     // long a batch is refused before its elements are looked at.
     let n = items.len();
-    let length_error = if n == 0 {
-        Some(("too_short", "min_length", 1, "at least"))
-    } else if n > max {
-        Some(("too_long", "max_length", max, "at most"))
-    } else {
-        None
-    };
-    if let Some((kind, bound_name, bound, relation)) = length_error {
-        let plural = if bound == 1 { "" } else { "s" };
-        let msg = format!("List should have {relation} {bound} item{plural} after validation, not {n}");
-        errors.push(
-            FieldError::new(loc(at), kind, msg)
-                .with_ctx(json!({ "field_type": "List", bound_name: bound, "actual_length": n })),
-        );
+    if let Some(e) = list_length_error(at, n, max) {
+        errors.push(e);
         return None;
     }
     let mut queries = Vec::with_capacity(n);
@@ -186,6 +175,21 @@ pub(crate) fn parse_queries(value: &Value, at: &[LocItem], max: usize, errors: &
         errors.extend(scratch.drain(..).take(room));
     }
     (!failed).then_some(queries)
+}
+
+/// pydantic's error for a list of `n` items that must hold 1 to `max`
+/// (`conlist(min_length=1, max_length=max)`), if it does not.
+pub(crate) fn list_length_error(at: &[LocItem], n: usize, max: usize) -> Option<FieldError> {
+    let (kind, bound_name, bound, relation) = if n == 0 {
+        ("too_short", "min_length", 1, "at least")
+    } else if n > max {
+        ("too_long", "max_length", max, "at most")
+    } else {
+        return None;
+    };
+    let plural = if bound == 1 { "" } else { "s" };
+    let msg = format!("List should have {relation} {bound} item{plural} after validation, not {n}");
+    Some(FieldError::new(loc(at), kind, msg).with_ctx(json!({ "field_type": "List", bound_name: bound, "actual_length": n })))
 }
 
 /// `k`: a strict integer in `1..=max_k`.
@@ -285,6 +289,49 @@ pub(crate) fn unknown_fields(map: &Map<String, Value>, known: &[&str], errors: &
 
 const SEARCH_FIELDS: &[&str] = &["query_vector", "k", "profile", "recall_target", "ef_search"];
 const SEARCH_BATCH_FIELDS: &[&str] = &["query_vectors", "k", "profile", "recall_target", "ef_search"];
+/// The fields of both searches but their vectors: what a binary body's query string may hold.
+const SEARCH_QUERY_FIELDS: &[&str] = &["k", "profile", "recall_target", "ef_search"];
+
+impl FromBinary for SearchRequest {
+    const BATCH: bool = false;
+    const SEARCHED: Searched = Searched::Index;
+    const FIELDS: &'static [&'static str] = SEARCH_QUERY_FIELDS;
+
+    fn from_parts(
+        fields: &Map<String, Value>,
+        vector: Option<Vec<f32>>,
+        _dim: usize,
+        config: &ServerConfig,
+        errors: &mut Vec<FieldError>,
+    ) -> Option<Self> {
+        let k = parse_k(fields, config, errors);
+        let o = search_options(fields, errors);
+        unknown_fields(fields, Self::FIELDS, errors);
+        let (k, o) = (k?, o?);
+        Some(SearchRequest { query_vector: vector?, k, profile: o.profile, recall_target: o.recall_target, ef_search: o.ef_search })
+    }
+}
+
+impl FromBinary for SearchBatchRequest {
+    const BATCH: bool = true;
+    const SEARCHED: Searched = Searched::Index;
+    const FIELDS: &'static [&'static str] = SEARCH_QUERY_FIELDS;
+
+    fn from_parts(
+        fields: &Map<String, Value>,
+        vectors: Option<Vec<f32>>,
+        dim: usize,
+        config: &ServerConfig,
+        errors: &mut Vec<FieldError>,
+    ) -> Option<Self> {
+        let k = parse_k(fields, config, errors);
+        let o = search_options(fields, errors);
+        unknown_fields(fields, Self::FIELDS, errors);
+        let (k, o) = (k?, o?);
+        let query_vectors = crate::binary::rows(&vectors?, dim);
+        Some(SearchBatchRequest { query_vectors, k, profile: o.profile, recall_target: o.recall_target, ef_search: o.ef_search })
+    }
+}
 
 impl FromBody for SearchRequest {
     fn from_body(body: &Value, config: &ServerConfig) -> Result<Self, Vec<FieldError>> {

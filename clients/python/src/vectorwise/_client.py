@@ -8,6 +8,7 @@ bit for bit (the server stores and searches float32), and the body is about
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import numbers
@@ -82,6 +83,11 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _RETRY_EXCEPTIONS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
 _JSON = {"content-type": "application/json", "accept": "application/json"}
+#: A search's vectors in binary (the server's `binary.rs`): one query as raw
+#: little-endian float32, a batch as a .npy array (its shape carries the row width,
+#: so a matrix of the wrong width is refused, never read as rows of another).
+_OCTET_STREAM = "application/octet-stream"
+_NPY = "application/x-npy"
 
 #: The server's named search profiles, each a calibrated recall@k promise:
 #: ``low_latency`` >= 0.90, ``balanced`` >= 0.95 (the server's default),
@@ -650,6 +656,76 @@ def _body(vectors_field: str, vectors_json: str, k: int, options: Mapping[str, A
     return (head[:-1] + f',"{vectors_field}":{vectors_json}}}').encode()
 
 
+def _query_fields_exact(k: Any, fields: Mapping[str, Any]) -> bool:
+    """Whether ``k`` and ``fields`` read from a query string exactly as from a JSON body.
+
+    The server types a query-string value by its field's name (``k=10`` is the
+    integer 10), so a value JSON would refuse for its type (``"10"`` for ``k``,
+    ``1`` for ``with_payload``, a string as ``filter``) could pass there: such
+    requests go as JSON, whose verdict is the contract.
+    """
+    for name, value in (("k", k), *fields.items()):
+        if value is None:
+            continue
+        v = _json_value(value)
+        if name in ("with_payload", "with_vector"):
+            ok = isinstance(v, bool)
+        elif name in ("k", "ef_search", "recall_target"):
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        elif name == "filter":
+            ok = isinstance(v, dict)
+        else:  # profile, and names the server refuses either way
+            ok = isinstance(v, (str, bool, int, float))
+        if not ok:
+            return False
+    return True
+
+
+def _query_string(k: Any, fields: Mapping[str, Any]) -> str:
+    """``k`` and ``fields`` as a binary search's query string: text as it is, the rest
+    as its JSON text (``true``, ``0.97``, the filter's object); ``None`` (JSON's
+    null, "not given") left out."""
+    pairs = [("k", k), *((n, v) for n, v in fields.items() if v is not None)]
+    return urllib.parse.urlencode(
+        [
+            (n, v if isinstance(v, str) else json.dumps(_json_value(v), separators=(",", ":")))
+            for n, v in pairs
+        ]
+    )
+
+
+def _npy_bytes(arr: npt.NDArray[np.float32]) -> bytes:
+    """``arr`` as a .npy file (format 1.0, ``<f4``, C order)."""
+    out = io.BytesIO()
+    np.lib.format.write_array(
+        out, np.ascontiguousarray(arr, dtype="<f4"), version=(1, 0), allow_pickle=False
+    )
+    return out.getvalue()
+
+
+def _refuses_binary(response: httpx.Response) -> bool:
+    """Whether ``response`` is a server's refusal of a body that is not JSON (422
+    ``model_attributes_type`` at ``["body"]``): a server older than binary bodies."""
+    if response.status_code != 422:
+        return False
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        return False
+    return (
+        isinstance(detail, list)
+        and len(detail) == 1
+        and isinstance(detail[0], dict)
+        and detail[0].get("loc") == ["body"]
+        and detail[0].get("type") == "model_attributes_type"
+    )
+
+
+#: Refusals of a binary search raised as they are: the JSON form of the request would
+#: get the same answer (keys, rate budget, overload, faults).
+_FINAL_STATUSES = frozenset({401, 403, 429, 500, 502, 503, 504})
+
+
 def _collection_path(name: str, *rest: str) -> str:
     """``/collections/{name}/...`` with ``name`` percent-encoded (the server checks it)."""
     if not isinstance(name, str) or not name:
@@ -993,8 +1069,13 @@ def _search_settings(
 _ITEM_INDEX = re.compile(r"\b(query_vectors|vectors|points|ids)\[(\d+)\]")
 
 
-def _server_max_batch(response: httpx.Response, field: str = "query_vectors") -> int | None:
-    """The server's limit if ``response`` refuses the list ``field`` as too long (422)."""
+def _server_max_batch(
+    response: httpx.Response, field: str | None = "query_vectors"
+) -> int | None:
+    """The server's limit if ``response`` refuses the list ``field`` as too long (422).
+
+    ``field`` ``None``: a binary batch, whose rows are the body (``["body"]``).
+    """
     if response.status_code != 422:
         return None
     try:
@@ -1004,7 +1085,8 @@ def _server_max_batch(response: httpx.Response, field: str = "query_vectors") ->
     if isinstance(detail, list) and len(detail) == 1 and isinstance(detail[0], dict):
         e = detail[0]
         limit = (e.get("ctx") or {}).get("max_length")
-        if e.get("type") == "too_long" and e.get("loc") == ["body", field]:
+        loc = ["body"] if field is None else ["body", field]
+        if e.get("type") == "too_long" and e.get("loc") == loc:
             return limit if isinstance(limit, int) else None
     return None
 
@@ -1094,6 +1176,16 @@ class VectorWiseClient:
             them as given and leaves the verdict to the server (its 422): for
             a profile a newer server has added, or to see the server's answer.
         transport: An ``httpx`` transport to use instead of the network (tests).
+        binary: Send searches' vectors in binary, with the other fields in the
+            query string (one query as ``application/octet-stream``, a batch as
+            ``application/x-npy``): no JSON to print or parse for the vectors.
+            The answers are the same. The request goes as JSON instead when
+            ``binary`` is ``False``, when an option's value would not read the
+            same from a query string, and after a server refuses binary
+            bodies (an older one: the client then stays with JSON). A binary
+            request the server refuses for its content is repeated as JSON, so
+            errors are exactly the JSON ones (``loc: ["body", "k"]``, the
+            dimension named as ``query_vector``).
     """
 
     def __init__(
@@ -1111,6 +1203,7 @@ class VectorWiseClient:
         validate: bool = True,
         transport: httpx.BaseTransport | None = None,
         api_key: str | None = None,
+        binary: bool = True,
     ) -> None:
         if retries < 0:
             raise ValueError("retries must be >= 0")
@@ -1125,6 +1218,7 @@ class VectorWiseClient:
         self.batch_fallback = batch_fallback
         self.validate = validate
         self._has_batch: bool | None = None
+        self.binary = binary
         self._sleep: Callable[[float], None] = time.sleep
         all_headers = dict(headers or {})
         if api_key is not None:
@@ -1318,16 +1412,21 @@ class VectorWiseClient:
                 if value is not None:
                     fields[name] = value
             row = _as_matrix(vector, "query_vector", 1)
-            body = _body("query_vector", _encode_row(row.tolist()), k, fields)
-            response = self._checked("POST", "/search", body)
+            response = self._search(
+                "/search",
+                row,
+                k,
+                fields,
+                lambda: _body("query_vector", _encode_row(row.tolist()), k, fields),
+            )
             return SearchResult._from_json(
                 self._json(response), SearchInfo.from_headers(response.headers)
             )
         path = _collection_path(collection, "search")
         fields.update(with_payload=bool(with_payload), with_vector=bool(with_vector))
         row = _as_matrix(vector, "vector", 1)
-        response = self._checked(
-            "POST", path, _body("vector", _encode_row(row.tolist()), k, fields)
+        response = self._search(
+            path, row, k, fields, lambda: _body("vector", _encode_row(row.tolist()), k, fields)
         )
         return CollectionSearchResult._from_hits(
             self._json(response),
@@ -1427,12 +1526,25 @@ class VectorWiseClient:
         arr = _as_matrix(matrix, "query_vectors", 2)
         if arr.shape[0] == 0:
             return BatchResult([])
+        results: list[SearchResult] = []
+
+        def take(start: int, end: int, response: httpx.Response) -> None:
+            self._has_batch = True
+            used = SearchInfo.from_headers(response.headers)
+            results.extend(self._parse_batch(self._json(response), end - start, used))
+
+        done = 0
+        if self._has_batch is not False:
+            done = self._binary_batch("/search/batch", arr, k, options, take)
+            if done == arr.shape[0]:
+                return BatchResult(results)
+        # JSON from row `done` on: all of it, or what the binary requests left.
         rows = [_encode_row(r) for r in arr.tolist()]
         if self._has_batch is False:
-            return self._batch_by_singles(rows, k, options)
-        results: list[SearchResult] = []
+            rest = self._batch_by_singles(rows[done:], k, options, offset=done)
+            return BatchResult(results + list(rest))
         overhead = len(_body("query_vectors", "[]", k, options))
-        start = 0
+        start = done
         while start < len(rows):
             end = self._chunk_end(rows, start, overhead)
             body = _body("query_vectors", "[" + ",".join(rows[start:end]) + "]", k, options)
@@ -1760,11 +1872,9 @@ class VectorWiseClient:
         path = _collection_path(collection, "search", "batch")
         fields = {**options, "with_payload": with_payload, "with_vector": with_vector}
         arr = _as_matrix(matrix, "vectors", 2)
-        rows = [_encode_row(r) for r in arr.tolist()]
         results: list[CollectionSearchResult] = []
-        for start, end, response in self._chunked(
-            "POST", path, rows, "vectors", lambda j: _body("vectors", f"[{j}]", k, fields)
-        ):
+
+        def take(start: int, end: int, response: httpx.Response) -> None:
             body = self._json_object(response)
             items = body.get("results")
             if not isinstance(items, list) or len(items) != end - start:
@@ -1776,6 +1886,16 @@ class VectorWiseClient:
                 CollectionSearchResult._from_hits(item, used, with_payload, with_vector)
                 for item in items
             )
+
+        done = self._binary_batch(path, arr, k, fields, take)
+        if done == arr.shape[0]:
+            return CollectionBatchResult(results)
+        rows = [_encode_row(r) for r in arr.tolist()]
+        for start, end, response in self._chunked(
+            "POST", path, rows, "vectors", lambda j: _body("vectors", f"[{j}]", k, fields),
+            first=done,
+        ):
+            take(start, end, response)
         return CollectionBatchResult(results)
 
     # -- internals ---------------------------------------------------------
@@ -1788,6 +1908,7 @@ class VectorWiseClient:
         field: str,
         wrap: Callable[[str], bytes],
         batch_size: int | None = None,
+        first: int = 0,
     ) -> Iterator[tuple[int, int, httpx.Response]]:
         """Send ``items`` (each a JSON text) in requests of the list ``field``, in order.
 
@@ -1797,11 +1918,12 @@ class VectorWiseClient:
         (422 ``too_long`` at ``["body", field]``) or the body as too large
         (413) gets smaller requests; any other error is raised with its item
         indices counted from the start of ``items``. Yields ``(start, end,
-        response)`` for each successful request.
+        response)`` for each successful request. ``first``: the item to start
+        from (those before it were sent already).
         """
         size = batch_size or self.batch_size
         overhead = len(wrap(""))
-        start = 0
+        start = first
         while start < len(items):
             end = self._chunk_end(items, start, overhead, size)
             body = wrap(",".join(items[start:end]))
@@ -1819,6 +1941,76 @@ class VectorWiseClient:
                 raise error_from_response(response, _relocate_batch(start, field=field))
             yield start, end, response
             start = end
+
+    def _binary_ok(self, k: Any, fields: Mapping[str, Any]) -> bool:
+        return self.binary and _query_fields_exact(k, fields)
+
+    def _binary_refused(self, response: httpx.Response) -> None:
+        """After a refused binary search: raise what JSON would repeat; else leave the
+        verdict to the JSON form of the request (and after a server that refuses
+        binary bodies altogether, send JSON from now on)."""
+        if response.status_code in _FINAL_STATUSES:
+            raise error_from_response(response)
+        if _refuses_binary(response):
+            self.binary = False
+
+    def _search(
+        self,
+        path: str,
+        row: npt.NDArray[np.float32],
+        k: int,
+        fields: Mapping[str, Any],
+        json_body: Callable[[], bytes],
+    ) -> httpx.Response:
+        """POST one query to ``path``: in binary when it can go so, else (or when the
+        server refuses it) as the JSON ``json_body()``. A 2xx answer, or its error."""
+        if self._binary_ok(k, fields):
+            target = f"{path}?{_query_string(k, fields)}"
+            body = np.ascontiguousarray(row, dtype="<f4").tobytes()
+            response = self._send("POST", target, body, content_type=_OCTET_STREAM)
+            if response.is_success:
+                return response
+            self._binary_refused(response)
+        return self._checked("POST", path, json_body())
+
+    def _binary_batch(
+        self,
+        path: str,
+        arr: npt.NDArray[np.float32],
+        k: int,
+        fields: Mapping[str, Any],
+        take: Callable[[int, int, httpx.Response], None],
+    ) -> int:
+        """Send the rows of ``arr`` to ``path`` as .npy bodies, in order, in requests
+        of at most ``batch_size`` rows and ``max_body_bytes`` bytes (smaller if the
+        server says its limits are), handing each answer to ``take(start, end,
+        response)``. Returns the rows answered: all of them, or fewer when binary
+        is off or a request was refused (the JSON requests then go on from there
+        and report the refusal as JSON does)."""
+        n, dim = arr.shape
+        if not self._binary_ok(k, fields):
+            return 0
+        target = f"{path}?{_query_string(k, fields)}"
+        row_bytes = 4 * max(dim, 1)
+        start = 0
+        while start < n:
+            fit = max(1, (self.max_body_bytes - 128) // row_bytes)  # a .npy header is 128 bytes
+            end = min(n, start + self.batch_size, start + fit)
+            body = _npy_bytes(arr[start:end])
+            response = self._send("POST", target, body, content_type=_NPY)
+            if not response.is_success:
+                smaller = _server_max_batch(response, None)
+                if smaller is not None and 0 < smaller < end - start:
+                    self.batch_size = smaller  # the server's --max-batch is below ours
+                    continue
+                if response.status_code == 413 and end - start > 1:
+                    self.max_body_bytes = len(body) // 2  # its --body-limit is below ours
+                    continue
+                self._binary_refused(response)
+                return start
+            take(start, end, response)
+            start = end
+        return n
 
     def _json_object(self, response: httpx.Response) -> dict[str, Any]:
         body = self._json(response)
@@ -1895,12 +2087,16 @@ class VectorWiseClient:
         path: str,
         body: bytes | None = None,
         retry_statuses: frozenset[int] = RETRY_STATUSES,
+        content_type: str | None = None,
     ) -> httpx.Response:
         """One request, retried on transport errors and ``retry_statuses``.
 
-        Returns the last answer (whatever its status) or raises `TransportError`.
+        ``body`` is JSON unless ``content_type`` says otherwise. Returns the last
+        answer (whatever its status) or raises `TransportError`.
         """
         headers = _JSON if body is not None else None
+        if body is not None and content_type is not None:
+            headers = {**_JSON, "content-type": content_type}
         attempt = 0
         while True:
             try:
