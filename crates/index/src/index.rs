@@ -313,13 +313,20 @@ impl Index {
         if !applies || !self.calibration().is_some_and(|c| c.is_hard(prepared, k, &found)) {
             return Ok(found);
         }
-        Ok(match (method, scan) {
+        let wider = match (method, scan) {
             (Method::Scan, Some(view)) => view.search_sq8_every(self.space_vectors(), prepared, fetch, exact_keep(fetch)),
             _ => {
                 let ef = params.ef_search.max(fetch).saturating_mul(FAR_EF_FACTOR).min(self.len().max(1));
                 self.searcher(Method::Hnsw)?.search(prepared, fetch, &SearchParams { ef_search: ef, ..*params }, None)
             }
-        })
+        };
+        // Both rounds carry exact distances: keep the best of either.
+        let mut all = found;
+        all.extend(wider);
+        all.sort_unstable();
+        all.dedup_by_key(|s| s.offset);
+        all.truncate(fetch);
+        Ok(all)
     }
 
     /// [`Index::search`] as if the `deleted_count` points `deleted` names
@@ -464,8 +471,9 @@ impl Index {
         &self.file
     }
 
-    /// [`Index::search`] of a prepared query (in the space), answering point
-    /// offsets and the space's distances.
+    /// The method's search of a prepared query (in the space), answering
+    /// point offsets and the space's distances, without [`Index::widen_far`]
+    /// (calibration times the settings as they were measured).
     pub(crate) fn search_offsets(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Scored>> {
         self.search_offsets_excluding(query, k, params, None)
     }

@@ -54,6 +54,8 @@ fn recall(index: &Index, queries: &Matrix, params: &vectorwise_index::SearchPara
     for q in queries.rows() {
         let truth: HashSet<u64> = index.exact_search(q, K).unwrap().iter().map(|n| n.id).collect();
         let got = index.search(q, K, params).unwrap();
+        let unique: HashSet<u64> = got.iter().map(|n| n.id).collect();
+        assert!(got.len() == K && unique.len() == K, "{K} distinct answers: {got:?}");
         total += got.iter().filter(|n| truth.contains(&n.id)).count() as f64 / K as f64;
     }
     total / queries.len() as f64
@@ -91,26 +93,30 @@ fn every_profile_keeps_its_promise_on_queries_unlike_the_data() {
     assert!(failures.is_empty(), "below the promise:\n{}", failures.join("\n"));
 }
 
-/// Queries like the data keep the cheap plan: the widening rule (contrast
-/// below the calibration queries' 1st percentile) holds for about 1 % of
-/// them, as for the calibration's own queries.
+/// Queries like the data keep the cheap plan: the contrast rule
+/// ([`vectorwise_index::Calibration::is_hard`]: half-way from 1 to the
+/// calibration queries' 1st percentile) holds for few of them, judged on the
+/// exact answers (a search's answer is never nearer), and for every random
+/// unit vector.
 #[test]
 fn queries_like_the_data_are_not_widened() {
     let dir = tempfile::tempdir().unwrap();
     let base = clustered_unit(10_000, 7, 1);
     let index = build(dir.path(), &base, "graph", Method::Hnsw, 0);
     let c = index.calibration().unwrap();
-    let hard = c.table(K).unwrap().hard.expect("measured");
-    let centre = c.centre.as_ref().expect("measured");
+    // Cosine: squared L2 between unit vectors, the space's distances.
+    let exact = |q: &[f32]| -> Vec<vectorwise_index::topk::Scored> {
+        index.exact_search(q, K).unwrap().iter().enumerate().map(|(i, n)| vectorwise_index::topk::Scored { distance: n.distance, offset: i as u32 }).collect()
+    };
+    let unit = |q: &[f32]| {
+        let mut u = q.to_vec();
+        vectorwise_index::distance::normalize(&mut u);
+        u
+    };
     let like = clustered_unit(300, 7, 9);
-    let params = c.for_target(K, Profile::LowLatency.target()).params;
-    let mut widened = 0;
-    for q in like.rows() {
-        let found = index.search(q, K, &params).unwrap();
-        if centre.contrast(q, found[K - 1].distance) < hard {
-            widened += 1;
-        }
-    }
-    // The 1st percentile of the calibration's contrast: about 1 % below it.
-    assert!(widened <= 9, "{widened} of 300 queries like the data were widened");
+    let hard_like = like.rows().filter(|q| c.is_hard(&unit(q), K, &exact(q))).count();
+    assert!(hard_like <= 3, "{hard_like} of 300 queries like the data are hard");
+    let random = dataset::sphere(100, DIM, 12);
+    let hard_random = random.rows().filter(|q| c.is_hard(&unit(q), K, &exact(q))).count();
+    assert_eq!(hard_random, 100, "random unit vectors are all hard");
 }

@@ -148,7 +148,7 @@ pub fn calibrate(index: &Index, opts: &CalibrateOptions) -> Result<Calibration> 
     // The 1st percentile of the queries' contrast at each k.
     let hard = |k: usize| {
         let mut c: Vec<f32> =
-            found.iter().enumerate().filter_map(|(i, f)| f.get(k - 1).map(|s| centre.contrast(&rows[i * dim..(i + 1) * dim], s.distance))).collect();
+            found.iter().enumerate().filter_map(|(i, f)| f.get(k - 1).map(|s| centre.contrast(&rows[i * dim..(i + 1) * dim], s.distance))).filter(|c| c.is_finite()).collect();
         c.sort_by(f32::total_cmp);
         c.get(c.len() / 100).copied()
     };

@@ -271,7 +271,11 @@ impl Calibration {
     /// table's [`KTable::hard`]. False without a measured centre and
     /// threshold, or with fewer answers.
     pub fn is_hard(&self, query: &[f32], k: usize, found: &[crate::topk::Scored]) -> bool {
-        let (Some(table), Some(centre)) = (self.table(k), self.centre.as_ref()) else { return false };
+        // Like with like: the answer at a calibrated rank against that
+        // rank's threshold (the largest calibrated k up to `k`; else, on a
+        // tiny index, the next one up at `k`).
+        let at_or_below = self.tables.iter().filter(|t| t.k <= k && t.hard.is_some()).max_by_key(|t| t.k);
+        let (Some(table), Some(centre)) = (at_or_below.or_else(|| self.table(k)), self.centre.as_ref()) else { return false };
         let (Some(hard), Some(kth)) = (table.hard, found.get(k.min(table.k).saturating_sub(1))) else { return false };
         centre.contrast(query, kth.distance) < hard_threshold(hard)
     }
@@ -314,13 +318,13 @@ impl Calibration {
     /// the file holds, recalls and latencies in range, a centre of the
     /// space's `dim` finite values.
     pub fn check(&self, has_graph: bool, has_scan: bool, dim: usize) -> std::result::Result<(), String> {
+        if self.version != TABLE_VERSION {
+            return Err(format!("calibration table version {} is not supported", self.version));
+        }
         if let Some(c) = &self.centre {
             if c.mean.len() != dim || !c.mean.iter().chain([&c.spread]).all(|x| x.is_finite()) || c.spread < 0.0 {
                 return Err(format!("calibration's centre is not {dim} finite values and a spread"));
             }
-        }
-        if self.version != TABLE_VERSION {
-            return Err(format!("calibration table version {} is not supported", self.version));
         }
         if self.tables.is_empty() {
             return Err("calibration has no tables".into());

@@ -360,6 +360,9 @@ mod tests {
         let p = lists.view().pick_ranked(&[1.0], Some(&approx), 1, 3);
         assert_eq!(p.read, vec![0, 1, 2]);
         assert!(p.unread.iter().all(|u| u.1 >= 3) && p.unread.len() == 63);
+        // Past the pool (66 lists) for 70 points: none of it is left unread.
+        let p = lists.view().pick_ranked(&[1.0], Some(&approx), 1, 70);
+        assert!(p.read.len() == 70 && p.unread.is_empty() && !p.ranked_all);
         // Without codes every list is ranked exactly.
         let p = lists.view().pick_ranked(&[1.0], None, 1, 1);
         assert!(p.ranked_all && p.unread.len() == 79);

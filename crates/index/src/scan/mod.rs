@@ -861,14 +861,14 @@ impl ScanView<'_> {
         if points == 0 && !is_hard {
             return found;
         }
-        let exhausted = !picked.ranked_all && !picked.unread.is_empty() && picked.unread.iter().all(|l| l.0 < kth);
+        let exhausted = !picked.ranked_all && picked.unread.iter().all(|l| l.0 < kth);
         if exhausted || points.saturating_mul(WIDEN_SQ8_SHARE) > self.shape.count || (is_hard && points > 0) {
             return self.search_sq8_every(vectors, query, k, rerank);
         }
         let more = if is_hard {
             self.search_sq8_lists(vectors, query, k, rerank, nprobe.saturating_mul(HARD_LISTS_FACTOR))
         } else {
-            let more = merge_ranges(near.map(|&(_, i)| lists.range(i)).collect());
+            let more = merge_ranges(near.map(|&(_, i)| lists.range(i)).filter(|r| !r.is_empty()).collect());
             let stage1 = self.fast_scan_tables(vec![self.table(query)], keep, &more).pop().expect("one query in, one out");
             self.rerank(vectors, query, k, stage1, rerank)
         };
