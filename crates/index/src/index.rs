@@ -289,7 +289,7 @@ impl Index {
     /// ([`Index::widen_far`]).
     fn search_widened(&self, prepared: &[f32], fetch: usize, k: usize, params: &SearchParams) -> Result<Vec<Scored>> {
         let method = self.method(params);
-        let found = self.searcher(method)?.search(prepared, fetch, params, None);
+        let found = self.searcher_for(method, Some(k))?.search(prepared, fetch, params, None);
         self.widen_far(prepared, fetch, k, params, method, found)
     }
 
@@ -498,6 +498,12 @@ impl Index {
 
     /// The search method `method` over this index's structures.
     pub(crate) fn searcher(&self, method: Method) -> Result<AnyMethod<'_>> {
+        self.searcher_for(method, None)
+    }
+
+    /// [`Index::searcher`] for a search that fetches more than the user's
+    /// `rule_k` (the rank a partition's widening reads).
+    fn searcher_for(&self, method: Method, rule_k: Option<usize>) -> Result<AnyMethod<'_>> {
         let rows = Rows { vectors: self.space_vectors(), dim: self.space_dim() };
         Ok(match method {
             Method::Exact => AnyMethod::Exact(Exact { rows }),
@@ -505,6 +511,7 @@ impl Index {
                 scan: self.file.scan().ok_or_else(|| missing(method))?,
                 rows,
                 calibration: self.calibration(),
+                rule_k,
             }),
             Method::Hnsw | Method::Auto => AnyMethod::Graph(Graph {
                 graph: self.file.graph().ok_or_else(|| missing(method))?,

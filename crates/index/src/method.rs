@@ -16,7 +16,7 @@ use crate::hnsw::{self, GraphView};
 use crate::index::{PointOffset, scan_depths};
 use crate::params::{Method, SearchParams};
 use crate::calibrate::Calibration;
-use crate::scan::ScanView;
+use crate::scan::{ScanView, Widening};
 use crate::topk::Scored;
 use crate::visited::VisitedPool;
 use crate::exact;
@@ -114,6 +114,9 @@ pub(crate) struct Scan<'a> {
     /// The index's table: a partitioned scan widens an answer with less
     /// contrast than its queries had ([`Calibration::is_hard`]).
     pub calibration: Option<&'a Calibration>,
+    /// The user's `k` when a search fetches more (deletions): the rank the
+    /// widening reads.
+    pub rule_k: Option<usize>,
 }
 
 impl Scan<'_> {
@@ -125,13 +128,17 @@ impl Scan<'_> {
 impl SearchMethod for Scan<'_> {
     fn search(&self, query: &[f32], k: usize, params: &SearchParams, _: Option<PointOffset>) -> Vec<Scored> {
         let (candidates, rerank) = scan_depths(params, k);
-        self.scan.search_probe(self.rows.vectors, query, k, candidates, rerank, params.nprobe, &self.hard(k))
+        let rule_k = self.rule_k.map_or(k, |r| r.min(k));
+        let hard = self.hard(rule_k);
+        let widening = Widening { k: rule_k, hard: &hard };
+        self.scan.search_probe(self.rows.vectors, query, k, candidates, rerank, params.nprobe, widening)
     }
 
     fn search_many(&self, queries: &[f32], _: usize, k: usize, params: &SearchParams) -> Vec<Vec<Scored>> {
         // Many queries per pass over the codes.
         let (candidates, rerank) = scan_depths(params, k);
-        self.scan.search_many(self.rows.vectors, queries, k, candidates, rerank, params.nprobe, &self.hard(k))
+        let hard = self.hard(k);
+        self.scan.search_many(self.rows.vectors, queries, k, candidates, rerank, params.nprobe, Widening { k, hard: &hard })
     }
 }
 

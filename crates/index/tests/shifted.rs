@@ -120,3 +120,28 @@ fn queries_like_the_data_are_not_widened() {
     let hard_random = random.rows().filter(|q| c.is_hard(&unit(q), K, &exact(q))).count();
     assert_eq!(hard_random, 100, "random unit vectors are all hard");
 }
+
+/// A segment with deletions searches for more than k and drops the deleted:
+/// the widening still judges the answer at the user's k, and random queries
+/// keep the promise among the live points.
+#[test]
+fn deletions_keep_the_widening_and_the_promise() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = clustered_unit(10_000, 7, 1);
+    let index = build(dir.path(), &base, "lists", Method::Scan, 100);
+    let params = index.calibration().unwrap().for_target(K, Profile::Balanced.target()).params;
+    // Every tenth offset deleted.
+    let deleted = |o: u32| o % 10 == 3;
+    let deleted_ids: HashSet<u64> = (0..index.len() as u32).filter(|&o| deleted(o)).map(|o| index.ids()[o as usize]).collect();
+    let queries = dataset::sphere(100, DIM, 13);
+    let mut total = 0.0;
+    for q in queries.rows() {
+        let truth: Vec<u64> = index.exact_search(q, 3 * K).unwrap().iter().map(|n| n.id).filter(|id| !deleted_ids.contains(id)).take(K).collect();
+        let got = index.search_live(q, K, &params, &deleted, deleted_ids.len()).unwrap();
+        assert_eq!(got.len(), K);
+        assert!(got.iter().all(|(o, n)| !deleted(*o) && !deleted_ids.contains(&n.id)));
+        total += got.iter().filter(|(_, n)| truth.contains(&n.id)).count() as f64 / K as f64;
+    }
+    let recall = total / queries.len() as f64;
+    assert!(recall >= Profile::Balanced.target() - 0.01, "random unit vectors among live points: {recall:.3}");
+}

@@ -36,6 +36,22 @@ use rayon::prelude::*;
 /// contrast than the index's calibration queries had.
 pub type Hard<'a> = dyn Fn(&[f32], &[Scored]) -> bool + Sync + 'a;
 
+/// What a partial search's second round ([`ScanView::widen`]) judges its
+/// answer by.
+#[derive(Clone, Copy)]
+pub struct Widening<'a> {
+    /// The rank whose answer the rules read: the user's `k` (a search over
+    /// a segment with deletions fetches more).
+    pub k: usize,
+    pub hard: &'a Hard<'a>,
+}
+
+impl std::fmt::Debug for Widening<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Widening").field("k", &self.k).finish_non_exhaustive()
+    }
+}
+
 /// A partial search whose answer is hard ([`ScanView::widen`]) and has no
 /// unread list nearer than it scores by SQ8 the points of this many times
 /// as many lists: 10k unit vectors of 100 clusters in 100 lists, random unit
@@ -749,12 +765,12 @@ impl ScanView<'_> {
         candidates: usize,
         rerank: usize,
         nprobe: usize,
-        hard: &Hard<'_>,
+        widening: Widening<'_>,
     ) -> Vec<Vec<Scored>> {
         let dim = self.shape.dim;
         let rows: Vec<&[f32]> = queries.chunks_exact(dim).collect();
         if self.partial(nprobe) {
-            return rows.par_iter().map(|q| self.search_probe(vectors, q, k, candidates, rerank, nprobe, hard)).collect();
+            return rows.par_iter().map(|q| self.search_probe(vectors, q, k, candidates, rerank, nprobe, widening)).collect();
         }
         let rerank = rerank.max(k);
         rows.par_chunks(BATCH_GROUP)
@@ -788,9 +804,9 @@ impl ScanView<'_> {
     /// them for 0, or an index without lists). A partial search runs on the
     /// calling thread: it reads few enough points not to be worth splitting.
     ///
-    /// Then the second round ([`ScanView::widen`]), `hard` saying whether an
-    /// answer has less contrast than the index's calibration queries had
-    /// (`|_, _| false` without a table).
+    /// Then the second round ([`ScanView::widen`]), judged at `widening.k`
+    /// by `widening.hard` (whether an answer has less contrast than the
+    /// index's calibration queries had; `|_, _| false` without a table).
     #[allow(clippy::too_many_arguments)]
     pub fn search_probe(
         &self,
@@ -800,7 +816,7 @@ impl ScanView<'_> {
         candidates: usize,
         rerank: usize,
         nprobe: usize,
-        hard: &Hard<'_>,
+        widening: Widening<'_>,
     ) -> Vec<Scored> {
         if !self.partial(nprobe) {
             return self.search(vectors, query, k, candidates, rerank);
@@ -812,7 +828,7 @@ impl ScanView<'_> {
         let picked = self.probe_picked(query, Some(&lut), nprobe, k);
         let found = self.fast_scan_tables(vec![lut], keep, &picked.ranges).pop().expect("one query in, one out");
         let found = self.rerank(vectors, query, k, found, rerank);
-        self.widen(vectors, query, k, keep, rerank, nprobe, &picked, found, hard)
+        self.widen(vectors, query, k, keep, rerank, nprobe, &picked, found, widening)
     }
 
     /// The second round of a partial search, for a query unlike the data.
@@ -850,14 +866,15 @@ impl ScanView<'_> {
         nprobe: usize,
         picked: &Picked,
         mut found: Vec<Scored>,
-        hard: &Hard<'_>,
+        widening: Widening<'_>,
     ) -> Vec<Scored> {
-        let (Some(lists), Some(kth)) = (self.lists, found.get(k.saturating_sub(1)).map(|s| s.distance)) else {
+        let rank = widening.k.clamp(1, k.max(1));
+        let (Some(lists), Some(kth)) = (self.lists, found.get(rank - 1).map(|s| s.distance)) else {
             return found;
         };
         let near = picked.unread.iter().filter(|(d, _)| *d < kth);
         let points: usize = near.clone().map(|&(_, i)| lists.range(i).len()).sum();
-        let is_hard = hard(query, &found);
+        let is_hard = (widening.hard)(query, &found);
         if points == 0 && !is_hard {
             return found;
         }
