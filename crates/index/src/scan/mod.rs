@@ -32,6 +32,12 @@ use rand::SeedableRng;
 use rand::seq::index::sample;
 use rayon::prelude::*;
 
+/// How many SQ8 steps from a dimension's range a query may lie before that
+/// dimension is left out of its SQ8 distances ([`ScanView::sq8_distance`]):
+/// squares stay far from f32's limit, and any dimension this far out has a
+/// range so narrow that it adds about the same to every point.
+pub const SQ8_QUERY_LIMIT: f32 = 1e9;
+
 /// Whether a search's answer (ascending) to a query (prepared) has less
 /// contrast than the index's calibration queries had.
 pub type Hard<'a> = dyn Fn(&[f32], &[Scored]) -> bool + Sync + 'a;
@@ -782,9 +788,25 @@ impl ScanView<'_> {
     }
 
     /// The SQ8 distance from `query` to any point (graph walks use it).
+    ///
+    /// A dimension the points (nearly) share one value in has a step near
+    /// zero (1e-34 on a 384-d sentence-embedding set): a query away from that
+    /// value there scales to ~1e32 steps, whose square overflows, and times
+    /// the step's square (0 in f32) made every distance NaN, so a random unit
+    /// query on that set got recall@10 0.000 from SQ8. Such a dimension adds
+    /// the same amount to every point's distance (their codes span at most
+    /// the tiny range), so it is left out of the sum: past
+    /// [`SQ8_QUERY_LIMIT`] steps from the range, a dimension weighs 0.
     pub fn sq8_distance(&self, query: &[f32]) -> Sq8Query<'_> {
-        let q8 = query.iter().zip(self.sq8_min).zip(self.sq8_step).map(|((q, m), s)| (q - m) / s).collect();
-        let w = self.sq8_step.iter().map(|s| s * s).collect();
+        let (q8, w) = query
+            .iter()
+            .zip(self.sq8_min)
+            .zip(self.sq8_step)
+            .map(|((q, m), s)| {
+                let q8 = (q - m) / s;
+                if q8.abs() <= SQ8_QUERY_LIMIT { (q8, s * s) } else { (0.0, 0.0) }
+            })
+            .unzip();
         let k = scan_kernels();
         Sq8Query { codes: self.sq8, dim: self.shape.dim, q8, w, kernel: k.sq8, kernel4: k.sq8x4 }
     }
@@ -1472,6 +1494,29 @@ mod tests {
                     assert_eq!(row.iter().min(), Some(&0), "dsub {dsub}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_dimension_the_points_share_does_not_poison_sq8_distances() {
+        // Dimension 0 holds one value up to 1e-30 (a step near 1e-34);
+        // the query lies at 0.5 there.
+        let (n, dim) = (300usize, 8usize);
+        let mut rows = Vec::with_capacity(n * dim);
+        for i in 0..n {
+            rows.push((i % 2) as f32 * 1e-30);
+            rows.extend((1..dim).map(|j| ((i * 7 + j * 13) % 17) as f32 / 17.0));
+        }
+        let codes = build(&rows, dim, &ScanOptions { dsub: 4, seed: 1, lists: 0 }).unwrap();
+        let view = codes.view();
+        assert!(view.sq8_step[0] < 1e-30);
+        let query: Vec<f32> = std::iter::once(0.5).chain((1..dim).map(|j| j as f32 / 9.0)).collect();
+        let sq8 = view.sq8_distance(&query);
+        let exact = |p: usize| -> f32 { rows[p * dim..(p + 1) * dim].iter().zip(&query).skip(1).map(|(a, b)| (a - b) * (a - b)).sum() };
+        for p in 0..n {
+            let d = sq8.distance(p as u32);
+            assert!(d.is_finite(), "point {p}: {d}");
+            assert!((d - exact(p)).abs() <= 0.01, "point {p}: sq8 {d} exact (without dimension 0) {}", exact(p));
         }
     }
 
