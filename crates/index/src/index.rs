@@ -320,13 +320,7 @@ impl Index {
                 self.searcher(Method::Hnsw)?.search(prepared, fetch, &SearchParams { ef_search: ef, ..*params }, None)
             }
         };
-        // Both rounds carry exact distances: keep the best of either.
-        let mut all = found;
-        all.extend(wider);
-        all.sort_unstable();
-        all.dedup_by_key(|s| s.offset);
-        all.truncate(fetch);
-        Ok(all)
+        Ok(crate::topk::merge(found, wider, fetch))
     }
 
     /// [`Index::search`] as if the `deleted_count` points `deleted` names

@@ -24,6 +24,16 @@ impl PartialOrd for Scored {
     }
 }
 
+/// The `k` best of two answers to one query that both carry exact distances
+/// (a point in both appears once), ascending.
+pub(crate) fn merge(mut found: Vec<Scored>, more: Vec<Scored>, k: usize) -> Vec<Scored> {
+    found.extend(more);
+    found.sort_unstable();
+    found.dedup_by_key(|s| s.offset);
+    found.truncate(k);
+    found
+}
+
 /// Keeps the `k` smallest [`Scored`] values pushed into it.
 #[derive(Debug)]
 pub struct TopK {

@@ -197,7 +197,7 @@ impl ListsView<'_> {
                 _ => ranges.push(r),
             }
         }
-        Picked { ranges, read: picked, unread, ranked_all }
+        Picked { ranges, unread, ranked_all }
     }
 
     /// The points of list `i`.
@@ -211,8 +211,6 @@ impl ListsView<'_> {
 pub struct Picked {
     /// The offset ranges of the lists read, rising, adjacent ones merged.
     pub ranges: Vec<Range<usize>>,
-    /// The lists read, ascending.
-    pub read: Vec<usize>,
     /// The lists ranked by their centroid's exact squared distance to the
     /// query but left unread, with that distance, in no particular order.
     pub unread: Vec<(f32, usize)>,
@@ -351,18 +349,18 @@ mod tests {
         let lists = Lists { centroids: (0..80).map(|i| i as f32 * 10.0).collect(), starts: (0..=80).collect() };
         let approx: Vec<u16> = (0..80).map(|i| i as u16).collect();
         let p = lists.view().pick_ranked(&[1.0], Some(&approx), 1, 1);
-        assert_eq!((p.ranges.clone(), p.read.clone(), p.ranked_all), (vec![0..1], vec![0], false));
+        assert_eq!((p.ranges.clone(), p.ranked_all), (vec![0..1], false));
         let mut unread = p.unread.clone();
         unread.sort_by_key(|u| u.1);
         let want: Vec<(f32, usize)> = (1..66).map(|i| ((i as f32 * 10.0 - 1.0).powi(2), i)).collect();
         assert_eq!(unread, want);
         // Lists taken for min_points come out of the unread pool.
         let p = lists.view().pick_ranked(&[1.0], Some(&approx), 1, 3);
-        assert_eq!(p.read, vec![0, 1, 2]);
+        assert_eq!(p.ranges, vec![0..3]);
         assert!(p.unread.iter().all(|u| u.1 >= 3) && p.unread.len() == 63);
         // Past the pool (66 lists) for 70 points: none of it is left unread.
         let p = lists.view().pick_ranked(&[1.0], Some(&approx), 1, 70);
-        assert!(p.read.len() == 70 && p.unread.is_empty() && !p.ranked_all);
+        assert!(p.ranges == vec![0..70] && p.unread.is_empty() && !p.ranked_all);
         // Without codes every list is ranked exactly.
         let p = lists.view().pick_ranked(&[1.0], None, 1, 1);
         assert!(p.ranked_all && p.unread.len() == 79);

@@ -442,10 +442,7 @@ impl ScanView<'_> {
     fn probe_picked(&self, query: &[f32], lut: Option<&[u8]>, nprobe: usize, min_points: usize) -> Picked {
         let lists = match self.lists {
             Some(lists) if self.partial(nprobe) => lists,
-            _ => {
-                let read = self.lists.map_or(Vec::new(), |l| (0..l.len()).collect());
-                return Picked { ranges: vec![0..self.shape.count], read, unread: Vec::new(), ranked_all: true };
-            }
+            _ => return Picked { ranges: vec![0..self.shape.count], unread: Vec::new(), ranked_all: true },
         };
         if !lists.ranks_by_codes(nprobe) || !self.has_list_codes(&lists) {
             return lists.pick_ranked(query, None, nprobe, min_points);
@@ -887,7 +884,7 @@ impl ScanView<'_> {
         rerank: usize,
         nprobe: usize,
         picked: &Picked,
-        mut found: Vec<Scored>,
+        found: Vec<Scored>,
         widening: Widening<'_>,
     ) -> Vec<Scored> {
         let rank = widening.k.clamp(1, k.max(1));
@@ -911,11 +908,7 @@ impl ScanView<'_> {
             let stage1 = self.fast_scan_tables(vec![self.table(query)], keep, &more).pop().expect("one query in, one out");
             self.rerank(vectors, query, k, stage1, rerank)
         };
-        found.extend(more);
-        found.sort_unstable();
-        found.dedup_by_key(|s| s.offset);
-        found.truncate(k);
-        found
+        crate::topk::merge(found, more, k)
     }
 
     /// The `k` points nearest `query` by the SQ8 distance of every point of
@@ -937,16 +930,8 @@ impl ScanView<'_> {
         let rerank = rerank.max(k);
         let count = self.shape.count;
         let parts = if count >= SPLIT_MIN_POINTS { rayon::current_num_threads().min(MAX_SPLIT) } else { 1 };
-        let sq8 = self.sq8_distance(query);
         let every: Vec<(u16, u32)> = (0..count as u32).map(|o| (0, o)).collect();
-        let slice = count.div_ceil(parts).max(1);
-        let mut stage2: Vec<Scored> = every.par_chunks(slice).flat_map_iter(|part| self.stage2(&sq8, part, rerank)).collect();
-        if stage2.len() > rerank {
-            stage2.select_nth_unstable(rerank - 1);
-            stage2.truncate(rerank);
-        }
-        stage2.sort_unstable_by_key(|s| s.offset);
-        crate::exact::rerank(vectors, self.shape.dim, query, k, &stage2)
+        self.rerank_split(vectors, query, k, &every, rerank, parts)
     }
 
     /// [`ScanView::search`] with its stages split `parts` ways: stage 1 over
@@ -992,8 +977,15 @@ impl ScanView<'_> {
             let mut hist = vec![0u32; self.shape.m * kernels::MAX_ENTRY as usize + 1];
             keep_smallest(&mut found, keep, &mut hist);
         }
+        self.rerank_split(vectors, query, k, &found, rerank, parts)
+    }
+
+    /// Stages 2 and 3 over `found` (in offset order), stage 2 split `parts`
+    /// ways over the pool, each part keeping its `rerank` best, merged to the
+    /// overall best (the same set as one part).
+    fn rerank_split(&self, vectors: &[f32], query: &[f32], k: usize, found: &[(u16, u32)], rerank: usize, parts: usize) -> Vec<Scored> {
         let sq8 = self.sq8_distance(query);
-        let slice = found.len().div_ceil(parts).max(1);
+        let slice = found.len().div_ceil(parts.max(1)).max(1);
         let mut stage2: Vec<Scored> =
             found.par_chunks(slice).flat_map_iter(|part| self.stage2(&sq8, part, rerank)).collect();
         if stage2.len() > rerank {
