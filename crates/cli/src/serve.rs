@@ -124,6 +124,23 @@ pub struct Args {
     /// what they searched is written to. 0 turns it off.
     #[arg(long, env = "VECTORWISE_CACHE_BYTES", default_value_t = vectorwise_server::DEFAULT_CACHE_BYTES)]
     pub cache_bytes: u64,
+    /// Batch jobs queued or running at once (POST /collections/{name}/jobs);
+    /// past it, 503.
+    #[arg(long, env = "VECTORWISE_MAX_JOBS", default_value_t = 16)]
+    pub max_jobs: usize,
+    /// Most queries in one batch job.
+    #[arg(long, env = "VECTORWISE_MAX_JOB_QUERIES", default_value_t = 1_000_000)]
+    pub max_job_queries: usize,
+    /// Largest binary (.npy or raw float32) upload of a batch job, in bytes
+    /// (a JSON job keeps --body-limit).
+    #[arg(long, env = "VECTORWISE_JOB_BODY_LIMIT", default_value_t = 1 << 30)]
+    pub job_body_limit: u64,
+    /// Threads batch jobs search on, at the lowest priority (nice 19).
+    #[arg(long, env = "VECTORWISE_JOB_THREADS", default_value_t = 1)]
+    pub job_threads: usize,
+    /// Hours a finished batch job and its answers are kept.
+    #[arg(long, env = "VECTORWISE_JOB_RETENTION_HOURS", default_value_t = 24)]
+    pub job_retention_hours: u64,
     /// Serve HTTPS with this certificate chain (PEM, the server's
     /// certificate first); HTTP/2 to clients that offer it. Read again on
     /// SIGHUP (new connections get the new one).
@@ -211,6 +228,13 @@ pub fn run(a: Args) -> Result<()> {
             batch: a.rate_limit_batch,
         },
         cache_bytes: a.cache_bytes,
+        jobs: vectorwise_server::JobLimits {
+            max_unfinished: a.max_jobs,
+            max_queries: a.max_job_queries,
+            body_limit_bytes: a.job_body_limit,
+            threads: a.job_threads,
+            retention: std::time::Duration::from_secs(a.job_retention_hours.saturating_mul(3600)),
+        },
     };
     config.rate_limits.check().map_err(|e| anyhow::anyhow!("--rate-limit-*: {e}"))?;
     let key_sources =
@@ -228,6 +252,10 @@ pub fn run(a: Args) -> Result<()> {
     anyhow::ensure!(a.max_pending.is_none_or(|n| n >= 1), "--max-pending must be at least 1");
     anyhow::ensure!((1..=1_000_000).contains(&a.max_batch), "--max-batch must be in 1..=1000000");
     anyhow::ensure!(a.body_limit >= 1024, "--body-limit must be at least 1024 bytes");
+    anyhow::ensure!(a.max_jobs >= 1, "--max-jobs must be at least 1");
+    anyhow::ensure!((1..=100_000_000).contains(&a.max_job_queries), "--max-job-queries must be in 1..=100000000");
+    anyhow::ensure!(a.job_body_limit >= 1024, "--job-body-limit must be at least 1024 bytes");
+    anyhow::ensure!((1..=1024).contains(&a.job_threads), "--job-threads must be in 1..=1024");
     anyhow::ensure!(a.body_timeout >= 1, "--body-timeout must be at least 1 second");
     anyhow::ensure!(a.header_timeout >= 1, "--header-timeout must be at least 1 second");
     anyhow::ensure!(a.max_connections.is_none_or(|n| n >= 1), "--max-connections must be at least 1");

@@ -1109,3 +1109,77 @@ fn a_snapshot_restored_by_the_cli_is_served_after_a_restart() {
     }
     server.terminate();
 }
+
+/// A batch job survives a SIGKILL of the server: the restarted server
+/// resumes it from its last checkpoint (`resumed`: 1) and its
+/// answers, those written before the kill and after, are the answers of
+/// `/search/batch` to the same queries.
+#[test]
+fn a_batch_job_killed_mid_run_resumes_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vectors, index) = generate_and_build(dir.path());
+    let data = dir.path().join("data").display().to_string();
+    run_ok(&["import", "--data-dir", &data, "--collection", "imp", "--vectors", &vectors, "--metric", "l2"]);
+    let server = Server::start(&["--index", &index, "--data-dir", &data]);
+    server.wait_healthy(Duration::from_secs(30));
+    // Enough queries to outlast a checkpoint (every second) on any machine.
+    let (n, dim, k) = (400_000usize, 32usize, 5usize);
+    let queries = vectorwise_index::dataset::sphere(n, dim, 77);
+    let body: Vec<u8> = queries.as_slice().iter().flat_map(|x| x.to_le_bytes()).collect();
+    let mut r = agent()
+        .post(format!("{}/collections/imp/jobs?k={k}", server.url))
+        .header("content-type", "application/octet-stream")
+        .send(&body[..])
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let job: Value = r.body_mut().read_json().unwrap();
+    let url = |s: &Server| format!("{}/collections/imp/jobs/{}", s.url, job["id"].as_str().unwrap());
+    // Killed while it runs, after its first checkpoint.
+    let start = Instant::now();
+    loop {
+        let (_, now) = get(&url(&server));
+        assert_ne!(now["state"], "done", "the job ended before the kill: make it longer");
+        if now["state"] == "running" && start.elapsed() > Duration::from_millis(2500) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(server);
+    let server = Server::start(&["--index", &index, "--data-dir", &data]);
+    server.wait_healthy(Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let done = loop {
+        let (status, now) = get(&url(&server));
+        assert_eq!(status, 200, "{now}");
+        if now["state"] != "queued" && now["state"] != "running" {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "not done: {now}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!((done["state"].as_str(), done["resumed"].as_u64(), done["done"].as_u64()), (Some("done"), Some(1), Some(n as u64)), "{done}");
+    let download = |file: &str| {
+        let mut r = agent().get(format!("{}/{file}", url(&server))).call().unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let bytes = r.body_mut().with_config().limit(1 << 30).read_to_vec().unwrap();
+        let header = 10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        bytes[header..].to_vec()
+    };
+    let ids: Vec<i64> = download("ids.npy").chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect();
+    let distances: Vec<f32> = download("distances.npy").chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    assert_eq!((ids.len(), distances.len()), (n * k, n * k));
+    // Rows from before the kill, around it and after it: every 100th.
+    let rows: Vec<usize> = (0..n).step_by(100).collect();
+    for chunk in rows.chunks(1000) {
+        let vectors: Vec<&[f32]> = chunk.iter().map(|&i| queries.row(i)).collect();
+        let (status, answer) = post(&format!("{}/collections/imp/search/batch", server.url), json!({"vectors": vectors, "k": k}));
+        assert_eq!(status, 200, "{answer}");
+        for (&i, result) in chunk.iter().zip(answer["results"].as_array().unwrap()) {
+            let want: Vec<(i64, f32)> =
+                result["hits"].as_array().unwrap().iter().map(|h| (h["id"].as_i64().unwrap(), h["distance"].as_f64().unwrap() as f32)).collect();
+            let got: Vec<(i64, f32)> = (0..k).map(|j| (ids[i * k + j], distances[i * k + j])).collect();
+            assert_eq!(got, want, "query {i}");
+        }
+    }
+    server.terminate();
+}

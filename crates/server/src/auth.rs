@@ -414,6 +414,13 @@ pub(crate) const ROUTES: &[Rule] = &[
     rule("GET", "/collections/{name}/snapshots", ADMIN, Scope::Path, None),
     rule("GET", "/collections/{name}/snapshots/{snapshot}", ADMIN, Scope::Path, None),
     rule("DELETE", "/collections/{name}/snapshots/{snapshot}", ADMIN, Scope::Path, WRITES),
+    // A job is a search, so `read`; its submission writes files, so it
+    // spends one write. Its key sees it (and admin keys): `jobs.rs`.
+    rule("POST", "/collections/{name}/jobs", READ, Scope::Path, WRITES),
+    rule("GET", "/collections/{name}/jobs", READ, Scope::Path, None),
+    rule("GET", "/collections/{name}/jobs/{id}", READ, Scope::Path, None),
+    rule("DELETE", "/collections/{name}/jobs/{id}", READ, Scope::Path, None),
+    rule("GET", "/collections/{name}/jobs/{id}/{file}", READ, Scope::Path, None),
     docs("/openapi.json"),
     docs("/docs"),
     docs("/docs/"),
@@ -444,6 +451,9 @@ pub(crate) struct Caller {
     pub collections: Option<Arc<BTreeSet<String>>>,
     /// Whose rate budgets it spends: the key's, or its address's.
     pub rate_key: RateKey,
+    /// Whether it may act on what other keys made (batch jobs): an admin
+    /// key, or anyone when the server has no keys.
+    pub admin: bool,
 }
 
 impl Caller {
@@ -500,13 +510,18 @@ fn decide(
     presented: Option<&[u8]>,
     peer: Option<SocketAddr>,
 ) -> Result<Caller, ApiError> {
-    let anonymous = || Caller { key: None, collections: None, rate_key: RateKey::address(peer) };
+    let anonymous = || Caller { key: None, collections: None, rate_key: RateKey::address(peer), admin: !keys.required };
     let role = match rule.need {
         Need::Open => return Ok(anonymous()),
         Need::Metrics if keys.metrics.is_some() => {
             let hash = hash_key(presented.ok_or(ApiError::Unauthenticated { missing: true })?);
             if keys.is_metrics_key(&hash) {
-                return Ok(Caller { key: Some("metrics".into()), collections: None, rate_key: RateKey::Key("metrics".into()) });
+                return Ok(Caller {
+                    key: Some("metrics".into()),
+                    collections: None,
+                    rate_key: RateKey::Key("metrics".into()),
+                    admin: false,
+                });
             }
             return Err(match keys.find(&hash) {
                 Some(_) => ApiError::Forbidden(Forbidden::Metrics),
@@ -540,7 +555,12 @@ fn decide(
             Scope::Nothing | Scope::Listed => {}
         }
     }
-    Ok(Caller { key: Some(key.name.clone()), collections: key.collections.clone(), rate_key: RateKey::Key(key.name.clone()) })
+    Ok(Caller {
+        key: Some(key.name.clone()),
+        collections: key.collections.clone(),
+        rate_key: RateKey::Key(key.name.clone()),
+        admin: key.role == Role::Admin,
+    })
 }
 
 /// The middleware: finds the route's entry, admits the caller (or answers

@@ -116,7 +116,7 @@ pub(crate) async fn extract<T: FromBinary>(req: Request, state: &AppState, encod
 }
 
 /// An error located in the body as the JSON rules locate it, moved to the query.
-fn in_query(mut error: FieldError) -> FieldError {
+pub(crate) fn in_query(mut error: FieldError) -> FieldError {
     if let Some(first @ LocItem::Key(_)) = error.loc.first_mut()
         && *first == LocItem::from("body")
     {
@@ -130,7 +130,7 @@ fn in_query(mut error: FieldError) -> FieldError {
 /// for everything else (an unknown name is then refused by the route's
 /// rules, naming it, as an unknown JSON field is). A name given twice is
 /// refused, as a JSON key given twice is.
-fn query_fields(uri: &axum::http::Uri, known: &[&str]) -> (Map<String, Value>, Vec<FieldError>) {
+pub(crate) fn query_fields(uri: &axum::http::Uri, known: &[&str]) -> (Map<String, Value>, Vec<FieldError>) {
     let mut fields = Map::new();
     let mut errors = Vec::new();
     let pairs = match Query::<Vec<(String, String)>>::try_from_uri(uri) {
@@ -267,6 +267,77 @@ fn decode(bytes: &[u8], encoding: Encoding, dim: usize, batch: bool, max_batch: 
     Err(Refused::Invalid(errors))
 }
 
+/// Bytes of an uploaded job body (`jobs.rs`) that [`upload_rows`] needs
+/// to see: a `.npy` header is at most this long.
+pub(crate) const UPLOAD_HEAD: usize = 64 * 1024 + 12;
+
+/// Where the rows of an uploaded job body start and how many there are:
+/// `head` is its first bytes (all of it, or at least [`UPLOAD_HEAD`]) and
+/// `len` its whole length. Checked as a batch body is (whole rows of `dim`
+/// float32, 1 to `max` of them), but the values: see [`non_finite`].
+pub(crate) fn upload_rows(head: &[u8], len: u64, encoding: Encoding, dim: usize, max: usize) -> Result<(u64, usize), ApiError> {
+    let refused = |r: Refused| match r {
+        Refused::Invalid(errors) => ApiError::Validation(errors),
+        Refused::Shape(e) => e,
+    };
+    if len == 0 {
+        return Err(ApiError::Validation(vec![FieldError::new(vec!["body".into()], "missing", "Field required")]));
+    }
+    let row_bytes = dim.saturating_mul(4).max(1) as u64;
+    let (start, rows) = match encoding {
+        Encoding::Raw => {
+            if len % row_bytes != 0 {
+                let bytes = usize::try_from(len).unwrap_or(usize::MAX);
+                return Err(ApiError::RawBodyLength { bytes, dim, batch: true });
+            }
+            (0, len / row_bytes)
+        }
+        Encoding::Npy => {
+            let (shape, start) = npy_header(head).map_err(refused)?;
+            let (rows, width) = match shape[..] {
+                [width] => (1, width),
+                [rows, width] => (rows, width),
+                _ => unreachable!("npy_header returns 1-D or 2-D shapes"),
+            };
+            let expected = (rows as u64).checked_mul(width as u64).and_then(|n| n.checked_mul(4));
+            let data = len - start as u64;
+            if expected != Some(data) {
+                return Err(refused(invalid(
+                    "value_error",
+                    format!("the .npy data is {data} bytes, but shape {} of float32 is {}", shape_text(&shape),
+                        expected.map_or_else(|| "too large".to_owned(), |n| format!("{n} bytes"))),
+                )));
+            }
+            if width != dim {
+                return Err(ApiError::NpyWidth { shape: shape_text(&shape), dim });
+            }
+            (start as u64, rows as u64)
+        }
+    };
+    let rows = usize::try_from(rows).unwrap_or(usize::MAX);
+    if let Some(e) = crate::validate::list_length_error(&["body".into()], rows, max) {
+        return Err(ApiError::Validation(vec![e]));
+    }
+    Ok((start, rows))
+}
+
+/// The values of `data` (little-endian f32, row-major, `dim` a row, its
+/// first value the `first`-th of the body) that are not finite, as errors at
+/// `["body", row, column]`, up to [`crate::validate::MAX_ELEMENT_ERRORS`] in all.
+pub(crate) fn non_finite(data: &[u8], first: usize, dim: usize, errors: &mut Vec<FieldError>) {
+    for (i, b) in data.chunks_exact(4).enumerate() {
+        if errors.len() >= crate::validate::MAX_ELEMENT_ERRORS {
+            return;
+        }
+        let x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        if !x.is_finite() {
+            let at = first + i;
+            let loc = vec!["body".into(), (at / dim.max(1)).into(), (at % dim.max(1)).into()];
+            errors.push(FieldError::new(loc, "finite_number", "Input should be a finite number").with_input(&Value::String(x.to_string())));
+        }
+    }
+}
+
 /// `(3, 128)`, `(128,)`: a shape as numpy prints it.
 fn shape_text(shape: &[usize]) -> String {
     match shape {
@@ -286,6 +357,24 @@ struct Npy<'a> {
 /// little-endian float32 (`<f4`), its order C (row-major), its shape 1-D or
 /// 2-D and its data exactly that shape.
 fn parse_npy(bytes: &[u8]) -> Result<Npy<'_>, Refused> {
+    let (shape, end) = npy_header(bytes)?;
+    let bad = |why: String| invalid("value_error", why);
+    let data = &bytes[end..];
+    let expected = shape.iter().try_fold(4usize, |n, &d| n.checked_mul(d));
+    if expected != Some(data.len()) {
+        return Err(bad(format!(
+            "the .npy data is {} bytes, but shape {} of float32 is {}",
+            data.len(),
+            shape_text(&shape),
+            expected.map_or_else(|| "too large".to_owned(), |n| format!("{n} bytes"))
+        )));
+    }
+    Ok(Npy { shape, data })
+}
+
+/// A `.npy` header at the start of `bytes`, checked as [`parse_npy`] says:
+/// the array's shape and where its data starts.
+fn npy_header(bytes: &[u8]) -> Result<(Vec<usize>, usize), Refused> {
     let bad = |why: String| invalid("value_error", why);
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(bad("not a .npy array: it must start with the magic string \\x93NUMPY".into()));
@@ -335,17 +424,7 @@ fn parse_npy(bytes: &[u8]) -> Result<Npy<'_>, Refused> {
             shape_text(&shape)
         )));
     }
-    let data = &bytes[end..];
-    let expected = shape.iter().try_fold(4usize, |n, &d| n.checked_mul(d));
-    if expected != Some(data.len()) {
-        return Err(bad(format!(
-            "the .npy data is {} bytes, but shape {} of float32 is {}",
-            data.len(),
-            shape_text(&shape),
-            expected.map_or_else(|| "too large".to_owned(), |n| format!("{n} bytes"))
-        )));
-    }
-    Ok(Npy { shape, data })
+    Ok((shape, end))
 }
 
 /// The text of `key`'s value in a `.npy` header (a Python dict literal):

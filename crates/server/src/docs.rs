@@ -7,7 +7,7 @@
 use crate::auth::{self, Keys, Need};
 use crate::error::ApiError;
 use crate::ratelimit::RateLimits;
-use crate::{collections, routes, snapshots};
+use crate::{collections, jobs, routes, snapshots};
 use crate::state::{AppState, ServerConfig};
 use axum::Router;
 use axum::body::Bytes;
@@ -32,7 +32,8 @@ use vectorwise_index::{Index, Metric};
         collections::list, collections::create, collections::info, collections::remove,
         collections::upsert, collections::delete_points, collections::get_point, collections::get_points,
         collections::search, collections::search_batch, collections::create_index, collections::drop_index,
-        snapshots::create, snapshots::list, snapshots::download, snapshots::remove),
+        snapshots::create, snapshots::list, snapshots::download, snapshots::remove,
+        jobs::submit, jobs::list, jobs::info, jobs::remove, jobs::download),
     tags(
         (name = "health", description = "Liveness and readiness"),
         (name = "index", description = "The served index"),
@@ -41,6 +42,7 @@ use vectorwise_index::{Index, Metric};
         (name = "collections", description = "Collections: create, list, inspect, delete"),
         (name = "points", description = "Upsert, delete and read points of a collection"),
         (name = "snapshots", description = "Point-in-time archives of a collection (restore: `vectorwise restore`)"),
+        (name = "jobs", description = "Batch jobs: many queries searched in the background, answers downloadable"),
     )
 )]
 struct ApiDoc;

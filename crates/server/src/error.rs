@@ -59,6 +59,18 @@ pub enum ApiError {
     #[error("Not Found")]
     NotFound,
 
+    /// No such batch job, or not one the caller's key may see (404).
+    #[error("No such job")]
+    JobNotFound,
+
+    /// The job's answers are asked for before it is done (409).
+    #[error("The job is {state} ({done} of {queries} queries answered): its answers are there once it is done")]
+    JobNotDone { state: &'static str, done: usize, queries: usize },
+
+    /// As many jobs as `--max-jobs` are queued or running (503).
+    #[error("{max} jobs are queued or running, the most this server takes; retry when one has finished")]
+    TooManyJobs { max: usize },
+
     /// The route exists but not for this method (405).
     #[error("Method Not Allowed")]
     MethodNotAllowed,
@@ -116,10 +128,11 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::IndexLoading | ApiError::IndexUnavailable | ApiError::Overloaded => {
+            ApiError::IndexLoading | ApiError::IndexUnavailable | ApiError::Overloaded | ApiError::TooManyJobs { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::JobNotFound => StatusCode::NOT_FOUND,
+            ApiError::JobNotDone { .. } => StatusCode::CONFLICT,
             ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -236,7 +249,7 @@ impl IntoResponse for ApiError {
         }
         match self {
             ApiError::Validation(detail) => (status, Json(ValidationErrorResponse { detail })).into_response(),
-            ApiError::Overloaded => {
+            ApiError::Overloaded | ApiError::TooManyJobs { .. } => {
                 let retry = [(header::RETRY_AFTER, HeaderValue::from_static("1"))];
                 (status, retry, Json(ErrorResponse { detail: self.to_string() })).into_response()
             }

@@ -11,7 +11,8 @@
 //! Prometheus recorder and its series), `auth` (API keys, roles and the one
 //! table of what each route needs), `ratelimit` (per-caller budgets),
 //! `cache` (the hot-query cache of search answers), `snapshots` (take,
-//! list, download and delete collection snapshots).
+//! list, download and delete collection snapshots), `jobs` (batch jobs run
+//! in the background, persisted, their answers downloadable).
 //!
 //! The CLI builds an [`AppState`], calls [`app`] and serves it with
 //! [`serve`] or [`serve_tls`] (`listener`: the accept loop, connection
@@ -29,6 +30,7 @@ mod docs;
 mod error;
 mod extract;
 mod filter;
+mod jobs;
 mod layers;
 mod listener;
 mod models;
@@ -44,6 +46,7 @@ mod validate;
 
 pub use auth::{ApiKey, KeyFileError, KeyHash, Keys, Role, check_plain_key, hash_key, load_key_file, parse_key_file, to_hex, valid_key_name};
 pub use cache::DEFAULT_CACHE_BYTES;
+pub use jobs::JobLimits;
 pub use docs::{openapi, openapi_for};
 pub use error::ApiError;
 pub use models::{
@@ -68,6 +71,7 @@ pub fn app(state: AppState) -> axum::Router {
     routes::router()
         .merge(collections::router())
         .merge(snapshots::router())
+        .merge(jobs::router())
         .merge(docs::router())
         // After the merge, so that the docs routes get the 405 body too.
         .fallback(routes::not_found)

@@ -197,7 +197,7 @@ mod tests {
     use super::*;
 
     fn caller(key: &str) -> Caller {
-        Caller { key: Some(key.into()), collections: None, rate_key: RateKey::Key(key.into()) }
+        Caller { key: Some(key.into()), collections: None, rate_key: RateKey::Key(key.into()), admin: false }
     }
 
     fn retry_after(e: ApiError) -> u64 {

@@ -44,6 +44,8 @@ pub struct ServerConfig {
     /// Bytes the hot-query cache may hold (keys, answers and headers); 0
     /// turns it off (`cache.rs`).
     pub cache_bytes: u64,
+    /// Batch jobs' bounds (`jobs.rs`).
+    pub jobs: crate::jobs::JobLimits,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +62,7 @@ impl Default for ServerConfig {
             body_timeout: std::time::Duration::from_secs(30),
             rate_limits: RateLimits::default(),
             cache_bytes: crate::cache::DEFAULT_CACHE_BYTES,
+            jobs: crate::jobs::JobLimits::default(),
         }
     }
 }
@@ -95,6 +98,8 @@ struct Inner {
     cache: AnswerCache,
     /// The last generation given to a served index.
     generations: std::sync::atomic::AtomicU64,
+    /// The batch jobs of the data directory, once there is one.
+    jobs: RwLock<Option<crate::jobs::Jobs>>,
 }
 
 /// Shared state of the router; cheap to clone.
@@ -138,6 +143,7 @@ impl AppState {
                 limiters,
                 cache,
                 generations: std::sync::atomic::AtomicU64::new(0),
+                jobs: RwLock::new(None),
             }),
         }
     }
@@ -170,9 +176,20 @@ impl AppState {
         }
     }
 
-    /// Serves the collections of `store` under `/collections`.
+    /// Serves the collections of `store` under `/collections`, and runs
+    /// the batch jobs of its data directory (resuming those a stop
+    /// interrupted). Jobs that cannot start are logged and refused (404).
     pub fn set_store(&self, store: Arc<vectorwise_store::Store>) {
+        match crate::jobs::Jobs::open(&store, self.inner.config.jobs.clone()) {
+            Ok(jobs) => *self.inner.jobs.write() = Some(jobs),
+            Err(error) => tracing::error!(%error, dir = %store.dir().display(), "cannot open the batch jobs: jobs are off"),
+        }
         *self.inner.store.write() = Some(store);
+    }
+
+    /// The batch jobs, when the server has a data directory.
+    pub(crate) fn jobs(&self) -> Option<crate::jobs::Jobs> {
+        self.inner.jobs.read().clone()
     }
 
     /// The collections, when the server has a data directory.

@@ -89,7 +89,8 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    /// An I/O error on `path`; ENOSPC / EDQUOT become [`Error::DiskFull`].
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         let path = path.into();
         // ENOSPC 28, EDQUOT 122 on Linux.
         if matches!(source.raw_os_error(), Some(28) | Some(122)) || source.kind() == std::io::ErrorKind::StorageFull {

@@ -516,7 +516,7 @@ pub(crate) fn sync_dir(dir: &Path) {
 
 /// `YYYY-MM-DDTHH:MM:SSZ` of Unix seconds (the civil-from-days algorithm of
 /// H. Hinnant's `chrono`-free date library).
-pub(crate) fn rfc3339(secs: u64) -> String {
+pub fn rfc3339(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let z = days + 719_468;

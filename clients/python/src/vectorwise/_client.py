@@ -491,6 +491,33 @@ class CollectionInfo(TypedDict, total=False):
     optimiser: dict[str, Any]
 
 
+class Job(TypedDict, total=False):
+    """A batch job, as ``GET /collections/{name}/jobs/{id}`` answers it.
+
+    ``state`` is ``"queued"``, ``"running"``, ``"done"`` or ``"failed"`` (then
+    ``error`` says why); ``done`` counts the queries answered so far; ``search``
+    is how hard it searches (``{"profile": "balanced"}``, ``{"recall_target":
+    0.99}`` or ``{"ef_search": 64}``, the server's default resolved when it was
+    submitted); ``resumed`` counts server restarts it survived; ``results``
+    holds the download paths once done.
+    """
+
+    id: str
+    collection: str
+    state: str
+    queries: int
+    done: int
+    k: int
+    search: dict[str, Any]
+    filter: dict[str, Any]
+    created: str
+    started: str
+    finished: str
+    error: str
+    resumed: int
+    results: dict[str, str]
+
+
 @dataclass(frozen=True, eq=False)
 class Point:
     """A stored point (`VectorWiseClient.get` / `VectorWiseClient.retrieve`).
@@ -2011,6 +2038,121 @@ class VectorWiseClient:
             take(start, end, response)
             start = end
         return n
+
+    # ---- batch jobs -------------------------------------------------------------
+
+    def submit_job(
+        self,
+        collection: str,
+        vectors: MatrixLike,
+        k: int = 10,
+        *,
+        profile: str | None = None,
+        recall_target: float | None = None,
+        ef_search: int | None = None,
+        filter: Any = None,
+    ) -> Job:
+        """``POST /collections/{collection}/jobs``: search many vectors in the background.
+
+        The vectors go as one float32 ``.npy`` upload (up to the server's
+        ``--job-body-limit``, 1 GiB by default, and ``--max-job-queries``);
+        the server answers once the job is on disk and runs it at low
+        priority, one job at a time, so interactive searches keep their
+        latency. Each query is answered as `search_batch` would answer it.
+        Poll with `job` or `wait_job`; fetch the answers with `job_results`.
+
+        A 503 (the server holds its most unfinished jobs, ``--max-jobs``)
+        is raised, not retried; retry it later, or delete a job.
+
+        Returns:
+            The queued `Job` (its ``id`` names it from now on).
+
+        Raises:
+            ValidationError: bad vectors or options (422 naming the place).
+            ServiceUnavailable: too many jobs queued or running.
+            CollectionNotFound: no such collection.
+        """
+        arr = _as_matrix(vectors, "vectors", 2)
+        fields: dict[str, Any] = {
+            "profile": profile,
+            "recall_target": recall_target,
+            "ef_search": ef_search,
+            "filter": None if filter is None else _encode_filter(filter, collection),
+        }
+        path = f"{_collection_path(collection, 'jobs')}?{_query_string(k, fields)}"
+        response = self._send(
+            "POST", path, _npy_bytes(arr), retry_statuses=frozenset(), content_type="application/x-npy"
+        )
+        if not response.is_success:
+            raise error_from_response(response)
+        return cast(Job, self._json_object(response))
+
+    def job(self, collection: str, id: str) -> Job:
+        """``GET /collections/{collection}/jobs/{id}``: a job's state and progress.
+
+        Raises:
+            NotFound: no such job (or one another API key submitted).
+        """
+        path = _collection_path(collection, "jobs", quote(id, safe=""))
+        return cast(Job, self._json_object(self._checked("GET", path)))
+
+    def jobs(self, collection: str) -> list[Job]:
+        """``GET /collections/{collection}/jobs``: the collection's jobs (this key's), oldest first."""
+        body = self._json_object(self._checked("GET", _collection_path(collection, "jobs")))
+        items = body.get("jobs")
+        if not isinstance(items, list):
+            raise UnexpectedResponse(f"not a job list: {str(body)[:200]!r}")
+        return cast("list[Job]", items)
+
+    def wait_job(self, collection: str, id: str, timeout: float | None = None, interval: float = 0.2) -> Job:
+        """Polls `job` until it is ``done`` or ``failed``; returns it.
+
+        Raises:
+            TimeoutError: still queued or running after ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.job(collection, id)
+            if job.get("state") in ("done", "failed"):
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {id} is {job.get('state')} after {timeout} s ({job.get('done')} of {job.get('queries')})")
+            self._sleep(interval)
+
+    def job_results(
+        self, collection: str, id: str
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """A done job's answers: ``(ids, distances)``, each of shape (queries, k).
+
+        A query with fewer than ``k`` answers (a small collection, a filter)
+        is padded with id ``-1`` and distance ``inf``, as Faiss pads.
+
+        Raises:
+            ConflictError: the job has not finished (or failed).
+            NotFound: no such job.
+        """
+        out = []
+        for name in ("ids.npy", "distances.npy"):
+            path = _collection_path(collection, "jobs", quote(id, safe=""), name)
+            response = self._checked("GET", path)
+            out.append(np.load(io.BytesIO(response.content), allow_pickle=False))
+        return out[0], out[1]
+
+    def delete_job(self, collection: str, id: str, *, missing_ok: bool = False) -> bool:
+        """``DELETE /collections/{collection}/jobs/{id}``: cancel (if unfinished) and delete a job.
+
+        Returns ``True`` once deleted; a job that does not exist raises
+        `NotFound`, or with ``missing_ok`` returns ``False``.
+        """
+        try:
+            self._checked("DELETE", _collection_path(collection, "jobs", quote(id, safe="")))
+        except CollectionNotFound:
+            raise
+        except NotFound:
+            if missing_ok:
+                return False
+            raise
+        return True
 
     def _json_object(self, response: httpx.Response) -> dict[str, Any]:
         body = self._json(response)
