@@ -385,11 +385,21 @@ fn npy_header(bytes: &[u8]) -> Result<(Vec<usize>, usize), Refused> {
         2 | 3 => return Err(bad("the .npy header is cut off".into())),
         v => return Err(bad(format!(".npy format version {v} is not supported (1, 2 or 3)"))),
     };
+    if header_len > 64 * 1024 {
+        return Err(bad(format!("the .npy header is {header_len} bytes: longer than the 64 KiB accepted")));
+    }
     let end = start.checked_add(header_len).filter(|&end| end <= bytes.len());
     let Some(end) = end else { return Err(bad("the .npy header is cut off".into())) };
     let Ok(header) = std::str::from_utf8(&bytes[start..end]) else {
         return Err(bad("the .npy header is not text".into()));
     };
+    // Each key once (numpy writes exactly these three): a second `'descr'`,
+    // hidden in another value, must not decide the dtype.
+    for key in ["descr", "fortran_order", "shape"] {
+        if header.matches(&format!("'{key}'")).count() + header.matches(&format!("\"{key}\"")).count() > 1 {
+            return Err(bad(format!("the .npy header names '{key}' more than once")));
+        }
+    }
     let field = |key: &str| dict_value(header, key).ok_or_else(|| bad(format!("the .npy header has no '{key}'")));
     let descr = field("descr")?.trim_matches(['\'', '"']);
     if descr != "<f4" {

@@ -683,7 +683,16 @@ pub(crate) async fn remove(State(state): State<AppState>, Path(name): Path<Strin
             reason: "it is the served index (`serve --index`); delete its points instead".into(),
         }));
     }
-    blocking(move || Ok(store.drop_collection(&name)?)).await?;
+    let jobs = state.jobs();
+    blocking(move || {
+        store.drop_collection(&name)?;
+        // Its batch jobs go with it.
+        if let Some(jobs) = jobs {
+            jobs.drop_collection(&name);
+        }
+        Ok(())
+    })
+    .await?;
     Ok(Json(DroppedResponse { deleted: true }))
 }
 
@@ -917,7 +926,9 @@ pub(crate) fn offer_to_monitor(
 }
 
 /// Searches `c` for every query, in order, on the rayon pool from a blocking
-/// task that holds `permit`; a query the metric refuses is a 422 at `loc(i)`.
+/// task that holds `permit` (`Collection::search_many`: a filter is applied
+/// to each sealed segment once for the batch); a query the metric refuses is
+/// a 422 at `loc(i)`.
 /// With the time the searches took.
 pub(crate) async fn search_all(
     state: AppState,
@@ -929,18 +940,19 @@ pub(crate) async fn search_all(
 ) -> Result<(Vec<vectorwise_store::SearchOutcome>, std::time::Duration), ApiError> {
     blocking(move || {
         let _permit = permit;
-        use rayon::prelude::*;
         let start = std::time::Instant::now();
-        let outcomes = queries
-            .par_iter()
+        // One filter evaluation per sealed segment for the whole batch.
+        let outcomes = c
+            .search_many(&queries, &opts)?
+            .into_iter()
             .enumerate()
-            .map(|(i, q)| {
-                let outcome = c.search(q, &opts).map_err(|e| ApiError::from(e).located(|_| loc(i)))?;
-                offer_to_monitor(&state, &c, &opts, q, &outcome);
-                Ok(outcome)
-            })
+            .map(|(i, outcome)| outcome.map_err(|e| ApiError::from(e).located(|_| loc(i))))
             .collect::<Result<Vec<_>, ApiError>>()?;
-        Ok((outcomes, start.elapsed()))
+        let took = start.elapsed();
+        for (q, outcome) in queries.iter().zip(&outcomes) {
+            offer_to_monitor(&state, &c, &opts, q, outcome);
+        }
+        Ok((outcomes, took))
     })
     .await
 }

@@ -67,6 +67,10 @@ pub enum ApiError {
     #[error("The job is {state} ({done} of {queries} queries answered): its answers are there once it is done")]
     JobNotDone { state: &'static str, done: usize, queries: usize },
 
+    /// The job failed: it has no answers to download (409).
+    #[error("The job failed: it has no answers to download (its `error` says why)")]
+    JobFailed,
+
     /// As many jobs as `--max-jobs` are queued or running (503).
     #[error("{max} jobs are queued or running, the most this server takes; retry when one has finished")]
     TooManyJobs { max: usize },
@@ -132,7 +136,7 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::NotFound | ApiError::JobNotFound => StatusCode::NOT_FOUND,
-            ApiError::JobNotDone { .. } => StatusCode::CONFLICT,
+            ApiError::JobNotDone { .. } | ApiError::JobFailed => StatusCode::CONFLICT,
             ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,

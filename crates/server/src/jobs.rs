@@ -63,6 +63,9 @@ const FORMAT: u32 = 1;
 /// How often the worker makes its progress durable.
 const CHECKPOINT: Duration = Duration::from_secs(1);
 
+/// How often finished jobs past their retention are looked for.
+const SWEEP: Duration = Duration::from_secs(10);
+
 /// Queries searched between two looks at the cancel flag.
 const CHUNK: usize = 128;
 
@@ -192,6 +195,7 @@ pub struct JobOut {
     pub queries: usize,
     /// Queries answered so far.
     pub done: usize,
+    #[schema(minimum = 1)]
     pub k: usize,
     /// How hard it searches: `{"profile": "balanced"}`, `{"recall_target": 0.99}` or `{"ef_search": 64}`.
     pub search: JobSearch,
@@ -259,6 +263,19 @@ struct Shared {
 struct Table {
     jobs: BTreeMap<String, Entry>,
     queue: VecDeque<String>,
+    /// Submissions whose upload is in progress (see [`Jobs::reserve`]).
+    uploading: usize,
+    /// When finished jobs past their retention were last removed.
+    swept: Option<Instant>,
+}
+
+/// A submission's place among the `--max-jobs` (see [`Jobs::reserve`]).
+struct Reservation(Arc<Shared>);
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.0.table.lock().uploading -= 1;
+    }
 }
 
 #[derive(Debug)]
@@ -395,11 +412,35 @@ impl Jobs {
         Ok(state)
     }
 
+    /// Deletes every job of `collection` (cancelling those that run): a
+    /// collection's jobs go with it.
+    pub(crate) fn drop_collection(&self, collection: &str) {
+        let ids: Vec<String> = {
+            let mut table = self.shared.table.lock();
+            let ids: Vec<String> = table.jobs.values().filter(|e| e.record.collection == collection).map(|e| e.record.id.clone()).collect();
+            for id in &ids {
+                if let Some(e) = table.jobs.remove(id) {
+                    e.cancel.store(true, Ordering::Release);
+                }
+            }
+            table.queue.retain(|q| !ids.contains(q));
+            ids
+        };
+        for id in ids {
+            if let Err(error) = remove_job_dir(&self.shared.dir, &id) {
+                tracing::warn!(job = %id, %error, "cannot remove a deleted collection's job");
+            }
+        }
+    }
+
     /// A finished job's files, for a download: its record and folder.
     fn finished(&self, caller: &Caller, collection: &str, id: &str) -> Result<(Record, PathBuf), ApiError> {
         let table = self.shared.table.lock();
         let entry = table.jobs.get(id).filter(|e| e.record.collection == collection && Self::visible(caller, &e.record));
         let Some(entry) = entry else { return Err(ApiError::JobNotFound) };
+        if entry.record.state == JobState::Failed {
+            return Err(ApiError::JobFailed);
+        }
         if entry.record.state != JobState::Done {
             let done = entry.progress.load(Ordering::Relaxed);
             return Err(ApiError::JobNotDone { state: entry.record.state.as_str(), done, queries: entry.record.queries });
@@ -407,8 +448,17 @@ impl Jobs {
         Ok((entry.record.clone(), self.shared.dir.join(id)))
     }
 
-    fn unfinished(&self) -> usize {
-        self.shared.table.lock().jobs.values().filter(|e| !e.record.state.finished()).count()
+    /// A place among the `--max-jobs` for a submission whose upload is in
+    /// progress, or the 503; given back on drop (the job, if accepted, then
+    /// holds its own place as an unfinished job).
+    fn reserve(&self) -> Result<Reservation, ApiError> {
+        let mut table = self.shared.table.lock();
+        let unfinished = table.jobs.values().filter(|e| !e.record.state.finished()).count();
+        if unfinished + table.uploading >= self.shared.limits.max_unfinished {
+            return Err(ApiError::TooManyJobs { max: self.shared.limits.max_unfinished });
+        }
+        table.uploading += 1;
+        Ok(Reservation(Arc::clone(&self.shared)))
     }
 
     /// A folder for a new job's files, named for it (renamed into place by [`Jobs::add`]).
@@ -424,7 +474,8 @@ impl Jobs {
         let io = |e: std::io::Error| ApiError::from(vectorwise_store::Error::io(incoming, e));
         persist(incoming, &record).map_err(io)?;
         let mut table = self.shared.table.lock();
-        if table.jobs.values().filter(|e| !e.record.state.finished()).count() >= self.shared.limits.max_unfinished {
+        // The caller holds a reservation, counted in `uploading`.
+        if table.jobs.values().filter(|e| !e.record.state.finished()).count() + table.uploading > self.shared.limits.max_unfinished {
             drop(table);
             let _ = std::fs::remove_dir_all(incoming);
             return Err(ApiError::TooManyJobs { max: self.shared.limits.max_unfinished });
@@ -510,10 +561,9 @@ fn work(shared: Arc<Shared>) {
                 if shared.store.strong_count() == 0 {
                     return;
                 }
-                if let Some(id) = table.queue.pop_front() {
-                    break id;
-                }
-                if shared.wake.wait_for(&mut table, Duration::from_secs(10)).timed_out() {
+                // Every 10 s, busy or idle: finished jobs past their retention go.
+                if table.swept.is_none_or(|t| t.elapsed() >= SWEEP) {
+                    table.swept = Some(Instant::now());
                     let expired: Vec<String> = table
                         .jobs
                         .values()
@@ -527,6 +577,10 @@ fn work(shared: Arc<Shared>) {
                         }
                     }
                 }
+                if let Some(id) = table.queue.pop_front() {
+                    break id;
+                }
+                shared.wake.wait_for(&mut table, SWEEP);
             }
         };
         let Some(store) = shared.store.upgrade() else { return };
@@ -567,21 +621,29 @@ fn run(shared: &Shared, store: &Arc<Store>, pool: &rayon::ThreadPool, id: &str) 
         Ok(()) => {
             entry.record.state = JobState::Done;
             entry.record.done = record.queries;
-            // The upload is not needed any more: only the answers stay.
-            let _ = std::fs::remove_file(dir.join("queries"));
             tracing::info!(job = %id, seconds = started.elapsed().as_secs_f64(), "job done");
         }
         Err(Stop::Failed(why)) => {
             entry.record.state = JobState::Failed;
-            entry.record.done = record.done;
+            // The queries answered when it failed (their answers are not kept).
+            entry.record.done = progress.load(Ordering::Relaxed);
             entry.record.error = Some(why);
         }
     }
     entry.record.finished = Some(now_text());
     entry.record.finished_secs = Some(now_secs());
     entry.progress.store(entry.record.done, Ordering::Relaxed);
+    // Its end recorded first: a crash between the two leaves a finished
+    // job with files it no longer needs, never a running one without them.
     if let Err(error) = persist(&dir, &entry.record) {
         tracing::error!(job = %id, %error, "cannot record a job's end");
+        return;
+    }
+    // The upload is not needed any more; a failed job's answers neither.
+    let _ = std::fs::remove_file(dir.join("queries"));
+    if entry.record.state == JobState::Failed {
+        let _ = std::fs::remove_file(dir.join("ids.i64"));
+        let _ = std::fs::remove_file(dir.join("distances.f32"));
     }
 }
 
@@ -647,10 +709,13 @@ fn execute(
             .read_exact_at(bytes, record.data_offset + (at * dim * 4) as u64)
             .map_err(|e| internal("cannot read its queries", &e))?;
         let values: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-        let found = pool.install(|| {
-            use rayon::prelude::*;
-            values.par_chunks(dim).map(|q| c.search(q, &opts)).collect::<Vec<_>>()
-        });
+        let rows_of: Vec<Vec<f32>> = values.chunks_exact(dim).map(<[f32]>::to_vec).collect();
+        // One filter evaluation per sealed segment for the chunk, as a batch search does.
+        let found = match pool.install(|| c.search_many(&rows_of, &opts)) {
+            Ok(found) => found,
+            Err(_) if store.get(&record.collection).is_err() => return Err(gone()),
+            Err(e) => return Err(internal("a search failed", &e)),
+        };
         let mut ids = Vec::with_capacity(rows * k * 8);
         let mut distances = Vec::with_capacity(rows * k * 4);
         for (i, outcome) in found.into_iter().enumerate() {
@@ -709,6 +774,7 @@ pub struct JobRequest {
     /// 1 to `--max-job-queries` vectors of the collection's dimension.
     pub vectors: Vec<Vec<f32>>,
     /// Answers per query, 1 to `--max-k`.
+    #[schema(minimum = 1)]
     pub k: usize,
     pub profile: Option<crate::models::SearchProfile>,
     pub recall_target: Option<f64>,
@@ -778,9 +844,12 @@ async fn upload(request: Request, path: PathBuf, limit: u64) -> Result<(Vec<u8>,
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
+    use tokio::io::AsyncWriteExt;
     let io = |e: std::io::Error| ApiError::from(vectorwise_store::Error::io(&path, e));
-    let file = std::fs::File::create(&path).map_err(io)?;
-    let mut file = std::io::BufWriter::with_capacity(1 << 20, file);
+    // tokio's file: its writes run on the blocking pool, so a disk slow to
+    // take them (writeback throttling) never stalls an async worker.
+    let file = tokio::fs::File::create(&path).await.map_err(io)?;
+    let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
     let mut stream = request.into_body().into_data_stream();
     let (mut head, mut len) = (Vec::new(), 0u64);
     while let Some(chunk) = stream.next().await {
@@ -793,31 +862,70 @@ async fn upload(request: Request, path: PathBuf, limit: u64) -> Result<(Vec<u8>,
             let take = (binary::UPLOAD_HEAD - head.len()).min(chunk.len());
             head.extend_from_slice(&chunk[..take]);
         }
-        // A buffered write: at most one 1 MiB write to the page cache per
-        // MiB of body, short enough for an async worker.
-        file.write_all(&chunk).map_err(io)?;
+        file.write_all(&chunk).await.map_err(io)?;
     }
-    let file = file.into_inner().map_err(|e| io(e.into_error()))?;
-    tokio::task::spawn_blocking(move || file.sync_all()).await?.map_err(io)?;
+    file.flush().await.map_err(io)?;
+    file.into_inner().sync_all().await.map_err(io)?;
     Ok((head, len))
 }
 
-/// Checks an uploaded file's values (finite), reading it in 4 MiB pieces.
-fn check_values(path: &FsPath, start: u64, rows: usize, dim: usize) -> Result<(), ApiError> {
+/// Reads `request`'s body and drops it (at most `limit` bytes: 413 past it).
+async fn drain(request: Request, limit: u64) -> Result<(), ApiError> {
+    let too_large = || ApiError::PayloadTooLarge { limit: usize::try_from(limit).unwrap_or(usize::MAX) };
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut stream = request.into_body().into_data_stream();
+    let mut len = 0u64;
+    while let Some(chunk) = stream.next().await {
+        len += chunk.map_err(ApiError::BodyRead)?.len() as u64;
+        if len > limit {
+            return Err(too_large());
+        }
+    }
+    Ok(())
+}
+
+/// Checks an uploaded file's values, reading it in pieces of whole rows:
+/// every value finite, and every row a query the collection's metric takes
+/// (not the zero vector under `cosine`, not too large), as a batch search
+/// checks its queries, so that a job never fails on a query it accepted.
+fn check_values(path: &FsPath, start: u64, rows: usize, dim: usize, metric: vectorwise_index::Metric) -> Result<(), ApiError> {
     let io = |e: std::io::Error| ApiError::from(vectorwise_store::Error::io(path, e));
     let file = std::fs::File::open(path).map_err(io)?;
-    let total = rows * dim;
-    let per = (4 << 20) / 4;
-    let mut buf = vec![0u8; per.min(total) * 4];
+    let per = ((4 << 20) / (dim * 4)).max(1);
+    let mut buf = vec![0u8; per.min(rows) * dim * 4];
     let mut errors = Vec::new();
-    let mut at = 0;
-    while at < total && errors.len() < crate::validate::MAX_ELEMENT_ERRORS {
-        let n = per.min(total - at);
-        file.read_exact_at(&mut buf[..n * 4], start + (at * 4) as u64).map_err(io)?;
-        binary::non_finite(&buf[..n * 4], at, dim, &mut errors);
-        at += n;
+    let mut row = 0;
+    while row < rows && errors.len() < crate::validate::MAX_ELEMENT_ERRORS {
+        let n = per.min(rows - row);
+        let bytes = &mut buf[..n * dim * 4];
+        file.read_exact_at(bytes, start + (row * dim * 4) as u64).map_err(io)?;
+        binary::non_finite(bytes, row * dim, dim, &mut errors);
+        if errors.is_empty() {
+            let values: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            for (i, q) in values.chunks_exact(dim).enumerate() {
+                check_query(metric, q, row + i, |r| (vec![LocItem::from("body"), LocItem::Index(r)], format!("row {r}")))?;
+            }
+        }
+        row += n;
     }
     if errors.is_empty() { Ok(()) } else { Err(ApiError::Validation(errors)) }
+}
+
+/// A query `metric` refuses (the zero vector under `cosine`, values too
+/// large), as the located 422 a batch search gives for it.
+fn check_query(
+    metric: vectorwise_index::Metric,
+    q: &[f32],
+    row: usize,
+    at: impl Fn(usize) -> (Vec<LocItem>, String),
+) -> Result<(), ApiError> {
+    match metric.prepare_point(q, row) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(crate::routes::located(ApiError::Engine(e), at)),
+    }
 }
 
 /// Submits a batch job: the queries are on disk when this answers 202.
@@ -826,12 +934,14 @@ fn check_values(path: &FsPath, start: u64, rows: usize, dim: usize) -> Result<()
         content((JobRequest = "application/json"), (String = "application/x-npy"), (String = "application/octet-stream"))),
     params(("name" = String, Path, description = "Collection name")),
     responses(
-        (status = 202, description = "Queued; `Location` names the job", body = JobOut),
-        (status = 400, description = "The vectors' length is not the collection's dimension", body = ErrorResponse),
+        (status = 202, description = "Queued", body = JobOut,
+            headers(("location" = String, description = "The job's path: /collections/{name}/jobs/{id}"))),
+        (status = 400, description = "The vectors' length is not the collection's dimension, a raw body is not whole rows of it, or the body could not be read", body = ErrorResponse),
         (status = 404, description = "No such collection", body = ErrorResponse),
         (status = 413, description = "The body is over its limit", body = ErrorResponse),
         (status = 422, description = "Invalid body or query string", body = ValidationErrorResponse),
-        (status = 503, description = "Too many jobs queued or running", body = ErrorResponse),
+        (status = 503, description = "Too many jobs queued, running or being uploaded (`--max-jobs`)", body = ErrorResponse,
+            headers(("retry-after" = u64, description = "Seconds to wait before retrying"))),
         (status = 507, description = "The disk is full; nothing was kept", body = ErrorResponse),
     ))]
 pub(crate) async fn submit(
@@ -844,11 +954,13 @@ pub(crate) async fn submit(
     let c = state.store().ok_or(ApiError::NotFound)?.get(&name)?;
     let dim = c.dimension();
     let limits = state.config().jobs.clone();
-    if jobs.unfinished() >= limits.max_unfinished {
-        return Err(ApiError::TooManyJobs { max: limits.max_unfinished });
-    }
-    let (id, incoming) =
-        jobs.incoming().map_err(|e| ApiError::from(vectorwise_store::Error::io(&jobs.shared.dir, e)))?;
+    // Uploads in progress count against the bound too, so that at most
+    // --max-jobs uploads (each within --job-body-limit) fill the disk at once.
+    let _place = jobs.reserve()?;
+    let maker = jobs.clone();
+    let (id, incoming) = tokio::task::spawn_blocking(move || maker.incoming())
+        .await?
+        .map_err(|e| ApiError::from(vectorwise_store::Error::io(&jobs.shared.dir, e)))?;
     // Whatever happens below, a refused submission leaves no folder.
     let guard = RemoveOnDrop(Some(incoming.clone()));
     let queries_path = incoming.join("queries");
@@ -859,6 +971,13 @@ pub(crate) async fn submit(
             let options = job_options(&fields, state.config(), &mut option_errors);
             unknown_fields(&fields, OPTION_FIELDS, &mut option_errors);
             errors.extend(option_errors.into_iter().map(binary::in_query));
+            // A bad query string is refused without keeping the body: it is
+            // read and dropped (a client still sending would otherwise lose
+            // the answer to a reset connection), never written to disk.
+            if !errors.is_empty() {
+                drain(request, limits.body_limit_bytes).await?;
+                return Err(ApiError::Validation(errors));
+            }
             let (head, len) = upload(request, queries_path.clone(), limits.body_limit_bytes).await?;
             let (start, rows) = match binary::upload_rows(&head, len, encoding, dim, limits.max_queries) {
                 Ok(found) => found,
@@ -874,14 +993,27 @@ pub(crate) async fn submit(
                 return Err(ApiError::Validation(errors));
             }
             let path = queries_path.clone();
-            tokio::task::spawn_blocking(move || check_values(&path, start, rows, dim)).await??;
+            let metric = c.metric();
+            tokio::task::spawn_blocking(move || check_values(&path, start, rows, dim, metric)).await??;
             let options = options.ok_or_else(|| ApiError::Validation(Vec::new()))?;
             (options, start, rows)
         }
         None => {
+            // Every field of a JSON submission is in its body.
+            let (fields, _) = binary::query_fields(request.uri(), &[]);
+            let mut errors = Vec::new();
+            unknown_fields(&fields, &[], &mut errors);
+            if !errors.is_empty() {
+                return Err(ApiError::Validation(errors.into_iter().map(binary::in_query).collect()));
+            }
             let ValidJson(req) = ValidJson::<JobRequest>::from_request(request, &state).await?;
             if let Some(i) = req.vectors.iter().position(|v| v.len() != dim) {
                 return Err(ApiError::VectorDimension { field: format!("vectors[{i}]"), expected: dim, actual: req.vectors[i].len() });
+            }
+            for (i, q) in req.vectors.iter().enumerate() {
+                check_query(c.metric(), q, i, |r| {
+                    (vec![LocItem::from("body"), LocItem::from("vectors"), LocItem::Index(r)], format!("vectors[{r}]"))
+                })?;
             }
             let rows = req.vectors.len();
             let path = queries_path.clone();
@@ -1008,9 +1140,10 @@ const PIECE: usize = 256 << 10;
     params(("name" = String, Path, description = "Collection name"), ("id" = String, Path, description = "Job id"),
         ("file" = String, Path, description = "`ids.npy`, `distances.npy` or `results.jsonl`")),
     responses(
-        (status = 200, description = "The answers, streamed", body = String, content_type = "application/octet-stream"),
+        (status = 200, description = "The answers, streamed: `.npy` (int64 ids or float32 distances, shape (queries, k)) or JSON lines",
+            content((String = "application/x-npy"), (String = "application/jsonl"))),
         (status = 404, description = "No such job or file", body = ErrorResponse),
-        (status = 409, description = "The job has not finished, or failed", body = ErrorResponse)))]
+        (status = 409, description = "The job has not finished, or it failed (then it has no answers)", body = ErrorResponse)))]
 pub(crate) async fn download(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -52,8 +52,10 @@ pub(crate) fn cors(origins: &str) -> CorsLayer {
         }))
     };
     // Browsers may read the headers that say which profile and setting a search used.
-    let expose: Vec<axum::http::HeaderName> =
+    // And `Location`, which names a submitted batch job.
+    let mut expose: Vec<axum::http::HeaderName> =
         crate::resolve::header::ALL.iter().map(|h| axum::http::HeaderName::from_static(h)).collect();
+    expose.push(axum::http::header::LOCATION);
     // Request headers mirrored rather than `*`: a wildcard does not cover
     // `Authorization` (Fetch standard), which keyed browser clients send.
     CorsLayer::new()

@@ -274,6 +274,27 @@ fn bad_jobs_are_refused_naming_the_place() {
     assert!(e["detail"][0]["msg"].as_str().unwrap().contains("float32"), "{e}");
     let (status, e) = post("/collections/docs/jobs?k=1&filter=%7B%22must%22%3A5%7D", "application/x-npy", to_npy(&qs));
     assert_eq!((status, loc(&e)), (422, json!(["query", "filter", "must"])), "{e}");
+    // A query the metric refuses (the zero vector under cosine) is refused
+    // with the job, not met by the worker half-way through it.
+    let mut zero = qs.clone();
+    zero[1] = vec![0.0; DIM];
+    let (status, e) = post("/collections/docs/jobs?k=1", "application/x-npy", to_npy(&zero));
+    assert_eq!((status, loc(&e)), (422, json!(["body", 1])), "{e}");
+    let (status, e) = post("/collections/docs/jobs", "application/json", json!({"vectors": zero, "k": 1}).to_string().into_bytes());
+    assert_eq!((status, loc(&e)), (422, json!(["body", "vectors", 1])), "{e}");
+    // A JSON job's fields are all in its body.
+    let (status, e) = post("/collections/docs/jobs?k=5", "application/json", json!({"vectors": qs, "k": 1}).to_string().into_bytes());
+    assert_eq!((status, loc(&e), e["detail"][0]["type"].clone()), (422, json!(["query", "k"]), json!("extra_forbidden")), "{e}");
+    // A second 'descr', hidden in another value, does not decide the dtype.
+    let mut two = to_npy(&qs);
+    let hidden = b"'descr': '<f4', 'x': \"'descr': '>f4'\",";
+    let at = two.windows(15).position(|w| w == &b"'descr': '<f4',"[..]).unwrap();
+    two.splice(at..at + 15, hidden.iter().copied());
+    let len = u16::from_le_bytes([two[8], two[9]]) as usize + hidden.len() - 15;
+    two[8..10].copy_from_slice(&(len as u16).to_le_bytes());
+    let (status, e) = post("/collections/docs/jobs?k=1", "application/x-npy", two);
+    assert_eq!(status, 422, "{e}");
+    assert!(e["detail"][0]["msg"].as_str().unwrap().contains("more than once"), "{e}");
     // No such collection, job or file.
     assert_eq!(post("/collections/nope/jobs?k=1", "application/x-npy", to_npy(&qs)).0, 404);
     assert_eq!(live.json("GET", "/collections/docs/jobs/0123456789abcdef", None, None).0, 404);
@@ -312,6 +333,9 @@ fn the_job_bound_answers_503_and_a_delete_cancels() {
     let (status, e) = live.json("GET", &format!("/collections/docs/jobs/{id}/results.jsonl"), None, None);
     assert_eq!(status, 409, "{e}");
     assert!(e["detail"].as_str().unwrap().contains("of 200000 queries"), "{e}");
+    // An upload in progress holds a place too: with one running job and
+    // the bound at 1... the running job is deleted below; here a second
+    // bound check: a stalled upload takes the place a new job would.
     let (status, deleted) = live.json("DELETE", &format!("/collections/docs/jobs/{id}"), None, None);
     assert_eq!(status, 200);
     assert!(deleted["state"] == "running" || deleted["state"] == "queued", "{deleted}");
@@ -322,6 +346,42 @@ fn the_job_bound_answers_503_and_a_delete_cancels() {
     let done = live.wait(next["id"].as_str().unwrap(), None);
     assert_eq!(done["state"], "done");
     assert!(!live._dir.path().join(".jobs").join(id).exists(), "the cancelled job's files are gone");
+    assert!(!live._dir.path().join(".jobs").join(next["id"].as_str().unwrap()).join("queries").exists(), "a done job keeps only its answers");
+
+    // An upload in progress holds a place: while one stalls, the next job gets 503.
+    use std::io::Write;
+    let address = live.server.url.trim_start_matches("http://").to_owned();
+    let mut stalled = std::net::TcpStream::connect(&address).unwrap();
+    write!(stalled, "POST /collections/docs/jobs?k=1 HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-npy\r\ncontent-length: 100000\r\n\r\n").unwrap();
+    stalled.write_all(&[0u8; 1000]).unwrap();
+    stalled.flush().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _, _) = live.send("POST", "/collections/docs/jobs?k=1", Some(("application/x-npy", to_npy(&big[..2]))), None);
+        if status == 503 {
+            break;
+        }
+        // Until the stalled upload has reached the handler, the place is free.
+        assert_eq!(status, 202);
+        assert!(Instant::now() < deadline, "a stalled upload never held a place");
+        std::thread::sleep(Duration::from_millis(20));
+        let (_, list) = live.json("GET", "/collections/docs/jobs", None, None);
+        for j in list["jobs"].as_array().unwrap() {
+            live.json("DELETE", &format!("/collections/docs/jobs/{}", j["id"].as_str().unwrap()), None, None);
+        }
+    }
+    drop(stalled);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while live.send("POST", "/collections/docs/jobs?k=1", Some(("application/x-npy", to_npy(&big[..2]))), None).0 != 202 {
+        assert!(Instant::now() < deadline, "the place of an abandoned upload came back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left: Vec<String> = std::fs::read_dir(live._dir.path().join(".jobs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "an abandoned upload leaves nothing: {left:?}");
 }
 
 /// With API keys a job is seen, downloaded and deleted only by the key that
@@ -349,4 +409,22 @@ fn a_job_is_seen_by_its_key_and_admin_keys_only() {
     assert_eq!(live.json("GET", &path, None, None).0, 401);
     assert_eq!(live.json("DELETE", &path, None, Some(admin)).0, 200);
     assert_eq!(live.json("GET", &path, None, Some(alice)).0, 404);
+}
+
+/// A collection's jobs go with it: deleted and created again, the name has
+/// none of the old jobs.
+#[test]
+fn a_deleted_collections_jobs_go_with_it() {
+    let live = Live::start(ServerConfig::default(), None);
+    assert_eq!(live.json("PUT", "/collections/tmp", Some(&json!({"dimension": DIM})), None).0, 201);
+    let points: Vec<Value> = queries(20, 4).into_iter().enumerate().map(|(i, v)| json!({"id": i, "vector": v})).collect();
+    assert_eq!(live.json("PUT", "/collections/tmp/points", Some(&json!({"points": points})), None).0, 200);
+    let (status, body, _) = live.send("POST", "/collections/tmp/jobs?k=3", Some(("application/x-npy", to_npy(&queries(5, 5)))), None);
+    assert_eq!(status, 202);
+    let id = serde_json::from_slice::<Value>(&body).unwrap()["id"].as_str().unwrap().to_owned();
+    assert_eq!(live.json("DELETE", "/collections/tmp", None, None).0, 200);
+    assert_eq!(live.json("PUT", "/collections/tmp", Some(&json!({"dimension": 3})), None).0, 201);
+    assert_eq!(live.json("GET", &format!("/collections/tmp/jobs/{id}"), None, None).0, 404);
+    assert_eq!(live.json("GET", "/collections/tmp/jobs", None, None).1, json!({"jobs": []}));
+    assert!(!live._dir.path().join(".jobs").join(&id).exists());
 }

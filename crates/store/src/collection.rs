@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use vectorwise_index::plan::{SearchPlan, SearchRequest};
-use vectorwise_index::{FilteredPath, MAX_ID, Metric, PointOffset};
+use vectorwise_index::{AllowSet, FilteredPath, MAX_ID, Metric, PointOffset};
 
 /// Where a live point is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -539,24 +539,53 @@ impl Collection {
 
     /// The `k` nearest live points to `query` across every segment.
     pub fn search(&self, query: &[f32], opts: &SearchOptions) -> Result<SearchOutcome> {
+        self.check_search(opts)?;
+        self.search_in(&self.set(), query, opts, None)
+    }
+
+    /// [`Collection::search`] for every query, in order, spread over the
+    /// rayon pool; the filter is applied to each sealed segment once for
+    /// the whole batch (as of its start) instead of once a query: with a
+    /// key no payload index answers, that reads every payload once, not
+    /// once a query. Memory segments are still selected per query (under
+    /// the lock their search takes).
+    /// The outer error is the batch's (a closed collection, `k` 0), the
+    /// inner ones each query's.
+    pub fn search_many(&self, queries: &[Vec<f32>], opts: &SearchOptions) -> Result<Vec<Result<SearchOutcome>>> {
+        use rayon::prelude::*;
+        self.check_search(opts)?;
+        let set = self.set();
+        let selected: Option<Vec<Selected>> = match opts.filter.as_deref() {
+            Some(filter) if queries.len() > 1 => Some(set.sealed.iter().map(|s| select_sealed(s, filter)).collect()),
+            _ => None,
+        };
+        Ok(queries.par_iter().map(|q| self.search_in(&set, q, opts, selected.as_deref())).collect())
+    }
+
+    fn check_search(&self, opts: &SearchOptions) -> Result<()> {
         self.check_open()?;
         if opts.k == 0 {
             return Err(vectorwise_index::Error::InvalidParameter { name: "k", reason: "must be at least 1".into() }.into());
         }
+        Ok(())
+    }
+
+    /// One search of `set`; `selected`, when given, is the filter's
+    /// selection of each sealed segment of `set`, in order.
+    fn search_in(&self, set: &SegmentSet, query: &[f32], opts: &SearchOptions, selected: Option<&[Selected]>) -> Result<SearchOutcome> {
         let filter = opts.filter.as_deref();
         // No lock: segments are read in the order points move between them
         // (sealed, frozen, then the mutable one; a write adds the new copy
         // before it deletes the old), so a point being replaced is seen at
         // least once, and a second sighting is dropped below. Each memory
         // segment is selected and searched under one read lock.
-        let set = self.set();
         let metric = self.config.metric;
         let prepared = metric.prepare_point_query(query, self.config.dimension)?;
         let mut hits: Vec<Hit> = Vec::new();
         let mut plan: Option<(usize, SearchPlan)> = None;
         let mut expected = Some(1.0f64);
         let mut report = filter.map(|_| FilterReport::default());
-        for s in &set.sealed {
+        for (i, s) in set.sealed.iter().enumerate() {
             if s.live() == 0 {
                 continue;
             }
@@ -567,28 +596,21 @@ impl Collection {
             };
             match (filter, report.as_mut()) {
                 (Some(filter), Some(report)) => {
-                    let fields = s.fields.read().clone();
-                    let ids = s.index.ids();
-                    let seg = SegmentPoints {
-                        len: s.len(),
-                        indexes: &fields,
-                        payload: &|o| s.payloads.get(o as usize),
-                        id: &|o| ids[o as usize],
-                        offsets_of: &|ids| ids.iter().filter_map(|&id| s.index.offset_of(id)).collect(),
-                    };
-                    let (mut allow, unindexed) = select(filter, &seg);
-                    report.unindexed.extend(unindexed);
-                    if s.deleted() > 0 {
-                        for o in s.deleted.ones() {
-                            allow.remove(o);
+                    let own;
+                    let sel = match selected.and_then(|all| all.get(i)) {
+                        Some(sel) => sel,
+                        None => {
+                            own = select_sealed(s, filter);
+                            &own
                         }
-                    }
-                    report.allowed += allow.count();
-                    report.live += s.live();
-                    if allow.is_empty() {
+                    };
+                    report.unindexed.extend(sel.unindexed.iter().cloned());
+                    report.allowed += sel.allowed;
+                    report.live += sel.live;
+                    if sel.allowed == 0 {
                         continue;
                     }
-                    let (found, path) = s.search_allowed(query, opts.k, &p.params, &allow)?;
+                    let (found, path) = s.search_allowed(query, opts.k, &p.params, &sel.allow)?;
                     if !report.paths.contains(&path) {
                         report.paths.push(path);
                     }
@@ -944,6 +966,34 @@ impl OptimiserStats {
             (true, true) => "sealing+merging",
         };
     }
+}
+
+/// A filter's selection of one sealed segment: the live points it lets
+/// through, and the keys no payload index answered.
+struct Selected {
+    allow: AllowSet,
+    allowed: usize,
+    live: usize,
+    unindexed: Vec<String>,
+}
+
+fn select_sealed(s: &SealedSegment, filter: &Filter) -> Selected {
+    let fields = s.fields.read().clone();
+    let ids = s.index.ids();
+    let seg = SegmentPoints {
+        len: s.len(),
+        indexes: &fields,
+        payload: &|o| s.payloads.get(o as usize),
+        id: &|o| ids[o as usize],
+        offsets_of: &|ids| ids.iter().filter_map(|&id| s.index.offset_of(id)).collect(),
+    };
+    let (mut allow, unindexed) = select(filter, &seg);
+    if s.deleted() > 0 {
+        for o in s.deleted.ones() {
+            allow.remove(o);
+        }
+    }
+    Selected { allowed: allow.count(), live: s.live(), allow, unindexed }
 }
 
 /// Checks a batch of points for `config` (every error names `points[i]`)
