@@ -1363,12 +1363,33 @@ fn a_full_disk_refuses_writes_with_507_and_loses_nothing() {
     // 2. While full. Top the disk up to the last byte (the optimiser may
     // have freed a merged segment's files), twice: a build in flight when
     // the first ran may remove its partial files.
-    let top_up = || {
-        fill_up(&filler);
-        std::thread::sleep(Duration::from_millis(200));
-        fill_up(&filler);
+    // A build in flight may have written part of its files and then remove
+    // them when it fails: fill again until a fill finds nothing freed with
+    // the optimiser idle before and after it. From then on no step of it can
+    // write a byte, so none frees one.
+    let wait_idle = |c: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, info) = get(c);
+            assert_eq!(status, 200, "{info}");
+            if info["optimiser"]["state"] == "idle" {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the optimiser stayed busy on a full disk: {info}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     };
-    top_up();
+    let top_up = |c: &str| {
+        wait_idle(c);
+        fill_up(&filler);
+        loop {
+            wait_idle(c);
+            if fill_up(&filler) == 0 {
+                break;
+            }
+        }
+    };
+    top_up(&c);
     // Later writes keep being refused, cleanly and fast.
     let mut refusals = 0;
     for _ in 0..6 {
@@ -1377,7 +1398,7 @@ fn a_full_disk_refuses_writes_with_507_and_loses_nothing() {
         assert!(t.elapsed() < Duration::from_secs(5), "a refused write took {:?}", t.elapsed());
         if status == 200 {
             // Space someone freed: acknowledged, so kept in the model; fill again.
-            top_up();
+            top_up(&c);
             continue;
         }
         assert_disk_full(status, &body, "an upsert on the full disk");
@@ -1407,6 +1428,11 @@ fn a_full_disk_refuses_writes_with_507_and_loses_nothing() {
         .filter(|n| n.starts_with(".creating") || n == "other")
         .collect();
     assert!(leftovers.is_empty(), "a refused create left {leftovers:?}");
+    // A payload index: refused, and not declared (a retry once there is room creates it).
+    let (status, body) = put(&format!("{c}/index"), json!({"field": "v", "type": "integer"}));
+    assert_disk_full(status, &body, "declaring a payload index on the full disk");
+    let (_, info) = get(&c);
+    assert_eq!(info["payload_indexes"], json!([]), "a refused payload index is not declared: {info}");
     // A snapshot: refused, and no partial archive, staging folder or temporary left.
     let (status, body) = post(&format!("{c}/snapshots"), json!({"name": "while-full"}));
     assert_disk_full(status, &body, "a snapshot on the full disk");
@@ -1425,10 +1451,12 @@ fn a_full_disk_refuses_writes_with_507_and_loses_nothing() {
     let n = live(&model).len() / 3;
     let (status, body) = delete_some(&c, &mut model, n);
     assert_eq!(status, 200, "a delete with room for its record: {body}");
-    let deadline = Instant::now() + Duration::from_secs(15);
+    // Its lanes retry after a back-off of up to 30 s.
+    let mark = logs.len();
+    let deadline = Instant::now() + Duration::from_secs(35);
     let failed = loop {
         drain(&server, &mut logs);
-        if let Some(line) = logs.iter().rev().find(|l| l.contains("optimiser step failed") && l.contains("no space left")) {
+        if let Some(line) = logs[mark..].iter().find(|l| l.contains("optimiser step failed") && l.contains("no space left")) {
             break line.clone();
         }
         assert!(Instant::now() < deadline, "the optimiser never ran out of space (or never said so)");
@@ -1438,7 +1466,7 @@ fn a_full_disk_refuses_writes_with_507_and_loses_nothing() {
     assert_eq!(status, 200, "{info}");
     assert!(info["optimiser"]["last_error"].as_str().is_some_and(|e| e.contains("no space left")), "{info}");
     eprintln!("optimiser out of space: {failed}");
-    top_up();
+    top_up(&c);
     check_reads(&c, &model, &refused, "after the optimiser ran out of space");
 
     // 4. SIGKILL on the full disk; it starts again on it and serves reads.
@@ -1490,6 +1518,8 @@ fn a_full_disk_refuses_writes_with_507_and_loses_nothing() {
         std::thread::sleep(Duration::from_millis(100));
     }
     check_reads(&c, &model, &refused, "space freed");
+    let (status, body) = put(&format!("{c}/index"), json!({"field": "v", "type": "integer"}));
+    assert_eq!(status, 201, "the payload index refused on the full disk, once there is room: {body}");
     let (status, body) = post(&format!("{c}/snapshots"), json!({"name": "after"}));
     assert_eq!(status, 201, "a snapshot once space is freed: {body}");
 
