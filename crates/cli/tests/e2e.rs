@@ -1290,18 +1290,19 @@ fn a_full_disk_refuses_writes_with_507_and_loses_nothing() {
     // Every read agrees with the model: each point (vector, payload), the
     // count, and exact searches with brute force over the live points.
     let check_reads = |c: &str, model: &HashMap<u64, Option<u64>>, refused: &[Vec<(u64, u64)>], when: &str| {
-        let ids: Vec<u64> = model.keys().copied().chain(refused.iter().flatten().map(|r| r.0)).collect();
-        let (status, body) = post(&format!("{c}/points/get"), json!({"ids": ids, "with_vector": true}));
-        assert_eq!(status, 200, "{when}: {body}");
-        let found: HashMap<u64, (u64, Vec<f32>, Value)> = body["points"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
+        let mut ids: Vec<u64> = model.keys().copied().chain(refused.iter().flatten().map(|r| r.0)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut found: HashMap<u64, (u64, Vec<f32>, Value)> = HashMap::new();
+        // In requests of 2000 ids (a get takes at most 10 × --max-batch).
+        for chunk in ids.chunks(2000) {
+            let (status, body) = post(&format!("{c}/points/get"), json!({"ids": chunk, "with_vector": true}));
+            assert_eq!(status, 200, "{when}: {body}");
+            found.extend(body["points"].as_array().unwrap().iter().map(|p| {
                 let v: Vec<f32> = serde_json::from_value(p["vector"].clone()).unwrap();
                 (p["id"].as_u64().unwrap(), (p["payload"]["v"].as_u64().unwrap(), v, p["payload"].clone()))
-            })
-            .collect();
+            }));
+        }
         for (&id, &want) in model {
             let have = found.get(&id);
             assert_eq!(have.map(|h| h.0), want, "{when}: id {id}");
@@ -1485,13 +1486,32 @@ fn a_full_disk_refuses_writes_with_507_and_loses_nothing() {
     }
 
     // 5. Space freed: writes succeed again, with no restart.
+    // A seal the optimiser starts meanwhile may hold that room for a moment
+    // (until it fails and removes its files): a refusal is retried for up
+    // to 5 s, and each refused batch joins the ones that must not be applied.
     std::fs::remove_file(&filler).unwrap();
     for round in 0..6 {
-        let (status, body) = upsert(&c, &mut model, &mut refused);
-        assert_eq!(status, 200, "upsert {round} once space is freed: {body}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let (status, body) = upsert(&c, &mut model, &mut refused);
+            if status == 200 {
+                break;
+            }
+            assert_disk_full(status, &body, "an upsert once space is freed");
+            assert!(Instant::now() < deadline, "upsert {round} refused for 5 s once space is freed: {body}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
-    let (status, body) = delete_some(&c, &mut model, 50);
-    assert_eq!(status, 200, "a delete once space is freed: {body}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = delete_some(&c, &mut model, 50);
+        if status == 200 {
+            break;
+        }
+        assert_disk_full(status, &body, "a delete once space is freed");
+        assert!(Instant::now() < deadline, "a delete refused for 5 s once space is freed: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // The log keeps every point not yet in a sealed segment's manifest entry
     // (it drops whole 64 MiB files only), and a seal writes its segment
     // before the log can let go of those points: on this 6 MiB disk the

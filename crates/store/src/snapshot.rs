@@ -17,7 +17,9 @@
 //! meanwhile) [`Collection::capture`] takes the segment list, the sealed
 //! segments' deleted sets, the memory segments' lengths and deleted flags,
 //! and pins the sealed segments' files (a checkpoint's clean-up spares them
-//! while the copy runs); everything else happens outside the lock. The
+//! while the copy runs) and opens them (the copy reads those handles, so a
+//! delete of the collection meanwhile, or a new one of the same name, cannot
+//! fail it or change what it copies); everything else happens outside the lock. The
 //! archive then holds exactly the writes applied up to that position; the
 //! log is synced up to it before the archive is written, so every write it
 //! holds is durable and every write acknowledged before the request began
