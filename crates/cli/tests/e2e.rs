@@ -1554,6 +1554,18 @@ fn a_full_disk_refuses_writes_with_507_and_loses_nothing() {
     drain(&server, &mut logs);
     let bad: Vec<&String> = logs.iter().filter(|l| l.contains("panicked") || l.contains("internal error")).collect();
     assert!(bad.is_empty(), "the server logged {bad:#?}");
+    // Its errors and warnings, by message: only what a full disk explains.
+    let mut messages: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for line in &logs {
+        let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
+        if v["level"] == "ERROR" || v["level"] == "WARN" {
+            let message = format!("{} {}", v["level"].as_str().unwrap_or_default(), v["fields"]["message"].as_str().unwrap_or_default());
+            *messages.entry(message).or_default() += 1;
+        }
+    }
+    eprintln!("server errors and warnings: {messages:?}");
+    let expected = ["ERROR write refused: disk full", "ERROR optimiser step failed; retrying later"];
+    assert!(messages.keys().all(|m| expected.contains(&m.as_str())), "unexpected errors or warnings: {messages:?}");
     let live_n = live(&model).len();
     let logs_after = server.terminate();
     assert!(!logs_after.iter().any(|l| l.contains("panicked")), "{logs_after:#?}");
