@@ -1182,4 +1182,470 @@ fn a_batch_job_killed_mid_run_resumes_after_a_restart() {
         }
     }
     server.terminate();
+
+/// A tmpfs of a given size mounted at a temporary folder for a test;
+/// unmounted on drop (lazily if something still holds it), so a failed
+/// test leaves no mount behind.
+struct Tmpfs {
+    dir: std::path::PathBuf,
+    _parent: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts it, or says why it cannot (not root, no CAP_SYS_ADMIN, no `mount`).
+    fn mount(kib: u64) -> Result<Tmpfs, String> {
+        let parent = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = parent.path().join("mnt");
+        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k,mode=0700"), "tmpfs"])
+            .arg(&dir)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("mount: {} {}", out.status, String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        Ok(Tmpfs { dir, _parent: parent })
+    }
+
+    /// Grows (or shrinks) it in place.
+    fn resize(&self, kib: u64) {
+        let out = Command::new("mount").args(["-o", &format!("remount,size={kib}k")]).arg(&self.dir).output().unwrap();
+        assert!(out.status.success(), "remount: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let plain = Command::new("umount").arg(&self.dir).output();
+        if !plain.is_ok_and(|o| o.status.success()) {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).output();
+        }
+    }
+}
+
+/// Appends zeros to `path` until the file system is full (ENOSPC); returns
+/// the bytes added.
+fn fill_up(path: &Path) -> u64 {
+    use std::io::Write;
+    let mut f = std::fs::File::options().create(true).append(true).open(path).unwrap();
+    let mut added = 0u64;
+    for chunk in [1 << 20, 64 << 10, 4 << 10, 512, 1] {
+        let zeros = vec![0u8; chunk];
+        loop {
+            match f.write(&zeros) {
+                Ok(0) => break,
+                Ok(n) => added += n as u64,
+                Err(e) if e.raw_os_error() == Some(28) => break,
+                Err(e) => panic!("filling {}: {e}", path.display()),
+            }
+        }
+    }
+    added
+}
+
+/// What a refused write must say: the disk is full, nothing applied, and
+/// nothing internal (no path, no error chain).
+fn assert_disk_full(status: u16, body: &Value, what: &str) {
+    assert_eq!(status, 507, "{what}: {body}");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("No space left") && detail.contains("not applied"), "{what}: {body}");
+    assert!(!detail.contains('/') && !detail.contains("Internal"), "{what}: the detail names nothing internal: {body}");
+}
+
+/// Issue 20: a real server on a really full disk (a small tmpfs). Writes are
+/// refused with 507 and a clear detail, nothing acknowledged is lost, reads
+/// go on, the optimiser failing for want of space loses nothing, a restart
+/// on the full disk serves, and once space is freed writes succeed again
+/// without a restart (the log only fails for good on a failed fdatasync,
+/// which a full disk does not cause: the write itself fails first).
+#[test]
+fn a_full_disk_refuses_writes_with_507_and_loses_nothing() {
+    use std::collections::HashMap;
+    const DIM: usize = 16;
+    let tmpfs = match Tmpfs::mount(6 * 1024) {
+        Ok(t) => t,
+        Err(why) => {
+            assert!(
+                std::env::var("VECTORWISE_REQUIRE_TMPFS").as_deref() != Ok("1"),
+                "cannot mount tmpfs ({why}) and VECTORWISE_REQUIRE_TMPFS=1"
+            );
+            eprintln!("skipped: cannot mount tmpfs (needs root): {why}");
+            return;
+        }
+    };
+    let started = Instant::now();
+    // The served index (collection `default`): small, outside the tmpfs.
+    let work = tempfile::tempdir().unwrap();
+    let vectors = work.path().join("v.npy").display().to_string();
+    let index = work.path().join("i.vwi").display().to_string();
+    run_ok(&["generate", "--n", "200", "--dim", "8", "--seed", "5", "--out", &vectors]);
+    run_ok(&["build", "--vectors", &vectors, "--out", &index, "--m", "8", "--ef-construction", "32"]);
+    let data = tmpfs.dir.join("data");
+    let data_arg = data.display().to_string();
+    // Space the test takes back later: 1 MiB now, topped up to full below.
+    let filler = tmpfs.dir.join("filler");
+    std::fs::write(&filler, vec![0u8; 1 << 20]).unwrap();
+
+    let start = || {
+        let server = Server::start(&["--index", &index, "--data-dir", &data_arg]);
+        server.wait_healthy(Duration::from_secs(30));
+        server
+    };
+    let mut logs: Vec<String> = Vec::new();
+    let mut server = start();
+    let mut c = format!("{}/collections/full", server.url);
+    let (status, body) = put(&c, json!({"dimension": DIM, "metric": "l2", "seal_points": 400}));
+    assert_eq!(status, 201, "{body}");
+
+    // id -> the version of its acknowledged upsert, or None once an
+    // acknowledged delete removed it.
+    let mut model: HashMap<u64, Option<u64>> = HashMap::new();
+    // Refused upserts (id, version): none of their points may be applied.
+    let mut refused: Vec<Vec<(u64, u64)>> = Vec::new();
+    let text = "x".repeat(400);
+    let payload = |id: u64, v: u64| json!({"id": id, "v": v, "text": text});
+    let vector = |id: u64, v: u64| point_vector(id, v, DIM);
+    let mut version = 0u64;
+    let mut next_id = 0u64;
+    let mut rng = 0x2545f4914f6cdd1du64;
+    let mut rand = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let live = |model: &HashMap<u64, Option<u64>>| -> Vec<u64> {
+        let mut ids: Vec<u64> = model.iter().filter(|(_, v)| v.is_some()).map(|(&id, _)| id).collect();
+        ids.sort_unstable();
+        ids
+    };
+    // One upsert: 80 new ids and 20 existing ones updated, with payloads.
+    let mut upsert = |c: &str, model: &mut HashMap<u64, Option<u64>>, refused: &mut Vec<Vec<(u64, u64)>>| -> (u16, Value) {
+        version += 1;
+        let existing = live(model);
+        let mut ids: Vec<u64> = (next_id..next_id + 80).collect();
+        next_id += 80;
+        if !existing.is_empty() {
+            for _ in 0..20 {
+                ids.push(existing[(rand() % existing.len() as u64) as usize]);
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let points: Vec<Value> = ids.iter().map(|&id| json!({"id": id, "vector": vector(id, version), "payload": payload(id, version)})).collect();
+        let (status, body) = put(&format!("{c}/points"), json!({"points": points}));
+        match status {
+            200 => {
+                assert_eq!(body["upserted"].as_u64(), Some(ids.len() as u64), "{body}");
+                for &id in &ids {
+                    model.insert(id, Some(version));
+                }
+            }
+            _ => refused.push(ids.iter().map(|&id| (id, version)).collect()),
+        }
+        (status, body)
+    };
+    let delete_some = |c: &str, model: &mut HashMap<u64, Option<u64>>, n: usize| -> (u16, Value) {
+        let existing = live(model);
+        let mut ids: Vec<u64> = (0..n).map(|i| existing[(i * 7919 + 13) % existing.len()]).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let (status, body) = post(&format!("{c}/points/delete"), json!({"ids": ids}));
+        if status == 200 {
+            assert_eq!(body["deleted"].as_u64(), Some(ids.len() as u64), "{body}");
+            for id in ids {
+                model.insert(id, None);
+            }
+        }
+        (status, body)
+    };
+    // Every read agrees with the model: each point (vector, payload), the
+    // count, and exact searches with brute force over the live points.
+    let check_reads = |c: &str, model: &HashMap<u64, Option<u64>>, refused: &[Vec<(u64, u64)>], when: &str| {
+        let mut ids: Vec<u64> = model.keys().copied().chain(refused.iter().flatten().map(|r| r.0)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut found: HashMap<u64, (u64, Vec<f32>, Value)> = HashMap::new();
+        // In requests of 2000 ids (a get takes at most 10 × --max-batch).
+        for chunk in ids.chunks(2000) {
+            let (status, body) = post(&format!("{c}/points/get"), json!({"ids": chunk, "with_vector": true}));
+            assert_eq!(status, 200, "{when}: {body}");
+            found.extend(body["points"].as_array().unwrap().iter().map(|p| {
+                let v: Vec<f32> = serde_json::from_value(p["vector"].clone()).unwrap();
+                (p["id"].as_u64().unwrap(), (p["payload"]["v"].as_u64().unwrap(), v, p["payload"].clone()))
+            }));
+        }
+        for (&id, &want) in model {
+            let have = found.get(&id);
+            assert_eq!(have.map(|h| h.0), want, "{when}: id {id}");
+            if let (Some(v), Some(h)) = (want, have) {
+                assert_eq!(h.1, vector(id, v), "{when}: id {id}'s vector");
+                assert_eq!(h.2, payload(id, v), "{when}: id {id}'s payload");
+            }
+        }
+        // A refused batch: none of it applied (new ids absent, others as acknowledged).
+        for batch in refused {
+            for &(id, v) in batch {
+                assert_ne!(found.get(&id).map(|h| h.0), Some(v), "{when}: id {id} of a refused batch (version {v}) was applied");
+            }
+        }
+        let live_points: Vec<(u64, Vec<f32>)> = model.iter().filter_map(|(&id, s)| s.map(|v| (id, vector(id, v)))).collect();
+        let (status, info) = get(c);
+        assert_eq!(status, 200, "{when}: {info}");
+        assert_eq!(info["points"].as_u64(), Some(live_points.len() as u64), "{when}: {info}");
+        for q in 0..4u64 {
+            let query = vector(q * 101 + 7, 1_000_000 + q);
+            let mut truth: Vec<f32> = live_points.iter().map(|(_, v)| v.iter().zip(&query).map(|(a, b)| (a - b) * (a - b)).sum()).collect();
+            truth.sort_by(f32::total_cmp);
+            let (status, body) = post(&format!("{c}/search"), json!({"vector": query, "k": 10, "recall_target": 1.0, "with_payload": true}));
+            assert_eq!(status, 200, "{when}: {body}");
+            let hits = body["hits"].as_array().unwrap();
+            assert_eq!(hits.len(), truth.len().min(10), "{when}");
+            for (h, w) in hits.iter().zip(&truth) {
+                let g = h["distance"].as_f64().unwrap() as f32;
+                assert!((g - w).abs() <= 1e-4 * w.max(1.0), "{when}: distance {g} vs {w}");
+                let id = h["id"].as_u64().unwrap();
+                assert_eq!(h["payload"], payload(id, model[&id].unwrap()), "{when}: hit {id}'s payload");
+            }
+        }
+    };
+    let drain = |server: &Server, logs: &mut Vec<String>| logs.extend(server.logs.try_iter());
+
+    // 1. Write until the disk is full: batches with payloads, a delete now and then.
+    let fill_start = Instant::now();
+    let mut batches = 0;
+    let (status, refusal) = loop {
+        assert!(fill_start.elapsed() < Duration::from_secs(60), "the disk never filled");
+        let (status, body) = upsert(&c, &mut model, &mut refused);
+        if status != 200 {
+            break (status, body);
+        }
+        batches += 1;
+        if batches % 4 == 0 {
+            let (status, body) = delete_some(&c, &mut model, 30);
+            if status != 200 {
+                assert_disk_full(status, &body, "a delete while filling");
+            }
+        }
+    };
+    assert_disk_full(status, &refusal, "the upsert that found the disk full");
+    let filled_in = fill_start.elapsed();
+    let acked_before_full = model.values().filter(|v| v.is_some()).count();
+    eprintln!("disk full after {batches} upserts ({acked_before_full} live points) in {:.2} s", filled_in.as_secs_f64());
+
+    // 2. While full. Top the disk up to the last byte (the optimiser may
+    // have freed a merged segment's files), twice: a build in flight when
+    // the first ran may remove its partial files.
+    // A build in flight may have written part of its files and then remove
+    // them when it fails: fill again until a fill finds nothing freed with
+    // the optimiser idle before and after it. From then on no step of it can
+    // write a byte, so none frees one.
+    let wait_idle = |c: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, info) = get(c);
+            assert_eq!(status, 200, "{info}");
+            if info["optimiser"]["state"] == "idle" {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the optimiser stayed busy on a full disk: {info}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let top_up = |c: &str| {
+        wait_idle(c);
+        fill_up(&filler);
+        loop {
+            wait_idle(c);
+            if fill_up(&filler) == 0 {
+                break;
+            }
+        }
+    };
+    top_up(&c);
+    // Later writes keep being refused, cleanly and fast.
+    let mut refusals = 0;
+    for _ in 0..6 {
+        let t = Instant::now();
+        let (status, body) = upsert(&c, &mut model, &mut refused);
+        assert!(t.elapsed() < Duration::from_secs(5), "a refused write took {:?}", t.elapsed());
+        if status == 200 {
+            // Space someone freed: acknowledged, so kept in the model; fill again.
+            top_up(&c);
+            continue;
+        }
+        assert_disk_full(status, &body, "an upsert on the full disk");
+        refusals += 1;
+        if refusals == 3 {
+            break;
+        }
+    }
+    assert_eq!(refusals, 3, "writes on a full disk were accepted");
+    // Reads answer, right.
+    check_reads(&c, &model, &refused, "while full");
+    let some = live(&model)[0];
+    let (status, body) = get(&format!("{c}/points/{some}"));
+    assert_eq!((status, body["payload"]["v"].as_u64()), (200, model[&some]), "{body}");
+    // A delete: its record may still fit in the log's last page (200), or not (507).
+    let (status, body) = delete_some(&c, &mut model, 40);
+    if status != 200 {
+        assert_disk_full(status, &body, "a delete on the full disk");
+    }
+    // A new collection: refused, and no half-made folder left.
+    let (status, body) = put(&format!("{}/collections/other", server.url), json!({"dimension": 4, "metric": "l2"}));
+    assert_disk_full(status, &body, "creating a collection on the full disk");
+    assert_eq!(get(&format!("{}/collections/other", server.url)).0, 404);
+    let leftovers: Vec<String> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".creating") || n == "other")
+        .collect();
+    assert!(leftovers.is_empty(), "a refused create left {leftovers:?}");
+    // A payload index: refused, and not declared (a retry once there is room creates it).
+    let (status, body) = put(&format!("{c}/index"), json!({"field": "v", "type": "integer"}));
+    assert_disk_full(status, &body, "declaring a payload index on the full disk");
+    let (_, info) = get(&c);
+    assert_eq!(info["payload_indexes"], json!([]), "a refused payload index is not declared: {info}");
+    // A snapshot: refused, and no partial archive, staging folder or temporary left.
+    let (status, body) = post(&format!("{c}/snapshots"), json!({"name": "while-full"}));
+    assert_disk_full(status, &body, "a snapshot on the full disk");
+    let snapshots = data.join(".snapshots").join("full");
+    let left: Vec<String> =
+        std::fs::read_dir(&snapshots).map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "a refused snapshot left {left:?} in {}", snapshots.display());
+    check_reads(&c, &model, &refused, "after the refused snapshot");
+
+    // 3. The optimiser out of space: free 64 KiB (room for a delete's
+    // record, not for any segment), delete a third of the points so that
+    // every sealed segment wants rewriting, and wait for the rewrite to fail.
+    drain(&server, &mut logs);
+    let len = std::fs::metadata(&filler).unwrap().len();
+    std::fs::File::options().write(true).open(&filler).unwrap().set_len(len - (64 << 10)).unwrap();
+    let n = live(&model).len() / 3;
+    let (status, body) = delete_some(&c, &mut model, n);
+    assert_eq!(status, 200, "a delete with room for its record: {body}");
+    // Its lanes retry after a back-off of up to 30 s.
+    let mark = logs.len();
+    let deadline = Instant::now() + Duration::from_secs(35);
+    let failed = loop {
+        drain(&server, &mut logs);
+        if let Some(line) = logs[mark..].iter().find(|l| l.contains("optimiser step failed") && l.contains("no space left")) {
+            break line.clone();
+        }
+        assert!(Instant::now() < deadline, "the optimiser never ran out of space (or never said so)");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (status, info) = get(&c);
+    assert_eq!(status, 200, "{info}");
+    assert!(info["optimiser"]["last_error"].as_str().is_some_and(|e| e.contains("no space left")), "{info}");
+    eprintln!("optimiser out of space: {failed}");
+    top_up(&c);
+    check_reads(&c, &model, &refused, "after the optimiser ran out of space");
+
+    // 4. SIGKILL on the full disk; it starts again on it and serves reads.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    drain(&server, &mut logs);
+    drop(server);
+    let t = Instant::now();
+    server = start();
+    eprintln!("restarted on the full disk in {:.2} s", t.elapsed().as_secs_f64());
+    c = format!("{}/collections/full", server.url);
+    check_reads(&c, &model, &refused, "restarted on the full disk");
+    let (status, body) = upsert(&c, &mut model, &mut refused);
+    if status != 200 {
+        assert_disk_full(status, &body, "an upsert after the restart on the full disk");
+    }
+
+    // 5. Space freed: writes succeed again, with no restart.
+    // A seal the optimiser starts meanwhile may hold that room for a moment
+    // (until it fails and removes its files): a refusal is retried for up
+    // to 5 s, and each refused batch joins the ones that must not be applied.
+    std::fs::remove_file(&filler).unwrap();
+    for round in 0..6 {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let (status, body) = upsert(&c, &mut model, &mut refused);
+            if status == 200 {
+                break;
+            }
+            assert_disk_full(status, &body, "an upsert once space is freed");
+            assert!(Instant::now() < deadline, "upsert {round} refused for 5 s once space is freed: {body}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = delete_some(&c, &mut model, 50);
+        if status == 200 {
+            break;
+        }
+        assert_disk_full(status, &body, "a delete once space is freed");
+        assert!(Instant::now() < deadline, "a delete refused for 5 s once space is freed: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The log keeps every point not yet in a sealed segment's manifest entry
+    // (it drops whole 64 MiB files only), and a seal writes its segment
+    // before the log can let go of those points: on this 6 MiB disk the
+    // log alone is ~4.5 MiB, so sealing needs more room than the filler
+    // gave back. Writes go on meanwhile (above); the optimiser retries. Give
+    // it room (the disk grown in place) and it catches up: no frozen segment
+    // left, none over the rewrite threshold, idle.
+    tmpfs.resize(32 * 1024);
+    let (status, body) = upsert(&c, &mut model, &mut refused);
+    assert_eq!(status, 200, "upsert once the disk is larger: {body}");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let (_, info) = get(&c);
+        let segments = info["segments"].as_array().unwrap();
+        let frozen = segments.iter().filter(|s| s["kind"] == "frozen").count();
+        let to_rewrite = segments
+            .iter()
+            .filter(|s| s["kind"] == "sealed" && s["deleted"].as_f64().unwrap() >= 0.2 * s["points"].as_f64().unwrap() && s["deleted"] != 0)
+            .count();
+        if frozen == 0 && to_rewrite == 0 && info["optimiser"]["state"] == "idle" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the optimiser did not catch up once space was freed: {info}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    check_reads(&c, &model, &refused, "space freed");
+    let (status, body) = put(&format!("{c}/index"), json!({"field": "v", "type": "integer"}));
+    assert_eq!(status, 201, "the payload index refused on the full disk, once there is room: {body}");
+    let (status, body) = post(&format!("{c}/snapshots"), json!({"name": "after"}));
+    assert_eq!(status, 201, "a snapshot once space is freed: {body}");
+
+    // 6. SIGKILL and restart: every acknowledged write is there, nothing refused is.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    drain(&server, &mut logs);
+    drop(server);
+    server = start();
+    c = format!("{}/collections/full", server.url);
+    check_reads(&c, &model, &refused, "after the last restart");
+    drain(&server, &mut logs);
+    let bad: Vec<&String> = logs.iter().filter(|l| l.contains("panicked") || l.contains("internal error")).collect();
+    assert!(bad.is_empty(), "the server logged {bad:#?}");
+    // Its errors and warnings, by message: only what a full disk explains.
+    let mut messages: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for line in &logs {
+        let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
+        if v["level"] == "ERROR" || v["level"] == "WARN" {
+            let message = format!("{} {}", v["level"].as_str().unwrap_or_default(), v["fields"]["message"].as_str().unwrap_or_default());
+            *messages.entry(message).or_default() += 1;
+        }
+    }
+    eprintln!("server errors and warnings: {messages:?}");
+    let expected = ["ERROR write refused: disk full", "ERROR optimiser step failed; retrying later"];
+    assert!(messages.keys().all(|m| expected.contains(&m.as_str())), "unexpected errors or warnings: {messages:?}");
+    let live_n = live(&model).len();
+    let logs_after = server.terminate();
+    assert!(!logs_after.iter().any(|l| l.contains("panicked")), "{logs_after:#?}");
+    drop(tmpfs);
+    eprintln!(
+        "full-disk check: {} refused upserts, {live_n} live points checked after SIGKILL + restart, {:.1} s",
+        refused.len(),
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -626,6 +626,7 @@ fn payload_value(text: Option<Arc<str>>) -> Option<Value> {
         (status = 200, description = "It exists with these settings", body = Object),
         (status = 409, description = "It exists with other settings", body = ErrorResponse),
         (status = 422, description = "Invalid name or settings", body = ValidationErrorResponse),
+        (status = 507, description = "The disk is full; nothing was created", body = ErrorResponse),
     ))]
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -726,6 +727,7 @@ pub(crate) async fn upsert(
     responses((status = 200, description = "Durable; how many existed", body = DeleteResponse),
         (status = 404, description = "No such collection", body = ErrorResponse),
         (status = 422, description = "Invalid ids", body = ValidationErrorResponse),
+        (status = 503, description = "The log failed to sync earlier; writes are refused until restart", body = ErrorResponse),
         (status = 507, description = "The disk is full; nothing was written", body = ErrorResponse)))]
 pub(crate) async fn delete_points(
     State(state): State<AppState>,
@@ -780,7 +782,9 @@ pub(crate) async fn get_points(
         (status = 200, description = "The key already has this index", body = Object),
         (status = 404, description = "No such collection", body = ErrorResponse),
         (status = 409, description = "The key has an index of another type", body = ErrorResponse),
-        (status = 422, description = "Invalid body", body = ValidationErrorResponse)))]
+        (status = 422, description = "Invalid body", body = ValidationErrorResponse),
+        (status = 503, description = "The log failed to sync earlier; writes are refused until restart", body = ErrorResponse),
+        (status = 507, description = "The disk is full; the index was not declared", body = ErrorResponse)))]
 pub(crate) async fn create_index(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -797,7 +801,9 @@ pub(crate) async fn create_index(
 #[utoipa::path(delete, path = "/collections/{name}/index/{field}", tag = "collections",
     params(("name" = String, Path, description = "Collection name"), ("field" = String, Path, description = "The indexed key")),
     responses((status = 200, description = "Dropped", body = Object),
-        (status = 404, description = "No such collection or index", body = ErrorResponse)))]
+        (status = 404, description = "No such collection or index", body = ErrorResponse),
+        (status = 503, description = "The log failed to sync earlier; writes are refused until restart", body = ErrorResponse),
+        (status = 507, description = "The disk is full; the index is kept", body = ErrorResponse)))]
 pub(crate) async fn drop_index(
     State(state): State<AppState>,
     Path((name, field)): Path<(String, String)>,

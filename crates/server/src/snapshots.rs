@@ -117,6 +117,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + S
         (status = 404, description = "No such collection", body = ErrorResponse),
         (status = 409, description = "A snapshot of this name exists", body = ErrorResponse),
         (status = 422, description = "Invalid name", body = ValidationErrorResponse),
+        (status = 503, description = "The log failed to sync earlier (writes are refused until restart)", body = ErrorResponse),
         (status = 507, description = "The disk is full; nothing was kept", body = ErrorResponse),
     ))]
 pub(crate) async fn create(State(state): State<AppState>, Path(name): Path<String>, request: Request) -> Result<(StatusCode, Json<SnapshotOut>), ApiError> {

@@ -710,6 +710,7 @@ impl Collection {
         for s in &set.sealed {
             s.ensure_fields(&wanted, true);
         }
+        let field = spec.field.clone();
         {
             let mut ws = self.write.lock();
             if conflict(&ws.fields)? {
@@ -720,7 +721,14 @@ impl Collection {
             ws.fields = Arc::new(fields);
             self.reindex_locked(&ws);
         }
-        self.checkpoint()?;
+        if let Err(e) = self.checkpoint() {
+            // Not durable (a full disk): taken back, so the refusal leaves
+            // the collection as it was (a retry creates it).
+            let mut ws = self.write.lock();
+            ws.fields = Arc::new(ws.fields.iter().filter(|f| f.field != field).cloned().collect());
+            self.reindex_locked(&ws);
+            return Err(e);
+        }
         Ok(true)
     }
 
@@ -729,15 +737,28 @@ impl Collection {
         self.check_open()?;
         let canonical = crate::filter::KeyPath::parse(field).map(|k| k.as_str().to_string());
         let field = canonical.as_deref().unwrap_or(field);
-        {
+        let dropped = {
             let mut ws = self.write.lock();
-            if !ws.fields.iter().any(|f| f.field == field) {
+            let Some(dropped) = ws.fields.iter().find(|f| f.field == field).cloned() else {
                 return Err(Error::IndexNotFound(field.to_string()));
-            }
+            };
             ws.fields = Arc::new(ws.fields.iter().filter(|f| f.field != field).cloned().collect());
             self.reindex_locked(&ws);
+            dropped
+        };
+        if let Err(e) = self.checkpoint() {
+            // Not durable (a full disk): put back (built again), so the
+            // refusal leaves the collection as it was.
+            let mut ws = self.write.lock();
+            if !ws.fields.iter().any(|f| f.field == dropped.field) {
+                let mut fields = ws.fields.to_vec();
+                fields.push(dropped);
+                ws.fields = Arc::new(fields);
+                self.reindex_locked(&ws);
+            }
+            return Err(e);
         }
-        self.checkpoint()
+        Ok(())
     }
 
     /// Brings every segment's payload indexes to `ws.fields` (the write

@@ -17,7 +17,9 @@
 //! meanwhile) [`Collection::capture`] takes the segment list, the sealed
 //! segments' deleted sets, the memory segments' lengths and deleted flags,
 //! and pins the sealed segments' files (a checkpoint's clean-up spares them
-//! while the copy runs); everything else happens outside the lock. The
+//! while the copy runs) and opens them (the copy reads those handles, so a
+//! delete of the collection meanwhile, or a new one of the same name, cannot
+//! fail it or change what it copies); everything else happens outside the lock. The
 //! archive then holds exactly the writes applied up to that position; the
 //! log is synced up to it before the archive is written, so every write it
 //! holds is durable and every write acknowledged before the request began
@@ -143,6 +145,12 @@ pub(crate) struct MemCapture {
 #[derive(Debug)]
 pub(crate) struct Capture {
     pub sealed: Vec<(Arc<SealedSegment>, Vec<u32>)>,
+    /// The sealed segments' files (index, payloads), opened under the
+    /// write lock as `segments/<name>` of the archive: read from these
+    /// handles, they are this collection's even if it is deleted meanwhile
+    /// (its folder renamed and removed) and another one of the same name
+    /// created in its place.
+    pub files: Vec<(String, std::fs::File)>,
     pub memory: Vec<MemCapture>,
     /// The first LSN not included.
     pub next_lsn: Lsn,
@@ -167,8 +175,18 @@ impl Collection {
             .map(|m| MemCapture { segment: Arc::clone(m), deleted: m.data.read().deleted.clone() })
             .collect();
         let pin = Pin::new(&self.pins, set.sealed.iter().map(|s| s.id).collect());
+        // Not dropped (checked above, under the lock a drop takes before it
+        // moves the folder), and pinned: every file is there.
+        let mut files = Vec::with_capacity(2 * set.sealed.len());
+        for s in &set.sealed {
+            for from in std::iter::once(s.index.path()).chain(s.payloads.path()) {
+                let file = std::fs::File::open(from).map_err(|e| Error::io(from, e))?;
+                files.push((format!("segments/{}", file_name(from)), file));
+            }
+        }
         Ok(Capture {
             sealed,
+            files,
             memory,
             next_lsn: self.wal.next_lsn(),
             next_segment: ws.next_segment,
@@ -205,10 +223,11 @@ impl Collection {
     }
 }
 
-/// One file of the archive: where it is read from.
+/// One file of the archive: where it is read from (opened).
 struct Source {
     path: String,
     from: PathBuf,
+    file: std::fs::File,
     bytes: u64,
 }
 
@@ -220,20 +239,27 @@ fn write_archive(c: &Collection, cap: &Capture, path: &Path, name: &str, staging
     let seg_dir = segments_dir(&c.dir);
     let staged_segments = staging.join("segments");
     std::fs::create_dir_all(&staged_segments).map_err(|e| Error::io(&staged_segments, e))?;
-    let mut sources: Vec<(String, PathBuf)> = Vec::new();
+    // Where each file is read from: the sealed segments' own files through
+    // the handles the capture opened (never by path: see `Capture::files`),
+    // the staged ones (sidecars, log, manifest) by path.
+    let mut sources: Vec<(String, PathBuf, Option<&std::fs::File>)> = Vec::new();
+    let mut opened = cap.files.iter();
     let mut entries = Vec::with_capacity(cap.sealed.len());
     for (s, deleted) in &cap.sealed {
         let index = file_name(s.index.path());
-        sources.push((format!("segments/{index}"), seg_dir.join(&index)));
         let payloads = s.payloads.path().map(file_name);
-        if let Some(p) = &payloads {
-            sources.push((format!("segments/{p}"), seg_dir.join(p)));
+        for name in std::iter::once(&index).chain(&payloads) {
+            let from = seg_dir.join(name);
+            let Some((path, file)) = opened.next().filter(|(p, _)| *p == format!("segments/{name}")) else {
+                return Err(Error::corrupt(from, "not among the files the snapshot captured"));
+            };
+            sources.push((path.clone(), from, Some(file)));
         }
         let sidecar = (!deleted.is_empty()).then(|| deleted_name(s.id, 1));
         if let Some(d) = &sidecar {
             let staged = staged_segments.join(d);
             crate::files::write_deleted(&staged, deleted)?;
-            sources.push((format!("segments/{d}"), staged));
+            sources.push((format!("segments/{d}"), staged, None));
         }
         let generation = u64::from(sidecar.is_some());
         entries.push(SegmentEntry { id: s.id, index, payloads, deleted: sidecar, deleted_generation: generation, points: s.len() });
@@ -271,7 +297,7 @@ fn write_archive(c: &Collection, cap: &Capture, path: &Path, name: &str, staging
         .collect();
     logs.sort();
     for l in logs {
-        sources.push((format!("wal/{l}"), wal_dir.join(l)));
+        sources.push((format!("wal/{l}"), wal_dir.join(l), None));
     }
     let manifest = Manifest {
         format: 1,
@@ -282,13 +308,18 @@ fn write_archive(c: &Collection, cap: &Capture, path: &Path, name: &str, staging
         next_segment: cap.next_segment,
     };
     manifest.write(staging)?;
-    sources.insert(0, (MANIFEST.to_string(), staging.join(MANIFEST)));
+    sources.insert(0, (MANIFEST.to_string(), staging.join(MANIFEST), None));
 
     let sources: Vec<Source> = sources
         .into_iter()
-        .map(|(path, from)| {
-            let bytes = std::fs::metadata(&from).map_err(|e| Error::io(&from, e))?.len();
-            Ok(Source { path, from, bytes })
+        .map(|(path, from, opened)| {
+            let file = match opened {
+                Some(f) => f.try_clone(),
+                None => std::fs::File::open(&from),
+            }
+            .map_err(|e| Error::io(&from, e))?;
+            let bytes = file.metadata().map_err(|e| Error::io(&from, e))?.len();
+            Ok(Source { path, from, file, bytes })
         })
         .collect::<Result<_>>()?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
@@ -315,12 +346,7 @@ fn write_archive(c: &Collection, cap: &Capture, path: &Path, name: &str, staging
         sums.insert(INFO.into(), hex(xxhash_rust::xxh3::xxh3_64(&info_bytes)));
         tar.append_data(&mut header(info_bytes.len() as u64, mtime), INFO, info_bytes.as_slice())?;
         for s in &sources {
-            let file = std::fs::File::open(&s.from).map_err(|e| {
-                let msg = e.to_string();
-                *failure.borrow_mut() = Some(Error::io(&s.from, e));
-                std::io::Error::other(msg)
-            })?;
-            let mut reader = Hashing { inner: file.take(s.bytes), hash: Xxh3::new(), bytes: 0 };
+            let mut reader = Hashing { inner: (&s.file).take(s.bytes), hash: Xxh3::new(), bytes: 0 };
             tar.append_data(&mut header(s.bytes, mtime), &s.path, &mut reader)?;
             if reader.bytes != s.bytes {
                 *failure.borrow_mut() = Some(Error::corrupt(&s.from, "changed size while a snapshot copied it"));

@@ -108,7 +108,10 @@ impl Store {
         self.check_not_dropping(name)?;
         let tmp = self.dir.join(format!(".creating-{name}"));
         let _ = std::fs::remove_dir_all(&tmp);
-        Collection::create_files(&tmp, &config)?;
+        // A failed create (a full disk) leaves nothing behind.
+        Collection::create_files(&tmp, &config).inspect_err(|_| {
+            let _ = std::fs::remove_dir_all(&tmp);
+        })?;
         Ok((self.install(&mut map, name, &tmp)?, true))
     }
 
@@ -152,7 +155,10 @@ impl Store {
     /// and adds it to `map`; on failure leaves no directory `map` does not know.
     fn install(&self, map: &mut BTreeMap<String, Arc<Collection>>, name: &str, tmp: &Path) -> Result<Arc<Collection>> {
         let dir = self.dir.join(name);
-        std::fs::rename(tmp, &dir).map_err(|e| Error::io(&dir, e))?;
+        std::fs::rename(tmp, &dir).map_err(|e| {
+            let _ = std::fs::remove_dir_all(tmp);
+            Error::io(&dir, e)
+        })?;
         sync_dir(&self.dir);
         let c = Collection::open(name, &dir, self.sync).inspect_err(|_| {
             let _ = std::fs::remove_dir_all(&dir);
@@ -203,14 +209,22 @@ impl Store {
         self.check_not_dropping(name)?;
         let tmp = self.dir.join(format!(".creating-{name}"));
         let _ = std::fs::remove_dir_all(&tmp);
-        Collection::create_files(&tmp, &config)?;
+        Self::write_points(&tmp, config, prepared).inspect_err(|_| {
+            let _ = std::fs::remove_dir_all(&tmp);
+        })?;
+        self.install(&mut map, name, &tmp)
+    }
+
+    /// [`Store::import_points`]'s files, in `tmp`.
+    fn write_points(tmp: &Path, config: CollectionConfig, prepared: Vec<crate::record::PointWrite>) -> Result<()> {
+        Collection::create_files(tmp, &config)?;
         let mut manifest = Manifest::new(config.clone());
         if !prepared.is_empty() {
             let ids: Vec<u64> = prepared.iter().map(|p| p.id).collect();
             let payloads: Vec<Option<Arc<str>>> = prepared.iter().map(|p| p.payload.clone()).collect();
             let vectors: Vec<f32> = prepared.into_iter().flat_map(|p| p.vector).collect();
             let matrix = vectorwise_index::Matrix::new(config.dimension, vectors)?;
-            let seg_dir = segments_dir(&tmp);
+            let seg_dir = segments_dir(tmp);
             let (index, payload_file, _) =
                 crate::optimiser::write_segment(&seg_dir, 1, config.metric, &matrix, &ids, &payloads, None, None)?;
             let name_of = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -224,8 +238,7 @@ impl Store {
             });
         }
         manifest.next_segment = 2;
-        manifest.write(&tmp)?;
-        self.install(&mut map, name, &tmp)
+        manifest.write(tmp)
     }
 
     pub fn get(&self, name: &str) -> Result<Arc<Collection>> {
@@ -323,7 +336,14 @@ impl Store {
         }
         let result = c.snapshot_to(&path, &name);
         self.snapshotting.lock().remove(&key);
-        let info = result?;
+        // The archive reads the segment files through handles opened at the
+        // capture, so a delete meanwhile does not fail it; should anything
+        // else of the collection's vanish under it, the answer is that the
+        // collection was deleted, not an internal error.
+        let info = result.map_err(|e| match e {
+            Error::Io { .. } | Error::Corrupt { .. } if c.dropped.load(Ordering::Acquire) => Error::Dropped(collection.to_string()),
+            e => e,
+        })?;
         let size = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
         Ok(SnapshotSummary::of(&info, size))
     }
