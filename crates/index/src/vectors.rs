@@ -59,7 +59,7 @@ impl Matrix {
     /// Writes the matrix as a NumPy `.npy` file (`<f4`, C order), atomically.
     pub fn save_npy(&self, path: &Path) -> Result<()> {
         write_atomic(path, |w| {
-            w.write_all(&npy_header(self.len(), self.dim))?;
+            w.write_all(&npy_header("<f4", self.len(), self.dim))?;
             for chunk in self.data.chunks(1 << 16) {
                 w.write_all(bytemuck::cast_slice(&to_le(chunk)))?;
             }
@@ -72,10 +72,11 @@ fn to_le(values: &[f32]) -> Vec<u32> {
     values.iter().map(|v| v.to_bits().to_le()).collect()
 }
 
-/// The NumPy 1.0 header for a `count x dim` float32 array, padded so the data
-/// starts on a 64-byte boundary (as NumPy itself does).
-fn npy_header(count: usize, dim: usize) -> Vec<u8> {
-    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({count}, {dim}), }}");
+/// The NumPy 1.0 header for a C-order `rows x cols` array of `descr`
+/// (`<f4`, `<i8`, ...), padded so the data starts on a 64-byte boundary (as
+/// NumPy itself does).
+pub fn npy_header(descr: &str, rows: usize, cols: usize) -> Vec<u8> {
+    let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     let unpadded = 10 + dict.len() + 1;
     let total = unpadded.div_ceil(64) * 64;
     let mut h = Vec::with_capacity(total);

@@ -1117,21 +1117,6 @@ pub(crate) async fn remove(State(state): State<AppState>, Extension(caller): Ext
     Ok(Json(JobDeleted { deleted: true, state }))
 }
 
-/// A `.npy` version 1 header for a C-order array of `descr` and shape (rows, cols).
-fn npy_header(descr: &str, rows: usize, cols: usize) -> Vec<u8> {
-    let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
-    // Magic (6) + version (2) + length (2) + dict + padding + '\n', a multiple of 64.
-    let unpadded = 10 + dict.len() + 1;
-    let total = unpadded.div_ceil(64) * 64;
-    let mut h = Vec::with_capacity(total);
-    h.extend_from_slice(b"\x93NUMPY\x01\x00");
-    h.extend_from_slice(&((total - 10) as u16).to_le_bytes());
-    h.extend_from_slice(dict.as_bytes());
-    h.resize(total - 1, b' ');
-    h.push(b'\n');
-    h
-}
-
 /// Bytes read per piece of a download.
 const PIECE: usize = 256 << 10;
 
@@ -1166,7 +1151,7 @@ pub(crate) async fn download(
             })
             .await?
             .map_err(io(path))?;
-            let header = npy_header(descr, n, k);
+            let header = vectorwise_index::vectors::npy_header(descr, n, k);
             let data_len = (n * k * width) as u64;
             let length = header.len() as u64 + data_len;
             let first = futures_util::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(header)) });
@@ -1259,7 +1244,7 @@ mod tests {
     #[test]
     fn npy_headers_are_padded_to_64_bytes_and_name_the_shape() {
         for (rows, cols) in [(1, 1), (3, 10), (1_000_000, 100)] {
-            let h = npy_header("<i8", rows, cols);
+            let h = vectorwise_index::vectors::npy_header("<i8", rows, cols);
             assert_eq!(h.len() % 64, 0);
             assert_eq!(&h[..8], b"\x93NUMPY\x01\x00");
             assert_eq!(u16::from_le_bytes([h[8], h[9]]) as usize, h.len() - 10);
