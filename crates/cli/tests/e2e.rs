@@ -1604,7 +1604,8 @@ fn a_full_disk_refuses_writes_with_507_and_loses_nothing() {
             .iter()
             .filter(|s| s["kind"] == "sealed" && s["deleted"].as_f64().unwrap() >= 0.2 * s["points"].as_f64().unwrap() && s["deleted"] != 0)
             .count();
-        if frozen == 0 && to_rewrite == 0 && info["optimiser"]["state"] == "idle" {
+        // Its lanes working again, the error they reported is cleared.
+        if frozen == 0 && to_rewrite == 0 && info["optimiser"]["state"] == "idle" && info["optimiser"]["last_error"].is_null() {
             break;
         }
         assert!(Instant::now() < deadline, "the optimiser did not catch up once space was freed: {info}");

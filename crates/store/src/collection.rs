@@ -191,7 +191,11 @@ pub struct OptimiserStats {
     pub seals: u64,
     pub merges: u64,
     pub rewrites: u64,
+    /// The last failed step's error, until that lane next succeeds.
     pub last_error: Option<String>,
+    /// The lane (0 seal, 1 merge) whose failure `last_error` is.
+    #[serde(skip)]
+    pub(crate) error_lane: Option<u8>,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]

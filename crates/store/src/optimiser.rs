@@ -55,14 +55,25 @@ fn run(weak: std::sync::Weak<Collection>, lane: Lane) {
             return;
         }
         match step(&c, lane) {
-            Ok(true) => {
+            Ok(worked) => {
+                // A lane that works again clears the error it had reported.
+                let mut stats = c.optimiser.lock();
+                if stats.error_lane == Some(lane as u8) {
+                    stats.last_error = None;
+                    stats.error_lane = None;
+                }
+                drop(stats);
                 backoff = Duration::from_millis(100);
-                continue;
+                if worked {
+                    continue;
+                }
             }
-            Ok(false) => backoff = Duration::from_millis(100),
             Err(e) => {
                 tracing::error!(collection = c.name(), error = %e, ?lane, "optimiser step failed; retrying later");
-                c.optimiser.lock().last_error = Some(e.to_string());
+                let mut stats = c.optimiser.lock();
+                stats.last_error = Some(e.to_string());
+                stats.error_lane = Some(lane as u8);
+                drop(stats);
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }

@@ -898,13 +898,21 @@ impl ScanView<'_> {
             return found;
         }
         let exhausted = !picked.ranked_all && picked.unread.iter().all(|l| l.0 < kth);
-        if exhausted || points.saturating_mul(WIDEN_SQ8_SHARE) > self.shape.count || (is_hard && points > 0) {
+        let many = exhausted || points.saturating_mul(WIDEN_SQ8_SHARE) > self.shape.count;
+        if is_hard && (many || points > 0) {
             return self.search_sq8_every(vectors, query, k, rerank);
         }
         let more = if is_hard {
             self.search_sq8_lists(vectors, query, k, rerank, nprobe.saturating_mul(HARD_LISTS_FACTOR))
         } else {
-            let more = merge_ranges(near.map(|&(_, i)| lists.range(i)).filter(|r| !r.is_empty()).collect());
+            // Not hard: the query is like the calibration's, its first
+            // round near right; of many nearer lists, the `nprobe` nearest.
+            let mut near: Vec<&(f32, usize)> = near.collect();
+            if many {
+                near.sort_by(|a, b| a.0.total_cmp(&b.0));
+                near.truncate(nprobe.max(1));
+            }
+            let more = merge_ranges(near.into_iter().map(|&(_, i)| lists.range(i)).filter(|r| !r.is_empty()).collect());
             let stage1 = self.fast_scan_tables(vec![self.table(query)], keep, &more).pop().expect("one query in, one out");
             self.rerank(vectors, query, k, stage1, rerank)
         };
