@@ -392,3 +392,57 @@ fn a_well_formed_archive_with_a_foreign_log_record_is_refused() {
     assert!(store.get("forged").is_err());
     assert!(!dir.path().join("forged").exists() && leftovers(dir.path()).is_empty());
 }
+
+/// The state identity (`Collection::state_id`) names contents across
+/// openings and copies: the same after a reopen (checkpointed or replayed),
+/// the same for two restores of one snapshot that take the same writes, and
+/// different once they take different writes at the same position — where
+/// the uuid and the position alone would be equal.
+#[test]
+fn the_state_identity_follows_contents_not_names_or_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+    let c = small_collection(&store);
+    let before = c.state_id();
+    assert_eq!(before.version, 3);
+    assert_eq!(c.writes_begun(), before.version);
+    // A second collection with the same writes has another uuid and digest.
+    let (other, _) = store.create("other", c.config().clone()).unwrap();
+    assert_ne!(other.state_id().uuid, before.uuid);
+    drop((c, other));
+    store.close();
+    drop(store);
+
+    // Reopened (the log replayed on the checkpoint's history): the same state.
+    let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+    let c = store.get("src").unwrap();
+    let reopened = c.state_id();
+    assert_eq!((reopened.uuid, reopened.position, reopened.digest), (before.uuid, before.position, before.digest));
+    // Checkpointed, then reopened: still the same.
+    c.flush().unwrap();
+    drop(c);
+    store.close();
+    drop(store);
+    let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+    let c = store.get("src").unwrap();
+    assert_eq!(c.state_id().digest, before.digest);
+
+    // Two restores of one snapshot start alike (and unlike the source).
+    let s = store.snapshot("src", Some("s")).unwrap();
+    let archive = store.snapshot_path("src", &s.name).unwrap();
+    let (a, _) = store.restore("a", std::fs::File::open(&archive).unwrap(), false).unwrap();
+    let (b, _) = store.restore("b", std::fs::File::open(&archive).unwrap(), false).unwrap();
+    assert_eq!(a.state_id().digest, b.state_id().digest);
+    assert_ne!(a.state_id().digest, before.digest);
+    // The same write: the same state. Different writes at the same position:
+    // the same uuid and position, different digests.
+    let point = |x: f32| vec![NewPoint { id: 5000, vector: vec![x; DIM], payload: None }];
+    a.upsert(point(0.25)).unwrap();
+    b.upsert(point(0.25)).unwrap();
+    assert_eq!(a.state_id().digest, b.state_id().digest);
+    a.upsert(point(0.5)).unwrap();
+    b.upsert(point(-0.5)).unwrap();
+    let (sa, sb) = (a.state_id(), b.state_id());
+    assert_eq!((sa.uuid, sa.position), (sb.uuid, sb.position));
+    assert_ne!(sa.digest, sb.digest);
+}
