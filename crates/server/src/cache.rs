@@ -32,20 +32,22 @@
 //!   xxh3-64, checked at open): two files share it only by a checksum
 //!   collision of two index builds, not something an operator's files meet
 //!   by chance (the files are the operator's, not the clients');
-//! - a collection by its [`vectorwise_store::StateId`]: the uuid made at
-//!   creation and kept in its manifest, the LSN of the last applied record,
-//!   and a SHA-256 chained over every applied record's bytes since creation
-//!   (persisted in the manifest as of its `wal_from`, so a reopen or a copy
-//!   of the directory arrives at the same digest). The uuid and position
-//!   alone would not do: copies of one directory (or restores of one
-//!   snapshot) that then take different writes reach the same position with
-//!   different contents; their digests differ. Equal digests mean the same
-//!   start and the same records in the same order (SHA-256 being collision-
-//!   resistant), and a collection's contents are a function of those
-//!   (`vectorwise_store::state` has the argument; a restored snapshot starts
-//!   from a digest of its own, marked as restored). Copies that took the
-//!   same writes in another order are not recognised as equal: a miss, never
-//!   a wrong answer;
+//! - a collection by its [`vectorwise_store::StateId`]: a random uuid, the
+//!   LSN of the last applied record, and a SHA-256 chained over every
+//!   applied record's bytes from a start the uuid names (uuid and digest as
+//!   of the manifest's `wal_from` kept in the collection's `state.json`,
+//!   trusted only beside the manifest of that `wal_from`, so a reopen or a
+//!   copy of the directory arrives at the same digest, and anything else —
+//!   a crash between the two files, a restored snapshot, a directory an
+//!   older build checkpointed — gets a fresh random uuid). The uuid and
+//!   position alone would not do: copies of one directory that then take
+//!   different writes reach the same position with different contents;
+//!   their digests differ. Equal digests mean the same start and the same
+//!   records in the same order (SHA-256 being collision-resistant), and a
+//!   collection's contents are a function of those
+//!   (`vectorwise_store::state` has the argument). Copies that took the
+//!   same writes in another order, or restores of one snapshot, are not
+//!   recognised as equal: a miss, never a wrong answer;
 //! - the rest of the key as above, prefixed by the key format and the
 //!   build's version (another version may answer in other bytes).
 //!

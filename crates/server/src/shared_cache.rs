@@ -3,16 +3,21 @@
 //! behind the in-process tier (see `cache.rs` for the lookup order and for
 //! what makes a shared key exact across processes).
 //!
-//! **Never slower, never down because of Redis.** Every command has a short
+//! **Never slower, never down because of Redis.** Every lookup has a short
 //! timeout (`--cache-timeout-ms`, default 5 ms); an error, a timeout or a
 //! value that does not decode is a miss, counted, and logged at warn at most
-//! once every [`WARN_EVERY`] (with the number of failures in between). After
-//! a failure the tier is skipped for [`BACKOFF`]: while Redis is down a
-//! search pays nothing for it. Connecting happens in a spawned task (a
+//! once every [`WARN_EVERY`] (with the number of failures in between). A
+//! broken connection (refused, reset, closed), or [`STREAK`] failures in a
+//! row (timeouts: Redis or this machine is overloaded), drops the connection
+//! and skips the tier for [`BACKOFF`]: while Redis is down a search pays
+//! nothing for it; a single late answer (a scheduling hiccup) costs one miss,
+//! not a second of misses. Connecting happens in a spawned task (a
 //! lookup finding no connection is a miss and starts one), so a server
-//! starts and serves with Redis down and uses it once it is back. Writes
-//! are spawned after the response is made, with a TTL (`--cache-ttl-seconds`,
-//! default 600): Redis's memory is bounded by its own policy and the TTL.
+//! starts and serves with Redis down and uses it once it is back (the
+//! connection attempt and a write may take the longer of 50 ms and ten
+//! times the timeout: nobody waits for them). Writes are spawned as the
+//! response is made, with a TTL (`--cache-ttl-seconds`, default 600): Redis's
+//! memory is bounded by its own policy and the TTL.
 //!
 //! **Values.** `SET vw:<xxh3-128 of the key, hex> <value> PX <ttl>`, the
 //! value:
@@ -42,8 +47,11 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5);
 /// Default `--cache-ttl-seconds`.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(600);
-/// How long the tier is skipped after a failure.
+/// How long the tier is skipped after a broken connection or [`STREAK`]
+/// failures in a row.
 pub(crate) const BACKOFF: Duration = Duration::from_secs(1);
+/// Failures in a row (timeouts) that count as Redis being unusable.
+const STREAK: u32 = 3;
 /// At most one warning per this.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 /// Redis keys' prefix.
@@ -73,6 +81,8 @@ pub(crate) struct SharedTier {
     ttl: Duration,
     conn: Mutex<Option<MultiplexedConnection>>,
     connecting: AtomicBool,
+    /// Failures since the last success.
+    streak: std::sync::atomic::AtomicU32,
     /// Skip Redis until then (after a failure).
     retry_at: Mutex<Option<Instant>>,
     /// The last warning, and the failures not logged since.
@@ -111,6 +121,7 @@ impl SharedTier {
             ttl: ttl.max(Duration::from_millis(1)),
             conn: Mutex::new(None),
             connecting: AtomicBool::new(false),
+            streak: std::sync::atomic::AtomicU32::new(0),
             retry_at: Mutex::new(None),
             warned: Mutex::new(None),
             unlogged: AtomicU64::new(0),
@@ -169,21 +180,26 @@ impl SharedTier {
                 Ok(Ok(conn)) => {
                     *tier.conn.lock() = Some(conn);
                     *tier.retry_at.lock() = None;
+                    tier.streak.store(0, Ordering::Relaxed);
                     tracing::info!("connected to the shared cache (Redis)");
                 }
-                Ok(Err(e)) => tier.failed("connect", &e.to_string()),
-                Err(_) => tier.failed("connect", "timed out"),
+                Ok(Err(e)) => tier.failed("connect", &e.to_string(), true),
+                Err(_) => tier.failed("connect", "timed out", true),
             }
             tier.connecting.store(false, Ordering::Release);
         });
     }
 
-    /// A command failed: counted, the connection dropped (a new one is made
-    /// after the back-off), logged at most once every [`WARN_EVERY`].
-    fn failed(&self, what: &str, error: &str) {
+    /// A command failed: counted, logged at most once every [`WARN_EVERY`];
+    /// when `broken` (the connection is) or after [`STREAK`] failures in a
+    /// row, the connection is dropped and a new one made after [`BACKOFF`].
+    fn failed(&self, what: &str, error: &str, broken: bool) {
         self.errors.fetch_add(1, Ordering::Relaxed);
-        *self.conn.lock() = None;
-        *self.retry_at.lock() = Some(Instant::now() + BACKOFF);
+        let streak = self.streak.fetch_add(1, Ordering::Relaxed) + 1;
+        if broken || streak >= STREAK {
+            *self.conn.lock() = None;
+            *self.retry_at.lock() = Some(Instant::now() + BACKOFF);
+        }
         let now = Instant::now();
         let mut warned = self.warned.lock();
         if warned.is_none_or(|t| now.duration_since(t) >= WARN_EVERY) {
@@ -210,13 +226,16 @@ impl SharedTier {
         get.arg(redis_key(key));
         let command = get.query_async::<Option<Vec<u8>>>(&mut conn);
         let found = match tokio::time::timeout(self.timeout, command).await {
-            Ok(Ok(found)) => found,
+            Ok(Ok(found)) => {
+                self.streak.store(0, Ordering::Relaxed);
+                found
+            }
             Ok(Err(e)) => {
-                self.failed("get", &e.to_string());
+                self.failed("get", &e.to_string(), is_broken(&e));
                 None
             }
             Err(_) => {
-                self.failed("get", "timed out");
+                self.failed("get", "timed out", false);
                 None
             }
         };
@@ -244,15 +263,22 @@ impl SharedTier {
             let mut set = redis::cmd("SET");
             set.arg(redis_key(&key)).arg(value).arg("PX").arg(ttl_ms);
             let command = set.query_async::<()>(&mut conn);
-            match tokio::time::timeout(tier.timeout, command).await {
+            // Off the response path: the longer timeout of a connection.
+            match tokio::time::timeout(tier.connect_timeout, command).await {
                 Ok(Ok(())) => {
                     tier.writes.fetch_add(1, Ordering::Relaxed);
+                    tier.streak.store(0, Ordering::Relaxed);
                 }
-                Ok(Err(e)) => tier.failed("set", &e.to_string()),
-                Err(_) => tier.failed("set", "timed out"),
+                Ok(Err(e)) => tier.failed("set", &e.to_string(), is_broken(&e)),
+                Err(_) => tier.failed("set", "timed out", false),
             }
         });
     }
+}
+
+/// Whether `e` means the connection is gone (not merely a slow or refused command).
+fn is_broken(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_unrecoverable_error()
 }
 
 /// `vw:` and the key's xxh3-128, hex (the value holds the whole key).

@@ -222,7 +222,7 @@ pub struct Collection {
     /// Unique to this opening of the collection in this process (see
     /// [`Collection::incarnation`]).
     pub(crate) incarnation: u64,
-    /// Random at creation, kept in the manifest (see [`crate::state`]).
+    /// Random, kept in `state.json` (see [`crate::state`]).
     pub(crate) uuid: [u8; 16],
     /// The state as of the last applied write (see [`Collection::state_id`]);
     /// replaced under the write lock, before `version` is bumped.
@@ -264,12 +264,9 @@ impl Collection {
     /// optimiser.
     pub fn open(name: &str, dir: &Path, sync: SyncMode) -> Result<Arc<Collection>> {
         let manifest = Manifest::read(dir)?;
-        // A manifest from before identities: a fresh one, never shared with
-        // a copy of the directory taken before (persisted at the next checkpoint).
-        let (uuid, history) = manifest.identity(dir)?.unwrap_or_else(|| {
-            let uuid = crate::state::fresh_uuid();
-            (uuid, crate::state::created(&uuid))
-        });
+        // The identity and the history as of `wal_from` (`state.rs`).
+        vectorwise_index::remove_stale_temporaries(&dir.join(crate::state::STATE_FILE));
+        let (uuid, history) = crate::state::load(dir, manifest.wal_from);
         vectorwise_index::remove_stale_temporaries(&dir.join(crate::manifest::MANIFEST));
         let seg_dir = segments_dir(dir);
         let mut sealed = Vec::with_capacity(manifest.segments.len());
@@ -927,9 +924,10 @@ impl Collection {
             payload_indexes: fields.to_vec(),
             wal_from,
             next_segment,
-            uuid: Some(crate::state::to_hex(&self.uuid)),
-            history: Some(crate::state::to_hex(&history)),
         };
+        // Before the manifest: a crash between the two leaves a state.json
+        // of another wal_from, which the next open does not trust.
+        crate::state::store(&self.dir, wal_from, &self.uuid, &history);
         manifest.write(&self.dir)?;
         self.wal.truncate_before(wal_from)?;
         // Files no manifest names any more (merged segments, old sidecars),

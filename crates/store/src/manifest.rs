@@ -71,43 +71,11 @@ pub struct Manifest {
     /// Replay the log from here: every record below is in the segments.
     pub wal_from: u64,
     pub next_segment: u64,
-    /// The collection's identity (hex, random at creation) and its history
-    /// digest as of `wal_from` (hex; see [`crate::state`]). Absent in
-    /// manifests written before identities existed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uuid: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub history: Option<String>,
 }
 
 impl Manifest {
     pub fn new(config: CollectionConfig) -> Manifest {
-        let uuid = crate::state::fresh_uuid();
-        let history = crate::state::created(&uuid);
-        Manifest {
-            format: FORMAT,
-            config,
-            segments: Vec::new(),
-            payload_indexes: Vec::new(),
-            wal_from: 1,
-            next_segment: 1,
-            uuid: Some(crate::state::to_hex(&uuid)),
-            history: Some(crate::state::to_hex(&history)),
-        }
-    }
-
-    /// The identity and the digest as of `wal_from`, when the manifest has
-    /// them (both or neither: one without the other, or either garbled, is
-    /// a corrupt manifest).
-    pub fn identity(&self, dir: &Path) -> Result<Option<([u8; 16], [u8; 32])>> {
-        match (&self.uuid, &self.history) {
-            (None, None) => Ok(None),
-            (Some(u), Some(h)) => match (crate::state::from_hex::<16>(u), crate::state::from_hex::<32>(h)) {
-                (Some(u), Some(h)) => Ok(Some((u, h))),
-                _ => Err(Error::corrupt(dir.join(MANIFEST), "bad uuid or history")),
-            },
-            _ => Err(Error::corrupt(dir.join(MANIFEST), "uuid and history come together")),
-        }
+        Manifest { format: FORMAT, config, segments: Vec::new(), payload_indexes: Vec::new(), wal_from: 1, next_segment: 1 }
     }
 
     pub fn read(dir: &Path) -> Result<Manifest> {

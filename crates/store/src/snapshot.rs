@@ -149,8 +149,6 @@ pub(crate) struct Capture {
     pub next_segment: u64,
     pub fields: Vec<FieldSpec>,
     pub points: usize,
-    /// The collection's state as of the position.
-    pub state: crate::state::StateId,
     pub _pin: Pin,
 }
 
@@ -176,7 +174,6 @@ impl Collection {
             next_segment: ws.next_segment,
             fields: ws.fields.to_vec(),
             points: ws.ids.len(),
-            state: self.state_id(),
             _pin: pin,
         })
     }
@@ -283,10 +280,6 @@ fn write_archive(c: &Collection, cap: &Capture, path: &Path, name: &str, staging
         payload_indexes: cap.fields.clone(),
         wal_from: 1,
         next_segment: cap.next_segment,
-        // A restored collection starts from the captured state, marked as
-        // restored; its log (the memory points re-written) chains on top.
-        uuid: Some(crate::state::to_hex(&cap.state.uuid)),
-        history: Some(crate::state::to_hex(&crate::state::restored(&cap.state.uuid, cap.state.position, &cap.state.digest))),
     };
     manifest.write(staging)?;
     sources.insert(0, (MANIFEST.to_string(), staging.join(MANIFEST)));

@@ -1,14 +1,25 @@
 //! A collection's state identity: names the collection's contents in a way
 //! that holds across processes, for the server's shared answer cache.
 //!
-//! **What it is.** Each collection carries a random 128-bit `uuid` made when
-//! it is created (or imported) and kept in its manifest, and a *history
-//! digest*: SHA-256 chained over every log record applied since, in order —
-//! `digest' = SHA-256("record" ‖ digest ‖ lsn ‖ len ‖ body)`, the record's
-//! exact bytes as logged. The manifest keeps the digest as of its `wal_from`
-//! (the writes its segments already hold), so opening the collection — the
-//! manifest's digest, then each replayed record chained — arrives at the
-//! digest the writing process had after the same records.
+//! **What it is.** Each collection carries a random 128-bit `uuid` and a
+//! *history digest*: SHA-256 chained over every log record applied, in
+//! order — `digest' = SHA-256("record" ‖ digest ‖ lsn ‖ len ‖ body)`, the
+//! record's exact bytes as logged — from a start named by the uuid. Both are
+//! kept in `state.json` beside the manifest, with the digest as of the
+//! manifest's `wal_from` (the writes its segments already hold), so opening
+//! the collection — that digest, then each replayed record chained — arrives
+//! at the digest the writing process had after the same records.
+//!
+//! **`state.json`** (`{"format", "wal_from", "uuid", "history"}`) is its own
+//! file so that the manifest stays readable by builds before it (the
+//! manifest refuses unknown fields). A checkpoint writes it (atomically)
+//! before the manifest; at open it counts only when its `wal_from` is the
+//! manifest's. Missing, garbled, or for another `wal_from` (a crash between
+//! the two writes, a directory restored from a snapshot or written by an
+//! older build, whose checkpoints move `wal_from` without it): the
+//! collection gets a fresh random uuid for the contents it has, written at
+//! once. A fresh uuid never names anything else, so it is always exact; it
+//! only shares nothing with copies of the directory taken before.
 //!
 //! **Why equal identities mean equal contents.** A collection's contents
 //! (its live points, vectors and payloads) are a function of its creation
@@ -17,14 +28,13 @@
 //! self-contained (no file they point to). The digest is a collision-
 //! resistant hash of that sequence from a random start: two processes show
 //! the same digest only if they applied the same records to the same start.
-//! That holds where the LSN alone would not: a snapshot restored twice and
-//! then written differently reaches the same LSN with different contents,
-//! and different digests. The starts are domain-separated: a creation
-//! (`"created" ‖ uuid`), a restored snapshot (`"snapshot" ‖ uuid ‖ position
-//! ‖ the digest captured`, whose own log then chains on top), and a
-//! manifest written before identities existed, which gets a fresh random
-//! uuid at every opening until a checkpoint persists one (so it is never
-//! shared with a copy taken before).
+//! That holds where the LSN alone would not: two copies of one directory
+//! written differently reach the same LSN with different contents, and
+//! different digests. A `state.json` is trusted only with the manifest of
+//! its `wal_from`: the digest then names the records below `wal_from`,
+//! which the manifest's segments hold, and replay chains the rest; an older
+//! build writing to the directory appends records (chained at the next
+//! open) and moves `wal_from` only forward, which voids the file.
 //!
 //! What it does not name: the shape of the segments. Two processes with the
 //! same contents may answer an approximate search differently (a segment
@@ -60,16 +70,6 @@ pub(crate) fn created(uuid: &[u8; 16]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// The digest a snapshot's restored collection starts from: the captured
-/// state, marked as restored (its log is the memory points re-written).
-pub(crate) fn restored(uuid: &[u8; 16], position: u64, digest: &[u8; 32]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(b"vectorwise.state.snapshot\0");
-    h.update(uuid);
-    h.update(position.to_le_bytes());
-    h.update(digest);
-    h.finalize().into()
-}
 
 /// `digest` after the record `body` logged at `lsn`.
 pub(crate) fn chain(digest: &[u8; 32], lsn: u64, body: &[u8]) -> [u8; 32] {
@@ -80,6 +80,46 @@ pub(crate) fn chain(digest: &[u8; 32], lsn: u64, body: &[u8]) -> [u8; 32] {
     h.update((body.len() as u64).to_le_bytes());
     h.update(body);
     h.finalize().into()
+}
+
+pub(crate) const STATE_FILE: &str = "state.json";
+
+/// `state.json`: the identity and the digest as of `wal_from`.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFile {
+    format: u32,
+    wal_from: u64,
+    uuid: String,
+    history: String,
+}
+
+/// The uuid and the digest as of `wal_from` that `dir`'s `state.json`
+/// holds for that `wal_from`, else a fresh identity (written at once; see
+/// the module doc).
+pub(crate) fn load(dir: &std::path::Path, wal_from: u64) -> ([u8; 16], [u8; 32]) {
+    let kept = std::fs::read(dir.join(STATE_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<StateFile>(&bytes).ok())
+        .filter(|f| f.format == 1 && f.wal_from == wal_from)
+        .and_then(|f| Some((from_hex::<16>(&f.uuid)?, from_hex::<32>(&f.history)?)));
+    kept.unwrap_or_else(|| {
+        let uuid = fresh_uuid();
+        let history = created(&uuid);
+        store(dir, wal_from, &uuid, &history);
+        (uuid, history)
+    })
+}
+
+/// Writes `state.json` (atomically). A failure is logged: the file then
+/// fails to match the manifest at the next open, which makes a fresh identity.
+pub(crate) fn store(dir: &std::path::Path, wal_from: u64, uuid: &[u8; 16], history: &[u8; 32]) {
+    let file = StateFile { format: 1, wal_from, uuid: to_hex(uuid), history: to_hex(history) };
+    let text = serde_json::to_vec_pretty(&file).unwrap_or_default();
+    let path = dir.join(STATE_FILE);
+    if let Err(e) = vectorwise_index::write_atomic(&path, |w| std::io::Write::write_all(w, &text)) {
+        tracing::warn!(path = %path.display(), error = %e, "could not write the collection's state identity");
+    }
 }
 
 pub(crate) fn to_hex(bytes: &[u8]) -> String {
@@ -102,6 +142,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_file_counts_only_for_its_wal_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let (u, h) = load(dir.path(), 1);
+        assert_eq!(load(dir.path(), 1), (u, h));
+        // Another wal_from (a crash between state.json and the manifest):
+        // a fresh identity, kept from then on.
+        let (u2, h2) = load(dir.path(), 7);
+        assert_ne!(u2, u);
+        assert_eq!(load(dir.path(), 7), (u2, h2));
+        std::fs::write(dir.path().join(STATE_FILE), b"{garbled").unwrap();
+        assert_ne!(load(dir.path(), 7).0, u2);
+    }
+
+    #[test]
     fn hex_round_trips_and_refuses_bad_text() {
         let u = fresh_uuid();
         assert_eq!(from_hex::<16>(&to_hex(&u)), Some(u));
@@ -117,6 +171,6 @@ mod tests {
         assert_ne!(base, chain(&d, 6, b"abc"));
         assert_ne!(base, chain(&d, 5, b"abd"));
         assert_ne!(base, chain(&created(&[2; 16]), 5, b"abc"));
-        assert_ne!(restored(&[1; 16], 5, &d), chain(&d, 5, b""));
+        assert_ne!(created(&[1; 16]), chain(&d, 5, b""));
     }
 }
