@@ -170,9 +170,10 @@ impl SharedTier {
         }
         let tier = Arc::clone(self);
         runtime.spawn(async move {
-            let config = redis::AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(tier.connect_timeout))
-                .set_response_timeout(Some(tier.timeout));
+            // No response timeout of the connection's own: each command has
+            // its own (a lookup's is short, a write's longer).
+            let config =
+                redis::AsyncConnectionConfig::new().set_connection_timeout(Some(tier.connect_timeout)).set_response_timeout(None);
             let attempt =
                 tokio::time::timeout(tier.connect_timeout * 2, tier.client.get_multiplexed_async_connection_with_config(&config))
                     .await;
@@ -276,9 +277,10 @@ impl SharedTier {
     }
 }
 
-/// Whether `e` means the connection is gone (not merely a slow or refused command).
+/// Whether `e` means the connection is gone (not merely a slow or refused
+/// command: a timeout is an I/O error of kind `TimedOut` to the crate).
 fn is_broken(e: &redis::RedisError) -> bool {
-    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_unrecoverable_error()
+    !e.is_timeout() && (e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_unrecoverable_error())
 }
 
 /// `vw:` and the key's xxh3-128, hex (the value holds the whole key).
