@@ -355,7 +355,7 @@ impl Collection {
                     let reason = format!("record {lsn} holds point {} of {} values; the collection has {dimension}", p.id, p.vector.len());
                     return Err(Error::corrupt(&wal_dir, reason));
                 }
-                c.apply(&mut ws, record, lsn, body);
+                c.apply(&mut ws, record, lsn, &crate::state::record_digest(body));
                 replayed += 1;
                 Ok(())
             })?;
@@ -464,7 +464,7 @@ impl Collection {
 
     /// Applies a record to memory (under the write lock). Never fails: the
     /// record was checked before it was logged.
-    pub(crate) fn apply(&self, ws: &mut WriteState, record: Record, lsn: Lsn, body: &[u8]) -> usize {
+    pub(crate) fn apply(&self, ws: &mut WriteState, record: Record, lsn: Lsn, digest: &[u8; 32]) -> usize {
         self.begun.fetch_add(1, Ordering::SeqCst);
         std::sync::atomic::fence(Ordering::SeqCst);
         let set = self.set();
@@ -499,7 +499,7 @@ impl Collection {
             let mut state = self.state.lock();
             state.version += 1;
             state.position = lsn;
-            state.digest = crate::state::chain(&state.digest, lsn, body);
+            state.digest = crate::state::chain(&state.digest, lsn, digest);
         }
         self.version.fetch_add(1, Ordering::AcqRel);
         changed
@@ -509,11 +509,13 @@ impl Collection {
     /// whole of it or nothing.
     fn write(&self, record: Record) -> Result<usize> {
         let body = record.encode();
+        // Hashed before the lock: only the chain's step is under it.
+        let digest = crate::state::record_digest(&body);
         let (lsn, changed, full) = {
             let mut ws = self.write.lock();
             self.check_open()?;
             let lsn: Lsn = self.wal.append(&body)?;
-            let changed = self.apply(&mut ws, record, lsn, &body);
+            let changed = self.apply(&mut ws, record, lsn, &digest);
             // A full mutable segment is frozen at once (a pointer swap), so
             // the exactly-searched memory stays near `seal_points` whatever
             // the optimiser is doing.

@@ -3,8 +3,9 @@
 //!
 //! **What it is.** Each collection carries a random 128-bit `uuid` and a
 //! *history digest*: SHA-256 chained over every log record applied, in
-//! order — `digest' = SHA-256("record" ‖ digest ‖ lsn ‖ len ‖ body)`, the
-//! record's exact bytes as logged — from a start named by the uuid. Both are
+//! order — `digest' = SHA-256("record" ‖ digest ‖ lsn ‖ SHA-256(body))`, the
+//! record's exact bytes as logged (hashed before the write lock is taken:
+//! only the 72-byte step is under it) — from a start named by the uuid. Both are
 //! kept in `state.json` beside the manifest, with the digest as of the
 //! manifest's `wal_from` (the writes its segments already hold), so opening
 //! the collection — that digest, then each replayed record chained — arrives
@@ -71,13 +72,20 @@ pub(crate) fn created(uuid: &[u8; 16]) -> [u8; 32] {
 }
 
 
-/// `digest` after the record `body` logged at `lsn`.
-pub(crate) fn chain(digest: &[u8; 32], lsn: u64, body: &[u8]) -> [u8; 32] {
+/// A record's own digest (its exact bytes as logged), for [`chain`].
+pub(crate) fn record_digest(body: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"vectorwise.state.body\0");
+    h.update(body);
+    h.finalize().into()
+}
+
+/// `digest` after the record whose [`record_digest`] is `body` logged at `lsn`.
+pub(crate) fn chain(digest: &[u8; 32], lsn: u64, body: &[u8; 32]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"vectorwise.state.record\0");
     h.update(digest);
     h.update(lsn.to_le_bytes());
-    h.update((body.len() as u64).to_le_bytes());
     h.update(body);
     h.finalize().into()
 }
@@ -167,10 +175,11 @@ mod tests {
     #[test]
     fn the_chain_depends_on_every_part() {
         let d = created(&[1; 16]);
-        let base = chain(&d, 5, b"abc");
-        assert_ne!(base, chain(&d, 6, b"abc"));
-        assert_ne!(base, chain(&d, 5, b"abd"));
-        assert_ne!(base, chain(&created(&[2; 16]), 5, b"abc"));
-        assert_ne!(created(&[1; 16]), chain(&d, 5, b""));
+        let (abc, abd) = (record_digest(b"abc"), record_digest(b"abd"));
+        let base = chain(&d, 5, &abc);
+        assert_ne!(base, chain(&d, 6, &abc));
+        assert_ne!(base, chain(&d, 5, &abd));
+        assert_ne!(base, chain(&created(&[2; 16]), 5, &abc));
+        assert_ne!(created(&[1; 16]), chain(&d, 5, &record_digest(b"")));
     }
 }
