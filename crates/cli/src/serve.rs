@@ -141,6 +141,19 @@ pub struct Args {
     /// Hours a finished batch job and its answers are kept.
     #[arg(long, env = "VECTORWISE_JOB_RETENTION_HOURS", default_value_t = 24)]
     pub job_retention_hours: u64,
+    /// A shared second cache tier in Redis, `redis://host:port[/db]`: after
+    /// a memory miss the answer is looked up there (any replica naming the
+    /// same Redis may have computed it on the same contents), and a search's
+    /// answer is written there too. A Redis error or timeout is a miss; the
+    /// server starts and serves without Redis. Off by default.
+    #[arg(long, env = "VECTORWISE_CACHE_URL")]
+    pub cache_url: Option<String>,
+    /// Longest a Redis command may take, milliseconds; slower is a miss.
+    #[arg(long, env = "VECTORWISE_CACHE_TIMEOUT_MS", default_value_t = vectorwise_server::DEFAULT_CACHE_TIMEOUT.as_millis() as u64)]
+    pub cache_timeout_ms: u64,
+    /// How long Redis keeps an answer, seconds.
+    #[arg(long, env = "VECTORWISE_CACHE_TTL_SECONDS", default_value_t = vectorwise_server::DEFAULT_CACHE_TTL.as_secs())]
+    pub cache_ttl_seconds: u64,
     /// Serve HTTPS with this certificate chain (PEM, the server's
     /// certificate first); HTTP/2 to clients that offer it. Read again on
     /// SIGHUP (new connections get the new one).
@@ -235,7 +248,15 @@ pub fn run(a: Args) -> Result<()> {
             threads: a.job_threads,
             retention: std::time::Duration::from_secs(a.job_retention_hours.saturating_mul(3600)),
         },
+        cache_url: a.cache_url.clone().filter(|u| !u.is_empty()),
+        cache_timeout: std::time::Duration::from_millis(a.cache_timeout_ms),
+        cache_ttl: std::time::Duration::from_secs(a.cache_ttl_seconds),
     };
+    if let Some(url) = &config.cache_url {
+        vectorwise_server::check_cache_url(url).map_err(|e| anyhow::anyhow!("--cache-url: {e}"))?;
+    }
+    anyhow::ensure!(a.cache_timeout_ms >= 1, "--cache-timeout-ms must be at least 1");
+    anyhow::ensure!(a.cache_ttl_seconds >= 1, "--cache-ttl-seconds must be at least 1");
     config.rate_limits.check().map_err(|e| anyhow::anyhow!("--rate-limit-*: {e}"))?;
     let key_sources =
         crate::keys::Sources { file: a.api_keys_file.clone(), admin_key: a.api_key.clone(), metrics_key: a.metrics_key.clone() };

@@ -436,12 +436,22 @@ pub struct MappedFile {
     /// The scan's list centroids encoded by its quantiser (derived at open,
     /// not stored: [`ListsView::codes`]).
     list_codes: Vec<u8>,
+    /// xxh3-128 of the header's bytes (see [`MappedFile::identity`]).
+    identity: u128,
     mmap: Mmap,
 }
 
 impl MappedFile {
     pub fn file_size(&self) -> u64 {
         self.mmap.len() as u64
+    }
+
+    /// The file's identity: xxh3-128 of its header's bytes, which hold the
+    /// sizes, the settings and the body's checksum (checked at open), so two
+    /// files share it only when their bodies share an xxh3-64 and their
+    /// headers the rest. Computed at open from the header alone.
+    pub fn identity(&self) -> u128 {
+        self.identity
     }
 
     fn section(&self, i: usize) -> &[u8] {
@@ -507,7 +517,8 @@ pub fn open_with(path: &Path, read_calibration: bool) -> Result<MappedFile> {
     if xxh3_64(&mmap[raw.header_size as usize..]) != raw.body_checksum {
         return Err(Error::corrupt(path, "body checksum mismatch: the file is damaged; rebuild it"));
     }
-    let mut mapped = MappedFile { path: path.to_path_buf(), header, calibration: None, list_codes: Vec::new(), mmap };
+    let identity = xxhash_rust::xxh3::xxh3_128(&mmap[..raw.header_size as usize]);
+    let mut mapped = MappedFile { path: path.to_path_buf(), header, calibration: None, list_codes: Vec::new(), identity, mmap };
     let raw = mapped.section(sec::CALIBRATION);
     if read_calibration && !raw.is_empty() {
         let parsed: Calibration = serde_json::from_slice(raw)

@@ -120,6 +120,12 @@ impl Index {
         &self.file.path
     }
 
+    /// Names the file's contents across processes (see
+    /// [`MappedFile::identity`]): a cache key part.
+    pub fn file_identity(&self) -> u128 {
+        self.file.identity()
+    }
+
     /// The product quantiser's centroids of the scan codes, when the file
     /// has them (for [`crate::scan::build_with`]).
     pub fn scan_centroids(&self) -> Option<&[f32]> {

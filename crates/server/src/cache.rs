@@ -21,12 +21,62 @@
 //! at random: no hash flooding) and compares them whole, so a hash
 //! collision never returns another query's answer.
 //!
+//! **The shared tier** (`--cache-url`, `shared_cache.rs`): answers kept in
+//! Redis for every replica. Lookup order: memory, then Redis (a Redis hit
+//! fills memory), else search and keep in both (Redis off the response
+//! path). A process counter means nothing to another process, so the shared
+//! key names *contents* where the memory key names *this process's state*:
+//!
+//! - the served index file by [`vectorwise_index::Index::file_identity`]
+//!   (xxh3-128 of its header, which holds its sizes, settings and the body's
+//!   xxh3-64, checked at open): two files share it only by a checksum
+//!   collision of two index builds, not something an operator's files meet
+//!   by chance (the files are the operator's, not the clients');
+//! - a collection by its [`vectorwise_store::StateId`]: a random uuid, the
+//!   LSN of the last applied record, and a SHA-256 chained over every
+//!   applied record's bytes from a start the uuid names (uuid and digest as
+//!   of the manifest's `wal_from` kept in the collection's `state.json`,
+//!   trusted only beside the manifest of that `wal_from`, so a reopen or a
+//!   copy of the directory arrives at the same digest, and anything else —
+//!   a crash between the two files, a restored snapshot, a directory an
+//!   older build checkpointed — gets a fresh random uuid). The uuid and
+//!   position alone would not do: copies of one directory that then take
+//!   different writes reach the same position with different contents;
+//!   their digests differ. Equal digests mean the same start and the same
+//!   records in the same order (SHA-256 being collision-resistant), and a
+//!   collection's contents are a function of those
+//!   (`vectorwise_store::state` has the argument). Copies that took the
+//!   same writes in another order, or restores of one snapshot, are not
+//!   recognised as equal: a miss, never a wrong answer;
+//! - the rest of the key as above, prefixed by the key format and the
+//!   build's version (another version may answer in other bytes).
+//!
+//! One more rule holds the shared tier to the same exactness as memory: in
+//! one process, an answer computed while a write was being applied may be
+//! kept under the state read before it (every reader of that state is
+//! concurrent with the write); another process at that state never saw the
+//! write. So an answer goes to Redis only when the collection began no write
+//! between the state read and the search's end
+//! ([`vectorwise_store::Collection::writes_begun`] equals the state's
+//! version: a write bumps it before it changes anything a search reads).
+//! What the shared key does not name is the shape of the segments: two
+//! replicas with the same contents may answer an approximate search in
+//! other bytes (a segment sealed in one, not yet in the other); either is an
+//! answer of those contents, as a memory hit across a seal already is.
+//!
+//! Redis keys are `vw:` and the xxh3-128 of the whole shared key; the value
+//! holds the whole key and is compared on read, so a collision of Redis keys
+//! is a miss, never another query's answer. A Redis error, a timeout, or a
+//! value that does not decode is a miss (counted, logged at warn, rate-
+//! limited): see `shared_cache.rs`.
+//!
 //! What a hit skips: the search, its permit of the pending-search bound and
 //! the recall monitor (which samples searches that ran). What it does not
 //! skip: authorization and rate limits (middleware before the handler), and
 //! the request's validation. A hit repeats the headers of the search that
 //! computed the answer (what ran to produce it), plus
-//! `x-vectorwise-cache: hit`.
+//! `x-vectorwise-cache: hit` and `x-vectorwise-cache-tier: memory` or
+//! `redis`.
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
@@ -36,11 +86,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use vectorwise_index::plan::SearchRequest;
-use vectorwise_store::{Condition, Filter, MatchValue};
+use vectorwise_store::{Condition, Filter, MatchValue, StateId};
+use crate::shared_cache::{SharedStats, SharedTier};
 
 /// `hit` or `miss`: whether the answer came from the cache (absent when the
 /// cache is off).
 pub(crate) const HEADER: &str = "x-vectorwise-cache";
+
+/// On a hit, which tier answered: `memory` (this process) or `redis` (the
+/// shared tier).
+pub(crate) const TIER_HEADER: &str = "x-vectorwise-cache-tier";
 
 /// Default `--cache-bytes`: 64 MiB (about 57,000 answers of k = 10 to
 /// 128-d queries).
@@ -55,11 +110,46 @@ const ENTRY_OVERHEAD: usize = 256;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Target {
     /// The served index file, read directly (the pristine `default`);
-    /// `generation` changes whenever another index is served.
-    Index { generation: u64 },
-    /// A collection in one state.
-    Collection { incarnation: u64, version: u64 },
+    /// `generation` changes whenever another index is served (the memory
+    /// tier's key), `file` names the file's contents (the shared tier's:
+    /// [`vectorwise_index::Index::file_identity`]).
+    Index { generation: u64, file: u128 },
+    /// A collection in one state: its incarnation and `state.version` (the
+    /// memory tier's key), `state`'s uuid, position and digest (the shared
+    /// tier's: [`vectorwise_store::StateId`]).
+    Collection { incarnation: u64, state: StateId },
 }
+
+impl Target {
+    /// The collection's target as of now: read *before* the search runs.
+    pub(crate) fn collection(c: &vectorwise_store::Collection) -> Target {
+        Target::Collection { incarnation: c.incarnation(), state: c.state_id() }
+    }
+
+    /// Whether an answer computed on this target may be shared (called
+    /// after the search ran): an index file does not change under a search;
+    /// a collection must have begun no write since its state was read, or
+    /// the answer may hold a write another process at that state lacks.
+    pub(crate) fn unchanged(&self, c: Option<&vectorwise_store::Collection>) -> bool {
+        match (self, c) {
+            (Target::Index { .. }, _) => true,
+            (Target::Collection { state, .. }, Some(c)) => c.writes_begun() == state.version,
+            (Target::Collection { .. }, None) => false,
+        }
+    }
+}
+
+/// Which key a [`Key`] is: the memory tier's (process-local) or the shared
+/// tier's (the same in every process whose contents are the same).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope {
+    Local,
+    Shared,
+}
+
+/// A shared key's first bytes: the key and value encoding, and the build
+/// (another version may answer in other bytes).
+const SHARED_TAG: &str = concat!("vectorwise-shared-key-1 ", env!("CARGO_PKG_VERSION"));
 
 /// The shape of the response body: a key part (the collection `default`
 /// answers `/search` in the demo's shape).
@@ -93,21 +183,53 @@ pub(crate) struct Query<'a> {
 pub(crate) struct Key(Arc<[u8]>);
 
 impl Key {
+    /// The memory tier's key.
     pub(crate) fn new(q: &Query<'_>) -> Key {
+        Key::encode(q, Scope::Local)
+    }
+
+    /// The shared tier's key.
+    pub(crate) fn shared(q: &Query<'_>) -> Key {
+        Key::encode(q, Scope::Shared)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn from_bytes(b: &[u8]) -> Key {
+        Key(b.into())
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    fn encode(q: &Query<'_>, scope: Scope) -> Key {
         let mut b = Vec::with_capacity(64 + q.vector.len() * 4);
+        if scope == Scope::Shared {
+            put_str(&mut b, SHARED_TAG);
+        }
         b.push(match q.shape {
             Shape::Demo => 1,
             Shape::Hits => 2,
         });
-        match q.target {
-            Target::Index { generation } => {
+        match (q.target, scope) {
+            (Target::Index { generation, .. }, Scope::Local) => {
                 b.push(1);
                 put_u64(&mut b, generation);
             }
-            Target::Collection { incarnation, version } => {
+            (Target::Collection { incarnation, state }, Scope::Local) => {
                 b.push(2);
                 put_u64(&mut b, incarnation);
-                put_u64(&mut b, version);
+                put_u64(&mut b, state.version);
+            }
+            (Target::Index { file, .. }, Scope::Shared) => {
+                b.push(3);
+                b.extend_from_slice(&file.to_le_bytes());
+            }
+            (Target::Collection { state, .. }, Scope::Shared) => {
+                b.push(4);
+                b.extend_from_slice(&state.uuid);
+                put_u64(&mut b, state.position);
+                b.extend_from_slice(&state.digest);
             }
         }
         put_u64(&mut b, q.k as u64);
@@ -254,10 +376,17 @@ fn put_condition(b: &mut Vec<u8>, c: &Condition) {
 
 /// A kept answer: the response as it was sent, and what computing it took.
 #[derive(Debug)]
-struct Answer {
-    headers: HeaderMap,
-    body: Bytes,
-    took: Duration,
+pub(crate) struct Answer {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub took: Duration,
+}
+
+/// A search's keys: the memory tier's, and the shared tier's when it is on.
+#[derive(Clone, Debug)]
+pub(crate) struct Keys {
+    local: Key,
+    shared: Option<Key>,
 }
 
 impl Answer {
@@ -272,16 +401,22 @@ pub(crate) struct CacheStats {
     pub max_bytes: u64,
     pub entries: u64,
     pub bytes: u64,
+    /// Hits of either tier.
     pub hits: u64,
+    /// Searches neither tier had an answer for.
     pub misses: u64,
     /// Sum, over the hits, of the engine time the kept answer took when it
     /// was computed: the search time the cache spared.
     pub saved: Duration,
+    /// The shared tier (all zero and `configured: false` without one).
+    pub shared: SharedStats,
 }
 
-/// The cache (none when `--cache-bytes` is 0) and its counters.
+/// The cache (none when `--cache-bytes` is 0), its shared tier (none
+/// without `--cache-url`) and their counters.
 pub(crate) struct AnswerCache {
     cache: Option<Cache<Key, Arc<Answer>>>,
+    shared: Option<Arc<SharedTier>>,
     max_bytes: u64,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -290,7 +425,7 @@ pub(crate) struct AnswerCache {
 
 impl std::fmt::Debug for AnswerCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AnswerCache").field("max_bytes", &self.max_bytes).finish_non_exhaustive()
+        f.debug_struct("AnswerCache").field("max_bytes", &self.max_bytes).field("shared", &self.shared).finish_non_exhaustive()
     }
 }
 
@@ -306,24 +441,58 @@ impl AnswerCache {
                 })
                 .build()
         });
-        AnswerCache { cache, max_bytes, hits: AtomicU64::new(0), misses: AtomicU64::new(0), saved_nanos: AtomicU64::new(0) }
+        AnswerCache {
+            cache,
+            shared: None,
+            max_bytes,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            saved_nanos: AtomicU64::new(0),
+        }
     }
 
-    /// The key of `query`, when the cache is on.
-    pub(crate) fn key(&self, query: &Query<'_>) -> Option<Key> {
-        self.cache.as_ref().map(|_| Key::new(query))
+    /// Adds the shared tier (the memory tier must be on: a Redis hit fills it).
+    pub(crate) fn with_shared(mut self, tier: SharedTier) -> AnswerCache {
+        if self.cache.is_some() {
+            self.shared = Some(Arc::new(tier));
+        } else {
+            tracing::warn!("--cache-url is ignored: the cache is off (--cache-bytes 0)");
+        }
+        self
     }
 
-    /// The kept answer to `key` as a response (a hit), or `None` (a miss);
+    /// The keys of `query`, when the cache is on.
+    pub(crate) fn key(&self, query: &Query<'_>) -> Option<Keys> {
+        self.cache.as_ref()?;
+        Some(Keys { local: Key::new(query), shared: self.shared.as_ref().map(|_| Key::shared(query)) })
+    }
+
+    /// The kept answer to `keys` as a response (a hit: from memory, else
+    /// from the shared tier, which then fills memory), or `None` (a miss);
     /// either is counted.
-    pub(crate) fn get(&self, key: &Key) -> Option<Response> {
+    pub(crate) async fn get(&self, keys: &Keys) -> Option<Response> {
         let cache = self.cache.as_ref()?;
-        match cache.get(key) {
+        let (answer, tier) = match cache.get(&keys.local) {
+            Some(a) => (Some(a), "memory"),
+            None => match (&self.shared, &keys.shared) {
+                (Some(shared), Some(key)) => {
+                    let found = shared.get(key).await.map(Arc::new);
+                    if let Some(a) = &found {
+                        cache.insert(keys.local.clone(), Arc::clone(a));
+                    }
+                    (found, "redis")
+                }
+                _ => (None, "memory"),
+            },
+        };
+        match answer {
             Some(a) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 let nanos = u64::try_from(a.took.as_nanos()).unwrap_or(u64::MAX);
                 self.saved_nanos.fetch_add(nanos, Ordering::Relaxed);
-                Some(respond(a.headers.clone(), a.body.clone(), Some("hit")))
+                let mut response = respond(a.headers.clone(), a.body.clone(), Some("hit"));
+                response.headers_mut().insert(HeaderName::from_static(TIER_HEADER), HeaderValue::from_static(tier));
+                Some(response)
             }
             None => {
                 self.misses.fetch_add(1, Ordering::Relaxed);
@@ -332,10 +501,16 @@ impl AnswerCache {
         }
     }
 
-    /// Keeps the answer to `key` (a body and its headers, computed in `took`).
-    pub(crate) fn put(&self, key: Key, headers: HeaderMap, body: Bytes, took: Duration) {
+    /// Keeps the answer to `keys` (a body and its headers, computed in
+    /// `took`): in memory, and in the shared tier (off the response path)
+    /// when `shareable` (see [`Target::unchanged`]).
+    pub(crate) fn put(&self, keys: Keys, headers: HeaderMap, body: Bytes, took: Duration, shareable: bool) {
         if let Some(cache) = &self.cache {
-            cache.insert(key, Arc::new(Answer { headers, body, took }));
+            let answer = Arc::new(Answer { headers, body, took });
+            if let (Some(shared), Some(key), true) = (&self.shared, keys.shared, shareable) {
+                shared.put(key, Arc::clone(&answer));
+            }
+            cache.insert(keys.local, answer);
         }
     }
 
@@ -355,6 +530,7 @@ impl AnswerCache {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             saved: Duration::from_nanos(self.saved_nanos.load(Ordering::Relaxed)),
+            shared: self.shared.as_ref().map(|s| s.stats()).unwrap_or_default(),
         }
     }
 }
@@ -380,10 +556,14 @@ mod tests {
     use vectorwise_index::Profile;
     use vectorwise_store::{KeyPath, NumRange};
 
+    fn state(version: u64) -> StateId {
+        StateId { version, uuid: [1; 16], position: 9, digest: [2; 32] }
+    }
+
     fn query<'a>(filter: Option<&'a Filter>, vector: &'a [f32]) -> Query<'a> {
         Query {
             shape: Shape::Hits,
-            target: Target::Collection { incarnation: 1, version: 5 },
+            target: Target::Collection { incarnation: 1, state: state(5) },
             k: 10,
             request: SearchRequest::Profile(Profile::Balanced),
             with_payload: false,
@@ -401,9 +581,9 @@ mod tests {
         let f = Filter::default();
         let variants = [
             Query { shape: Shape::Demo, ..query(None, &v) },
-            Query { target: Target::Collection { incarnation: 2, version: 5 }, ..query(None, &v) },
-            Query { target: Target::Collection { incarnation: 1, version: 6 }, ..query(None, &v) },
-            Query { target: Target::Index { generation: 1 }, ..query(None, &v) },
+            Query { target: Target::Collection { incarnation: 2, state: state(5) }, ..query(None, &v) },
+            Query { target: Target::Collection { incarnation: 1, state: state(6) }, ..query(None, &v) },
+            Query { target: Target::Index { generation: 1, file: 7 }, ..query(None, &v) },
             Query { k: 11, ..query(None, &v) },
             Query { request: SearchRequest::Profile(Profile::HighAccuracy), ..query(None, &v) },
             Query { request: SearchRequest::RecallTarget(0.95), ..query(None, &v) },
@@ -420,6 +600,34 @@ mod tests {
         for q in &variants {
             assert!(seen.insert(Key::new(q)), "{q:?} shares a key");
         }
+    }
+
+    /// The shared key names contents, not this process: the same for two
+    /// incarnations and versions of one state; different for another uuid,
+    /// position, digest or file; never a memory key.
+    #[test]
+    fn the_shared_key_names_contents() {
+        let v = [0.5f32, -1.0];
+        let base = Key::shared(&query(None, &v));
+        let other_process = Target::Collection { incarnation: 9, state: StateId { version: 77, ..state(5) } };
+        assert_eq!(base, Key::shared(&Query { target: other_process, ..query(None, &v) }));
+        assert_ne!(base, Key::new(&query(None, &v)));
+        let with = |s: StateId| Key::shared(&Query { target: Target::Collection { incarnation: 1, state: s }, ..query(None, &v) });
+        let variants = [
+            with(StateId { uuid: [3; 16], ..state(5) }),
+            with(StateId { position: 10, ..state(5) }),
+            with(StateId { digest: [4; 32], ..state(5) }),
+            Key::shared(&Query { target: Target::Index { generation: 1, file: 7 }, ..query(None, &v) }),
+            Key::shared(&Query { target: Target::Index { generation: 1, file: 8 }, ..query(None, &v) }),
+            Key::shared(&Query { k: 11, ..query(None, &v) }),
+        ];
+        let mut seen = std::collections::HashSet::from([base]);
+        for k in variants {
+            assert!(seen.insert(k.clone()), "{k:?} shares a key");
+        }
+        // Another index served in this process, the same file: one shared key.
+        let index = |generation| Key::shared(&Query { target: Target::Index { generation, file: 7 }, ..query(None, &v) });
+        assert_eq!(index(1), index(2));
     }
 
     fn key(name: &str) -> KeyPath {
@@ -472,15 +680,18 @@ mod tests {
         let cache = AnswerCache::new(1 << 20);
         let v = [1.0f32, 2.0];
         let key = cache.key(&query(None, &v)).unwrap();
-        assert!(cache.get(&key).is_none());
-        cache.put(key.clone(), HeaderMap::new(), Bytes::from_static(b"{\"hits\":[]}"), Duration::from_millis(3));
-        let hit = cache.get(&key).unwrap();
+        let get = |key| futures_util::FutureExt::now_or_never(cache.get(key)).unwrap();
+        assert!(get(&key).is_none());
+        cache.put(key.clone(), HeaderMap::new(), Bytes::from_static(b"{\"hits\":[]}"), Duration::from_millis(3), true);
+        let hit = get(&key).unwrap();
         assert_eq!(hit.headers()[HEADER], "hit");
+        assert_eq!(hit.headers()[TIER_HEADER], "memory");
         assert_eq!(hit.headers()[header::CONTENT_TYPE], "application/json");
-        cache.get(&key).unwrap();
+        get(&key).unwrap();
         let s = cache.stats();
         assert_eq!((s.hits, s.misses, s.entries, s.saved), (2, 1, 1, Duration::from_millis(6)));
-        assert!(s.bytes as usize >= key.len() + 11 + ENTRY_OVERHEAD, "{s:?}");
+        assert!(!s.shared.configured);
+        assert!(s.bytes as usize >= key.local.len() + 11 + ENTRY_OVERHEAD, "{s:?}");
 
         let off = AnswerCache::new(0);
         assert!(off.key(&query(None, &v)).is_none());
@@ -494,7 +705,7 @@ mod tests {
         for i in 0..2000 {
             let v = [i as f32; 32];
             let key = cache.key(&query(None, &v)).unwrap();
-            cache.put(key, HeaderMap::new(), Bytes::from(vec![b' '; 200]), Duration::ZERO);
+            cache.put(key, HeaderMap::new(), Bytes::from(vec![b' '; 200]), Duration::ZERO, false);
         }
         let s = cache.stats();
         assert!(s.bytes <= 64 << 10, "{s:?}");

@@ -983,9 +983,10 @@ pub(crate) async fn search(
     let search = SearchOptions { profile: req.profile, recall_target: req.recall_target, ef_search: req.ef_search };
     let opts = store_options(&state, req.k, req.with_payload, req.with_vector, &search, 1, req.filter);
     // The version is read before the search runs (see `cache.rs`).
+    let target = Target::collection(&c);
     let key = state.cache().key(&Query {
         shape: Shape::Hits,
-        target: Target::Collection { incarnation: c.incarnation(), version: c.write_version() },
+        target,
         k: opts.k,
         request: opts.request,
         with_payload: opts.with_payload,
@@ -993,12 +994,15 @@ pub(crate) async fn search(
         filter: opts.filter.as_deref(),
         vector: &req.vector,
     });
-    if let Some(hit) = key.as_ref().and_then(|key| state.cache().get(key)) {
+    if let Some(key) = &key
+        && let Some(hit) = state.cache().get(key).await
+    {
         return Ok(hit);
     }
     let permit = state.try_acquire_search(SearchKind::Single, 1)?;
     let with_payload = opts.with_payload;
     let monitored = state.clone();
+    let searched = Arc::clone(&c);
     let (outcome, took) = blocking(move || {
         let _permit = permit;
         let start = std::time::Instant::now();
@@ -1011,7 +1015,8 @@ pub(crate) async fn search(
     .map_err(|e| e.located(|_| vec!["body".into(), "vector".into()]))?;
     let headers = outcome_headers(&outcome);
     let body = json_bytes(&hits_out(outcome.hits, with_payload))?;
-    Ok(crate::routes::keep(&state, key, headers, body, took))
+    let shareable = target.unchanged(Some(&searched));
+    Ok(crate::routes::keep(&state, key, headers, body, took, shareable))
 }
 
 /// `/collections/{name}/search` for many vectors, in request order.

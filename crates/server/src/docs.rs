@@ -84,6 +84,12 @@ fn cache_header(doc: &mut utoipa::openapi::OpenApi, on: bool) {
             (no write since); `miss`: searched now (and kept)",
     }))
     .expect("a header object deserialises");
+    let tier: utoipa::openapi::header::Header = serde_json::from_value(json!({
+        "schema": { "type": "string", "enum": ["memory", "redis"] },
+        "description": "On a hit, which tier kept the answer: `memory` (this process) or `redis` (the shared tier, \
+            `--cache-url`: an answer computed by any replica on the same contents)",
+    }))
+    .expect("a header object deserialises");
     for path in CACHED_ROUTES {
         if let Some(RefOr::T(ok)) = doc
             .paths
@@ -93,6 +99,7 @@ fn cache_header(doc: &mut utoipa::openapi::OpenApi, on: bool) {
             .and_then(|op| op.responses.responses.get_mut("200"))
         {
             ok.headers.insert(crate::cache::HEADER.to_owned(), header.clone());
+            ok.headers.insert(crate::cache::TIER_HEADER.to_owned(), tier.clone());
         }
     }
 }

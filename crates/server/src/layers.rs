@@ -21,7 +21,9 @@ pub(crate) async fn access_log(req: Request, next: Next) -> Response {
     let key = response.extensions().get::<crate::auth::KeyName>().map_or("-", |k| &*k.0);
     // `hit` / `miss` for a search the hot-query cache looked up.
     let cache = response.headers().get(crate::cache::HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-");
-    tracing::info!(%method, %path, status = response.status().as_u16(), latency_ms, key, cache, "request");
+    // On a hit, `memory` or `redis`.
+    let cache_tier = response.headers().get(crate::cache::TIER_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-");
+    tracing::info!(%method, %path, status = response.status().as_u16(), latency_ms, key, cache, cache_tier, "request");
     response
 }
 

@@ -38,6 +38,7 @@ pub mod monitor;
 mod ratelimit;
 mod resolve;
 mod routes;
+mod shared_cache;
 mod snapshots;
 mod state;
 mod telemetry;
@@ -47,6 +48,7 @@ mod validate;
 pub use auth::{ApiKey, KeyFileError, KeyHash, Keys, Role, check_plain_key, hash_key, load_key_file, parse_key_file, to_hex, valid_key_name};
 pub use cache::DEFAULT_CACHE_BYTES;
 pub use jobs::JobLimits;
+pub use shared_cache::{DEFAULT_TIMEOUT as DEFAULT_CACHE_TIMEOUT, DEFAULT_TTL as DEFAULT_CACHE_TTL, check_url as check_cache_url};
 pub use docs::{openapi, openapi_for};
 pub use error::ApiError;
 pub use models::{

@@ -91,6 +91,27 @@ pub struct CacheInfo {
     /// Sum over the hits of the engine time each answer took when it was
     /// computed: the search time the cache saved.
     pub saved_seconds: f64,
+    /// The shared tier in Redis (`--cache-url`).
+    pub redis: RedisCacheInfo,
+}
+
+/// The shared cache tier's state (`--cache-url`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RedisCacheInfo {
+    /// Whether a Redis URL is configured (and the cache on).
+    pub configured: bool,
+    /// Whether a connection is up now.
+    pub connected: bool,
+    /// Lookups answered from Redis (after a memory miss).
+    pub hits: u64,
+    /// Lookups Redis had no answer for (absent, unreachable, or a value refused).
+    pub misses: u64,
+    /// Failed or timed-out commands and connection attempts.
+    pub errors: u64,
+    /// Values found that did not decode or were another key's (misses too).
+    pub rejected: u64,
+    /// Answers written to Redis.
+    pub writes: u64,
 }
 
 impl From<crate::cache::CacheStats> for CacheInfo {
@@ -102,6 +123,15 @@ impl From<crate::cache::CacheStats> for CacheInfo {
             hits: s.hits,
             misses: s.misses,
             saved_seconds: s.saved.as_secs_f64(),
+            redis: RedisCacheInfo {
+                configured: s.shared.configured,
+                connected: s.shared.connected,
+                hits: s.shared.hits,
+                misses: s.shared.misses,
+                errors: s.shared.errors,
+                rejected: s.shared.rejected,
+                writes: s.shared.writes,
+            },
         }
     }
 }

@@ -37,8 +37,10 @@ pub(crate) mod header {
     pub const FILTER_UNINDEXED: &str = "x-vectorwise-filter-unindexed";
     /// `hit` or `miss`: whether the answer came from the hot-query cache.
     pub const CACHE: &str = crate::cache::HEADER;
+    /// On a hit, `memory` or `redis`: which cache tier answered.
+    pub const CACHE_TIER: &str = crate::cache::TIER_HEADER;
     /// All of them, for CORS `Access-Control-Expose-Headers`.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 13] = [
         PROFILE,
         METHOD,
         SETTING,
@@ -51,6 +53,7 @@ pub(crate) mod header {
         FILTER_PATHS,
         FILTER_UNINDEXED,
         CACHE,
+        CACHE_TIER,
     ];
 }
 

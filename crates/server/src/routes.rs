@@ -21,7 +21,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use crate::cache::{Key, Query, Shape, Target, json_bytes, respond};
+use crate::cache::{Keys, Query, Shape, Target, json_bytes, respond};
 use axum::body::Bytes;
 use axum::response::Response;
 use std::time::{Duration, Instant};
@@ -210,24 +210,30 @@ pub(crate) async fn search(
     let planned = crate::resolve::request(state.config(), &options);
     if let Some(c) = diverged_default(&state) {
         // The version is read before the search (see `cache.rs`).
-        let target = Target::Collection { incarnation: c.incarnation(), version: c.write_version() };
+        let target = Target::collection(&c);
         let key = (request.query_vector.len() == c.dimension())
             .then(|| state.cache().key(&demo_query(target, request.k, planned, &request.query_vector)))
             .flatten();
-        if let Some(hit) = key.as_ref().and_then(|key| state.cache().get(key)) {
+        if let Some(key) = &key
+            && let Some(hit) = state.cache().get(key).await
+        {
             return Ok(hit);
         }
         let (headers, mut results, took) =
-            search_default(&state, c, vec![request.query_vector], request.k, &options, false).await?;
+            search_default(&state, Arc::clone(&c), vec![request.query_vector], request.k, &options, false).await?;
         let body = json_bytes(&results.pop().unwrap_or(SearchResponse { indices: vec![], distances: vec![] }))?;
-        return Ok(keep(&state, key, headers, body, took));
+        let shareable = target.unchanged(Some(&c));
+        return Ok(keep(&state, key, headers, body, took, shareable));
     }
     let SearchRequest { query_vector: query, k, .. } = request;
     if query.len() != index.dim() {
         return Err(ApiError::DimensionMismatch { expected: index.dim(), actual: query.len() });
     }
-    let key = state.cache().key(&demo_query(Target::Index { generation }, k, planned, &query));
-    if let Some(hit) = key.as_ref().and_then(|key| state.cache().get(key)) {
+    let target = Target::Index { generation, file: index.file_identity() };
+    let key = state.cache().key(&demo_query(target, k, planned, &query));
+    if let Some(key) = &key
+        && let Some(hit) = state.cache().get(key).await
+    {
         return Ok(hit);
     }
     let permit = state.try_acquire_search(SearchKind::Single, 1)?;
@@ -249,7 +255,7 @@ pub(crate) async fn search(
     .await?
     .map_err(|e| located(e.into(), |_| (vec!["body".into(), "query_vector".into()], "query_vector".into())))?;
     let body = json_bytes(&response(hits))?;
-    Ok(keep(&state, key, headers, body, took))
+    Ok(keep(&state, key, headers, body, took, true))
 }
 
 /// A `/search` on `target`, as the cache keys it.
@@ -258,11 +264,12 @@ fn demo_query(target: Target, k: usize, request: vectorwise_index::plan::SearchR
 }
 
 /// The response to a search computed in `took`, kept in the cache under
-/// `key` (none: the cache is off).
-pub(crate) fn keep(state: &AppState, key: Option<Key>, headers: HeaderMap, body: Bytes, took: Duration) -> Response {
+/// `key` (none: the cache is off), in the shared tier too when `shareable`
+/// (see [`Target::unchanged`]).
+pub(crate) fn keep(state: &AppState, key: Option<Keys>, headers: HeaderMap, body: Bytes, took: Duration, shareable: bool) -> Response {
     let verdict = key.is_some().then_some("miss");
     if let Some(key) = key {
-        state.cache().put(key, headers.clone(), body.clone(), took);
+        state.cache().put(key, headers.clone(), body.clone(), took, shareable);
     }
     respond(headers, body, verdict)
 }

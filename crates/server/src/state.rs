@@ -46,6 +46,13 @@ pub struct ServerConfig {
     pub cache_bytes: u64,
     /// Batch jobs' bounds (`jobs.rs`).
     pub jobs: crate::jobs::JobLimits,
+    /// The shared cache tier, `redis://host:port[/db]` (`--cache-url`,
+    /// `VECTORWISE_CACHE_URL`); none: memory only (`shared_cache.rs`).
+    pub cache_url: Option<String>,
+    /// Longest a Redis command may take before it counts as a miss.
+    pub cache_timeout: std::time::Duration,
+    /// How long Redis keeps an answer.
+    pub cache_ttl: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +70,9 @@ impl Default for ServerConfig {
             rate_limits: RateLimits::default(),
             cache_bytes: crate::cache::DEFAULT_CACHE_BYTES,
             jobs: crate::jobs::JobLimits::default(),
+            cache_url: None,
+            cache_timeout: crate::shared_cache::DEFAULT_TIMEOUT,
+            cache_ttl: crate::shared_cache::DEFAULT_TTL,
         }
     }
 }
@@ -129,7 +139,15 @@ impl AppState {
         let metrics = Metrics::new(config.max_batch);
         let monitor = RecallMonitor::new(config.monitor.clone());
         let limiters = Limiters::new(&config.rate_limits, config.max_batch);
-        let cache = AnswerCache::new(config.cache_bytes);
+        let mut cache = AnswerCache::new(config.cache_bytes);
+        if let Some(url) = &config.cache_url {
+            // The CLI checks the URL first (`check_cache_url`); a bad one here
+            // leaves the shared tier off rather than the server down.
+            match crate::shared_cache::SharedTier::new(url, config.cache_timeout, config.cache_ttl) {
+                Ok(tier) => cache = cache.with_shared(tier),
+                Err(e) => tracing::error!(error = e, "the shared cache is off"),
+            }
+        }
         AppState {
             inner: Arc::new(Inner {
                 config,

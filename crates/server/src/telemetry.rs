@@ -26,6 +26,14 @@
 //! vectorwise_cache_entries, _bytes, _max_bytes           gauge      what the cache holds, and its bound
 //! vectorwise_cache_saved_seconds                         gauge      sum over hits of the engine time the kept
 //!                                                                   answer took (cumulative, only grows)
+//! vectorwise_cache_redis_hits_total / _misses_total      counter    lookups the shared tier (Redis) answered /
+//!                                                                   did not (after a memory miss; none without
+//!                                                                   --cache-url)
+//! vectorwise_cache_redis_errors_total                    counter    Redis commands or connections that failed
+//!                                                                   or timed out (each a miss)
+//! vectorwise_cache_redis_rejected_total                  counter    values refused (garbled, another key's)
+//! vectorwise_cache_redis_writes_total                    counter    answers written to Redis
+//! vectorwise_cache_redis_connected                       gauge      1 while a connection to Redis is up
 //! ```
 
 use axum::http::{Method, StatusCode};
@@ -60,6 +68,12 @@ const CACHE_ENTRIES: &str = "vectorwise_cache_entries";
 const CACHE_BYTES: &str = "vectorwise_cache_bytes";
 const CACHE_MAX_BYTES: &str = "vectorwise_cache_max_bytes";
 const CACHE_SAVED: &str = "vectorwise_cache_saved_seconds";
+const REDIS_HITS: &str = "vectorwise_cache_redis_hits_total";
+const REDIS_MISSES: &str = "vectorwise_cache_redis_misses_total";
+const REDIS_ERRORS: &str = "vectorwise_cache_redis_errors_total";
+const REDIS_REJECTED: &str = "vectorwise_cache_redis_rejected_total";
+const REDIS_WRITES: &str = "vectorwise_cache_redis_writes_total";
+const REDIS_CONNECTED: &str = "vectorwise_cache_redis_connected";
 
 /// The `route` label of requests no route matched (the raw path would let
 /// any client create series without bound).
@@ -149,6 +163,12 @@ impl Metrics {
             describe_gauge!(CACHE_ENTRIES, Unit::Count, "Answers the hot-query cache holds.");
             describe_gauge!(CACHE_BYTES, Unit::Bytes, "Bytes the hot-query cache holds (keys, answers, headers, an estimate of overhead).");
             describe_gauge!(CACHE_MAX_BYTES, Unit::Bytes, "The hot-query cache's bound (--cache-bytes; 0: off).");
+            describe_counter!(REDIS_HITS, "Lookups the shared cache tier (Redis) answered, after a memory miss.");
+            describe_counter!(REDIS_MISSES, "Lookups the shared cache tier (Redis) had no answer for (absent, unreachable, refused).");
+            describe_counter!(REDIS_ERRORS, "Redis commands or connection attempts that failed or timed out (each a miss).");
+            describe_counter!(REDIS_REJECTED, "Values found in Redis that did not decode or were another key's (each a miss).");
+            describe_counter!(REDIS_WRITES, "Answers written to the shared cache tier (Redis).");
+            describe_gauge!(REDIS_CONNECTED, "1 while a connection to the shared cache tier (Redis) is up.");
             describe_gauge!(
                 CACHE_SAVED,
                 Unit::Seconds,
@@ -213,6 +233,14 @@ impl Metrics {
             gauge!(CACHE_BYTES).set(s.bytes as f64);
             gauge!(CACHE_MAX_BYTES).set(s.max_bytes as f64);
             gauge!(CACHE_SAVED).set(s.saved.as_secs_f64());
+            if s.shared.configured {
+                counter!(REDIS_HITS).absolute(s.shared.hits);
+                counter!(REDIS_MISSES).absolute(s.shared.misses);
+                counter!(REDIS_ERRORS).absolute(s.shared.errors);
+                counter!(REDIS_REJECTED).absolute(s.shared.rejected);
+                counter!(REDIS_WRITES).absolute(s.shared.writes);
+                gauge!(REDIS_CONNECTED).set(if s.shared.connected { 1.0 } else { 0.0 });
+            }
         });
     }
 

@@ -36,11 +36,11 @@ struct Reply {
 }
 
 impl Reply {
-    /// The `x-vectorwise-*` headers but the cache's verdict.
+    /// The `x-vectorwise-*` headers but the cache's verdict (and tier).
     fn used(&self) -> Vec<(String, String)> {
         self.headers
             .iter()
-            .filter(|(k, _)| k.as_str().starts_with("x-vectorwise-") && k.as_str() != "x-vectorwise-cache")
+            .filter(|(k, _)| k.as_str().starts_with("x-vectorwise-") && !k.as_str().starts_with("x-vectorwise-cache"))
             .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned()))
             .collect()
     }

@@ -15,6 +15,7 @@ use vectorwise_server::{ApiKey, AppState, Keys, RateLimits, Role, ServerConfig, 
 use vectorwise_store::{Store, SyncMode};
 
 const CACHE: &str = "x-vectorwise-cache";
+const TIER: &str = "x-vectorwise-cache-tier";
 
 /// A served app with collections in a temporary data directory.
 fn server_with_store(config: ServerConfig) -> (Server, tempfile::TempDir, Arc<Store>) {
@@ -44,9 +45,9 @@ fn delete(server: &Server, path: &str) -> u16 {
     agent.delete(format!("{}{path}", server.url)).call().unwrap().status().as_u16()
 }
 
-/// Every header but the cache's verdict and the date.
+/// Every header but the cache's verdict (and, on a hit, its tier) and the date.
 fn headers_but_cache(r: &Reply) -> Vec<(String, String)> {
-    r.headers.iter().filter(|(k, _)| *k != CACHE && *k != "date").map(|(k, v)| (k.clone(), v.clone())).collect()
+    r.headers.iter().filter(|(k, _)| *k != CACHE && *k != TIER && *k != "date").map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 fn ids(r: &Reply) -> Vec<u64> {
@@ -62,6 +63,7 @@ fn a_repeated_search_is_a_hit_with_the_same_answer_and_headers() {
     assert_eq!((first.status, first.header(CACHE)), (200, Some("miss")), "{}", first.body);
     let second = server.post_json("/search", &body);
     assert_eq!((second.status, second.header(CACHE)), (200, Some("hit")));
+    assert_eq!((first.header(TIER), second.header(TIER)), (None, Some("memory")));
     assert_eq!(second.body, first.body);
     assert_eq!(headers_but_cache(&second), headers_but_cache(&first));
     assert_eq!(second.content_type.as_deref(), Some("application/json"));
@@ -358,7 +360,11 @@ fn a_cache_of_zero_bytes_is_off() {
     assert_eq!((a.header(CACHE), b.header(CACHE)), (None, None));
     assert_eq!(a.body, b.body);
     let stats = server.get("/stats").json();
-    assert_eq!(stats["cache"], json!({"max_bytes": 0, "entries": 0, "bytes": 0, "hits": 0, "misses": 0, "saved_seconds": 0.0}));
+    let redis = json!({"configured": false, "connected": false, "hits": 0, "misses": 0, "errors": 0, "rejected": 0, "writes": 0});
+    assert_eq!(
+        stats["cache"],
+        json!({"max_bytes": 0, "entries": 0, "bytes": 0, "hits": 0, "misses": 0, "saved_seconds": 0.0, "redis": redis})
+    );
     assert_eq!(server.scrape().count("vectorwise_cache_misses_total", &[]), 0.0);
     // The document says nothing of a cache that is off.
     let doc = server.get("/openapi.json").json();

@@ -226,6 +226,14 @@ pub struct Collection {
     /// Unique to this opening of the collection in this process (see
     /// [`Collection::incarnation`]).
     pub(crate) incarnation: u64,
+    /// Random, kept in `state.json` (see [`crate::state`]).
+    pub(crate) uuid: [u8; 16],
+    /// The state as of the last applied write (see [`Collection::state_id`]);
+    /// replaced under the write lock, before `version` is bumped.
+    pub(crate) state: Mutex<crate::state::StateId>,
+    /// Writes that began applying (bumped before a write changes anything;
+    /// see [`Collection::writes_begun`]).
+    pub(crate) begun: AtomicU64,
     pub(crate) dropped: AtomicBool,
     /// One seal at a time, one merge at a time (the background lanes or `optimise`).
     pub(crate) seal_lock: Mutex<()>,
@@ -260,6 +268,9 @@ impl Collection {
     /// optimiser.
     pub fn open(name: &str, dir: &Path, sync: SyncMode) -> Result<Arc<Collection>> {
         let manifest = Manifest::read(dir)?;
+        // The identity and the history as of `wal_from` (`state.rs`).
+        vectorwise_index::remove_stale_temporaries(&dir.join(crate::state::STATE_FILE));
+        let (uuid, history) = crate::state::load(dir, manifest.wal_from);
         vectorwise_index::remove_stale_temporaries(&dir.join(crate::manifest::MANIFEST));
         let seg_dir = segments_dir(dir);
         let mut sealed = Vec::with_capacity(manifest.segments.len());
@@ -303,7 +314,7 @@ impl Collection {
             }
         }
         let mutable =
-            Arc::new(MemSegment::new(manifest.next_segment, manifest.wal_from, manifest.config.dimension, &manifest.payload_indexes));
+            Arc::new(MemSegment::new(manifest.next_segment, manifest.wal_from, history, manifest.config.dimension, &manifest.payload_indexes));
         let wal = FileWal::open(&dir.join("wal"), manifest.wal_from, sync)?;
         let c = Arc::new(Collection {
             name: name.to_string(),
@@ -318,6 +329,9 @@ impl Collection {
             segments: RwLock::new(Arc::new(SegmentSet { sealed, frozen: Vec::new(), mutable })),
             version: AtomicU64::new(0),
             incarnation: NEXT_INCARNATION.fetch_add(1, Ordering::Relaxed),
+            uuid,
+            state: Mutex::new(crate::state::StateId { version: 0, uuid, position: 0, digest: history }),
+            begun: AtomicU64::new(0),
             dropped: AtomicBool::new(false),
             seal_lock: Mutex::new(()),
             structured: Mutex::new(None),
@@ -345,7 +359,7 @@ impl Collection {
                     let reason = format!("record {lsn} holds point {} of {} values; the collection has {dimension}", p.id, p.vector.len());
                     return Err(Error::corrupt(&wal_dir, reason));
                 }
-                c.apply(&mut ws, record);
+                c.apply(&mut ws, record, lsn, &crate::state::record_digest(body));
                 replayed += 1;
                 Ok(())
             })?;
@@ -397,6 +411,24 @@ impl Collection {
         self.incarnation
     }
 
+    /// The collection's state: its write version in this process, and an
+    /// identity that names its contents across processes (see
+    /// [`crate::state`]). Like [`Collection::write_version`], every write it
+    /// counts is visible to a search that starts after reading it.
+    pub fn state_id(&self) -> crate::state::StateId {
+        *self.state.lock()
+    }
+
+    /// Writes that began applying in this opening. A search that read
+    /// [`Collection::state_id`] before it ran and reads this after it
+    /// (equal to the state's `version`) saw no write beyond that state: a
+    /// write bumps this (sequentially consistent, with a fence) before it
+    /// changes anything a search reads.
+    pub fn writes_begun(&self) -> u64 {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        self.begun.load(Ordering::SeqCst)
+    }
+
     /// Live points.
     pub fn len(&self) -> usize {
         self.write.lock().ids.len()
@@ -436,7 +468,9 @@ impl Collection {
 
     /// Applies a record to memory (under the write lock). Never fails: the
     /// record was checked before it was logged.
-    pub(crate) fn apply(&self, ws: &mut WriteState, record: Record) -> usize {
+    pub(crate) fn apply(&self, ws: &mut WriteState, record: Record, lsn: Lsn, digest: &[u8; 32]) -> usize {
+        self.begun.fetch_add(1, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
         let set = self.set();
         let mut changed = 0;
         match record {
@@ -464,7 +498,13 @@ impl Collection {
             }
         }
         // Last: every change above is visible to searches before a reader
-        // can see the new version (see `write_version`).
+        // can see the new state or version (see `write_version`).
+        {
+            let mut state = self.state.lock();
+            state.version += 1;
+            state.position = lsn;
+            state.digest = crate::state::chain(&state.digest, lsn, digest);
+        }
         self.version.fetch_add(1, Ordering::AcqRel);
         changed
     }
@@ -473,11 +513,13 @@ impl Collection {
     /// whole of it or nothing.
     fn write(&self, record: Record) -> Result<usize> {
         let body = record.encode();
+        // Hashed before the lock: only the chain's step is under it.
+        let digest = crate::state::record_digest(&body);
         let (lsn, changed, full) = {
             let mut ws = self.write.lock();
             self.check_open()?;
             let lsn: Lsn = self.wal.append(&body)?;
-            let changed = self.apply(&mut ws, record);
+            let changed = self.apply(&mut ws, record, lsn, &digest);
             // A full mutable segment is frozen at once (a pointer swap), so
             // the exactly-searched memory stays near `seal_points` whatever
             // the optimiser is doing.
@@ -853,7 +895,10 @@ impl Collection {
         }
         let id = ws.next_segment;
         ws.next_segment += 1;
-        let fresh = Arc::new(MemSegment::new(id, self.wal.next_lsn(), self.config.dimension, &ws.fields));
+        // Every logged record is applied (both under the write lock): the
+        // state's digest is the history before the next LSN.
+        let history = self.state.lock().digest;
+        let fresh = Arc::new(MemSegment::new(id, self.wal.next_lsn(), history, self.config.dimension, &ws.fields));
         let mut frozen = set.frozen.clone();
         frozen.push(Arc::clone(&set.mutable));
         *self.segments.write() = Arc::new(SegmentSet { sealed: set.sealed.clone(), frozen, mutable: fresh });
@@ -888,11 +933,11 @@ impl Collection {
         // Under the write lock: the segments and their deleted sets as of
         // the log position `next` (every deletion in them comes from a
         // record below it).
-        let (set, next, deleted, next_segment, fields) = {
+        let (set, next, deleted, next_segment, fields, history_now) = {
             let ws = self.write.lock();
             let set = self.set();
             let deleted: Vec<Vec<u32>> = set.sealed.iter().map(|s| s.deleted.ones()).collect();
-            (set, self.wal.next_lsn(), deleted, ws.next_segment, ws.fields.clone())
+            (set, self.wal.next_lsn(), deleted, ws.next_segment, ws.fields.clone(), self.state.lock().digest)
         };
         // Durable first, so no deletion reaches a sidecar before its record.
         if next > 1 {
@@ -919,7 +964,8 @@ impl Collection {
                 points: s.len(),
             });
         }
-        let wal_from = std::iter::once(&set.mutable).chain(&set.frozen).map(|m| m.first_lsn).min().unwrap_or(next);
+        let oldest = std::iter::once(&set.mutable).chain(&set.frozen).min_by_key(|m| m.first_lsn);
+        let (wal_from, history) = oldest.map_or((next, history_now), |m| (m.first_lsn, m.history));
         let manifest = Manifest {
             format: 1,
             config: self.config.clone(),
@@ -928,6 +974,9 @@ impl Collection {
             wal_from,
             next_segment,
         };
+        // Before the manifest: a crash between the two leaves a state.json
+        // of another wal_from, which the next open does not trust.
+        crate::state::store(&self.dir, wal_from, &self.uuid, &history);
         manifest.write(&self.dir)?;
         self.wal.truncate_before(wal_from)?;
         // Files no manifest names any more (merged segments, old sidecars),

@@ -83,14 +83,17 @@ pub struct MemSegment {
     /// The first LSN whose points may be here: replay starts from the
     /// oldest memory segment's.
     pub first_lsn: u64,
+    /// The collection's history digest before `first_lsn` (what a manifest
+    /// whose log starts here records; see [`crate::state`]).
+    pub(crate) history: [u8; 32],
     pub(crate) dim: usize,
     pub(crate) data: RwLock<MemData>,
 }
 
 impl MemSegment {
-    pub(crate) fn new(id: SegmentId, first_lsn: u64, dim: usize, fields: &[FieldSpec]) -> MemSegment {
+    pub(crate) fn new(id: SegmentId, first_lsn: u64, history: [u8; 32], dim: usize, fields: &[FieldSpec]) -> MemSegment {
         let data = MemData { fields: FieldIndexes::empty(fields), ..MemData::default() };
-        MemSegment { id, first_lsn, dim, data: RwLock::new(data) }
+        MemSegment { id, first_lsn, history, dim, data: RwLock::new(data) }
     }
 
     /// Indexes its points for `specs` (unless it already does).

@@ -392,3 +392,80 @@ fn a_well_formed_archive_with_a_foreign_log_record_is_refused() {
     assert!(store.get("forged").is_err());
     assert!(!dir.path().join("forged").exists() && leftovers(dir.path()).is_empty());
 }
+
+/// Copies a directory tree (a replica made from another's data directory).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The state identity (`Collection::state_id`) names contents across
+/// openings and copies: the same after a reopen (replayed or checkpointed),
+/// the same for two copies of a directory that take the same write, and
+/// different once they take different writes at the same position — where
+/// the uuid and the position alone would be equal. Restores of a snapshot
+/// and other collections never share one.
+#[test]
+fn the_state_identity_follows_contents_not_names_or_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+    let c = small_collection(&store);
+    let before = c.state_id();
+    assert_eq!(before.version, 3);
+    assert_eq!(c.writes_begun(), before.version);
+    // Another collection has another uuid and digest.
+    let (other, _) = store.create("other", c.config().clone()).unwrap();
+    assert_ne!(other.state_id().uuid, before.uuid);
+    // Two restores of one snapshot: each its own identity.
+    let s = store.snapshot("src", Some("s")).unwrap();
+    let archive = store.snapshot_path("src", &s.name).unwrap();
+    let (r1, _) = store.restore("r1", std::fs::File::open(&archive).unwrap(), false).unwrap();
+    let (r2, _) = store.restore("r2", std::fs::File::open(&archive).unwrap(), false).unwrap();
+    assert_ne!(r1.state_id().digest, r2.state_id().digest);
+    assert_ne!(r1.state_id().digest, before.digest);
+    drop((c, other, r1, r2));
+    store.close();
+    drop(store);
+
+    // Reopened (the log replayed on the checkpoint's history): the same state.
+    let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+    let c = store.get("src").unwrap();
+    let reopened = c.state_id();
+    assert_eq!((reopened.uuid, reopened.position, reopened.digest), (before.uuid, before.position, before.digest));
+    // Checkpointed (wal_from moves), then reopened: still the same.
+    c.flush().unwrap();
+    drop(c);
+    store.close();
+    drop(store);
+    let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+    assert_eq!(store.get("src").unwrap().state_id().digest, before.digest);
+    store.close();
+    drop(store);
+
+    // Two copies of the directory: the same state; the same write keeps
+    // them equal, different writes at the same position part them.
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    copy_dir(dir.path(), dir_a.path());
+    copy_dir(dir.path(), dir_b.path());
+    let (sa, sb) = (Store::open(dir_a.path(), SyncMode::Always).unwrap(), Store::open(dir_b.path(), SyncMode::Always).unwrap());
+    let (a, b) = (sa.get("src").unwrap(), sb.get("src").unwrap());
+    assert_eq!(a.state_id().digest, before.digest);
+    assert_eq!(b.state_id().digest, before.digest);
+    let point = |x: f32| vec![NewPoint { id: 5000, vector: vec![x; DIM], payload: None }];
+    a.upsert(point(0.25)).unwrap();
+    b.upsert(point(0.25)).unwrap();
+    assert_eq!(a.state_id().digest, b.state_id().digest);
+    a.upsert(point(0.5)).unwrap();
+    b.upsert(point(-0.5)).unwrap();
+    let (ia, ib) = (a.state_id(), b.state_id());
+    assert_eq!((ia.uuid, ia.position, ia.version), (ib.uuid, ib.position, ib.version));
+    assert_ne!(ia.digest, ib.digest);
+}
