@@ -1182,6 +1182,7 @@ fn a_batch_job_killed_mid_run_resumes_after_a_restart() {
         }
     }
     server.terminate();
+}
 
 /// A tmpfs of a given size mounted at a temporary folder for a test;
 /// unmounted on drop (lazily if something still holds it), so a failed
