@@ -146,7 +146,7 @@ pub struct Args {
     /// same Redis may have computed it on the same contents), and a search's
     /// answer is written there too. A Redis error or timeout is a miss; the
     /// server starts and serves without Redis. Off by default.
-    #[arg(long, env = "VECTORWISE_CACHE_URL")]
+    #[arg(long, env = "VECTORWISE_CACHE_URL", hide_env_values = true)]
     pub cache_url: Option<String>,
     /// Longest a Redis command may take, milliseconds; slower is a miss.
     #[arg(long, env = "VECTORWISE_CACHE_TIMEOUT_MS", default_value_t = vectorwise_server::DEFAULT_CACHE_TIMEOUT.as_millis() as u64)]

@@ -112,6 +112,8 @@ pub struct RedisCacheInfo {
     pub rejected: u64,
     /// Answers written to Redis.
     pub writes: u64,
+    /// Answers kept in memory only (a key over 64 KiB or a body over 256 KiB).
+    pub skipped: u64,
 }
 
 impl From<crate::cache::CacheStats> for CacheInfo {
@@ -131,6 +133,7 @@ impl From<crate::cache::CacheStats> for CacheInfo {
                 errors: s.shared.errors,
                 rejected: s.shared.rejected,
                 writes: s.shared.writes,
+                skipped: s.shared.skipped,
             },
         }
     }

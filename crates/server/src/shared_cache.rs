@@ -56,6 +56,11 @@ const STREAK: u32 = 3;
 const WARN_EVERY: Duration = Duration::from_secs(10);
 /// Redis keys' prefix.
 const PREFIX: &str = "vw:";
+/// Largest key (canonical bytes: the query and the filter) kept in Redis.
+pub(crate) const MAX_SHARED_KEY: usize = 64 << 10;
+/// Largest answer body kept in Redis (read back well within a 5 ms lookup on
+/// a LAN).
+pub(crate) const MAX_SHARED_BODY: usize = 256 << 10;
 const MAGIC: &[u8; 4] = b"VWC\x01";
 
 /// What `/stats` and `/metrics` show of the shared tier.
@@ -71,6 +76,8 @@ pub(crate) struct SharedStats {
     /// another key (counted as misses too).
     pub rejected: u64,
     pub writes: u64,
+    /// Answers kept in memory only: their key or body over the shared bounds.
+    pub skipped: u64,
 }
 
 /// The Redis tier.
@@ -93,6 +100,7 @@ pub(crate) struct SharedTier {
     errors: AtomicU64,
     rejected: AtomicU64,
     writes: AtomicU64,
+    skipped: AtomicU64,
 }
 
 impl std::fmt::Debug for SharedTier {
@@ -130,6 +138,7 @@ impl SharedTier {
             errors: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             writes: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
         })
     }
 
@@ -142,6 +151,7 @@ impl SharedTier {
             errors: self.errors.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
             writes: self.writes.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
         }
     }
 
@@ -255,6 +265,14 @@ impl SharedTier {
     /// Keeps `answer` under `key` in Redis, in a spawned task (off the
     /// response path); a failure is counted and logged, nothing more.
     pub(crate) fn put(self: &Arc<Self>, key: Key, answer: Arc<Answer>) {
+        // Large keys (a long filter) or answers stay in memory only: they
+        // would let one client fill Redis, and reading them back would take
+        // longer than a lookup may (timeouts that switch the tier off for
+        // every client of this replica).
+        if key.bytes().len() > MAX_SHARED_KEY || answer.body.len() > MAX_SHARED_BODY {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let Some(mut conn) = self.connection() else { return };
         let tier = Arc::clone(self);

@@ -432,3 +432,32 @@ fn a_garbled_or_foreign_value_under_a_key_is_a_miss() {
     assert_ne!(r.body, first.body);
     assert_eq!(b.scrape().value("vectorwise_cache_redis_rejected_total", &[]), Some(1.0));
 }
+
+/// A key over the shared bound (a search with a long filter) is kept in
+/// memory only: one client cannot fill Redis with it, and no lookup ever
+/// has to read a value too large for its timeout. Counted as skipped.
+#[test]
+fn answers_over_the_shared_bounds_stay_in_memory() {
+    let Some(redis) = Redis::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (server, store) = store_server(&redis, dir.path());
+    store.create("c", vectorwise_store::CollectionConfig::new(2, vectorwise_index::Metric::L2)).unwrap();
+    connect(&server);
+    upsert(&server, 1, &[1.0, 0.0]);
+    // ~100 KB of filter: over the 64 KiB key bound.
+    let many: Vec<String> = (0..1000).map(|i| format!("{i:05}-{}", "t".repeat(90))).collect();
+    let body = json!({"vector": [1.0, 0.0], "k": 1, "filter": {"must": [{"key": "t", "match": {"any": many}}]}});
+    let keys = redis.keys().len();
+    let first = server.post_json("/collections/c/search", &body);
+    assert_eq!((first.status, first.header(CACHE)), (200, Some("miss")), "{}", first.body);
+    wait_until("the skip counted", || redis_stats(&server)["skipped"] == 1);
+    assert_eq!(redis.keys().len(), keys, "nothing of it reached Redis");
+    let again = server.post_json("/collections/c/search", &body);
+    assert_eq!((again.header(CACHE), again.header(TIER)), (Some("hit"), Some("memory")));
+    assert_eq!(again.body, first.body);
+    // A small search of the same collection is shared as before.
+    let before = writes(&server);
+    let small = server.post_json("/collections/c/search", &json!({"vector": [1.0, 0.0], "k": 1}));
+    assert_eq!(small.header(CACHE), Some("miss"));
+    wait_until("the small answer's write", || writes(&server) > before);
+}

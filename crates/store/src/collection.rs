@@ -268,9 +268,7 @@ impl Collection {
     /// optimiser.
     pub fn open(name: &str, dir: &Path, sync: SyncMode) -> Result<Arc<Collection>> {
         let manifest = Manifest::read(dir)?;
-        // The identity and the history as of `wal_from` (`state.rs`).
         vectorwise_index::remove_stale_temporaries(&dir.join(crate::state::STATE_FILE));
-        let (uuid, history) = crate::state::load(dir, manifest.wal_from);
         vectorwise_index::remove_stale_temporaries(&dir.join(crate::manifest::MANIFEST));
         let seg_dir = segments_dir(dir);
         let mut sealed = Vec::with_capacity(manifest.segments.len());
@@ -313,6 +311,9 @@ impl Collection {
                 }
             }
         }
+        // The identity and the history as of `wal_from`, for these files (`state.rs`).
+        let files = crate::state::files(sealed.iter().map(|s| s.index.file_identity()));
+        let (uuid, history) = crate::state::load(dir, manifest.wal_from, &files);
         let mutable =
             Arc::new(MemSegment::new(manifest.next_segment, manifest.wal_from, history, manifest.config.dimension, &manifest.payload_indexes));
         let wal = FileWal::open(&dir.join("wal"), manifest.wal_from, sync)?;
@@ -976,7 +977,8 @@ impl Collection {
         };
         // Before the manifest: a crash between the two leaves a state.json
         // of another wal_from, which the next open does not trust.
-        crate::state::store(&self.dir, wal_from, &self.uuid, &history);
+        let files = crate::state::files(set.sealed.iter().map(|s| s.index.file_identity()));
+        crate::state::store(&self.dir, wal_from, &self.uuid, &history, &files);
         manifest.write(&self.dir)?;
         self.wal.truncate_before(wal_from)?;
         // Files no manifest names any more (merged segments, old sidecars),

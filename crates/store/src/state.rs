@@ -26,7 +26,11 @@
 //! (its live points, vectors and payloads) are a function of its creation
 //! and of the sequence of records applied to it: segments, seals, merges
 //! and deleted sets only re-arrange what the records say, and records are
-//! self-contained (no file they point to). The digest is a collision-
+//! self-contained (no file they point to) — but for a segment that came
+//! from outside the log (an import, the served index hard-linked as
+//! `default`), whose file could be replaced in place: `state.json` also
+//! holds the digest of the sealed segments' file identities ([`files`]) and
+//! counts only with the same files. The digest is a collision-
 //! resistant hash of that sequence from a random start: two processes show
 //! the same digest only if they applied the same records to the same start.
 //! That holds where the LSN alone would not: two copies of one directory
@@ -92,7 +96,9 @@ pub(crate) fn chain(digest: &[u8; 32], lsn: u64, body: &[u8; 32]) -> [u8; 32] {
 
 pub(crate) const STATE_FILE: &str = "state.json";
 
-/// `state.json`: the identity and the digest as of `wal_from`.
+/// `state.json`: the identity and the digest as of `wal_from`, and the
+/// [`files`] digest of the sealed segments the manifest of that `wal_from`
+/// names.
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StateFile {
@@ -100,29 +106,49 @@ struct StateFile {
     wal_from: u64,
     uuid: String,
     history: String,
+    files: String,
+}
+
+/// The format of `state.json` (1: before `files`; not trusted).
+const FORMAT: u32 = 2;
+
+/// A digest of the sealed segments' files (each one's identity, its header
+/// hash, which holds its body's checksum), in the manifest's order. The
+/// records do not name these files' contents for a segment that came from
+/// outside the log (an imported index, the served index hard-linked as
+/// `default`): a file replaced in place under the same name would keep the
+/// history while changing the contents. `state.json` counts only with the
+/// files it was written with.
+pub(crate) fn files(identities: impl Iterator<Item = u128>) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"vectorwise.state.files\0");
+    for id in identities {
+        h.update(id.to_le_bytes());
+    }
+    h.finalize().into()
 }
 
 /// The uuid and the digest as of `wal_from` that `dir`'s `state.json`
 /// holds for that `wal_from`, else a fresh identity (written at once; see
 /// the module doc).
-pub(crate) fn load(dir: &std::path::Path, wal_from: u64) -> ([u8; 16], [u8; 32]) {
+pub(crate) fn load(dir: &std::path::Path, wal_from: u64, files: &[u8; 32]) -> ([u8; 16], [u8; 32]) {
     let kept = std::fs::read(dir.join(STATE_FILE))
         .ok()
         .and_then(|bytes| serde_json::from_slice::<StateFile>(&bytes).ok())
-        .filter(|f| f.format == 1 && f.wal_from == wal_from)
+        .filter(|f| f.format == FORMAT && f.wal_from == wal_from && from_hex::<32>(&f.files).as_ref() == Some(files))
         .and_then(|f| Some((from_hex::<16>(&f.uuid)?, from_hex::<32>(&f.history)?)));
     kept.unwrap_or_else(|| {
         let uuid = fresh_uuid();
         let history = created(&uuid);
-        store(dir, wal_from, &uuid, &history);
+        store(dir, wal_from, &uuid, &history, files);
         (uuid, history)
     })
 }
 
 /// Writes `state.json` (atomically). A failure is logged: the file then
 /// fails to match the manifest at the next open, which makes a fresh identity.
-pub(crate) fn store(dir: &std::path::Path, wal_from: u64, uuid: &[u8; 16], history: &[u8; 32]) {
-    let file = StateFile { format: 1, wal_from, uuid: to_hex(uuid), history: to_hex(history) };
+pub(crate) fn store(dir: &std::path::Path, wal_from: u64, uuid: &[u8; 16], history: &[u8; 32], files: &[u8; 32]) {
+    let file = StateFile { format: FORMAT, wal_from, uuid: to_hex(uuid), history: to_hex(history), files: to_hex(files) };
     let text = serde_json::to_vec_pretty(&file).unwrap_or_default();
     let path = dir.join(STATE_FILE);
     if let Err(e) = vectorwise_index::write_atomic(&path, |w| std::io::Write::write_all(w, &text)) {
@@ -150,17 +176,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_file_counts_only_for_its_wal_from() {
+    fn the_file_counts_only_for_its_wal_from_and_files() {
         let dir = tempfile::tempdir().unwrap();
-        let (u, h) = load(dir.path(), 1);
-        assert_eq!(load(dir.path(), 1), (u, h));
+        let f = files([1u128, 2].into_iter());
+        let (u, h) = load(dir.path(), 1, &f);
+        assert_eq!(load(dir.path(), 1, &f), (u, h));
         // Another wal_from (a crash between state.json and the manifest):
         // a fresh identity, kept from then on.
-        let (u2, h2) = load(dir.path(), 7);
+        let (u2, h2) = load(dir.path(), 7, &f);
         assert_ne!(u2, u);
-        assert_eq!(load(dir.path(), 7), (u2, h2));
+        assert_eq!(load(dir.path(), 7, &f), (u2, h2));
+        // A segment file replaced in place: another identity.
+        let (u3, _) = load(dir.path(), 7, &files([1u128, 3].into_iter()));
+        assert_ne!(u3, u2);
+        assert_ne!(files([1u128, 2].into_iter()), files([2u128, 1].into_iter()));
         std::fs::write(dir.path().join(STATE_FILE), b"{garbled").unwrap();
-        assert_ne!(load(dir.path(), 7).0, u2);
+        assert_ne!(load(dir.path(), 7, &f).0, u3);
     }
 
     #[test]

@@ -469,3 +469,36 @@ fn the_state_identity_follows_contents_not_names_or_positions() {
     assert_eq!((ia.uuid, ia.position, ia.version), (ib.uuid, ib.position, ib.version));
     assert_ne!(ia.digest, ib.digest);
 }
+
+/// A sealed segment's file replaced in place (as `cp new.vwi index.vwi`
+/// does to the served index, hard-linked as `default`) changes the
+/// contents without a log record: the identity changes with it, so a
+/// shared cache never answers for the old file.
+#[test]
+fn a_segment_file_replaced_in_place_gets_a_new_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+    let points = |seed: u64| -> Vec<NewPoint> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        (0..300u64).map(|id| NewPoint { id, vector: (0..DIM).map(|_| rng.random_range(-1.0f32..1.0)).collect(), payload: None }).collect()
+    };
+    let config = CollectionConfig::new(DIM, Metric::L2);
+    let a = store.import_points("a", config.clone(), points(1)).unwrap();
+    let b = store.import_points("b", config, points(2)).unwrap();
+    let before = a.state_id();
+    let (file_a, file_b) = (a.segment_path(1).unwrap(), b.segment_path(1).unwrap());
+    drop((a, b));
+    store.close();
+    drop(store);
+    // Reopened as it was: the same identity.
+    let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+    assert_eq!(store.get("a").unwrap().state_id().digest, before.digest);
+    store.close();
+    drop(store);
+    // The same path, the same inode, other contents.
+    std::fs::write(&file_a, std::fs::read(&file_b).unwrap()).unwrap();
+    let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+    let after = store.get("a").unwrap().state_id();
+    assert_ne!(after.uuid, before.uuid);
+    assert_ne!(after.digest, before.digest);
+}
