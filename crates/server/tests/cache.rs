@@ -360,7 +360,7 @@ fn a_cache_of_zero_bytes_is_off() {
     assert_eq!((a.header(CACHE), b.header(CACHE)), (None, None));
     assert_eq!(a.body, b.body);
     let stats = server.get("/stats").json();
-    let redis = json!({"configured": false, "connected": false, "hits": 0, "misses": 0, "errors": 0, "rejected": 0, "writes": 0});
+    let redis = json!({"configured": false, "connected": false, "hits": 0, "misses": 0, "errors": 0, "rejected": 0, "writes": 0, "skipped": 0});
     assert_eq!(
         stats["cache"],
         json!({"max_bytes": 0, "entries": 0, "bytes": 0, "hits": 0, "misses": 0, "saved_seconds": 0.0, "redis": redis})
