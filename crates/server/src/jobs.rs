@@ -1262,6 +1262,23 @@ mod tests {
         assert_eq!(text, "{\"hits\":[{\"id\":5,\"distance\":0.5},{\"id\":7,\"distance\":1.25}]}\n{\"hits\":[{\"id\":2,\"distance\":0.0}]}\n");
     }
 
+    /// An upload in progress holds a place among `--max-jobs` until its
+    /// submission ends, so that uploads cannot outnumber the bound.
+    #[test]
+    fn uploads_in_progress_hold_a_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), vectorwise_store::SyncMode::Always).unwrap());
+        let jobs = Jobs::open(&store, JobLimits { max_unfinished: 2, ..JobLimits::default() }).unwrap();
+        let first = jobs.reserve().unwrap();
+        let second = jobs.reserve().unwrap();
+        assert!(matches!(jobs.reserve(), Err(ApiError::TooManyJobs { max: 2 })));
+        drop(first);
+        let third = jobs.reserve().unwrap();
+        assert!(jobs.reserve().is_err());
+        drop((second, third));
+        assert_eq!(jobs.shared.table.lock().uploading, 0);
+    }
+
     #[test]
     fn ids_are_16_lowercase_hex_digits() {
         assert!(valid_id("0123456789abcdef"));
