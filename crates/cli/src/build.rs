@@ -272,7 +272,7 @@ pub fn build(vectors: &Path, ids: Option<&Path>, out: &Path, h: &HnswArgs, defau
     }
     let pb = bar(if opts.graph.is_some() { m.len() as u64 } else { 0 }, "build");
     let start = Instant::now();
-    let points = Points { vectors: &m, ids: ids.as_deref() };
+    let points = Points { vectors: &m, ids: ids.as_deref(), keys: false };
     let (build_seconds, calibration) = if h.calibration.no_calibrate {
         (vectorwise_index::build(points, out, &opts, &|n| pb.inc(n))?, None)
     } else {

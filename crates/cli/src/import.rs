@@ -61,7 +61,7 @@ pub fn run(a: Args) -> Result<()> {
         .iter()
         .zip(vectors.rows())
         .zip(payloads)
-        .map(|((&id, v), payload)| NewPoint { id, vector: v.to_vec(), payload })
+        .map(|((&id, v), payload)| NewPoint { id: vectorwise_store::PointId::Num(id), vector: v.to_vec(), payload })
         .collect();
     let mut config = CollectionConfig::new(vectors.dim(), a.metric);
     if let Some(s) = a.seal_points {

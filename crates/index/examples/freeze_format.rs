@@ -27,7 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         scan: Some(ScanOptions { dsub: 2, seed: 2024, lists: 8 }),
         default_method: Method::Hnsw,
     };
-    vectorwise_index::build(Points { vectors: &base, ids: Some(&ids) }, &path, &opts, &|_| {})?;
+    vectorwise_index::build(Points { vectors: &base, ids: Some(&ids), keys: false }, &path, &opts, &|_| {})?;
     // Version 3 files carry a calibration table.
     let calibration = vectorwise_index::calibrate::CalibrateOptions { sample: 40, seed: 2024, queries: None };
     vectorwise_index::calibrate::calibrate_in_place(&Index::open(&path)?, &calibration)?;

@@ -83,24 +83,27 @@ pub struct Points<'a> {
     pub vectors: &'a Matrix,
     /// One unique id per row.
     pub ids: Option<&'a [u64]>,
+    /// The ids are a store's keys: any `u64` (a collection gives UUIDs keys
+    /// from 2^63 on). Else they are a user's, below 2^63 ([`MAX_ID`]).
+    pub keys: bool,
 }
 
 impl<'a> From<&'a Matrix> for Points<'a> {
     fn from(vectors: &'a Matrix) -> Self {
-        Points { vectors, ids: None }
+        Points { vectors, ids: None, keys: false }
     }
 }
 
 impl Points<'_> {
     /// Refuses ids that do not match the rows one to one, naming the first
-    /// duplicate, and ids from 2^63 on ([`MAX_ID`]).
+    /// duplicate, and a user's ids from 2^63 on ([`MAX_ID`]).
     fn check_ids(&self) -> Result<()> {
         let Some(ids) = self.ids else { return Ok(()) };
         if ids.len() != self.vectors.len() {
             let reason = format!("{} ids for {} vectors", ids.len(), self.vectors.len());
             return Err(Error::InvalidParameter { name: "ids", reason });
         }
-        if let Some(row) = ids.iter().position(|&id| id > MAX_ID) {
+        if let Some(row) = ids.iter().position(|&id| id > MAX_ID).filter(|_| !self.keys) {
             let reason = format!("id {} at row {row} is above {MAX_ID} (2^63 - 1)", ids[row]);
             return Err(Error::InvalidParameter { name: "ids", reason });
         }

@@ -60,7 +60,7 @@ struct Built {
 
 fn build(metric: Metric, base: &Matrix, ids: &[u64]) -> Built {
     let dir = tempfile::tempdir().unwrap();
-    let points = Points { vectors: base, ids: Some(ids) };
+    let points = Points { vectors: base, ids: Some(ids), keys: false };
     let both = IndexOptions {
         metric,
         // One thread: the same graph on every run.
@@ -165,7 +165,7 @@ fn ids_round_trip_and_bad_ids_or_zero_rows_are_refused() {
     let opts = IndexOptions { graph: None, scan: Some(ScanOptions { dsub: 4, seed: 1, lists: 4 }), default_method: Method::Scan, ..Default::default() };
     let path = dir.path().join("i.vwi");
     let ids: Vec<u64> = (0..200).map(|r| vectorwise_index::MAX_ID - r).collect();
-    vectorwise_index::build(Points { vectors: &base, ids: Some(&ids) }, &path, &opts, &|_| {}).unwrap();
+    vectorwise_index::build(Points { vectors: &base, ids: Some(&ids), keys: false }, &path, &opts, &|_| {}).unwrap();
     let index = Index::open(&path).unwrap();
     for row in [0usize, 57, 199] {
         assert_eq!(index.offset_of(ids[row]).map(|o| index.ids()[o as usize]), Some(ids[row]));
@@ -176,13 +176,13 @@ fn ids_round_trip_and_bad_ids_or_zero_rows_are_refused() {
 
     let mut dup = ids.clone();
     dup[150] = dup[20];
-    let e = vectorwise_index::build(Points { vectors: &base, ids: Some(&dup) }, &path, &opts, &|_| {}).unwrap_err();
+    let e = vectorwise_index::build(Points { vectors: &base, ids: Some(&dup), keys: false }, &path, &opts, &|_| {}).unwrap_err();
     assert!(matches!(e, Error::DuplicateId { first: 20, second: 150, .. }), "{e}");
-    let e = vectorwise_index::build(Points { vectors: &base, ids: Some(&ids[1..]) }, &path, &opts, &|_| {}).unwrap_err();
+    let e = vectorwise_index::build(Points { vectors: &base, ids: Some(&ids[1..]), keys: false }, &path, &opts, &|_| {}).unwrap_err();
     assert!(e.to_string().contains("199 ids for 200 vectors"), "{e}");
     let mut huge = ids.clone();
     huge[3] = 1 << 63;
-    let e = vectorwise_index::build(Points { vectors: &base, ids: Some(&huge) }, &path, &opts, &|_| {}).unwrap_err();
+    let e = vectorwise_index::build(Points { vectors: &base, ids: Some(&huge), keys: false }, &path, &opts, &|_| {}).unwrap_err();
     assert!(e.to_string().contains("at row 3 is above 9223372036854775807"), "{e}");
 
     let mut zero = base.as_slice().to_vec();
@@ -226,7 +226,7 @@ fn calibrated_profiles_keep_their_promise_under_every_metric() {
             scan: Some(ScanOptions { dsub: 4, seed: 5, lists }),
             default_method: Method::Scan,
         };
-        vectorwise_index::build_calibrated(Points { vectors: &base, ids: Some(&ids) }, &path, &opts, &calibration, &|_| {}).unwrap();
+        vectorwise_index::build_calibrated(Points { vectors: &base, ids: Some(&ids), keys: false }, &path, &opts, &calibration, &|_| {}).unwrap();
         let index = Index::open(&path).unwrap();
         for profile in [vectorwise_index::Profile::Balanced, vectorwise_index::Profile::HighAccuracy] {
             let plan = index.plan(K, vectorwise_index::plan::SearchRequest::Profile(profile));
@@ -249,7 +249,7 @@ fn inner_product_answers_do_not_depend_on_the_query_scale() {
     let request = vectorwise_index::plan::BuildRequest { metric: Metric::Ip, ..Default::default() };
     let plan = vectorwise_index::plan::plan_build(&base, &request).unwrap();
     assert_eq!((plan.options.graph, plan.lists()), (None, 0), "ip: the exhaustive scan");
-    vectorwise_index::build(Points { vectors: &base, ids: Some(&ids) }, &path, &plan.options, &|_| {}).unwrap();
+    vectorwise_index::build(Points { vectors: &base, ids: Some(&ids), keys: false }, &path, &plan.options, &|_| {}).unwrap();
     let index = Index::open(&path).unwrap();
     for q in scaled_clustered(20, 7).rows() {
         let want: Vec<u64> = truth(Metric::Ip, &base, q, K).into_iter().map(id_of).collect();

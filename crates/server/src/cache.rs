@@ -361,6 +361,16 @@ fn put_condition(b: &mut Vec<u8>, c: &Condition) {
                 put_u64(b, id);
             }
         }
+        Condition::HasUuid(ids) => {
+            b.push(6);
+            let mut ids = ids.clone();
+            ids.sort_unstable();
+            ids.dedup();
+            put_u64(b, ids.len() as u64);
+            for id in ids {
+                b.extend_from_slice(&id.to_le_bytes());
+            }
+        }
         Condition::IsEmpty(key) => {
             b.push(4);
             put_str(b, key.as_str());

@@ -27,7 +27,7 @@ use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use utoipa::ToSchema;
 use vectorwise_index::Metric;
-use vectorwise_store::{Collection, CollectionConfig, NewPoint, Store};
+use vectorwise_store::{Collection, CollectionConfig, NewPoint, PointId, Store};
 
 pub(crate) fn router() -> axum::Router<AppState> {
     axum::Router::new()
@@ -63,9 +63,9 @@ pub struct CreateCollection {
 /// One point of an upsert.
 #[derive(Clone, Debug, PartialEq, ToSchema)]
 pub struct PointIn {
-    /// 0 to 2^63 - 1; an existing id is replaced.
-    #[schema(value_type = i64, minimum = 0)]
-    pub id: u64,
+    /// 0 to 2^63 - 1, or a UUID string; an existing id is replaced.
+    #[schema(value_type = Object)]
+    pub id: PointId,
     pub vector: Vec<f32>,
     /// A JSON object (or null).
     #[schema(value_type = Option<Object>)]
@@ -81,17 +81,17 @@ pub struct UpsertRequest {
 /// `POST /collections/{name}/points/delete`.
 #[derive(Clone, Debug, PartialEq, ToSchema)]
 pub struct DeleteRequest {
-    /// Ids, 0 to 2^63 - 1.
-    #[schema(value_type = Vec<i64>)]
-    pub ids: Vec<u64>,
+    /// Ids: integers 0 to 2^63 - 1, or UUID strings.
+    #[schema(value_type = Vec<Object>)]
+    pub ids: Vec<PointId>,
 }
 
 /// `POST /collections/{name}/points/get`.
 #[derive(Clone, Debug, PartialEq, ToSchema)]
 pub struct GetRequest {
-    /// Ids, 0 to 2^63 - 1.
-    #[schema(value_type = Vec<i64>)]
-    pub ids: Vec<u64>,
+    /// Ids: integers 0 to 2^63 - 1, or UUID strings.
+    #[schema(value_type = Vec<Object>)]
+    pub ids: Vec<PointId>,
     /// Default true.
     pub with_vector: Option<bool>,
     /// Default true.
@@ -174,7 +174,8 @@ pub struct DroppedResponse {
 /// A stored point.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct PointOut {
-    pub id: u64,
+    #[schema(value_type = Object)]
+    pub id: PointId,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vector: Option<Vec<f32>>,
     /// The point's payload object, or null.
@@ -191,7 +192,8 @@ pub struct PointsResponse {
 /// One search hit.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct HitOut {
-    pub id: u64,
+    #[schema(value_type = Object)]
+    pub id: PointId,
     /// The collection metric's distance (smaller is nearer).
     pub distance: f32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -248,7 +250,23 @@ const MAX_ID: i128 = i64::MAX as i128;
 /// its vectors): one small request must not make a response of gigabytes.
 pub(crate) const RESPONSE_PAYLOAD_BYTES: usize = 64 << 20;
 
-fn parse_ids(v: &Value, loc: &[LocItem], max: usize, errors: &mut Vec<FieldError>) -> Option<Vec<u64>> {
+/// A point id: an integer from 0 to 2^63 - 1, or a UUID string.
+pub(crate) fn parse_point_id(v: &Value, loc: &[LocItem], errors: &mut Vec<FieldError>) -> Option<PointId> {
+    match v {
+        Value::String(s) => {
+            let id = PointId::parse_uuid(s);
+            if id.is_none() {
+                errors.push(
+                    FieldError::new(loc.to_vec(), "uuid_parsing", "Input should be an integer from 0 to 2^63 - 1 or a valid UUID string").with_input(v),
+                );
+            }
+            id
+        }
+        _ => int_in(v, loc, 0, MAX_ID, errors).map(PointId::Num),
+    }
+}
+
+fn parse_ids(v: &Value, loc: &[LocItem], max: usize, errors: &mut Vec<FieldError>) -> Option<Vec<PointId>> {
     let Value::Array(items) = v else {
         errors.push(FieldError::new(loc.to_vec(), "list_type", "Input should be a valid list").with_input(v));
         return None;
@@ -262,7 +280,7 @@ fn parse_ids(v: &Value, loc: &[LocItem], max: usize, errors: &mut Vec<FieldError
     for (i, item) in items.iter().enumerate() {
         let mut l = loc.to_vec();
         l.push(LocItem::Index(i));
-        if let Some(id) = int_in(item, &l, 0, MAX_ID, errors) {
+        if let Some(id) = parse_point_id(item, &l, errors) {
             out.push(id);
         }
         if errors.len() - before >= 32 {
@@ -338,7 +356,7 @@ impl FromBody for UpsertRequest {
                         errors.push(FieldError::new(loc("id"), "missing", "Field required"));
                         None
                     }
-                    Some(v) => int_in(v, &loc("id"), 0, MAX_ID, &mut errors),
+                    Some(v) => parse_point_id(v, &loc("id"), &mut errors),
                 };
                 let vector = match p.get("vector") {
                     None => {
@@ -387,7 +405,7 @@ struct FastUpsert {
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FastPoint {
-    id: u64,
+    id: PointId,
     vector: Vec<f32>,
     #[serde(default)]
     payload: Option<crate::extract::NoDuplicateKeys>,
@@ -405,7 +423,7 @@ impl UpsertRequest {
         }
         let mut points = Vec::with_capacity(body.points.len());
         for p in body.points {
-            if p.id > MAX_ID as u64 || p.vector.iter().any(|x| !x.is_finite()) {
+            if matches!(p.id, PointId::Num(n) if n > MAX_ID as u64) || p.vector.iter().any(|x| !x.is_finite()) {
                 return None;
             }
             let payload = match p.payload.map(|v| v.0) {
@@ -741,12 +759,14 @@ pub(crate) async fn delete_points(
 
 /// One point: its vector and payload.
 #[utoipa::path(get, path = "/collections/{name}/points/{id}", tag = "points",
-    params(("name" = String, Path, description = "Collection name"), ("id" = u64, Path, description = "Point id")),
+    params(("name" = String, Path, description = "Collection name"), ("id" = String, Path, description = "Point id: an integer, or a UUID")),
     responses((status = 200, description = "The point", body = PointOut), (status = 404, description = "No such collection or point", body = ErrorResponse)))]
 pub(crate) async fn get_point(State(state): State<AppState>, Path((name, id)): Path<(String, String)>) -> Result<Json<PointOut>, ApiError> {
     let c = collection(&state, &name)?;
-    let Some(id) = id.parse::<u64>().ok().filter(|&id| id <= MAX_ID as u64) else {
-        return Err(ApiError::PointNotFound);
+    let id = match id.parse::<u64>() {
+        Ok(n) if n <= MAX_ID as u64 => PointId::Num(n),
+        Ok(_) => return Err(ApiError::PointNotFound),
+        Err(_) => PointId::parse_uuid(&id).ok_or(ApiError::PointNotFound)?,
     };
     let mut found = c.get(&[id], true, true)?;
     let p = found.pop().ok_or(ApiError::PointNotFound)?;
@@ -926,7 +946,7 @@ pub(crate) fn offer_to_monitor(
     let Some(plan) = &outcome.plan else { return };
     let promised = plan.profile.map(vectorwise_index::Profile::target);
     let label = if opts.filter.is_some() { format!("{}+filter", plan.label) } else { plan.label.to_string() };
-    let ids: Vec<u64> = outcome.hits.iter().map(|h| h.id).collect();
+    let ids: Vec<u64> = outcome.hits.iter().map(|h| h.key).collect();
     let searched = || crate::monitor::Searched::Collection(Arc::clone(c), opts.filter.clone());
     state.monitor().offer_searched(searched, &label, promised, query, opts.k, &ids);
 }

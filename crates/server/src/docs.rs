@@ -365,6 +365,19 @@ fn filter_schemas(doc: &mut utoipa::openapi::OpenApi) {
                 .expect("a valid schema");
         }
     }
+    // Point ids (the derives say only "an object"): `PointId`, from `crate::filter::schemas`.
+    let id = json!({ "$ref": "#/components/schemas/PointId" });
+    for (schema, property, value) in [
+        ("PointIn", "id", id.clone()),
+        ("PointOut", "id", id.clone()),
+        ("HitOut", "id", id.clone()),
+        ("DeleteRequest", "ids", json!({ "type": "array", "items": id })),
+        ("GetRequest", "ids", json!({ "type": "array", "items": id })),
+    ] {
+        if let Some(p) = schema_property(doc, schema, property) {
+            *p = serde_json::from_value(value).expect("a valid schema");
+        }
+    }
 }
 
 /// Response bodies hold the fields their types declare and no others: every

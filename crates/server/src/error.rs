@@ -91,6 +91,11 @@ pub enum ApiError {
     #[error("Point not found")]
     PointNotFound,
 
+    /// An answer holds a point whose id is a UUID, which this response's
+    /// integer ids cannot carry (409).
+    #[error("The answer holds the point {uuid}, whose id is a UUID; this response carries integer ids only: search with POST /collections/{collection}/search")]
+    UuidInIntegerAnswer { uuid: String, collection: String },
+
     /// A vector field has the wrong number of values (400).
     #[error("{field} has {actual} dimensions, expected {expected}")]
     VectorDimension { field: String, expected: usize, actual: usize },
@@ -136,7 +141,7 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::NotFound | ApiError::JobNotFound => StatusCode::NOT_FOUND,
-            ApiError::JobNotDone { .. } | ApiError::JobFailed => StatusCode::CONFLICT,
+            ApiError::JobNotDone { .. } | ApiError::JobFailed | ApiError::UuidInIntegerAnswer { .. } => StatusCode::CONFLICT,
             ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,

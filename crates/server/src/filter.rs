@@ -141,7 +141,7 @@ fn condition(v: &Value, at: &[LocItem], depth: usize, errors: &mut Vec<FieldErro
     }
     if is("has_id") {
         extra(map, &["has_id"], at, errors);
-        return has_id(&map["has_id"], &push(at, "has_id"), errors).map(Condition::HasId);
+        return has_id(&map["has_id"], &push(at, "has_id"), errors);
     }
     if is("is_empty") {
         extra(map, &["is_empty"], at, errors);
@@ -250,7 +250,9 @@ fn range(v: &Value, at: &[LocItem], errors: &mut Vec<FieldError>) -> Option<NumR
     Some(r)
 }
 
-fn has_id(v: &Value, at: &[LocItem], errors: &mut Vec<FieldError>) -> Option<Vec<u64>> {
+/// `has_id`: integers as `HasId`, UUID strings as `HasUuid`, both (either
+/// holds) as a nested filter of the two.
+fn has_id(v: &Value, at: &[LocItem], errors: &mut Vec<FieldError>) -> Option<Condition> {
     let Value::Array(items) = v else {
         errors.push(FieldError::new(at.to_vec(), "list_type", "Input should be a valid list").with_input(v));
         return None;
@@ -263,16 +265,25 @@ fn has_id(v: &Value, at: &[LocItem], errors: &mut Vec<FieldError>) -> Option<Vec
     }
     let before = errors.len();
     let mut ids = Vec::with_capacity(items.len());
+    let mut uuids = Vec::new();
     for (i, x) in items.iter().enumerate() {
-        match x.as_u64().filter(|&id| id <= i64::MAX as u64) {
-            Some(id) => ids.push(id),
-            None => errors.push(value_error(index(at, i), "ids are integers from 0 to 2^63 - 1", x)),
+        match (x.as_u64().filter(|&id| id <= i64::MAX as u64), x.as_str().and_then(vectorwise_store::PointId::parse_uuid)) {
+            (Some(id), _) => ids.push(id),
+            (None, Some(vectorwise_store::PointId::Uuid(u))) => uuids.push(u),
+            _ => errors.push(value_error(index(at, i), "ids are integers from 0 to 2^63 - 1 or UUID strings", x)),
         }
         if errors.len() - before >= 32 {
             break;
         }
     }
-    (errors.len() == before).then_some(ids)
+    if errors.len() != before {
+        return None;
+    }
+    Some(match (ids.is_empty(), uuids.is_empty()) {
+        (_, true) => Condition::HasId(ids),
+        (true, false) => Condition::HasUuid(uuids),
+        (false, false) => Condition::Nested(Box::new(Filter { should: vec![Condition::HasId(ids), Condition::HasUuid(uuids)], ..Default::default() })),
+    })
 }
 
 /// The OpenAPI components `Filter` and `Condition` (what [`parse`] accepts,
@@ -309,14 +320,18 @@ pub(crate) fn schemas() -> Vec<(String, RefOr<Schema>)> {
                   "properties": { "gt": { "type": "number" }, "gte": { "type": "number" }, "lt": { "type": "number" }, "lte": { "type": "number" } } } } },
             { "type": "object", "additionalProperties": false, "required": ["has_id"], "title": "has_id",
               "properties": { "has_id": { "type": "array", "maxItems": MAX_HAS_ID,
-                  "items": { "type": "integer", "minimum": 0, "maximum": i64::MAX } } } },
+                  "items": { "$ref": "#/components/schemas/PointId" } } } },
             { "type": "object", "additionalProperties": false, "required": ["is_empty"], "title": "is_empty",
               "description": "The key has no value (missing, null or []).",
               "properties": { "is_empty": { "type": "object", "additionalProperties": false, "required": ["key"], "properties": { "key": key } } } },
             { "$ref": "#/components/schemas/Filter" }
         ]
     });
-    [("Filter", filter), ("Condition", condition)]
+    let point_id = json!({
+        "description": "A point id: an integer from 0 to 2^63 - 1, or a UUID string.",
+        "oneOf": [{ "type": "integer", "minimum": 0, "maximum": i64::MAX }, { "type": "string", "format": "uuid" }]
+    });
+    [("Filter", filter), ("Condition", condition), ("PointId", point_id)]
         .into_iter()
         .map(|(name, v)| (name.to_string(), serde_json::from_value(v).expect("a valid schema")))
         .collect()

@@ -736,7 +736,17 @@ fn execute(
                 }
             };
             for j in 0..k {
-                let (id, d) = outcome.hits.get(j).map_or((-1i64, f32::INFINITY), |h| (h.id as i64, h.distance));
+                let (id, d) = match outcome.hits.get(j) {
+                    None => (-1i64, f32::INFINITY),
+                    Some(vectorwise_store::Found { id: vectorwise_store::PointId::Num(n), distance, .. }) => (*n as i64, *distance),
+                    Some(h) => {
+                        let why = format!(
+                            "query {}: the answer holds the point {}, whose id is a UUID; job answers carry integer ids only (search with POST /collections/{}/search/batch)",
+                            at + i, h.id, record.collection
+                        );
+                        return Err(Stop::Failed(why));
+                    }
+                };
                 ids.extend_from_slice(&id.to_le_bytes());
                 distances.extend_from_slice(&d.to_le_bytes());
             }

@@ -528,7 +528,7 @@ fn measure(sample: &Sample) -> vectorwise_index::Result<Option<f64>> {
             };
             // A dropped collection or a failed search: no measurement.
             match c.search(&sample.query, &opts) {
-                Ok(out) => out.hits.iter().map(|h| h.id).collect(),
+                Ok(out) => out.hits.iter().map(|h| h.key).collect(),
                 Err(_) => return Ok(None),
             }
         }

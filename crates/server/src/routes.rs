@@ -365,6 +365,7 @@ async fn search_default(
     batch: bool,
 ) -> Result<(HeaderMap, Vec<SearchResponse>, Duration), ApiError> {
     let dim = c.dimension();
+    let c_name = c.name().to_string();
     if let Some((query, q)) = queries.iter().enumerate().find(|(_, q)| q.len() != dim) {
         return Err(if batch {
             ApiError::BatchDimensionMismatch { query, expected: dim, actual: q.len() }
@@ -387,10 +388,21 @@ async fn search_default(
     })
     .await?;
     let headers = outcomes.first().map(crate::collections::outcome_headers).unwrap_or_default();
+    let name = c_name;
     let results = outcomes
         .into_iter()
-        .map(|o| SearchResponse { indices: o.hits.iter().map(|h| h.id).collect(), distances: o.hits.iter().map(|h| h.distance).collect() })
-        .collect();
+        .map(|o| {
+            let indices = o
+                .hits
+                .iter()
+                .map(|h| match h.id {
+                    vectorwise_store::PointId::Num(n) => Ok(n),
+                    id @ vectorwise_store::PointId::Uuid(_) => Err(ApiError::UuidInIntegerAnswer { uuid: id.to_string(), collection: name.clone() }),
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(SearchResponse { indices, distances: o.hits.iter().map(|h| h.distance).collect() })
+        })
+        .collect::<Result<_, ApiError>>()?;
     Ok((headers, results, took))
 }
 

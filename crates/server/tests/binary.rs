@@ -61,7 +61,7 @@ impl Live {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path(), SyncMode::Always).unwrap());
         let (c, _) = store.create("c", CollectionConfig::new(CDIM, Metric::L2)).unwrap();
-        let points = (0..200).map(|i| NewPoint { id: i as u64, vector: cvector(i), payload: Some(json!({"group": i % 3})) }).collect();
+        let points = (0..200).map(|i| NewPoint { id: (i as u64).into(), vector: cvector(i), payload: Some(json!({"group": i % 3})) }).collect();
         c.upsert(points).unwrap();
         let state = AppState::with_index(config, Arc::clone(&FIXTURE.index));
         state.set_store(store);

@@ -135,6 +135,58 @@ async fn points_are_written_read_searched_and_refused_by_field() {
 }
 
 #[tokio::test]
+async fn uuid_ids_are_written_read_searched_filtered_and_refused_by_field() {
+    let api = api();
+    call(&api, Method::PUT, "/collections/u", Some(json!({"dimension": 2, "metric": "l2"}))).await;
+    let a = "550e8400-e29b-41d4-a716-446655440000";
+    let b = "6ba7b810-9dad-11d1-80b4-00c04fd430c8";
+    let points = json!({"points": [
+        {"id": a, "vector": [0.0, 0.0], "payload": {"name": "a"}},
+        // The simple (32 hex digits) and upper-case forms name the same UUID.
+        {"id": "6BA7B8109DAD11D180B400C04FD430C8", "vector": [1.0, 0.0]},
+        {"id": 7, "vector": [0.0, 2.0]},
+    ]});
+    let (s, body) = call(&api, Method::PUT, "/collections/u/points", Some(points)).await;
+    assert_eq!((s, body), (StatusCode::OK, json!({"upserted": 3})));
+    // Answers name UUIDs hyphenated, lower case.
+    let (s, body) = call(&api, Method::POST, "/collections/u/search", Some(json!({"vector": [0.9, 0.0], "k": 3}))).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let ids: Vec<Value> = body["hits"].as_array().unwrap().iter().map(|h| h["id"].clone()).collect();
+    assert_eq!(ids, vec![json!(b), json!(a), json!(7)]);
+    let (_, body) = call(&api, Method::GET, &format!("/collections/u/points/{a}"), None).await;
+    assert_eq!(body, json!({"id": a, "vector": [0.0, 0.0], "payload": {"name": "a"}}));
+    assert_eq!(call(&api, Method::GET, "/collections/u/points/00000000-0000-0000-0000-000000000007", None).await.0, StatusCode::NOT_FOUND, "a UUID is never an integer id");
+    let (_, body) = call(&api, Method::POST, "/collections/u/points/get", Some(json!({"ids": [7, b, "00000000-0000-0000-0000-000000000000"], "with_vector": false}))).await;
+    assert_eq!(body, json!({"points": [{"id": 7, "payload": null}, {"id": b, "payload": null}]}));
+    // An upsert by an existing UUID replaces the point.
+    let (_, body) = call(&api, Method::PUT, "/collections/u/points", Some(json!({"points": [{"id": a, "vector": [5.0, 5.0]}]}))).await;
+    assert_eq!(body, json!({"upserted": 1}));
+    let (_, body) = call(&api, Method::GET, "/collections/u", None).await;
+    assert_eq!(body["points"], 3);
+    // has_id takes UUIDs and integers together.
+    let filtered = json!({"vector": [0.0, 0.0], "k": 3, "filter": {"must": [{"has_id": [a, 7, "00000000-0000-0000-0000-000000000001"]}]}});
+    let (s, body) = call(&api, Method::POST, "/collections/u/search", Some(filtered)).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let ids: Vec<Value> = body["hits"].as_array().unwrap().iter().map(|h| h["id"].clone()).collect();
+    assert_eq!(ids, vec![json!(7), json!(a)]);
+    let (_, body) = call(&api, Method::POST, "/collections/u/points/delete", Some(json!({"ids": [a, a, "00000000-0000-0000-0000-000000000001"]}))).await;
+    assert_eq!(body, json!({"deleted": 1}));
+    assert_eq!(call(&api, Method::GET, &format!("/collections/u/points/{a}"), None).await.0, StatusCode::NOT_FOUND);
+    for (path, body, loc) in [
+        ("/collections/u/points", json!({"points": [{"id": "not-a-uuid", "vector": [1.0, 1.0]}]}), json!(["body", "points", 0, "id"])),
+        ("/collections/u/points", json!({"points": [{"id": "550e8400-e29b-41d4-a716-44665544000", "vector": [1.0, 1.0]}]}), json!(["body", "points", 0, "id"])),
+        ("/collections/u/points/delete", json!({"ids": [1, "x"]}), json!(["body", "ids", 1])),
+        ("/collections/u/points/get", json!({"ids": [{"uuid": a}]}), json!(["body", "ids", 0])),
+        ("/collections/u/search", json!({"vector": [1.0, 1.0], "k": 1, "filter": {"must": [{"has_id": ["x"]}]}}), json!(["body", "filter", "must", 0, "has_id", 0])),
+    ] {
+        let method = if path.ends_with("/points") { Method::PUT } else { Method::POST };
+        let (s, reply) = call(&api, method, path, Some(body.clone())).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {reply}");
+        assert_eq!(reply["detail"][0]["loc"], loc, "{body}: {reply}");
+    }
+}
+
+#[tokio::test]
 async fn cosine_collections_refuse_zero_vectors_at_the_field() {
     let api = api();
     call(&api, Method::PUT, "/collections/z", Some(json!({"dimension": 2}))).await;

@@ -39,7 +39,7 @@ impl Live {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path(), SyncMode::Always).unwrap());
         let mut rng = StdRng::seed_from_u64(5);
-        let point = |id: u64, rng: &mut StdRng| NewPoint { id, vector: vector(rng), payload: Some(json!({"tag": id % 4})) };
+        let point = |id: u64, rng: &mut StdRng| NewPoint { id: id.into(), vector: vector(rng), payload: Some(json!({"tag": id % 4})) };
         let sealed: Vec<NewPoint> = (0..SEALED as u64).map(|id| point(id, &mut rng)).collect();
         store.import_points("docs", CollectionConfig::new(DIM, Metric::Cosine), sealed).unwrap();
         let c = store.get("docs").unwrap();

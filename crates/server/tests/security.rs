@@ -68,7 +68,7 @@ impl Live {
         let store = Arc::new(Store::open(dir.path(), SyncMode::Always).unwrap());
         for name in ["docs", "other"] {
             let (c, _) = store.create(name, CollectionConfig::new(2, Metric::L2)).unwrap();
-            c.upsert(vec![NewPoint { id: 1, vector: vec![1.0, 0.0], payload: None }]).unwrap();
+            c.upsert(vec![NewPoint { id: 1.into(), vector: vec![1.0, 0.0], payload: None }]).unwrap();
         }
         store.snapshot("docs", Some("kept")).unwrap();
         let state = AppState::with_index(config, Arc::clone(&FIXTURE.index));

@@ -255,7 +255,7 @@ fn a_collection_is_shared_only_between_replicas_with_the_same_contents() {
     {
         let store = Store::open(origin.path(), SyncMode::Always).unwrap();
         let (c, _) = store.create("c", CollectionConfig::new(DIM, vectorwise_index::Metric::L2)).unwrap();
-        let points = (0..50u64).map(|i| NewPoint { id: i, vector: vec![i as f32; DIM], payload: None }).collect();
+        let points = (0..50u64).map(|i| NewPoint { id: i.into(), vector: vec![i as f32; DIM], payload: None }).collect();
         c.upsert(points).unwrap();
         drop(c);
         store.close();

@@ -55,7 +55,7 @@ fn populate(store: &Store, generation: u64) -> bool {
     let config = CollectionConfig { seal_points: 400, ..CollectionConfig::new(DIM, Metric::L2) };
     let Ok((c, _)) = store.create("race", config) else { return false };
     let points: Vec<NewPoint> = (0..POINTS)
-        .map(|id| NewPoint { id, vector: vector(id, generation), payload: Some(json!({"generation": generation})) })
+        .map(|id| NewPoint { id: id.into(), vector: vector(id, generation), payload: Some(json!({"generation": generation})) })
         .collect();
     // The collection may be deleted meanwhile (by this test's own loop: no).
     c.upsert(points).unwrap();
@@ -164,7 +164,7 @@ async fn a_snapshot_racing_a_collection_delete_is_a_whole_archive_or_a_404() {
             for p in &got {
                 let payload: Value = serde_json::from_str(p.payload.as_deref().unwrap()).unwrap();
                 assert_eq!(payload["generation"], generation, "snapshot {name}: point {} of another incarnation", p.id);
-                assert_eq!(p.vector.as_deref(), Some(vector(p.id, generation).as_slice()), "snapshot {name}: point {}", p.id);
+                assert_eq!(p.vector.as_deref(), Some(vector(p.id.as_num().unwrap(), generation).as_slice()), "snapshot {name}: point {}", p.id);
             }
         }
         store.drop_collection(&restored).unwrap();

@@ -205,7 +205,7 @@ fn a_snapshot_over_http_under_concurrent_writes_downloads_and_restores_a_consist
             .get(&ids, true, true)
             .unwrap()
             .into_iter()
-            .map(|p| (p.id, (p.vector.unwrap(), p.payload.map(|t| t.to_string()).unwrap_or_default())))
+            .map(|p| (p.id.as_num().unwrap(), (p.vector.unwrap(), p.payload.map(|t| t.to_string()).unwrap_or_default())))
             .collect();
         let ops = logs[c as usize].lock().unwrap().clone();
         let (ack, begun) = (acknowledged[c as usize], begun[c as usize]);
@@ -227,7 +227,7 @@ fn a_snapshot_over_http_under_concurrent_writes_downloads_and_restores_a_consist
     for _ in 0..20 {
         let q: Vec<f32> = (0..DIM).map(|_| rng.random_range(-2.0..2.0f32)).collect();
         let opts = SearchOptions { k: 10, request: SearchRequest::RecallTarget(1.0), with_payload: false, with_vector: false, payload_budget: usize::MAX, filter: None };
-        let got: Vec<u64> = copy.search(&q, &opts).unwrap().hits.iter().map(|h| h.id).collect();
+        let got: Vec<u64> = copy.search(&q, &opts).unwrap().hits.iter().map(|h| h.id.as_num().unwrap()).collect();
         let mut all: Vec<(f32, u64)> = whole.iter().map(|(&id, (v, _))| (v.iter().zip(&q).map(|(a, b)| (a - b) * (a - b)).sum(), id)).collect();
         all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         let want: Vec<u64> = all.iter().take(10).map(|x| x.1).collect();

@@ -87,7 +87,7 @@ fn ingest_with_and_without_payload_indexes() {
                         let id = b * 1000 + i;
                         let vector = (0..128).map(|j| ((id * 31 + j) % 97) as f32 / 97.0).collect();
                         let payload = serde_json::json!({"tag": format!("t{}", id % 100), "price": id % 1000, "meta": {"lang": "en", "n": id}, "title": "some words of a title"});
-                        NewPoint { id, vector, payload: Some(payload) }
+                        NewPoint { id: id.into(), vector, payload: Some(payload) }
                     })
                     .collect()
             })

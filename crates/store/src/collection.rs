@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Loc, Result};
 use crate::filter::Filter;
+use crate::ids::{PointId, UuidMap, is_uuid_key};
 use crate::payload_index::{FieldSpec, SegmentPoints, select};
 use crate::manifest::{CollectionConfig, Manifest, SegmentEntry};
 use crate::record::{PointWrite, Record};
@@ -99,7 +100,7 @@ pub(crate) struct WriteState {
 /// One point to upsert, as a request gives it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewPoint {
-    pub id: u64,
+    pub id: PointId,
     pub vector: Vec<f32>,
     /// A JSON object, or none.
     pub payload: Option<serde_json::Value>,
@@ -108,7 +109,7 @@ pub struct NewPoint {
 /// A point read back.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredPoint {
-    pub id: u64,
+    pub id: PointId,
     pub vector: Option<Vec<f32>>,
     /// JSON text of the payload object.
     pub payload: Option<Arc<str>>,
@@ -146,7 +147,10 @@ pub struct FilterReport {
 /// One answer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Found {
-    pub id: u64,
+    pub id: PointId,
+    /// The point's key in the collection ([`crate::ids`]): unique among its
+    /// live points, what recall comparisons use.
+    pub key: u64,
     pub distance: f32,
     pub payload: Option<Arc<str>>,
     pub vector: Option<Vec<f32>>,
@@ -220,6 +224,10 @@ pub struct Collection {
     pub(crate) config: CollectionConfig,
     pub(crate) wal: Arc<dyn Wal>,
     pub(crate) write: Mutex<WriteState>,
+    /// UUIDs and their keys ([`crate::ids`]); changed only under `write`.
+    pub(crate) uuids: RwLock<UuidMap>,
+    /// The [`UuidMap::version`] `uuids.bin` holds.
+    pub(crate) uuids_written: AtomicU64,
     pub(crate) segments: RwLock<Arc<SegmentSet>>,
     /// Counts applied writes (see [`Collection::write_version`]).
     pub(crate) version: AtomicU64,
@@ -317,6 +325,8 @@ impl Collection {
         let mutable =
             Arc::new(MemSegment::new(manifest.next_segment, manifest.wal_from, history, manifest.config.dimension, &manifest.payload_indexes));
         let wal = FileWal::open(&dir.join("wal"), manifest.wal_from, sync)?;
+        let uuids = UuidMap::read(dir)?;
+        let uuids_version = uuids.version;
         let c = Arc::new(Collection {
             name: name.to_string(),
             dir: dir.to_path_buf(),
@@ -328,6 +338,8 @@ impl Collection {
                 fields: Arc::new(manifest.payload_indexes.clone()),
             }),
             segments: RwLock::new(Arc::new(SegmentSet { sealed, frozen: Vec::new(), mutable })),
+            uuids: RwLock::new(uuids),
+            uuids_written: AtomicU64::new(uuids_version),
             version: AtomicU64::new(0),
             incarnation: NEXT_INCARNATION.fetch_add(1, Ordering::Relaxed),
             uuid,
@@ -355,7 +367,7 @@ impl Collection {
                 // A log from elsewhere (a restored snapshot) is checked as a
                 // write is: a wrong width or id would break every search.
                 if let Record::Upsert(points) = &record
-                    && let Some(p) = points.iter().find(|p| p.vector.len() != dimension || p.id > MAX_ID)
+                    && let Some(p) = points.iter().find(|p| p.vector.len() != dimension || (p.id > MAX_ID) != p.uuid.is_some())
                 {
                     let reason = format!("record {lsn} holds point {} of {} values; the collection has {dimension}", p.id, p.vector.len());
                     return Err(Error::corrupt(&wal_dir, reason));
@@ -364,6 +376,12 @@ impl Collection {
                 replayed += 1;
                 Ok(())
             })?;
+            // Every live UUID key has its UUID (from `uuids.bin` or the log).
+            let uuids = c.uuids.read();
+            if let Some(key) = ws.ids.keys().find(|&&k| is_uuid_key(k) && uuids.uuid_of(k).is_none()) {
+                let reason = format!("a point has the key {key} of a UUID that neither this file nor the log names");
+                return Err(Error::corrupt(dir.join(crate::ids::UUIDS_FILE), reason));
+            }
         }
         if replayed > 0 {
             tracing::info!(collection = name, records = replayed, seconds = start.elapsed().as_secs_f64(), "replayed the write-ahead log");
@@ -476,6 +494,15 @@ impl Collection {
         let mut changed = 0;
         match record {
             Record::Upsert(points) => {
+                // The UUIDs first: a search that finds a point can name it.
+                if points.iter().any(|p| p.uuid.is_some()) {
+                    let mut uuids = self.uuids.write();
+                    for p in &points {
+                        if let Some(u) = p.uuid {
+                            uuids.set(u, p.id);
+                        }
+                    }
+                }
                 for p in points {
                     // The new copy first, then the old one deleted: a search
                     // reading the segments meanwhile sees one or both, never
@@ -490,10 +517,16 @@ impl Collection {
                 }
             }
             Record::Delete(ids) => {
-                for id in ids {
+                for &id in &ids {
                     if let Some(old) = ws.ids.remove(&id) {
                         set.delete(old);
                         changed += 1;
+                    }
+                }
+                if ids.iter().any(|&k| is_uuid_key(k)) {
+                    let mut uuids = self.uuids.write();
+                    for &k in &ids {
+                        uuids.remove_key(k);
                     }
                 }
             }
@@ -511,14 +544,33 @@ impl Collection {
     }
 
     /// Logs `record`, applies it, and returns once it is durable: the
-    /// whole of it or nothing.
-    fn write(&self, record: Record) -> Result<usize> {
-        let body = record.encode();
-        // Hashed before the lock: only the chain's step is under it.
-        let digest = crate::state::record_digest(&body);
+    /// whole of it or nothing. `deleted_uuids` are deleted too (by their
+    /// keys, found under the lock); upserted UUIDs without a key get theirs
+    /// under the lock.
+    fn write(&self, mut record: Record, deleted_uuids: &[u128]) -> Result<usize> {
+        let unresolved =
+            !deleted_uuids.is_empty() || matches!(&record, Record::Upsert(ps) if ps.iter().any(|p| p.uuid.is_some() && !is_uuid_key(p.id)));
+        // Hashed before the lock when it can be: only the chain's step is under it.
+        let mut encoded = (!unresolved).then(|| {
+            let body = record.encode();
+            let digest = crate::state::record_digest(&body);
+            (body, digest)
+        });
         let (lsn, changed, full) = {
             let mut ws = self.write.lock();
             self.check_open()?;
+            let (body, digest) = match encoded.take() {
+                Some(e) => e,
+                None => {
+                    self.resolve_uuids_locked(&mut record, deleted_uuids);
+                    if matches!(&record, Record::Delete(ids) if ids.is_empty()) {
+                        return Ok(0);
+                    }
+                    let body = record.encode();
+                    let digest = crate::state::record_digest(&body);
+                    (body, digest)
+                }
+            };
             let lsn: Lsn = self.wal.append(&body)?;
             let changed = self.apply(&mut ws, record, lsn, &digest);
             // A full mutable segment is frozen at once (a pointer swap), so
@@ -531,6 +583,35 @@ impl Collection {
         }
         self.wal.sync(lsn)?;
         Ok(changed)
+    }
+
+    /// Gives each UUID of an upsert its key (the one it has, else the next
+    /// free one), and adds the keys of `deleted_uuids` that exist to a
+    /// delete. Under the write lock: no other write gives keys meanwhile.
+    fn resolve_uuids_locked(&self, record: &mut Record, deleted_uuids: &[u128]) {
+        let uuids = self.uuids.read();
+        match record {
+            Record::Upsert(points) => {
+                let (mut fresh, mut taken) = (HashMap::new(), 0);
+                for p in points.iter_mut() {
+                    if let Some(u) = p.uuid {
+                        p.id = uuids.key_for(u, &mut fresh, &mut taken);
+                    }
+                }
+            }
+            Record::Delete(ids) => ids.extend(deleted_uuids.iter().filter_map(|&u| uuids.key_of(u))),
+        }
+    }
+
+    /// The id a point's key stands for (`None`: a UUID key no longer named,
+    /// its point deleted since it was found).
+    fn point_id(&self, key: u64, uuids: &UuidMap) -> Option<PointId> {
+        if is_uuid_key(key) { uuids.uuid_of(key).map(PointId::Uuid) } else { Some(PointId::Num(key)) }
+    }
+
+    /// Live points whose id is a UUID.
+    pub fn uuid_points(&self) -> usize {
+        self.uuids.read().len()
     }
 
     /// Checks a batch of points (every error names `points[i]`) and
@@ -549,29 +630,43 @@ impl Collection {
         if prepared.is_empty() {
             return Ok(0);
         }
-        let distinct = prepared.iter().map(|p| p.id).collect::<std::collections::HashSet<u64>>().len();
-        self.write(Record::Upsert(prepared))?;
+        let distinct = prepared.iter().map(|p| (p.id, p.uuid)).collect::<std::collections::HashSet<_>>().len();
+        self.write(Record::Upsert(prepared), &[])?;
         Ok(distinct)
     }
 
     /// Deletes the points with `ids`; returns how many existed.
-    pub fn delete(&self, ids: Vec<u64>) -> Result<usize> {
+    pub fn delete(&self, ids: impl IntoIterator<Item = impl Into<PointId>>) -> Result<usize> {
         self.check_open()?;
-        if let Some(i) = ids.iter().position(|&id| id > MAX_ID) {
-            return Err(Error::invalid(vec![Loc::Field("ids"), Loc::Index(i)], format!("must be at most {MAX_ID} (2^63 - 1)")));
+        let mut keys = Vec::new();
+        let mut uuids = Vec::new();
+        for (i, id) in ids.into_iter().enumerate() {
+            match id.into() {
+                PointId::Num(n) if n > MAX_ID => {
+                    return Err(Error::invalid(vec![Loc::Field("ids"), Loc::Index(i)], format!("must be at most {MAX_ID} (2^63 - 1)")));
+                }
+                PointId::Num(n) => keys.push(n),
+                PointId::Uuid(u) => uuids.push(u),
+            }
         }
-        if ids.is_empty() {
+        if keys.is_empty() && uuids.is_empty() {
             return Ok(0);
         }
-        self.write(Record::Delete(ids))
+        self.write(Record::Delete(keys), &uuids)
     }
 
     /// The points with `ids` that exist, in the order asked.
-    pub fn get(&self, ids: &[u64], with_payload: bool, with_vector: bool) -> Result<Vec<StoredPoint>> {
+    pub fn get(&self, ids: &[impl Into<PointId> + Copy], with_payload: bool, with_vector: bool) -> Result<Vec<StoredPoint>> {
         self.check_open()?;
+        let ids: Vec<PointId> = ids.iter().map(|&id| id.into()).collect();
         let (set, locs): (Arc<SegmentSet>, Vec<Option<Loc2>>) = {
             let ws = self.write.lock();
-            (self.set(), ids.iter().map(|id| ws.ids.get(id).copied()).collect())
+            let uuids = self.uuids.read();
+            let key = |id: &PointId| match *id {
+                PointId::Num(n) => Some(n).filter(|&n| n <= MAX_ID),
+                PointId::Uuid(u) => uuids.key_of(u),
+            };
+            (self.set(), ids.iter().map(|id| key(id).and_then(|k| ws.ids.get(&k).copied())).collect())
         };
         Ok(ids
             .iter()
@@ -587,7 +682,17 @@ impl Collection {
     /// The `k` nearest live points to `query` across every segment.
     pub fn search(&self, query: &[f32], opts: &SearchOptions) -> Result<SearchOutcome> {
         self.check_search(opts)?;
-        self.search_in(&self.set(), query, opts, None)
+        let resolved = self.resolve_filter(opts);
+        self.search_in(&self.set(), query, resolved.as_ref().unwrap_or(opts), None)
+    }
+
+    /// `opts` with the UUIDs of its filter's `has_id` turned into keys, when
+    /// it names any (`None`: nothing to change).
+    fn resolve_filter(&self, opts: &SearchOptions) -> Option<SearchOptions> {
+        let filter = opts.filter.as_deref().filter(|f| f.has_uuids())?;
+        let uuids = self.uuids.read();
+        let resolved = filter.resolve_uuids(&|u| uuids.key_of(u));
+        Some(SearchOptions { filter: Some(Arc::new(resolved)), ..opts.clone() })
     }
 
     /// [`Collection::search`] for every query, in order, spread over the
@@ -601,6 +706,8 @@ impl Collection {
     pub fn search_many(&self, queries: &[Vec<f32>], opts: &SearchOptions) -> Result<Vec<Result<SearchOutcome>>> {
         use rayon::prelude::*;
         self.check_search(opts)?;
+        let resolved = self.resolve_filter(opts);
+        let opts = resolved.as_ref().unwrap_or(opts);
         let set = self.set();
         let selected: Option<Vec<Selected>> = match opts.filter.as_deref() {
             Some(filter) if queries.len() > 1 => Some(set.sealed.iter().map(|s| select_sealed(s, filter)).collect()),
@@ -708,12 +815,19 @@ impl Collection {
                 return Err(Error::ResponseTooLarge { bytes, limit: opts.payload_budget });
             }
         }
+        let ids: Vec<Option<PointId>> = if hits.iter().any(|h| is_uuid_key(h.id)) {
+            let uuids = self.uuids.read();
+            hits.iter().map(|h| self.point_id(h.id, &uuids)).collect()
+        } else {
+            hits.iter().map(|h| Some(PointId::Num(h.id))).collect()
+        };
         let found = hits
             .into_iter()
-            .map(|h| {
+            .zip(ids)
+            .filter_map(|(h, id)| {
                 let at = Loc2 { segment: h.segment, offset: h.offset };
                 let (payload, vector) = set.read(at, opts.with_payload, opts.with_vector);
-                Found { id: h.id, distance: h.distance, payload, vector }
+                Some(Found { id: id?, key: h.id, distance: h.distance, payload, vector })
             })
             .collect();
         Ok(SearchOutcome {
@@ -975,6 +1089,17 @@ impl Collection {
             wal_from,
             next_segment,
         };
+        // Before the manifest moves `wal_from` past the records that gave
+        // UUIDs their keys: the map as of now (at or past `wal_from`; see
+        // `ids.rs` for why any such position is right).
+        let uuids = {
+            let m = self.uuids.read();
+            (m.version != self.uuids_written.load(Ordering::Acquire)).then(|| m.clone())
+        };
+        if let Some(m) = uuids {
+            m.write(&self.dir)?;
+            self.uuids_written.store(m.version, Ordering::Release);
+        }
         // Before the manifest: a crash between the two leaves a state.json
         // of another wal_from, which the next open does not trust.
         let files = crate::state::files(set.sealed.iter().map(|s| s.index.file_identity()));
@@ -1078,9 +1203,12 @@ pub fn prepare_points(config: &CollectionConfig, points: Vec<NewPoint>) -> Resul
     let loc = |i: usize, f: &'static str| vec![Loc::Field("points"), Loc::Index(i), Loc::Field(f)];
     let mut out = Vec::with_capacity(points.len());
     for (i, p) in points.into_iter().enumerate() {
-        if p.id > MAX_ID {
-            return Err(Error::invalid(loc(i, "id"), format!("must be at most {MAX_ID} (2^63 - 1)")));
-        }
+        // A UUID's key is given under the write lock (`resolve_uuids_locked`).
+        let (id, uuid) = match p.id {
+            PointId::Num(n) if n > MAX_ID => return Err(Error::invalid(loc(i, "id"), format!("must be at most {MAX_ID} (2^63 - 1)"))),
+            PointId::Num(n) => (n, None),
+            PointId::Uuid(u) => (0, Some(u)),
+        };
         if p.vector.len() != config.dimension {
             let reason = format!("has {} values; the collection's dimension is {}", p.vector.len(), config.dimension);
             return Err(Error::invalid(loc(i, "vector"), reason));
@@ -1098,7 +1226,7 @@ pub fn prepare_points(config: &CollectionConfig, points: Vec<NewPoint>) -> Resul
             }
             Some(_) => return Err(Error::invalid(loc(i, "payload"), "must be a JSON object or null")),
         };
-        out.push(PointWrite { id: p.id, vector, payload });
+        out.push(PointWrite { id, uuid, vector, payload });
     }
     Ok(out)
 }

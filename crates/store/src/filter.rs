@@ -19,7 +19,9 @@
 //! - `range` holds when one of the values is a number inside the bounds
 //!   (compared as f64);
 //! - `is_empty` holds when the key has no value (missing, `null`, `[]`);
-//! - `has_id` holds for the listed ids;
+//! - `has_id` holds for the listed ids (integers as `HasId`, UUIDs as
+//!   `HasUuid`, which a collection turns into `HasId` of their keys before
+//!   it searches: [`Filter::resolve_uuids`]);
 //! - a filter holds when every `must` holds, at least one `should` holds
 //!   (if any is given), and no `must_not` holds. The empty filter holds for
 //!   every point.
@@ -42,8 +44,11 @@ pub enum Condition {
     Match { key: KeyPath, values: Vec<MatchValue> },
     /// One of the key's values is a number within `range`.
     Range { key: KeyPath, range: NumRange },
-    /// The point's id is one of these.
+    /// The point's key is one of these (integer ids are their own keys).
     HasId(Vec<u64>),
+    /// The point's id is one of these UUIDs. Meets no point until resolved
+    /// to keys ([`Filter::resolve_uuids`]).
+    HasUuid(Vec<u128>),
     /// The key has no value.
     IsEmpty(KeyPath),
     /// A nested filter.
@@ -172,6 +177,7 @@ impl Condition {
             Condition::Match { key, values: want } => values(key).iter().any(|v| want.iter().any(|w| w.equals(v))),
             Condition::Range { key, range } => values(key).iter().any(|v| v.as_f64().is_some_and(|x| range.contains(x))),
             Condition::HasId(ids) => ids.contains(&id),
+            Condition::HasUuid(_) => false,
             Condition::IsEmpty(key) => values(key).is_empty(),
             Condition::Nested(f) => f.matches(id, payload),
         }
@@ -201,6 +207,26 @@ impl Filter {
             }
         }
         out
+    }
+
+    /// Whether a `has_id` names a UUID anywhere in the filter.
+    pub fn has_uuids(&self) -> bool {
+        self.conditions().iter().any(|c| matches!(c, Condition::HasUuid(_)))
+    }
+
+    /// The filter with every UUID of a `has_id` replaced by its key
+    /// (`key_of`; a UUID without one names no point).
+    pub fn resolve_uuids(&self, key_of: &dyn Fn(u128) -> Option<u64>) -> Filter {
+        let list = |cs: &[Condition]| {
+            cs.iter()
+                .map(|c| match c {
+                    Condition::HasUuid(us) => Condition::HasId(us.iter().filter_map(|&u| key_of(u)).collect()),
+                    Condition::Nested(f) => Condition::Nested(Box::new(f.resolve_uuids(key_of))),
+                    c => c.clone(),
+                })
+                .collect()
+        };
+        Filter { must: list(&self.must), should: list(&self.should), must_not: list(&self.must_not) }
     }
 
     /// The ids `has_id` conditions name anywhere in the filter.

@@ -5,6 +5,7 @@
 mod collection;
 pub mod error;
 mod files;
+pub mod ids;
 pub mod filter;
 pub mod manifest;
 mod optimiser;
@@ -20,6 +21,7 @@ pub use collection::{
     prepare_points, Collection, CollectionStats, FilterReport, Found, NewPoint, OptimiserStats, SearchOptions, SearchOutcome, SegmentStats,
     StoredPoint,
 };
+pub use ids::PointId;
 pub use filter::{Condition, Filter, KeyPath, MatchValue, NumRange};
 pub use payload_index::{FieldSpec, FieldType};
 pub use error::{Error, Loc, Result};

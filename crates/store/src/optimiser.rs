@@ -325,7 +325,7 @@ pub(crate) fn write_segment(
     };
     let plan = plan_build(matrix, &request)?;
     let verdict = plan.choice.map(|choice| choice.method == vectorwise_index::Method::Hnsw);
-    let points = Points { vectors: matrix, ids: Some(ids) };
+    let points = Points { vectors: matrix, ids: Some(ids), keys: true };
     vectorwise_index::build_calibrated_with(points, &index_path, &plan.options, trained, &CalibrateOptions::default(), &|_| {})?;
     let index = vectorwise_index::Index::open(&index_path)?;
     let position: HashMap<u64, usize> = ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();

@@ -463,6 +463,8 @@ impl Ctx<'_, '_> {
         match c {
             Condition::Nested(f) => self.filter(f),
             Condition::HasId(ids) => AllowSet::from_offsets(self.seg.len, (self.seg.offsets_of)(ids)),
+            // Resolved to `HasId` before a search (`Filter::resolve_uuids`).
+            Condition::HasUuid(_) => AllowSet::none(self.seg.len),
             _ => match self.seg.indexes.answer(c, self.seg.len) {
                 Some(bits) => bits,
                 None => self.scan(c),
@@ -480,7 +482,7 @@ impl Ctx<'_, '_> {
         let key = match c {
             Condition::Match { key, .. } | Condition::Range { key, .. } | Condition::IsEmpty(key) => key,
             // Decided without payloads (see `condition`).
-            Condition::HasId(_) | Condition::Nested(_) => return self.condition(c),
+            Condition::HasId(_) | Condition::HasUuid(_) | Condition::Nested(_) => return self.condition(c),
         };
         self.unindexed.push(key.as_str().to_string());
         self.scans += 1;

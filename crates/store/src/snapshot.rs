@@ -10,6 +10,7 @@
 //!                    its deleted set as of the position (`<id>.deleted-1`)
 //!   wal/…            the memory segments' live points as upsert records (the log's own
 //!                    frames), LSNs from 1
+//!   uuids.bin        the UUIDs of the points and their keys, when any point has one
 //!   checksums.json   xxh3-64 of every file above, `snapshot.json` included
 //! ```
 //!
@@ -157,6 +158,8 @@ pub(crate) struct Capture {
     pub next_segment: u64,
     pub fields: Vec<FieldSpec>,
     pub points: usize,
+    /// The UUIDs' keys as of the position (`None`: no point has a UUID).
+    pub uuids: Option<crate::ids::UuidMap>,
     pub _pin: Pin,
 }
 
@@ -192,6 +195,7 @@ impl Collection {
             next_segment: ws.next_segment,
             fields: ws.fields.to_vec(),
             points: ws.ids.len(),
+            uuids: Some(self.uuids.read()).filter(|m| m.len() > 0).map(|m| m.clone()),
             _pin: pin,
         })
     }
@@ -277,7 +281,9 @@ fn write_archive(c: &Collection, cap: &Capture, path: &Path, name: &str, staging
                 continue;
             }
             let vector = d.vectors[o * seg.dim..(o + 1) * seg.dim].to_vec();
-            batch.push(PointWrite { id: d.ids[o], vector, payload: d.payloads[o].clone() });
+            let id = d.ids[o];
+            let uuid = cap.uuids.as_ref().and_then(|m| m.uuid_of(id)).filter(|_| crate::ids::is_uuid_key(id));
+            batch.push(PointWrite { id, uuid, vector, payload: d.payloads[o].clone() });
             if batch.len() == RECORD_POINTS {
                 last = wal.append(&Record::Upsert(std::mem::take(&mut batch)).encode())?;
             }
@@ -309,6 +315,10 @@ fn write_archive(c: &Collection, cap: &Capture, path: &Path, name: &str, staging
     };
     manifest.write(staging)?;
     sources.insert(0, (MANIFEST.to_string(), staging.join(MANIFEST), None));
+    if let Some(m) = &cap.uuids {
+        m.write(staging)?;
+        sources.push((crate::ids::UUIDS_FILE.to_string(), staging.join(crate::ids::UUIDS_FILE), None));
+    }
 
     let sources: Vec<Source> = sources
         .into_iter()
@@ -401,7 +411,7 @@ fn bad(reason: impl Into<String>) -> Error {
 /// files: `manifest.json`, `segments/<file>` or `wal/<file>`, the file's name
 /// of `A-Z a-z 0-9 . _ -`, not starting with a dot.
 fn valid_member(path: &str) -> bool {
-    if path == MANIFEST {
+    if path == MANIFEST || path == crate::ids::UUIDS_FILE {
         return true;
     }
     let Some((dir, name)) = path.split_once('/') else { return false };
@@ -577,7 +587,7 @@ mod tests {
         let config = CollectionConfig { seal_points: 10, ..CollectionConfig::new(4, vectorwise_index::Metric::L2) };
         let (c, _) = store.create("c", config).unwrap();
         let batch = |from: u64| {
-            (from..from + 10).map(|id| crate::NewPoint { id, vector: vec![id as f32, 1.0, 2.0, 3.0], payload: None }).collect()
+            (from..from + 10).map(|id| crate::NewPoint { id: id.into(), vector: vec![id as f32, 1.0, 2.0, 3.0], payload: None }).collect()
         };
         for i in 0..3 {
             c.upsert(batch(i * 10)).unwrap();

@@ -216,8 +216,25 @@ impl Store {
     }
 
     /// [`Store::import_points`]'s files, in `tmp`.
-    fn write_points(tmp: &Path, config: CollectionConfig, prepared: Vec<crate::record::PointWrite>) -> Result<()> {
+    fn write_points(tmp: &Path, config: CollectionConfig, mut prepared: Vec<crate::record::PointWrite>) -> Result<()> {
         Collection::create_files(tmp, &config)?;
+        // UUIDs get their keys here, in order (a UUID twice gets one key, and
+        // the build refuses the repeat as it does an integer id twice).
+        if prepared.iter().any(|p| p.uuid.is_some()) {
+            let mut uuids = crate::ids::UuidMap::default();
+            let (mut fresh, mut taken) = (std::collections::HashMap::new(), 0);
+            for p in prepared.iter_mut() {
+                if let Some(u) = p.uuid {
+                    p.id = uuids.key_for(u, &mut fresh, &mut taken);
+                }
+            }
+            for p in &prepared {
+                if let Some(u) = p.uuid {
+                    uuids.set(u, p.id);
+                }
+            }
+            uuids.write(tmp)?;
+        }
         let mut manifest = Manifest::new(config.clone());
         if !prepared.is_empty() {
             let ids: Vec<u64> = prepared.iter().map(|p| p.id).collect();

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use vectorwise_index::plan::SearchRequest;
 use vectorwise_index::{Metric, Profile};
-use vectorwise_store::{Collection, CollectionConfig, Error, NewPoint, SearchOptions, Store, SyncMode};
+use vectorwise_store::{Collection, CollectionConfig, Condition, Error, Filter, NewPoint, PointId, SearchOptions, Store, SyncMode};
 
 fn config(dim: usize, metric: Metric, seal: usize) -> CollectionConfig {
     CollectionConfig { seal_points: seal, ..CollectionConfig::new(dim, metric) }
@@ -22,7 +22,7 @@ fn points(n: usize, dim: usize, seed: u64, first_id: u64) -> Vec<NewPoint> {
             let c = &centres[rng.random_range(0..16)];
             let vector = c.iter().map(|x| x + rng.random_range(-0.1..0.1f32)).collect();
             let payload = serde_json::json!({"i": first_id + i as u64, "tag": format!("t{}", i % 7)});
-            NewPoint { id: first_id + i as u64, vector, payload: Some(payload) }
+            NewPoint { id: (first_id + i as u64).into(), vector, payload: Some(payload) }
         })
         .collect()
 }
@@ -47,9 +47,9 @@ fn recall(c: &Collection, model: &HashMap<u64, Vec<f32>>, queries: &[NewPoint], 
         let found = c.search(&q.vector, &opts(10, request)).unwrap();
         let want = truth(model, c.metric(), &q.vector, 10);
         assert_eq!(found.hits.len(), want.len().min(10), "k results whenever the collection has them");
-        let got: Vec<u64> = found.hits.iter().map(|h| h.id).collect();
+        let got: Vec<u64> = found.hits.iter().map(|h| h.id.as_num().unwrap()).collect();
         for h in &found.hits {
-            assert!(model.contains_key(&h.id), "hit {} is not a live point", h.id);
+            assert!(model.contains_key(&h.id.as_num().unwrap()), "hit {} is not a live point", h.id);
         }
         hit += want.iter().filter(|id| got.contains(id)).count();
         total += want.len();
@@ -79,7 +79,7 @@ fn writes_are_read_back_searched_and_survive_reopen() {
     assert_eq!(c.len(), 49);
     let got = c.get(&[7, 3, 8], true, true).unwrap();
     assert_eq!(got.len(), 2);
-    assert_eq!((got[0].id, got[0].vector.as_deref(), got[0].payload.as_deref()), (7, Some(&[9.0f32; 8][..]), None));
+    assert_eq!((got[0].id.as_num(), got[0].vector.as_deref(), got[0].payload.as_deref()), (Some(7), Some(&[9.0f32; 8][..]), None));
     // Same settings: the existing one; other settings: a conflict.
     assert!(!store.create("docs", config(8, Metric::L2, 1000)).unwrap().1);
     assert!(matches!(store.create("docs", config(9, Metric::L2, 1000)), Err(Error::Conflict { .. })));
@@ -103,13 +103,13 @@ fn a_bad_point_refuses_the_whole_batch() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), SyncMode::Always).unwrap();
     let (c, _) = store.create("c", CollectionConfig { max_payload_bytes: 100, ..config(4, Metric::Cosine, 100) }).unwrap();
-    let good = NewPoint { id: 1, vector: vec![1.0, 0.0, 0.0, 0.0], payload: None };
+    let good = NewPoint { id: 1.into(), vector: vec![1.0, 0.0, 0.0, 0.0], payload: None };
     let cases = [
-        (NewPoint { id: 2, vector: vec![0.0; 4], payload: None }, "vector"),
-        (NewPoint { id: 2, vector: vec![1.0; 3], payload: None }, "vector"),
-        (NewPoint { id: 2, vector: vec![f32::NAN, 0.0, 0.0, 1.0], payload: None }, "vector"),
-        (NewPoint { id: u64::MAX, vector: vec![1.0; 4], payload: None }, "id"),
-        (NewPoint { id: 2, vector: vec![1.0; 4], payload: Some(serde_json::json!([1])) }, "payload"),
+        (NewPoint { id: 2.into(), vector: vec![0.0; 4], payload: None }, "vector"),
+        (NewPoint { id: 2.into(), vector: vec![1.0; 3], payload: None }, "vector"),
+        (NewPoint { id: 2.into(), vector: vec![f32::NAN, 0.0, 0.0, 1.0], payload: None }, "vector"),
+        (NewPoint { id: (u64::MAX).into(), vector: vec![1.0; 4], payload: None }, "id"),
+        (NewPoint { id: 2.into(), vector: vec![1.0; 4], payload: Some(serde_json::json!([1])) }, "payload"),
     ];
     for (bad, field) in cases {
         match c.upsert(vec![good.clone(), bad]) {
@@ -117,7 +117,7 @@ fn a_bad_point_refuses_the_whole_batch() {
             other => panic!("{field}: {other:?}"),
         }
     }
-    let big = NewPoint { id: 2, vector: vec![1.0; 4], payload: Some(serde_json::json!({"s": "x".repeat(200)})) };
+    let big = NewPoint { id: 2.into(), vector: vec![1.0; 4], payload: Some(serde_json::json!({"s": "x".repeat(200)})) };
     assert!(matches!(c.upsert(vec![good.clone(), big]), Err(Error::PayloadTooLarge { index: 1, .. })));
     assert_eq!(c.len(), 0, "nothing of a refused batch is applied");
     assert_eq!(c.upsert(vec![good]).unwrap(), 1);
@@ -139,7 +139,7 @@ fn sealed_segments_keep_recall_through_deletes_merges_and_reopen() {
         for b in 0..16 {
             let batch = points(250, 16, 10 + b, b * 250);
             for p in &batch {
-                model.insert(p.id, p.vector.clone());
+                model.insert(p.id.as_num().unwrap(), p.vector.clone());
             }
             c.upsert(batch).unwrap();
             c.optimise().unwrap();
@@ -152,9 +152,9 @@ fn sealed_segments_keep_recall_through_deletes_merges_and_reopen() {
             model.remove(id);
         }
         let mut replaced = points(400, 16, 77, 0);
-        replaced.retain(|p| model.contains_key(&p.id));
+        replaced.retain(|p| model.contains_key(&p.id.as_num().unwrap()));
         for p in &replaced {
-            model.insert(p.id, p.vector.clone());
+            model.insert(p.id.as_num().unwrap(), p.vector.clone());
         }
         c.upsert(replaced).unwrap();
         let queries = points(100, 16, 1234, 1_000_000);
@@ -180,7 +180,7 @@ fn sealed_segments_keep_recall_through_deletes_merges_and_reopen() {
         let got = c.get(&all, true, true).unwrap();
         assert_eq!(got.len(), model.len());
         for p in got {
-            let want = metric.prepare_point(&model[&p.id], 0).unwrap();
+            let want = metric.prepare_point(&model[&p.id.as_num().unwrap()], 0).unwrap();
             let have = p.vector.unwrap();
             let err: f32 = have.iter().zip(want.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
             assert!(err < 1e-5, "{metric}: point {} vector differs by {err}", p.id);
@@ -208,11 +208,11 @@ fn random_operations_match_a_model_across_reopens() {
                         let id = rng.random_range(0..150u64);
                         let vector: Vec<f32> = (0..4).map(|_| rng.random_range(-1.0..1.0)).collect();
                         let payload = rng.random_bool(0.5).then(|| serde_json::json!({"r": rng.random_range(0..1000)}));
-                        NewPoint { id, vector, payload }
+                        NewPoint { id: id.into(), vector, payload }
                     })
                     .collect();
                 for p in &batch {
-                    model.insert(p.id, (p.vector.clone(), p.payload.as_ref().map(|v| v.to_string())));
+                    model.insert(p.id.as_num().unwrap(), (p.vector.clone(), p.payload.as_ref().map(|v| v.to_string())));
                 }
                 c.upsert(batch).unwrap();
             } else {
@@ -231,13 +231,13 @@ fn random_operations_match_a_model_across_reopens() {
             .get(&all, true, true)
             .unwrap()
             .into_iter()
-            .map(|p| (p.id, (p.vector.unwrap(), p.payload.map(|s| s.to_string()))))
+            .map(|p| (p.id.as_num().unwrap(), (p.vector.unwrap(), p.payload.map(|s| s.to_string()))))
             .collect();
         assert_eq!(got, model, "round {round}");
         let q = [0.1, 0.2, -0.3, 0.4];
         let found = c.search(&q, &opts(10, SearchRequest::RecallTarget(1.0))).unwrap();
         let model_v: HashMap<u64, Vec<f32>> = model.iter().map(|(k, v)| (*k, v.0.clone())).collect();
-        let ids: Vec<u64> = found.hits.iter().map(|h| h.id).collect();
+        let ids: Vec<u64> = found.hits.iter().map(|h| h.id.as_num().unwrap()).collect();
         assert_eq!(ids, truth(&model_v, Metric::L2, &q, 10), "round {round}");
         // Every other round, stop without a final checkpoint.
         if round % 2 == 0 {
@@ -246,6 +246,102 @@ fn random_operations_match_a_model_across_reopens() {
         drop(c);
         store.close();
     }
+}
+
+/// Id `i` of the pool: integers below 75, UUIDs from 75 on (spread over
+/// the whole 128 bits, some below 2^64 so they look like integers as numbers).
+fn pool_id(i: u64) -> PointId {
+    if i < 75 { PointId::Num(i) } else { PointId::Uuid(((i as u128) * 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835) >> (i % 3 * 40)) }
+}
+
+/// Everything a reader can see of collection `c`: every pool id's point and
+/// the exact top 10 for one query, as ids.
+type Stored = HashMap<PointId, (Vec<f32>, Option<String>)>;
+
+fn view(c: &Collection) -> (Stored, Vec<PointId>) {
+    let all: Vec<PointId> = (0..150).map(pool_id).collect();
+    let points = c.get(&all, true, true).unwrap().into_iter().map(|p| (p.id, (p.vector.unwrap(), p.payload.map(|s| s.to_string())))).collect();
+    let found = c.search(&[0.1, 0.2, -0.3, 0.4], &opts(10, SearchRequest::RecallTarget(1.0))).unwrap();
+    (points, found.hits.iter().map(|h| h.id).collect())
+}
+
+#[test]
+fn uuid_ids_match_a_model_across_seals_reopens_and_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model: Stored = HashMap::new();
+    let mut rng = StdRng::seed_from_u64(7);
+    let q = [0.1, 0.2, -0.3, 0.4];
+    for round in 0..6 {
+        let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+        let (c, _) = store.create("m", config(4, Metric::L2, 40)).unwrap();
+        for _ in 0..40 {
+            if rng.random_bool(0.7) {
+                let batch: Vec<NewPoint> = (0..rng.random_range(1..20))
+                    .map(|_| {
+                        let id = pool_id(rng.random_range(0..150u64));
+                        let vector: Vec<f32> = (0..4).map(|_| rng.random_range(-1.0..1.0)).collect();
+                        let payload = rng.random_bool(0.5).then(|| serde_json::json!({"r": rng.random_range(0..1000)}));
+                        NewPoint { id, vector, payload }
+                    })
+                    .collect();
+                for p in &batch {
+                    model.insert(p.id, (p.vector.clone(), p.payload.as_ref().map(|v| v.to_string())));
+                }
+                c.upsert(batch).unwrap();
+            } else {
+                let ids: Vec<PointId> = (0..rng.random_range(1..10)).map(|_| pool_id(rng.random_range(0..150u64))).collect();
+                let existed = ids.iter().collect::<std::collections::HashSet<_>>().iter().filter(|id| model.contains_key(id)).count();
+                for id in &ids {
+                    model.remove(id);
+                }
+                assert_eq!(c.delete(ids).unwrap(), existed, "round {round}: a delete counts the points that existed");
+            }
+            if rng.random_bool(0.1) {
+                c.optimise().unwrap();
+            }
+        }
+        // The view matches the model: points by id, and the exact top 10.
+        let (points, top) = view(&c);
+        assert_eq!(points, model, "round {round}");
+        let uuids = model.keys().filter(|id| matches!(id, PointId::Uuid(_))).count();
+        assert_eq!(c.uuid_points(), uuids, "round {round}: the map holds the live UUIDs only");
+        let by_key: HashMap<u64, PointId> = (0..).zip(model.keys().copied()).collect();
+        let vectors: HashMap<u64, Vec<f32>> = by_key.iter().map(|(&k, id)| (k, model[id].0.clone())).collect();
+        let want: Vec<PointId> = truth(&vectors, Metric::L2, &q, 10).into_iter().map(|k| by_key[&k]).collect();
+        assert_eq!(top, want, "round {round}");
+        assert!(top.iter().any(|id| matches!(id, PointId::Uuid(_))), "round {round}: the test's answers hold UUIDs");
+        // A `has_id` of UUIDs (one unknown) and an integer: exactly those.
+        let named: Vec<PointId> = model.keys().copied().filter(|id| matches!(id, PointId::Uuid(_))).take(3).chain([PointId::Num(3)]).collect();
+        let uuids: Vec<u128> = named.iter().filter_map(|id| if let PointId::Uuid(u) = id { Some(*u) } else { None }).chain([42]).collect();
+        let filter = Filter { should: vec![Condition::HasUuid(uuids), Condition::HasId(vec![3])], ..Default::default() };
+        let found = c.search(&q, &SearchOptions { filter: Some(Arc::new(filter)), ..opts(20, SearchRequest::RecallTarget(1.0)) }).unwrap();
+        let mut got: Vec<PointId> = found.hits.iter().map(|h| h.id).collect();
+        let mut want: Vec<PointId> = named.into_iter().filter(|id| model.contains_key(id)).collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "round {round}: has_id");
+        // Every other round, stop without a final checkpoint.
+        if round % 2 == 0 {
+            c.optimise().unwrap();
+        }
+        if round == 5 {
+            // A snapshot restored holds the same points under the same ids.
+            let s = store.snapshot("m", Some("u")).unwrap();
+            let (copy, _) = store.restore("copy", std::fs::File::open(store.snapshot_path("m", &s.name).unwrap()).unwrap(), false).unwrap();
+            assert_eq!(view(&copy), view(&c));
+        }
+        drop(c);
+        store.close();
+    }
+    assert!(dir.path().join("m/uuids.bin").exists(), "the map was checkpointed");
+    // A damaged map is refused with its name.
+    let path = dir.path().join("m/uuids.bin");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[40] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let Err(e) = Store::open(dir.path(), SyncMode::Always) else { panic!("a damaged map is refused") };
+    let e = e.to_string();
+    assert!(e.contains("uuids.bin"), "{e}");
 }
 
 #[test]
@@ -298,7 +394,7 @@ fn the_write_version_counts_only_writes_searches_can_see() {
                     let hits = c.search(&query, &exact).unwrap().hits;
                     if v > 0 {
                         // Write w (from 1) is the marker id w.
-                        let newest = hits.first().map_or(0, |h| h.id);
+                        let newest = hits.first().map_or(0, |h| h.id.as_num().unwrap());
                         assert!(newest >= v, "version {v} read before a search that saw only write {newest}");
                         checked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
@@ -315,8 +411,8 @@ fn the_write_version_counts_only_writes_searches_can_see() {
         let _stop = Stop(&done);
         for w in 1..=WRITES {
             let mut batch: Vec<NewPoint> =
-                (0..2000u64).map(|i| NewPoint { id: 1_000_000 + i, vector: vec![-(i as f32), w as f32], payload: None }).collect();
-            batch.push(NewPoint { id: w, vector: vec![w as f32, 0.0], payload: None });
+                (0..2000u64).map(|i| NewPoint { id: (1_000_000 + i).into(), vector: vec![-(i as f32), w as f32], payload: None }).collect();
+            batch.push(NewPoint { id: w.into(), vector: vec![w as f32, 0.0], payload: None });
             c.upsert(batch).unwrap();
             assert_eq!(c.write_version(), w);
         }

@@ -36,7 +36,7 @@ fn points(n: usize, seed: u64, first_id: u64) -> Vec<NewPoint> {
                 "meta": {"cluster": format!("c{cluster}"), "rare": rng.random_bool(0.002)},
                 "labels": if i % 5 == 0 { json!([]) } else { json!(["x", format!("l{}", i % 3)]) },
             });
-            NewPoint { id, vector, payload: Some(payload) }
+            NewPoint { id: id.into(), vector, payload: Some(payload) }
         })
         .collect()
 }
@@ -96,15 +96,15 @@ fn check(c: &vectorwise_store::Collection, model: &HashMap<u64, Point>, filter: 
         let want = truth(model, filter, &q.vector, 10);
         assert_eq!(out.hits.len(), want.len(), "always min(k, passing) hits");
         for h in &out.hits {
-            let p = &model[&h.id];
-            assert!(filter.matches(h.id, Some(&p.payload)), "hit {} does not pass", h.id);
+            let p = &model[&h.key];
+            assert!(filter.matches(h.key, Some(&p.payload)), "hit {} does not pass", h.id);
             let stored: Value = serde_json::from_str(h.payload.as_deref().unwrap()).unwrap();
             assert_eq!(stored, p.payload);
         }
         if request == SearchRequest::RecallTarget(1.0) {
             assert_eq!(out.hits.iter().map(|h| h.id).collect::<Vec<_>>(), want, "an exact request is the truth");
         }
-        got_total += out.hits.iter().filter(|h| want.contains(&h.id)).count();
+        got_total += out.hits.iter().filter(|h| want.contains(&h.key)).count();
         want_total += want.len();
         unindexed = out.filter.unwrap().unindexed;
     }
@@ -120,7 +120,7 @@ fn filtered_search_matches_a_brute_force_model_across_segments_indexes_and_reope
     let mut model: HashMap<u64, Point> = HashMap::new();
     let add = |c: &vectorwise_store::Collection, batch: Vec<NewPoint>, model: &mut HashMap<u64, Point>| {
         for p in &batch {
-            model.insert(p.id, Point { vector: p.vector.clone(), payload: p.payload.clone().unwrap() });
+            model.insert(p.id.as_num().unwrap(), Point { vector: p.vector.clone(), payload: p.payload.clone().unwrap() });
         }
         c.upsert(batch).unwrap();
     };
@@ -193,7 +193,7 @@ fn a_point_replaced_during_searches_is_seen_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), SyncMode::Interval(std::time::Duration::from_millis(50))).unwrap();
     let (c, _) = store.create("r", CollectionConfig { seal_points: 300, ..CollectionConfig::new(2, Metric::L2) }).unwrap();
-    let point = |id: u64| NewPoint { id, vector: vec![id as f32, 0.0], payload: Some(json!({"g": 1})) };
+    let point = |id: u64| NewPoint { id: id.into(), vector: vec![id as f32, 0.0], payload: Some(json!({"g": 1})) };
     c.upsert((0..1000).map(point).collect()).unwrap();
     let stop = std::sync::atomic::AtomicBool::new(false);
     // Stops the writers however the searches end: a failed assertion must
@@ -226,7 +226,7 @@ fn a_point_replaced_during_searches_is_seen_once() {
                 payload_budget: 0,
                 filter: Some(std::sync::Arc::new(f)),
             };
-            c.search(&[7.0, 0.0], &opts).unwrap().hits.iter().map(|h| h.id).collect::<Vec<u64>>()
+            c.search(&[7.0, 0.0], &opts).unwrap().hits.iter().map(|h| h.id.as_num().unwrap()).collect::<Vec<u64>>()
         };
         // 1000 rounds, or as many as 20 s allow on a loaded machine (at least
         // 50): the writers run all along, and their segments pile up while

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use vectorwise_index::Metric;
 use vectorwise_index::plan::SearchRequest;
-use vectorwise_store::{Collection, CollectionConfig, Error, FieldSpec, FieldType, NewPoint, SearchOptions, Store, SyncMode};
+use vectorwise_store::{Collection, CollectionConfig, Error, FieldSpec, FieldType, NewPoint, PointId, SearchOptions, Store, SyncMode};
 
 const DIM: usize = 8;
 
@@ -61,7 +61,7 @@ fn run(c: &Collection, op: &Op) {
         Op::Upsert(points) => {
             let points = points
                 .iter()
-                .map(|(id, v, p)| NewPoint { id: *id, vector: v.clone(), payload: Some(serde_json::from_str(p).unwrap()) })
+                .map(|(id, v, p)| NewPoint { id: (*id).into(), vector: v.clone(), payload: Some(serde_json::from_str(p).unwrap()) })
                 .collect();
             c.upsert(points).unwrap();
         }
@@ -74,7 +74,7 @@ fn run(c: &Collection, op: &Op) {
 /// Every point of `c` among `ids`, as the model holds them.
 fn read(c: &Collection, ids: std::ops::Range<u64>) -> State {
     let ids: Vec<u64> = ids.collect();
-    c.get(&ids, true, true).unwrap().into_iter().map(|p| (p.id, (p.vector.unwrap(), p.payload.map(|t| t.to_string()).unwrap_or_default()))).collect()
+    c.get(&ids, true, true).unwrap().into_iter().map(|p| (p.id.as_num().unwrap(), (p.vector.unwrap(), p.payload.map(|t| t.to_string()).unwrap_or_default()))).collect()
 }
 
 fn exact(k: usize) -> SearchOptions {
@@ -94,7 +94,7 @@ fn assert_searches_equal(c: &Collection, state: &State, seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     for _ in 0..20 {
         let q: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0..1.0f32)).collect();
-        let got: Vec<u64> = c.search(&q, &exact(10)).unwrap().hits.iter().map(|h| h.id).collect();
+        let got: Vec<u64> = c.search(&q, &exact(10)).unwrap().hits.iter().map(|h| h.id.as_num().unwrap()).collect();
         let want: Vec<u64> = truth(state, &q, 10).iter().map(|h| h.0).collect();
         assert_eq!(got, want, "exact search of the restored collection");
     }
@@ -199,8 +199,8 @@ fn a_snapshot_taken_under_writes_restores_a_prefix_of_every_writer() {
     let mut rng = StdRng::seed_from_u64(5);
     for _ in 0..10 {
         let q: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0..1.0f32)).collect();
-        let a: Vec<(u64, f32)> = src.search(&q, &exact(20)).unwrap().hits.iter().map(|h| (h.id, h.distance)).collect();
-        let b: Vec<(u64, f32)> = copy.search(&q, &exact(20)).unwrap().hits.iter().map(|h| (h.id, h.distance)).collect();
+        let a: Vec<(u64, f32)> = src.search(&q, &exact(20)).unwrap().hits.iter().map(|h| (h.id.as_num().unwrap(), h.distance)).collect();
+        let b: Vec<(u64, f32)> = copy.search(&q, &exact(20)).unwrap().hits.iter().map(|h| (h.id.as_num().unwrap(), h.distance)).collect();
         assert_eq!(a, b);
     }
     // Restored collections reopen as they were.
@@ -218,15 +218,15 @@ fn small_collection(store: &Store) -> Arc<Collection> {
     let mut rng = StdRng::seed_from_u64(1);
     let points: Vec<NewPoint> = (0..250)
         .map(|id| NewPoint {
-            id,
+            id: PointId::Num(id),
             vector: (0..DIM).map(|_| rng.random_range(-1.0..1.0f32)).collect(),
             payload: Some(serde_json::json!({"id": id})),
         })
         .collect();
     c.upsert(points).unwrap();
     c.flush().unwrap();
-    c.delete((0..250).step_by(7).collect()).unwrap();
-    c.upsert(vec![NewPoint { id: 1000, vector: vec![0.5; DIM], payload: None }]).unwrap();
+    c.delete((0..250u64).step_by(7)).unwrap();
+    c.upsert(vec![NewPoint { id: 1000.into(), vector: vec![0.5; DIM], payload: None }]).unwrap();
     c
 }
 
@@ -311,7 +311,7 @@ fn restore_refuses_or_replaces_an_existing_collection_and_names_are_checked() {
     let archive = || std::fs::File::open(store.snapshot_path("src", "a").unwrap()).unwrap();
     assert!(matches!(store.snapshot("src", Some("a")), Err(Error::SnapshotExists(_))));
     src.delete(vec![1000, 1, 2, 3]).unwrap();
-    src.upsert(vec![NewPoint { id: 5000, vector: vec![1.0; DIM], payload: None }]).unwrap();
+    src.upsert(vec![NewPoint { id: 5000.into(), vector: vec![1.0; DIM], payload: None }]).unwrap();
     assert!(matches!(store.restore("src", archive(), false), Err(Error::Conflict { .. })));
     assert_eq!(store.get("src").unwrap().len(), src.len(), "refused: untouched");
     let (c, _) = store.restore("src", archive(), true).unwrap();
@@ -358,7 +358,7 @@ fn a_well_formed_archive_with_a_foreign_log_record_is_refused() {
     // The log: one upsert of a point one value too wide.
     let wal_dir = dir.path().join("forged-wal");
     let wal = FileWal::open(&wal_dir, 1, SyncMode::Always).unwrap();
-    wal.append(&Record::Upsert(vec![PointWrite { id: 7, vector: vec![0.5; DIM + 1], payload: None }]).encode()).unwrap();
+    wal.append(&Record::Upsert(vec![PointWrite { id: 7, uuid: None, vector: vec![0.5; DIM + 1], payload: None }]).encode()).unwrap();
     drop(wal);
     let forged = std::fs::read(wal_dir.join(format!("{:020}.log", 1))).unwrap();
     let at = files.iter().position(|f| f.0.starts_with("wal/")).unwrap();
@@ -459,7 +459,7 @@ fn the_state_identity_follows_contents_not_names_or_positions() {
     let (a, b) = (sa.get("src").unwrap(), sb.get("src").unwrap());
     assert_eq!(a.state_id().digest, before.digest);
     assert_eq!(b.state_id().digest, before.digest);
-    let point = |x: f32| vec![NewPoint { id: 5000, vector: vec![x; DIM], payload: None }];
+    let point = |x: f32| vec![NewPoint { id: 5000.into(), vector: vec![x; DIM], payload: None }];
     a.upsert(point(0.25)).unwrap();
     b.upsert(point(0.25)).unwrap();
     assert_eq!(a.state_id().digest, b.state_id().digest);
@@ -480,7 +480,7 @@ fn a_segment_file_replaced_in_place_gets_a_new_identity() {
     let store = Store::open(dir.path(), SyncMode::Always).unwrap();
     let points = |seed: u64| -> Vec<NewPoint> {
         let mut rng = StdRng::seed_from_u64(seed);
-        (0..300u64).map(|id| NewPoint { id, vector: (0..DIM).map(|_| rng.random_range(-1.0f32..1.0)).collect(), payload: None }).collect()
+        (0..300u64).map(|id| NewPoint { id: id.into(), vector: (0..DIM).map(|_| rng.random_range(-1.0f32..1.0)).collect(), payload: None }).collect()
     };
     let config = CollectionConfig::new(DIM, Metric::L2);
     let a = store.import_points("a", config.clone(), points(1)).unwrap();
