@@ -373,6 +373,10 @@ impl Collection {
                     return Err(Error::corrupt(&wal_dir, reason));
                 }
                 c.apply(&mut ws, record, lsn, &crate::state::record_digest(body));
+                // Frozen as a write would freeze it, so the optimiser (started
+                // below) seals what the log held instead of leaving it all in
+                // one memory segment, searched exactly until the next write.
+                c.freeze_locked_at(&mut ws, c.config.seal_points, lsn + 1);
                 replayed += 1;
                 Ok(())
             })?;
@@ -1004,6 +1008,12 @@ impl Collection {
     /// write lock held): a new one takes the writes from the next LSN on.
     /// Returns whether it did.
     pub(crate) fn freeze_locked(&self, ws: &mut WriteState, points: usize) -> bool {
+        self.freeze_locked_at(ws, points, self.wal.next_lsn())
+    }
+
+    /// [`Collection::freeze_locked`], the new mutable segment starting at
+    /// `first_lsn` (the next record to apply: during replay, not the log's end).
+    fn freeze_locked_at(&self, ws: &mut WriteState, points: usize, first_lsn: Lsn) -> bool {
         let set = self.set();
         if set.mutable.len() < points.max(1) {
             return false;
@@ -1013,7 +1023,7 @@ impl Collection {
         // Every logged record is applied (both under the write lock): the
         // state's digest is the history before the next LSN.
         let history = self.state.lock().digest;
-        let fresh = Arc::new(MemSegment::new(id, self.wal.next_lsn(), history, self.config.dimension, &ws.fields));
+        let fresh = Arc::new(MemSegment::new(id, first_lsn, history, self.config.dimension, &ws.fields));
         let mut frozen = set.frozen.clone();
         frozen.push(Arc::clone(&set.mutable));
         *self.segments.write() = Arc::new(SegmentSet { sealed: set.sealed.clone(), frozen, mutable: fresh });
