@@ -1672,3 +1672,137 @@ fn a_full_disk_refuses_writes_with_507_and_loses_nothing() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// `tests/faultfs.py` mounted (FUSE): a real file system over a folder whose
+/// fsync answers EIO while `ctl/fail-fsync` exists.
+struct FaultFs {
+    root: std::path::PathBuf,
+    mnt: std::path::PathBuf,
+    ctl: std::path::PathBuf,
+    child: Child,
+    _parent: tempfile::TempDir,
+}
+
+impl FaultFs {
+    /// Mounts it, or says why it cannot (no /dev/fuse, not root, no libfuse2 or fusepy).
+    fn mount() -> Result<FaultFs, String> {
+        if !Path::new("/dev/fuse").exists() {
+            return Err("no /dev/fuse".into());
+        }
+        let python = std::env::var("VECTORWISE_FAULTFS_PYTHON").unwrap_or_else(|_| "python3".into());
+        let parent = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let [root, mnt, ctl] = ["root", "mnt", "ctl"].map(|d| parent.path().join(d));
+        for d in [&root, &mnt, &ctl] {
+            std::fs::create_dir(d).map_err(|e| e.to_string())?;
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faultfs.py");
+        let mut child = Command::new(&python)
+            .arg(&script)
+            .args([&root, &mnt, &ctl])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run {python}: {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let key = format!(" {} ", mnt.display());
+        while !std::fs::read_to_string("/proc/mounts").is_ok_and(|m| m.contains(&key)) {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut err = String::new();
+                let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
+                return Err(format!("faultfs.py exited ({status}): {}", err.trim()));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err("faultfs.py did not mount within 10 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(FaultFs { root, mnt, ctl, child, _parent: parent })
+    }
+
+    fn fail_fsync(&self, on: bool) {
+        let flag = self.ctl.join("fail-fsync");
+        if on { std::fs::write(flag, b"").unwrap() } else { std::fs::remove_file(flag).unwrap() }
+    }
+}
+
+impl Drop for FaultFs {
+    fn drop(&mut self) {
+        let plain = Command::new("umount").arg(&self.mnt).output();
+        if !plain.is_ok_and(|o| o.status.success()) {
+            let _ = Command::new("umount").arg("-l").arg(&self.mnt).output();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A disk whose flush fails (fsync answers EIO, through a real FUSE file
+/// system): the write that met the failure is refused (503), never
+/// acknowledged; the log then refuses every write until a restart (the
+/// tail's state is unknown) while searches go on; after the restart every
+/// acknowledged write is there, the refused batch is there whole or not at
+/// all, and writes work again.
+#[test]
+fn a_failed_fsync_is_never_acknowledged() {
+    const DIM: usize = 8;
+    let fs = match FaultFs::mount() {
+        Ok(fs) => fs,
+        Err(why) => {
+            assert!(std::env::var("VECTORWISE_REQUIRE_FUSE").as_deref() != Ok("1"), "cannot mount faultfs ({why}) and VECTORWISE_REQUIRE_FUSE=1");
+            eprintln!("skipped: cannot mount the fault-injecting file system: {why}");
+            return;
+        }
+    };
+    let work = tempfile::tempdir().unwrap();
+    let vectors = work.path().join("v.npy").display().to_string();
+    let index = work.path().join("i.vwi").display().to_string();
+    run_ok(&["generate", "--n", "200", "--dim", "8", "--seed", "5", "--out", &vectors]);
+    run_ok(&["build", "--vectors", &vectors, "--out", &index, "--m", "8", "--ef-construction", "32"]);
+    let data = fs.mnt.join("data").display().to_string();
+    let start = || {
+        let server = Server::start(&["--index", &index, "--data-dir", &data]);
+        server.wait_healthy(Duration::from_secs(30));
+        server
+    };
+    let points = |ids: std::ops::Range<u64>, version: u64| -> Value {
+        json!({"points": ids.map(|id| json!({"id": id, "vector": point_vector(id, version, DIM)})).collect::<Vec<_>>()})
+    };
+    let server = start();
+    let c = format!("{}/collections/f", server.url);
+    assert_eq!(put(&c, json!({"dimension": DIM, "metric": "l2"})).0, 201);
+    assert_eq!(put(&format!("{c}/points"), points(0..50, 1)).0, 200);
+
+    fs.fail_fsync(true);
+    let (status, body) = put(&format!("{c}/points"), points(100..110, 1));
+    assert_eq!(status, 503, "a write whose fsync failed must not be acknowledged: {body}");
+    fs.fail_fsync(false);
+    // The log stays refused until a restart; reads go on.
+    let (status, body) = put(&format!("{c}/points"), points(200..201, 1));
+    assert_eq!(status, 503, "{body}");
+    let (status, body) = post(&format!("{c}/search"), json!({"vector": point_vector(7, 1, DIM), "k": 1}));
+    assert_eq!((status, &body["hits"][0]["id"]), (200, &json!(7)), "{body}");
+    let logs = server.terminate();
+    assert!(logs.iter().any(|l| l.contains("Input/output error") || l.contains("os error 5")), "the cause is logged: {logs:?}");
+
+    let server = start();
+    let c = format!("{}/collections/f", server.url);
+    let all: Vec<u64> = (0..250).collect();
+    let (status, body) = post(&format!("{c}/points/get"), json!({"ids": all, "with_vector": true}));
+    assert_eq!(status, 200, "{body}");
+    let found: std::collections::HashMap<u64, Vec<f32>> = body["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_u64().unwrap(), serde_json::from_value(p["vector"].clone()).unwrap()))
+        .collect();
+    for id in 0..50 {
+        assert_eq!(found.get(&id), Some(&point_vector(id, 1, DIM)), "acknowledged point {id}");
+    }
+    let refused = (100..110).filter(|id| found.contains_key(id)).count();
+    assert!(refused == 0 || refused == 10, "the refused batch is whole or absent, not {refused} of 10");
+    assert!(!found.contains_key(&200), "a write refused before the log is never applied");
+    assert_eq!(put(&format!("{c}/points"), points(300..301, 1)).0, 200, "writes work after the restart");
+    server.terminate();
+    assert!(fs.root.join("data/f/manifest.json").exists());
+}
