@@ -1129,11 +1129,18 @@ impl Collection {
 /// `in_build` says their segment is being built (at open nothing is), and a
 /// killed writer's `.NAME.tmp-PID` temporaries.
 fn remove_unnamed_files(seg_dir: &Path, manifest: &Manifest, in_build: &dyn Fn(SegmentId) -> bool) {
+    // Each named segment's payload index files, for the declared indexes.
+    let pidx: Vec<String> = manifest
+        .segments
+        .iter()
+        .flat_map(|e| manifest.payload_indexes.iter().map(|s| crate::payload_index::pidx_name(e.id, s)))
+        .collect();
     let keep: std::collections::HashSet<&str> = manifest
         .segments
         .iter()
         .flat_map(|e| [Some(e.index.as_str()), e.payloads.as_deref(), e.deleted.as_deref()])
         .flatten()
+        .chain(pidx.iter().map(String::as_str))
         .collect();
     let Ok(entries) = std::fs::read_dir(seg_dir) else { return };
     for e in entries.flatten() {

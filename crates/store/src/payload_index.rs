@@ -22,13 +22,25 @@
 //! answered by reading the segment's payloads: [`select`] says which keys
 //! it had to read that way. Both agree with [`Filter::matches`] (tested).
 //!
-//! Built in memory when a segment opens or is sealed, and point by point
-//! in memory segments; not persisted.
+//! Built point by point in memory segments. A sealed segment's are built
+//! once, when it is sealed or the key is declared, and kept beside it
+//! (`<segment>.pidx-<spec hash>`, [`store`] / [`load`]); opening the segment
+//! reads them instead of parsing every payload again. The files are a cache
+//! of what the payloads say: one missing, damaged or made for another file
+//! is rebuilt from the payloads (and written again), with a warning.
+//!
+//! ```text
+//! pidx: "VWPIDX01" | index file identity u128 | points u64 | spec_len u32 | spec JSON
+//!       | non_empty | keywords: n u64, n × (len u32, UTF-8, posting) | integers: n u64, n × (i64, posting)
+//!       | numbers: n u64, n × (f64, offset u32), sorted | false, true: posting × 2 | xxh3-64 of all before
+//! posting: 0u8 | n u64 | n × offset u32 (ascending)   or   1u8 | words u64 | words × u64 (a bitset)
+//! ```
 
 use crate::filter::{Condition, Filter, KeyPath, MatchValue};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 use vectorwise_index::AllowSet;
 
@@ -153,6 +165,10 @@ pub(crate) struct FieldIndex {
 }
 
 impl FieldIndex {
+    pub(crate) fn spec(&self) -> &FieldSpec {
+        &self.spec
+    }
+
     fn new(spec: &FieldSpec) -> FieldIndex {
         FieldIndex {
             key: KeyPath::parse(&spec.field).unwrap_or_else(|_| KeyPath::parse("_").expect("a valid key")),
@@ -284,6 +300,188 @@ impl FieldIndex {
     }
 }
 
+const PIDX_MAGIC: &[u8; 8] = b"VWPIDX01";
+
+/// The file of segment `segment`'s index for `spec`.
+pub(crate) fn pidx_name(segment: u64, spec: &FieldSpec) -> String {
+    let text = serde_json::to_string(spec).expect("a spec serialises");
+    format!("{segment:012}.pidx-{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
+}
+
+impl Posting {
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Posting::Sparse(v) => {
+                out.push(0);
+                out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+                for o in v {
+                    out.extend_from_slice(&o.to_le_bytes());
+                }
+            }
+            Posting::Dense(d) => {
+                out.push(1);
+                out.extend_from_slice(&(d.words().len() as u64).to_le_bytes());
+                for w in d.words() {
+                    out.extend_from_slice(&w.to_le_bytes());
+                }
+            }
+        }
+    }
+
+    /// A posting over `len` points (offsets ascending and below `len`).
+    fn read(r: &mut PidxReader<'_>, len: usize) -> Option<Posting> {
+        match r.u8()? {
+            0 => {
+                let n = r.count(4)?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let o = r.u32()?;
+                    if o as usize >= len || v.last().is_some_and(|&l| l >= o) {
+                        return None;
+                    }
+                    v.push(o);
+                }
+                Some(Posting::Sparse(v))
+            }
+            1 => {
+                let n = r.count(8)?;
+                if n != len.div_ceil(64) {
+                    return None;
+                }
+                let words = (0..n).map(|_| r.u64()).collect::<Option<Vec<u64>>>()?;
+                Some(Posting::Dense(AllowSet::from_words(len, words)))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A bounds-checked reader of a pidx file's body.
+struct PidxReader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> PidxReader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(n)?;
+        let s = self.bytes.get(self.at..end)?;
+        self.at = end;
+        Some(s)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4).map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8).map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+    }
+    /// A count of items of at least `each` bytes that the rest can hold.
+    fn count(&mut self, each: usize) -> Option<usize> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        (n.checked_mul(each)? <= self.bytes.len() - self.at).then_some(n)
+    }
+}
+
+/// Writes a sealed segment's finished index to `path` atomically: for the
+/// index file of identity `identity`, of `len` points.
+pub(crate) fn store(path: &Path, f: &FieldIndex, identity: u128, len: usize) -> crate::error::Result<()> {
+    debug_assert!(f.sorted);
+    let mut out = Vec::with_capacity(64 + 16 * f.numbers.len() + 4 * len);
+    out.extend_from_slice(PIDX_MAGIC);
+    out.extend_from_slice(&identity.to_le_bytes());
+    out.extend_from_slice(&(len as u64).to_le_bytes());
+    let spec = serde_json::to_string(&f.spec).expect("a spec serialises");
+    out.extend_from_slice(&(spec.len() as u32).to_le_bytes());
+    out.extend_from_slice(spec.as_bytes());
+    f.non_empty.write(&mut out);
+    out.extend_from_slice(&(f.keywords.len() as u64).to_le_bytes());
+    for (k, p) in &f.keywords {
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(k.as_bytes());
+        p.write(&mut out);
+    }
+    out.extend_from_slice(&(f.integers.len() as u64).to_le_bytes());
+    for (i, p) in &f.integers {
+        out.extend_from_slice(&i.to_le_bytes());
+        p.write(&mut out);
+    }
+    out.extend_from_slice(&(f.numbers.len() as u64).to_le_bytes());
+    for (x, o) in &f.numbers {
+        out.extend_from_slice(&x.to_bits().to_le_bytes());
+        out.extend_from_slice(&o.to_le_bytes());
+    }
+    for p in &f.bools {
+        p.write(&mut out);
+    }
+    let sum = xxhash_rust::xxh3::xxh3_64(&out);
+    out.extend_from_slice(&sum.to_le_bytes());
+    vectorwise_index::write_atomic(path, |w| w.write_all(&out))?;
+    Ok(())
+}
+
+/// Reads the index for `spec` of the segment whose index file has
+/// `identity` and `len` points. `Ok(None)`: no such file; `Err`: one that
+/// is damaged or made for another file or spec (the caller rebuilds).
+pub(crate) fn load(path: &Path, spec: &FieldSpec, identity: u128, len: usize) -> Result<Option<FieldIndex>, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    if bytes.len() < 8 + 16 + 8 + 4 + 8 || &bytes[..8] != PIDX_MAGIC {
+        return Err("not a payload index file, or truncated".into());
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - 8);
+    if xxhash_rust::xxh3::xxh3_64(body).to_le_bytes() != sum {
+        return Err("fails its checksum".into());
+    }
+    let mut r = PidxReader { bytes: body, at: 8 };
+    let bad = || "malformed".to_string();
+    let file_identity = u128::from_le_bytes(r.take(16).ok_or_else(bad)?.try_into().unwrap());
+    let points = r.u64().ok_or_else(bad)?;
+    if file_identity != identity || points != len as u64 {
+        return Err("made for another segment file".into());
+    }
+    let spec_len = r.u32().ok_or_else(bad)? as usize;
+    let stored: FieldSpec = serde_json::from_slice(r.take(spec_len).ok_or_else(bad)?).map_err(|_| bad())?;
+    if stored != *spec {
+        return Err("made for another index".into());
+    }
+    let mut f = FieldIndex::new(spec);
+    f.non_empty = Posting::read(&mut r, len).ok_or_else(bad)?;
+    for _ in 0..r.count(5).ok_or_else(bad)? {
+        let n = r.u32().ok_or_else(bad)? as usize;
+        let k = std::str::from_utf8(r.take(n).ok_or_else(bad)?).map_err(|_| bad())?;
+        let p = Posting::read(&mut r, len).ok_or_else(bad)?;
+        f.keywords.insert(k.into(), p);
+    }
+    for _ in 0..r.count(9).ok_or_else(bad)? {
+        let i = r.u64().ok_or_else(bad)? as i64;
+        let p = Posting::read(&mut r, len).ok_or_else(bad)?;
+        f.integers.insert(i, p);
+    }
+    let n = r.count(12).ok_or_else(bad)?;
+    f.numbers.reserve_exact(n);
+    for _ in 0..n {
+        let x = f64::from_bits(r.u64().ok_or_else(bad)?);
+        let o = r.u32().ok_or_else(bad)?;
+        if o as usize >= len || f.numbers.last().is_some_and(|&(last, _)| last.total_cmp(&x).is_gt()) {
+            return Err(bad());
+        }
+        f.numbers.push((x, o));
+    }
+    for b in 0..2 {
+        f.bools[b] = Posting::read(&mut r, len).ok_or_else(bad)?;
+    }
+    if r.at != body.len() {
+        return Err(bad());
+    }
+    Ok(Some(f))
+}
+
 /// Points per task of a parallel index build.
 const PARALLEL_CHUNK: usize = 16_384;
 
@@ -294,6 +492,28 @@ pub(crate) struct FieldIndexes {
 }
 
 impl FieldIndexes {
+    /// Finished indexes read from files, to pass as `keep` to [`FieldIndexes::build`].
+    pub(crate) fn from_loaded(current: Option<&FieldIndexes>, loaded: Vec<FieldIndex>) -> FieldIndexes {
+        let mut fields: Vec<Arc<FieldIndex>> = current.map(|c| c.fields.clone()).unwrap_or_default();
+        fields.extend(loaded.into_iter().map(|mut f| {
+            f.sorted = true;
+            Arc::new(f)
+        }));
+        FieldIndexes { fields }
+    }
+
+    /// The indexes of `self` that `keep` did not hand it (built by
+    /// [`FieldIndexes::build`]), with their specs.
+    pub(crate) fn fresh_since<'a>(&'a self, keep: &FieldIndexes) -> impl Iterator<Item = &'a FieldIndex> {
+        let kept: Vec<*const FieldIndex> = keep.fields.iter().map(Arc::as_ptr).collect();
+        self.fields.iter().filter(move |f| !kept.contains(&Arc::as_ptr(f))).map(|f| &**f)
+    }
+
+    /// Whether it holds an index for `spec`.
+    pub(crate) fn has(&self, spec: &FieldSpec) -> bool {
+        self.fields.iter().any(|f| f.spec == *spec)
+    }
+
     /// Indexes for `specs` over `payloads` (offset order, `len` of them), a
     /// sealed segment's: finished, and those of `keep` with a spec in
     /// `specs` reused, not rebuilt. On the rayon pool when `parallel`; never
@@ -652,7 +872,8 @@ mod tests {
             for (o, t) in texts.iter().enumerate() {
                 memory.insert(o as u32, t.as_deref());
             }
-            for indexes in [&sealed, &memory] {
+            let loaded = round_trip(&sealed, &specs, texts.len());
+            for indexes in [&sealed, &memory, &loaded] {
                 let seg = SegmentPoints {
                     len: payloads.len(),
                     indexes,
@@ -667,6 +888,51 @@ mod tests {
         }
     }
 
+    /// `indexes` written to files and read back (what a reopened segment uses).
+    fn round_trip(indexes: &FieldIndexes, specs: &[FieldSpec], len: usize) -> FieldIndexes {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded: Vec<FieldIndex> = indexes
+            .fields
+            .iter()
+            .map(|f| {
+                let path = dir.path().join(pidx_name(1, &f.spec));
+                store(&path, f, 42, len).unwrap();
+                load(&path, &f.spec, 42, len).unwrap().expect("written")
+            })
+            .collect();
+        let keep = FieldIndexes::from_loaded(None, loaded);
+        let out = FieldIndexes::build(specs, Some(&keep), len, std::iter::empty(), false);
+        assert_eq!(out.fresh_since(&keep).count(), 0, "every index came from its file");
+        out
+    }
+
+    #[test]
+    fn payload_index_files_refuse_damage_and_other_segments() {
+        let texts: Vec<Option<std::sync::Arc<str>>> = (0..3000).map(|i| Some(std::sync::Arc::from(json!({"t": format!("k{}", i % 3), "x": i}).to_string()))).collect();
+        let specs = [spec("t", FieldType::Keyword), spec("x", FieldType::Integer)];
+        let built = FieldIndexes::build(&specs, None, 3000, texts.iter().map(|t| t.as_deref()), false);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(pidx_name(7, &specs[0]));
+        assert!(load(&path, &specs[0], 9, 3000).unwrap().is_none(), "no file: None");
+        store(&path, &built.fields[0], 9, 3000).unwrap();
+        assert!(load(&path, &specs[0], 9, 3000).unwrap().is_some());
+        assert!(load(&path, &specs[0], 10, 3000).unwrap_err().contains("another segment file"));
+        assert!(load(&path, &specs[0], 9, 2999).unwrap_err().contains("another segment file"));
+        assert!(load(&path, &specs[1], 9, 3000).unwrap_err().contains("another index"));
+        let bytes = std::fs::read(&path).unwrap();
+        for at in [0, 40, bytes.len() / 2, bytes.len() - 9] {
+            let mut b = bytes.clone();
+            b[at] ^= 0x10;
+            std::fs::write(&path, &b).unwrap();
+            assert!(load(&path, &specs[0], 9, 3000).is_err(), "a flipped byte at {at}");
+        }
+        for cut in [10, bytes.len() / 3, bytes.len() - 1] {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            assert!(load(&path, &specs[0], 9, 3000).is_err(), "cut at {cut}");
+        }
+        assert_ne!(pidx_name(7, &specs[0]), pidx_name(7, &spec("t", FieldType::Integer)), "a spec's type is in its name");
+    }
+
     #[test]
     fn a_parallel_build_over_many_chunks_answers_like_the_reference() {
         // Three chunks and a bit, values repeating across chunk boundaries.
@@ -675,24 +941,28 @@ mod tests {
         let texts: Vec<Option<std::sync::Arc<str>>> =
             (0..n).map(|i| (i % 17 != 0).then(|| std::sync::Arc::from(payload(i).to_string()))).collect();
         let specs = [spec("tag", FieldType::Keyword), spec("x", FieldType::Integer), spec("f", FieldType::Float), spec("b", FieldType::Bool)];
-        let indexes = FieldIndexes::build(&specs, None, n, texts.iter().map(|t| t.as_deref()), true);
+        let built = FieldIndexes::build(&specs, None, n, texts.iter().map(|t| t.as_deref()), true);
         let parsed: Vec<Option<Value>> = texts.iter().map(|t| t.as_ref().map(|t| serde_json::from_str(t).unwrap())).collect();
-        let seg = SegmentPoints { len: n, indexes: &indexes, payload: &|_| panic!("indexed"), id: &u64::from, offsets_of: &|_| Vec::new() };
-        let key = |k: &str| KeyPath::parse(k).unwrap();
-        let conditions = [
-            Condition::Match { key: key("tag"), values: vec![MatchValue::Keyword("t3".into()), MatchValue::Keyword("u1".into())] },
-            Condition::Match { key: key("x"), values: vec![MatchValue::Integer(500)] },
-            Condition::Range { key: key("x"), range: NumRange { gte: Some(100.0), lt: Some(130.0), ..Default::default() } },
-            Condition::Range { key: key("f"), range: NumRange { gt: Some(0.0), ..Default::default() } },
-            Condition::Match { key: key("b"), values: vec![MatchValue::Bool(true)] },
-            Condition::IsEmpty(key("tag")),
-        ];
-        for c in conditions {
-            let f = Filter { must: vec![c.clone()], ..Default::default() };
-            let (got, unindexed) = select(&f, &seg);
-            assert!(unindexed.is_empty());
-            let want: Vec<u32> = (0..n as u32).filter(|&o| c.matches(u64::from(o), parsed[o as usize].as_ref())).collect();
-            assert_eq!(got.iter().collect::<Vec<_>>(), want, "{c:?}");
+        // Dense postings (a value of more than 1/32 of the points) through files too.
+        let loaded = round_trip(&built, &specs, n);
+        for indexes in [&built, &loaded] {
+            let seg = SegmentPoints { len: n, indexes, payload: &|_| panic!("indexed"), id: &u64::from, offsets_of: &|_| Vec::new() };
+            let key = |k: &str| KeyPath::parse(k).unwrap();
+            let conditions = [
+                Condition::Match { key: key("tag"), values: vec![MatchValue::Keyword("t3".into()), MatchValue::Keyword("u1".into())] },
+                Condition::Match { key: key("x"), values: vec![MatchValue::Integer(500)] },
+                Condition::Range { key: key("x"), range: NumRange { gte: Some(100.0), lt: Some(130.0), ..Default::default() } },
+                Condition::Range { key: key("f"), range: NumRange { gt: Some(0.0), ..Default::default() } },
+                Condition::Match { key: key("b"), values: vec![MatchValue::Bool(true)] },
+                Condition::IsEmpty(key("tag")),
+            ];
+            for c in conditions {
+                let f = Filter { must: vec![c.clone()], ..Default::default() };
+                let (got, unindexed) = select(&f, &seg);
+                assert!(unindexed.is_empty());
+                let want: Vec<u32> = (0..n as u32).filter(|&o| c.matches(u64::from(o), parsed[o as usize].as_ref())).collect();
+                assert_eq!(got.iter().collect::<Vec<_>>(), want, "{c:?}");
+            }
         }
     }
 

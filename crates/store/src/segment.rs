@@ -205,6 +205,33 @@ pub struct SealedSegment {
     pub(crate) persisted: parking_lot::Mutex<(usize, u64)>,
 }
 
+/// A sealed segment's payload indexes for `specs`: those `current` has, then
+/// those its `.pidx` files hold, then the rest built from the payloads and
+/// written beside it (a cache: a file that cannot be read is rebuilt, one
+/// that cannot be written is only logged).
+fn sealed_fields(id: SegmentId, index: &Index, payloads: &Payloads, specs: &[FieldSpec], current: Option<&FieldIndexes>, parallel: bool) -> FieldIndexes {
+    let dir = index.path().parent().unwrap_or(Path::new("."));
+    let (len, identity) = (index.len(), index.file_identity());
+    let mut loaded = Vec::new();
+    for spec in specs.iter().filter(|s| !current.is_some_and(|c| c.has(s))) {
+        let path = dir.join(crate::payload_index::pidx_name(id, spec));
+        match crate::payload_index::load(&path, spec, identity, len) {
+            Ok(Some(f)) => loaded.push(f),
+            Ok(None) => {}
+            Err(why) => tracing::warn!(file = %path.display(), why, "payload index file not used; rebuilding it from the payloads"),
+        }
+    }
+    let keep = FieldIndexes::from_loaded(current, loaded);
+    let built = FieldIndexes::build(specs, Some(&keep), len, (0..len).map(|o| payloads.get(o)), parallel);
+    for f in built.fresh_since(&keep) {
+        let path = dir.join(crate::payload_index::pidx_name(id, f.spec()));
+        if let Err(e) = crate::payload_index::store(&path, f, identity, len) {
+            tracing::warn!(file = %path.display(), error = %e, "cannot write a payload index file (it is rebuilt at the next open)");
+        }
+    }
+    built
+}
+
 impl SealedSegment {
     pub(crate) fn open(
         id: SegmentId,
@@ -231,7 +258,8 @@ impl SealedSegment {
             }
             persisted = (offsets.len(), generation);
         }
-        let fields = RwLock::new(Arc::new(FieldIndexes::build(fields, None, index.len(), (0..index.len()).map(|o| payloads.get(o)), true)));
+        let built = sealed_fields(id, &index, &payloads, fields, None, true);
+        let fields = RwLock::new(Arc::new(built));
         Ok(SealedSegment { id, index, payloads, fields, deleted: bits, persisted: parking_lot::Mutex::new(persisted) })
     }
 
@@ -242,8 +270,8 @@ impl SealedSegment {
         if current.is(specs) {
             return;
         }
-        // Only the indexes it lacks are built; the others are shared.
-        let built = FieldIndexes::build(specs, Some(&current), self.len(), (0..self.len()).map(|o| self.payloads.get(o)), parallel);
+        // Only the indexes it lacks are read or built; the others are shared.
+        let built = sealed_fields(self.id, &self.index, &self.payloads, specs, Some(&current), parallel);
         *self.fields.write() = Arc::new(built);
     }
 

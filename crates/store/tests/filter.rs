@@ -166,15 +166,34 @@ fn filtered_search_matches_a_brute_force_model_across_segments_indexes_and_reope
     let stats = c.stats();
     assert!(stats.segments.iter().any(|s| s.kind == "sealed") && stats.segments.iter().any(|s| s.kind != "sealed" && s.points > 0), "{stats:?}");
     report(&c, &model, "indexed", true);
+    // Each sealed segment keeps its payload indexes in files beside it, one
+    // a declared index; one of them damaged is rebuilt (and written again)
+    // by the next opening.
+    let seg_dir = dir.path().join("f/segments");
+    let pidx = || -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(&seg_dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().contains(".pidx-")).collect();
+        v.sort();
+        v
+    };
+    let sealed = |c: &vectorwise_store::Collection| c.stats().segments.iter().filter(|s| s.kind == "sealed").count();
+    assert_eq!(pidx().len(), 3 * sealed(&c));
+    let victim = pidx()[0].clone();
+    let mut damaged = std::fs::read(&victim).unwrap();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x40;
+    std::fs::write(&victim, &damaged).unwrap();
     // Reopen: indexes come back from the manifest.
     drop(c);
     store.close();
     drop(store);
     let store = Store::open(dir.path(), SyncMode::Always).unwrap();
     let c = store.get("f").unwrap();
+    c.stop_optimiser();
     assert_eq!(c.stats().payload_indexes.len(), 3);
+    assert_ne!(std::fs::read(&victim).unwrap(), damaged, "the damaged file was rebuilt");
     report(&c, &model, "reopened", true);
     c.drop_payload_index("price").unwrap();
+    assert_eq!(pidx().len(), 2 * sealed(&c), "a dropped index's files go at the checkpoint");
     assert!(c.drop_payload_index("price").is_err());
     let f = &filters()[2].1;
     let (exact, unindexed) = check(&c, &model, f, SearchRequest::RecallTarget(1.0));
