@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -397,6 +399,160 @@ def test_bad_input_is_refused_before_sending(
             vw.get("c", ["a"])
         with pytest.raises(ValidationError, match="1-D"):
             vw.delete("c", [[1]])
+
+
+# -- UUID ids ------------------------------------------------------------------
+
+U1 = "550e8400-e29b-41d4-a716-446655440000"
+U2 = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+U3 = "00000000-0000-0000-0000-000000000001"  # uuid.UUID(int=1): not the point 1
+U4 = "f47ac10b-58cc-4372-a567-0e02b2c3d479"
+
+
+def uuid_points(n: int) -> tuple[list[Any], list[Any], np.ndarray]:
+    """``n`` points, ids alternating int / UUID (the UUIDs given as uuid.UUID objects and
+    as strings in each form uuid.UUID reads), the same ids as the server writes them,
+    and float32 vectors."""
+    rng = np.random.default_rng(5)
+    given: list[Any] = []
+    canonical: list[Any] = []
+    for i in range(n):
+        if i % 2 == 0:
+            given.append(i * 11)
+            canonical.append(i * 11)
+            continue
+        u = uuid.UUID(int=(i * 0x9E3779B97F4A7C15) << 40 | i)
+        forms = [u, str(u).upper(), u.hex, "{" + str(u) + "}", u.urn, str(u)]
+        given.append(forms[(i // 2) % len(forms)])
+        canonical.append(str(u))
+    return given, canonical, rng.standard_normal((n, DIM)).astype(np.float32)
+
+
+def test_uuid_ids_beside_int_ids(vw: VectorWiseClient, name: str) -> None:
+    """Upsert, get, retrieve, search (single and batch) and delete with int and UUID ids
+    in one collection; UUIDs come back hyphenated in lower case, ints as ints."""
+    given, canonical, vectors = uuid_points(40)
+    vw.create_collection(name, DIM, metric="l2")
+    assert vw.upsert(name, given, vectors, [{"row": i} for i in range(40)]) == 40
+    assert vw.collection_info(name)["points"] == 40
+
+    # get / retrieve, by any form of the id.
+    asked = [given[3], 12345, canonical[2], uuid.UUID(canonical[5]), str(uuid.uuid4())]
+    got = vw.get(name, asked)
+    assert [p.id for p in got] == [canonical[3], canonical[2], canonical[5]]
+    assert [type(p.id) for p in got] == [str, int, str]
+    assert [p.payload for p in got] == [{"row": 3}, {"row": 2}, {"row": 5}]
+    np.testing.assert_array_equal(got[0].vector, vectors[3])  # bit for bit
+    point = vw.retrieve(name, canonical[7].upper())
+    assert point is not None and point.id == canonical[7] and point.payload == {"row": 7}
+    point = vw.retrieve(name, uuid.UUID(canonical[9]))
+    assert point is not None and point.id == canonical[9]
+    assert vw.retrieve(name, str(uuid.uuid4())) is None
+
+    # search: hits' ids are ints and UUID strings, in brute force's order.
+    order = np.argsort(brute_force(vectors, vectors[1], "l2"), kind="stable")[:10]
+    hits = vw.search(vectors[1], k=10, collection=name, with_payload=True)
+    assert hits.point_ids == [canonical[i] for i in order]
+    assert hits.point_ids[0] == canonical[1]
+    assert [i for i, _ in hits] == hits.point_ids
+    assert hits.payloads == [{"row": int(i)} for i in order]
+    with pytest.raises(ValueError, match=r"UUID id .* `point_ids`"):
+        hits.ids  # noqa: B018
+    only_int = vw.search(vectors[0], k=1, collection=name)
+    assert only_int.ids.tolist() == [0] and only_int.point_ids == [0]
+
+    batch = vw.search_batch(vectors[:6], k=3, collection=name)
+    assert [row[0] for row in batch.point_ids] == canonical[:6]
+    assert batch.distances.shape == (6, 3)
+    with pytest.raises(ValueError, match=r"row \d+, hit \d+ has the UUID id"):
+        batch.ids  # noqa: B018
+
+    # A UUID written again in another form is the same point: replaced.
+    vw.upsert(name, [canonical[1].upper()], vectors[1:2] + 1, [{"row": "again"}])
+    assert vw.collection_info(name)["points"] == 40
+    point = vw.retrieve(name, canonical[1])
+    assert point is not None and point.payload == {"row": "again"}
+
+    # delete by any form; deleted points are never returned.
+    gone = [uuid.UUID(canonical[1]), canonical[3].upper(), 0, str(uuid.uuid4())]
+    assert vw.delete(name, gone) == 3
+    assert vw.delete(name, gone) == 0
+    assert vw.delete(name, canonical[5]) == 1  # one id
+    left = [c for c in canonical if c not in (canonical[1], canonical[3], 0, canonical[5])]
+    assert vw.collection_info(name)["points"] == len(left) == 36
+    assert [p.id for p in vw.get(name, canonical)] == left
+    batch = vw.search_batch(vectors, k=40, collection=name)
+    assert all(sorted(map(str, row)) == sorted(map(str, left)) for row in batch.point_ids)
+
+
+def test_an_int_and_a_uuid_never_name_the_same_point(vw: VectorWiseClient, name: str) -> None:
+    vw.create_collection(name, 2, metric="l2")
+    vw.upsert(name, [1, uuid.UUID(int=1)], [[0.0, 0.0], [1.0, 0.0]], [{"k": "int"}, {"k": "uuid"}])
+    assert vw.collection_info(name)["points"] == 2
+    assert [(p.id, p.payload) for p in vw.get(name, [U3, 1])] == [
+        (U3, {"k": "uuid"}),
+        (1, {"k": "int"}),
+    ]
+    assert list(vw.search([0.0, 0.0], k=2, collection=name)) == [(1, 0.0), (U3, 1.0)]
+    assert vw.delete(name, [U3]) == 1
+    point = vw.retrieve(name, 1)
+    assert point is not None and point.payload == {"k": "int"}
+
+
+def test_a_bad_uuid_is_refused_before_sending_where_the_server_would(
+    collections_server: LocalServer, vw: VectorWiseClient, name: str
+) -> None:
+    """The client's refusal has the ``loc`` and ``type`` of the server's 422 for the same
+    request (sent here as raw JSON), with ``status`` None, and nothing is written."""
+    vw.create_collection(name, 2, metric="l2")
+    bad = [7, U1, "550e8400-e29b-41d4-a716-44665544000z"]
+    cases: list[tuple[Callable[[], object], str, str, dict[str, Any], list[object]]] = [
+        (
+            lambda: vw.upsert(name, bad, np.ones((3, 2))),
+            "PUT",
+            "points",
+            {"points": [{"id": i, "vector": [1.0, 1.0]} for i in bad]},
+            ["body", "points", 2, "id"],
+        ),
+        (lambda: vw.delete(name, bad), "POST", "points/delete", {"ids": bad}, ["body", "ids", 2]),
+        (lambda: vw.get(name, bad), "POST", "points/get", {"ids": bad}, ["body", "ids", 2]),
+    ]
+    for call, method, route, raw, loc in cases:
+        with pytest.raises(ValidationError) as mine:
+            call()
+        assert mine.value.status is None and isinstance(mine.value, ValueError)
+        response = httpx.request(
+            method, f"{collections_server.url}/collections/{name}/{route}", json=raw
+        )
+        assert response.status_code == 422, response.text
+        theirs = response.json()["detail"]
+        assert [(e["loc"], e["type"]) for e in theirs] == [(loc, "uuid_parsing")]
+        assert [(e["loc"], e["type"]) for e in mine.value.errors] == [(loc, "uuid_parsing")]
+        assert ".".join(map(str, loc)) in str(mine.value)
+    with pytest.raises(ValidationError) as e:
+        vw.retrieve(name, "not-a-uuid")
+    assert e.value.errors[0]["loc"] == ["path", "id"]
+    assert vw.collection_info(name)["points"] == 0
+
+
+def test_the_served_index_refuses_a_uuid_point_in_its_integer_answer(
+    binary: Path, dataset: Dataset, tmp_path: Path
+) -> None:
+    """The demo's /search answers int64 ids only: once the collection `default` holds a
+    UUID point that a search would return, the server's 409 is a ConflictError naming
+    the point; the collection search answers it."""
+    server = LocalServer(dataset.index_path, binary=binary, data_dir=tmp_path)
+    with server, VectorWiseClient(server.url) as vw:
+        dim = vw.stats()["dimension"]
+        q = np.ones(dim, dtype=np.float32)
+        vw.upsert("default", [U4], q[None, :])
+        with pytest.raises(ConflictError, match=U4) as e:
+            vw.search(q, k=3)
+        assert e.value.status == 409
+        with pytest.raises(ConflictError, match=U4):
+            vw.search_batch(q[None, :], k=3)
+        hits = vw.search(q, k=3, collection="default")
+        assert hits.point_ids[0] == U4 and all(type(i) is int for i in hits.point_ids[1:])
 
 
 # -- durability ---------------------------------------------------------------

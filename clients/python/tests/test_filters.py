@@ -15,6 +15,7 @@ import json
 import math
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -697,7 +698,13 @@ MISTAKES: list[tuple[Callable[[], object], dict[str, Any]]] = [
     (lambda: HasId([-1]), {"has_id": [-1]}),
     (lambda: HasId([3, 2**63]), {"has_id": [3, 2**63]}),
     (lambda: HasId([True]), {"has_id": [True]}),
-    (lambda: HasId("1"), {"has_id": "1"}),  # type: ignore[arg-type]
+    (lambda: HasId("1"), {"has_id": "1"}),
+    (lambda: HasId(["not-a-uuid"]), {"has_id": ["not-a-uuid"]}),
+    (
+        lambda: HasId([1, "550e8400-e29b-41d4-a716-446655440000", "550e8400-e29b-41d4-a716"]),
+        {"has_id": [1, "550e8400-e29b-41d4-a716-446655440000", "550e8400-e29b-41d4-a716"]},
+    ),
+    (lambda: HasId([1.5]), {"has_id": [1.5]}),  # type: ignore[list-item]
     (lambda: HasId([0] * (MAX_HAS_ID + 1)), {"has_id": [0] * (MAX_HAS_ID + 1)}),
     (lambda: Filter(must="x"), {"must": "x"}),  # type: ignore[arg-type]
     (lambda: Filter(should=[Filter()] * (MAX_CONDITIONS + 1)), {"should": [{}] * 65}),
@@ -814,3 +821,73 @@ def test_filter_info_from_headers() -> None:
     assert info.filter == FilterInfo(0.25, 25, ("sq8", "scan"), ("meta.year", "topic"))
     assert FilterInfo.from_headers({"x-vectorwise-method": "exact"}) is None
     assert SearchInfo.from_headers({}).filter is None and not SearchInfo.from_headers({})
+
+
+# -- UUID ids -------------------------------------------------------------------
+
+U1 = "550e8400-e29b-41d4-a716-446655440000"
+U2 = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+U3 = "00000000-0000-0000-0000-000000000001"  # uuid.UUID(int=1): not the point 1
+
+
+def test_has_id_takes_uuids_beside_ints() -> None:
+    """uuid.UUID objects and any string form uuid.UUID reads, kept and sent as the
+    server writes them (hyphenated, lower case); ints as before; one id alone too."""
+    f = HasId([uuid.UUID(U1), 7, U2.upper(), "{" + U1 + "}", np.int64(3), "urn:uuid:" + U3])
+    assert f.ids == (U1, 7, U2, U1, 3, U3)
+    assert f.to_dict() == {"has_id": [U1, 7, U2, U1, 3, U3]}
+    assert HasId(uuid.UUID(U2)).ids == (U2,)  # type: ignore[arg-type]
+    assert HasId(U2.replace("-", "")).ids == (U2,)
+    assert HasId(np.array([U1, U2.upper()])).ids == (U1, U2)
+    assert Filter(must_not=[HasId([U1, 1])]).to_dict() == {"must_not": [{"has_id": [U1, 1]}]}
+    for bad, loc in (
+        (["zz"], ["has_id", 0]),
+        ([U1, U1[:-1]], ["has_id", 1]),
+        ([uuid.UUID(U1).bytes], ["has_id", 0]),
+        ([None], ["has_id", 0]),
+    ):
+        with pytest.raises(ValidationError) as e:
+            HasId(bad)  # type: ignore[arg-type]
+        assert e.value.status is None
+        assert [(x["loc"], x["type"]) for x in e.value.errors] == [(loc, "value_error")]
+        assert "or UUID strings" in e.value.errors[0]["msg"]
+    with pytest.raises(ValidationError) as e:
+        HasId("zz")  # a string that is no UUID is not a list of ids either
+    assert e.value.errors[0]["loc"] == ["has_id"] and e.value.errors[0]["type"] == "list_type"
+
+
+def test_has_id_with_uuids_against_the_server(vw: VectorWiseClient, name: str) -> None:
+    """Points with int and UUID ids in one collection; has_id naming either kind (typed
+    or as a dict, in any UUID form) lets exactly those through, in memory and sealed."""
+    vw.create_collection(name, 2, metric="l2", seal_points=100)
+    ids: list[Any] = [1, 2, 3, uuid.UUID(U1), U2.upper(), "{" + U3 + "}"]
+    canonical: list[Any] = [1, 2, 3, U1, U2, U3]
+    xs = np.array([[i, 0.0] for i in range(6)], dtype=np.float32)  # point i at distance i^2
+    assert vw.upsert(name, ids, xs, [{"i": i} for i in range(6)]) == 6
+    q = np.zeros(2, dtype=np.float32)
+
+    def found(f: Any) -> list[Any]:
+        hits = vw.search(q, k=10, collection=name, filter=f)
+        assert hits.used.filter is not None and hits.used.filter.allowed == len(hits)
+        return hits.point_ids
+
+    assert found(HasId([uuid.UUID(U3), 2, U1.upper()])) == [2, U1, U3]
+    assert found(HasId([U2])) == [U2]
+    assert found(HasId([1])) == [1]  # the int 1, not the UUID ...0001
+    assert found(HasId([uuid.UUID(int=1)])) == [U3]
+    assert found(Filter(must_not=[HasId([U1, 1, U2])])) == [2, 3, U3]
+    assert found({"must": [{"has_id": ["{" + U2.upper() + "}", 3, U1.replace("-", "")]}]}) == [
+        3,
+        U1,
+        U2,
+    ]
+    assert found(HasId([str(uuid.uuid4()), 99])) == []
+    # Sealed into an index segment (seal_points=100), the same.
+    more = np.array([[10.0 + i, 5.0] for i in range(200)], dtype=np.float32)
+    vw.upsert(name, range(100, 300), more)
+    deadline = time.monotonic() + 30
+    while not any(s["kind"] == "sealed" for s in vw.collection_info(name)["segments"]):
+        assert time.monotonic() < deadline, "not sealed"
+        time.sleep(0.05)
+    assert found(HasId([U3, 2, U1, 150])) == [2, U1, U3, 150]
+    assert found(Filter(must=[HasId(canonical)], must_not=[HasId([U2])])) == [1, 2, 3, U1, U3]

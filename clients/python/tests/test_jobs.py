@@ -4,6 +4,7 @@ deleted (cancelled) and refused when bad."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,3 +84,23 @@ def test_bad_jobs_are_refused(vw: VectorWiseClient) -> None:
     with pytest.raises(ConflictError):
         vw.job_results("jobs_bad", job["id"])
     assert vw.delete_job("jobs_bad", job["id"])
+
+
+def test_a_job_whose_answer_holds_a_uuid_point_fails_naming_it(vw: VectorWiseClient) -> None:
+    """A job's ids.npy holds integers: the server fails the job rather than answer a
+    point with a UUID id, and job_results raises; a job that meets none is answered."""
+    x = make(vw, "jobs_uuid", 50)
+    u = "550e8400-e29b-41d4-a716-446655440000"
+    vw.upsert("jobs_uuid", [uuid.UUID(u)], x[:1] + 0.001)
+    job = vw.submit_job("jobs_uuid", x[:3], k=2)
+    done = vw.wait_job("jobs_uuid", job["id"], timeout=60)
+    assert done["state"] == "failed" and u in done["error"]
+    with pytest.raises(ConflictError):
+        vw.job_results("jobs_uuid", job["id"])
+    far = vw.submit_job("jobs_uuid", x[10:12], k=1, filter=Match("tag", 2))  # not the UUID point
+    assert vw.wait_job("jobs_uuid", far["id"], timeout=60)["state"] == "done"
+    ids, _ = vw.job_results("jobs_uuid", far["id"])
+    assert ids.dtype == np.int64 and ids.shape == (2, 1)
+    np.testing.assert_array_equal(
+        ids, vw.search_batch(x[10:12], k=1, collection="jobs_uuid", filter=Match("tag", 2)).ids
+    )

@@ -5,7 +5,9 @@ answers from httpx.MockTransport."""
 
 from __future__ import annotations
 
+import io
 import json
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,6 +20,9 @@ from vectorwise import (
     AuthenticationError,
     BatchResult,
     ClientError,
+    CollectionBatchResult,
+    CollectionSearchResult,
+    ConflictError,
     NotFound,
     PermissionDenied,
     RateLimited,
@@ -550,3 +555,215 @@ def test_a_binary_batch_follows_the_servers_limits_and_hands_over_to_json() -> N
     assert [len(npy_rows(r)) for r in script.requests[:3]] == [5, 2, 2]
     assert script.requests[3].headers["content-type"] == "application/json"
     assert len(script.bodies_from(3)[0]["query_vectors"]) == 2
+
+
+# -- UUID point ids -----------------------------------------------------------------
+
+U1 = "550e8400-e29b-41d4-a716-446655440000"
+U2 = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+
+
+def refuse_all(request: httpx.Request) -> httpx.Response:
+    raise AssertionError(f"sent {request.url}")
+
+
+def test_uuid_ids_go_out_hyphenated_in_lower_case_beside_ints() -> None:
+    """uuid.UUID objects and every string form uuid.UUID reads, mixed with ints (Python's
+    and numpy's) in one list: each UUID is sent as the server writes it, each int as a
+    JSON number, in the order given."""
+    given: list[object] = [
+        uuid.UUID(U1),
+        7,
+        U2.upper(),
+        np.int64(2**63 - 1),
+        "{" + U1 + "}",
+        "urn:uuid:" + U2,
+        U1.replace("-", ""),
+    ]
+    sent = [U1, 7, U2, 2**63 - 1, U1, U2, U1]
+    script = Script(
+        httpx.Response(200, json={"upserted": 4}),
+        httpx.Response(200, json={"deleted": 2}),
+        httpx.Response(200, json={"points": []}),
+        httpx.Response(200, json={"deleted": 1}),
+    )
+    vw, _ = client(script)
+    assert vw.upsert("c", given, np.ones((7, 2))) == 4
+    assert vw.delete("c", given) == 2
+    assert vw.get("c", given) == []
+    assert vw.delete("c", uuid.UUID(U2)) == 1  # one id, as one int is
+    upsert, delete, get, one = script.bodies()
+    assert [p["id"] for p in upsert["points"]] == sent
+    assert delete["ids"] == sent and get["ids"] == sent and one["ids"] == [U2]
+    # Only UUIDs, as strings or a numpy string array: no ints to keep apart.
+    script = Script(
+        httpx.Response(200, json={"deleted": 0}), httpx.Response(200, json={"deleted": 0})
+    )
+    vw, _ = client(script)
+    vw.delete("c", np.array([U1.upper(), U2]))
+    vw.delete("c", (U2, 3))
+    assert [b["ids"] for b in script.bodies()] == [[U1, U2], [U2, 3]]
+
+
+def test_int_ids_go_out_as_before() -> None:
+    script = Script(
+        httpx.Response(200, json={"deleted": 0}), httpx.Response(200, json={"upserted": 2})
+    )
+    vw, _ = client(script)
+    vw.delete("c", np.array([1, 2**63 - 1], dtype=np.uint64))
+    vw.upsert("c", np.array([3, 4], dtype=np.int32), np.ones((2, 1)))
+    assert script.requests[0].content == b'{"ids":[1,9223372036854775807]}'
+    assert script.requests[1].content == (
+        b'{"points":[{"id":3,"vector":[1]},{"id":4,"vector":[1]}]}'
+    )
+
+
+@pytest.mark.parametrize(
+    ("bad", "kind", "words"),
+    [
+        ("550e8400-e29b-41d4-a716-44665544000", "uuid_parsing", "not a UUID"),  # 31 digits
+        ("550e8400-e29b-41d4-a716-44665544000g", "uuid_parsing", "not a UUID"),
+        ("42", "uuid_parsing", "not a UUID"),  # a string, even of digits, is no int
+        ("", "uuid_parsing", "not a UUID"),
+        (True, "int_type", "not an integer or a UUID"),
+        (1.5, "int_type", "not an integer or a UUID"),
+        (None, "int_type", "not an integer or a UUID"),
+        (uuid.UUID(U1).bytes, "int_type", "not an integer or a UUID"),
+        (-1, "greater_than_equal", "0 to 2**63 - 1"),
+        (2**63, "less_than_equal", "0 to 2**63 - 1"),
+    ],
+)
+def test_a_bad_id_among_uuids_is_located_as_the_server_would(
+    bad: object, kind: str, words: str
+) -> None:
+    ids = [U1, 5, bad]
+    with VectorWiseClient("http://vw.test", transport=httpx.MockTransport(refuse_all)) as vw:
+        cases: list[tuple[Callable[[], object], list[object]]] = [
+            (lambda: vw.upsert("c", ids, np.ones((3, 2))), ["body", "points", 2, "id"]),
+            (lambda: vw.delete("c", ids), ["body", "ids", 2]),
+            (lambda: vw.get("c", ids), ["body", "ids", 2]),
+            (lambda: vw.retrieve("c", bad), ["path", "id"]),  # type: ignore[arg-type]
+        ]
+        for call, loc in cases:
+            with pytest.raises(ValidationError) as e:
+                call()
+            assert isinstance(e.value, ValueError) and e.value.status is None
+            assert e.value.errors == [{"loc": loc, "msg": e.value.errors[0]["msg"], "type": kind}]
+            assert words in e.value.errors[0]["msg"]
+            assert ".".join(map(str, loc)) in str(e.value)
+    with VectorWiseClient("http://vw.test", transport=httpx.MockTransport(refuse_all)) as vw:
+        with pytest.raises(ValidationError) as e:
+            vw.delete("c", "not-a-uuid")  # one string: one id, not its characters
+        assert e.value.errors[0]["loc"] == ["body", "ids", 0]
+
+
+def test_retrieve_by_uuid_asks_for_its_canonical_form() -> None:
+    point = {"id": U1, "vector": [1.0, 0.0], "payload": {"a": 1}}
+    script = Script(
+        httpx.Response(200, json=point),
+        httpx.Response(200, json=point),
+        httpx.Response(404, json={"detail": "Point not found"}),
+    )
+    vw, _ = client(script)
+    got = vw.retrieve("c", uuid.UUID(U1))
+    assert got is not None and got.id == U1 and got.payload == {"a": 1}
+    assert vw.retrieve("c", U1.upper()) is not None
+    assert vw.retrieve("c", U2) is None
+    assert [r.url.path for r in script.requests] == [
+        f"/collections/c/points/{U1}",
+        f"/collections/c/points/{U1}",
+        f"/collections/c/points/{U2}",
+    ]
+
+
+def test_answered_ids_are_ints_and_uuid_strings_and_nothing_else() -> None:
+    points = [{"id": 3, "payload": None}, {"id": U1.upper(), "payload": None}]
+    vw, _ = client(Script(httpx.Response(200, json={"points": points})))
+    got = vw.get("c", [3, U1])
+    assert [p.id for p in got] == [3, U1]  # as the server writes it (lower case)
+    assert type(got[0].id) is int
+    for garbage in (True, 1.5, "3", "zz", None, [3], {"id": 3}, -1, 2**63):
+        vw, _ = client(Script(httpx.Response(200, json={"points": [{"id": garbage}]})))
+        with pytest.raises(UnexpectedResponse, match="not a point"):
+            vw.get("c", [3])
+        # Among UUID ids, each hit's id is checked.
+        hits = {"hits": [{"id": U1, "distance": 0.5}, {"id": garbage, "distance": 0.6}]}
+        vw, _ = client(Script(httpx.Response(200, json=hits)))
+        with pytest.raises(UnexpectedResponse, match="not a collection search result"):
+            vw.search([1.0], k=2, collection="c")
+    # Integer ids take one conversion to int64 (as before UUIDs): what it refuses.
+    for garbage in ("zz", None, [3], {"id": 3}, 2**64):
+        hits = {"hits": [{"id": 1, "distance": 0.5}, {"id": garbage, "distance": 0.6}]}
+        vw, _ = client(Script(httpx.Response(200, json=hits)))
+        with pytest.raises(UnexpectedResponse, match="not a collection search result"):
+            vw.search([1.0], k=2, collection="c")
+
+
+def test_hits_with_uuid_ids() -> None:
+    """``point_ids`` and iteration give every hit's id; ``ids`` (int64) refuses a UUID
+    clearly, in a batch too; a result of integer ids is as before."""
+    mixed = {"hits": [{"id": U1, "distance": 0.25}, {"id": 9, "distance": 0.5}]}
+    ints = {"hits": [{"id": 4, "distance": 0.125}, {"id": 9, "distance": 0.5}]}
+    script = Script(
+        httpx.Response(200, json=mixed),
+        httpx.Response(200, json={"results": [ints, mixed]}),
+        httpx.Response(200, json={"results": [ints, ints]}),
+    )
+    vw, _ = client(script)
+    hits = vw.search([1.0], k=2, collection="c")
+    assert isinstance(hits, CollectionSearchResult) and len(hits) == 2
+    assert hits.point_ids == [U1, 9]
+    assert list(hits) == [(U1, 0.25), (9, 0.5)]
+    assert hits.distances.tolist() == [0.25, 0.5]
+    with pytest.raises(ValueError, match=f"hit 0 has the UUID id '{U1}'.*point_ids"):
+        hits.ids  # noqa: B018
+    assert U1 in repr(hits)
+
+    batch = vw.search_batch([[1.0], [2.0]], k=2, collection="c")
+    assert isinstance(batch, CollectionBatchResult)
+    assert batch.point_ids == [[4, 9], [U1, 9]]
+    assert batch[0].ids.tolist() == [4, 9]
+    with pytest.raises(ValueError, match=f"row 1, hit 0 has the UUID id '{U1}'"):
+        batch.ids  # noqa: B018
+    assert batch.distances.shape == (2, 2)
+
+    batch = vw.search_batch([[1.0], [2.0]], k=2, collection="c")
+    assert batch.ids.tolist() == [[4, 9], [4, 9]] and batch.ids.dtype == np.int64
+    assert batch.point_ids == [[4, 9], [4, 9]] and type(batch.point_ids[0][0]) is int
+    assert list(batch[0]) == [(4, 0.125), (9, 0.5)]
+    # Built from an int64 array (as a caller may), point_ids follow ids.
+    r = CollectionSearchResult(np.array([5, 6]), np.zeros(2, np.float32))
+    assert r.point_ids == [5, 6] and "array([5, 6])" in repr(r)
+
+
+def test_integer_only_answers_refuse_a_uuid_clearly() -> None:
+    """The served index's answer and a job's ids.npy hold ints; the server answers 409
+    (or fails the job) rather than put a UUID there, but should one come, it is named."""
+    answer = {"indices": [1, U1], "distances": [0.1, 0.2]}
+    vw, _ = client(Script(httpx.Response(200, json=answer)))
+    with pytest.raises(UnexpectedResponse, match=f"UUID id '{U1}'.*collection='default'"):
+        vw.search([1.0], k=2)
+    conflict = {
+        "detail": f"The answer holds the point {U1}, whose id is a UUID; this response "
+        "carries integer ids only: search with POST /collections/default/search"
+    }
+    vw, _ = client(Script(httpx.Response(409, json=conflict)))
+    with pytest.raises(ConflictError, match=U1):
+        vw.search([1.0], k=2)
+
+    def npy(arr: np.ndarray) -> httpx.Response:
+        out = io.BytesIO()
+        np.save(out, arr, allow_pickle=True)
+        return httpx.Response(200, content=out.getvalue())
+
+    vw, _ = client(Script(npy(np.array([[U1]])), npy(np.zeros((1, 1), np.float32))))
+    with pytest.raises(UnexpectedResponse, match=r"ids\.npy of job j is not an array of integers"):
+        vw.job_results("c", "j")
+    vw, _ = client(Script(npy(np.array([[U1]], dtype=object))))
+    with pytest.raises(UnexpectedResponse, match=r"ids\.npy of job j is not a \.npy array"):
+        vw.job_results("c", "j")
+    vw, _ = client(
+        Script(npy(np.array([[3, -1]], np.int64)), npy(np.array([[0.5, np.inf]], np.float32)))
+    )
+    ids, distances = vw.job_results("c", "j")
+    assert ids.tolist() == [[3, -1]] and distances.dtype == np.float32

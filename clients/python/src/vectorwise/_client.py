@@ -16,11 +16,12 @@ import random
 import re
 import time
 import urllib.parse
+import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Callable, TypedDict, Union, cast, overload
+from typing import TYPE_CHECKING, Any, Callable, TypedDict, Union, cast, overload
 from urllib.parse import quote
 
 import httpx
@@ -37,7 +38,7 @@ from .errors import (
     ValidationError,
     error_from_response,
 )
-from .filters import Condition, Filter, _key
+from .filters import Condition, Filter, _key, _uuid_text
 
 __all__ = [
     "MAX_EF_SEARCH",
@@ -57,6 +58,7 @@ __all__ = [
     "Health",
     "PayloadIndex",
     "Point",
+    "PointId",
     "RecallMonitor",
     "RecallMonitorEntry",
     "SearchInfo",
@@ -72,6 +74,13 @@ MatrixLike = Union[npt.NDArray[Any], Sequence[Sequence[float]]]
 #: What ``filter=`` takes: a `vectorwise.filters.Filter`, one condition (as
 #: ``Filter(must=[condition])``), or the server's JSON as a dict.
 FilterLike = Union[Condition, Mapping[str, Any]]
+#: A collection's point id as answered: an ``int`` (``0 .. 2**63 - 1``), or a UUID as
+#: the server writes it, a hyphenated lower-case ``str``
+#: (``"550e8400-e29b-41d4-a716-446655440000"``).
+PointId = Union[int, str]
+#: A point id as given: an int (a numpy integer too), a `uuid.UUID`, or a UUID string
+#: in any form `uuid.UUID` reads (sent hyphenated, in lower case).
+PointIdLike = Union[int, str, uuid.UUID]
 
 #: Statuses worth another try: the same request may well succeed later
 #: (429: once the caller's rate budget has refilled).
@@ -341,7 +350,7 @@ class SearchResult:
     used: SearchInfo = field(default=_NO_INFO, repr=False)
 
     def __len__(self) -> int:
-        return int(self.ids.shape[0])
+        return int(self.distances.shape[0])
 
     def __iter__(self) -> Iterator[tuple[int, float]]:
         """``(id, distance)`` pairs, nearest first."""
@@ -352,7 +361,14 @@ class SearchResult:
         try:
             ids = np.asarray(body["indices"], dtype=np.int64)
             distances = np.asarray(body["distances"], dtype=np.float32)
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
+            indices = body.get("indices") if isinstance(body, dict) else None
+            uuids = [i for i in indices if isinstance(i, str)] if isinstance(indices, list) else []
+            if uuids:  # the server answers 409 instead; a UUID cannot be an int64 id
+                raise UnexpectedResponse(
+                    f"the answer holds the UUID id {uuids[0]!r}, which a SearchResult's int64 "
+                    "ids cannot; search the collection (collection='default') for UUID ids"
+                ) from e
             raise UnexpectedResponse(f"not a search result: {str(body)[:200]!r}") from e
         if ids.ndim != 1 or ids.shape != distances.shape:
             raise UnexpectedResponse(f"indices and distances differ in shape: {str(body)[:200]!r}")
@@ -424,7 +440,8 @@ class BatchResult(Sequence[SearchResult]):
 #: The distance measures a collection can use.
 METRICS = ("l2", "ip", "cosine")
 
-#: Largest point id the server stores (ids are ``0 .. 2**63 - 1``).
+#: Largest integer point id the server stores (integer ids are ``0 .. 2**63 - 1``;
+#: a point id may also be a UUID).
 MAX_POINT_ID = 2**63 - 1
 
 # Ids per request: the server takes 100 x --max-batch ids to delete and
@@ -518,19 +535,32 @@ class Job(TypedDict, total=False):
     results: dict[str, str]
 
 
+def _answered_id(value: Any) -> PointId:
+    """A point id in an answer: an ``int`` in ``0..MAX_POINT_ID``, or a UUID string
+    (returned hyphenated, in lower case, as the server writes it). Anything else
+    raises ``ValueError``."""
+    if type(value) is int and 0 <= value <= MAX_POINT_ID:  # not a bool, not a float
+        return value
+    text = _uuid_text(value) if isinstance(value, str) else None
+    if text is None:
+        raise ValueError(f"not a point id (an integer or a UUID string): {value!r}")
+    return text
+
+
 @dataclass(frozen=True, eq=False)
 class Point:
     """A stored point (`VectorWiseClient.get` / `VectorWiseClient.retrieve`).
 
     Attributes:
-        id: Its id.
+        id: Its id: an ``int``, or for a point written with a UUID id the UUID as
+            a hyphenated lower-case ``str`` (``"550e8400-e29b-41d4-a716-446655440000"``).
         vector: Its vector (float32, 1-D) as stored, ``None`` when not asked
             for. A cosine collection stores (and returns) unit vectors.
         payload: Its payload (a dict), ``None`` when it has none or it was
             not asked for.
     """
 
-    id: int
+    id: PointId
     vector: npt.NDArray[np.float32] | None = None
     payload: dict[str, Any] | None = None
 
@@ -540,7 +570,7 @@ class Point:
             vector = body.get("vector")
             payload = body.get("payload")
             return cls(
-                id=int(body["id"]),
+                id=_answered_id(body["id"]),
                 vector=None if vector is None else np.asarray(vector, dtype=np.float32),
                 payload=payload if isinstance(payload, dict) else None,
             )
@@ -548,12 +578,39 @@ class Point:
             raise UnexpectedResponse(f"not a point: {str(body)[:200]!r}") from e
 
 
+def _first_uuid(point_ids: Sequence[PointId]) -> tuple[int, str]:
+    """The first UUID id of a hit list with one, and its place."""
+    return next((i, p) for i, p in enumerate(point_ids) if isinstance(p, str))
+
+
+class _IntIds:
+    """`CollectionSearchResult.ids`: the hits' ids as an int64 array; when a hit's id is
+    a UUID, which such an array cannot hold, a ``ValueError`` naming ``point_ids``."""
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self
+        ids: npt.NDArray[np.int64] | None = obj.__dict__["_ids"]
+        if ids is None:
+            i, pid = _first_uuid(obj._mixed_ids)
+            raise ValueError(
+                f"hit {i} has the UUID id {pid!r}: `ids` is an int64 array, for integer ids "
+                "only; `point_ids` holds every hit's id (ints and UUID strings)"
+            )
+        return ids
+
+    def __set__(self, obj: Any, value: npt.NDArray[np.int64] | None) -> None:
+        obj.__dict__["_ids"] = value
+
+
 @dataclass(frozen=True, eq=False)
 class CollectionSearchResult(SearchResult):
     """The hits of one search in a collection, nearest first (a `SearchResult`).
 
     Attributes:
-        ids: The points' ids (int64).
+        ids: The points' ids (int64). A collection may hold points with UUID
+            ids, which an int64 array cannot: when a hit has one, reading
+            ``ids`` raises ``ValueError``; use ``point_ids``.
         distances: The collection's metric (float32), ascending: squared L2
             for ``l2``, ``2 - 2 cos`` (squared L2 between unit vectors) for
             ``cosine``, the negated inner product for ``ip``.
@@ -564,10 +621,35 @@ class CollectionSearchResult(SearchResult):
             dict, or ``None`` for a point without one. ``None`` otherwise.
         vectors: With ``with_vector=True``, the hits' vectors,
             ``(len(ids), dimension)`` float32. ``None`` otherwise.
+        point_ids: The hits' ids as a list: an ``int`` for an integer id, the
+            hyphenated lower-case ``str`` for a UUID id (`PointId`). Iterating
+            the result gives ``(point_id, distance)`` pairs.
     """
 
+    if TYPE_CHECKING:
+        ids: npt.NDArray[np.int64]
+    else:
+        ids = _IntIds()
     payloads: list[dict[str, Any] | None] | None = None
     vectors: npt.NDArray[np.float32] | None = None
+    #: Every hit's id when some are UUIDs (``ids`` is then ``None``).
+    _mixed_ids: list[PointId] | None = field(default=None, repr=False)
+
+    @property
+    def point_ids(self) -> list[PointId]:
+        """The hits' ids (see the class's text)."""
+        return self._mixed_ids if self._mixed_ids is not None else self.ids.tolist()
+
+    def __iter__(self) -> Iterator[tuple[PointId, float]]:  # type: ignore[override]
+        """``(point_id, distance)`` pairs, nearest first (UUID ids as strings)."""
+        return zip(self.point_ids, self.distances.tolist())
+
+    def __repr__(self) -> str:
+        ids = self.__dict__["_ids"]
+        return (
+            f"CollectionSearchResult(ids={self._mixed_ids if ids is None else ids!r}, "
+            f"distances={self.distances!r}, payloads={self.payloads!r}, vectors={self.vectors!r})"
+        )
 
     @classmethod
     def _from_hits(
@@ -577,7 +659,15 @@ class CollectionSearchResult(SearchResult):
         if not isinstance(hits, list):
             raise UnexpectedResponse(f"not a collection search result: {str(body)[:200]!r}")
         try:
-            ids = np.asarray([h["id"] for h in hits], dtype=np.int64)
+            answered = [h["id"] for h in hits]
+            mixed: list[PointId] | None = None
+            try:  # integer ids, as before UUIDs: one conversion
+                ids: npt.NDArray[np.int64] | None = np.asarray(answered, dtype=np.int64)
+            except (TypeError, ValueError, OverflowError):  # UUID ids (strings), or garbage
+                mixed = [_answered_id(i) for i in answered]
+                if not any(isinstance(i, str) for i in mixed):
+                    raise
+                ids = None
             distances = np.asarray([h["distance"] for h in hits], dtype=np.float32)
             payloads = None
             if with_payload:
@@ -592,9 +682,16 @@ class CollectionSearchResult(SearchResult):
                     if rows
                     else np.zeros((0, 0), dtype=np.float32)
                 )
-        except (AttributeError, KeyError, TypeError, ValueError) as e:
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as e:
             raise UnexpectedResponse(f"not a collection search result: {str(body)[:200]!r}") from e
-        return cls(ids=ids, distances=distances, used=used, payloads=payloads, vectors=vectors)
+        return cls(
+            ids=cast(Any, ids),
+            distances=distances,
+            used=used,
+            payloads=payloads,
+            vectors=vectors,
+            _mixed_ids=mixed,
+        )
 
 
 class CollectionBatchResult(BatchResult):
@@ -619,6 +716,26 @@ class CollectionBatchResult(BatchResult):
         if isinstance(i, slice):
             return list(self._results[i])
         return self._results[i]
+
+    @property
+    def ids(self) -> npt.NDArray[np.int64]:
+        """Hit ids, shape ``(n_queries, k)``; ``-1`` pads short rows. Integer ids only: a
+        hit with a UUID id raises ``ValueError`` (use ``point_ids``)."""
+        for row, r in enumerate(self._results):
+            if r._mixed_ids is not None:
+                i, pid = _first_uuid(r._mixed_ids)
+                raise ValueError(
+                    f"row {row}, hit {i} has the UUID id {pid!r}: `ids` is an int64 array, "
+                    "for integer ids only; `point_ids` holds every hit's id (ints and UUID "
+                    "strings), one list per query"
+                )
+        return super().ids
+
+    @property
+    def point_ids(self) -> list[list[PointId]]:
+        """Each query's hit ids (see `CollectionSearchResult.point_ids`): ints, and UUID
+        ids as hyphenated lower-case strings."""
+        return [r.point_ids for r in self._results]
 
     @property
     def payloads(self) -> list[list[dict[str, Any] | None]] | None:
@@ -770,55 +887,101 @@ def _collection_path(name: str, *rest: str) -> str:
     return "/".join(["/collections", quote(name, safe=""), *rest])
 
 
-def _as_ids(ids: Any, field: str = "ids") -> list[int]:
-    """``ids`` as a list of Python ints in ``0..MAX_POINT_ID``, or a `ValidationError`.
+def _as_ids(ids: Any, field: str = "ids") -> list[PointId]:
+    """``ids`` as a list of point ids, or a `ValidationError`: ints in ``0..MAX_POINT_ID``,
+    and UUIDs as their hyphenated lower-case strings (see `_checked_ids`)."""
+    return _checked_ids(ids, field)[0]
+
+
+def _id_texts(ids: Any, field: str = "ids") -> list[str]:
+    """``ids`` checked (`_checked_ids`), each as its JSON text: digits, or a UUID in quotes."""
+    checked, uuids = _checked_ids(ids, field)
+    if not uuids:
+        return [str(i) for i in checked]
+    return [str(i) if type(i) is int else f'"{i}"' for i in checked]
+
+
+def _checked_ids(ids: Any, field: str) -> tuple[list[PointId], bool]:
+    """``ids`` as a list of point ids, or a `ValidationError`: ints in ``0..MAX_POINT_ID``,
+    and UUIDs as their hyphenated lower-case strings; and whether there are UUIDs.
 
     Accepts a 1-D integer numpy array (any int or uint dtype), a sequence of
-    integers, or one integer.
+    integers, UUID strings (any form `uuid.UUID` reads) and `uuid.UUID`
+    objects, mixed or not, or one id. ``field``: where the server would name
+    a bad id, ``"ids"`` (``["body", "ids", i]``), ``"points"`` (``["body",
+    "points", i, "id"]``) or ``"id"`` (``["path", "id"]``, one id).
     """
 
     def refuse(msg: str, loc: list[Any], kind: str) -> ValidationError:
         if field == "points":  # where the server would name it
             loc = ["points", loc[1], "id"] if len(loc) == 2 else ["points"]
+        where = ["path", "id"] if field == "id" else ["body", *loc]
         return ValidationError(
-            f"invalid {field}, {'.'.join(str(p) for p in ['body', *loc])}: {msg}",
+            f"invalid {field}, {'.'.join(str(p) for p in where)}: {msg}",
             status=None,
-            detail=[{"loc": ["body", *loc], "msg": msg, "type": kind}],
+            detail=[{"loc": where, "msg": msg, "type": kind}],
         )
 
-    if isinstance(ids, numbers.Integral) and not isinstance(ids, bool):
+    if (isinstance(ids, numbers.Integral) and not isinstance(ids, bool)) or isinstance(
+        ids, (str, uuid.UUID)
+    ):
         ids = [ids]
+    items: Any = None  # the ids to check one by one, if not an integer array
     try:
         arr = np.asarray(ids)
     except (TypeError, ValueError) as e:
-        raise refuse(f"not a 1-D sequence of integers: {e}", ["ids"], "list_type") from e
-    if arr.ndim != 1:
-        raise refuse(
-            f"expected a 1-D sequence of integers, got an array of shape {arr.shape}",
-            ["ids"],
-            "list_type",
-        )
-    if arr.size == 0:
-        return []
-    if arr.dtype.kind in "iu":
-        out = [int(i) for i in arr.tolist()]
-    elif arr.dtype.kind == "O":
-        out = []
-        for i, v in enumerate(arr.tolist()):
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-                raise refuse(f"ids[{i}] is {v!r}, not an integer", ["ids", i], "int_type")
-            out.append(int(v))
+        if not isinstance(ids, (list, tuple)):
+            raise refuse(f"not a 1-D sequence of ids: {e}", ["ids"], "list_type") from e
+        items = ids  # mixed kinds numpy cannot hold in one array: each is checked
     else:
-        raise refuse(
-            f"ids must be integers (an int64 or uint64 array), got dtype {arr.dtype}",
-            ["ids"],
-            "int_type",
-        )
-    for i, v in enumerate(out):
-        if not 0 <= v <= MAX_POINT_ID:
-            kind = "less_than_equal" if v > 0 else "greater_than_equal"
-            raise refuse(f"ids[{i}] is {v}; ids are 0 to 2**63 - 1", ["ids", i], kind)
-    return out
+        if arr.ndim != 1:
+            raise refuse(
+                f"expected a 1-D sequence of ids, got an array of shape {arr.shape}",
+                ["ids"],
+                "list_type",
+            )
+        if arr.size == 0:
+            return [], False
+        if arr.dtype.kind in "iu":
+            ints = [int(i) for i in arr.tolist()]
+            for i, v in enumerate(ints):
+                if not 0 <= v <= MAX_POINT_ID:
+                    kind = "less_than_equal" if v > 0 else "greater_than_equal"
+                    raise refuse(f"ids[{i}] is {v}; ids are 0 to 2**63 - 1", ["ids", i], kind)
+            return cast("list[PointId]", ints), False
+        if not isinstance(ids, np.ndarray):
+            # A list of UUIDs, maybe among ints (which numpy made strings or objects):
+            # the caller's own items say which is which.
+            items = ids
+        elif arr.dtype.kind in "OU":
+            items = arr.tolist()
+        else:
+            raise refuse(
+                f"ids must be integers (an int64 or uint64 array) or UUIDs, got dtype {arr.dtype}",
+                ["ids"],
+                "int_type",
+            )
+    out: list[PointId] = []
+    uuids = False
+    for i, v in enumerate(items):
+        if isinstance(v, numbers.Integral) and not isinstance(v, bool):
+            n = int(v)
+            if not 0 <= n <= MAX_POINT_ID:
+                kind = "less_than_equal" if n > 0 else "greater_than_equal"
+                raise refuse(f"ids[{i}] is {n}; ids are 0 to 2**63 - 1", ["ids", i], kind)
+            out.append(n)
+        elif (text := _uuid_text(v)) is not None:
+            out.append(text)
+            uuids = True
+        elif isinstance(v, str):
+            raise refuse(
+                f"ids[{i}] is {v!r}, not a UUID (ids are integers 0 to 2**63 - 1 or UUIDs)",
+                ["ids", i],
+                "uuid_parsing",
+            )
+        else:
+            raise refuse(f"ids[{i}] is {v!r}, not an integer or a UUID", ["ids", i], "int_type")
+    return out, uuids
 
 
 def _json_default(value: Any) -> Any:
@@ -870,8 +1033,8 @@ def _encode_points(ids: Any, vectors: Any, payloads: Any) -> list[str]:
     Problems raise `ValidationError` (a ``ValueError``, ``status`` ``None``)
     located as the server would: ``["body", "points", i, "vector", j]``.
     """
-    id_list = _as_ids(ids, "points")
-    n = len(id_list)
+    id_texts = _id_texts(ids, "points")
+    n = len(id_texts)
     if n == 0 and np.size(vectors) == 0 and (payloads is None or len(payloads) == 0):
         return []  # nothing to write: no request
     try:
@@ -926,7 +1089,7 @@ def _encode_points(ids: Any, vectors: Any, payloads: Any) -> list[str]:
                 "points",
             )
     out = []
-    for i, (pid, row) in enumerate(zip(id_list, arr.tolist())):
+    for i, (pid, row) in enumerate(zip(id_texts, arr.tolist())):
         text = f'{{"id":{pid},"vector":{_encode_row(row)}'
         payload = None if payloads is None else payloads[i]
         if payload is not None:
@@ -1702,7 +1865,10 @@ class VectorWiseClient:
         Args:
             collection: The collection's name.
             ids: Point ids, ``0 .. 2**63 - 1``: a 1-D int64 or uint64 array, or
-                a sequence of ints.
+                a sequence of ints; or UUIDs (`uuid.UUID` objects, or strings
+                in any form `uuid.UUID` reads, sent hyphenated in lower case),
+                alone or among the ints. A UUID and an int never name the
+                same point.
             vectors: One row per id, of the collection's dimension: a 2-D
                 array (sent as float32) or a sequence of rows.
             payloads: ``None``, or one dict (a JSON object) or ``None`` per id.
@@ -1716,8 +1882,9 @@ class VectorWiseClient:
 
         Raises:
             ValidationError: before sending (``status`` ``None``): ids not 1-D
-                integers in range, vectors not 2-D or not one per id,
-                non-finite values, payloads not one dict per id; from the
+                integers in range or UUIDs (located as the server would:
+                ``loc: ["body", "points", 3, "id"]``), vectors not 2-D or not
+                one per id, non-finite values, payloads not one dict per id; from the
                 server (422): wrong dimension, a zero vector in a cosine
                 collection, a payload over the limit, located in the whole
                 input (``loc: ["body", "points", 1500, "vector"]``).
@@ -1746,18 +1913,19 @@ class VectorWiseClient:
         search or read. Ids that do not exist are skipped.
 
         Args:
-            ids: A 1-D integer array, a sequence of ints, or one int.
+            ids: A 1-D integer array, a sequence of ints, UUIDs (`uuid.UUID` or
+                strings) or both, or one id (as in `upsert`).
 
         Returns:
             How many of the ids existed (and were deleted).
         """
-        id_list = _as_ids(ids)
+        id_texts = _id_texts(ids)
         path = _collection_path(collection, "points", "delete")
         total = 0
         for _, _, response in self._chunked(
             "POST",
             path,
-            [str(i) for i in id_list],
+            id_texts,
             "ids",
             lambda j: f'{{"ids":[{j}]}}'.encode(),
             _IDS_PER_DELETE,
@@ -1775,12 +1943,14 @@ class VectorWiseClient:
     ) -> list[Point]:
         """``POST /collections/{collection}/points/get``: points by id.
 
+        ``ids`` as in `delete`: ints, UUIDs (`uuid.UUID` or strings), or both.
+
         Returns:
             A `Point` for each id that exists, in the order asked (missing
             ids are left out). ``vector`` / ``payload`` are ``None`` when not
             asked for.
         """
-        id_list = _as_ids(ids)
+        id_texts = _id_texts(ids)
         path = _collection_path(collection, "points", "get")
         flags = f'"with_vector":{json.dumps(bool(with_vector))},'
         flags += f'"with_payload":{json.dumps(bool(with_payload))}'
@@ -1788,7 +1958,7 @@ class VectorWiseClient:
         for _, _, response in self._chunked(
             "POST",
             path,
-            [str(i) for i in id_list],
+            id_texts,
             "ids",
             lambda j: f'{{{flags},"ids":[{j}]}}'.encode(),
             _IDS_PER_READ,
@@ -1799,13 +1969,17 @@ class VectorWiseClient:
             out.extend(Point._from_json(p) for p in items)
         return out
 
-    def retrieve(self, collection: str, id: int) -> Point | None:
+    def retrieve(self, collection: str, id: PointIdLike) -> Point | None:
         """``GET /collections/{collection}/points/{id}``: one point, or ``None`` if absent.
 
+        ``id``: an int, or a UUID (`uuid.UUID` or a string).
+
         Raises:
+            ValidationError: before sending (``status`` ``None``, ``loc``
+                ``["path", "id"]``): not an integer in range nor a UUID.
             CollectionNotFound: no such collection (a missing point is ``None``).
         """
-        (pid,) = _as_ids([id])
+        (pid,) = _as_ids([id], "id")
         response = self._send("GET", _collection_path(collection, "points", str(pid)))
         if response.status_code == 404:
             err = error_from_response(response)
@@ -2127,15 +2301,31 @@ class VectorWiseClient:
         A query with fewer than ``k`` answers (a small collection, a filter)
         is padded with id ``-1`` and distance ``inf``, as Faiss pads.
 
+        Ids are integers: a job whose answers would hold a point with a UUID id
+        fails (its ``error`` names the point); `search_batch` with
+        ``collection=`` answers such points (``point_ids``).
+
         Raises:
             ConflictError: the job has not finished (or failed).
             NotFound: no such job.
+            UnexpectedResponse: a download that is not a numeric .npy array (or
+                ids that are not integers).
         """
         out = []
-        for name in ("ids.npy", "distances.npy"):
+        for name, kinds in (("ids.npy", "iu"), ("distances.npy", "f")):
             path = _collection_path(collection, "jobs", quote(id, safe=""), name)
             response = self._checked("GET", path)
-            out.append(np.load(io.BytesIO(response.content), allow_pickle=False))
+            try:
+                arr = np.load(io.BytesIO(response.content), allow_pickle=False)
+            except (ValueError, OSError, EOFError) as e:
+                raise UnexpectedResponse(f"{name} of job {id} is not a .npy array: {e}") from e
+            if not isinstance(arr, np.ndarray) or arr.dtype.kind not in kinds:
+                what = "integer" if name == "ids.npy" else "float"
+                raise UnexpectedResponse(
+                    f"{name} of job {id} is not an array of {what}s: "
+                    f"{getattr(arr, 'dtype', type(arr).__name__)}"
+                )
+            out.append(arr)
         return out[0], out[1]
 
     def delete_job(self, collection: str, id: str, *, missing_ok: bool = False) -> bool:

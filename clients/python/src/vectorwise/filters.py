@@ -26,7 +26,8 @@ dict, sent as it is. What a filter means is the server's:
   not match a stored ``3.0`` nor ``"3"``; compare other numbers with `Range`;
 - `Range`: one of the key's values is a number within the bounds;
 - `IsEmpty`: the key has no value (missing, ``null`` or ``[]``; a point without
-  a payload has no keys); `HasId`: the point's id is one of these.
+  a payload has no keys); `HasId`: the point's id is one of these (integers,
+  UUIDs, or both).
 
 The server's checks are made when a condition is built, so a mistake fails at
 once, as `vectorwise.errors.ValidationError` (a ``ValueError``, ``status``
@@ -42,6 +43,7 @@ from __future__ import annotations
 import math
 import numbers
 import unicodedata
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
@@ -138,6 +140,20 @@ def _key(key: Any, loc: list[Any]) -> str:
                 loc, f"key `{key}`: only `[]` at the end of a part is understood", key
             )
     return str(key)
+
+
+def _uuid_text(value: Any) -> str | None:
+    """A UUID's hyphenated lower-case text (what the server answers), if ``value`` is a
+    `uuid.UUID` or a string `uuid.UUID` reads (hyphenated, 32 hex digits, braced,
+    ``urn:uuid:``, any case); else ``None``."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, str):
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            return None
+    return None
 
 
 def _match_value(value: Any, loc: list[Any]) -> MatchValue:
@@ -253,29 +269,36 @@ class Range(Condition):
 
 @dataclass(frozen=True)
 class HasId(Condition):
-    """The point's id is one of ``ids`` (ints ``0 .. 2**63 - 1``, a numpy array, or one int)."""
+    """The point's id is one of ``ids``: ints ``0 .. 2**63 - 1`` (a numpy integer array too),
+    UUIDs (`uuid.UUID` or any string form `uuid.UUID` reads), mixed or not, or one of them.
 
-    ids: Iterable[int]
+    UUIDs are kept, and sent, as their hyphenated lower-case strings.
+    """
+
+    ids: Iterable[int | str | uuid.UUID]
 
     def __post_init__(self) -> None:
         ids: Any = self.ids
         loc: list[Any] = ["has_id"]
-        if isinstance(ids, numbers.Integral) and not isinstance(ids, bool):
-            ids = [ids]
+        if (isinstance(ids, numbers.Integral) and not isinstance(ids, bool)) or _uuid_text(
+            ids
+        ) is not None:
+            ids = [ids]  # one id
         if isinstance(ids, (str, bytes, Mapping)) or not isinstance(ids, Iterable):
             raise _refuse(loc, "list_type", "Input should be a valid list", ids)
         ids = list(ids.tolist() if hasattr(ids, "tolist") else ids)
         if len(ids) > MAX_HAS_ID:
             raise _too_long(loc, MAX_HAS_ID)
-        out = []
+        out: list[int | str] = []
         for i, v in enumerate(ids):
-            if (
-                isinstance(v, bool)
-                or not isinstance(v, numbers.Integral)
-                or not 0 <= int(v) <= _MAX_ID
-            ):
-                raise _value_error([*loc, i], "ids are integers from 0 to 2^63 - 1", v)
-            out.append(int(v))
+            if isinstance(v, numbers.Integral) and not isinstance(v, bool):
+                if 0 <= int(v) <= _MAX_ID:
+                    out.append(int(v))
+                    continue
+            elif (text := _uuid_text(v)) is not None:
+                out.append(text)
+                continue
+            raise _value_error([*loc, i], "ids are integers from 0 to 2^63 - 1 or UUID strings", v)
         object.__setattr__(self, "ids", tuple(out))
 
     def to_dict(self) -> dict[str, Any]:
