@@ -870,6 +870,9 @@ fn the_served_index_is_the_collection_default_and_its_writes_reach_the_demo_rout
     let (status, body) = post(&format!("{}/search", server.url), json!({"query_vector": row(7), "k": 3}));
     assert_eq!(status, 409, "{body}");
     assert!(body["detail"].as_str().unwrap().contains(uuid) && body["detail"].as_str().unwrap().contains("/collections/default/search"), "{body}");
+    let (status, body) = post(&format!("{}/search/batch", server.url), json!({"query_vectors": [row(7)], "k": 3}));
+    assert_eq!(status, 409, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("/collections/default/search/batch"), "{body}");
     let (_, hits) = post(&format!("{}/collections/default/search", server.url), json!({"vector": row(7), "k": 3}));
     assert!(hits["hits"].as_array().unwrap().iter().any(|h| h["id"] == uuid), "{hits}");
     assert_eq!(post(&format!("{}/search", server.url), json!({"query_vector": row(5), "k": 3})).1["indices"], after["indices"]);

@@ -763,10 +763,15 @@ pub(crate) async fn delete_points(
     responses((status = 200, description = "The point", body = PointOut), (status = 404, description = "No such collection or point", body = ErrorResponse)))]
 pub(crate) async fn get_point(State(state): State<AppState>, Path((name, id)): Path<(String, String)>) -> Result<Json<PointOut>, ApiError> {
     let c = collection(&state, &name)?;
-    let id = match id.parse::<u64>() {
-        Ok(n) if n <= MAX_ID as u64 => PointId::Num(n),
-        Ok(_) => return Err(ApiError::PointNotFound),
-        Err(_) => PointId::parse_uuid(&id).ok_or(ApiError::PointNotFound)?,
+    // Digits are an integer id (at most 19 of them below 2^63); anything
+    // else, 32 digits included, a UUID in one of its forms.
+    let id = if id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()) {
+        match id.parse::<u64>() {
+            Ok(n) if n <= MAX_ID as u64 => PointId::Num(n),
+            _ => return Err(ApiError::PointNotFound),
+        }
+    } else {
+        PointId::parse_uuid(&id).ok_or(ApiError::PointNotFound)?
     };
     let mut found = c.get(&[id], true, true)?;
     let p = found.pop().ok_or(ApiError::PointNotFound)?;

@@ -93,8 +93,8 @@ pub enum ApiError {
 
     /// An answer holds a point whose id is a UUID, which this response's
     /// integer ids cannot carry (409).
-    #[error("The answer holds the point {uuid}, whose id is a UUID; this response carries integer ids only: search with POST /collections/{collection}/search")]
-    UuidInIntegerAnswer { uuid: String, collection: String },
+    #[error("The answer holds the point {uuid}, whose id is a UUID; this response carries integer ids only: search with POST /collections/{collection}/{route}")]
+    UuidInIntegerAnswer { uuid: String, collection: String, route: &'static str },
 
     /// A vector field has the wrong number of values (400).
     #[error("{field} has {actual} dimensions, expected {expected}")]

@@ -191,6 +191,7 @@ pub(crate) fn located(error: ApiError, at: impl FnOnce(usize) -> (Vec<LocItem>, 
         )),
         (status = 400, description = "query_vector's length is not the index's dimension, or a binary \
             body is not one query of it; or the body could not be read (sent slower than --body-timeout, or cut off)", body = ErrorResponse),
+        (status = 409, description = "The answer holds a point of the collection `default` whose id is a UUID,             which `indices` cannot carry (the detail names it; search with POST /collections/default/search)", body = ErrorResponse),
         (status = 413, description = "Body larger than the configured limit", body = ErrorResponse),
         (status = 422, description = "Invalid body: every problem, located. Also an empty or `null` body, \
             a body whose Content-Type is neither JSON (`application/json`, `application/*+json` \
@@ -291,6 +292,7 @@ pub(crate) fn keep(state: &AppState, key: Option<Keys>, headers: HeaderMap, body
         (status = 400, description = "A query's length is not the index's dimension (the detail names \
             the query), or a binary body is not whole queries of it; or the body could not be read (sent slower than --body-timeout, or cut off)",
             body = ErrorResponse),
+        (status = 409, description = "An answer holds a point of the collection `default` whose id is a UUID,             which `indices` cannot carry (the detail names it; search with POST /collections/default/search/batch)", body = ErrorResponse),
         (status = 413, description = "Body larger than the configured limit", body = ErrorResponse),
         (status = 422, description = "Invalid body, empty batch, or more than max_batch queries; \
             every problem located (`loc` holds the query's index). Also an empty or `null` body, a body \
@@ -397,7 +399,11 @@ async fn search_default(
                 .iter()
                 .map(|h| match h.id {
                     vectorwise_store::PointId::Num(n) => Ok(n),
-                    id @ vectorwise_store::PointId::Uuid(_) => Err(ApiError::UuidInIntegerAnswer { uuid: id.to_string(), collection: name.clone() }),
+                    id @ vectorwise_store::PointId::Uuid(_) => Err(ApiError::UuidInIntegerAnswer {
+                        uuid: id.to_string(),
+                        collection: name.clone(),
+                        route: if batch { "search/batch" } else { "search" },
+                    }),
                 })
                 .collect::<Result<_, _>>()?;
             Ok(SearchResponse { indices, distances: o.hits.iter().map(|h| h.distance).collect() })

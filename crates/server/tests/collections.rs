@@ -155,7 +155,12 @@ async fn uuid_ids_are_written_read_searched_filtered_and_refused_by_field() {
     assert_eq!(ids, vec![json!(b), json!(a), json!(7)]);
     let (_, body) = call(&api, Method::GET, &format!("/collections/u/points/{a}"), None).await;
     assert_eq!(body, json!({"id": a, "vector": [0.0, 0.0], "payload": {"name": "a"}}));
-    assert_eq!(call(&api, Method::GET, "/collections/u/points/00000000-0000-0000-0000-000000000007", None).await.0, StatusCode::NOT_FOUND, "a UUID is never an integer id");
+    for uuid_7 in ["00000000-0000-0000-0000-000000000007", "00000000000000000000000000000007"] {
+        let path = format!("/collections/u/points/{uuid_7}");
+        assert_eq!(call(&api, Method::GET, &path, None).await.0, StatusCode::NOT_FOUND, "a UUID is never an integer id: {uuid_7}");
+    }
+    let (_, body) = call(&api, Method::GET, "/collections/u/points/6ba7b8109dad11d180b400c04fd430c8", None).await;
+    assert_eq!(body["id"], b, "the simple form by path");
     let (_, body) = call(&api, Method::POST, "/collections/u/points/get", Some(json!({"ids": [7, b, "00000000-0000-0000-0000-000000000000"], "with_vector": false}))).await;
     assert_eq!(body, json!({"points": [{"id": 7, "payload": null}, {"id": b, "payload": null}]}));
     // An upsert by an existing UUID replaces the point.

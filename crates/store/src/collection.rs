@@ -382,7 +382,7 @@ impl Collection {
             })?;
             // Every live UUID key has its UUID (from `uuids.bin` or the log).
             let uuids = c.uuids.read();
-            if let Some(key) = ws.ids.keys().find(|&&k| is_uuid_key(k) && uuids.uuid_of(k).is_none()) {
+            if let Some(key) = ws.ids.keys().find(|&&k| is_uuid_key(k) && uuids.live_uuid_of(k).is_none()) {
                 let reason = format!("a point has the key {key} of a UUID that neither this file nor the log names");
                 return Err(Error::corrupt(dir.join(crate::ids::UUIDS_FILE), reason));
             }
@@ -687,16 +687,22 @@ impl Collection {
     pub fn search(&self, query: &[f32], opts: &SearchOptions) -> Result<SearchOutcome> {
         self.check_search(opts)?;
         let resolved = self.resolve_filter(opts);
-        self.search_in(&self.set(), query, resolved.as_ref().unwrap_or(opts), None)
+        let recheck = resolved.as_ref().and(opts.filter.as_deref());
+        self.search_in(&self.set(), query, resolved.as_ref().unwrap_or(opts), None, recheck)
     }
 
     /// `opts` with the UUIDs of its filter's `has_id` turned into keys, when
-    /// it names any (`None`: nothing to change).
+    /// it names any (`None`: nothing to change), and `k` raised by the UUIDs
+    /// named (at most 64): a UUID deleted and written again during the
+    /// search gets a new key its filter does not know, and the search
+    /// re-checks its hits by their UUIDs (`search_in`'s `recheck`), so it
+    /// over-fetches the few a re-check can drop.
     fn resolve_filter(&self, opts: &SearchOptions) -> Option<SearchOptions> {
         let filter = opts.filter.as_deref().filter(|f| f.has_uuids())?;
         let uuids = self.uuids.read();
         let resolved = filter.resolve_uuids(&|u| uuids.key_of(u));
-        Some(SearchOptions { filter: Some(Arc::new(resolved)), ..opts.clone() })
+        let k = opts.k + uuid_overfetch(filter);
+        Some(SearchOptions { filter: Some(Arc::new(resolved)), k, ..opts.clone() })
     }
 
     /// [`Collection::search`] for every query, in order, spread over the
@@ -711,13 +717,14 @@ impl Collection {
         use rayon::prelude::*;
         self.check_search(opts)?;
         let resolved = self.resolve_filter(opts);
+        let recheck = resolved.as_ref().and(opts.filter.as_deref());
         let opts = resolved.as_ref().unwrap_or(opts);
         let set = self.set();
         let selected: Option<Vec<Selected>> = match opts.filter.as_deref() {
             Some(filter) if queries.len() > 1 => Some(set.sealed.iter().map(|s| select_sealed(s, filter)).collect()),
             _ => None,
         };
-        Ok(queries.par_iter().map(|q| self.search_in(&set, q, opts, selected.as_deref())).collect())
+        Ok(queries.par_iter().map(|q| self.search_in(&set, q, opts, selected.as_deref(), recheck)).collect())
     }
 
     fn check_search(&self, opts: &SearchOptions) -> Result<()> {
@@ -729,8 +736,18 @@ impl Collection {
     }
 
     /// One search of `set`; `selected`, when given, is the filter's
-    /// selection of each sealed segment of `set`, in order.
-    fn search_in(&self, set: &SegmentSet, query: &[f32], opts: &SearchOptions, selected: Option<&[Selected]>) -> Result<SearchOutcome> {
+    /// selection of each sealed segment of `set`, in order. `recheck`: the
+    /// filter as asked, with UUIDs (`opts` holds it resolved to keys, and
+    /// more than `k` to fetch): each hit is checked against it by its UUID
+    /// as the map names it now, and `k` (the asked one) kept.
+    fn search_in(
+        &self,
+        set: &SegmentSet,
+        query: &[f32],
+        opts: &SearchOptions,
+        selected: Option<&[Selected]>,
+        recheck: Option<&Filter>,
+    ) -> Result<SearchOutcome> {
         let filter = opts.filter.as_deref();
         // No lock: segments are read in the order points move between them
         // (sealed, frozen, then the mutable one; a write adds the new copy
@@ -812,26 +829,44 @@ impl Collection {
         // A point replaced during the search may be seen in two segments.
         let mut seen = std::collections::HashSet::with_capacity(hits.len());
         hits.retain(|h| seen.insert(h.id));
-        hits.truncate(opts.k);
+        // Named (a UUID's key by the map; a UUID deleted and written again
+        // meanwhile may be seen under both its keys: once), re-checked
+        // against the filter as asked when it names UUIDs, then cut to `k`.
+        let k = opts.k - recheck.map_or(0, uuid_overfetch);
+        let uuids = hits.iter().any(|h| is_uuid_key(h.id)).then(|| self.uuids.read());
+        let mut named = std::collections::HashSet::new();
+        let mut kept: Vec<(Hit, PointId)> = Vec::with_capacity(k.min(hits.len()));
+        for h in hits {
+            if kept.len() == k {
+                break;
+            }
+            let Some(id) = uuids.as_ref().map_or(Some(PointId::Num(h.id)), |m| self.point_id(h.id, m)) else { continue };
+            if !named.insert(id) {
+                continue;
+            }
+            if let Some(asked) = recheck {
+                let (text, _) = set.read(Loc2 { segment: h.segment, offset: h.offset }, true, false);
+                let payload = text.and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+                let uuid = if let PointId::Uuid(u) = id { Some(u) } else { None };
+                if !asked.matches_named(h.id, uuid, payload.as_ref()) {
+                    continue;
+                }
+            }
+            kept.push((h, id));
+        }
+        drop(uuids);
         if opts.with_payload {
-            let bytes: usize = hits.iter().map(|h| set.payload_len(Loc2 { segment: h.segment, offset: h.offset })).sum();
+            let bytes: usize = kept.iter().map(|(h, _)| set.payload_len(Loc2 { segment: h.segment, offset: h.offset })).sum();
             if bytes > opts.payload_budget {
                 return Err(Error::ResponseTooLarge { bytes, limit: opts.payload_budget });
             }
         }
-        let ids: Vec<Option<PointId>> = if hits.iter().any(|h| is_uuid_key(h.id)) {
-            let uuids = self.uuids.read();
-            hits.iter().map(|h| self.point_id(h.id, &uuids)).collect()
-        } else {
-            hits.iter().map(|h| Some(PointId::Num(h.id))).collect()
-        };
-        let found = hits
+        let found = kept
             .into_iter()
-            .zip(ids)
-            .filter_map(|(h, id)| {
+            .map(|(h, id)| {
                 let at = Loc2 { segment: h.segment, offset: h.offset };
                 let (payload, vector) = set.read(at, opts.with_payload, opts.with_vector);
-                Some(Found { id: id?, key: h.id, distance: h.distance, payload, vector })
+                Found { id, key: h.id, distance: h.distance, payload, vector }
             })
             .collect();
         Ok(SearchOutcome {
@@ -1103,10 +1138,20 @@ impl Collection {
         // UUIDs their keys: the map as of now (at or past `wal_from`; see
         // `ids.rs` for why any such position is right).
         let uuids = {
-            let m = self.uuids.read();
+            let mut m = self.uuids.write();
+            m.sweep();
             (m.version != self.uuids_written.load(Ordering::Acquire)).then(|| m.clone())
         };
         if let Some(m) = uuids {
+            // The map may hold writes past `next`: every one it holds was
+            // logged before it was applied, so syncing the log as far as it
+            // reaches now makes them durable before the file says them (a
+            // crash must not leave a file without the pair of a point whose
+            // delete it lost).
+            let upto = self.wal.next_lsn();
+            if upto > 1 {
+                self.wal.sync(upto - 1)?;
+            }
             m.write(&self.dir)?;
             self.uuids_written.store(m.version, Ordering::Release);
         }
@@ -1184,6 +1229,14 @@ impl OptimiserStats {
             (true, true) => "sealing+merging",
         };
     }
+}
+
+/// The hits a search with `filter` (naming UUIDs) fetches beyond `k`: a
+/// UUID deleted and written again during the search may be seen under its
+/// new key, which the filter did not know, and under its old one; both are
+/// dropped by the re-check when the filter excludes it.
+fn uuid_overfetch(filter: &Filter) -> usize {
+    (2 * filter.uuid_count()).min(64)
 }
 
 /// A filter's selection of one sealed segment: the live points it lets

@@ -172,14 +172,20 @@ impl MatchValue {
 impl Condition {
     /// Whether the point with `id` and `payload` (`None`: no payload) meets it.
     pub fn matches(&self, id: u64, payload: Option<&Value>) -> bool {
+        self.matches_named(id, None, payload)
+    }
+
+    /// [`Condition::matches`] for the point of key `id` whose id is the UUID
+    /// `uuid` (when it has one): `HasUuid` is decided by it.
+    pub fn matches_named(&self, id: u64, uuid: Option<u128>, payload: Option<&Value>) -> bool {
         let values = |key: &KeyPath| payload.map(|p| key.values(p)).unwrap_or_default();
         match self {
             Condition::Match { key, values: want } => values(key).iter().any(|v| want.iter().any(|w| w.equals(v))),
             Condition::Range { key, range } => values(key).iter().any(|v| v.as_f64().is_some_and(|x| range.contains(x))),
             Condition::HasId(ids) => ids.contains(&id),
-            Condition::HasUuid(_) => false,
+            Condition::HasUuid(us) => uuid.is_some_and(|u| us.contains(&u)),
             Condition::IsEmpty(key) => values(key).is_empty(),
-            Condition::Nested(f) => f.matches(id, payload),
+            Condition::Nested(f) => f.matches_named(id, uuid, payload),
         }
     }
 }
@@ -187,9 +193,19 @@ impl Condition {
 impl Filter {
     /// Whether the point with `id` and `payload` passes.
     pub fn matches(&self, id: u64, payload: Option<&Value>) -> bool {
-        self.must.iter().all(|c| c.matches(id, payload))
-            && (self.should.is_empty() || self.should.iter().any(|c| c.matches(id, payload)))
-            && !self.must_not.iter().any(|c| c.matches(id, payload))
+        self.matches_named(id, None, payload)
+    }
+
+    /// [`Filter::matches`] for the point of key `id` named `uuid`.
+    pub fn matches_named(&self, id: u64, uuid: Option<u128>, payload: Option<&Value>) -> bool {
+        self.must.iter().all(|c| c.matches_named(id, uuid, payload))
+            && (self.should.is_empty() || self.should.iter().any(|c| c.matches_named(id, uuid, payload)))
+            && !self.must_not.iter().any(|c| c.matches_named(id, uuid, payload))
+    }
+
+    /// How many UUIDs `has_id` conditions name anywhere in the filter.
+    pub fn uuid_count(&self) -> usize {
+        self.conditions().iter().map(|c| if let Condition::HasUuid(us) = c { us.len() } else { 0 }).sum()
     }
 
     /// Whether the filter holds for every point (no condition at all).

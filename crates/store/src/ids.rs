@@ -120,8 +120,15 @@ impl From<u64> for PointId {
 /// The UUIDs of a collection and their keys (see the module's text).
 #[derive(Clone, Debug)]
 pub(crate) struct UuidMap {
+    /// The live pairs.
     forward: HashMap<u128, u64>,
+    /// The live pairs, and those ended since the sweep before last: a search
+    /// that found a point just before its delete still names it (keys are
+    /// never given twice, so a key's UUID never changes).
     reverse: HashMap<u64, u128>,
+    /// Keys ended since the last sweep, and in the sweep before it.
+    ended: Vec<u64>,
+    ended_before: Vec<u64>,
     /// The next key to give (never lower than every key given).
     next: u64,
     /// Counts changes (what `uuids.bin` holds is compared with it).
@@ -130,7 +137,7 @@ pub(crate) struct UuidMap {
 
 impl Default for UuidMap {
     fn default() -> Self {
-        UuidMap { forward: HashMap::new(), reverse: HashMap::new(), next: UUID_KEY_BASE, version: 0 }
+        UuidMap { forward: HashMap::new(), reverse: HashMap::new(), ended: Vec::new(), ended_before: Vec::new(), next: UUID_KEY_BASE, version: 0 }
     }
 }
 
@@ -139,12 +146,24 @@ impl UuidMap {
         self.forward.len()
     }
 
+    /// Whether a key was ever given (the next one then matters: keys are
+    /// never given twice).
+    pub(crate) fn ever_used(&self) -> bool {
+        self.next > UUID_KEY_BASE
+    }
+
     pub(crate) fn key_of(&self, uuid: u128) -> Option<u64> {
         self.forward.get(&uuid).copied()
     }
 
+    /// The UUID of `key`, live or recently ended.
     pub(crate) fn uuid_of(&self, key: u64) -> Option<u128> {
         self.reverse.get(&key).copied()
+    }
+
+    /// The UUID of `key` while its point lives.
+    pub(crate) fn live_uuid_of(&self, key: u64) -> Option<u128> {
+        self.uuid_of(key).filter(|u| self.forward.get(u) == Some(&key))
     }
 
     /// The key `uuid` has, or the one it would get (`fresh` holds those given
@@ -165,10 +184,11 @@ impl UuidMap {
         if let Some(old) = self.forward.insert(uuid, key)
             && old != key
         {
-            self.reverse.remove(&old);
+            self.ended.push(old);
         }
         if let Some(other) = self.reverse.insert(key, uuid)
             && other != uuid
+            && self.forward.get(&other) == Some(&key)
         {
             self.forward.remove(&other);
         }
@@ -176,17 +196,32 @@ impl UuidMap {
         self.version += 1;
     }
 
-    /// Ends the pair of `key` (an applied delete).
+    /// Ends the pair of `key` (an applied delete). Its UUID still names the
+    /// key until the sweep after next ([`UuidMap::sweep`]).
     pub(crate) fn remove_key(&mut self, key: u64) {
-        if let Some(uuid) = self.reverse.remove(&key) {
+        if let Some(&uuid) = self.reverse.get(&key)
+            && self.forward.get(&uuid) == Some(&key)
+        {
             self.forward.remove(&uuid);
+            self.ended.push(key);
             self.version += 1;
         }
     }
 
+    /// Forgets the names of the keys ended before the previous sweep (run
+    /// at each checkpoint: far longer ago than any search takes).
+    pub(crate) fn sweep(&mut self) {
+        for k in std::mem::take(&mut self.ended_before) {
+            if self.reverse.get(&k).is_some_and(|u| self.forward.get(u) != Some(&k)) {
+                self.reverse.remove(&k);
+            }
+        }
+        self.ended_before = std::mem::take(&mut self.ended);
+    }
+
     /// Writes the map to `dir/uuids.bin` atomically.
     pub(crate) fn write(&self, dir: &Path) -> Result<()> {
-        let mut pairs: Vec<(u64, u128)> = self.reverse.iter().map(|(&k, &u)| (k, u)).collect();
+        let mut pairs: Vec<(u64, u128)> = self.forward.iter().map(|(&u, &k)| (k, u)).collect();
         pairs.sort_unstable();
         let mut bytes = Vec::with_capacity(32 + 24 * pairs.len());
         bytes.extend_from_slice(MAGIC);
@@ -272,7 +307,13 @@ mod tests {
         m.set(10, a);
         m.set(11, b);
         m.remove_key(a);
-        assert_eq!((m.key_of(10), m.uuid_of(a), m.key_of(11)), (None, None, Some(b)));
+        assert_eq!((m.key_of(10), m.live_uuid_of(a), m.key_of(11)), (None, None, Some(b)));
+        // An ended key keeps its name until the sweep after next.
+        assert_eq!(m.uuid_of(a), Some(10));
+        m.sweep();
+        assert_eq!(m.uuid_of(a), Some(10));
+        m.sweep();
+        assert_eq!(m.uuid_of(a), None);
         // A UUID deleted and written again gets a new key, never an old one.
         let (mut fresh, mut taken) = (HashMap::new(), 0);
         assert_eq!(m.key_for(10, &mut fresh, &mut taken), UUID_KEY_BASE + 2);

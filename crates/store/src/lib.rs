@@ -2,6 +2,7 @@
 //! write-ahead log into segments, searched as one. Knows nothing of HTTP.
 //! See ARCHITECTURE.md, "Collections: the write path".
 
+mod bytes;
 mod collection;
 pub mod error;
 mod files;

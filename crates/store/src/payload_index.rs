@@ -329,7 +329,7 @@ impl Posting {
     }
 
     /// A posting over `len` points (offsets ascending and below `len`).
-    fn read(r: &mut PidxReader<'_>, len: usize) -> Option<Posting> {
+    fn read(r: &mut crate::bytes::Reader<'_>, len: usize) -> Option<Posting> {
         match r.u8()? {
             0 => {
                 let n = r.count(4)?;
@@ -353,35 +353,6 @@ impl Posting {
             }
             _ => None,
         }
-    }
-}
-
-/// A bounds-checked reader of a pidx file's body.
-struct PidxReader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> PidxReader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.at.checked_add(n)?;
-        let s = self.bytes.get(self.at..end)?;
-        self.at = end;
-        Some(s)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_le_bytes(b.try_into().unwrap()))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        self.take(8).map(|b| u64::from_le_bytes(b.try_into().unwrap()))
-    }
-    /// A count of items of at least `each` bytes that the rest can hold.
-    fn count(&mut self, each: usize) -> Option<usize> {
-        let n = usize::try_from(self.u64()?).ok()?;
-        (n.checked_mul(each)? <= self.bytes.len() - self.at).then_some(n)
     }
 }
 
@@ -438,7 +409,9 @@ pub(crate) fn load(path: &Path, spec: &FieldSpec, identity: u128, len: usize) ->
     if xxhash_rust::xxh3::xxh3_64(body).to_le_bytes() != sum {
         return Err("fails its checksum".into());
     }
-    let mut r = PidxReader { bytes: body, at: 8 };
+    let mut r = crate::bytes::Reader::new(body);
+    // Past the magic, checked above.
+    r.take(8);
     let bad = || "malformed".to_string();
     let file_identity = u128::from_le_bytes(r.take(16).ok_or_else(bad)?.try_into().unwrap());
     let points = r.u64().ok_or_else(bad)?;
@@ -476,7 +449,7 @@ pub(crate) fn load(path: &Path, spec: &FieldSpec, identity: u128, len: usize) ->
     for b in 0..2 {
         f.bools[b] = Posting::read(&mut r, len).ok_or_else(bad)?;
     }
-    if r.at != body.len() {
+    if !r.done() {
         return Err(bad());
     }
     Ok(Some(f))

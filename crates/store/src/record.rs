@@ -12,6 +12,7 @@
 //! so logs of integer ids read as before).
 
 use crate::error::{Error, Result};
+use crate::bytes::Reader;
 use std::sync::Arc;
 
 /// One point of an upsert, as the collection keeps it (vector prepared for
@@ -76,7 +77,7 @@ impl Record {
 
     /// Reads a record; `what` names the log file for the error.
     pub fn decode(bytes: &[u8], what: &std::path::Path) -> Result<Record> {
-        let mut r = Reader { bytes, at: 0 };
+        let mut r = Reader::new(bytes);
         let bad = |reason: &str| Error::corrupt(what, format!("bad log record: {reason}"));
         match r.u8().ok_or_else(|| bad("empty"))? {
             kind @ (UPSERT | UPSERT_UUIDS) => {
@@ -104,7 +105,7 @@ impl Record {
                     };
                     points.push(PointWrite { id, uuid, vector, payload });
                 }
-                if r.at != bytes.len() {
+                if !r.done() {
                     return Err(bad("trailing bytes"));
                 }
                 Ok(Record::Upsert(points))
@@ -115,39 +116,13 @@ impl Record {
                 for _ in 0..count {
                     ids.push(r.u64().ok_or_else(|| bad("truncated"))?);
                 }
-                if r.at != bytes.len() {
+                if !r.done() {
                     return Err(bad("trailing bytes"));
                 }
                 Ok(Record::Delete(ids))
             }
             kind => Err(bad(&format!("unknown kind {kind}"))),
         }
-    }
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.at.checked_add(n)?;
-        let s = self.bytes.get(self.at..end)?;
-        self.at = end;
-        Some(s)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_le_bytes(b.try_into().unwrap()))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        self.take(8).map(|b| u64::from_le_bytes(b.try_into().unwrap()))
-    }
-    fn u128(&mut self) -> Option<u128> {
-        self.take(16).map(|b| u128::from_le_bytes(b.try_into().unwrap()))
     }
 }
 

@@ -158,7 +158,7 @@ pub(crate) struct Capture {
     pub next_segment: u64,
     pub fields: Vec<FieldSpec>,
     pub points: usize,
-    /// The UUIDs' keys as of the position (`None`: no point has a UUID).
+    /// The UUIDs' keys as of the position (`None`: no UUID was ever given one).
     pub uuids: Option<crate::ids::UuidMap>,
     pub _pin: Pin,
 }
@@ -195,7 +195,7 @@ impl Collection {
             next_segment: ws.next_segment,
             fields: ws.fields.to_vec(),
             points: ws.ids.len(),
-            uuids: Some(self.uuids.read()).filter(|m| m.len() > 0).map(|m| m.clone()),
+            uuids: Some(self.uuids.read()).filter(|m| m.ever_used()).map(|m| m.clone()),
             _pin: pin,
         })
     }
@@ -282,7 +282,7 @@ fn write_archive(c: &Collection, cap: &Capture, path: &Path, name: &str, staging
             }
             let vector = d.vectors[o * seg.dim..(o + 1) * seg.dim].to_vec();
             let id = d.ids[o];
-            let uuid = cap.uuids.as_ref().and_then(|m| m.uuid_of(id)).filter(|_| crate::ids::is_uuid_key(id));
+            let uuid = cap.uuids.as_ref().and_then(|m| m.live_uuid_of(id)).filter(|_| crate::ids::is_uuid_key(id));
             batch.push(PointWrite { id, uuid, vector, payload: d.payloads[o].clone() });
             if batch.len() == RECORD_POINTS {
                 last = wal.append(&Record::Upsert(std::mem::take(&mut batch)).encode())?;

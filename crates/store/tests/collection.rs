@@ -344,6 +344,67 @@ fn uuid_ids_match_a_model_across_seals_reopens_and_a_snapshot() {
     assert!(e.contains("uuids.bin"), "{e}");
 }
 
+/// A UUID deleted and written again while filtered searches run gets a new
+/// key, which a search's filter, turned into keys when it began, does not
+/// know: `must_not has_id [U]` must still never return U (the reviewer's
+/// race, 11 of 11,737 searches over HTTP), and `must has_id [U]` never
+/// anything but U.
+#[test]
+fn a_uuid_rewritten_during_searches_never_slips_past_its_has_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+    let (c, _) = store.create("r", config(2, Metric::L2, 100_000)).unwrap();
+    let uuids: Vec<u128> = (1..=4).map(|i| i * 0x1111_2222_3333_4444_5555_6666_7777_8888).collect();
+    let near = |i: usize| vec![0.001 * i as f32, 0.0];
+    // Other points, farther from the query than the UUIDs.
+    c.upsert((0..50u64).map(|i| NewPoint { id: i.into(), vector: vec![1.0 + i as f32, 0.0], payload: None }).collect()).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (slipped, searched) = (std::sync::atomic::AtomicUsize::new(0), std::sync::atomic::AtomicUsize::new(0));
+    std::thread::scope(|s| {
+        for (i, &u) in uuids.iter().enumerate() {
+            let (c, stop) = (&c, &stop);
+            s.spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    c.upsert(vec![NewPoint { id: PointId::Uuid(u), vector: near(i), payload: None }]).unwrap();
+                    c.delete([PointId::Uuid(u)]).unwrap();
+                }
+            });
+        }
+        for r in 0..2 {
+            let (c, stop, slipped, searched, uuids) = (&c, &stop, &slipped, &searched, &uuids);
+            s.spawn(move || {
+                // Stops the writers however this reader ends (a failed assert included).
+                struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+                impl Drop for Stop<'_> {
+                    fn drop(&mut self) {
+                        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                let _stop = Stop(stop);
+                let u = uuids[r];
+                let not_u = Filter { must_not: vec![Condition::HasUuid(vec![u])], ..Default::default() };
+                let only_u = Filter { must: vec![Condition::HasUuid(vec![u])], ..Default::default() };
+                let start = std::time::Instant::now();
+                while start.elapsed() < std::time::Duration::from_secs(2) {
+                    for (filter, bad) in [(&not_u, true), (&only_u, false)] {
+                        let o = SearchOptions { filter: Some(Arc::new(filter.clone())), ..opts(3, SearchRequest::RecallTarget(1.0)) };
+                        let hits = c.search(&[0.0, 0.0], &o).unwrap().hits;
+                        let wrong = hits.iter().filter(|h| (h.id == PointId::Uuid(u)) == bad).count();
+                        slipped.fetch_add(wrong, std::sync::atomic::Ordering::Relaxed);
+                        searched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if bad {
+                            assert_eq!(hits.len(), 3, "k answers while the collection holds more than k others");
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let (slipped, searched) = (slipped.into_inner(), searched.into_inner());
+    eprintln!("{searched} searches beside 4 writers rewriting their UUIDs");
+    assert_eq!(slipped, 0, "{slipped} hits of {searched} searches broke their has_id");
+}
+
 /// What the log holds at a restart is frozen in `seal_points` pieces as it
 /// is replayed, for the optimiser to seal, not kept in one memory segment
 /// searched exactly until the next write.
