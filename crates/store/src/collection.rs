@@ -841,7 +841,8 @@ impl Collection {
                 break;
             }
             let Some(id) = uuids.as_ref().map_or(Some(PointId::Num(h.id)), |m| self.point_id(h.id, m)) else { continue };
-            if !named.insert(id) {
+            // Integer ids are their keys, already distinct.
+            if uuids.is_some() && !named.insert(id) {
                 continue;
             }
             if let Some(asked) = recheck {
