@@ -319,6 +319,7 @@ impl Index {
         if !applies || !self.calibration().is_some_and(|c| c.is_hard(prepared, k, &found)) {
             return Ok(found);
         }
+        crate::count_widened();
         let wider = match (method, scan) {
             (Method::Scan, Some(view)) => view.search_sq8_every(self.space_vectors(), prepared, fetch, exact_keep(fetch)),
             _ => {

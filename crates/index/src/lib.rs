@@ -38,6 +38,20 @@ pub use params::{Method, SearchParams};
 pub use plan::BuildPlan;
 pub use vectors::Matrix;
 
+/// Searches judged unlike the calibration's queries (`Calibration::is_hard`)
+/// and searched more widely, in this process (every index).
+static WIDENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many searches this process widened because the query was unlike the
+/// calibration's queries (a sign the queries have drifted from the data).
+pub fn widened_searches() -> u64 {
+    WIDENED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+pub(crate) fn count_widened() {
+    WIDENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// One search hit.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Neighbor {

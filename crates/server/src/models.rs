@@ -210,6 +210,11 @@ pub struct RecallMonitorStats {
     pub evaluated: u64,
     /// Per profile (or `recall_target`, `ef_search`): delivered recall@k.
     pub profiles: Vec<crate::monitor::MonitorEntry>,
+    /// Searches since start (the served index and every collection's
+    /// segments) whose query was unlike the calibration's queries, so
+    /// searched more widely to keep the promised recall: a rising count says
+    /// the queries have drifted from the data.
+    pub widened: u64,
 }
 
 // Validated by hand (see `validate.rs`) so that every malformed body gets a

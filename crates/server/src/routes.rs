@@ -104,6 +104,7 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<StatsRes
             dropped: totals.dropped,
             evaluated: totals.exact_runs,
             profiles: monitor.snapshot(),
+            widened: vectorwise_index::widened_searches(),
         },
         cache: state.cache().stats().into(),
     }))

@@ -63,6 +63,7 @@ const COLLECTION_WRITES: &str = "vectorwise_collection_writes_total";
 const COLLECTION_OPTIMISER: &str = "vectorwise_collection_optimiser_runs_total";
 const COLLECTION_OPTIMISER_BUSY: &str = "vectorwise_collection_optimiser_busy";
 const CACHE_HITS: &str = "vectorwise_cache_hits_total";
+const WIDENED: &str = "vectorwise_searches_widened_total";
 const CACHE_MISSES: &str = "vectorwise_cache_misses_total";
 const CACHE_ENTRIES: &str = "vectorwise_cache_entries";
 const CACHE_BYTES: &str = "vectorwise_cache_bytes";
@@ -159,6 +160,7 @@ impl Metrics {
             describe_counter!(COLLECTION_OPTIMISER, "Optimiser work done since the collection opened, by kind (seal, merge, rewrite).");
             describe_gauge!(COLLECTION_OPTIMISER_BUSY, "1 while the optimiser's lane (seal, merge) is building.");
             describe_counter!(CACHE_HITS, "Searches answered from the hot-query cache.");
+            describe_counter!(WIDENED, "Searches whose query was unlike the calibration's queries, so searched more widely (drift from the data).");
             describe_counter!(CACHE_MISSES, "Searches the hot-query cache had no answer for (then searched and kept).");
             describe_gauge!(CACHE_ENTRIES, Unit::Count, "Answers the hot-query cache holds.");
             describe_gauge!(CACHE_BYTES, Unit::Bytes, "Bytes the hot-query cache holds (keys, answers, headers, an estimate of overhead).");
@@ -224,9 +226,11 @@ impl Metrics {
         });
     }
 
-    /// The hot-query cache's series, as they are now (called before a render).
+    /// The hot-query cache's series, and the engine's widened searches, as
+    /// they are now (called before a render).
     pub(crate) fn cache(&self, s: &crate::cache::CacheStats) {
         with_local_recorder(&self.recorder, || {
+            counter!(WIDENED).absolute(vectorwise_index::widened_searches());
             counter!(CACHE_HITS).absolute(s.hits);
             counter!(CACHE_MISSES).absolute(s.misses);
             gauge!(CACHE_ENTRIES).set(s.entries as f64);

@@ -294,3 +294,21 @@ fn the_monitor_reports_the_recall_the_responses_had() {
     let (lo, hi) = (entry["ci95_low"].as_f64().unwrap(), entry["ci95_high"].as_f64().unwrap());
     assert!(lo <= truth && truth <= hi && hi - lo < 0.1, "[{lo}, {hi}]");
 }
+
+#[test]
+fn queries_unlike_the_data_are_counted_as_widened() {
+    let server = serve(&FIXTURE.graph, ServerConfig::default());
+    let widened = || server.get("/stats").json()["recall_monitor"]["widened"].as_u64().unwrap();
+    // Process-wide (tests beside this one only add to it): count what these add.
+    let before = widened();
+    let random = dataset::sphere(100, DIM, 4242);
+    for q in random.rows() {
+        assert_eq!(server.post_json("/search", &json!({"query_vector": q, "k": 10})).status, 200);
+    }
+    let added = widened() - before;
+    assert!(added >= 90, "random vectors against clustered data: {added} of 100 widened");
+    let metrics = server.get("/metrics").body;
+    let line = metrics.lines().find(|l| l.starts_with("vectorwise_searches_widened_total ")).expect("the counter is exported");
+    let exported: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(exported >= before + added, "{line}");
+}

@@ -897,6 +897,9 @@ impl ScanView<'_> {
         if points == 0 && !is_hard {
             return found;
         }
+        if is_hard {
+            crate::count_widened();
+        }
         let exhausted = !picked.ranked_all && picked.unread.iter().all(|l| l.0 < kth);
         let many = exhausted || points.saturating_mul(WIDEN_SQ8_SHARE) > self.shape.count;
         if is_hard && (many || points > 0) {
