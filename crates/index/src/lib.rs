@@ -48,8 +48,23 @@ pub fn widened_searches() -> u64 {
     WIDENED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+thread_local! {
+    /// Widened searches counted on this thread since [`take_widened_here`].
+    static WIDENED_HERE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
 pub(crate) fn count_widened() {
     WIDENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    WIDENED_HERE.with(|c| c.set(c.get().saturating_add(1)));
+}
+
+/// How many searches were widened on this thread since the last call (and
+/// resets it). A search decides to widen on the thread that called it (its
+/// split parts run on the pool but do not decide), so a caller outside the
+/// pool that calls this before and after one search learns whether that
+/// search was widened. Not for searches run in parallel on the pool (batches).
+pub fn take_widened_here() -> u32 {
+    WIDENED_HERE.with(|c| c.replace(0))
 }
 
 /// One search hit.

@@ -1028,17 +1028,22 @@ pub(crate) async fn search(
     let with_payload = opts.with_payload;
     let monitored = state.clone();
     let searched = Arc::clone(&c);
-    let (outcome, took) = blocking(move || {
+    let (outcome, took, widened) = blocking(move || {
         let _permit = permit;
         let start = std::time::Instant::now();
+        vectorwise_index::take_widened_here();
         let outcome = c.search(&req.vector, &opts)?;
+        let widened = vectorwise_index::take_widened_here() > 0;
         let took = start.elapsed();
         offer_to_monitor(&monitored, &c, &opts, &req.vector, &outcome);
-        Ok((outcome, took))
+        Ok((outcome, took, widened))
     })
     .await
     .map_err(|e| e.located(|_| vec!["body".into(), "vector".into()]))?;
-    let headers = outcome_headers(&outcome);
+    let mut headers = outcome_headers(&outcome);
+    if widened {
+        headers.insert(crate::resolve::header::WIDENED, axum::http::HeaderValue::from_static("true"));
+    }
     let body = json_bytes(&hits_out(outcome.hits, with_payload))?;
     let shareable = target.unchanged(Some(&searched));
     Ok(crate::routes::keep(&state, key, headers, body, took, shareable))

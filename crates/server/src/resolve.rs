@@ -35,12 +35,15 @@ pub(crate) mod header {
     pub const FILTER_PATHS: &str = "x-vectorwise-filter-paths";
     /// A filtered search: keys no payload index answered (their payloads were read).
     pub const FILTER_UNINDEXED: &str = "x-vectorwise-filter-unindexed";
+    /// `true` when the query was unlike the calibration's and was searched
+    /// more widely to keep its promise (single searches; absent otherwise).
+    pub const WIDENED: &str = "x-vectorwise-widened";
     /// `hit` or `miss`: whether the answer came from the hot-query cache.
     pub const CACHE: &str = crate::cache::HEADER;
     /// On a hit, `memory` or `redis`: which cache tier answered.
     pub const CACHE_TIER: &str = crate::cache::TIER_HEADER;
     /// All of them, for CORS `Access-Control-Expose-Headers`.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         PROFILE,
         METHOD,
         SETTING,
@@ -52,6 +55,7 @@ pub(crate) mod header {
         FILTER_ALLOWED,
         FILTER_PATHS,
         FILTER_UNINDEXED,
+        WIDENED,
         CACHE,
         CACHE_TIER,
     ];

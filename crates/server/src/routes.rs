@@ -189,6 +189,7 @@ pub(crate) fn located(error: ApiError, at: impl FnOnce(usize) -> (Vec<LocItem>, 
             ("x-vectorwise-ef-search" = usize, description = "Candidates examined (HNSW beam width, or the scan's rerank × k); absent for exact"),
             ("x-vectorwise-recall-target" = f64, description = "The recall@k asked for (profile or recall_target), when one was"),
             ("x-vectorwise-expected-recall" = f64, description = "Calibrated mean recall@k of the setting; absent when the index has no calibration"),
+            ("x-vectorwise-widened" = bool, description = "`true` when the query was unlike the calibration's queries and was searched more widely to keep the promise; absent otherwise"),
         )),
         (status = 400, description = "query_vector's length is not the index's dimension, or a binary \
             body is not one query of it; or the body could not be read (sent slower than --body-timeout, or cut off)", body = ErrorResponse),
@@ -240,22 +241,27 @@ pub(crate) async fn search(
     }
     let permit = state.try_acquire_search(SearchKind::Single, 1)?;
     let resolved = index.plan(k, planned);
-    let headers = headers(&resolved);
+    let mut headers = headers(&resolved);
     let monitored = state.clone();
-    let (hits, took) = tokio::task::spawn_blocking(move || {
+    let (hits, took, widened) = tokio::task::spawn_blocking(move || {
         // Held until the search ends, even if the client has gone away.
         let _permit = permit;
         let start = Instant::now();
+        vectorwise_index::take_widened_here();
         let hits = index.search(&query, k, &resolved.params);
+        let widened = vectorwise_index::take_widened_here() > 0;
         let took = start.elapsed();
         monitored.metrics().search(SearchKind::Single, took);
         if let Ok(hits) = &hits {
             offer_to_monitor(&monitored, &index, &resolved, &query, k, hits);
         }
-        hits.map(|hits| (hits, took))
+        hits.map(|hits| (hits, took, widened))
     })
     .await?
     .map_err(|e| located(e.into(), |_| (vec!["body".into(), "query_vector".into()], "query_vector".into())))?;
+    if widened {
+        headers.insert(crate::resolve::header::WIDENED, axum::http::HeaderValue::from_static("true"));
+    }
     let body = json_bytes(&response(hits))?;
     Ok(keep(&state, key, headers, body, took, true))
 }

@@ -296,17 +296,25 @@ fn the_monitor_reports_the_recall_the_responses_had() {
 }
 
 #[test]
-fn queries_unlike_the_data_are_counted_as_widened() {
+fn queries_unlike_the_data_are_counted_and_flagged_as_widened() {
     let server = serve(&FIXTURE.graph, ServerConfig::default());
     let widened = || server.get("/stats").json()["recall_monitor"]["widened"].as_u64().unwrap();
     // Process-wide (tests beside this one only add to it): count what these add.
     let before = widened();
     let random = dataset::sphere(100, DIM, 4242);
+    let mut flagged = 0;
     for q in random.rows() {
-        assert_eq!(server.post_json("/search", &json!({"query_vector": q, "k": 10})).status, 200);
+        let r = server.post_json("/search", &json!({"query_vector": q, "k": 10}));
+        assert_eq!(r.status, 200);
+        flagged += usize::from(r.header("x-vectorwise-widened") == Some("true"));
     }
     let added = widened() - before;
     assert!(added >= 90, "random vectors against clustered data: {added} of 100 widened");
+    assert!(flagged >= 90, "random vectors against clustered data: {flagged} of 100 answers say they were widened");
+    // Queries like the data are rarely widened, and their answers say so.
+    let like = held_out(true, 50);
+    let flagged = like.rows().filter(|q| server.post_json("/search", &json!({"query_vector": q, "k": 10})).header("x-vectorwise-widened").is_some()).count();
+    assert!(flagged <= 3, "{flagged} of 50 held-out queries like the data were widened");
     let metrics = server.get("/metrics").body;
     let line = metrics.lines().find(|l| l.starts_with("vectorwise_searches_widened_total ")).expect("the counter is exported");
     let exported: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
