@@ -914,6 +914,8 @@ impl Collection {
         let field = spec.field.clone();
         {
             let mut ws = self.write.lock();
+            // Dropped while the pool built: nothing to declare.
+            self.check_open()?;
             if conflict(&ws.fields)? {
                 return Ok(false);
             }
@@ -929,6 +931,11 @@ impl Collection {
             ws.fields = Arc::new(ws.fields.iter().filter(|f| f.field != field).cloned().collect());
             self.reindex_locked(&ws);
             return Err(e);
+        }
+        // A checkpoint that ran between the build and the declaration
+        // removed the new files (its manifest did not name the index yet).
+        for s in &self.set().sealed {
+            s.persist_missing_fields();
         }
         Ok(true)
     }

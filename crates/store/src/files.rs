@@ -126,6 +126,11 @@ impl Payloads {
         Ok(())
     }
 
+    /// The file's stored xxh3-64 (checked at open); 0 for no file.
+    pub(crate) fn checksum(&self) -> u64 {
+        self.map.as_ref().map_or(0, |m| u64::from_le_bytes(m[m.len() - 8..].try_into().unwrap()))
+    }
+
     pub(crate) fn path(&self) -> Option<&Path> {
         self.map.as_ref().map(|_| self.path.as_path())
     }

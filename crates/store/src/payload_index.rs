@@ -30,7 +30,7 @@
 //! is rebuilt from the payloads (and written again), with a warning.
 //!
 //! ```text
-//! pidx: "VWPIDX01" | index file identity u128 | points u64 | spec_len u32 | spec JSON
+//! pidx: "VWPIDX02" | index file identity u128 | payloads' xxh3-64 u64 | points u64 | spec_len u32 | spec JSON
 //!       | non_empty | keywords: n u64, n × (len u32, UTF-8, posting) | integers: n u64, n × (i64, posting)
 //!       | numbers: n u64, n × (f64, offset u32), sorted | false, true: posting × 2 | xxh3-64 of all before
 //! posting: 0u8 | n u64 | n × offset u32 (ascending)   or   1u8 | words u64 | words × u64 (a bitset)
@@ -201,7 +201,8 @@ impl FieldIndex {
                         }
                     }
                     if let Some(x) = n.as_f64() {
-                        self.sorted &= self.numbers.last().is_none_or(|&(last, _)| last <= x);
+                        // Total order, as `finish` sorts and `load` checks (-0.0 before 0.0).
+                        self.sorted &= self.numbers.last().is_none_or(|&(last, _)| last.total_cmp(&x).is_le());
                         self.numbers.push((x, offset));
                     }
                 }
@@ -226,7 +227,7 @@ impl FieldIndex {
         let [f, t] = later.bools;
         self.bools[0].append(f);
         self.bools[1].append(t);
-        self.sorted &= later.sorted && self.numbers.last().zip(later.numbers.first()).is_none_or(|(a, b)| a.0 <= b.0);
+        self.sorted &= later.sorted && self.numbers.last().zip(later.numbers.first()).is_none_or(|(a, b)| a.0.total_cmp(&b.0).is_le());
         self.numbers.extend(later.numbers);
     }
 
@@ -300,7 +301,16 @@ impl FieldIndex {
     }
 }
 
-const PIDX_MAGIC: &[u8; 8] = b"VWPIDX01";
+const PIDX_MAGIC: &[u8; 8] = b"VWPIDX02";
+
+/// What a pidx file is made for: the index file (its identity), the
+/// payloads (their checksum, 0 for none) and the point count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SegmentStamp {
+    pub identity: u128,
+    pub payloads: u64,
+    pub len: usize,
+}
 
 /// The file of segment `segment`'s index for `spec`.
 pub(crate) fn pidx_name(segment: u64, spec: &FieldSpec) -> String {
@@ -356,13 +366,17 @@ impl Posting {
     }
 }
 
-/// Writes a sealed segment's finished index to `path` atomically: for the
-/// index file of identity `identity`, of `len` points.
-pub(crate) fn store(path: &Path, f: &FieldIndex, identity: u128, len: usize) -> crate::error::Result<()> {
+/// Writes a sealed segment's finished index to `path` (for the segment
+/// `stamp` describes) atomically, never creating a folder: a folder gone
+/// (the collection dropped meanwhile) is nothing to write, and another
+/// thread of this process writing the same file (the same bytes) is left to it.
+pub(crate) fn store(path: &Path, f: &FieldIndex, stamp: SegmentStamp) -> std::io::Result<()> {
     debug_assert!(f.sorted);
+    let len = stamp.len;
     let mut out = Vec::with_capacity(64 + 16 * f.numbers.len() + 4 * len);
     out.extend_from_slice(PIDX_MAGIC);
-    out.extend_from_slice(&identity.to_le_bytes());
+    out.extend_from_slice(&stamp.identity.to_le_bytes());
+    out.extend_from_slice(&stamp.payloads.to_le_bytes());
     out.extend_from_slice(&(len as u64).to_le_bytes());
     let spec = serde_json::to_string(&f.spec).expect("a spec serialises");
     out.extend_from_slice(&(spec.len() as u32).to_le_bytes());
@@ -389,20 +403,36 @@ pub(crate) fn store(path: &Path, f: &FieldIndex, identity: u128, len: usize) -> 
     }
     let sum = xxhash_rust::xxh3::xxh3_64(&out);
     out.extend_from_slice(&sum.to_le_bytes());
-    vectorwise_index::write_atomic(path, |w| w.write_all(&out))?;
-    Ok(())
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mut file = match std::fs::File::options().write(true).create_new(true).open(&tmp) {
+        Ok(f) => f,
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotFound) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let written = (|| {
+        std::io::Write::write_all(&mut file, &out)?;
+        file.sync_data()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
-/// Reads the index for `spec` of the segment whose index file has
-/// `identity` and `len` points. `Ok(None)`: no such file; `Err`: one that
-/// is damaged or made for another file or spec (the caller rebuilds).
-pub(crate) fn load(path: &Path, spec: &FieldSpec, identity: u128, len: usize) -> Result<Option<FieldIndex>, String> {
+/// Reads the index for `spec` of the segment `stamp` describes. `Ok(None)`:
+/// no such file; `Err`: one that is damaged or made for another segment or
+/// spec (the caller rebuilds).
+pub(crate) fn load(path: &Path, spec: &FieldSpec, stamp: SegmentStamp) -> Result<Option<FieldIndex>, String> {
+    let len = stamp.len;
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
-    if bytes.len() < 8 + 16 + 8 + 4 + 8 || &bytes[..8] != PIDX_MAGIC {
+    if bytes.len() < 8 + 16 + 8 + 8 + 4 + 8 || &bytes[..8] != PIDX_MAGIC {
         return Err("not a payload index file, or truncated".into());
     }
     let (body, sum) = bytes.split_at(bytes.len() - 8);
@@ -413,9 +443,10 @@ pub(crate) fn load(path: &Path, spec: &FieldSpec, identity: u128, len: usize) ->
     // Past the magic, checked above.
     r.take(8);
     let bad = || "malformed".to_string();
-    let file_identity = u128::from_le_bytes(r.take(16).ok_or_else(bad)?.try_into().unwrap());
+    let file_identity = r.u128().ok_or_else(bad)?;
+    let payloads = r.u64().ok_or_else(bad)?;
     let points = r.u64().ok_or_else(bad)?;
-    if file_identity != identity || points != len as u64 {
+    if file_identity != stamp.identity || payloads != stamp.payloads || points != len as u64 {
         return Err("made for another segment file".into());
     }
     let spec_len = r.u32().ok_or_else(bad)? as usize;
@@ -429,19 +460,23 @@ pub(crate) fn load(path: &Path, spec: &FieldSpec, identity: u128, len: usize) ->
         let n = r.u32().ok_or_else(bad)? as usize;
         let k = std::str::from_utf8(r.take(n).ok_or_else(bad)?).map_err(|_| bad())?;
         let p = Posting::read(&mut r, len).ok_or_else(bad)?;
-        f.keywords.insert(k.into(), p);
+        if f.keywords.insert(k.into(), p).is_some() {
+            return Err(bad());
+        }
     }
     for _ in 0..r.count(9).ok_or_else(bad)? {
         let i = r.u64().ok_or_else(bad)? as i64;
         let p = Posting::read(&mut r, len).ok_or_else(bad)?;
-        f.integers.insert(i, p);
+        if f.integers.insert(i, p).is_some() {
+            return Err(bad());
+        }
     }
     let n = r.count(12).ok_or_else(bad)?;
     f.numbers.reserve_exact(n);
     for _ in 0..n {
         let x = f64::from_bits(r.u64().ok_or_else(bad)?);
         let o = r.u32().ok_or_else(bad)?;
-        if o as usize >= len || f.numbers.last().is_some_and(|&(last, _)| last.total_cmp(&x).is_gt()) {
+        if o as usize >= len || x.is_nan() || f.numbers.last().is_some_and(|&(last, _)| last.total_cmp(&x).is_gt()) {
             return Err(bad());
         }
         f.numbers.push((x, o));
@@ -480,6 +515,11 @@ impl FieldIndexes {
     pub(crate) fn fresh_since<'a>(&'a self, keep: &FieldIndexes) -> impl Iterator<Item = &'a FieldIndex> {
         let kept: Vec<*const FieldIndex> = keep.fields.iter().map(Arc::as_ptr).collect();
         self.fields.iter().filter(move |f| !kept.contains(&Arc::as_ptr(f))).map(|f| &**f)
+    }
+
+    /// Its indexes.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &FieldIndex> {
+        self.fields.iter().map(|f| &**f)
     }
 
     /// Whether it holds an index for `spec`.
@@ -869,8 +909,9 @@ mod tests {
             .iter()
             .map(|f| {
                 let path = dir.path().join(pidx_name(1, &f.spec));
-                store(&path, f, 42, len).unwrap();
-                load(&path, &f.spec, 42, len).unwrap().expect("written")
+                let stamp = SegmentStamp { identity: 42, payloads: 7, len };
+                store(&path, f, stamp).unwrap();
+                load(&path, &f.spec, stamp).unwrap().expect("written")
             })
             .collect();
         let keep = FieldIndexes::from_loaded(None, loaded);
@@ -886,24 +927,40 @@ mod tests {
         let built = FieldIndexes::build(&specs, None, 3000, texts.iter().map(|t| t.as_deref()), false);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(pidx_name(7, &specs[0]));
-        assert!(load(&path, &specs[0], 9, 3000).unwrap().is_none(), "no file: None");
-        store(&path, &built.fields[0], 9, 3000).unwrap();
-        assert!(load(&path, &specs[0], 9, 3000).unwrap().is_some());
-        assert!(load(&path, &specs[0], 10, 3000).unwrap_err().contains("another segment file"));
-        assert!(load(&path, &specs[0], 9, 2999).unwrap_err().contains("another segment file"));
-        assert!(load(&path, &specs[1], 9, 3000).unwrap_err().contains("another index"));
+        let stamp = SegmentStamp { identity: 9, payloads: 5, len: 3000 };
+        assert!(load(&path, &specs[0], stamp).unwrap().is_none(), "no file: None");
+        store(&path, &built.fields[0], stamp).unwrap();
+        assert!(load(&path, &specs[0], stamp).unwrap().is_some());
+        for other in [SegmentStamp { identity: 10, ..stamp }, SegmentStamp { payloads: 6, ..stamp }, SegmentStamp { len: 2999, ..stamp }] {
+            assert!(load(&path, &specs[0], other).unwrap_err().contains("another segment file"), "{other:?}");
+        }
+        assert!(load(&path, &specs[1], stamp).unwrap_err().contains("another index"));
         let bytes = std::fs::read(&path).unwrap();
         for at in [0, 40, bytes.len() / 2, bytes.len() - 9] {
             let mut b = bytes.clone();
             b[at] ^= 0x10;
             std::fs::write(&path, &b).unwrap();
-            assert!(load(&path, &specs[0], 9, 3000).is_err(), "a flipped byte at {at}");
+            assert!(load(&path, &specs[0], stamp).is_err(), "a flipped byte at {at}");
         }
         for cut in [10, bytes.len() / 3, bytes.len() - 1] {
             std::fs::write(&path, &bytes[..cut]).unwrap();
-            assert!(load(&path, &specs[0], 9, 3000).is_err(), "cut at {cut}");
+            assert!(load(&path, &specs[0], stamp).is_err(), "cut at {cut}");
         }
         assert_ne!(pidx_name(7, &specs[0]), pidx_name(7, &spec("t", FieldType::Integer)), "a spec's type is in its name");
+        // Never a folder created: one gone (its collection dropped) is nothing to write.
+        let gone = dir.path().join("dropped/segments").join(pidx_name(7, &specs[0]));
+        store(&gone, &built.fields[0], stamp).unwrap();
+        assert!(!dir.path().join("dropped").exists());
+    }
+
+    /// -0.0 after 0.0 (in offset order) is not sorted by total order: the
+    /// build sorts it, so the file it writes is read back (the reviewer's case).
+    #[test]
+    fn negative_zero_after_zero_round_trips() {
+        let texts: Vec<Option<std::sync::Arc<str>>> = ["{\"x\":0.0}", "{\"x\":-0.0}", "{\"x\":1.5}"].iter().map(|t| Some(std::sync::Arc::from(*t))).collect();
+        let specs = [spec("x", FieldType::Float)];
+        let built = FieldIndexes::build(&specs, None, 3, texts.iter().map(|t| t.as_deref()), false);
+        round_trip(&built, &specs, 3);
     }
 
     #[test]

@@ -209,13 +209,18 @@ pub struct SealedSegment {
 /// those its `.pidx` files hold, then the rest built from the payloads and
 /// written beside it (a cache: a file that cannot be read is rebuilt, one
 /// that cannot be written is only logged).
+fn stamp(index: &Index, payloads: &Payloads) -> crate::payload_index::SegmentStamp {
+    crate::payload_index::SegmentStamp { identity: index.file_identity(), payloads: payloads.checksum(), len: index.len() }
+}
+
 fn sealed_fields(id: SegmentId, index: &Index, payloads: &Payloads, specs: &[FieldSpec], current: Option<&FieldIndexes>, parallel: bool) -> FieldIndexes {
     let dir = index.path().parent().unwrap_or(Path::new("."));
-    let (len, identity) = (index.len(), index.file_identity());
+    let stamp = stamp(index, payloads);
+    let len = stamp.len;
     let mut loaded = Vec::new();
     for spec in specs.iter().filter(|s| !current.is_some_and(|c| c.has(s))) {
         let path = dir.join(crate::payload_index::pidx_name(id, spec));
-        match crate::payload_index::load(&path, spec, identity, len) {
+        match crate::payload_index::load(&path, spec, stamp) {
             Ok(Some(f)) => loaded.push(f),
             Ok(None) => {}
             Err(why) => tracing::warn!(file = %path.display(), why, "payload index file not used; rebuilding it from the payloads"),
@@ -225,7 +230,7 @@ fn sealed_fields(id: SegmentId, index: &Index, payloads: &Payloads, specs: &[Fie
     let built = FieldIndexes::build(specs, Some(&keep), len, (0..len).map(|o| payloads.get(o)), parallel);
     for f in built.fresh_since(&keep) {
         let path = dir.join(crate::payload_index::pidx_name(id, f.spec()));
-        if let Err(e) = crate::payload_index::store(&path, f, identity, len) {
+        if let Err(e) = crate::payload_index::store(&path, f, stamp) {
             tracing::warn!(file = %path.display(), error = %e, "cannot write a payload index file (it is rebuilt at the next open)");
         }
     }
@@ -273,6 +278,22 @@ impl SealedSegment {
         // Only the indexes it lacks are read or built; the others are shared.
         let built = sealed_fields(self.id, &self.index, &self.payloads, specs, Some(&current), parallel);
         *self.fields.write() = Arc::new(built);
+    }
+
+    /// Writes the files of its payload indexes that are missing (a
+    /// checkpoint that ran while an index was being declared removed them).
+    pub(crate) fn persist_missing_fields(&self) {
+        let dir = self.index.path().parent().unwrap_or(Path::new("."));
+        let stamp = stamp(&self.index, &self.payloads);
+        let fields = self.fields.read().clone();
+        for f in fields.iter() {
+            let path = dir.join(crate::payload_index::pidx_name(self.id, f.spec()));
+            if !path.exists()
+                && let Err(e) = crate::payload_index::store(&path, f, stamp)
+            {
+                tracing::warn!(file = %path.display(), error = %e, "cannot write a payload index file (it is rebuilt at the next open)");
+            }
+        }
     }
 
     pub fn len(&self) -> usize {

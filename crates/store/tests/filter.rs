@@ -199,6 +199,11 @@ fn filtered_search_matches_a_brute_force_model_across_segments_indexes_and_reope
     let (exact, unindexed) = check(&c, &model, f, SearchRequest::RecallTarget(1.0));
     assert!(exact > 0.999);
     assert_eq!(unindexed, vec!["price".to_string()]);
+    // A file removed (as a checkpoint running while an index is declared
+    // removes the new index's): the next declaration writes every missing one.
+    std::fs::remove_file(&pidx()[0]).unwrap();
+    assert!(c.create_payload_index(FieldSpec { field: "price".into(), field_type: FieldType::Integer }).unwrap());
+    assert_eq!(pidx().len(), 3 * sealed(&c), "a declaration writes every missing file");
     drop(c);
     store.close();
 }
