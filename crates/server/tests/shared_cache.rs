@@ -258,7 +258,7 @@ fn a_collection_is_shared_only_between_replicas_with_the_same_contents() {
         let points = (0..50u64).map(|i| NewPoint { id: i.into(), vector: vec![i as f32; DIM], payload: None }).collect();
         c.upsert(points).unwrap();
         drop(c);
-        store.close();
+        store.close_and_wait();
     }
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     copy_dir(origin.path(), dir_a.path());
@@ -328,7 +328,7 @@ fn a_restarted_replica_finds_its_answers_in_redis() {
     let body = json!({"vector": [1.9, 1.9], "k": 2});
     let first = search_and_share(&a, "/collections/c/search", &body);
     drop(a);
-    store.close();
+    store.close_and_wait();
     drop(store);
     let (again, store) = store_server(&redis, dir.path());
     connect(&again);
@@ -336,7 +336,7 @@ fn a_restarted_replica_finds_its_answers_in_redis() {
     assert_eq!((r.header(CACHE), r.header(TIER)), (Some("hit"), Some("redis")), "{}", r.body);
     assert_eq!(r.body, first.body);
     drop(again);
-    store.close();
+    store.close_and_wait();
 }
 
 fn upsert_2d(server: &Server, id: u64, v: [f32; 2]) {

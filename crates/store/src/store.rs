@@ -485,6 +485,17 @@ impl Store {
             c.stop_optimiser();
         }
     }
+
+    /// [`Store::close`], then waits for each optimiser's step in progress, so
+    /// that nothing of this opening writes to the folder any more: what a
+    /// process that opens the same folder again must do first (a step still
+    /// running would checkpoint over the new opening's files).
+    pub fn close_and_wait(&self) {
+        self.close();
+        for c in self.collections.read().values() {
+            c.close();
+        }
+    }
 }
 
 /// Whether two paths hold the same file: one inode (a hard link), or, for a

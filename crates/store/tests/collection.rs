@@ -85,7 +85,7 @@ fn writes_are_read_back_searched_and_survive_reopen() {
     assert!(matches!(store.create("docs", config(9, Metric::L2, 1000)), Err(Error::Conflict { .. })));
     // Reopen without a checkpoint: the log is replayed.
     drop(c);
-    store.close();
+    store.close_and_wait();
     drop(store);
     let store = Store::open(dir.path(), SyncMode::Always).unwrap();
     let c = store.get("docs").unwrap();
@@ -171,7 +171,7 @@ fn sealed_segments_keep_recall_through_deletes_merges_and_reopen() {
         // Reopen twice: after the optimiser's checkpoints, and after more writes.
         c.optimise().unwrap();
         drop(c);
-        store.close();
+        store.close_and_wait();
         drop(store);
         let store = Store::open(dir.path(), SyncMode::Always).unwrap();
         let c = store.get("c").unwrap();
@@ -188,7 +188,7 @@ fn sealed_segments_keep_recall_through_deletes_merges_and_reopen() {
         let again = recall(&c, &model, &queries, SearchRequest::RecallTarget(1.0));
         assert!(again > 0.999, "{metric}: after reopen {again}");
         drop(c);
-        store.close();
+        store.close_and_wait();
     }
 }
 
@@ -244,7 +244,7 @@ fn random_operations_match_a_model_across_reopens() {
             c.optimise().unwrap();
         }
         drop(c);
-        store.close();
+        store.close_and_wait();
     }
 }
 
@@ -331,7 +331,7 @@ fn uuid_ids_match_a_model_across_seals_reopens_and_a_snapshot() {
             assert_eq!(view(&copy), view(&c));
         }
         drop(c);
-        store.close();
+        store.close_and_wait();
     }
     assert!(dir.path().join("m/uuids.bin").exists(), "the map was checkpointed");
     // A damaged map is refused with its name.
@@ -422,7 +422,7 @@ fn a_replayed_log_is_frozen_in_pieces_and_sealed() {
         }
         assert!(c.stats().segments.iter().all(|s| s.kind != "sealed"));
         drop(c);
-        store.close();
+        store.close_and_wait();
     }
     let store = Store::open(dir.path(), SyncMode::Always).unwrap();
     let c = store.get("r").unwrap();
@@ -438,7 +438,7 @@ fn a_replayed_log_is_frozen_in_pieces_and_sealed() {
     let model: HashMap<u64, Vec<f32>> = written.iter().map(|p| (p.id.as_num().unwrap(), p.vector.clone())).collect();
     assert_eq!(recall(&c, &model, &written[..20], SearchRequest::RecallTarget(1.0)), 1.0);
     drop(c);
-    store.close();
+    store.close_and_wait();
     drop(store);
     let store = Store::open(dir.path(), SyncMode::Always).unwrap();
     let c = store.get("r").unwrap();

@@ -184,7 +184,7 @@ fn filtered_search_matches_a_brute_force_model_across_segments_indexes_and_reope
     std::fs::write(&victim, &damaged).unwrap();
     // Reopen: indexes come back from the manifest.
     drop(c);
-    store.close();
+    store.close_and_wait();
     drop(store);
     let store = Store::open(dir.path(), SyncMode::Always).unwrap();
     let c = store.get("f").unwrap();
@@ -205,7 +205,7 @@ fn filtered_search_matches_a_brute_force_model_across_segments_indexes_and_reope
     assert!(c.create_payload_index(FieldSpec { field: "price".into(), field_type: FieldType::Integer }).unwrap());
     assert_eq!(pidx().len(), 3 * sealed(&c), "a declaration writes every missing file");
     drop(c);
-    store.close();
+    store.close_and_wait();
 }
 
 /// A point re-upserted while filtered searches run is always seen exactly

@@ -205,7 +205,7 @@ fn a_snapshot_taken_under_writes_restores_a_prefix_of_every_writer() {
     }
     // Restored collections reopen as they were.
     drop((copy, src));
-    store.close();
+    store.close_and_wait();
     drop(store);
     let store = Store::open(dir.path(), SyncMode::Always).unwrap();
     assert_eq!(read(&store.get("rest").unwrap(), 0..WRITERS * RANGE), source);
@@ -432,7 +432,7 @@ fn the_state_identity_follows_contents_not_names_or_positions() {
     assert_ne!(r1.state_id().digest, r2.state_id().digest);
     assert_ne!(r1.state_id().digest, before.digest);
     drop((c, other, r1, r2));
-    store.close();
+    store.close_and_wait();
     drop(store);
 
     // Reopened (the log replayed on the checkpoint's history): the same state.
@@ -443,11 +443,11 @@ fn the_state_identity_follows_contents_not_names_or_positions() {
     // Checkpointed (wal_from moves), then reopened: still the same.
     c.flush().unwrap();
     drop(c);
-    store.close();
+    store.close_and_wait();
     drop(store);
     let store = Store::open(dir.path(), SyncMode::Always).unwrap();
     assert_eq!(store.get("src").unwrap().state_id().digest, before.digest);
-    store.close();
+    store.close_and_wait();
     drop(store);
 
     // Two copies of the directory: the same state; the same write keeps
@@ -488,12 +488,12 @@ fn a_segment_file_replaced_in_place_gets_a_new_identity() {
     let before = a.state_id();
     let (file_a, file_b) = (a.segment_path(1).unwrap(), b.segment_path(1).unwrap());
     drop((a, b));
-    store.close();
+    store.close_and_wait();
     drop(store);
     // Reopened as it was: the same identity.
     let store = Store::open(dir.path(), SyncMode::Always).unwrap();
     assert_eq!(store.get("a").unwrap().state_id().digest, before.digest);
-    store.close();
+    store.close_and_wait();
     drop(store);
     // The same path, the same inode, other contents.
     std::fs::write(&file_a, std::fs::read(&file_b).unwrap()).unwrap();
