@@ -3,26 +3,14 @@
 //! sees only these requests (tracing's per-thread subscribers race with
 //! other tests' callsite registration).
 
+mod common;
+
 use axum::body::Body;
+use common::Captured;
 use axum::http::Request;
 use http_body_util::BodyExt;
-use std::sync::{Arc, Mutex};
 use tower::ServiceExt;
 use vectorwise_server::{AppState, ServerConfig, app};
-
-/// Collects what the fmt subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn every_request_is_logged_once() {

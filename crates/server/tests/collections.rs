@@ -2,6 +2,8 @@
 //! driven with `oneshot`): every route, every refusal with its status and
 //! the field it names.
 
+mod common;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
@@ -18,12 +20,7 @@ struct Api {
 }
 
 async fn call(api: &Api, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let req = Request::builder().method(method).uri(path).header(header::CONTENT_TYPE, "application/json");
-    let req = req.body(body.map_or(Body::empty(), |b| Body::from(b.to_string()))).unwrap();
-    let response = api.app.clone().oneshot(req).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    common::call(&api.app, method, path, body.map(|b| b.to_string())).await
 }
 
 fn api() -> Api {

@@ -6,15 +6,15 @@
 //! logged as an internal error. Its own test binary: the global subscriber
 //! it installs sees only these requests.
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
-use http_body_util::BodyExt;
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::Captured;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tower::ServiceExt;
 use vectorwise_index::Metric;
 use vectorwise_server::{AppState, ServerConfig, app};
 use vectorwise_store::{CollectionConfig, NewPoint, Store, SyncMode};
@@ -22,27 +22,8 @@ use vectorwise_store::{CollectionConfig, NewPoint, Store, SyncMode};
 const DIM: usize = 16;
 const POINTS: u64 = 1500;
 
-/// Collects what the fmt subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 async fn call(app: &axum::Router, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let req = Request::builder().method(method).uri(path).header(header::CONTENT_TYPE, "application/json");
-    let req = req.body(body.map_or(Body::empty(), |b| Body::from(b.to_string()))).unwrap();
-    let response = app.clone().oneshot(req).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    common::call(app, method, path, body.map(|b| b.to_string())).await
 }
 
 fn vector(id: u64, generation: u64) -> Vec<f32> {

@@ -5,9 +5,9 @@
 //! searches answering as a brute-force search of that state; in process,
 //! every refusal (names, path traversal, unknown fields, conflicts).
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
-use http_body_util::BodyExt;
+mod common;
+
+use axum::http::{Method, StatusCode};
 use rand::prelude::*;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -15,7 +15,6 @@ use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tower::ServiceExt;
 use vectorwise_index::Metric;
 use vectorwise_index::plan::SearchRequest;
 use vectorwise_server::{AppState, ConnectionLimits, ServerConfig, app};
@@ -239,12 +238,7 @@ fn a_snapshot_over_http_under_concurrent_writes_downloads_and_restores_a_consist
 }
 
 async fn call(app: &axum::Router, method: Method, path: &str, body: Option<&str>) -> (StatusCode, Value) {
-    let req = Request::builder().method(method).uri(path).header(header::CONTENT_TYPE, "application/json");
-    let req = req.body(body.map_or(Body::empty(), |b| Body::from(b.to_owned()))).unwrap();
-    let response = app.clone().oneshot(req).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    common::call(app, method, path, body.map(str::to_owned)).await
 }
 
 fn loc(body: &Value) -> (Value, String) {

@@ -228,3 +228,31 @@ fn parse_labels(mut rest: &str) -> BTreeMap<String, String> {
     }
     labels
 }
+
+/// Collects what a `tracing` fmt subscriber writes (the tests that read
+/// their server's log install it as the global subscriber).
+#[derive(Clone, Default)]
+pub struct Captured(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One request to `app` in process (`oneshot`), with a JSON body or none:
+/// its status and its JSON answer (`null` when the answer is not JSON).
+pub async fn call(app: &axum::Router, method: axum::http::Method, path: &str, body: Option<String>) -> (axum::http::StatusCode, Value) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let req = axum::http::Request::builder().method(method).uri(path).header(axum::http::header::CONTENT_TYPE, "application/json");
+    let req = req.body(body.map_or(axum::body::Body::empty(), axum::body::Body::from)).unwrap();
+    let response = app.clone().oneshot(req).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
