@@ -607,12 +607,6 @@ impl Collection {
         }
     }
 
-    /// The id a point's key stands for (`None`: a UUID key no longer named,
-    /// its point deleted since it was found).
-    fn point_id(&self, key: u64, uuids: &UuidMap) -> Option<PointId> {
-        if is_uuid_key(key) { uuids.uuid_of(key).map(PointId::Uuid) } else { Some(PointId::Num(key)) }
-    }
-
     /// Live points whose id is a UUID.
     pub fn uuid_points(&self) -> usize {
         self.uuids.read().len()
@@ -840,7 +834,7 @@ impl Collection {
             if kept.len() == k {
                 break;
             }
-            let Some(id) = uuids.as_ref().map_or(Some(PointId::Num(h.id)), |m| self.point_id(h.id, m)) else { continue };
+            let Some(id) = uuids.as_ref().map_or(Some(PointId::Num(h.id)), |m| m.id_of(h.id)) else { continue };
             // Integer ids are their keys, already distinct.
             if uuids.is_some() && !named.insert(id) {
                 continue;

@@ -161,6 +161,12 @@ impl UuidMap {
         self.reverse.get(&key).copied()
     }
 
+    /// The id a key stands for: an integer id is its own key (`None`: a
+    /// UUID key no longer named, its point deleted long since it was found).
+    pub(crate) fn id_of(&self, key: u64) -> Option<PointId> {
+        if is_uuid_key(key) { self.uuid_of(key).map(PointId::Uuid) } else { Some(PointId::Num(key)) }
+    }
+
     /// The UUID of `key` while its point lives.
     pub(crate) fn live_uuid_of(&self, key: u64) -> Option<u128> {
         self.uuid_of(key).filter(|u| self.forward.get(u) == Some(&key))
