@@ -196,7 +196,7 @@ fn typed(name: &str, text: String, at: &dyn Fn() -> Vec<LocItem>, errors: &mut V
 
 /// Why a body was refused.
 #[derive(Debug)]
-enum Refused {
+pub(crate) enum Refused {
     /// Not a valid body (422, located).
     Invalid(Vec<FieldError>),
     /// Valid, but not of the dimension searched (400).
@@ -339,7 +339,7 @@ pub(crate) fn non_finite(data: &[u8], first: usize, dim: usize, errors: &mut Vec
 }
 
 /// `(3, 128)`, `(128,)`: a shape as numpy prints it.
-fn shape_text(shape: &[usize]) -> String {
+pub(crate) fn shape_text(shape: &[usize]) -> String {
     match shape {
         [one] => format!("({one},)"),
         _ => format!("({})", shape.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")),
@@ -348,15 +348,15 @@ fn shape_text(shape: &[usize]) -> String {
 
 /// A `.npy` array: its shape (1-D or 2-D) and its data (exactly the shape's bytes).
 #[derive(Debug)]
-struct Npy<'a> {
-    shape: Vec<usize>,
-    data: &'a [u8],
+pub(crate) struct Npy<'a> {
+    pub(crate) shape: Vec<usize>,
+    pub(crate) data: &'a [u8],
 }
 
 /// A `.npy` body (format versions 1 to 3), refused unless its dtype is
 /// little-endian float32 (`<f4`), its order C (row-major), its shape 1-D or
 /// 2-D and its data exactly that shape.
-fn parse_npy(bytes: &[u8]) -> Result<Npy<'_>, Refused> {
+pub(crate) fn parse_npy(bytes: &[u8]) -> Result<Npy<'_>, Refused> {
     let (shape, end) = npy_header(bytes)?;
     let bad = |why: String| invalid("value_error", why);
     let data = &bytes[end..];

@@ -266,7 +266,7 @@ pub(crate) fn parse_point_id(v: &Value, loc: &[LocItem], errors: &mut Vec<FieldE
     }
 }
 
-fn parse_ids(v: &Value, loc: &[LocItem], max: usize, errors: &mut Vec<FieldError>) -> Option<Vec<PointId>> {
+pub(crate) fn parse_ids(v: &Value, loc: &[LocItem], max: usize, errors: &mut Vec<FieldError>) -> Option<Vec<PointId>> {
     let Value::Array(items) = v else {
         errors.push(FieldError::new(loc.to_vec(), "list_type", "Input should be a valid list").with_input(v));
         return None;
@@ -731,11 +731,12 @@ pub(crate) async fn remove(State(state): State<AppState>, Path(name): Path<Strin
 pub(crate) async fn upsert(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    ValidJson(req): ValidJson<UpsertRequest>,
+    body: crate::multipart::UpsertBody,
 ) -> Result<Json<UpsertResponse>, ApiError> {
     let c = collection(&state, &name)?;
-    let points: Vec<NewPoint> = req.points.into_iter().map(|p| NewPoint { id: p.id, vector: p.vector, payload: p.payload }).collect();
-    let upserted = blocking(move || Ok(c.upsert(points)?)).await?;
+    let form = body.form;
+    let points: Vec<NewPoint> = body.request.points.into_iter().map(|p| NewPoint { id: p.id, vector: p.vector, payload: p.payload }).collect();
+    let upserted = blocking(move || Ok(c.upsert(points)?)).await.map_err(|e| if form { crate::multipart::locate_in_parts(e) } else { e })?;
     Ok(Json(UpsertResponse { upserted }))
 }
 

@@ -34,6 +34,7 @@ mod jobs;
 mod layers;
 mod listener;
 mod models;
+mod multipart;
 pub mod monitor;
 mod ratelimit;
 mod resolve;
