@@ -576,17 +576,21 @@ def free_port():
     return port
 
 
+FORM_BOUNDARY = b"vw-ingest-7d1c0b2e"
+
+
 class VWClient:
     def __init__(self, port):
         self.port = port
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
 
-    def req(self, method, path, body=None):
+    def req(self, method, path, body=None, content_type="application/json"):
         # orjson writes numpy float32 rows directly, each value in its
         # shortest f32 form: what a Python user sending JSON would pick
         # (the standard library's json needs .tolist() and writes f64 reprs).
-        data = None if body is None else orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
-        hdr = {"Content-Type": "application/json"} if data is not None else {}
+        # Bytes are sent as they are (a multipart body).
+        data = body if body is None or isinstance(body, bytes) else orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+        hdr = {"Content-Type": content_type} if data is not None else {}
         for attempt in (0, 1):
             try:
                 self.conn.request(method, path, body=data, headers=hdr)
@@ -607,10 +611,11 @@ class VWClient:
 class VectorWise:
     name = "vectorwise"
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, body="form"):
         self.cfg = cfg
         self.bin = cfg.vw_bin
         self.proc = None
+        self.body = body
 
     def check(self):
         if not Path(self.bin).exists():
@@ -669,9 +674,21 @@ class VectorWise:
             raise RuntimeError(f"create collection: {st} {js}")
 
     def upsert(self, data, lo, hi, vecs, cli=None):
-        pts = [{"id": i, "vector": v, "payload": p}
-               for i, v, p in zip(range(lo, hi), vecs, data.payloads(lo, hi))]
-        st, js = (cli or self.cli).req("PUT", f"/collections/{COLL}/points", {"points": pts})
+        if self.body == "form":
+            # multipart/form-data: ids and payloads as JSON parts, the vectors
+            # as raw little-endian float32 (what the Python client sends).
+            parts = [(b"ids", b"application/json", orjson.dumps(list(range(lo, hi)))),
+                     (b"vectors", b"application/octet-stream", np.ascontiguousarray(vecs, dtype="<f4").tobytes()),
+                     (b"payloads", b"application/json", orjson.dumps(data.payloads(lo, hi), option=orjson.OPT_SERIALIZE_NUMPY))]
+            body = b"".join(b"--" + FORM_BOUNDARY + b"\r\nContent-Disposition: form-data; name=\"" + name
+                            + b"\"\r\nContent-Type: " + ctype + b"\r\n\r\n" + part + b"\r\n" for name, ctype, part in parts)
+            body += b"--" + FORM_BOUNDARY + b"--\r\n"
+            st, js = (cli or self.cli).req("PUT", f"/collections/{COLL}/points", body,
+                                           content_type="multipart/form-data; boundary=" + FORM_BOUNDARY.decode())
+        else:
+            pts = [{"id": i, "vector": v, "payload": p}
+                   for i, v, p in zip(range(lo, hi), vecs, data.payloads(lo, hi))]
+            st, js = (cli or self.cli).req("PUT", f"/collections/{COLL}/points", {"points": pts})
         if st != 200:
             raise RuntimeError(f"upsert {lo}..{hi}: {st} {str(js)[:300]}")
 
@@ -748,10 +765,11 @@ def vw_strace_probe(vw, cfg, data):
             "syncs_per_call": float(np.mean([len(x) for x in per])) if per else 0.0}
 
 
-def run_vectorwise(cfg, data, rng):
-    vw = VectorWise(cfg)
-    res = {"peer": "vectorwise", "index_step": "none in the API; waits for the optimiser to be idle",
-           "settings": "HTTP JSON, VECTORWISE_WAL_SYNC=always, http.client keep-alive"}
+def run_vectorwise(cfg, data, rng, body):
+    vw = VectorWise(cfg, body)
+    what = "multipart/form-data (raw float32 vectors, JSON ids and payloads)" if body == "form" else "JSON"
+    res = {"peer": f"vectorwise ({body})", "index_step": "none in the API; waits for the optimiser to be idle",
+           "settings": f"HTTP upserts as {what}, VECTORWISE_WAL_SYNC=always, http.client keep-alive"}
     try:
         vw.check()
         ddir = Path(cfg.work) / "vectorwise-main"
@@ -912,6 +930,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--strace-batches", type=int, default=10, help="batches traced per peer (0: no probe)")
     ap.add_argument("--no-crash", action="store_true")
+    ap.add_argument("--vw-body", default="form,json",
+                    help="VectorWise's upsert bodies to run, comma-separated: form (multipart, binary vectors), json")
     ap.add_argument("--vw-bin", default=os.environ.get("VECTORWISE_BIN") or default_vw_bin(),
                     help="default: target/release/vectorwise of this work tree, else of the main work tree")
     ap.add_argument("--out-dir", help="default bench/results/ingest-<n>-<gitshort>")
@@ -955,18 +975,20 @@ def main():
             "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     try:
         for p in peers:
-            if p == "vectorwise":
-                print("[vectorwise] ...", flush=True)
-                r = run_vectorwise(cfg, Data(cfg.data_dir), rng)
-                if r.get("skipped"):
-                    print(f"[vectorwise] SKIPPED: {r['skipped']}", flush=True)
-            else:
-                r = run_peer(p, cfg, rng)
-            if r.get("error"):
-                print(f"[{p}] ERROR: {r['error'][-1500:]}", flush=True)
-            results.append(r)
-            (out_dir / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1,
-                                                             default=str))
+            runs = [(p, None)] if p != "vectorwise" else [(p, b) for b in cfg.vw_body.split(",") if b]
+            for p, body in runs:
+                if p == "vectorwise":
+                    print(f"[vectorwise ({body})] ...", flush=True)
+                    r = run_vectorwise(cfg, Data(cfg.data_dir), rng, body)
+                    if r.get("skipped"):
+                        print(f"[vectorwise] SKIPPED: {r['skipped']}", flush=True)
+                else:
+                    r = run_peer(p, cfg, rng)
+                if r.get("error"):
+                    print(f"[{p}] ERROR: {r['error'][-1500:]}", flush=True)
+                results.append(r)
+                (out_dir / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1,
+                                                                 default=str))
     finally:
         if own_work:
             shutil.rmtree(cfg.work, ignore_errors=True)

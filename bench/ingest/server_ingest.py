@@ -1,6 +1,6 @@
 """VectorWise's own write path over HTTP, measured from one Python process.
 
-    python bench/ingest/server_ingest.py --url http://127.0.0.1:8000 --n 1000000
+    python bench/ingest/server_ingest.py --url http://127.0.0.1:8000 --n 1000000 [--body form]
 
 Makes N x D clustered unit vectors (64 Gaussian clusters, seed 1) with three
 payload fields, encodes every batch body first (orjson, f32 shortest form), so
@@ -24,6 +24,8 @@ ap.add_argument("--seal-points", type=int, default=None)
 ap.add_argument("--queries", type=int, default=300)
 ap.add_argument("--delete-share", type=float, default=0.3)
 ap.add_argument("--rate", type=float, default=0, help="points/s to send at (0: as fast as the server takes them)")
+ap.add_argument("--body", choices=["json", "form"], default="json",
+                help="upserts as JSON, or as multipart/form-data with the vectors in raw float32")
 a = ap.parse_args()
 u = urllib.parse.urlparse(a.url)
 C = f"/collections/{a.collection}"
@@ -31,11 +33,14 @@ C = f"/collections/{a.collection}"
 def conn():
     return http.client.HTTPConnection(u.hostname, u.port, timeout=600)
 
-def call(c, method, path, body=None):
+BOUNDARY = b"vw-ingest-5e0c2b1d"
+FORM = "multipart/form-data; boundary=" + BOUNDARY.decode()
+
+def call(c, method, path, body=None, content_type="application/json"):
     data = None if body is None else (body if isinstance(body, bytes) else orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY))
     for attempt in (0, 1):
         try:
-            c.request(method, path, body=data, headers={"content-type": "application/json"})
+            c.request(method, path, body=data, headers={"content-type": content_type})
             r = c.getresponse()
             raw = r.read()
             break
@@ -53,8 +58,19 @@ x = centres[rng.integers(0, 64, a.n)] + 0.3 * rng.standard_normal((a.n, a.dim)).
 x /= np.linalg.norm(x, axis=1, keepdims=True)
 q = centres[rng.integers(0, 64, a.queries)] + 0.3 * rng.standard_normal((a.queries, a.dim)).astype(np.float32)
 q /= np.linalg.norm(q, axis=1, keepdims=True)
+def form(lo, hi):
+    parts = [(b"ids", b"application/json", orjson.dumps(list(range(lo, hi)))),
+             (b"vectors", b"application/octet-stream", np.ascontiguousarray(x[lo:hi], dtype="<f4").tobytes()),
+             (b"payloads", b"application/json", orjson.dumps([{"tag": f"t{i % 100}", "price": (i % 1000) / 10, "n": i} for i in range(lo, hi)]))]
+    out = b"".join(b"--" + BOUNDARY + b'\r\nContent-Disposition: form-data; name="' + name + b'"\r\nContent-Type: ' + ctype
+                   + b"\r\n\r\n" + data + b"\r\n" for name, ctype, data in parts)
+    return out + b"--" + BOUNDARY + b"--\r\n"
+
 bodies = []
 for s in range(0, a.n, a.batch):
+    if a.body == "form":
+        bodies.append(form(s, min(a.n, s + a.batch)))
+        continue
     pts = [{"id": i, "vector": x[i], "payload": {"tag": f"t{i % 100}", "price": (i % 1000) / 10, "n": i}} for i in range(s, min(a.n, s + a.batch))]
     bodies.append(orjson.dumps({"points": pts}, option=orjson.OPT_SERIALIZE_NUMPY))
 
@@ -112,7 +128,7 @@ for k, b in enumerate(bodies):
         ahead = t0 + k * a.batch / a.rate - time.perf_counter()
         if ahead > 0:
             time.sleep(ahead)
-    st, js = call(c, "PUT", f"{C}/points", b)
+    st, js = call(c, "PUT", f"{C}/points", b, FORM if a.body == "form" else "application/json")
     assert st == 200, (st, js)
 ingest_s = time.perf_counter() - t0
 stop.set(); t.join()
@@ -128,7 +144,7 @@ idle2_s, info2 = wait_idle(c)
 _, del_found = searches(s)
 p50 = lambda l: 1000 * float(np.median(l))
 print(json.dumps({
-    "n": a.n, "dim": a.dim, "batch": a.batch, "rate_asked": a.rate, "points_per_s": round(a.n / ingest_s),
+    "n": a.n, "dim": a.dim, "batch": a.batch, "body": a.body, "rate_asked": a.rate, "points_per_s": round(a.n / ingest_s),
     "search_p50_ms_during_ingest": round(p50(during["r"][0]), 3), "searches_during_ingest": len(during["r"][0]),
     "optimiser_idle_after_s": round(idle_s, 1), "segments": [(g["kind"], g["points"], g["method"]) for g in info["segments"]],
     "search_p50_ms_at_rest": round(p50(rest_lat), 3), "recall_at_10_at_rest": round(recall(rest_found, want), 4),

@@ -262,6 +262,12 @@ pub(crate) fn parse_point_id(v: &Value, loc: &[LocItem], errors: &mut Vec<FieldE
             }
             id
         }
+        // Strict, as `has_id` is: `7.0` is not an id (a float id is a
+        // client's bug more often than an integer it meant).
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+            errors.push(FieldError::new(loc.to_vec(), "int_type", "Input should be a valid integer").with_input(v));
+            None
+        }
         _ => int_in(v, loc, 0, MAX_ID, errors).map(PointId::Num),
     }
 }

@@ -218,6 +218,7 @@ fn document(config: &ServerConfig, vectors: Option<VectorRules>) -> utoipa::open
     }
     filter_schemas(&mut doc);
     binary_bodies(&mut doc, vectors);
+    upsert_form(&mut doc);
     close_response_objects(&mut doc);
     // Whole examples, which Swagger UI's "Try it out" sends as they are: built
     // from the fields' own examples it would send profile, recall_target and
@@ -290,6 +291,46 @@ fn binary_bodies(doc: &mut utoipa::openapi::OpenApi, vectors: Option<VectorRules
              shape's size) or a non-finite value is a 422 at `[\"body\", ...]`. The answer is JSON either way."
         ));
     }
+}
+
+/// The upsert's `multipart/form-data` body (`multipart.rs`) beside its JSON one.
+fn upsert_form(doc: &mut utoipa::openapi::OpenApi) {
+    use crate::binary::{NPY, OCTET_STREAM};
+    let Some(body) = doc
+        .paths
+        .paths
+        .get_mut("/collections/{name}/points")
+        .and_then(|p| p.put.as_mut())
+        .and_then(|op| op.request_body.as_mut())
+    else {
+        return;
+    };
+    let content = json!({
+        "schema": {
+            "type": "object",
+            "required": ["ids", "vectors"],
+            "additionalProperties": false,
+            "properties": {
+                "ids": { "type": "string", "description": "A JSON array of ids (integers 0 to 2^63 - 1, or UUID strings), as the JSON body's `id`s" },
+                "vectors": { "type": "string", "format": "binary", "description": format!(
+                    "One row per id, of the collection's dimension: `{NPY}` (float32, C order, 2-D; 1-D is one point) or \
+                     `{OCTET_STREAM}` (little-endian float32, row-major, nothing else)") },
+                "payloads": { "type": "string", "description": "A JSON array with one object or null per id (optional)" },
+            },
+        },
+        "encoding": {
+            "ids": { "contentType": "application/json", "headers": {} },
+            "vectors": { "contentType": format!("{NPY}, {OCTET_STREAM}"), "headers": {} },
+            "payloads": { "contentType": "application/json", "headers": {} },
+        },
+    });
+    body.content.insert(crate::multipart::FORM_DATA.to_owned(), serde_json::from_value(content).expect("a content object deserialises"));
+    body.description = Some(
+        "A JSON body, or `multipart/form-data` with the vectors in binary: parts `ids`, `vectors` and (optional) \
+         `payloads`, no other, each once. A form's problems are located at its part: `[\"body\", \"ids\", 3]`, \
+         `[\"body\", \"vectors\", 2, 7]`, `[\"body\", \"payloads\", 0]`."
+            .to_owned(),
+    );
 }
 
 /// Values a query vector may hold: those that stay finite as f32, the

@@ -6,7 +6,8 @@
 //! - `ids` (required): a JSON array of ids, as the JSON body's `id`s;
 //! - `vectors` (required): `application/x-npy` (float32, C order, 2-D, one
 //!   point a row; 1-D is one point) or `application/octet-stream` (raw
-//!   little-endian float32, row-major), one row per id;
+//!   little-endian float32, row-major, cut into rows at the collection's
+//!   dimension: it has no shape of its own), one row per id;
 //! - `payloads` (optional): a JSON array with one object or `null` per id.
 //!
 //! No other part, and each once. The result is the JSON body's request type
@@ -169,7 +170,7 @@ fn assemble(
             errors.push(FieldError::new(at(&["vectors"]), "missing", "Field required"));
             None
         }
-        Some(part) => matrix(&part, dim, &mut errors),
+        Some(part) => matrix(&part, dim, ids.as_ref().map(Vec::len), &mut errors),
     };
     let payloads = payloads.and_then(|part| {
         let v = json_part(&part.data, "payloads", &mut errors)?;
@@ -229,8 +230,10 @@ fn json_part(data: &[u8], name: &str, errors: &mut Vec<FieldError>) -> Option<Va
     }
 }
 
-/// The `vectors` part's values, row-major, `dim` a row, all finite.
-fn matrix(part: &Part, dim: usize, errors: &mut Vec<FieldError>) -> Option<Vec<f32>> {
+/// The `vectors` part's values, row-major, `dim` a row, all finite. `ids`:
+/// how many ids the form names, when known (a raw part that holds that many
+/// rows of another width is told so).
+fn matrix(part: &Part, dim: usize, ids: Option<usize>, errors: &mut Vec<FieldError>) -> Option<Vec<f32>> {
     let here = || at(&["vectors"]);
     let data: &[u8] = match part.media_type.as_deref() {
         Some(NPY) => {
@@ -265,7 +268,16 @@ fn matrix(part: &Part, dim: usize, errors: &mut Vec<FieldError>) -> Option<Vec<f
                 return None;
             }
             let row = dim.saturating_mul(4).max(1);
-            if part.data.len() % row != 0 {
+            let len = part.data.len();
+            // Raw data has no shape: rows are cut at the collection's
+            // dimension. When the bytes are a whole number of rows of another
+            // width for the ids given, that width is the likely mistake.
+            if let Some(n) = ids.filter(|&n| n > 0 && len % (4 * n) == 0 && len / (4 * n) != dim) {
+                let why = format!("{len} bytes for {n} ids are rows of {} float32 values; the collection's dimension is {dim}", len / (4 * n));
+                errors.push(value_error(here(), why));
+                return None;
+            }
+            if len % row != 0 {
                 let why = format!(
                     "{} bytes is not a whole number of rows of {dim} little-endian float32 values ({row} bytes each)",
                     part.data.len()

@@ -91,6 +91,7 @@ async fn points_are_written_read_searched_and_refused_by_field() {
     for (body, loc, kind) in [
         (json!({"points": [{"id": 4, "vector": [1.0, 1.0]}, {"id": 5, "vector": [1.0]}]}), json!(["body", "points", 1, "vector"]), "value_error"),
         (json!({"points": [{"id": -4, "vector": [1.0, 1.0]}]}), json!(["body", "points", 0, "id"]), "greater_than_equal"),
+        (json!({"points": [{"id": 4.0, "vector": [1.0, 1.0]}]}), json!(["body", "points", 0, "id"]), "int_type"),
         (json!({"points": [{"id": 4, "vector": [1.0, "x"]}]}), json!(["body", "points", 0, "vector", 1]), "float_parsing"),
         (json!({"points": [{"id": 4, "vector": [1.0, 1.0], "payload": [1]}]}), json!(["body", "points", 0, "payload"]), "dict_type"),
         (json!({"points": [{"id": 4, "vector": [1.0, 1.0], "payload": {"s": "x".repeat(100)}}]}), json!(["body", "points", 0, "payload"]), "too_long"),
@@ -124,6 +125,8 @@ async fn points_are_written_read_searched_and_refused_by_field() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
     let (s, body) = call(&api, Method::POST, "/collections/c/points/delete", Some(json!({"ids": [1, 1, 77]}))).await;
     assert_eq!((s, body), (StatusCode::OK, json!({"deleted": 1})));
+    let (s, body) = call(&api, Method::POST, "/collections/c/points/delete", Some(json!({"ids": [1.0]}))).await;
+    assert_eq!((s, locs(&body)), (StatusCode::UNPROCESSABLE_ENTITY, vec![(json!(["body", "ids", 0]), "int_type".into())]), "ids are strict, as has_id is");
     let (s, body) = call(&api, Method::POST, "/collections/c/points/delete", Some(json!({"ids": [1], "filter": {}}))).await;
     assert_eq!((s, locs(&body)), (StatusCode::UNPROCESSABLE_ENTITY, vec![(json!(["body", "filter"]), "extra_forbidden".into())]));
     let (_, body) = call(&api, Method::POST, "/collections/c/search/batch", Some(json!({"vectors": [[0.0, 0.0], [0.0, 2.0]], "k": 5}))).await;
@@ -339,4 +342,139 @@ async fn the_monitor_samples_filtered_collection_searches_against_the_exact_filt
         assert!(std::time::Instant::now() < deadline, "the monitor did not catch up: {entries:?}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// A `multipart/form-data` body of `(name, content type, bytes)` parts.
+fn form(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "vw-test-boundary-39f1";
+    let mut body = Vec::new();
+    for (name, content_type, data) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n").as_bytes());
+        if let Some(t) = content_type {
+            body.extend_from_slice(format!("Content-Type: {t}\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn send_form(api: &Api, path: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
+    let req = Request::builder().method(Method::PUT).uri(path).header(header::CONTENT_TYPE, content_type).body(Body::from(body)).unwrap();
+    let response = api.app.clone().oneshot(req).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn f32s(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// A `.npy` (version 1) of float32 values of `shape`.
+fn npy(shape: &str, values: &[f32]) -> Vec<u8> {
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(&f32s(values));
+    out
+}
+
+#[tokio::test]
+async fn multipart_upserts_write_what_json_writes_and_locate_problems_at_their_part() {
+    let api = api();
+    for name in ["j", "m"] {
+        let (s, body) = call(&api, Method::PUT, &format!("/collections/{name}"), Some(json!({"dimension": 2, "metric": "cosine", "max_payload_bytes": 64}))).await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+    }
+    let uuid = "5b7c1f2e-2d4a-4c31-9e0f-0a1b2c3d4e5f";
+    let vectors = [0.6f32, 0.8, 1.0, 0.0, -0.5, 0.25];
+    let json_points = json!({"points": [
+        {"id": 1, "vector": [0.6, 0.8], "payload": {"tag": "a"}},
+        {"id": uuid, "vector": [1.0, 0.0]},
+        {"id": 7, "vector": [-0.5, 0.25], "payload": {"n": 3}},
+    ]});
+    assert_eq!(call(&api, Method::PUT, "/collections/j/points", Some(json_points)).await, (StatusCode::OK, json!({"upserted": 3})));
+    let ids = format!("[1, \"{uuid}\", 7]");
+    let payloads = br#"[{"tag": "a"}, null, {"n": 3}]"#;
+    // Raw float32, then the same points again as .npy: an upsert replaces.
+    for vectors_part in [(Some("application/octet-stream"), f32s(&vectors)), (Some("application/x-npy"), npy("(3, 2)", &vectors)), (None, f32s(&vectors))] {
+        let (t, body) = form(&[("ids", Some("application/json"), ids.as_bytes()), ("vectors", vectors_part.0, &vectors_part.1), ("payloads", None, payloads)]);
+        let (s, reply) = send_form(&api, "/collections/m/points", &t, body).await;
+        assert_eq!((s, reply), (StatusCode::OK, json!({"upserted": 3})), "{:?}", vectors_part.0);
+    }
+    let get = json!({"ids": [1, uuid, 7, 9]});
+    let from_json = call(&api, Method::POST, "/collections/j/points/get", Some(get.clone())).await;
+    let from_form = call(&api, Method::POST, "/collections/m/points/get", Some(get)).await;
+    assert_eq!(from_form, from_json, "the same points, vectors (normalised) and payloads");
+    assert_eq!(from_form.1["points"].as_array().unwrap().len(), 3);
+    let (_, info) = call(&api, Method::GET, "/collections/m", None).await;
+    assert_eq!(info["points"], 3, "{info}");
+    let search = json!({"vector": [0.1, -0.9], "k": 3, "with_payload": true});
+    assert_eq!(
+        call(&api, Method::POST, "/collections/m/search", Some(search.clone())).await,
+        call(&api, Method::POST, "/collections/j/search", Some(search)).await
+    );
+
+    let two = f32s(&[1.0, 0.0, 0.0, 1.0]);
+    let ids2: &[u8] = b"[20, 21]";
+    let cases: Vec<(Vec<(&str, Option<&str>, Vec<u8>)>, Vec<(Value, &str)>)> = vec![
+        (vec![("ids", None, ids2.to_vec()), ("vectors", None, f32s(&[1.0, 0.0]))], vec![(json!(["body", "vectors"]), "value_error")]),
+        (vec![("ids", None, b"[20, 21".to_vec()), ("vectors", None, two.clone())], vec![(json!(["body", "ids"]), "json_invalid")]),
+        (vec![("ids", None, b"[20, -1]".to_vec()), ("vectors", None, two.clone())], vec![(json!(["body", "ids", 1]), "greater_than_equal")]),
+        (vec![("ids", None, b"[20, \"not-a-uuid\"]".to_vec()), ("vectors", None, two.clone())], vec![(json!(["body", "ids", 1]), "uuid_parsing")]),
+        (vec![("ids", None, ids2.to_vec()), ("vectors", None, two[..15].to_vec())], vec![(json!(["body", "vectors"]), "value_error")]),
+        (vec![("ids", None, ids2.to_vec()), ("vectors", Some("application/octet-stream"), npy("(2, 2)", &[1.0, 0.0, 0.0, 1.0]))], vec![(json!(["body", "vectors"]), "value_error")]),
+        (vec![("ids", None, ids2.to_vec()), ("vectors", Some("application/x-npy"), npy("(2, 3)", &[1.0; 6]))], vec![(json!(["body", "vectors"]), "value_error")]),
+        (vec![("ids", None, ids2.to_vec()), ("vectors", Some("application/x-npy"), b"\x93NUMPY garbage".to_vec())], vec![(json!(["body", "vectors"]), "value_error")]),
+        (vec![("ids", None, ids2.to_vec()), ("vectors", Some("text/plain"), two.clone())], vec![(json!(["body", "vectors"]), "value_error")]),
+        (
+            vec![("ids", None, ids2.to_vec()), ("vectors", None, f32s(&[1.0, f32::NAN, f32::INFINITY, 1.0]))],
+            vec![(json!(["body", "vectors", 0, 1]), "finite_number"), (json!(["body", "vectors", 1, 0]), "finite_number")],
+        ),
+        (vec![("ids", None, ids2.to_vec()), ("vectors", None, two.clone()), ("payloads", None, b"[{}, 3]".to_vec())], vec![(json!(["body", "payloads", 1]), "dict_type")]),
+        (vec![("ids", None, ids2.to_vec()), ("vectors", None, two.clone()), ("payloads", None, b"[{}]".to_vec())], vec![(json!(["body", "payloads"]), "value_error")]),
+        (vec![("ids", None, ids2.to_vec()), ("vectors", None, two.clone()), ("payloads", None, br#"[{"a": 1, "a": 2}, {}]"#.to_vec())], vec![(json!(["body", "payloads"]), "json_invalid")]),
+        (vec![("ids", None, ids2.to_vec()), ("vectors", None, two.clone()), ("colour", None, b"1".to_vec())], vec![(json!(["body", "colour"]), "extra_forbidden")]),
+        (vec![("ids", None, ids2.to_vec()), ("ids", None, ids2.to_vec()), ("vectors", None, two.clone())], vec![(json!(["body", "ids"]), "value_error")]),
+        (vec![("vectors", None, two.clone())], vec![(json!(["body", "ids"]), "missing")]),
+        (vec![("ids", None, ids2.to_vec())], vec![(json!(["body", "vectors"]), "missing")]),
+        // The write path's own refusals, located at the part: a zero vector
+        // under cosine, a payload over the collection's limit.
+        (vec![("ids", None, ids2.to_vec()), ("vectors", None, f32s(&[1.0, 0.0, 0.0, 0.0]))], vec![(json!(["body", "vectors", 1]), "value_error")]),
+        (
+            vec![("ids", None, ids2.to_vec()), ("vectors", None, two.clone()), ("payloads", None, format!("[null, {{\"s\": \"{}\"}}]", "x".repeat(100)).into_bytes())],
+            vec![(json!(["body", "payloads", 1]), "too_long")],
+        ),
+    ];
+    for (parts, want) in cases {
+        let parts: Vec<(&str, Option<&str>, &[u8])> = parts.iter().map(|(n, t, d)| (*n, *t, d.as_slice())).collect();
+        let (t, body) = form(&parts);
+        let (s, reply) = send_form(&api, "/collections/m/points", &t, body).await;
+        let names: Vec<&str> = parts.iter().map(|p| p.0).collect();
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{names:?}: {reply}");
+        let want: Vec<(Value, String)> = want.into_iter().map(|(l, k)| (l, k.to_string())).collect();
+        assert_eq!(locs(&reply), want, "{names:?}: {reply}");
+    }
+    // Raw rows of another width for the ids given: the width is named.
+    let (t, body) = form(&[("ids", None, ids2), ("vectors", None, &f32s(&[1.0; 6]))]);
+    let (s, reply) = send_form(&api, "/collections/m/points", &t, body).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reply["detail"][0]["msg"].as_str().unwrap().contains("rows of 3 float32 values; the collection's dimension is 2"), "{reply}");
+    // Not a form at all, and a form without its boundary: 422 at the body.
+    for (t, body) in [("multipart/form-data; boundary=zz", b"garbage".to_vec()), ("multipart/form-data", b"garbage".to_vec())] {
+        let (s, reply) = send_form(&api, "/collections/m/points", t, body).await;
+        assert_eq!((s, locs(&reply)), (StatusCode::UNPROCESSABLE_ENTITY, vec![(json!(["body"]), "value_error".to_string())]), "{t}: {reply}");
+    }
+    let (t, body) = form(&[("ids", None, ids2), ("vectors", None, &two)]);
+    assert_eq!(send_form(&api, "/collections/nope/points", &t, body).await.0, StatusCode::NOT_FOUND);
+    let (_, info) = call(&api, Method::GET, "/collections/m", None).await;
+    assert_eq!(info["points"], 3, "refused forms wrote nothing: {info}");
 }

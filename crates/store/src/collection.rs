@@ -208,6 +208,8 @@ pub struct CollectionStats {
     #[serde(flatten)]
     pub config: CollectionConfig,
     pub points: usize,
+    /// Rows of deleted or replaced points the segments still hold (until a
+    /// rewrite reclaims them): an upsert that replaces a point adds one.
     pub deleted: usize,
     pub wal_bytes: u64,
     pub write_version: u64,
