@@ -612,7 +612,9 @@ def test_search_without_a_collection_is_the_served_index(vw: VectorWiseClient) -
 # -- answers the real server gives only in trouble -------------------------------
 
 
-def scripted(*answers: httpx.Response) -> tuple[VectorWiseClient, list[httpx.Request]]:
+def scripted(
+    *answers: httpx.Response, binary: bool = True
+) -> tuple[VectorWiseClient, list[httpx.Request]]:
     seen: list[httpx.Request] = []
     queue = iter(answers)
 
@@ -620,23 +622,38 @@ def scripted(*answers: httpx.Response) -> tuple[VectorWiseClient, list[httpx.Req
         seen.append(request)
         return next(queue)
 
-    vw = VectorWiseClient("http://vw.test", transport=httpx.MockTransport(handle), backoff=0)
+    vw = VectorWiseClient(
+        "http://vw.test", transport=httpx.MockTransport(handle), backoff=0, binary=binary
+    )
     vw._sleep = lambda _: None
     return vw, seen
 
 
 def test_a_full_disk_is_a_typed_507() -> None:
-    vw, _ = scripted(httpx.Response(507, json={"detail": "Internal server error"}))
+    vw, seen = scripted(httpx.Response(507, json={"detail": "Internal server error"}))
     with pytest.raises(InsufficientStorage) as e:
         vw.upsert("c", [1], [[1.0, 2.0]])
     assert e.value.status == 507
+    assert len(seen) == 1  # a form's 507 is not asked again as JSON
 
 
-def test_upsert_follows_the_servers_smaller_limit() -> None:
+def form_ids(request: httpx.Request) -> list[Any]:
+    """The ``ids`` part of an upsert form."""
+    assert request.headers["content-type"].startswith("multipart/form-data; boundary=")
+    part = rb'name="ids"\r\nContent-Type: application/json\r\n\r\n(.*?)\r\n'
+    m = re.search(part, request.content)
+    assert m
+    ids: list[Any] = json.loads(m[1])
+    return ids
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["form", "json"])
+def test_upsert_follows_the_servers_smaller_limit(binary: bool) -> None:
     too_long = {
         "detail": [
             {
-                "loc": ["body", "points"],
+                # A form's ids are its list, a JSON body's points.
+                "loc": ["body", "ids" if binary else "points"],
                 "msg": "List should have at most 3 items",
                 "type": "too_long",
                 "ctx": {"max_length": 3},
@@ -647,11 +664,15 @@ def test_upsert_follows_the_servers_smaller_limit() -> None:
         httpx.Response(422, json=too_long),
         httpx.Response(200, json={"upserted": 3}),
         httpx.Response(200, json={"upserted": 2}),
+        binary=binary,
     )
     assert vw.upsert("c", range(5), np.ones((5, 2)), batch_size=10) == 5
-    sizes = [len(json.loads(r.content)["points"]) for r in seen]
-    assert sizes == [5, 3, 2]
-    assert json.loads(seen[1].content)["points"][0] == {"id": 0, "vector": [1.0, 1.0]}
+    if binary:
+        assert [form_ids(r) for r in seen] == [[0, 1, 2, 3, 4], [0, 1, 2], [3, 4]]
+    else:
+        sizes = [len(json.loads(r.content)["points"]) for r in seen]
+        assert sizes == [5, 3, 2]
+        assert json.loads(seen[1].content)["points"][0] == {"id": 0, "vector": [1.0, 1.0]}
     assert vw.batch_size == 1024  # the search batch size is not the upsert's
 
 

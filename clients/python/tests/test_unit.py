@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -555,6 +556,139 @@ def test_a_binary_batch_follows_the_servers_limits_and_hands_over_to_json() -> N
     assert [len(npy_rows(r)) for r in script.requests[:3]] == [5, 2, 2]
     assert script.requests[3].headers["content-type"] == "application/json"
     assert len(script.bodies_from(3)[0]["query_vectors"]) == 2
+
+
+# -- upserts as forms ----------------------------------------------------------
+
+FORM = "multipart/form-data"
+JSON = "application/json"
+MODEL_ATTRIBUTES = {
+    "detail": [
+        {
+            "loc": ["body"],
+            "msg": "Input should be a valid dictionary or object to extract fields from",
+            "type": "model_attributes_type",
+        }
+    ]
+}
+
+
+def kinds(script: Script) -> list[str]:
+    return [r.headers["content-type"].split(";")[0] for r in script.requests]
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        httpx.Response(422, json=MODEL_ATTRIBUTES),
+        httpx.Response(415, text="Unsupported Media Type"),
+    ],
+    ids=["422", "415"],
+)
+def test_a_server_without_forms_gets_json_upserts_from_then_on(refusal: httpx.Response) -> None:
+    script = Script(
+        refusal,
+        httpx.Response(200, json={"upserted": 2}),
+        httpx.Response(200, json={"upserted": 1}),
+        httpx.Response(200, json=hits()),
+    )
+    vw, _ = client(script, binary=True)
+    assert vw.upsert("c", [1, 2], np.ones((2, 3)), [{"a": 1}, None]) == 2
+    assert vw.upsert("c", [3], np.ones((1, 3))) == 1
+    vw.search([1, 2, 3], k=2)
+    assert kinds(script) == [FORM, JSON, JSON, "application/octet-stream"]
+    assert json.loads(script.requests[1].content) == {
+        "points": [
+            {"id": 1, "vector": [1, 1, 1], "payload": {"a": 1}},
+            {"id": 2, "vector": [1, 1, 1]},
+        ]
+    }
+    assert vw.binary, "searches stay binary: only forms were refused"
+
+
+def test_a_server_without_binary_searches_gets_json_upserts() -> None:
+    script = Script(
+        httpx.Response(422, json=MODEL_ATTRIBUTES),
+        httpx.Response(200, json=hits()),
+        httpx.Response(200, json={"upserted": 1}),
+    )
+    vw, _ = client(script, binary=True)
+    vw.search([1, 2], k=2)
+    assert vw.upsert("c", [1], np.ones((1, 2))) == 1
+    assert kinds(script) == ["application/octet-stream", JSON, JSON]
+
+
+@pytest.mark.parametrize(
+    ("server_loc", "loc"),
+    [
+        (["body", "ids", 3], ["body", "points", 13, "id"]),
+        (["body", "vectors", 2], ["body", "points", 12, "vector"]),
+        (["body", "vectors", 2, 7], ["body", "points", 12, "vector", 7]),
+        (["body", "payloads", 0], ["body", "points", 10, "payload"]),
+    ],
+)
+def test_a_forms_refusal_is_located_in_the_callers_input(
+    server_loc: list[object], loc: list[object]
+) -> None:
+    refusal = {"detail": [{"loc": server_loc, "msg": "m", "type": "value_error"}]}
+    script = Script(httpx.Response(200, json={"upserted": 10}), httpx.Response(422, json=refusal))
+    vw, _ = client(script, binary=True)
+    with pytest.raises(ValidationError) as e:
+        vw.upsert("c", range(20), np.ones((20, 8)), batch_size=10)
+    assert e.value.status == 422
+    assert e.value.errors == [{"loc": loc, "msg": "m", "type": "value_error"}]
+    assert ".".join(map(str, loc)) in str(e.value)
+    assert kinds(script) == [FORM, FORM]  # located: not asked again as JSON
+
+
+def test_a_form_refused_as_a_whole_part_is_repeated_as_json() -> None:
+    msg = "Value error, 6 vectors for 3 ids: one row per id"
+    shape = {"detail": [{"loc": ["body", "vectors"], "msg": msg, "type": "value_error"}]}
+    located = {"loc": ["body", "points", 0, "vector"], "msg": "m", "type": "value_error"}
+    dimension = {"detail": [located]}
+    script = Script(
+        httpx.Response(200, json={"upserted": 2}),
+        httpx.Response(422, json=shape),
+        httpx.Response(422, json=dimension),
+    )
+    vw, _ = client(script, binary=True)
+    with pytest.raises(ValidationError) as e:
+        vw.upsert("c", range(5), np.ones((5, 4)), batch_size=2)
+    assert e.value.errors[0]["loc"] == ["body", "points", 2, "vector"]  # counted from point 0
+    assert kinds(script) == [FORM, FORM, JSON]
+    assert [p["id"] for p in script.bodies_from(2)[0]["points"]] == [2, 3]
+    assert vw.binary and vw._forms
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 429, 500, 503, 507])
+def test_answers_json_would_get_too_are_not_asked_twice(status: int) -> None:
+    detail = "collection `c` does not exist" if status == 404 else "no"
+    script = Script(httpx.Response(status, json={"detail": detail}))
+    vw, _ = client(script, binary=True, retries=0)
+    with pytest.raises(ClientError if status < 500 else ServerError) as e:
+        vw.upsert("c", [1], [[1.0]])
+    assert e.value.status == status and kinds(script) == [FORM]
+
+
+def form_ids(request: httpx.Request) -> list[Any]:
+    part = rb'name="ids"\r\nContent-Type: application/json\r\n\r\n(.*?)\r\n'
+    m = re.search(part, request.content)
+    assert m, request.content[:300]
+    ids: list[Any] = json.loads(m[1])
+    return ids
+
+
+def test_forms_keep_under_max_body_bytes() -> None:
+    def upserted(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"upserted": len(form_ids(request))})
+
+    script = Script(*[upserted] * 100)
+    vw, _ = client(script, binary=True, max_body_bytes=3000)
+    assert vw.upsert("c", range(100), np.ones((100, 32)), [{"i": i} for i in range(100)]) == 100
+    assert [i for r in script.requests for i in form_ids(r)] == list(range(100))
+    sizes = [len(r.content) for r in script.requests]
+    # Full up to one point (~140 bytes: its row, id and payload), never over.
+    assert max(sizes) <= 3000 and min(sizes[:-1]) > 3000 - 160, sizes
 
 
 # -- UUID point ids -----------------------------------------------------------------

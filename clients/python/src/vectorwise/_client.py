@@ -8,7 +8,9 @@ bit for bit (the server stores and searches float32), and the body is about
 
 from __future__ import annotations
 
+import bisect
 import io
+import itertools
 import json
 import math
 import numbers
@@ -97,6 +99,10 @@ _JSON = {"content-type": "application/json", "accept": "application/json"}
 #: so a matrix of the wrong width is refused, never read as rows of another).
 _OCTET_STREAM = "application/octet-stream"
 _NPY = "application/x-npy"
+#: An upsert's body (the server's `multipart.rs`): parts ``ids`` (JSON), ``vectors``
+#: (raw little-endian float32, one row per id) and ``payloads`` (JSON, when given).
+_FORM_DATA = "multipart/form-data"
+_JSON_PART = "application/json"
 
 #: The server's named search profiles, each a calibrated recall@k promise:
 #: ``low_latency`` >= 0.90, ``balanced`` >= 0.95 (the server's default),
@@ -1027,16 +1033,42 @@ def _encode_filter(f: Any, collection: str | None) -> dict[str, Any]:
     return out
 
 
-def _encode_points(ids: Any, vectors: Any, payloads: Any) -> list[str]:
-    """Each point as its JSON object text, checked: ``{"id":..,"vector":[..],"payload":{..}}``.
+@dataclass(frozen=True)
+class _Points:
+    """An upsert's input, checked (`_check_points`): each id as its JSON text, the
+    vectors as one float32 matrix (a row per id), and each payload as its compact
+    JSON text (``None``: none), or ``payloads`` ``None`` when none was given."""
+
+    ids: list[str]
+    vectors: npt.NDArray[np.float32]
+    payloads: list[str | None] | None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def json_items(self, first: int = 0) -> list[str]:
+        """Each point from ``first`` on as its JSON object text (``{"id":..,"vector":[..],
+        "payload":{..}}``); the places before ``first`` hold empty strings."""
+        out = [""] * first
+        rows = self.vectors[first:].tolist()
+        for i, (pid, row) in enumerate(zip(self.ids[first:], rows), start=first):
+            payload = None if self.payloads is None else self.payloads[i]
+            tail = "}" if payload is None else f',"payload":{payload}}}'
+            out.append(f'{{"id":{pid},"vector":{_encode_row(row)}{tail}')
+        return out
+
+
+def _check_points(ids: Any, vectors: Any, payloads: Any) -> _Points:
+    """An upsert's input checked, the ids and payloads encoded (`_Points`).
 
     Problems raise `ValidationError` (a ``ValueError``, ``status`` ``None``)
-    located as the server would: ``["body", "points", i, "vector", j]``.
+    located as the server would locate them in a JSON body:
+    ``["body", "points", i, "vector", j]``.
     """
     id_texts = _id_texts(ids, "points")
     n = len(id_texts)
     if n == 0 and np.size(vectors) == 0 and (payloads is None or len(payloads) == 0):
-        return []  # nothing to write: no request
+        return _Points([], np.zeros((0, 0), dtype=np.float32), None)  # nothing to write
     try:
         arr = np.asarray(vectors, dtype=np.float32)
     except (TypeError, ValueError) as e:
@@ -1070,49 +1102,133 @@ def _encode_points(ids: Any, vectors: Any, payloads: Any) -> list[str]:
             "finite_number",
             "points",
         )
-    if payloads is not None:
-        if isinstance(payloads, (Mapping, str, bytes)) or not isinstance(
-            payloads, (Sequence, np.ndarray)
-        ):
+    if payloads is None:
+        return _Points(id_texts, arr, None)
+    if isinstance(payloads, (Mapping, str, bytes)) or not isinstance(
+        payloads, (Sequence, np.ndarray)
+    ):
+        raise _input_error(
+            "payloads must be a sequence with one dict (or None) per id, "
+            f"got {type(payloads).__name__}",
+            ["body", "points"],
+            "list_type",
+            "points",
+        )
+    if len(payloads) != n:
+        raise _input_error(
+            f"{n} ids but {len(payloads)} payloads: give one payload (or None) per id",
+            ["body", "points"],
+            "shape",
+            "points",
+        )
+    texts: list[str | None] = []
+    for i, payload in enumerate(payloads):
+        if payload is None:
+            texts.append(None)
+            continue
+        loc = ["body", "points", i, "payload"]
+        if not isinstance(payload, Mapping):
             raise _input_error(
-                "payloads must be a sequence with one dict (or None) per id, "
-                f"got {type(payloads).__name__}",
-                ["body", "points"],
-                "list_type",
+                f"a payload must be a dict (a JSON object) or None, got {type(payload).__name__}",
+                loc,
+                "dict_type",
                 "points",
             )
-        if len(payloads) != n:
-            raise _input_error(
-                f"{n} ids but {len(payloads)} payloads: give one payload (or None) per id",
-                ["body", "points"],
-                "shape",
-                "points",
-            )
-    out = []
-    for i, (pid, row) in enumerate(zip(id_texts, arr.tolist())):
-        text = f'{{"id":{pid},"vector":{_encode_row(row)}'
-        payload = None if payloads is None else payloads[i]
-        if payload is not None:
-            loc = ["body", "points", i, "payload"]
-            if not isinstance(payload, Mapping):
-                raise _input_error(
-                    "a payload must be a dict (a JSON object) or None, "
-                    f"got {type(payload).__name__}",
-                    loc,
-                    "dict_type",
-                    "points",
-                )
-            try:
-                encoded = json.dumps(
+        try:
+            texts.append(
+                json.dumps(
                     dict(payload), separators=(",", ":"), allow_nan=False, default=_json_default
                 )
-            except (TypeError, ValueError) as e:
-                raise _input_error(
-                    f"the payload is not JSON: {e}", loc, "json_invalid", "points"
-                ) from e
-            text += f',"payload":{encoded}'
-        out.append(text + "}")
-    return out
+            )
+        except (TypeError, ValueError) as e:
+            raise _input_error(
+                f"the payload is not JSON: {e}", loc, "json_invalid", "points"
+            ) from e
+    return _Points(id_texts, arr, texts)
+
+
+#: An upsert's form (the server's `multipart.rs`): which point field each part holds.
+_PART_FIELDS = {"ids": "id", "vectors": "vector", "payloads": "payload"}
+
+
+def _form_boundary() -> bytes:
+    return b"vectorwise-" + uuid.uuid4().hex.encode()
+
+
+def _form_body(boundary: bytes, parts: Sequence[tuple[str, str, bytes]]) -> bytes:
+    """A ``multipart/form-data`` body of ``(name, content type, bytes)`` parts.
+
+    The delimiter must not occur in any part: with a random 32-hex-digit
+    boundary it practically never does; if it does, the caller picks another
+    (`_form_fits`).
+    """
+    out: list[bytes] = []
+    for name, content_type, data in parts:
+        out += [
+            b"--" + boundary,
+            f'\r\nContent-Disposition: form-data; name="{name}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n".encode(),
+            data,
+            b"\r\n",
+        ]
+    out.append(b"--" + boundary + b"--\r\n")
+    return b"".join(out)
+
+
+def _form_fits(boundary: bytes, parts: Sequence[tuple[str, str, bytes]]) -> bool:
+    """Whether no part holds ``--boundary`` (a delimiter would end it early)."""
+    mark = b"--" + boundary
+    return not any(mark in data for _, _, data in parts)
+
+
+def _part_item(e: Any) -> bool:
+    """Whether a 422 entry names one item of a form's part: ``["body", "vectors", 3, ...]``."""
+    loc = e.get("loc") if isinstance(e, dict) else None
+    return (
+        isinstance(loc, list)
+        and len(loc) >= 3
+        and loc[0] == "body"
+        and loc[1] in _PART_FIELDS
+        and type(loc[2]) is int
+    )
+
+
+def _names_points(response: httpx.Response) -> bool:
+    """Whether ``response`` is a 422 whose every problem is one item of a form's part."""
+    if response.status_code != 422:
+        return False
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(detail, list) and bool(detail) and all(_part_item(e) for e in detail)
+
+
+def _relocate_parts(offset: int) -> Callable[[Any], Any]:
+    """A detail rewriter for a refused upsert form: a part's item (``["body", "ids" |
+    "vectors" | "payloads", i, ...]``) becomes the point it belongs to, counted in the
+    caller's input (``["body", "points", offset + i, "id" | "vector" | "payload", ...]``),
+    as a JSON body's refusal is located."""
+
+    def relocate(detail: Any) -> Any:
+        if not isinstance(detail, list):
+            return detail
+        out = []
+        for e in detail:
+            if _part_item(e):
+                _, part, i, *rest = e["loc"]
+                e = {**e, "loc": ["body", "points", i + offset, _PART_FIELDS[part], *rest]}
+            out.append(e)
+        return out
+
+    return relocate
+
+
+#: Refusals of an upsert form that its JSON body might not get (the form's content,
+#: or the form itself: 415 or 422 at ``["body"]`` from a server older than forms);
+#: any other answer (a missing collection, keys, rate budget, a full disk, a failed
+#: log) the JSON body would get too, and is raised as it comes.
+_FORM_REFUSALS = frozenset({400, 415, 422})
 
 
 def _setting_error(
@@ -1375,7 +1491,13 @@ class VectorWiseClient:
             bodies (an older one: the client then stays with JSON). A binary
             request the server refuses for its content is repeated as JSON, so
             errors are exactly the JSON ones (``loc: ["body", "k"]``, the
-            dimension named as ``query_vector``).
+            dimension named as ``query_vector``). It also sends `upsert`'s
+            points as ``multipart/form-data``: the ids and the payloads as JSON
+            parts, the vectors as raw little-endian float32 (several times the
+            points a second of JSON, which prints and parses every value as
+            text). With ``binary`` ``False``, and after a server refuses forms
+            (an older one: 415, or 422 at ``["body"]``; the client then stays
+            with JSON), upserts go as JSON bodies.
     """
 
     def __init__(
@@ -1409,6 +1531,10 @@ class VectorWiseClient:
         self.validate = validate
         self._has_batch: bool | None = None
         self.binary = binary
+        # Upserts go as forms while binary is on, until a server refuses forms (older).
+        self._forms = True
+        # One boundary for this client's forms (another for a body that holds it).
+        self._boundary = _form_boundary()
         self._sleep: Callable[[float], None] = time.sleep
         all_headers = dict(headers or {})
         if api_key is not None:
@@ -1862,6 +1988,20 @@ class VectorWiseClient:
         A retried request (after a lost answer) writes the same points again,
         which leaves the same state.
 
+        Each request is a ``multipart/form-data`` body (the client's
+        ``binary``, the default): the part ``ids`` (a JSON array), ``vectors``
+        (``application/octet-stream``: the rows as raw little-endian float32,
+        no text to print or parse) and, when a point of the request has a
+        payload, ``payloads`` (a JSON array, one object or ``null`` per id).
+        With ``binary=False``, or once a server has refused forms (an older
+        one), a JSON body ``{"points": [{"id", "vector", "payload"}, ...]}``
+        (nine significant digits a number, exact for float32). Either way the
+        same points are written and errors are located alike (below): the
+        server's ``["body", "vectors", 2]`` of a form is reported as
+        ``["body", "points", start + 2, "vector"]``, and a form it refuses for
+        a whole part (a row width that is not the collection's dimension) is
+        sent again as JSON for the point-located answer.
+
         Args:
             collection: The collection's name.
             ids: Point ids, ``0 .. 2**63 - 1``: a 1-D int64 or uint64 array, or
@@ -1887,7 +2027,8 @@ class VectorWiseClient:
                 one per id, non-finite values, payloads not one dict per id; from the
                 server (422): wrong dimension, a zero vector in a cosine
                 collection, a payload over the limit, located in the whole
-                input (``loc: ["body", "points", 1500, "vector"]``).
+                input (``loc: ["body", "points", 1500, "vector"]``, ``["body",
+                "points", 7, "payload"]``), whichever body carried the points.
             CollectionNotFound: no such collection.
             InsufficientStorage: the server's disk is full (507; that request
                 was not written).
@@ -1897,14 +2038,91 @@ class VectorWiseClient:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         path = _collection_path(collection, "points")
-        points = _encode_points(ids, vectors, payloads)
-        total = 0
+        points = _check_points(ids, vectors, payloads)
+        if not len(points):
+            return 0  # nothing to write: no request
+        sent, size, total = 0, batch_size, 0
+        if self.binary and self._forms:
+            sent, size, total = self._upsert_forms(path, points, batch_size)
+        if sent == len(points):
+            return total
+        # JSON from point `sent` on: all of them, or what the forms left.
         for _, _, response in self._chunked(
-            "PUT", path, points, "points", lambda j: f'{{"points":[{j}]}}'.encode(), batch_size
+            "PUT",
+            path,
+            points.json_items(sent),
+            "points",
+            lambda j: f'{{"points":[{j}]}}'.encode(),
+            size,
+            first=sent,
         ):
-            body = self._json_object(response)
-            total += _int_field(body, "upserted")
+            total += _int_field(self._json_object(response), "upserted")
         return total
+
+    def _upsert_forms(self, path: str, points: _Points, batch_size: int) -> tuple[int, int, int]:
+        """PUT ``points`` to ``path`` as ``multipart/form-data`` bodies, in order.
+
+        Each request holds at most ``batch_size`` points and ``max_body_bytes``
+        bytes (fewer if the server says its limits are lower: 422 ``too_long``
+        at ``["body", "ids"]``, or 413). A refusal located at one point's part
+        (``["body", "vectors", 2]``) is raised, located in the caller's input as
+        a JSON body's is (``["body", "points", start + 2, "vector"]``); so is any
+        answer JSON would get too (404, 401, 503, 507, ...). Returns ``(sent,
+        batch_size, upserted)``: the points written (all of them, or fewer when
+        the server refused a form as such, or for a problem it locates at a
+        whole part, e.g. a row width that is not the collection's dimension:
+        the JSON requests go on from there and report as JSON does), the batch
+        size the server allows, and the points it says it upserted.
+        """
+        n = len(points)
+        arr = points.vectors
+        texts = points.payloads
+        row_bytes = 4 * arr.shape[1]
+        # What each point adds to a body: its id and a comma, its row, its payload (or
+        # null) and a comma; `cum[i]`: the points before i.
+        costs: Iterator[int] = (len(t) + 1 + row_bytes for t in points.ids)
+        if texts is not None:
+            costs = (c + len("null" if p is None else p) + 1 for c, p in zip(costs, texts))
+        cum = list(itertools.accumulate(costs, initial=0))
+        empty = [("ids", _JSON_PART, b"[]"), ("vectors", _OCTET_STREAM, b"")]
+        overhead = len(_form_body(self._boundary, [*empty, ("payloads", _JSON_PART, b"[]")]))
+        size, start, total = batch_size, 0, 0
+        while start < n:
+            limit = cum[start] + self.max_body_bytes - overhead
+            fit = bisect.bisect_right(cum, limit, start + 1, min(n, start + size) + 1) - 1
+            end = max(start + 1, fit)  # one point at least (a 413 if that alone is too large)
+            parts = [
+                ("ids", _JSON_PART, f"[{','.join(points.ids[start:end])}]".encode()),
+                ("vectors", _OCTET_STREAM, np.ascontiguousarray(arr[start:end], "<f4").tobytes()),
+            ]
+            if texts is not None and any(p is not None for p in texts[start:end]):
+                items = ",".join("null" if p is None else p for p in texts[start:end])
+                parts.append(("payloads", _JSON_PART, f"[{items}]".encode()))
+            boundary = self._boundary
+            while not _form_fits(boundary, parts):
+                boundary = _form_boundary()
+            body = _form_body(boundary, parts)
+            content_type = f"{_FORM_DATA}; boundary={boundary.decode()}"
+            response = self._send("PUT", path, body, content_type=content_type)
+            if response.is_success:
+                total += _int_field(self._json_object(response), "upserted")
+                start = end
+                continue
+            smaller = _server_max_batch(response, "ids")
+            if smaller is not None and 0 < smaller < end - start:
+                size = smaller  # the server takes fewer (10 x its --max-batch)
+                continue
+            if response.status_code == 413 and end - start > 1:
+                self.max_body_bytes = len(body) // 2  # its --body-limit is below ours
+                continue
+            if response.status_code not in _FORM_REFUSALS:
+                raise error_from_response(response)
+            if _names_points(response):
+                raise error_from_response(response, _relocate_parts(start))
+            if response.status_code == 415 or _refuses_binary(response):
+                self._forms = False  # a server older than forms: JSON from now on
+            return start, size, total
+        return n, size, total
 
     def delete(self, collection: str, ids: Any) -> int:
         """``POST /collections/{collection}/points/delete``: delete points by id.
