@@ -996,7 +996,7 @@ pub(crate) async fn search_all(
 }
 
 /// The k nearest live points of the collection, merged over its segments by exact distance.
-#[utoipa::path(post, path = "/collections/{name}/search", tag = "search", request_body = CollectionSearchRequest,
+#[utoipa::path(post, path = "/collections/{name}/search", tag = "search", operation_id = "search_collection", request_body = CollectionSearchRequest,
     params(("name" = String, Path, description = "Collection name")),
     responses((status = 200, description = "min(k, points) hits, nearest first", body = CollectionSearchResponse),
         (status = 400, description = "The vector's length is not the collection's dimension, or a binary body is not one vector of it", body = ErrorResponse),
@@ -1057,7 +1057,7 @@ pub(crate) async fn search(
 }
 
 /// `/collections/{name}/search` for many vectors, in request order.
-#[utoipa::path(post, path = "/collections/{name}/search/batch", tag = "search", request_body = CollectionSearchBatchRequest,
+#[utoipa::path(post, path = "/collections/{name}/search/batch", tag = "search", operation_id = "search_collection_batch", request_body = CollectionSearchBatchRequest,
     params(("name" = String, Path, description = "Collection name")),
     responses((status = 200, description = "One result per vector", body = CollectionSearchBatchResponse),
         (status = 400, description = "A vector's length is not the collection's dimension, or a binary body is not whole vectors of it", body = ErrorResponse),

@@ -74,8 +74,14 @@ pub(crate) async fn read_body(req: Request, state: &AppState) -> Result<Bytes, A
         return Err(ApiError::PayloadTooLarge { limit });
     }
     // `Bytes` honours the router's `DefaultBodyLimit` and stops reading
-    // past it, so an oversized body costs at most the limit.
-    Bytes::from_request(req, state).await.map_err(|rejection| match rejection {
+    // past it, so an oversized body costs at most the limit. The body
+    // timeout layer limits each wait for a chunk; this bounds the whole
+    // body (a byte every few seconds would otherwise hold a request open).
+    let total = state.config().body_timeout;
+    let read = tokio::time::timeout(total, Bytes::from_request(req, state)).await.map_err(|_| {
+        ApiError::BodyRead(axum::Error::new(format!("the request body took longer than {} s to arrive", total.as_secs())))
+    })?;
+    read.map_err(|rejection| match rejection {
         BytesRejection::FailedToBufferBody(e) if is_length_limit(&e) => ApiError::PayloadTooLarge { limit },
         BytesRejection::FailedToBufferBody(e) => ApiError::BodyRead(axum::Error::new(e)),
         other => ApiError::BodyRead(axum::Error::new(other)),

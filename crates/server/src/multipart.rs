@@ -119,8 +119,26 @@ async fn extract(req: Request, state: &AppState) -> Result<UpsertRequest, ApiErr
                 break;
             }
         };
+        if errors.len() >= crate::validate::MAX_ELEMENT_ERRORS {
+            break;
+        }
         let name = field.name().map(str::to_owned);
         let media_type = field.content_type().map(|m| m.essence_str().to_ascii_lowercase());
+        // A Content-Type multer cannot read would otherwise look like none
+        // (raw float32 for the vectors): refused, as is any transfer
+        // encoding but the identity ones (HTTP forms have none).
+        let declared = |h: &str| field.headers().get(h).map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_ascii_lowercase());
+        let unread_type = declared("content-type").filter(|_| media_type.is_none());
+        let encoding = declared("content-transfer-encoding").filter(|e| !matches!(e.as_str(), "7bit" | "8bit" | "binary"));
+        let part_at = || at(&[name.as_deref().unwrap_or("")]);
+        if let Some(t) = unread_type {
+            errors.push(value_error(part_at(), format!("the part's Content-Type `{t}` is not a media type")));
+            continue;
+        }
+        if let Some(e) = encoding {
+            errors.push(value_error(part_at(), format!("Content-Transfer-Encoding `{e}` is not supported: send the part's bytes as they are")));
+            continue;
+        }
         let data = match field.bytes().await {
             Ok(data) => data,
             Err(e) => {
@@ -138,6 +156,9 @@ async fn extract(req: Request, state: &AppState) -> Result<UpsertRequest, ApiErr
             Some(i) => found[i] = Some(Part { media_type, data }),
         }
     }
+    // The parser's buffer goes before the parts are read: at most the
+    // parts and the points made of them are held together.
+    drop(form);
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
@@ -165,12 +186,12 @@ fn assemble(
         Some(part) => json_part(&part.data, "ids", &mut errors)
             .and_then(|v| parse_ids(&v, &at(&["ids"]), config.max_batch.max(1) * 10, &mut errors)),
     };
-    let rows = match vectors {
+    let rows = match &vectors {
         None => {
             errors.push(FieldError::new(at(&["vectors"]), "missing", "Field required"));
             None
         }
-        Some(part) => matrix(&part, dim, ids.as_ref().map(Vec::len), &mut errors),
+        Some(part) => matrix(part, dim, ids.as_ref().map(Vec::len), &mut errors),
     };
     let payloads = payloads.and_then(|part| {
         let v = json_part(&part.data, "payloads", &mut errors)?;
@@ -183,6 +204,11 @@ fn assemble(
         for (i, item) in items.into_iter().enumerate() {
             match item {
                 Value::Null => out.push(None),
+                v @ Value::Object(_) if depth(&v) > MAX_PAYLOAD_DEPTH => {
+                    let loc = vec!["body".into(), "payloads".into(), LocItem::Index(i)];
+                    let why = format!("nested deeper than {MAX_PAYLOAD_DEPTH} levels (what a JSON body's payload can hold)");
+                    errors.push(value_error(loc, why));
+                }
                 v @ Value::Object(_) => out.push(Some(v)),
                 v => {
                     let loc = vec!["body".into(), "payloads".into(), LocItem::Index(i)];
@@ -197,8 +223,9 @@ fn assemble(
     });
     let (Some(ids), Some(rows)) = (ids, rows) else { return Err(errors) };
     let n = ids.len();
-    if rows.len() / dim.max(1) != n {
-        let have = rows.len() / dim.max(1);
+    let row_bytes = dim.max(1) * 4;
+    if rows.len() / row_bytes != n {
+        let have = rows.len() / row_bytes;
         errors.push(value_error(at(&["vectors"]), format!("{have} vectors for {n} ids: one row per id")));
     }
     if let Some(p) = &payloads
@@ -212,10 +239,28 @@ fn assemble(
     let mut payloads = payloads.map(Vec::into_iter);
     let points = ids
         .into_iter()
-        .zip(rows.chunks_exact(dim.max(1)))
-        .map(|(id, row)| PointIn { id, vector: row.to_vec(), payload: payloads.as_mut().and_then(Iterator::next).flatten() })
+        .zip(rows.chunks_exact(dim.max(1) * 4))
+        .map(|(id, row)| PointIn {
+            id,
+            vector: row.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            payload: payloads.as_mut().and_then(Iterator::next).flatten(),
+        })
         .collect();
     Ok(UpsertRequest { points })
+}
+
+/// How deep a payload may nest in a form: as deep as in a JSON body, where
+/// it sits under three levels (body, `points`, the point) and serde_json
+/// refuses a 128th (measured: 124 nested objects pass, 125 do not).
+const MAX_PAYLOAD_DEPTH: usize = 124;
+
+/// Levels of objects and arrays in `v` (a scalar is 0).
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Object(m) => 1 + m.values().map(depth).max().unwrap_or(0),
+        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
 }
 
 /// A part holding JSON, parsed (repeated keys refused, as in JSON bodies).
@@ -230,10 +275,11 @@ fn json_part(data: &[u8], name: &str, errors: &mut Vec<FieldError>) -> Option<Va
     }
 }
 
-/// The `vectors` part's values, row-major, `dim` a row, all finite. `ids`:
-/// how many ids the form names, when known (a raw part that holds that many
-/// rows of another width is told so).
-fn matrix(part: &Part, dim: usize, ids: Option<usize>, errors: &mut Vec<FieldError>) -> Option<Vec<f32>> {
+/// The `vectors` part's little-endian float32 values, row-major, `dim` a
+/// row, all finite (its bytes: the points are made straight from them).
+/// `ids`: how many ids the form names, when known (a raw part that holds
+/// that many rows of another width is told so).
+fn matrix<'a>(part: &'a Part, dim: usize, ids: Option<usize>, errors: &mut Vec<FieldError>) -> Option<&'a [u8]> {
     let here = || at(&["vectors"]);
     let data: &[u8] = match part.media_type.as_deref() {
         Some(NPY) => {
@@ -272,7 +318,7 @@ fn matrix(part: &Part, dim: usize, ids: Option<usize>, errors: &mut Vec<FieldErr
             // Raw data has no shape: rows are cut at the collection's
             // dimension. When the bytes are a whole number of rows of another
             // width for the ids given, that width is the likely mistake.
-            if let Some(n) = ids.filter(|&n| n > 0 && len % (4 * n) == 0 && len / (4 * n) != dim) {
+            if let Some(n) = ids.filter(|&n| len > 0 && len % row != 0 && len % (4 * n) == 0) {
                 let why = format!("{len} bytes for {n} ids are rows of {} float32 values; the collection's dimension is {dim}", len / (4 * n));
                 errors.push(value_error(here(), why));
                 return None;
@@ -293,12 +339,13 @@ fn matrix(part: &Part, dim: usize, ids: Option<usize>, errors: &mut Vec<FieldErr
             return None;
         }
     };
-    let values: Vec<f32> = data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    if values.iter().all(|x| x.is_finite()) {
-        return Some(values);
+    let value = |b: &[u8]| f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    if data.chunks_exact(4).all(|b| value(b).is_finite()) {
+        return Some(data);
     }
     let dim = dim.max(1);
-    errors.extend(values.iter().enumerate().filter(|(_, x)| !x.is_finite()).take(crate::validate::MAX_ELEMENT_ERRORS).map(|(i, x)| {
+    let values = data.chunks_exact(4).map(value);
+    errors.extend(values.enumerate().filter(|(_, x)| !x.is_finite()).take(crate::validate::MAX_ELEMENT_ERRORS).map(|(i, x)| {
         let loc = vec!["body".into(), "vectors".into(), LocItem::Index(i / dim), LocItem::Index(i % dim)];
         // NaN and infinities are not JSON: echoed as text.
         FieldError::new(loc, "finite_number", "Input should be a finite number").with_input(&Value::String(x.to_string()))

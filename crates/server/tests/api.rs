@@ -489,6 +489,24 @@ async fn stalled_uploads_time_out_with_400() {
     assert_eq!(r.json(), json!({"detail": "Could not read the request body"}));
 }
 
+/// A client that sends its body a byte at a time, each byte within the
+/// timeout, is cut off once the whole body has taken longer than it.
+#[tokio::test]
+async fn trickled_uploads_time_out_with_400() {
+    let app = app(state_with(ServerConfig { body_timeout: std::time::Duration::from_millis(300), ..ServerConfig::default() }));
+    let body = json!({"query_vector": query(9), "k": 3}).to_string().into_bytes();
+    let trickle = futures_util::stream::iter(body).then(|b| async move {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        Ok::<_, std::io::Error>(Bytes::from(vec![b]))
+    });
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(std::time::Duration::from_secs(10), post_raw(&app, "/search", Body::from_stream(trickle)))
+        .await
+        .expect("the server answered");
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "cut off at the timeout, not at the body's end");
+}
+
 #[tokio::test]
 async fn oversized_bodies_are_413_and_the_server_stays_healthy() {
     let app = app(state());
@@ -676,6 +694,13 @@ async fn openapi_document_is_generated() {
     // At most one of profile, recall_target and ef_search.
     assert_eq!(schemas["SearchRequest"]["anyOf"].as_array().map(Vec::len), Some(3));
     assert_eq!(search["responses"]["503"]["headers"]["retry-after"]["schema"]["type"], "integer");
+    // Operation ids are unique (OpenAPI requires it; generated clients name methods by them).
+    let mut ids: Vec<&str> = doc["paths"].as_object().unwrap().values().flat_map(|p| p.as_object().unwrap().values()).filter_map(|op| op["operationId"].as_str()).collect();
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "duplicate operationId among {ids:?}");
+    assert!(n > 20, "{n} operations");
 }
 
 /// The document's bounds on a vector's values are the server's, at both

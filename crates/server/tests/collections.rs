@@ -464,10 +464,32 @@ async fn multipart_upserts_write_what_json_writes_and_locate_problems_at_their_p
         assert_eq!(locs(&reply), want, "{names:?}: {reply}");
     }
     // Raw rows of another width for the ids given: the width is named.
-    let (t, body) = form(&[("ids", None, ids2), ("vectors", None, &f32s(&[1.0; 6]))]);
+    let (t, body) = form(&[("ids", None, b"[20, 21, 22]"), ("vectors", None, &f32s(&[1.0; 9]))]);
     let (s, reply) = send_form(&api, "/collections/m/points", &t, body).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(reply["detail"][0]["msg"].as_str().unwrap().contains("rows of 3 float32 values; the collection's dimension is 2"), "{reply}");
+    // A part's Content-Type that is not a media type, a transfer encoding:
+    // refused, never read as raw float32.
+    for header in ["Content-Type: text/csv; charset", "Content-Transfer-Encoding: base64"] {
+        let body = format!(
+            "--b\r\nContent-Disposition: form-data; name=\"ids\"\r\n\r\n[20, 21]\r\n--b\r\nContent-Disposition: form-data; name=\"vectors\"\r\n{header}\r\n\r\n0.5,0.5,0.5,0.5\r\n--b--\r\n"
+        );
+        let (s, reply) = send_form(&api, "/collections/m/points", "multipart/form-data; boundary=b", body.into_bytes()).await;
+        assert_eq!((s, locs(&reply)), (StatusCode::UNPROCESSABLE_ENTITY, vec![(json!(["body", "vectors"]), "value_error".to_string())]), "{header}: {reply}");
+    }
+    // Many bad parts: at most 32 errors, as for JSON lists.
+    let nameless = "--b\r\nContent-Disposition: form-data\r\n\r\n\r\n".repeat(1000) + "--b--\r\n";
+    let (s, reply) = send_form(&api, "/collections/m/points", "multipart/form-data; boundary=b", nameless.into_bytes()).await;
+    assert_eq!((s, reply["detail"].as_array().map(Vec::len)), (StatusCode::UNPROCESSABLE_ENTITY, Some(32)));
+    // A payload nested as deep as a JSON body's can be, and one level more.
+    let nested = |levels: usize| format!("[{}1{}, null]", "{\"a\": ".repeat(levels), "}".repeat(levels));
+    let (t, body) = form(&[("ids", None, ids2), ("vectors", None, &two), ("payloads", None, nested(125).as_bytes())]);
+    let (s, reply) = send_form(&api, "/collections/m/points", &t, body).await;
+    assert_eq!((s, locs(&reply)), (StatusCode::UNPROCESSABLE_ENTITY, vec![(json!(["body", "payloads", 0]), "value_error".to_string())]), "{reply}");
+    call(&api, Method::PUT, "/collections/deep", Some(json!({"dimension": 2}))).await;
+    let (t, body) = form(&[("ids", None, b"[30, 31]"), ("vectors", None, &two), ("payloads", None, nested(124).as_bytes())]);
+    let (s, reply) = send_form(&api, "/collections/deep/points", &t, body).await;
+    assert_eq!(s, StatusCode::OK, "{reply}");
     // Not a form at all, and a form without its boundary: 422 at the body.
     for (t, body) in [("multipart/form-data; boundary=zz", b"garbage".to_vec()), ("multipart/form-data", b"garbage".to_vec())] {
         let (s, reply) = send_form(&api, "/collections/m/points", t, body).await;
