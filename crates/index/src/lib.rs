@@ -67,6 +67,18 @@ pub fn take_widened_here() -> u32 {
     WIDENED_HERE.with(|c| c.replace(0))
 }
 
+/// Runs `f` (one or more searches on this thread) and says whether any of
+/// them was widened. Exact on the pool too: a search this thread picks up
+/// from the pool while it waits inside `f` (work stealing) counts for
+/// itself, not for `f`, and the count from before `f` is left as it was.
+pub fn widened_in<T>(f: impl FnOnce() -> T) -> (T, bool) {
+    let before = take_widened_here();
+    let out = f();
+    let widened = take_widened_here() > 0;
+    WIDENED_HERE.with(|c| c.set(before));
+    (out, widened)
+}
+
 /// One search hit.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Neighbor {

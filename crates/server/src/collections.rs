@@ -1035,20 +1035,18 @@ pub(crate) async fn search(
     let with_payload = opts.with_payload;
     let monitored = state.clone();
     let searched = Arc::clone(&c);
-    let (outcome, took, widened) = blocking(move || {
+    let (outcome, took) = blocking(move || {
         let _permit = permit;
         let start = std::time::Instant::now();
-        vectorwise_index::take_widened_here();
         let outcome = c.search(&req.vector, &opts)?;
-        let widened = vectorwise_index::take_widened_here() > 0;
         let took = start.elapsed();
         offer_to_monitor(&monitored, &c, &opts, &req.vector, &outcome);
-        Ok((outcome, took, widened))
+        Ok((outcome, took))
     })
     .await
     .map_err(|e| e.located(|_| vec!["body".into(), "vector".into()]))?;
     let mut headers = outcome_headers(&outcome);
-    if widened {
+    if outcome.widened {
         headers.insert(crate::resolve::header::WIDENED, axum::http::HeaderValue::from_static("true"));
     }
     let body = json_bytes(&hits_out(outcome.hits, with_payload))?;
@@ -1056,10 +1054,22 @@ pub(crate) async fn search(
     Ok(crate::routes::keep(&state, key, headers, body, took, shareable))
 }
 
+/// A batch's widened queries (their indices, comma-separated) in
+/// `x-vectorwise-widened-queries`, when there are any.
+pub(crate) fn widened_queries(headers: &mut HeaderMap, widened: impl Iterator<Item = bool>) {
+    let list: Vec<String> = widened.enumerate().filter(|(_, w)| *w).map(|(i, _)| i.to_string()).collect();
+    if !list.is_empty()
+        && let Ok(value) = axum::http::HeaderValue::from_str(&list.join(","))
+    {
+        headers.insert(crate::resolve::header::WIDENED_QUERIES, value);
+    }
+}
+
 /// `/collections/{name}/search` for many vectors, in request order.
 #[utoipa::path(post, path = "/collections/{name}/search/batch", tag = "search", operation_id = "search_collection_batch", request_body = CollectionSearchBatchRequest,
     params(("name" = String, Path, description = "Collection name")),
-    responses((status = 200, description = "One result per vector", body = CollectionSearchBatchResponse),
+    responses((status = 200, description = "One result per vector", body = CollectionSearchBatchResponse,
+            headers(("x-vectorwise-widened-queries" = String, description = "The indices (comma-separated, from 0) of the vectors that were unlike the calibration's queries and were searched more widely; absent when none was"))),
         (status = 400, description = "A vector's length is not the collection's dimension, or a binary body is not whole vectors of it", body = ErrorResponse),
         (status = 404, description = "No such collection", body = ErrorResponse),
         (status = 422, description = "Invalid body", body = ValidationErrorResponse),
@@ -1082,7 +1092,8 @@ pub(crate) async fn search_batch(
     let with_payload = opts.with_payload;
     let (outcomes, _) =
         search_all(state.clone(), c, req.vectors, opts, permit, |i| vec!["body".into(), "vectors".into(), LocItem::Index(i)]).await?;
-    let headers = outcomes.first().map(outcome_headers).unwrap_or_default();
+    let mut headers = outcomes.first().map(outcome_headers).unwrap_or_default();
+    widened_queries(&mut headers, outcomes.iter().map(|o| o.widened));
     let results = outcomes.into_iter().map(|o| hits_out(o.hits, with_payload)).collect();
     Ok((headers, Json(CollectionSearchBatchResponse { results })))
 }

@@ -38,12 +38,15 @@ pub(crate) mod header {
     /// `true` when the query was unlike the calibration's and was searched
     /// more widely to keep its promise (single searches; absent otherwise).
     pub const WIDENED: &str = "x-vectorwise-widened";
+    /// A batch on a collection: the indices (comma-separated, from 0) of its
+    /// queries that were widened (absent when none was).
+    pub const WIDENED_QUERIES: &str = "x-vectorwise-widened-queries";
     /// `hit` or `miss`: whether the answer came from the hot-query cache.
     pub const CACHE: &str = crate::cache::HEADER;
     /// On a hit, `memory` or `redis`: which cache tier answered.
     pub const CACHE_TIER: &str = crate::cache::TIER_HEADER;
     /// All of them, for CORS `Access-Control-Expose-Headers`.
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 15] = [
         PROFILE,
         METHOD,
         SETTING,
@@ -56,6 +59,7 @@ pub(crate) mod header {
         FILTER_PATHS,
         FILTER_UNINDEXED,
         WIDENED,
+        WIDENED_QUERIES,
         CACHE,
         CACHE_TIER,
     ];

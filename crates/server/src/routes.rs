@@ -396,7 +396,12 @@ async fn search_default(
         if batch { vec!["body".into(), "query_vectors".into(), i.into()] } else { vec!["body".into(), "query_vector".into()] }
     })
     .await?;
-    let headers = outcomes.first().map(crate::collections::outcome_headers).unwrap_or_default();
+    let mut headers = outcomes.first().map(crate::collections::outcome_headers).unwrap_or_default();
+    if batch {
+        crate::collections::widened_queries(&mut headers, outcomes.iter().map(|o| o.widened));
+    } else if outcomes.first().is_some_and(|o| o.widened) {
+        headers.insert(crate::resolve::header::WIDENED, HeaderValue::from_static("true"));
+    }
     let name = c_name;
     let results = outcomes
         .into_iter()

@@ -23,6 +23,7 @@ struct Calibrated {
     _dir: tempfile::TempDir,
     scan: Arc<Index>,
     graph: Arc<Index>,
+    graph_path: std::path::PathBuf,
 }
 
 /// A scan-only index over structureless data (the demo's kind) and a graph
@@ -52,7 +53,7 @@ static FIXTURE: LazyLock<Calibrated> = LazyLock::new(|| {
     let scan = Arc::new(Index::open(&path_scan).unwrap());
     let graph = Arc::new(Index::open(&path_graph).unwrap());
     assert!(scan.calibration().is_some() && graph.calibration().is_some());
-    Calibrated { _dir: dir, scan, graph }
+    Calibrated { _dir: dir, scan, graph, graph_path: path_graph }
 });
 
 fn serve(index: &Arc<Index>, config: ServerConfig) -> Server {
@@ -319,4 +320,36 @@ fn queries_unlike_the_data_are_counted_and_flagged_as_widened() {
     let line = metrics.lines().find(|l| l.starts_with("vectorwise_searches_widened_total ")).expect("the counter is exported");
     let exported: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(exported >= before + added, "{line}");
+}
+
+/// On a collection (the same index imported), single searches and batches
+/// say which queries were widened: a batch names them by index.
+#[test]
+fn collection_searches_and_batches_say_which_queries_were_widened() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(vectorwise_store::Store::open(dir.path(), vectorwise_store::SyncMode::Always).unwrap());
+    store.import("g", &FIXTURE.graph_path, None).unwrap();
+    let state = AppState::with_index(ServerConfig::default(), Arc::clone(&FIXTURE.graph));
+    state.set_store(store);
+    let server = Server::start(state);
+    // Even positions: random vectors (unlike the clustered data); odd: held-out rows like it.
+    let random = dataset::sphere(20, DIM, 4343);
+    let like = held_out(true, 20);
+    let queries: Vec<Vec<f32>> = random.rows().zip(like.rows()).flat_map(|(r, l)| [r.to_vec(), l.to_vec()]).collect();
+    let r = server.post_json("/collections/g/search/batch", &json!({"vectors": queries, "k": 10}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let listed: Vec<usize> = r.header("x-vectorwise-widened-queries").unwrap_or("").split(',').filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
+    let random_flagged = listed.iter().filter(|&&i| i % 2 == 0).count();
+    let like_flagged = listed.len() - random_flagged;
+    assert!(random_flagged >= 18, "{random_flagged} of 20 random queries named as widened: {listed:?}");
+    assert!(like_flagged <= 2, "{like_flagged} of 20 queries like the data named as widened: {listed:?}");
+    // The same queries one at a time agree with the batch.
+    let single: Vec<usize> = (0..queries.len())
+        .filter(|&i| server.post_json("/collections/g/search", &json!({"vector": queries[i], "k": 10})).header("x-vectorwise-widened") == Some("true"))
+        .collect();
+    assert_eq!(single, listed, "single searches and the batch name the same queries");
+    // A batch of queries none of which was widened: no header.
+    let calm: Vec<&Vec<f32>> = (0..queries.len()).filter(|i| !listed.contains(i)).map(|i| &queries[i]).collect();
+    let r = server.post_json("/collections/g/search/batch", &json!({"vectors": calm, "k": 10}));
+    assert_eq!((r.status, r.header("x-vectorwise-widened-queries")), (200, None));
 }

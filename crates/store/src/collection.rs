@@ -168,6 +168,9 @@ pub struct SearchOutcome {
     pub segments: usize,
     /// Present when the search had a filter.
     pub filter: Option<FilterReport>,
+    /// Whether a segment widened its search because the query was unlike
+    /// its calibration's (`vectorwise_index::widened_in`).
+    pub widened: bool,
 }
 
 /// What `GET /collections/{name}` shows of one segment.
@@ -744,6 +747,19 @@ impl Collection {
         selected: Option<&[Selected]>,
         recheck: Option<&Filter>,
     ) -> Result<SearchOutcome> {
+        let (outcome, widened) = vectorwise_index::widened_in(|| self.search_segments(set, query, opts, selected, recheck));
+        outcome.map(|o| SearchOutcome { widened, ..o })
+    }
+
+    /// [`Collection::search_in`] but for saying whether it was widened.
+    fn search_segments(
+        &self,
+        set: &SegmentSet,
+        query: &[f32],
+        opts: &SearchOptions,
+        selected: Option<&[Selected]>,
+        recheck: Option<&Filter>,
+    ) -> Result<SearchOutcome> {
         let filter = opts.filter.as_deref();
         // No lock: segments are read in the order points move between them
         // (sealed, frozen, then the mutable one; a write adds the new copy
@@ -872,6 +888,7 @@ impl Collection {
             expected_recall: expected,
             segments: set.sealed.len() + set.frozen.len() + 1,
             filter: report,
+            widened: false,
         })
     }
 
