@@ -158,7 +158,7 @@ impl ApiError {
                     S::Invalid { .. } | S::PayloadTooLarge { .. } | S::ResponseTooLarge { .. } | S::BadSnapshot(_) => {
                         StatusCode::UNPROCESSABLE_ENTITY
                     }
-                    S::DiskFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
+                    S::DiskFull { .. } | S::MergeNeedsRoom { .. } => StatusCode::INSUFFICIENT_STORAGE,
                     S::LogFailed => StatusCode::SERVICE_UNAVAILABLE,
                     S::Index(e) => engine_status(e),
                     S::Io { .. } | S::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,

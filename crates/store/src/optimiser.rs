@@ -69,7 +69,11 @@ fn run(weak: std::sync::Weak<Collection>, lane: Lane) {
                 }
             }
             Err(e) => {
-                tracing::error!(collection = c.name(), error = %e, ?lane, "optimiser step failed; retrying later");
+                if matches!(e, crate::Error::MergeNeedsRoom { .. }) {
+                    tracing::warn!(collection = c.name(), error = %e, "merge put off for lack of disk room; retrying later");
+                } else {
+                    tracing::error!(collection = c.name(), error = %e, ?lane, "optimiser step failed; retrying later");
+                }
                 let mut stats = c.optimiser.lock();
                 stats.last_error = Some(e.to_string());
                 stats.error_lane = Some(lane as u8);
@@ -148,6 +152,7 @@ fn merge_step(c: &Arc<Collection>) -> Result<bool> {
     let _one = c.merge_lock.lock();
     let set = c.set();
     let Some((inputs, rewrite)) = pick(c, &set) else { return Ok(false) };
+    check_room(c, &inputs)?;
     let _busy = Busy::new(c, Lane::Merge);
     merge(c, &inputs)?;
     let mut st = c.optimiser.lock();
@@ -157,6 +162,46 @@ fn merge_step(c: &Arc<Collection>) -> Result<bool> {
         st.merges += 1;
     }
     Ok(true)
+}
+
+/// Room a merge leaves on the disk for writes: its output must fit beside
+/// it. A tenth of the file system, at most 64 MiB. (Seals are never put
+/// off: each one lets the log shrink.)
+const MERGE_DISK_RESERVE: u64 = 64 << 20;
+
+/// Whether the disk has room for the merge of `inputs`: their files' bytes
+/// (the output holds at most their live points) plus the reserve
+/// ([`MERGE_DISK_RESERVE`], or a tenth of a smaller file system).
+/// A merge that filled the disk would turn writes away with 507 until it
+/// failed and its partial file was removed; put off instead, it is tried
+/// again with the optimiser's backoff, and reported in `last_error`.
+fn check_room(c: &Collection, inputs: &[Arc<SealedSegment>]) -> Result<()> {
+    let dir = segments_dir(&c.dir);
+    let need: u64 = inputs
+        .iter()
+        .map(|s| {
+            [index_name(s.id), payloads_name(s.id)].iter().map(|name| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len())).sum::<u64>()
+        })
+        .sum();
+    let Some((free, size)) = disk_space(&dir) else { return Ok(()) };
+    let reserve = MERGE_DISK_RESERVE.min(size / 10);
+    if free >= need.saturating_add(reserve) {
+        return Ok(());
+    }
+    Err(crate::Error::MergeNeedsRoom {
+        path: dir,
+        segments: inputs.len(),
+        need_mib: need.div_ceil(1 << 20),
+        free_mib: free >> 20,
+        reserve_mib: reserve >> 20,
+    })
+}
+
+/// Bytes an unprivileged process may still write on the file system
+/// holding `dir`, and its size (`statvfs`); `None` when it cannot be asked.
+fn disk_space(dir: &std::path::Path) -> Option<(u64, u64)> {
+    let st = rustix::fs::statvfs(dir).ok()?;
+    Some((st.f_bavail.saturating_mul(st.f_frsize), st.f_blocks.saturating_mul(st.f_frsize)))
 }
 
 /// Sealed segments worth merging or rewriting, if any.

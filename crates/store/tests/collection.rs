@@ -542,3 +542,76 @@ fn a_recreated_collection_is_a_new_incarnation() {
     let reopened = store.get("x").unwrap();
     assert!(reopened.incarnation() != first && reopened.incarnation() != b.incarnation());
 }
+
+/// A tmpfs of `mib` MiB at a temporary folder, unmounted on drop; `None`
+/// (the test skipped) when it cannot be mounted and
+/// `VECTORWISE_REQUIRE_TMPFS` is not set (CI sets it, and runs as root).
+struct Tmpfs {
+    dir: std::path::PathBuf,
+    _parent: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(mib: u64) -> Option<Tmpfs> {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("mnt");
+        std::fs::create_dir(&dir).unwrap();
+        let out = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={mib}m,mode=0700"), "tmpfs"]).arg(&dir).output();
+        match out {
+            Ok(o) if o.status.success() => Some(Tmpfs { dir, _parent: parent }),
+            other => {
+                let why = format!("{other:?}");
+                assert!(std::env::var_os("VECTORWISE_REQUIRE_TMPFS").is_none(), "cannot mount tmpfs and VECTORWISE_REQUIRE_TMPFS is set: {why}");
+                eprintln!("skipped: cannot mount tmpfs: {why}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let plain = std::process::Command::new("umount").arg(&self.dir).output();
+        if !plain.is_ok_and(|o| o.status.success()) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.dir).output();
+        }
+    }
+}
+
+/// Issue 20: a merge is put off, not started, when its output would leave
+/// the disk with less than the room writes keep (a tenth of this 96 MiB
+/// file system); writes and seals go on meanwhile, and the merge runs once
+/// there is room.
+#[test]
+fn a_merge_waits_for_disk_room_while_writes_and_seals_go_on() {
+    let Some(tmpfs) = Tmpfs::mount(96) else { return };
+    let store = Store::open(&tmpfs.dir.join("data"), SyncMode::Always).unwrap();
+    let (c, _) = store.create("c", config(16, Metric::L2, 500)).unwrap();
+    c.stop_optimiser();
+    // 90 MiB of the 96 taken: less free than the reserve, plenty for writes.
+    let filler = tmpfs.dir.join("filler");
+    std::fs::write(&filler, vec![1u8; 90 << 20]).unwrap();
+    let mut model = HashMap::new();
+    let mut refused = None;
+    for b in 0..4u64 {
+        let batch = points(500, 16, 40 + b, b * 500);
+        for p in &batch {
+            model.insert(p.id.as_num().unwrap(), p.vector.clone());
+        }
+        c.upsert(batch).unwrap();
+        if let Err(e) = c.optimise() {
+            refused = Some(e);
+        }
+    }
+    let e = refused.expect("the merge of four sealed segments was put off");
+    assert!(matches!(e, Error::MergeNeedsRoom { segments: 4, reserve_mib: 9, .. }), "{e}");
+    assert!(e.to_string().contains("merge of 4 segments put off"), "{e}");
+    let kinds = |c: &Collection| c.stats().segments.iter().filter(|s| s.kind == "sealed").map(|s| s.points).collect::<Vec<_>>();
+    assert_eq!(kinds(&c), vec![500; 4], "every batch sealed; nothing merged");
+    // Room again: the merge runs, and every point is there.
+    std::fs::remove_file(&filler).unwrap();
+    c.optimise().unwrap();
+    assert_eq!(kinds(&c), vec![2000]);
+    let ids: Vec<PointId> = model.keys().map(|&i| PointId::from(i)).collect();
+    assert_eq!(c.get(&ids, false, false).unwrap().len(), 2000);
+}
