@@ -368,6 +368,70 @@ def test_batch_used_per_request() -> None:
     assert BatchResult([]).used == SearchInfo() and BatchResult([]).consistent
 
 
+def test_widened_comes_from_its_header() -> None:
+    script = Script(
+        httpx.Response(200, json=hits(), headers={**USED, "x-vectorwise-widened": "true"}),
+        httpx.Response(200, json=hits(), headers=USED),  # not widened: no header
+        httpx.Response(200, json=hits(), headers={"X-VectorWise-Widened": "TRUE"}),
+        httpx.Response(200, json=hits(), headers={"x-vectorwise-widened": "false"}),
+        httpx.Response(200, json=hits()),  # an older server
+    )
+    vw, _ = client(script)
+    first = vw.search([1, 2], k=2).used
+    assert first.widened and first.profile == "high_accuracy"
+    assert first == SearchInfo(
+        "high_accuracy", "scan", "rerank=96", 960, 0.99, 0.9912, widened=True
+    )
+    assert [vw.search([1, 2], k=2).used.widened for _ in range(4)] == [False, True, False, False]
+    # widened alone makes an answer that reported something; nothing reported stays falsy.
+    assert SearchInfo(widened=True) and not SearchInfo() and SearchInfo().widened is False
+    # A single answer's header says nothing of a batch's rows, and vice versa.
+    assert SearchInfo.from_headers({"x-vectorwise-widened-queries": "0"}).widened is False
+    rows = SearchInfo.for_batch({"x-vectorwise-widened": "true"}, 2)
+    assert [r.widened for r in rows] == [False, False]
+    rows = SearchInfo.for_batch({"x-vectorwise-widened-queries": "0, 3,x,-1,9"}, 4)
+    assert [r.widened for r in rows] == [True, False, False, True]
+
+
+def widened_answer(rows: int, listed: str | None, collection: bool) -> httpx.Response:
+    """A batch answer of ``rows`` results, ``listed`` as its ``x-vectorwise-widened-queries``."""
+    item: Any = {"hits": [{"id": 1, "distance": 0.5}]} if collection else hits()
+    headers = {**USED} if listed is None else {**USED, "x-vectorwise-widened-queries": listed}
+    return httpx.Response(200, json={"results": [item] * rows}, headers=headers)
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+@pytest.mark.parametrize("collection", [None, "c"], ids=["demo", "collection"])
+def test_a_split_batch_maps_widened_indices_to_the_callers_rows(
+    binary: bool, collection: str | None
+) -> None:
+    # 8 rows in requests of 3: rows 0-2, 3-5, 6-7. Each request's indices count from
+    # its own first row; the last request has 2 rows, so its "2" names no row.
+    script = Script(
+        widened_answer(3, "0,2", collection is not None),
+        widened_answer(3, None, collection is not None),
+        widened_answer(2, "1,2", collection is not None),
+    )
+    vw, _ = client(script, batch_size=3, binary=binary)
+    batch = vw.search_batch(np.ones((8, 2)), k=2, collection=collection)
+    assert len(script.requests) == 3 and len(batch) == 8
+    assert [r.used.widened for r in batch] == [True, False, True, False, False, False, False, True]
+    assert batch.widened.tolist() == [r.used.widened for r in batch]
+    assert batch.widened.dtype == np.bool_ and batch.widened.mean() == 3 / 8
+    # The rest of each row's SearchInfo is its request's, and widened does not make
+    # the requests disagree; batch.used says whether any row was widened.
+    assert batch.consistent and all(r.used.profile == "high_accuracy" for r in batch)
+    assert batch.used.widened and batch.used.setting == "rerank=96"
+
+
+def test_a_batch_without_the_header_has_no_widened_rows() -> None:
+    script = Script(httpx.Response(200, json={"results": [hits()] * 3}, headers=USED))
+    vw, _ = client(script)
+    batch = vw.search_batch(np.ones((3, 2)), k=2)
+    assert batch.widened.tolist() == [False] * 3 and not batch.used.widened
+    assert BatchResult([]).widened.shape == (0,) and not BatchResult([]).used.widened
+
+
 def test_fallback_singles_report_used() -> None:
     script = Script(
         httpx.Response(404, json={"detail": "Not Found"}),

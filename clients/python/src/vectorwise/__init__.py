@@ -14,6 +14,7 @@
         batch.ids.shape                                       # (500, 10)
         hits = vw.search(np.random.rand(128), k=10, profile="high_accuracy")
         hits.used.setting, hits.used.expected_recall          # what the server searched with
+        hits.used.widened                                     # unlike the calibration: wider search
 
         vw.create_collection("docs", dimension=128, metric="cosine")
         vw.upsert("docs", ids, vectors, payloads=[{"title": ...}, ...])

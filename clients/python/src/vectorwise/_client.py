@@ -21,7 +21,7 @@ import urllib.parse
 import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, TypedDict, Union, cast, overload
 from urllib.parse import quote
@@ -286,6 +286,7 @@ class SearchInfo:
     them on a server older than search profiles, ``ef_search`` for an exact
     search, ``recall_target`` when no profile or target applied (a fixed
     ``ef_search``), ``expected_recall`` when the index has no calibration.
+    ``widened`` is ``False`` without its header.
 
     Attributes:
         profile: What chose the setting: ``low_latency``, ``balanced``,
@@ -298,6 +299,17 @@ class SearchInfo:
         expected_recall: The calibrated mean recall@k of the setting used.
         filter: A filtered collection search's `FilterInfo` (selectivity,
             allowed points, paths, unindexed keys); ``None`` without a filter.
+        widened: ``True`` when this query was unlike the queries the index
+            was calibrated with, so the server searched it more widely than
+            the setting to keep the recall promise (slower, not less
+            accurate). A single search reads it from ``x-vectorwise-widened:
+            true``; each row of a batch from whether its index is listed in
+            ``x-vectorwise-widened-queries`` (mapped to the caller's row
+            numbers when the batch went as several requests). ``False`` when
+            the server did not say: an older server, or the demo's
+            ``/search/batch`` on the served index file while the collection
+            ``default`` has not been written to. A rising share of widened
+            queries signals drift between the queries and the data.
     """
 
     profile: str | None = None
@@ -307,10 +319,16 @@ class SearchInfo:
     recall_target: float | None = None
     expected_recall: float | None = None
     filter: FilterInfo | None = None
+    widened: bool = False
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> SearchInfo:
-        """Parses ``X-VectorWise-*`` headers (an unparseable number counts as absent)."""
+        """Parses ``X-VectorWise-*`` headers (an unparseable number counts as absent).
+
+        ``widened`` is ``True`` iff ``x-vectorwise-widened`` says ``true`` (a
+        single search's answer); a batch's rows get theirs from
+        `for_batch`.
+        """
         h = {k.lower(): v for k, v in headers.items()}
         return cls(
             profile=h.get("x-vectorwise-profile"),
@@ -320,7 +338,22 @@ class SearchInfo:
             recall_target=_header_float(h.get("x-vectorwise-recall-target")),
             expected_recall=_header_float(h.get("x-vectorwise-expected-recall")),
             filter=FilterInfo.from_headers(h),
+            widened=h.get("x-vectorwise-widened", "").strip().lower() == "true",
         )
+
+    @classmethod
+    def for_batch(cls, headers: Mapping[str, str], n: int) -> list[SearchInfo]:
+        """One `SearchInfo` per query of a batch answer of ``n`` queries, in request order.
+
+        Each is `from_headers`, with ``widened`` ``True`` iff the query's
+        index in this request (from 0) is listed in
+        ``x-vectorwise-widened-queries``. Items that are not indices of this
+        request are ignored; no header: none widened.
+        """
+        info = cls.from_headers(headers)
+        listed = _widened_queries(headers)
+        plain, widened = replace(info, widened=False), replace(info, widened=True)
+        return [widened if i in listed else plain for i in range(n)]
 
     @property
     def exact(self) -> bool:
@@ -329,10 +362,21 @@ class SearchInfo:
 
     def __bool__(self) -> bool:
         """False when the server reported nothing (a server without search profiles)."""
-        return any(v is not None for v in vars(self).values())
+        return self.widened or any(v is not None for k, v in vars(self).items() if k != "widened")
 
 
 _NO_INFO = SearchInfo()
+
+
+def _widened_queries(headers: Mapping[str, str]) -> frozenset[int]:
+    """The indices ``x-vectorwise-widened-queries`` lists (unparseable items ignored)."""
+    value = next((v for k, v in headers.items() if k.lower() == "x-vectorwise-widened-queries"), "")
+    out = set()
+    for item in value.split(","):
+        i = _header_int(item.strip())
+        if i is not None and i >= 0:
+            out.add(i)
+    return frozenset(out)
 
 
 @dataclass(frozen=True, eq=False)
@@ -395,6 +439,10 @@ class BatchResult(Sequence[SearchResult]):
     is its own request's, and ``batch.used`` the first request's (they agree
     unless the server changed its configuration in between, see
     ``consistent``).
+
+    Widening is per query: ``batch[i].used.widened`` says whether row ``i``
+    was widened, ``widened`` gives every row's as a bool array, and
+    ``batch.used.widened`` whether any row was.
     """
 
     def __init__(self, results: Sequence[SearchResult]) -> None:
@@ -402,13 +450,26 @@ class BatchResult(Sequence[SearchResult]):
 
     @property
     def used(self) -> SearchInfo:
-        """What the server searched with (the first request's, see the class docs)."""
-        return self._results[0].used if self._results else _NO_INFO
+        """What the server searched with (the first request's, see the class docs);
+        its ``widened`` is whether any query of the batch was widened."""
+        if not self._results:
+            return _NO_INFO
+        first = self._results[0].used
+        return replace(first, widened=any(r.used.widened for r in self._results))
+
+    @property
+    def widened(self) -> npt.NDArray[np.bool_]:
+        """Each query's ``used.widened``, shape ``(n_queries,)``: which queries were
+        unlike the index's calibration queries and searched more widely (see
+        `SearchInfo`). ``batch.widened.mean()`` is the widened share."""
+        return np.array([r.used.widened for r in self._results], dtype=np.bool_)
 
     @property
     def consistent(self) -> bool:
-        """Whether every request of the batch was answered with the same `SearchInfo`."""
-        return all(r.used == self.used for r in self._results)
+        """Whether every request of the batch was answered with the same `SearchInfo`
+        (``widened`` aside: it is each query's own)."""
+        first = replace(self.used, widened=False)
+        return all(replace(r.used, widened=False) == first for r in self._results)
 
     @overload
     def __getitem__(self, i: int) -> SearchResult: ...
@@ -1675,6 +1736,11 @@ class VectorWiseClient:
             hits = vw.search(q, k=10, profile="high_accuracy")
             hits.used.setting, hits.used.expected_recall   # e.g. 'rerank=96', 0.9912
 
+        ``hits.used.widened`` is ``True`` when the query was unlike the
+        index's calibration queries and the server searched it more widely
+        to keep the promise (``x-vectorwise-widened``; ``False`` on a server
+        that does not say).
+
         Args:
             vector: The query: a 1-D numpy array (any float or int dtype) or a
                 sequence of numbers, of the index's dimension. The server scales
@@ -1827,7 +1893,14 @@ class VectorWiseClient:
         Returns:
             A `BatchResult`: a sequence of `SearchResult`, with ``.ids`` and
             ``.distances`` as ``(n_queries, k)`` arrays and ``.used`` (a
-            `SearchInfo`) saying what the server searched with.
+            `SearchInfo`) saying what the server searched with. Row ``i``'s
+            ``batch[i].used.widened`` says whether that query was widened
+            (listed in its request's ``x-vectorwise-widened-queries``, whose
+            indices count from that request's first row; the client maps
+            them to row numbers of ``matrix``); ``batch.widened`` is all of
+            them as a bool array. The demo's ``/search/batch`` on the served
+            index file does not say (all ``False``) until the collection
+            ``default`` has been written to.
         """
         options = {**options, **_search_settings(profile, recall_target, ef_search, self.validate)}
         if filter is not None:
@@ -1846,7 +1919,7 @@ class VectorWiseClient:
 
         def take(start: int, end: int, response: httpx.Response) -> None:
             self._has_batch = True
-            used = SearchInfo.from_headers(response.headers)
+            used = SearchInfo.for_batch(response.headers, end - start)
             results.extend(self._parse_batch(self._json(response), end - start, used))
 
         done = 0
@@ -1887,7 +1960,7 @@ class VectorWiseClient:
                     continue
                 raise error_from_response(response, _relocate_batch(start))
             self._has_batch = True
-            used = SearchInfo.from_headers(response.headers)
+            used = SearchInfo.for_batch(response.headers, end - start)
             results.extend(self._parse_batch(self._json(response), end - start, used))
             start = end
         return BatchResult(results)
@@ -2300,10 +2373,11 @@ class VectorWiseClient:
                 raise UnexpectedResponse(
                     f"expected {end - start} results in a batch answer: {str(body)[:200]!r}"
                 )
-            used = SearchInfo.from_headers(response.headers)
+            # Indices in the header count from this request's first row.
+            used = SearchInfo.for_batch(response.headers, end - start)
             results.extend(
-                CollectionSearchResult._from_hits(item, used, with_payload, with_vector)
-                for item in items
+                CollectionSearchResult._from_hits(item, info, with_payload, with_vector)
+                for item, info in zip(items, used)
             )
 
         done = self._binary_batch(path, arr, k, fields, take)
@@ -2602,13 +2676,17 @@ class VectorWiseClient:
         return BatchResult(results)
 
     @staticmethod
-    def _parse_batch(body: Any, expected: int, used: SearchInfo = _NO_INFO) -> list[SearchResult]:
+    def _parse_batch(
+        body: Any, expected: int, used: Sequence[SearchInfo] = ()
+    ) -> list[SearchResult]:
+        """A batch answer's ``expected`` results, row ``i`` with ``used[i]`` (none: no info)."""
         items = body.get("results") if isinstance(body, dict) else None
         if not isinstance(items, list) or len(items) != expected:
             raise UnexpectedResponse(
                 f"expected {expected} results in a batch answer: {str(body)[:200]!r}"
             )
-        return [SearchResult._from_json(item, used) for item in items]
+        infos = list(used) or [_NO_INFO] * expected
+        return [SearchResult._from_json(item, info) for item, info in zip(items, infos)]
 
     @staticmethod
     def _json(response: httpx.Response) -> Any:
