@@ -998,7 +998,8 @@ pub(crate) async fn search_all(
 /// The k nearest live points of the collection, merged over its segments by exact distance.
 #[utoipa::path(post, path = "/collections/{name}/search", tag = "search", operation_id = "search_collection", request_body = CollectionSearchRequest,
     params(("name" = String, Path, description = "Collection name")),
-    responses((status = 200, description = "min(k, points) hits, nearest first", body = CollectionSearchResponse),
+    responses((status = 200, description = "min(k, points) hits, nearest first", body = CollectionSearchResponse,
+            headers(("x-vectorwise-widened" = bool, description = "`true` when the query was unlike the calibration's queries and was searched more widely to keep the promise; absent otherwise"))),
         (status = 400, description = "The vector's length is not the collection's dimension, or a binary body is not one vector of it", body = ErrorResponse),
         (status = 404, description = "No such collection", body = ErrorResponse),
         (status = 422, description = "Invalid body", body = ValidationErrorResponse),
