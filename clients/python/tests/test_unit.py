@@ -391,6 +391,9 @@ def test_widened_comes_from_its_header() -> None:
     assert [r.widened for r in rows] == [False, False]
     rows = SearchInfo.for_batch({"x-vectorwise-widened-queries": "0, 3,x,-1,9"}, 4)
     assert [r.widened for r in rows] == [True, False, False, True]
+    # Ranges (runs of widened queries), clipped to the request's rows.
+    rows = SearchInfo.for_batch({"x-vectorwise-widened-queries": "1-3,5, 6-999999999"}, 8)
+    assert [r.widened for r in rows] == [False, True, True, True, False, True, True, True]
 
 
 def widened_answer(rows: int, listed: str | None, collection: bool) -> httpx.Response:

@@ -67,7 +67,7 @@ pub struct Args {
     /// Largest request body in bytes; larger ones get 413.
     #[arg(long, env = "VECTORWISE_BODY_LIMIT", default_value_t = 4 * 1024 * 1024)]
     pub body_limit: usize,
-    /// Seconds a client may take to send a request body (slower: 400).
+    /// Seconds a client may take to send a search's or a write's whole body, and the longest pause within any body (slower: 400).
     #[arg(long, env = "VECTORWISE_BODY_TIMEOUT", default_value_t = 30)]
     pub body_timeout: u64,
     /// Seconds a client has to send a request's headers, from the

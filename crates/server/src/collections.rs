@@ -1055,12 +1055,31 @@ pub(crate) async fn search(
     Ok(crate::routes::keep(&state, key, headers, body, took, shareable))
 }
 
-/// A batch's widened queries (their indices, comma-separated) in
-/// `x-vectorwise-widened-queries`, when there are any.
+/// Longest `x-vectorwise-widened-queries` value sent: proxies refuse large
+/// header sections (nginx by default past 4 KiB: a 502).
+const WIDENED_LIST_MAX: usize = 2048;
+
+/// A batch's widened queries, when there are any: how many in
+/// `x-vectorwise-widened-count`, and which in `x-vectorwise-widened-queries`
+/// as indices and ranges (`0-3,7,9-12`), left out when that would pass
+/// [`WIDENED_LIST_MAX`] bytes.
 pub(crate) fn widened_queries(headers: &mut HeaderMap, widened: impl Iterator<Item = bool>) {
-    let list: Vec<String> = widened.enumerate().filter(|(_, w)| *w).map(|(i, _)| i.to_string()).collect();
-    if !list.is_empty()
-        && let Ok(value) = axum::http::HeaderValue::from_str(&list.join(","))
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    let mut count = 0;
+    for (i, _) in widened.enumerate().filter(|(_, w)| *w) {
+        count += 1;
+        match runs.last_mut() {
+            Some((_, end)) if *end + 1 == i => *end = i,
+            _ => runs.push((i, i)),
+        }
+    }
+    if count == 0 {
+        return;
+    }
+    headers.insert(crate::resolve::header::WIDENED_COUNT, axum::http::HeaderValue::from(count));
+    let list = runs.iter().map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect::<Vec<_>>().join(",");
+    if list.len() <= WIDENED_LIST_MAX
+        && let Ok(value) = axum::http::HeaderValue::from_str(&list)
     {
         headers.insert(crate::resolve::header::WIDENED_QUERIES, value);
     }
@@ -1070,7 +1089,8 @@ pub(crate) fn widened_queries(headers: &mut HeaderMap, widened: impl Iterator<It
 #[utoipa::path(post, path = "/collections/{name}/search/batch", tag = "search", operation_id = "search_collection_batch", request_body = CollectionSearchBatchRequest,
     params(("name" = String, Path, description = "Collection name")),
     responses((status = 200, description = "One result per vector", body = CollectionSearchBatchResponse,
-            headers(("x-vectorwise-widened-queries" = String, description = "The indices (comma-separated, from 0) of the vectors that were unlike the calibration's queries and were searched more widely; absent when none was"))),
+            headers(("x-vectorwise-widened-queries" = String, description = "The vectors (indices from 0, and ranges: `0-3,7,9-12`) that were unlike the calibration's queries and were searched more widely; absent when none was, or when the list would pass 2 KiB"),
+                ("x-vectorwise-widened-count" = usize, description = "How many vectors were widened; absent when none was"))),
         (status = 400, description = "A vector's length is not the collection's dimension, or a binary body is not whole vectors of it", body = ErrorResponse),
         (status = 404, description = "No such collection", body = ErrorResponse),
         (status = 422, description = "Invalid body", body = ValidationErrorResponse),

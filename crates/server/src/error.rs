@@ -43,6 +43,10 @@ pub enum ApiError {
     #[error("Could not read the request body")]
     BodyRead(#[source] axum::Error),
 
+    /// The whole body took longer than `--body-timeout` to arrive (400).
+    #[error("Could not read the request body: it took longer than {secs} s to arrive (--body-timeout)")]
+    BodyTooSlow { secs: f64 },
+
     /// No index yet: the CLI is still loading or building it (503).
     #[error("Index not loaded yet")]
     IndexLoading,
@@ -133,7 +137,8 @@ impl ApiError {
             | ApiError::BatchDimensionMismatch { .. }
             | ApiError::RawBodyLength { .. }
             | ApiError::NpyWidth { .. }
-            | ApiError::BodyRead(_) => {
+            | ApiError::BodyRead(_)
+            | ApiError::BodyTooSlow { .. } => {
                 StatusCode::BAD_REQUEST
             }
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

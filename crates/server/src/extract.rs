@@ -79,7 +79,8 @@ pub(crate) async fn read_body(req: Request, state: &AppState) -> Result<Bytes, A
     // body (a byte every few seconds would otherwise hold a request open).
     let total = state.config().body_timeout;
     let read = tokio::time::timeout(total, Bytes::from_request(req, state)).await.map_err(|_| {
-        ApiError::BodyRead(axum::Error::new(format!("the request body took longer than {} s to arrive", total.as_secs())))
+        tracing::info!(timeout_s = total.as_secs_f64(), "request body refused: slower than --body-timeout");
+        ApiError::BodyTooSlow { secs: total.as_secs_f64() }
     })?;
     read.map_err(|rejection| match rejection {
         BytesRejection::FailedToBufferBody(e) if is_length_limit(&e) => ApiError::PayloadTooLarge { limit },

@@ -38,15 +38,17 @@ pub(crate) mod header {
     /// `true` when the query was unlike the calibration's and was searched
     /// more widely to keep its promise (single searches; absent otherwise).
     pub const WIDENED: &str = "x-vectorwise-widened";
-    /// A batch on a collection: the indices (comma-separated, from 0) of its
-    /// queries that were widened (absent when none was).
+    /// A batch on a collection: its queries that were widened, as indices
+    /// from 0 and ranges (`0-3,7`); absent when none was, or past 2 KiB.
     pub const WIDENED_QUERIES: &str = "x-vectorwise-widened-queries";
+    /// A batch on a collection: how many of its queries were widened.
+    pub const WIDENED_COUNT: &str = "x-vectorwise-widened-count";
     /// `hit` or `miss`: whether the answer came from the hot-query cache.
     pub const CACHE: &str = crate::cache::HEADER;
     /// On a hit, `memory` or `redis`: which cache tier answered.
     pub const CACHE_TIER: &str = crate::cache::TIER_HEADER;
     /// All of them, for CORS `Access-Control-Expose-Headers`.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 16] = [
         PROFILE,
         METHOD,
         SETTING,
@@ -60,6 +62,7 @@ pub(crate) mod header {
         FILTER_UNINDEXED,
         WIDENED,
         WIDENED_QUERIES,
+        WIDENED_COUNT,
         CACHE,
         CACHE_TIER,
     ];

@@ -295,7 +295,8 @@ pub(crate) fn keep(state: &AppState, key: Option<Keys>, headers: HeaderMap, body
             ("x-vectorwise-ef-search" = usize, description = "Candidates examined (HNSW beam width, or the scan's rerank × k); absent for exact"),
             ("x-vectorwise-recall-target" = f64, description = "The recall@k asked for (profile or recall_target), when one was"),
             ("x-vectorwise-expected-recall" = f64, description = "Calibrated mean recall@k of the setting; absent when the index has no calibration"),
-            ("x-vectorwise-widened-queries" = String, description = "Once the collection `default` has been written to: the indices (comma-separated, from 0) of the queries that were unlike the calibration's and were searched more widely; absent when none was (and on the served index file, which does not say)"),
+            ("x-vectorwise-widened-queries" = String, description = "Once the collection `default` has been written to: the queries (indices from 0, and ranges: `0-3,7`) that were unlike the calibration's and were searched more widely; absent when none was, when the list would pass 2 KiB, and on the served index file (which does not say)"),
+            ("x-vectorwise-widened-count" = usize, description = "Once the collection `default` has been written to: how many queries were widened; absent when none was"),
         )),
         (status = 400, description = "A query's length is not the index's dimension (the detail names \
             the query), or a binary body is not whole queries of it; or the body could not be read (sent slower than --body-timeout, or cut off)",

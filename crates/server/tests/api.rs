@@ -504,6 +504,7 @@ async fn trickled_uploads_time_out_with_400() {
         .await
         .expect("the server answered");
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.json()["detail"].as_str().unwrap().contains("took longer than"), "{}", r.json());
     assert!(started.elapsed() < std::time::Duration::from_secs(2), "cut off at the timeout, not at the body's end");
 }
 

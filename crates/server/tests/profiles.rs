@@ -338,7 +338,17 @@ fn collection_searches_and_batches_say_which_queries_were_widened() {
     let queries: Vec<Vec<f32>> = random.rows().zip(like.rows()).flat_map(|(r, l)| [r.to_vec(), l.to_vec()]).collect();
     let r = server.post_json("/collections/g/search/batch", &json!({"vectors": queries, "k": 10}));
     assert_eq!(r.status, 200, "{}", r.body);
-    let listed: Vec<usize> = r.header("x-vectorwise-widened-queries").unwrap_or("").split(',').filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
+    let listed: Vec<usize> = r
+        .header("x-vectorwise-widened-queries")
+        .unwrap_or("")
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .flat_map(|s| match s.split_once('-') {
+            Some((a, b)) => a.parse::<usize>().unwrap()..=b.parse().unwrap(),
+            None => s.parse().unwrap()..=s.parse().unwrap(),
+        })
+        .collect();
+    assert_eq!(r.header("x-vectorwise-widened-count").map(|c| c.parse::<usize>().unwrap()), Some(listed.len()));
     let random_flagged = listed.iter().filter(|&&i| i % 2 == 0).count();
     let like_flagged = listed.len() - random_flagged;
     assert!(random_flagged >= 18, "{random_flagged} of 20 random queries named as widened: {listed:?}");
@@ -348,6 +358,11 @@ fn collection_searches_and_batches_say_which_queries_were_widened() {
         .filter(|&i| server.post_json("/collections/g/search", &json!({"vector": queries[i], "k": 10})).header("x-vectorwise-widened") == Some("true"))
         .collect();
     assert_eq!(single, listed, "single searches and the batch name the same queries");
+    // Runs of widened queries are ranges: twelve random queries in a row.
+    let run: Vec<Vec<f32>> = random.rows().take(12).map(<[f32]>::to_vec).chain(like.rows().take(1).map(<[f32]>::to_vec)).collect();
+    let r = server.post_json("/collections/g/search/batch", &json!({"vectors": run, "k": 10}));
+    let value = r.header("x-vectorwise-widened-queries").unwrap_or("");
+    assert!(value.starts_with("0-") && !value.contains("12"), "{value}");
     // A batch of queries none of which was widened: no header.
     let calm: Vec<&Vec<f32>> = (0..queries.len()).filter(|i| !listed.contains(i)).map(|i| &queries[i]).collect();
     let r = server.post_json("/collections/g/search/batch", &json!({"vectors": calm, "k": 10}));

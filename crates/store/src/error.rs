@@ -34,8 +34,8 @@ pub enum Error {
     /// A merge was put off: the disk holding `path` has too little room
     /// for its output beside what writes need. Only the optimiser meets it
     /// (its `last_error`); writes go on.
-    #[error("merge of {segments} segments put off: it writes about {need_mib} MiB and the disk holding {path} has {free_mib} MiB free, of which {reserve_mib} MiB stay for writes")]
-    MergeNeedsRoom { path: PathBuf, segments: usize, need_mib: u64, free_mib: u64, reserve_mib: u64 },
+    #[error("{what} put off: it writes about {need_mib} MiB and the disk holding {path} has {free_mib} MiB free, of which {reserve_mib} MiB stay for writes")]
+    MergeNeedsRoom { path: PathBuf, what: String, need_mib: u64, free_mib: u64, reserve_mib: u64 },
 
     /// The log failed to sync earlier: what it holds past that point is
     /// unknown, so writes are refused until the server restarts (and

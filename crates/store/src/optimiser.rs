@@ -69,8 +69,12 @@ fn run(weak: std::sync::Weak<Collection>, lane: Lane) {
                 }
             }
             Err(e) => {
-                if matches!(e, crate::Error::MergeNeedsRoom { .. }) {
-                    tracing::warn!(collection = c.name(), error = %e, "merge put off for lack of disk room; retrying later");
+                if let crate::Error::MergeNeedsRoom { what, .. } = &e {
+                    // Retried at every wake-up (each seal wakes the lanes):
+                    // said again only for another merge or rewrite.
+                    if !c.optimiser.lock().last_error.as_deref().is_some_and(|last| last.starts_with(what.as_str())) {
+                        tracing::warn!(collection = c.name(), error = %e, "merge put off for lack of disk room; retrying later");
+                    }
                 } else {
                     tracing::error!(collection = c.name(), error = %e, ?lane, "optimiser step failed; retrying later");
                 }
@@ -151,8 +155,22 @@ fn seal_step(c: &Arc<Collection>) -> Result<bool> {
 fn merge_step(c: &Arc<Collection>) -> Result<bool> {
     let _one = c.merge_lock.lock();
     let set = c.set();
-    let Some((inputs, rewrite)) = pick(c, &set) else { return Ok(false) };
-    check_room(c, &inputs)?;
+    // The first candidate the disk has room for: a rewrite put off must
+    // not hold back a small merge that fits.
+    let mut refused = None;
+    let mut chosen = None;
+    for (inputs, rewrite) in candidates(c, &set) {
+        match check_room(c, &inputs, rewrite) {
+            Ok(()) => {
+                chosen = Some((inputs, rewrite));
+                break;
+            }
+            Err(e) => refused = refused.or(Some(e)),
+        }
+    }
+    let Some((inputs, rewrite)) = chosen else {
+        return refused.map_or(Ok(false), Err);
+    };
     let _busy = Busy::new(c, Lane::Merge);
     merge(c, &inputs)?;
     let mut st = c.optimiser.lock();
@@ -175,22 +193,31 @@ const MERGE_DISK_RESERVE: u64 = 64 << 20;
 /// A merge that filled the disk would turn writes away with 507 until it
 /// failed and its partial file was removed; put off instead, it is tried
 /// again with the optimiser's backoff, and reported in `last_error`.
-fn check_room(c: &Collection, inputs: &[Arc<SealedSegment>]) -> Result<()> {
+fn check_room(c: &Collection, inputs: &[Arc<SealedSegment>], rewrite: bool) -> Result<()> {
     let dir = segments_dir(&c.dir);
-    let need: u64 = inputs
-        .iter()
-        .map(|s| {
-            [index_name(s.id), payloads_name(s.id)].iter().map(|name| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len())).sum::<u64>()
+    // Every file of the inputs but their deleted sets: the index, the
+    // payloads and the payload indexes (`.pidx-*`).
+    let prefixes: Vec<String> = inputs.iter().map(|s| format!("{:012}.", s.id)).collect();
+    let need: u64 = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            prefixes.iter().any(|p| name.starts_with(p.as_str())) && !name.contains(".deleted")
         })
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
         .sum();
     let Some((free, size)) = disk_space(&dir) else { return Ok(()) };
     let reserve = MERGE_DISK_RESERVE.min(size / 10);
     if free >= need.saturating_add(reserve) {
         return Ok(());
     }
+    let what = if rewrite { format!("rewrite of segment {}", inputs[0].id) } else { format!("merge of {} segments", inputs.len()) };
     Err(crate::Error::MergeNeedsRoom {
         path: dir,
-        segments: inputs.len(),
+        what,
         need_mib: need.div_ceil(1 << 20),
         free_mib: free >> 20,
         reserve_mib: reserve >> 20,
@@ -204,11 +231,22 @@ fn disk_space(dir: &std::path::Path) -> Option<(u64, u64)> {
     Some((st.f_bavail.saturating_mul(st.f_frsize), st.f_blocks.saturating_mul(st.f_frsize)))
 }
 
-/// Sealed segments worth merging or rewriting, if any.
-fn pick(c: &Collection, set: &SegmentSet) -> Option<(Vec<Arc<SealedSegment>>, bool)> {
-    if let Some(s) = set.sealed.iter().find(|s| s.deleted() > 0 && s.deleted() as f64 >= REWRITE_DELETED * s.len() as f64) {
-        return Some((vec![Arc::clone(s)], true));
-    }
+/// Sealed segments worth merging or rewriting, best first: every segment
+/// with many deletions (a rewrite), then a group of the lowest tier that
+/// has one.
+fn candidates(c: &Collection, set: &SegmentSet) -> Vec<(Vec<Arc<SealedSegment>>, bool)> {
+    let mut out: Vec<(Vec<Arc<SealedSegment>>, bool)> = set
+        .sealed
+        .iter()
+        .filter(|s| s.deleted() > 0 && s.deleted() as f64 >= REWRITE_DELETED * s.len() as f64)
+        .map(|s| (vec![Arc::clone(s)], true))
+        .collect();
+    out.extend(pick_merge(c, set).map(|g| (g, false)));
+    out
+}
+
+/// Sealed segments of the lowest tier holding enough of them to merge.
+fn pick_merge(c: &Collection, set: &SegmentSet) -> Option<Vec<Arc<SealedSegment>>> {
     let tier = |n: usize| {
         let mut t = 0;
         let mut size = c.config().seal_points.max(1) * MERGE_FACTOR;
@@ -230,7 +268,7 @@ fn pick(c: &Collection, set: &SegmentSet) -> Option<(Vec<Arc<SealedSegment>>, bo
             best = Some((t, group));
         }
     }
-    best.map(|(_, g)| (g, false))
+    best.map(|(_, g)| g)
 }
 
 /// The live points of a frozen segment, built into a sealed one.

@@ -347,11 +347,11 @@ class SearchInfo:
 
         Each is `from_headers`, with ``widened`` ``True`` iff the query's
         index in this request (from 0) is listed in
-        ``x-vectorwise-widened-queries``. Items that are not indices of this
+        ``x-vectorwise-widened-queries`` (indices and ranges: ``0-3,7``). Items that are not indices of this
         request are ignored; no header: none widened.
         """
         info = cls.from_headers(headers)
-        listed = _widened_queries(headers)
+        listed = _widened_queries(headers, n)
         plain, widened = replace(info, widened=False), replace(info, widened=True)
         return [widened if i in listed else plain for i in range(n)]
 
@@ -368,14 +368,18 @@ class SearchInfo:
 _NO_INFO = SearchInfo()
 
 
-def _widened_queries(headers: Mapping[str, str]) -> frozenset[int]:
-    """The indices ``x-vectorwise-widened-queries`` lists (unparseable items ignored)."""
+def _widened_queries(headers: Mapping[str, str], n: int) -> frozenset[int]:
+    """The indices ``x-vectorwise-widened-queries`` lists, as indices and ranges
+    (``0-3,7``; unparseable items ignored). The server leaves the list out past 2 KiB
+    (``x-vectorwise-widened-count`` still says how many): then none is named."""
     value = next((v for k, v in headers.items() if k.lower() == "x-vectorwise-widened-queries"), "")
-    out = set()
+    out: set[int] = set()
     for item in value.split(","):
-        i = _header_int(item.strip())
-        if i is not None and i >= 0:
-            out.add(i)
+        first, _, last = item.strip().partition("-")
+        a = _header_int(first.strip())
+        b = _header_int(last.strip()) if last else a
+        if a is not None and b is not None and 0 <= a <= b:
+            out.update(range(a, min(b, n - 1) + 1))  # indices past the request's are not its
     return frozenset(out)
 
 
