@@ -451,6 +451,27 @@ impl Index {
             }
             _ => Vec::new(),
         };
+        // A query unlike the calibration's is widened here too (as
+        // `widen_far` does unfiltered): the scan paths score every allowed
+        // point by SQ8, the graph walks with FAR_EF_FACTOR times the beam.
+        // The SQ8 and exact paths read every allowed point already.
+        if matches!(path, FilteredPath::Scan | FilteredPath::Graph)
+            && found.len() >= want
+            && self.calibration().is_some_and(|c| c.is_hard(&prepared, k, &found))
+        {
+            crate::count_widened();
+            let wider = match scan {
+                Some(view) => view.search_sq8_allowed(rows, &prepared, k, rerank.max(exact_keep(k)), allow),
+                None => {
+                    let share = allowed as f64 / self.len().max(1) as f64;
+                    let ef = ((params.ef_search.max(k) as f64 / share).ceil() as usize).saturating_mul(FAR_EF_FACTOR).min(self.len());
+                    let mut walked = self.searcher(Method::Hnsw)?.search(&prepared, ef, &SearchParams { ef_search: ef, ..*params }, None);
+                    walked.retain(|s| allow.contains(s.offset));
+                    walked
+                }
+            };
+            found = crate::topk::merge(found, wider, k);
+        }
         let path = if path != FilteredPath::Exact && found.len() >= want {
             path
         } else {
