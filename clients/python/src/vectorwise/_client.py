@@ -918,17 +918,23 @@ def _npy_bytes(arr: npt.NDArray[np.float32]) -> bytes:
     return out.getvalue()
 
 
-def _refuses_binary(response: httpx.Response) -> bool:
-    """Whether ``response`` is a server's refusal of a body that is not JSON (422
-    ``model_attributes_type`` at ``["body"]``): a server older than binary bodies."""
+def _validation_detail(response: httpx.Response) -> list[Any] | None:
+    """The ``detail`` list of a 422 answer; ``None`` for another status or body."""
     if response.status_code != 422:
-        return False
+        return None
     try:
         detail = response.json().get("detail")
     except (ValueError, AttributeError):
-        return False
+        return None
+    return detail if isinstance(detail, list) else None
+
+
+def _refuses_binary(response: httpx.Response) -> bool:
+    """Whether ``response`` is a server's refusal of a body that is not JSON (422
+    ``model_attributes_type`` at ``["body"]``): a server older than binary bodies."""
+    detail = _validation_detail(response)
     return (
-        isinstance(detail, list)
+        detail is not None
         and len(detail) == 1
         and isinstance(detail[0], dict)
         and detail[0].get("loc") == ["body"]
@@ -1260,13 +1266,8 @@ def _part_item(e: Any) -> bool:
 
 def _names_points(response: httpx.Response) -> bool:
     """Whether ``response`` is a 422 whose every problem is one item of a form's part."""
-    if response.status_code != 422:
-        return False
-    try:
-        detail = response.json().get("detail")
-    except (ValueError, AttributeError):
-        return False
-    return isinstance(detail, list) and bool(detail) and all(_part_item(e) for e in detail)
+    detail = _validation_detail(response)
+    return bool(detail) and all(_part_item(e) for e in detail or [])
 
 
 def _relocate_parts(offset: int) -> Callable[[Any], Any]:
@@ -1447,13 +1448,8 @@ def _server_max_batch(
 
     ``field`` ``None``: a binary batch, whose rows are the body (``["body"]``).
     """
-    if response.status_code != 422:
-        return None
-    try:
-        detail = response.json().get("detail")
-    except (ValueError, AttributeError):
-        return None
-    if isinstance(detail, list) and len(detail) == 1 and isinstance(detail[0], dict):
+    detail = _validation_detail(response)
+    if detail is not None and len(detail) == 1 and isinstance(detail[0], dict):
         e = detail[0]
         limit = (e.get("ctx") or {}).get("max_length")
         loc = ["body"] if field is None else ["body", field]
