@@ -1,5 +1,6 @@
 """VectorWise's own write path over HTTP, measured from one Python process.
 
+    VECTORWISE_CACHE_BYTES=0 vectorwise serve --data-dir DIR ...   # no answer cache
     python bench/ingest/server_ingest.py --url http://127.0.0.1:8000 --n 1000000 [--body form]
 
 Makes N x D clustered unit vectors (64 Gaussian clusters, seed 1) with three
@@ -34,6 +35,10 @@ def conn():
     return http.client.HTTPConnection(u.hostname, u.port, timeout=600)
 
 BOUNDARY = b"vw-ingest-5e0c2b1d"
+# Searches answered by the server's answer cache: the same queries repeat, so
+# a server with its cache on times the cache, not the search. Start it with
+# VECTORWISE_CACHE_BYTES=0; a run that met the cache says so and fails.
+CACHE_HITS = [0]
 FORM = "multipart/form-data; boundary=" + BOUNDARY.decode()
 
 def call(c, method, path, body=None, content_type="application/json"):
@@ -50,6 +55,8 @@ def call(c, method, path, body=None, content_type="application/json"):
             c.close()
             if attempt:
                 raise
+    if r.getheader("x-vectorwise-cache") == "hit":
+        CACHE_HITS[0] += 1
     return r.status, (json.loads(raw) if raw else None)
 
 rng = np.random.default_rng(1)
@@ -151,4 +158,7 @@ print(json.dumps({
     "deleted": len(drop), "optimiser_idle_after_delete_s": round(idle2_s, 1),
     "recall_at_10_after_delete": round(recall(del_found, truth(live)), 4),
     "segments_after_delete": [(g["kind"], g["points"], g["deleted"], g["method"]) for g in info2["segments"]],
+    "cache_hits": CACHE_HITS[0],
 }))
+if CACHE_HITS[0]:
+    raise SystemExit(f"{CACHE_HITS[0]} searches were answered by the answer cache: start the server with VECTORWISE_CACHE_BYTES=0")
