@@ -442,10 +442,7 @@ impl Index {
                 found
             }
             (FilteredPath::Graph, _) => {
-                let share = allowed as f64 / self.len().max(1) as f64;
-                let ef = ((params.ef_search.max(k) as f64 / share).ceil() as usize).min(self.len());
-                let mut walked = self.searcher(Method::Hnsw)?.search(&prepared, ef, &SearchParams { ef_search: ef, ..*params }, None);
-                walked.retain(|s| allow.contains(s.offset));
+                let mut walked = self.walk_allowed(&prepared, k, params, allow, allowed, 1)?;
                 walked.truncate(k);
                 walked
             }
@@ -462,13 +459,7 @@ impl Index {
             crate::count_widened();
             let wider = match scan {
                 Some(view) => view.search_sq8_allowed(rows, &prepared, k, rerank.max(exact_keep(k)), allow),
-                None => {
-                    let share = allowed as f64 / self.len().max(1) as f64;
-                    let ef = ((params.ef_search.max(k) as f64 / share).ceil() as usize).saturating_mul(FAR_EF_FACTOR).min(self.len());
-                    let mut walked = self.searcher(Method::Hnsw)?.search(&prepared, ef, &SearchParams { ef_search: ef, ..*params }, None);
-                    walked.retain(|s| allow.contains(s.offset));
-                    walked
-                }
+                None => self.walk_allowed(&prepared, k, params, allow, allowed, FAR_EF_FACTOR)?,
             };
             found = crate::topk::merge(found, wider, k);
         }
@@ -481,6 +472,18 @@ impl Index {
         };
         found.truncate(k);
         Ok((self.to_located(query, found), path))
+    }
+
+    /// The graph walked for `allow`'s points (`allowed` of them): a beam of
+    /// `params.ef_search` (at least `k`) over the allowed share, times
+    /// `factor`, capped at the index; the walk's answers outside `allow`
+    /// dropped.
+    fn walk_allowed(&self, prepared: &[f32], k: usize, params: &SearchParams, allow: &AllowSet, allowed: usize, factor: usize) -> Result<Vec<Scored>> {
+        let share = allowed as f64 / self.len().max(1) as f64;
+        let ef = ((params.ef_search.max(k) as f64 / share).ceil() as usize).saturating_mul(factor).min(self.len());
+        let mut walked = self.searcher(Method::Hnsw)?.search(prepared, ef, &SearchParams { ef_search: ef, ..*params }, None);
+        walked.retain(|s| allow.contains(s.offset));
+        Ok(walked)
     }
 
     /// The recall table measured for this index, when it has one (format 3).

@@ -49,7 +49,7 @@ pub fn widened_searches() -> u64 {
 }
 
 thread_local! {
-    /// Widened searches counted on this thread since [`take_widened_here`].
+    /// Widened searches counted on this thread (see [`widened_in`]).
     static WIDENED_HERE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
@@ -58,24 +58,16 @@ pub(crate) fn count_widened() {
     WIDENED_HERE.with(|c| c.set(c.get().saturating_add(1)));
 }
 
-/// How many searches were widened on this thread since the last call (and
-/// resets it). A search decides to widen on the thread that called it (its
-/// split parts run on the pool but do not decide), so a caller outside the
-/// pool that calls this before and after one search learns whether that
-/// search was widened. Not for searches run in parallel on the pool (batches).
-pub fn take_widened_here() -> u32 {
-    WIDENED_HERE.with(|c| c.replace(0))
-}
-
 /// Runs `f` (one or more searches on this thread) and says whether any of
-/// them was widened. Exact on the pool too: a search this thread picks up
-/// from the pool while it waits inside `f` (work stealing) counts for
-/// itself, not for `f`, and the count from before `f` is left as it was.
+/// them was widened. A search decides to widen on the thread that called it
+/// (its split parts run on the pool but do not decide). Exact on the pool
+/// too: a search this thread picks up from the pool while it waits inside
+/// `f` (work stealing) counts for itself, not for `f`, and the count from
+/// before `f` is left as it was.
 pub fn widened_in<T>(f: impl FnOnce() -> T) -> (T, bool) {
-    let before = take_widened_here();
+    let before = WIDENED_HERE.with(|c| c.replace(0));
     let out = f();
-    let widened = take_widened_here() > 0;
-    WIDENED_HERE.with(|c| c.set(before));
+    let widened = WIDENED_HERE.with(|c| c.replace(before)) > 0;
     (out, widened)
 }
 

@@ -322,17 +322,19 @@ pub(crate) fn upload_rows(head: &[u8], len: u64, encoding: Encoding, dim: usize,
 }
 
 /// The values of `data` (little-endian f32, row-major, `dim` a row, its
-/// first value the `first`-th of the body) that are not finite, as errors at
-/// `["body", row, column]`, up to [`crate::validate::MAX_ELEMENT_ERRORS`] in all.
-pub(crate) fn non_finite(data: &[u8], first: usize, dim: usize, errors: &mut Vec<FieldError>) {
+/// first value the `first`-th of the matrix at `at`) that are not finite, as
+/// errors at `[at.., row, column]`, up to [`crate::validate::MAX_ELEMENT_ERRORS`]
+/// in `errors` in all.
+pub(crate) fn non_finite(data: &[u8], first: usize, dim: usize, at: &[LocItem], errors: &mut Vec<FieldError>) {
     for (i, b) in data.chunks_exact(4).enumerate() {
         if errors.len() >= crate::validate::MAX_ELEMENT_ERRORS {
             return;
         }
         let x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         if !x.is_finite() {
-            let at = first + i;
-            let loc = vec!["body".into(), (at / dim.max(1)).into(), (at % dim.max(1)).into()];
+            let i = first + i;
+            let mut loc = at.to_vec();
+            loc.extend([(i / dim.max(1)).into(), (i % dim.max(1)).into()]);
             errors.push(FieldError::new(loc, "finite_number", "Input should be a finite number").with_input(&Value::String(x.to_string())));
         }
     }

@@ -912,7 +912,7 @@ fn check_values(path: &FsPath, start: u64, rows: usize, dim: usize, metric: vect
         let n = per.min(rows - row);
         let bytes = &mut buf[..n * dim * 4];
         file.read_exact_at(bytes, start + (row * dim * 4) as u64).map_err(io)?;
-        binary::non_finite(bytes, row * dim, dim, &mut errors);
+        binary::non_finite(bytes, row * dim, dim, &["body".into()], &mut errors);
         if errors.is_empty() {
             let values: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
             for (i, q) in values.chunks_exact(dim).enumerate() {

@@ -343,12 +343,9 @@ fn matrix<'a>(part: &'a Part, dim: usize, ids: Option<usize>, errors: &mut Vec<F
     if data.chunks_exact(4).all(|b| value(b).is_finite()) {
         return Some(data);
     }
-    let dim = dim.max(1);
-    let values = data.chunks_exact(4).map(value);
-    errors.extend(values.enumerate().filter(|(_, x)| !x.is_finite()).take(crate::validate::MAX_ELEMENT_ERRORS).map(|(i, x)| {
-        let loc = vec!["body".into(), "vectors".into(), LocItem::Index(i / dim), LocItem::Index(i % dim)];
-        // NaN and infinities are not JSON: echoed as text.
-        FieldError::new(loc, "finite_number", "Input should be a finite number").with_input(&Value::String(x.to_string()))
-    }));
+    // Counted apart from the form's other errors, as each list's are.
+    let mut found = Vec::new();
+    crate::binary::non_finite(data, 0, dim, &here(), &mut found);
+    errors.extend(found);
     None
 }

@@ -247,9 +247,7 @@ pub(crate) async fn search(
         // Held until the search ends, even if the client has gone away.
         let _permit = permit;
         let start = Instant::now();
-        vectorwise_index::take_widened_here();
-        let hits = index.search(&query, k, &resolved.params);
-        let widened = vectorwise_index::take_widened_here() > 0;
+        let (hits, widened) = vectorwise_index::widened_in(|| index.search(&query, k, &resolved.params));
         let took = start.elapsed();
         monitored.metrics().search(SearchKind::Single, took);
         if let Ok(hits) = &hits {

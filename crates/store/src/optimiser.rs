@@ -158,28 +158,22 @@ fn merge_step(c: &Arc<Collection>) -> Result<bool> {
     // The first candidate the disk has room for: a rewrite put off must
     // not hold back a small merge that fits.
     let mut refused = None;
-    let mut chosen = None;
     for (inputs, rewrite) in candidates(c, &set) {
-        match check_room(c, &inputs, rewrite) {
-            Ok(()) => {
-                chosen = Some((inputs, rewrite));
-                break;
-            }
-            Err(e) => refused = refused.or(Some(e)),
+        if let Err(e) = check_room(c, &inputs, rewrite) {
+            refused.get_or_insert(e);
+            continue;
         }
+        let _busy = Busy::new(c, Lane::Merge);
+        merge(c, &inputs)?;
+        let mut st = c.optimiser.lock();
+        if rewrite {
+            st.rewrites += 1;
+        } else {
+            st.merges += 1;
+        }
+        return Ok(true);
     }
-    let Some((inputs, rewrite)) = chosen else {
-        return refused.map_or(Ok(false), Err);
-    };
-    let _busy = Busy::new(c, Lane::Merge);
-    merge(c, &inputs)?;
-    let mut st = c.optimiser.lock();
-    if rewrite {
-        st.rewrites += 1;
-    } else {
-        st.merges += 1;
-    }
-    Ok(true)
+    refused.map_or(Ok(false), Err)
 }
 
 /// Room a merge leaves on the disk for writes: its output must fit beside
@@ -195,6 +189,7 @@ const MERGE_DISK_RESERVE: u64 = 64 << 20;
 /// again with the optimiser's backoff, and reported in `last_error`.
 fn check_room(c: &Collection, inputs: &[Arc<SealedSegment>], rewrite: bool) -> Result<()> {
     let dir = segments_dir(&c.dir);
+    let Some((free, size)) = disk_space(&dir) else { return Ok(()) };
     // Every file of the inputs but their deleted sets: the index, the
     // payloads and the payload indexes (`.pidx-*`).
     let prefixes: Vec<String> = inputs.iter().map(|s| format!("{:012}.", s.id)).collect();
@@ -209,7 +204,6 @@ fn check_room(c: &Collection, inputs: &[Arc<SealedSegment>], rewrite: bool) -> R
         })
         .map(|e| e.metadata().map_or(0, |m| m.len()))
         .sum();
-    let Some((free, size)) = disk_space(&dir) else { return Ok(()) };
     let reserve = MERGE_DISK_RESERVE.min(size / 10);
     if free >= need.saturating_add(reserve) {
         return Ok(());
