@@ -131,6 +131,12 @@ impl MemSegment {
         self.data.read().ids.len()
     }
 
+    /// Points not deleted or replaced.
+    pub(crate) fn live(&self) -> usize {
+        let d = self.data.read();
+        d.ids.len() - d.deleted_count
+    }
+
 
     /// The `k` live points nearest to `query` (prepared with
     /// [`Metric::prepare_point_query`]), as (distance, id, offset); with

@@ -24,9 +24,11 @@ pub fn kmeans(data: &[f32], dim: usize, k: usize, iters: usize, seed: u64) -> Ve
         }
     }
     let mut assign = vec![0usize; n];
+    let mut scratch = vec![0f32; k];
     for _ in 0..iters {
+        let near = Nearest::new(&centroids, dim);
         for (i, a) in assign.iter_mut().enumerate() {
-            *a = nearest(&centroids, dim, row(i)).0;
+            *a = near.find(row(i), &mut scratch).0;
         }
         let mut sums = vec![0f64; k * dim];
         let mut counts = vec![0usize; k];
@@ -50,6 +52,59 @@ pub fn kmeans(data: &[f32], dim: usize, k: usize, iters: usize, seed: u64) -> Ve
     centroids
 }
 
+/// Centroids laid out for [`Nearest::find`]: dimension-major, so one pass
+/// over `x` scores every centroid with lanes the compiler vectorises. The
+/// codebook k-means of a 160k x 128 build on one core: 0.98 s against 1.28
+/// with [`nearest`]'s centroid-at-a-time loop (perf; the build 3.4 against
+/// 3.5 s). The sums are taken in the same order as [`nearest`]'s, so both
+/// find the same centroid, bit for bit, and builds do not change.
+#[derive(Debug)]
+pub struct Nearest {
+    /// `t[j * k + c]`: dimension `j` of centroid `c`.
+    t: Vec<f32>,
+    k: usize,
+}
+
+impl Nearest {
+    /// `centroids`: rows of `dim`.
+    pub fn new(centroids: &[f32], dim: usize) -> Nearest {
+        let k = centroids.len() / dim.max(1);
+        let mut t = vec![0f32; k * dim];
+        for (c, cent) in centroids.chunks_exact(dim).enumerate() {
+            for (j, &x) in cent.iter().enumerate() {
+                t[j * k + c] = x;
+            }
+        }
+        Nearest { t, k }
+    }
+
+    /// As [`nearest`]: the index and squared distance of the centroid
+    /// nearest to `x` (the first of equals). `scratch` holds one value per
+    /// centroid.
+    pub fn find(&self, x: &[f32], scratch: &mut [f32]) -> (usize, f32) {
+        let d = &mut scratch[..self.k];
+        d.fill(0.0);
+        for (row, &xj) in self.t.chunks_exact(self.k).zip(x) {
+            for (dc, &c) in d.iter_mut().zip(row) {
+                let e = c - xj;
+                *dc += e * e;
+            }
+        }
+        first_least(d)
+    }
+}
+
+/// The first least value of `d` and its place; (0, ∞) when none is below ∞.
+fn first_least(d: &[f32]) -> (usize, f32) {
+    let mut best = (0, f32::INFINITY);
+    for (c, &dc) in d.iter().enumerate() {
+        if dc < best.1 {
+            best = (c, dc);
+        }
+    }
+    best
+}
+
 /// Index and squared distance of the centroid nearest to `x`.
 pub fn nearest(centroids: &[f32], dim: usize, x: &[f32]) -> (usize, f32) {
     let mut best = (0, f32::INFINITY);
@@ -65,6 +120,27 @@ pub fn nearest(centroids: &[f32], dim: usize, x: &[f32]) -> (usize, f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_laid_out_search_finds_what_nearest_finds() {
+        let mut rng = StdRng::seed_from_u64(3);
+        for (dim, k) in [(1, 16), (2, 16), (3, 16), (4, 5), (8, 16)] {
+            // Ties on purpose: a grid of few values, centroids repeated.
+            let mut centroids: Vec<f32> = (0..k * dim).map(|_| rng.random_range(-2i32..3) as f32 * 0.5).collect();
+            centroids.extend_from_within(..dim);
+            let near = Nearest::new(&centroids, dim);
+            let mut scratch = vec![0f32; k + 1];
+            for _ in 0..500 {
+                let x: Vec<f32> = (0..dim).map(|_| rng.random_range(-2.0f32..2.0)).collect();
+                let want = nearest(&centroids, dim, &x);
+                let got = near.find(&x, &mut scratch);
+                assert_eq!(got.0, want.0, "dim {dim} k {k} x {x:?}");
+                assert_eq!(got.1.to_bits(), want.1.to_bits());
+                let on_grid: Vec<f32> = x.iter().map(|v| (v * 2.0).round() / 2.0).collect();
+                assert_eq!(near.find(&on_grid, &mut scratch), nearest(&centroids, dim, &on_grid), "ties: {on_grid:?}");
+            }
+        }
+    }
 
     #[test]
     fn finds_well_separated_clusters() {

@@ -367,8 +367,11 @@ impl ScanView<'_> {
         let block_bytes = self.shape.block_bytes();
         let mut codes = vec![0u8; count.div_ceil(BLOCK) * block_bytes];
         // One block of 32 rows per task.
+        let near: Vec<kmeans::Nearest> =
+            (0..m).map(|s| kmeans::Nearest::new(&self.centroids[s * CENTROIDS * dsub..(s + 1) * CENTROIDS * dsub], dsub)).collect();
         codes.par_chunks_mut(block_bytes).enumerate().for_each(|(b, out)| {
             let mut sub = vec![0f32; dsub];
+            let mut scratch = [0f32; CENTROIDS];
             let mut point_codes = [[0u8; BLOCK]; 256];
             for j in 0..BLOCK {
                 let p = b * BLOCK + j;
@@ -380,8 +383,7 @@ impl ScanView<'_> {
                     let r = self.sub_range(s);
                     sub.fill(0.0);
                     sub[..r.len()].copy_from_slice(&row[r]);
-                    let cents = &self.centroids[s * CENTROIDS * dsub..(s + 1) * CENTROIDS * dsub];
-                    pc[j] = kmeans::nearest(cents, dsub, &sub).0 as u8;
+                    pc[j] = near[s].find(&sub, &mut scratch).0 as u8;
                 }
             }
             pack_block(&point_codes[..m], out);
