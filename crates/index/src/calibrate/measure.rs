@@ -287,6 +287,9 @@ const RERANK_GRID: [usize; 46] = [
 const MAX_DEPTH: usize = 65_536;
 /// Queries replayed at full depth first, to find how deep the rest must go.
 const PILOT: usize = 64;
+/// A replayed list of at least 1/DENSE_LIST of the points gets its SQ8
+/// distances by walking every offset rather than by sorting the list.
+const DENSE_LIST: usize = 16;
 
 /// Lists read per query tried on a partitioned scan (those at or above the
 /// index's lists are the exhaustive scan, `nprobe` 0).
@@ -503,19 +506,41 @@ fn replay(
     // As a search of the largest k reads them (at least that many points).
     let min_points = ks.iter().map(|&k| wanted(k)).max().unwrap_or(1);
     let mut list = scan.fast_scan_probe(query, deepest, nprobe, min_points);
-    list.sort_unstable();
+    // By (distance, offset), as one integer: the same order as sorting the
+    // pairs, at less cost.
+    let mut keys: Vec<u64> = list.iter().map(|&(d, o)| (u64::from(d) << 32) | u64::from(o)).collect();
+    keys.sort_unstable();
+    for (pair, key) in list.iter_mut().zip(&keys) {
+        *pair = ((key >> 32) as u16, *key as u32);
+    }
     // SQ8 distances of the whole list, computed in offset order (rising
     // addresses: the hardware prefetcher and the TLB like that better).
     let sq8 = scan.sq8_distance(query);
-    let mut by_offset: Vec<u32> = (0..list.len() as u32).collect();
-    by_offset.sort_unstable_by_key(|&i| list[i as usize].1);
     let mut staged = vec![0f32; list.len()];
-    const AHEAD: usize = 8;
-    for (j, &i) in by_offset.iter().enumerate() {
-        if let Some(&next) = by_offset.get(j + AHEAD) {
-            sq8.prefetch(list[next as usize].1);
+    let n = scan.shape.count;
+    if list.len().saturating_mul(DENSE_LIST) >= n {
+        // A list holding much of the index: every offset in turn, through
+        // a map from offset to place, costs less than sorting the list by
+        // offset (the pilot's lists hold up to all the points).
+        let mut place = vec![u32::MAX; n];
+        for (i, &(_, o)) in list.iter().enumerate() {
+            place[o as usize] = i as u32;
         }
-        staged[i as usize] = sq8.distance(list[i as usize].1);
+        for (o, &i) in place.iter().enumerate() {
+            if i != u32::MAX {
+                staged[i as usize] = sq8.distance(o as u32);
+            }
+        }
+    } else {
+        let mut by_offset: Vec<u32> = (0..list.len() as u32).collect();
+        by_offset.sort_unstable_by_key(|&i| list[i as usize].1);
+        const AHEAD: usize = 8;
+        for (j, &i) in by_offset.iter().enumerate() {
+            if let Some(&next) = by_offset.get(j + AHEAD) {
+                sq8.prefetch(list[next as usize].1);
+            }
+            staged[i as usize] = sq8.distance(list[i as usize].1);
+        }
     }
     let l2 = crate::distance::kernels().l2_squared;
     let mut exact_cache = vec![f32::NAN; list.len()];
