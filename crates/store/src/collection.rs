@@ -24,6 +24,10 @@ pub(crate) struct Loc2 {
     pub offset: PointOffset,
 }
 
+/// Runs of a search whose mutable segment was frozen under it (see
+/// `Collection::search_in`); the last one's answer stands.
+const SEARCH_ATTEMPTS: usize = 8;
+
 /// The segments a reader searches: it clones the `Arc` and keeps it.
 #[derive(Clone, Debug)]
 pub(crate) struct SegmentSet {
@@ -739,16 +743,35 @@ impl Collection {
     /// filter as asked, with UUIDs (`opts` holds it resolved to keys, and
     /// more than `k` to fetch): each hit is checked against it by its UUID
     /// as the map names it now, and `k` (the asked one) kept.
+    ///
+    /// A freeze during the search sends later copies of the points it
+    /// replaces to a memory segment the search's list does not hold, while
+    /// their earlier copies, in the list's mutable segment, may be deleted
+    /// before the search reads them: the point would be missed. So when the
+    /// mutable segment changed meanwhile, the search runs again on the new
+    /// list (at most [`SEARCH_ATTEMPTS`] times in all).
     fn search_in(
         &self,
-        set: &SegmentSet,
+        set: &Arc<SegmentSet>,
         query: &[f32],
         opts: &SearchOptions,
         selected: Option<&[Selected]>,
         recheck: Option<&Filter>,
     ) -> Result<SearchOutcome> {
-        let (outcome, widened) = vectorwise_index::widened_in(|| self.search_segments(set, query, opts, selected, recheck));
-        outcome.map(|o| SearchOutcome { widened, ..o })
+        let mut set = Arc::clone(set);
+        let mut selected = selected;
+        let mut attempt = 1;
+        loop {
+            let (outcome, widened) = vectorwise_index::widened_in(|| self.search_segments(&set, query, opts, selected, recheck));
+            let now = self.set();
+            if attempt >= SEARCH_ATTEMPTS || Arc::ptr_eq(&now.mutable, &set.mutable) {
+                return outcome.map(|o| SearchOutcome { widened, ..o });
+            }
+            set = now;
+            // Selected for the old list's sealed segments.
+            selected = None;
+            attempt += 1;
+        }
     }
 
     /// [`Collection::search_in`] but for saying whether it was widened.
@@ -764,8 +787,9 @@ impl Collection {
         // No lock: segments are read in the order points move between them
         // (sealed, frozen, then the mutable one; a write adds the new copy
         // before it deletes the old), so a point being replaced is seen at
-        // least once, and a second sighting is dropped below. Each memory
-        // segment is selected and searched under one read lock.
+        // least once, and a second sighting is dropped below (a freeze
+        // meanwhile: see `search_in`). Each memory segment is selected and
+        // searched under one read lock.
         let metric = self.config.metric;
         let prepared = metric.prepare_point_query(query, self.config.dimension)?;
         let mut hits: Vec<Hit> = Vec::new();

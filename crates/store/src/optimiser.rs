@@ -109,39 +109,20 @@ impl Drop for Busy<'_> {
     }
 }
 
-/// The one-thread pools the optimiser builds on, niced (10) so that writes
-/// and searches keep the other core(s) and the upper hand; but a seal lane
-/// that has fallen behind (more than one frozen segment: an ingest faster
-/// than it seals) builds at the process's own priority, because the frozen
-/// backlog is searched exactly and slows every search down more than a
-/// seal does. Measured on 1M points sent as forms at full speed (with
-/// joined seals and merges that wait, below): search p50 13.4 ms 2–5 s
-/// after the last write against 20.5 before, 7.4 against 17.8 at 5–10 s.
-/// Seals always at priority cost searches during a paced ingest (25k
-/// points/s: 1.44 ms against 0.77 at rest, against 1.24 / 0.81 niced).
-#[derive(Clone, Copy)]
-enum Pool {
-    Seal,
-    SealBehind,
-    Merge,
-}
-
-fn pool(which: Pool) -> &'static rayon::ThreadPool {
-    static POOLS: [std::sync::OnceLock<rayon::ThreadPool>; 3] = [const { std::sync::OnceLock::new() }; 3];
-    POOLS[which as usize].get_or_init(|| {
-        let name = match which {
-            Pool::Seal => "optimiser-seal-build",
-            Pool::SealBehind => "optimiser-seal-behind-build",
-            Pool::Merge => "optimiser-merge-build",
-        };
+/// Each lane's builds run on its own one-thread pool, niced, so that
+/// writes and searches keep the other core(s) and the upper hand. (A seal
+/// lane that is behind builds niced too: one at the process's priority took
+/// searches during a 25k points/s paced ingest to 1.44 ms against 0.77 at
+/// rest; see bench/results/HISTORY.md.)
+fn pool(lane: Lane) -> &'static rayon::ThreadPool {
+    static POOLS: [std::sync::OnceLock<rayon::ThreadPool>; 2] = [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+    POOLS[lane as usize].get_or_init(|| {
         rayon::ThreadPoolBuilder::new()
             .num_threads(1)
-            .thread_name(move |_| name.to_string())
-            .start_handler(move |_| {
-                if !matches!(which, Pool::SealBehind) {
-                    lower_priority()
-                }
-            })
+            .thread_name(move |i| format!("optimiser-{lane:?}-build-{i}").to_lowercase())
+            // Below searches and writes in the scheduler's eyes (nice 10):
+            // the optimiser's work can wait; a search should not.
+            .start_handler(|_| lower_priority())
             .build()
             .expect("build an optimiser thread pool")
     })
@@ -154,13 +135,10 @@ fn lower_priority() {
 
 /// One unit of `lane`'s work; whether there was any.
 pub(crate) fn step(c: &Arc<Collection>, lane: Lane) -> Result<bool> {
-    match lane {
-        Lane::Seal => {
-            let behind = c.set().frozen.len() > 1;
-            pool(if behind { Pool::SealBehind } else { Pool::Seal }).install(|| seal_step(c))
-        }
-        Lane::Merge => pool(Pool::Merge).install(|| merge_step(c)),
-    }
+    pool(lane).install(|| match lane {
+        Lane::Seal => seal_step(c),
+        Lane::Merge => merge_step(c),
+    })
 }
 
 fn seal_step(c: &Arc<Collection>) -> Result<bool> {
@@ -170,7 +148,8 @@ fn seal_step(c: &Arc<Collection>) -> Result<bool> {
         c.freeze_locked(&mut ws, c.config().seal_points);
     }
     let set = c.set();
-    let joined = seal_group(&set.frozen, c.config().seal_points);
+    let failed = c.optimiser.lock().error_lane == Some(Lane::Seal as u8);
+    let joined = seal_group(&set.frozen, failed);
     if joined.is_empty() {
         return Ok(false);
     }
@@ -181,18 +160,20 @@ fn seal_step(c: &Arc<Collection>) -> Result<bool> {
 }
 
 /// The oldest frozen segments, sealed together: one when the lane keeps
-/// up, up to [`MERGE_FACTOR`] of them (at most `MERGE_FACTOR × seal_points`
-/// live points) when a backlog has formed. A joined seal is a segment of
-/// the first merge tier at once: the merge it spares retrains the codebook
-/// and costs twice a seal a point (measured: 40k points merged in 1.5–2.7 s,
-/// sealed in 4 × 0.2 s).
-fn seal_group(frozen: &[Arc<MemSegment>], seal_points: usize) -> Vec<Arc<MemSegment>> {
-    let cap = seal_points.max(1).saturating_mul(MERGE_FACTOR);
+/// up, up to [`MERGE_FACTOR`] of them when a backlog has formed, while
+/// their live points stay below [`AUTO_LISTS_MIN_POINTS`] (so the seal is
+/// still an exhaustive scan encoded with the reused codebook). One
+/// calibration for them all, and with the default `seal_points` a segment
+/// of the first merge tier at once: the 10k→40k merge it spares costs more
+/// than the seal (measured: 40k points merged in 1.5–2.7 s with a trained
+/// codebook, sealed in 4 × 0.2 s). After a failed seal (a full disk), one
+/// segment at a time: it needs a quarter of the room.
+fn seal_group(frozen: &[Arc<MemSegment>], alone: bool) -> Vec<Arc<MemSegment>> {
     let mut points = 0;
     let mut out = Vec::new();
-    for f in frozen.iter().take(MERGE_FACTOR) {
+    for f in frozen.iter().take(if alone { 1 } else { MERGE_FACTOR }) {
         let live = f.live();
-        if !out.is_empty() && points + live > cap {
+        if !out.is_empty() && points + live >= AUTO_LISTS_MIN_POINTS {
             break;
         }
         points += live;
@@ -204,15 +185,14 @@ fn seal_group(frozen: &[Arc<MemSegment>], seal_points: usize) -> Vec<Arc<MemSegm
 fn merge_step(c: &Arc<Collection>) -> Result<bool> {
     let _one = c.merge_lock.lock();
     let set = c.set();
-    // Behind on seals: the core is theirs (every frozen point is searched
-    // exactly; a merge only lowers the number of indexed segments).
-    if set.frozen.len() > 1 {
-        return Ok(false);
-    }
+    // Behind on seals: merges wait (every frozen point is searched exactly;
+    // a merge only lowers the number of indexed segments); rewrites, which
+    // give deleted points' room back, do not.
+    let behind = set.frozen.len() > 1;
     // The first candidate the disk has room for: a rewrite put off must
     // not hold back a small merge that fits.
     let mut refused = None;
-    for (inputs, rewrite) in candidates(c, &set) {
+    for (inputs, rewrite) in candidates(c, &set).into_iter().filter(|(_, rewrite)| *rewrite || !behind) {
         if let Err(e) = check_room(c, &inputs, rewrite) {
             refused.get_or_insert(e);
             continue;
@@ -335,9 +315,7 @@ fn seal(c: &Arc<Collection>, frozen: &[Arc<MemSegment>]) -> Result<()> {
             }
         }
     }
-    // Seals encode with the codebook of the newest sealed segment (trained
-    // by the first seal or the last merge into a partitioned segment).
-    let trained = c.set().sealed.iter().rev().find_map(|s| s.index.scan_centroids().map(<[f32]>::to_vec));
+    let trained = codebook(c);
     let built = build(c, ids, vectors, payloads, trained.as_deref())?;
     let gone: Vec<u64> = frozen.iter().map(|f| f.id).collect();
     swap(c, built, |_, at| gone.contains(&at.segment), |set| SegmentSet {
@@ -345,6 +323,20 @@ fn seal(c: &Arc<Collection>, frozen: &[Arc<MemSegment>]) -> Result<()> {
         frozen: set.frozen.iter().filter(|m| !gone.contains(&m.id)).cloned().collect(),
         mutable: Arc::clone(&set.mutable),
     })
+}
+
+/// Points a sealed segment must hold for its codebook to be reused.
+const CODEBOOK_SOURCE_POINTS: usize = 4096;
+
+/// The codebook seals and small merges encode with: the newest sealed
+/// segment's among those holding at least [`CODEBOOK_SOURCE_POINTS`] points
+/// (or `seal_points`, when smaller). A codebook is trained on the points of
+/// the build that makes it, so every codebook reused was trained on that
+/// many points at least (a first seal of a few flushed points is not
+/// copied into every later segment); none: the build trains its own.
+fn codebook(c: &Collection) -> Option<Vec<f32>> {
+    let least = CODEBOOK_SOURCE_POINTS.min(c.config().seal_points.max(1));
+    c.set().sealed.iter().rev().filter(|s| s.len() >= least).find_map(|s| s.index.scan_centroids().map(<[f32]>::to_vec))
 }
 
 /// The live points of `inputs`, built into one sealed segment.
@@ -365,11 +357,7 @@ fn merge(c: &Arc<Collection>, inputs: &[Arc<SealedSegment>]) -> Result<()> {
     // A merge that stays an exhaustive scan encodes with the newest codebook,
     // as seals do (training it was 0.88 s of a 40k-point merge's 1.6 s);
     // a partitioned one trains afresh, so the codebook follows the data.
-    let trained = if ids.len() < AUTO_LISTS_MIN_POINTS {
-        c.set().sealed.iter().rev().find_map(|s| s.index.scan_centroids().map(<[f32]>::to_vec))
-    } else {
-        None
-    };
+    let trained = if ids.len() < AUTO_LISTS_MIN_POINTS { codebook(c) } else { None };
     let built = build(c, ids, vectors, payloads, trained.as_deref())?;
     swap(c, built, |_, at| gone.contains(&at.segment), |set| SegmentSet {
         sealed: set.sealed.iter().filter(|s| !gone.contains(&s.id)).cloned().collect(),
@@ -512,4 +500,37 @@ fn swap(
         c.building.lock().remove(&id);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CollectionConfig, NewPoint, Store, SyncMode};
+    use rand::prelude::*;
+    use vectorwise_index::Metric;
+
+    fn points(n: usize, first_id: u64, rng: &mut StdRng) -> Vec<NewPoint> {
+        (0..n).map(|i| NewPoint { id: (first_id + i as u64).into(), vector: (0..8).map(|_| rng.random_range(-1.0..1.0f32)).collect(), payload: None }).collect()
+    }
+
+    /// A first seal of a few flushed points trains a codebook on them: it
+    /// is not the one later seals encode with.
+    #[test]
+    fn a_codebook_trained_on_a_few_points_is_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+        let (c, _) = store.create("c", CollectionConfig { seal_points: 60, ..CollectionConfig::new(8, Metric::L2) }).unwrap();
+        c.stop_optimiser();
+        let mut rng = StdRng::seed_from_u64(5);
+        c.upsert(points(3, 0, &mut rng)).unwrap();
+        c.flush().unwrap();
+        let tiny: Vec<f32> = c.set().sealed[0].index.scan_centroids().expect("a scan").to_vec();
+        assert_eq!(codebook(&c), None, "only a 3-point segment: nothing to reuse");
+        c.upsert(points(60, 100, &mut rng)).unwrap();
+        c.optimise().unwrap();
+        let set = c.set();
+        let sixty = set.sealed.iter().find(|s| s.len() == 60).expect("the 60 points sealed");
+        assert_ne!(sixty.index.scan_centroids().unwrap(), &tiny[..], "the seal trained its own codebook");
+        assert_eq!(codebook(&c).as_deref(), sixty.index.scan_centroids());
+    }
 }
