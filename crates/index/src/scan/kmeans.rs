@@ -55,9 +55,10 @@ pub fn kmeans(data: &[f32], dim: usize, k: usize, iters: usize, seed: u64) -> Ve
 /// Centroids laid out for [`Nearest::find`]: dimension-major, so one pass
 /// over `x` scores every centroid with lanes the compiler vectorises. The
 /// codebook k-means of a 160k x 128 build on one core: 0.98 s against 1.28
-/// with [`nearest`]'s centroid-at-a-time loop (perf; the build 3.4 against
-/// 3.5 s). The sums are taken in the same order as [`nearest`]'s, so both
-/// find the same centroid, bit for bit, and builds do not change.
+/// with a centroid-at-a-time loop (perf; the build 3.4 against 3.5 s). The
+/// sums are taken in the same order as that loop's (`nearest`, kept in the
+/// tests as the reference), so both find the same centroid, bit for bit,
+/// and builds do not change.
 #[derive(Debug)]
 pub struct Nearest {
     /// `t[j * k + c]`: dimension `j` of centroid `c`.
@@ -78,7 +79,7 @@ impl Nearest {
         Nearest { t, k }
     }
 
-    /// As [`nearest`]: the index and squared distance of the centroid
+    /// The index and squared distance of the centroid
     /// nearest to `x` (the first of equals). `scratch` holds one value per
     /// centroid.
     pub fn find(&self, x: &[f32], scratch: &mut [f32]) -> (usize, f32) {
@@ -105,8 +106,10 @@ fn first_least(d: &[f32]) -> (usize, f32) {
     best
 }
 
-/// Index and squared distance of the centroid nearest to `x`.
-pub fn nearest(centroids: &[f32], dim: usize, x: &[f32]) -> (usize, f32) {
+/// Index and squared distance of the centroid nearest to `x`, a centroid
+/// at a time: the reference [`Nearest::find`] is tested against.
+#[cfg(test)]
+fn nearest(centroids: &[f32], dim: usize, x: &[f32]) -> (usize, f32) {
     let mut best = (0, f32::INFINITY);
     for (c, cent) in centroids.chunks_exact(dim).enumerate() {
         let d = crate::distance::l2_squared_scalar(cent, x);
