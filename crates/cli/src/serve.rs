@@ -175,6 +175,16 @@ pub struct Args {
     /// acknowledged writes).
     #[arg(long, env = "VECTORWISE_WAL_SYNC", default_value = "always")]
     pub wal_sync: vectorwise_store::SyncMode,
+    /// Written points not yet indexed (frozen, searched exactly) past which
+    /// an upsert waits for the optimiser (a write stall; 503 with Retry-After
+    /// after 5 s); at least twice a collection's seal_points; 0: never wait. Bounds how slow searches get during a
+    /// fast ingest and how long indexing lags behind the last write.
+    #[arg(long, env = "VECTORWISE_WRITE_BACKLOG_POINTS", default_value_t = vectorwise_store::DEFAULT_WRITE_BACKLOG)]
+    pub write_backlog_points: usize,
+    /// Snapshots a collection may keep; past it, taking one answers 409
+    /// until one is deleted (each is a full copy). 0: no limit.
+    #[arg(long, env = "VECTORWISE_MAX_SNAPSHOTS", default_value_t = vectorwise_store::DEFAULT_MAX_SNAPSHOTS)]
+    pub max_snapshots: usize,
     /// Build the index if it is missing even when --index is not the default path.
     #[arg(long)]
     pub auto_build: bool,
@@ -293,7 +303,8 @@ pub fn run(a: Args) -> Result<()> {
         );
     }
     let (host, port) = (a.host.clone(), a.port);
-    let (data_dir, wal_sync, index_path) = (a.data_dir.clone(), a.wal_sync, a.index.clone());
+    let (data_dir, wal_sync, index_path, write_backlog, max_snapshots) =
+        (a.data_dir.clone(), a.wal_sync, a.index.clone(), a.write_backlog_points, a.max_snapshots);
     let removed = vectorwise_index::remove_stale_temporaries(&a.index);
     if removed > 0 {
         tracing::info!(removed, index = %a.index.display(), "removed temporaries a killed build left");
@@ -336,6 +347,8 @@ pub fn run(a: Args) -> Result<()> {
         vectorwise_store::Store::open(&data_dir, wal_sync)
             .with_context(|| format!("cannot open the collections in {}", data_dir.display()))?,
     );
+    store.set_write_backlog(write_backlog);
+    store.set_max_snapshots(max_snapshots);
     let names = store.list();
     tracing::info!(data_dir = %data_dir.display(), collections = names.len(), "collections ready");
     state.set_store(Arc::clone(&store));

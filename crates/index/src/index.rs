@@ -551,17 +551,27 @@ impl Index {
     /// spread over the rayon pool; results in query order. Fails on the first
     /// bad query (callers that want per-query errors validate before calling).
     pub fn search_batch(&self, queries: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Vec<Neighbor>>> {
+        Ok(self.search_batch_flagged(queries, k, params)?.into_iter().map(|(hits, _)| hits).collect())
+    }
+
+    /// [`Index::search_batch`], each answer with whether its query was
+    /// unlike the calibration's and searched more widely (what
+    /// [`crate::widened_in`] says of one search).
+    pub fn search_batch_flagged(&self, queries: &[f32], k: usize, params: &SearchParams) -> Result<Vec<(Vec<Neighbor>, bool)>> {
         Self::check_k(k)?;
         params.validate()?;
         let prepared = self.prepare_rows(queries)?;
         let method = self.method(params);
-        let found = self.searcher(method)?.search_many(&prepared, self.space_dim(), k, params);
-        let found: Vec<Vec<Scored>> = prepared
+        let found = self.searcher(method)?.search_many_flagged(&prepared, self.space_dim(), k, params);
+        let found: Vec<(Vec<Scored>, bool)> = prepared
             .par_chunks_exact(self.space_dim())
             .zip(found)
-            .map(|(q, f)| self.widen_far(q, k, k, params, method, f))
+            .map(|(q, (f, inside))| {
+                let (wider, far) = crate::widened_in(|| self.widen_far(q, k, k, params, method, f));
+                wider.map(|w| (w, inside || far))
+            })
             .collect::<Result<_>>()?;
-        Ok(queries.chunks_exact(self.dim()).zip(found).map(|(q, f)| self.to_neighbors(q, f)).collect())
+        Ok(queries.chunks_exact(self.dim()).zip(found).map(|(q, (f, w))| (self.to_neighbors(q, f), w)).collect())
     }
 
     /// Exact k-NN of many queries (row-major), grouped so each pass over the

@@ -35,6 +35,14 @@ pub(crate) trait SearchMethod: Sync {
         use rayon::prelude::*;
         queries.par_chunks_exact(dim).map(|q| self.search(q, k, params, None)).collect()
     }
+
+    /// [`SearchMethod::search_many`], each answer with whether its search
+    /// widened (see [`crate::widened_in`]). Per query on the pool unless a
+    /// method does better and never widens inside.
+    fn search_many_flagged(&self, queries: &[f32], dim: usize, k: usize, params: &SearchParams) -> Vec<(Vec<Scored>, bool)> {
+        use rayon::prelude::*;
+        queries.par_chunks_exact(dim).map(|q| crate::widened_in(|| self.search(q, k, params, None))).collect()
+    }
 }
 
 /// The stored rows of the space.
@@ -64,6 +72,10 @@ impl SearchMethod for Exact<'_> {
     fn search_many(&self, queries: &[f32], dim: usize, k: usize, _: &SearchParams) -> Vec<Vec<Scored>> {
         // Grouped: each pass over the rows serves several queries.
         exact::search_many(self.rows.vectors, dim, queries, k)
+    }
+
+    fn search_many_flagged(&self, queries: &[f32], dim: usize, k: usize, params: &SearchParams) -> Vec<(Vec<Scored>, bool)> {
+        self.search_many(queries, dim, k, params).into_iter().map(|f| (f, false)).collect()
     }
 }
 
@@ -140,6 +152,16 @@ impl SearchMethod for Scan<'_> {
         let hard = self.hard(k);
         self.scan.search_many(self.rows.vectors, queries, k, candidates, rerank, params.nprobe, Widening { k, hard: &hard })
     }
+
+    fn search_many_flagged(&self, queries: &[f32], dim: usize, k: usize, params: &SearchParams) -> Vec<(Vec<Scored>, bool)> {
+        use rayon::prelude::*;
+        if self.scan.partial(params.nprobe) {
+            // Each query reads its own lists and may widen among them.
+            return queries.par_chunks_exact(dim).map(|q| crate::widened_in(|| self.search(q, k, params, None))).collect();
+        }
+        // The exhaustive scan never widens inside (`Index::widen_far` does).
+        self.search_many(queries, dim, k, params).into_iter().map(|f| (f, false)).collect()
+    }
 }
 
 /// Any of the methods, without a box: what an index hands out for a search.
@@ -167,6 +189,10 @@ impl SearchMethod for AnyMethod<'_> {
 
     fn search_many(&self, queries: &[f32], dim: usize, k: usize, params: &SearchParams) -> Vec<Vec<Scored>> {
         self.inner().search_many(queries, dim, k, params)
+    }
+
+    fn search_many_flagged(&self, queries: &[f32], dim: usize, k: usize, params: &SearchParams) -> Vec<(Vec<Scored>, bool)> {
+        self.inner().search_many_flagged(queries, dim, k, params)
     }
 }
 

@@ -187,3 +187,29 @@ fn filtered_searches_keep_the_widening_and_the_promise() {
     }
     assert!(failures.is_empty(), "random unit vectors under a 50 % filter, below the promise:\n{}", failures.join("\n"));
 }
+
+/// A batch says of each query what a single search of it says: whether it
+/// was widened, and the same answer; for the graph, the exhaustive scan and
+/// the partitioned scan, on random vectors mixed with queries like the data.
+#[test]
+fn batches_say_which_queries_were_widened_as_single_searches_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = clustered_unit(10_000, 7, 1);
+    let random = dataset::sphere(20, DIM, 13);
+    let like = clustered_unit(20, 7, 14);
+    let mixed: Vec<f32> = random.rows().zip(like.rows()).flat_map(|(r, l)| r.iter().chain(l).copied()).collect();
+    for (name, method, lists) in [("graph", Method::Hnsw, 0), ("scan", Method::Scan, 0), ("lists", Method::Scan, 100)] {
+        let index = build(dir.path(), &base, name, method, lists);
+        let params = index.calibration().unwrap().for_target(K, Profile::Balanced.target()).params;
+        let batch = index.search_batch_flagged(&mixed, K, &params).unwrap();
+        let mut flagged = 0;
+        for (i, (q, (hits, widened))) in mixed.chunks_exact(DIM).zip(&batch).enumerate() {
+            let (single, single_widened) = vectorwise_index::widened_in(|| index.search(q, K, &params).unwrap());
+            assert_eq!((&single, single_widened), (hits, *widened), "{name}, query {i} ({params})");
+            flagged += usize::from(*widened);
+        }
+        let random_flagged = batch.iter().step_by(2).filter(|(_, w)| *w).count();
+        assert!(random_flagged >= 18, "{name}: {random_flagged} of 20 random queries widened");
+        assert!(flagged - random_flagged <= 2, "{name}: {} of 20 queries like the data widened", flagged - random_flagged);
+    }
+}

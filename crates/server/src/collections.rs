@@ -731,7 +731,8 @@ pub(crate) async fn remove(State(state): State<AppState>, Path(name): Path<Strin
         (status = 404, description = "No such collection", body = ErrorResponse),
         (status = 413, description = "Body larger than the configured limit", body = ErrorResponse),
         (status = 422, description = "A point is invalid (wrong dimension, non-finite, zero under cosine, payload not an object or too large); nothing was written", body = ValidationErrorResponse),
-        (status = 503, description = "The log failed to sync earlier; writes are refused until restart", body = ErrorResponse),
+        (status = 503, description = "The log failed to sync earlier (writes are refused until restart); or the optimiser stayed behind for 5 s, more written points waiting to be indexed than `--write-backlog-points` allows (nothing was written; retry after `Retry-After`)", body = ErrorResponse,
+            headers(("retry-after" = u32, description = "`1`, when the optimiser is behind"))),
         (status = 507, description = "The disk is full; nothing was written", body = ErrorResponse),
     ))]
 pub(crate) async fn upsert(

@@ -159,12 +159,14 @@ impl ApiError {
                 use vectorwise_store::Error as S;
                 match e {
                     S::NotFound(_) | S::Dropped(_) | S::IndexNotFound(_) | S::SnapshotNotFound { .. } => StatusCode::NOT_FOUND,
-                    S::Conflict { .. } | S::IndexConflict { .. } | S::SnapshotExists(_) => StatusCode::CONFLICT,
+                    S::Conflict { .. } | S::IndexConflict { .. } | S::SnapshotExists(_) | S::TooManySnapshots { .. } => {
+                        StatusCode::CONFLICT
+                    }
                     S::Invalid { .. } | S::PayloadTooLarge { .. } | S::ResponseTooLarge { .. } | S::BadSnapshot(_) => {
                         StatusCode::UNPROCESSABLE_ENTITY
                     }
                     S::DiskFull { .. } | S::MergeNeedsRoom { .. } => StatusCode::INSUFFICIENT_STORAGE,
-                    S::LogFailed => StatusCode::SERVICE_UNAVAILABLE,
+                    S::LogFailed | S::Backlogged { .. } => StatusCode::SERVICE_UNAVAILABLE,
                     S::Index(e) => engine_status(e),
                     S::Io { .. } | S::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
                 }
@@ -263,7 +265,7 @@ impl IntoResponse for ApiError {
         }
         match self {
             ApiError::Validation(detail) => (status, Json(ValidationErrorResponse { detail })).into_response(),
-            ApiError::Overloaded | ApiError::TooManyJobs { .. } => {
+            ApiError::Overloaded | ApiError::TooManyJobs { .. } | ApiError::Store(vectorwise_store::Error::Backlogged { .. }) => {
                 let retry = [(header::RETRY_AFTER, HeaderValue::from_static("1"))];
                 (status, retry, Json(ErrorResponse { detail: self.to_string() })).into_response()
             }

@@ -293,8 +293,8 @@ pub(crate) fn keep(state: &AppState, key: Option<Keys>, headers: HeaderMap, body
             ("x-vectorwise-ef-search" = usize, description = "Candidates examined (HNSW beam width, or the scan's rerank × k); absent for exact"),
             ("x-vectorwise-recall-target" = f64, description = "The recall@k asked for (profile or recall_target), when one was"),
             ("x-vectorwise-expected-recall" = f64, description = "Calibrated mean recall@k of the setting; absent when the index has no calibration"),
-            ("x-vectorwise-widened-queries" = String, description = "Once the collection `default` has been written to: the queries (indices from 0, and ranges: `0-3,7`) that were unlike the calibration's and were searched more widely; absent when none was, when the list would pass 2 KiB, and on the served index file (which does not say)"),
-            ("x-vectorwise-widened-count" = usize, description = "Once the collection `default` has been written to: how many queries were widened; absent when none was"),
+            ("x-vectorwise-widened-queries" = String, description = "The queries (indices from 0, and ranges: `0-3,7`) that were unlike the calibration's and were searched more widely; absent when none was, or when the list would pass 2 KiB"),
+            ("x-vectorwise-widened-count" = usize, description = "How many queries were widened; absent when none was"),
         )),
         (status = 400, description = "A query's length is not the index's dimension (the detail names \
             the query), or a binary body is not whole queries of it; or the body could not be read (sent slower than --body-timeout, or cut off)",
@@ -333,7 +333,7 @@ pub(crate) async fn search_batch(
     let n = query_vectors.len();
     let permit = state.try_acquire_search(SearchKind::Batch, n)?;
     let resolved = resolve(&index, state.config(), k, &options);
-    let headers = headers(&resolved);
+    let mut headers = headers(&resolved);
     // One blocking task for the whole batch; the engine spreads its queries
     // over the rayon pool.
     let results = tokio::task::spawn_blocking(move || {
@@ -341,10 +341,10 @@ pub(crate) async fn search_batch(
         let flat: Vec<f32> = query_vectors.concat();
         state.metrics().batch_size(n);
         let start = Instant::now();
-        let results = index.search_batch(&flat, k, &resolved.params);
+        let results = index.search_batch_flagged(&flat, k, &resolved.params);
         state.metrics().search(SearchKind::Batch, start.elapsed());
         if let Ok(results) = &results {
-            for (query, hits) in flat.chunks_exact(dim).zip(results) {
+            for (query, (hits, _)) in flat.chunks_exact(dim).zip(results) {
                 offer_to_monitor(&state, &index, &resolved, query, k, hits);
             }
         }
@@ -352,7 +352,9 @@ pub(crate) async fn search_batch(
     })
     .await?
     .map_err(|e| located(e.into(), |i| (vec!["body".into(), "query_vectors".into(), i.into()], format!("query_vectors[{i}]"))))?;
-    Ok((headers, Json(SearchBatchResponse { results: results.into_iter().map(response).collect() })))
+    // Which queries were widened, as the collections' batch says it.
+    crate::collections::widened_queries(&mut headers, results.iter().map(|(_, w)| *w));
+    Ok((headers, Json(SearchBatchResponse { results: results.into_iter().map(|(hits, _)| response(hits)).collect() })))
 }
 
 /// The collection `default` (the served index, imported) once writes have

@@ -115,7 +115,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + S
     responses(
         (status = 201, description = "Written: every write acknowledged before the request is in it, and every write in it is durable", body = SnapshotOut),
         (status = 404, description = "No such collection", body = ErrorResponse),
-        (status = 409, description = "A snapshot of this name exists", body = ErrorResponse),
+        (status = 409, description = "A snapshot of this name exists, or the collection keeps as many snapshots as the server allows (`--max-snapshots`): delete one first", body = ErrorResponse),
         (status = 422, description = "Invalid name", body = ValidationErrorResponse),
         (status = 503, description = "The log failed to sync earlier (writes are refused until restart)", body = ErrorResponse),
         (status = 507, description = "The disk is full; nothing was kept", body = ErrorResponse),

@@ -322,6 +322,37 @@ fn queries_unlike_the_data_are_counted_and_flagged_as_widened() {
     assert!(exported >= before + added, "{line}");
 }
 
+/// The demo's batch on the served index file names its widened queries as
+/// the collections' batch does, and they are the ones single searches flag.
+#[test]
+fn the_demo_batch_says_which_queries_were_widened() {
+    let server = serve(&FIXTURE.graph, ServerConfig::default());
+    // Even positions: random vectors (unlike the clustered data); odd: held-out rows like it.
+    let random = dataset::sphere(20, DIM, 4545);
+    let like = held_out(true, 20);
+    let queries: Vec<Vec<f32>> = random.rows().zip(like.rows()).flat_map(|(r, l)| [r.to_vec(), l.to_vec()]).collect();
+    let r = server.post_json("/search/batch", &json!({"query_vectors": queries, "k": 10}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let listed: Vec<usize> = r
+        .header("x-vectorwise-widened-queries")
+        .unwrap_or("")
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .flat_map(|s| match s.split_once('-') {
+            Some((a, b)) => a.parse::<usize>().unwrap()..=b.parse().unwrap(),
+            None => s.parse().unwrap()..=s.parse().unwrap(),
+        })
+        .collect();
+    assert_eq!(r.header("x-vectorwise-widened-count").map(|c| c.parse::<usize>().unwrap()), Some(listed.len()));
+    let random_flagged = listed.iter().filter(|&&i| i % 2 == 0).count();
+    assert!(random_flagged >= 18, "{random_flagged} of 20 random queries named as widened: {listed:?}");
+    assert!(listed.len() - random_flagged <= 2, "queries like the data named as widened: {listed:?}");
+    let single: Vec<usize> = (0..queries.len())
+        .filter(|&i| server.post_json("/search", &json!({"query_vector": queries[i], "k": 10})).header("x-vectorwise-widened") == Some("true"))
+        .collect();
+    assert_eq!(single, listed, "single searches and the batch name the same queries");
+}
+
 /// On a collection (the same index imported), single searches and batches
 /// say which queries were widened: a batch names them by index.
 #[test]

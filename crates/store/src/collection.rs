@@ -13,7 +13,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use vectorwise_index::plan::{SearchPlan, SearchRequest};
 use vectorwise_index::{AllowSet, FilteredPath, MAX_ID, Metric, PointOffset};
 
@@ -270,7 +270,25 @@ pub struct Collection {
     /// Sealed segments whose files a snapshot is copying: the checkpoint's
     /// clean-up leaves them alone too.
     pub(crate) pins: crate::snapshot::Pins,
+    /// Frozen points past which an upsert waits for the seal lane (0: never;
+    /// see [`Collection::set_write_backlog`]).
+    pub(crate) backlog_limit: AtomicUsize,
+    /// Signalled after every seal and at stop: upserts waiting on the backlog.
+    pub(crate) sealed_signal: (Mutex<()>, Condvar),
+    /// Whether the seal lane's thread runs (no wait for a lane that never started).
+    pub(crate) seal_lane_started: AtomicBool,
+    /// [`BACKLOG_WAIT_MS`] (tests shorten it).
+    pub(crate) backlog_wait_ms: AtomicU64,
 }
+
+/// Frozen points (written, not yet sealed into an index, searched exactly)
+/// past which an upsert waits for the seal lane, by default. See
+/// [`Collection::set_write_backlog`].
+pub const DEFAULT_WRITE_BACKLOG: usize = 100_000;
+
+/// How long an upsert waits for the seal lane before it is refused with
+/// [`Error::Backlogged`] (retry later), in milliseconds.
+const BACKLOG_WAIT_MS: u64 = 5_000;
 
 /// The next [`Collection::incarnation`].
 static NEXT_INCARNATION: AtomicU64 = AtomicU64::new(1);
@@ -364,6 +382,10 @@ impl Collection {
             wake: (Mutex::new(false), Condvar::new()),
             worker: Mutex::new(Vec::new()),
             pins: Default::default(),
+            backlog_limit: AtomicUsize::new(DEFAULT_WRITE_BACKLOG),
+            sealed_signal: (Mutex::new(()), Condvar::new()),
+            seal_lane_started: AtomicBool::new(false),
+            backlog_wait_ms: AtomicU64::new(BACKLOG_WAIT_MS),
         });
         let start = std::time::Instant::now();
         let mut replayed = 0usize;
@@ -638,6 +660,7 @@ impl Collection {
             return Ok(0);
         }
         let distinct = prepared.iter().map(|p| (p.id, p.uuid)).collect::<std::collections::HashSet<_>>().len();
+        self.wait_for_backlog()?;
         self.write(Record::Upsert(prepared), &[])?;
         Ok(distinct)
     }
@@ -1110,6 +1133,53 @@ impl Collection {
         true
     }
 
+    /// Sets the frozen points past which upserts wait for the seal lane (0:
+    /// never wait). A write stall, as LSM stores have: an ingest faster than
+    /// one core seals would otherwise leave a backlog that every search scans
+    /// exactly, and that takes the optimiser tens of seconds to index after
+    /// the last write.
+    pub fn set_write_backlog(&self, points: usize) {
+        self.backlog_limit.store(points, Ordering::Relaxed);
+        self.signal_sealed();
+    }
+
+    /// Wakes the upserts waiting on the backlog.
+    pub(crate) fn signal_sealed(&self) {
+        let _g = self.sealed_signal.0.lock();
+        self.sealed_signal.1.notify_all();
+    }
+
+    /// Waits while the frozen backlog holds more than the limit (at least
+    /// twice `seal_points`) and the
+    /// seal lane is at work on it (running, stopping not asked, its last
+    /// seal not failed); [`Error::Backlogged`] after [`BACKLOG_WAIT_MS`].
+    fn wait_for_backlog(&self) -> Result<()> {
+        let wait = std::time::Duration::from_millis(self.backlog_wait_ms.load(Ordering::Relaxed));
+        let deadline = std::time::Instant::now() + wait;
+        let mut g = self.sealed_signal.0.lock();
+        loop {
+            self.check_open()?;
+            // At least two segments' worth: one being sealed, one more frozen.
+            let limit = match self.backlog_limit.load(Ordering::Relaxed) {
+                0 => 0,
+                l => l.max(2 * self.config.seal_points),
+            };
+            if limit == 0 || !self.seal_lane_started.load(Ordering::Acquire) || *self.wake.0.lock() {
+                return Ok(());
+            }
+            if self.optimiser.lock().error_lane == Some(crate::optimiser::Lane::Seal as u8) {
+                return Ok(());
+            }
+            let frozen: usize = self.set().frozen.iter().map(|f| f.len()).sum();
+            if frozen <= limit {
+                return Ok(());
+            }
+            if self.sealed_signal.1.wait_until(&mut g, deadline).timed_out() {
+                return Err(Error::Backlogged { frozen, limit });
+            }
+        }
+    }
+
     pub(crate) fn wake_optimiser(&self) {
         let _g = self.wake.0.lock();
         self.wake.1.notify_all();
@@ -1117,9 +1187,12 @@ impl Collection {
 
     /// Asks the optimiser to stop after the step it is in.
     pub fn stop_optimiser(&self) {
-        let mut stop = self.wake.0.lock();
-        *stop = true;
-        self.wake.1.notify_all();
+        {
+            let mut stop = self.wake.0.lock();
+            *stop = true;
+            self.wake.1.notify_all();
+        }
+        self.signal_sealed();
     }
 
     /// Stops the optimiser and waits for the step it is in. The collection

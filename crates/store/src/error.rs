@@ -89,6 +89,17 @@ pub enum Error {
     #[error("snapshot `{0}` already exists; choose another name or delete it first")]
     SnapshotExists(String),
 
+    /// The collection keeps as many snapshots as allowed. User error:
+    /// delete one first.
+    #[error("collection `{collection}` already has {limit} snapshots, the most it may keep; delete one first")]
+    TooManySnapshots { collection: String, limit: usize },
+
+    /// An upsert waited too long for the optimiser to index the points
+    /// written before it (the write stall: see
+    /// [`crate::Collection::set_write_backlog`]). Nothing was written; retry.
+    #[error("the optimiser is behind ({frozen} written points wait to be indexed, the limit is {limit}); nothing was written, retry shortly")]
+    Backlogged { frozen: usize, limit: usize },
+
     /// The collection was dropped while the request ran.
     #[error("collection `{0}` was deleted")]
     Dropped(String),

@@ -19,7 +19,7 @@ mod store;
 pub mod wal;
 
 pub use collection::{
-    prepare_points, Collection, CollectionStats, FilterReport, Found, NewPoint, OptimiserStats, SearchOptions, SearchOutcome, SegmentStats,
+    prepare_points, Collection, CollectionStats, DEFAULT_WRITE_BACKLOG, FilterReport, Found, NewPoint, OptimiserStats, SearchOptions, SearchOutcome, SegmentStats,
     StoredPoint,
 };
 pub use ids::PointId;
@@ -29,5 +29,5 @@ pub use error::{Error, Loc, Result};
 pub use manifest::CollectionConfig;
 pub use state::StateId;
 pub use snapshot::{SnapshotInfo, SnapshotSummary};
-pub use store::{Store, valid_name};
+pub use store::{DEFAULT_MAX_SNAPSHOTS, Store, valid_name};
 pub use wal::SyncMode;

@@ -38,7 +38,12 @@ pub(crate) fn start(c: &Arc<Collection>) {
         let weak = Arc::downgrade(c);
         let name = format!("optimiser-{lane:?}-{}", c.name()).to_lowercase();
         match std::thread::Builder::new().name(name).spawn(move || run(weak, lane)) {
-            Ok(handle) => handles.push(handle),
+            Ok(handle) => {
+                handles.push(handle);
+                if lane == Lane::Seal {
+                    c.seal_lane_started.store(true, std::sync::atomic::Ordering::Release);
+                }
+            }
             // Writes and searches still work; the memory segments grow until a restart.
             Err(e) => tracing::error!(collection = c.name(), error = %e, ?lane, "cannot start an optimiser thread"),
         }
@@ -82,6 +87,9 @@ fn run(weak: std::sync::Weak<Collection>, lane: Lane) {
                 stats.last_error = Some(e.to_string());
                 stats.error_lane = Some(lane as u8);
                 drop(stats);
+                if lane == Lane::Seal {
+                    c.signal_sealed();
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
@@ -154,7 +162,11 @@ fn seal_step(c: &Arc<Collection>) -> Result<bool> {
         return Ok(false);
     }
     let _busy = Busy::new(c, Lane::Seal);
-    seal(c, &joined)?;
+    let sealed = seal(c, &joined);
+    // Upserts waiting on the backlog look again (after a failure too: the
+    // lane's error lets them through).
+    c.signal_sealed();
+    sealed?;
     c.optimiser.lock().seals += 1;
     Ok(true)
 }
@@ -532,5 +544,55 @@ mod tests {
         let sixty = set.sealed.iter().find(|s| s.len() == 60).expect("the 60 points sealed");
         assert_ne!(sixty.index.scan_centroids().unwrap(), &tiny[..], "the seal trained its own codebook");
         assert_eq!(codebook(&c).as_deref(), sixty.index.scan_centroids());
+    }
+
+    /// Upserts wait while the frozen backlog is over the limit and the seal
+    /// lane is at work, go on once a seal brings it down, and are refused
+    /// (nothing written) when the wait runs out.
+    #[test]
+    fn upserts_wait_for_the_seal_lane_past_the_backlog_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+        store.set_write_backlog(25);
+        let (c, _) = store.create("c", CollectionConfig { seal_points: 10, ..CollectionConfig::new(8, Metric::L2) }).unwrap();
+        let mut rng = StdRng::seed_from_u64(9);
+        // The seal lane is held: every full mutable segment stays frozen.
+        let held = c.seal_lock.lock();
+        for b in 0..3 {
+            c.upsert(points(10, b * 10, &mut rng)).unwrap();
+        }
+        assert_eq!(c.set().frozen.iter().map(|f| f.len()).sum::<usize>(), 30, "three frozen segments");
+        let waiting = {
+            let c = Arc::clone(&c);
+            let batch = points(10, 100, &mut rng);
+            std::thread::spawn(move || c.upsert(batch))
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!waiting.is_finished(), "30 frozen points > 25: the upsert waits");
+        assert_eq!(c.len(), 30);
+        drop(held);
+        assert_eq!(waiting.join().unwrap().unwrap(), 10, "a seal let it through");
+        assert_eq!(c.len(), 40);
+
+        // A wait that runs out writes nothing.
+        c.backlog_wait_ms.store(200, std::sync::atomic::Ordering::Relaxed);
+        let held = c.seal_lock.lock();
+        let mut next = 200;
+        while c.set().frozen.iter().map(|f| f.len()).sum::<usize>() <= 25 {
+            c.upsert(points(10, next, &mut rng)).unwrap();
+            next += 10;
+        }
+        let before = c.len();
+        match c.upsert(points(10, 1000, &mut rng)) {
+            Err(crate::Error::Backlogged { limit: 25, .. }) => {}
+            other => panic!("expected Backlogged, got {other:?}"),
+        }
+        assert_eq!(c.len(), before, "nothing written");
+        // Deletes never wait.
+        assert_eq!(c.delete([200u64]).unwrap(), 1);
+        // Nor do upserts once the limit is off.
+        store.set_write_backlog(0);
+        c.upsert(points(10, 1000, &mut rng)).unwrap();
+        drop(held);
     }
 }

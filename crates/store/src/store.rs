@@ -26,10 +26,19 @@ pub struct Store {
     dropping: parking_lot::Mutex<std::collections::HashSet<String>>,
     /// Snapshots being written, as (collection, name): one writer per name.
     snapshotting: parking_lot::Mutex<std::collections::HashSet<(String, String)>>,
+    /// Every collection's write backlog limit ([`Collection::set_write_backlog`]).
+    backlog: std::sync::atomic::AtomicUsize,
+    /// Snapshots a collection may keep (0: no limit; [`Store::set_max_snapshots`]).
+    max_snapshots: std::sync::atomic::AtomicUsize,
     /// `.lock`, held (flock, exclusive) while the store is open: one
     /// process per data directory.
     _lock: std::fs::File,
 }
+
+/// Snapshots a collection may keep by default: past it, a new one is
+/// refused until one is deleted (each holds a full copy of the collection,
+/// so a client in a loop would otherwise fill the disk).
+pub const DEFAULT_MAX_SNAPSHOTS: usize = 32;
 
 /// Where the snapshots of a data directory live (a dot folder: never a
 /// collection's name).
@@ -77,6 +86,8 @@ impl Store {
             collections: RwLock::new(collections),
             dropping: Default::default(),
             snapshotting: Default::default(),
+            backlog: std::sync::atomic::AtomicUsize::new(crate::collection::DEFAULT_WRITE_BACKLOG),
+            max_snapshots: std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_SNAPSHOTS),
             _lock: lock,
         })
     }
@@ -163,6 +174,7 @@ impl Store {
         let c = Collection::open(name, &dir, self.sync).inspect_err(|_| {
             let _ = std::fs::remove_dir_all(&dir);
         })?;
+        c.set_write_backlog(self.backlog.load(std::sync::atomic::Ordering::Relaxed));
         map.insert(name.to_string(), Arc::clone(&c));
         Ok(c)
     }
@@ -263,6 +275,21 @@ impl Store {
     }
 
     /// Names and live point counts, by name.
+    /// Sets the frozen points past which upserts wait for the optimiser, in
+    /// every collection, open or opened later (0: never wait). See
+    /// [`Collection::set_write_backlog`].
+    pub fn set_write_backlog(&self, points: usize) {
+        self.backlog.store(points, std::sync::atomic::Ordering::Relaxed);
+        for c in self.collections.read().values() {
+            c.set_write_backlog(points);
+        }
+    }
+
+    /// Sets how many snapshots a collection may keep (0: no limit).
+    pub fn set_max_snapshots(&self, n: usize) {
+        self.max_snapshots.store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn list(&self) -> Vec<(String, usize)> {
         let all: Vec<Arc<Collection>> = self.collections.read().values().cloned().collect();
         all.iter().map(|c| (c.name().to_string(), c.len())).collect()
@@ -348,8 +375,25 @@ impl Store {
             }
         }
         let key = (collection.to_string(), name.clone());
-        if path.exists() || !self.snapshotting.lock().insert(key.clone()) {
-            return Err(Error::SnapshotExists(name));
+        {
+            let mut writing = self.snapshotting.lock();
+            if path.exists() || writing.contains(&key) {
+                return Err(Error::SnapshotExists(name));
+            }
+            // Counted under the lock: two at once cannot both take the last place.
+            let limit = self.max_snapshots.load(std::sync::atomic::Ordering::Relaxed);
+            if limit > 0 {
+                let kept = std::fs::read_dir(&dir)
+                    .map_err(|e| Error::io(&dir, e))?
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "tar"))
+                    .count();
+                let being_written = writing.iter().filter(|(c, _)| c == collection).count();
+                if kept + being_written >= limit {
+                    return Err(Error::TooManySnapshots { collection: collection.to_string(), limit });
+                }
+            }
+            writing.insert(key.clone());
         }
         let result = c.snapshot_to(&path, &name);
         self.snapshotting.lock().remove(&key);
@@ -462,6 +506,7 @@ impl Store {
         sync_dir(&self.dir);
         match Collection::open(name, &dir, self.sync) {
             Ok(c) => {
+                c.set_write_backlog(self.backlog.load(std::sync::atomic::Ordering::Relaxed));
                 map.insert(name.to_string(), Arc::clone(&c));
                 Ok(c)
             }
@@ -469,6 +514,7 @@ impl Store {
                 if exchange(tmp, &dir).is_ok() {
                     sync_dir(&self.dir);
                     if let Ok(c) = Collection::open(name, &dir, self.sync) {
+                        c.set_write_backlog(self.backlog.load(std::sync::atomic::Ordering::Relaxed));
                         map.insert(name.to_string(), c);
                     }
                 }

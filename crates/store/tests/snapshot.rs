@@ -502,3 +502,32 @@ fn a_segment_file_replaced_in_place_gets_a_new_identity() {
     assert_ne!(after.uuid, before.uuid);
     assert_ne!(after.digest, before.digest);
 }
+
+/// A collection keeps at most the server's limit of snapshots: one more is
+/// refused (nothing written) until one is deleted; other collections have
+/// their own count, and 0 lifts the limit.
+#[test]
+fn snapshots_past_the_limit_are_refused_until_one_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+    store.set_max_snapshots(3);
+    for name in ["a", "b"] {
+        let (c, _) = store.create(name, config()).unwrap();
+        c.upsert(vec![NewPoint { id: 1u64.into(), vector: vec![0.5; DIM], payload: None }]).unwrap();
+    }
+    for i in 0..3 {
+        store.snapshot("a", Some(&format!("s{i}"))).unwrap();
+    }
+    match store.snapshot("a", Some("s3")) {
+        Err(Error::TooManySnapshots { collection, limit: 3 }) => assert_eq!(collection, "a"),
+        other => panic!("expected TooManySnapshots, got {other:?}"),
+    }
+    assert!(matches!(store.snapshot("a", None), Err(Error::TooManySnapshots { .. })), "a default name is counted too");
+    assert_eq!(store.list_snapshots("a").unwrap().len(), 3, "nothing written");
+    store.snapshot("b", Some("s0")).unwrap();
+    store.delete_snapshot("a", "s1").unwrap();
+    store.snapshot("a", Some("s3")).unwrap();
+    store.set_max_snapshots(0);
+    store.snapshot("a", Some("s4")).unwrap();
+    assert_eq!(store.list_snapshots("a").unwrap().len(), 4);
+}

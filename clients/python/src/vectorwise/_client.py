@@ -306,9 +306,7 @@ class SearchInfo:
             true``; each row of a batch from whether its index is listed in
             ``x-vectorwise-widened-queries`` (mapped to the caller's row
             numbers when the batch went as several requests). ``False`` when
-            the server did not say: an older server, or the demo's
-            ``/search/batch`` on the served index file while the collection
-            ``default`` has not been written to. A rising share of widened
+            the server did not say (an older server). A rising share of widened
             queries signals drift between the queries and the data.
     """
 
@@ -1898,9 +1896,7 @@ class VectorWiseClient:
             (listed in its request's ``x-vectorwise-widened-queries``, whose
             indices count from that request's first row; the client maps
             them to row numbers of ``matrix``); ``batch.widened`` is all of
-            them as a bool array. The demo's ``/search/batch`` on the served
-            index file does not say (all ``False``) until the collection
-            ``default`` has been written to.
+            them as a bool array.
         """
         options = {**options, **_search_settings(profile, recall_target, ef_search, self.validate)}
         if filter is not None:
@@ -2106,7 +2102,10 @@ class VectorWiseClient:
             InsufficientStorage: the server's disk is full (507; that request
                 was not written).
             ServiceUnavailable: the server's write-ahead log failed (503; it
-                refuses writes until restarted).
+                refuses writes until restarted), or its optimiser stayed
+                behind the writes through every retry (503 with
+                ``Retry-After``: more written points wait to be indexed than
+                its ``--write-backlog-points``; that batch was not written).
         """
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
