@@ -275,10 +275,22 @@ pub struct Collection {
     pub(crate) backlog_limit: AtomicUsize,
     /// Signalled after every seal and at stop: upserts waiting on the backlog.
     pub(crate) sealed_signal: (Mutex<()>, Condvar),
-    /// Whether the seal lane's thread runs (no wait for a lane that never started).
+    /// Whether the seal lane's thread runs (no wait for a lane that never
+    /// started, or that ended: a panic clears it too).
     pub(crate) seal_lane_started: AtomicBool,
+    /// Whether the seal lane's last step failed (writes then do not wait
+    /// for it; cleared by its next success).
+    pub(crate) seal_failed: AtomicBool,
     /// [`BACKLOG_WAIT_MS`] (tests shorten it).
     pub(crate) backlog_wait_ms: AtomicU64,
+    /// When the last write was applied, in ms of [`process_ms`].
+    pub(crate) last_write_ms: AtomicU64,
+}
+
+/// Milliseconds since this process first asked.
+fn process_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64
 }
 
 /// Frozen points (written, not yet sealed into an index, searched exactly)
@@ -385,7 +397,9 @@ impl Collection {
             backlog_limit: AtomicUsize::new(DEFAULT_WRITE_BACKLOG),
             sealed_signal: (Mutex::new(()), Condvar::new()),
             seal_lane_started: AtomicBool::new(false),
+            seal_failed: AtomicBool::new(false),
             backlog_wait_ms: AtomicU64::new(BACKLOG_WAIT_MS),
+            last_write_ms: AtomicU64::new(process_ms()),
         });
         let start = std::time::Instant::now();
         let mut replayed = 0usize;
@@ -613,6 +627,7 @@ impl Collection {
             // the optimiser is doing.
             (lsn, changed, self.freeze_locked(&mut ws, self.config.seal_points))
         };
+        self.last_write_ms.store(process_ms(), Ordering::Relaxed);
         if full {
             self.wake_optimiser();
         }
@@ -1143,6 +1158,11 @@ impl Collection {
         self.signal_sealed();
     }
 
+    /// Milliseconds since the last write was applied (or the collection opened).
+    pub(crate) fn ms_since_last_write(&self) -> u64 {
+        process_ms().saturating_sub(self.last_write_ms.load(Ordering::Relaxed))
+    }
+
     /// Wakes the upserts waiting on the backlog.
     pub(crate) fn signal_sealed(&self) {
         let _g = self.sealed_signal.0.lock();
@@ -1157,26 +1177,28 @@ impl Collection {
         let wait = std::time::Duration::from_millis(self.backlog_wait_ms.load(Ordering::Relaxed));
         let deadline = std::time::Instant::now() + wait;
         let mut g = self.sealed_signal.0.lock();
+        let mut timed_out = false;
         loop {
             self.check_open()?;
-            // At least two segments' worth: one being sealed, one more frozen.
+            if !self.seal_lane_started.load(Ordering::Acquire) || self.seal_failed.load(Ordering::Acquire) || *self.wake.0.lock() {
+                return Ok(());
+            }
+            let set = self.set();
+            let (frozen, largest) = set.frozen.iter().map(|f| f.len()).fold((0, 0), |(sum, max), n| (sum + n, max.max(n)));
+            // At least one segment being sealed (a write can freeze one past
+            // `seal_points`) plus one more.
             let limit = match self.backlog_limit.load(Ordering::Relaxed) {
-                0 => 0,
-                l => l.max(2 * self.config.seal_points),
+                0 => return Ok(()),
+                l => l.max(2 * self.config.seal_points).max(largest + self.config.seal_points),
             };
-            if limit == 0 || !self.seal_lane_started.load(Ordering::Acquire) || *self.wake.0.lock() {
-                return Ok(());
-            }
-            if self.optimiser.lock().error_lane == Some(crate::optimiser::Lane::Seal as u8) {
-                return Ok(());
-            }
-            let frozen: usize = self.set().frozen.iter().map(|f| f.len()).sum();
             if frozen <= limit {
                 return Ok(());
             }
-            if self.sealed_signal.1.wait_until(&mut g, deadline).timed_out() {
+            if timed_out {
                 return Err(Error::Backlogged { frozen, limit });
             }
+            // Looked at once more after the deadline: a seal just then lets it through.
+            timed_out = self.sealed_signal.1.wait_until(&mut g, deadline).timed_out();
         }
     }
 

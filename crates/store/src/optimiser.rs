@@ -51,7 +51,21 @@ pub(crate) fn start(c: &Arc<Collection>) {
     *c.worker.lock() = handles;
 }
 
+/// Clears `seal_lane_started` when the seal lane's thread ends, by return
+/// or panic, and wakes the upserts waiting for it.
+struct SealLaneAlive(std::sync::Weak<Collection>);
+
+impl Drop for SealLaneAlive {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.upgrade() {
+            c.seal_lane_started.store(false, std::sync::atomic::Ordering::Release);
+            c.signal_sealed();
+        }
+    }
+}
+
 fn run(weak: std::sync::Weak<Collection>, lane: Lane) {
+    let _alive = (lane == Lane::Seal).then(|| SealLaneAlive(weak.clone()));
     lower_priority();
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -62,6 +76,9 @@ fn run(weak: std::sync::Weak<Collection>, lane: Lane) {
         match step(&c, lane) {
             Ok(worked) => {
                 // A lane that works again clears the error it had reported.
+                if lane == Lane::Seal {
+                    c.seal_failed.store(false, std::sync::atomic::Ordering::Release);
+                }
                 let mut stats = c.optimiser.lock();
                 if stats.error_lane == Some(lane as u8) {
                     stats.last_error = None;
@@ -88,6 +105,7 @@ fn run(weak: std::sync::Weak<Collection>, lane: Lane) {
                 stats.error_lane = Some(lane as u8);
                 drop(stats);
                 if lane == Lane::Seal {
+                    c.seal_failed.store(true, std::sync::atomic::Ordering::Release);
                     c.signal_sealed();
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -124,16 +142,38 @@ impl Drop for Busy<'_> {
 /// rest; see bench/results/HISTORY.md.)
 fn pool(lane: Lane) -> &'static rayon::ThreadPool {
     static POOLS: [std::sync::OnceLock<rayon::ThreadPool>; 2] = [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
-    POOLS[lane as usize].get_or_init(|| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .thread_name(move |i| format!("optimiser-{lane:?}-build-{i}").to_lowercase())
-            // Below searches and writes in the scheduler's eyes (nice 10):
-            // the optimiser's work can wait; a search should not.
-            .start_handler(|_| lower_priority())
-            .build()
-            .expect("build an optimiser thread pool")
-    })
+    POOLS[lane as usize].get_or_init(|| niced_pool(&format!("optimiser-{lane:?}-build"), 1))
+}
+
+/// The merge lane's pool while the collection is quiet ([`quiet`]): every
+/// core, still niced. Nothing else of the collection's wants the cores
+/// then, and the merges that remain after a bulk load are what keeps
+/// searches from their at-rest speed (1M forms at full speed, a sequential
+/// search client running: 160k merges 3.6–4.2 s against 4.4–5.3, optimiser
+/// idle 41.9 s after the last write against 47.7; bench/results/HISTORY.md).
+fn wide_pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| niced_pool("optimiser-merge-wide", std::thread::available_parallelism().map_or(1, |n| n.get())))
+}
+
+/// No write for [`QUIET_MS`], nothing frozen, no seal running.
+fn quiet(c: &Collection) -> bool {
+    c.set().frozen.is_empty() && !c.optimiser.lock().state.contains("sealing") && c.ms_since_last_write() >= QUIET_MS
+}
+
+/// How long without a write before merges take every core.
+const QUIET_MS: u64 = 2_000;
+
+fn niced_pool(name: &str, threads: usize) -> rayon::ThreadPool {
+    let name = name.to_lowercase();
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(move |i| format!("{name}-{i}"))
+        // Below searches and writes in the scheduler's eyes (nice 10):
+        // the optimiser's work can wait; a search should not.
+        .start_handler(|_| lower_priority())
+        .build()
+        .expect("build an optimiser thread pool")
 }
 
 /// Nice 10 for the calling thread (Linux: per thread); best effort.
@@ -143,7 +183,8 @@ fn lower_priority() {
 
 /// One unit of `lane`'s work; whether there was any.
 pub(crate) fn step(c: &Arc<Collection>, lane: Lane) -> Result<bool> {
-    pool(lane).install(|| match lane {
+    let pool = if lane == Lane::Merge && quiet(c) { wide_pool() } else { pool(lane) };
+    pool.install(|| match lane {
         Lane::Seal => seal_step(c),
         Lane::Merge => merge_step(c),
     })
@@ -156,7 +197,7 @@ fn seal_step(c: &Arc<Collection>) -> Result<bool> {
         c.freeze_locked(&mut ws, c.config().seal_points);
     }
     let set = c.set();
-    let failed = c.optimiser.lock().error_lane == Some(Lane::Seal as u8);
+    let failed = c.seal_failed.load(std::sync::atomic::Ordering::Acquire);
     let joined = seal_group(&set.frozen, failed);
     if joined.is_empty() {
         return Ok(false);

@@ -274,7 +274,6 @@ impl Store {
         self.collections.read().get(name).cloned().ok_or_else(|| Error::NotFound(name.to_string()))
     }
 
-    /// Names and live point counts, by name.
     /// Sets the frozen points past which upserts wait for the optimiser, in
     /// every collection, open or opened later (0: never wait). See
     /// [`Collection::set_write_backlog`].
@@ -290,6 +289,7 @@ impl Store {
         self.max_snapshots.store(n, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Names and live point counts, by name.
     pub fn list(&self) -> Vec<(String, usize)> {
         let all: Vec<Arc<Collection>> = self.collections.read().values().cloned().collect();
         all.iter().map(|c| (c.name().to_string(), c.len())).collect()
@@ -383,12 +383,15 @@ impl Store {
             // Counted under the lock: two at once cannot both take the last place.
             let limit = self.max_snapshots.load(std::sync::atomic::Ordering::Relaxed);
             if limit > 0 {
+                // The archives a DELETE can name (temporaries are not counted).
                 let kept = std::fs::read_dir(&dir)
                     .map_err(|e| Error::io(&dir, e))?
                     .filter_map(|e| e.ok())
-                    .filter(|e| e.path().extension().is_some_and(|x| x == "tar"))
+                    .filter(|e| e.file_name().to_str().and_then(|f| f.strip_suffix(".tar")).is_some_and(valid_name))
                     .count();
-                let being_written = writing.iter().filter(|(c, _)| c == collection).count();
+                // Not yet renamed into place (else counted above).
+                let being_written =
+                    writing.iter().filter(|(c, n)| c == collection && !dir.join(format!("{n}.tar")).exists()).count();
                 if kept + being_written >= limit {
                     return Err(Error::TooManySnapshots { collection: collection.to_string(), limit });
                 }
