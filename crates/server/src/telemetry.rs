@@ -62,6 +62,7 @@ const COLLECTION_WAL_BYTES: &str = "vectorwise_collection_wal_bytes";
 const COLLECTION_WRITES: &str = "vectorwise_collection_writes_total";
 const COLLECTION_OPTIMISER: &str = "vectorwise_collection_optimiser_runs_total";
 const COLLECTION_OPTIMISER_BUSY: &str = "vectorwise_collection_optimiser_busy";
+const COLLECTION_WRITE_STALLS: &str = "vectorwise_collection_write_stalls_total";
 const CACHE_HITS: &str = "vectorwise_cache_hits_total";
 const WIDENED: &str = "vectorwise_searches_widened_total";
 const CACHE_MISSES: &str = "vectorwise_cache_misses_total";
@@ -159,6 +160,10 @@ impl Metrics {
             describe_counter!(COLLECTION_WRITES, "Write records (upsert and delete batches) applied since the collection opened, replay included.");
             describe_counter!(COLLECTION_OPTIMISER, "Optimiser work done since the collection opened, by kind (seal, merge, rewrite).");
             describe_gauge!(COLLECTION_OPTIMISER_BUSY, "1 while the optimiser's lane (seal, merge) is building.");
+            describe_counter!(
+                COLLECTION_WRITE_STALLS,
+                "Upserts that waited for the optimiser (the write backlog over --write-backlog-points), and those refused after the wait (503), by outcome (waited, refused)."
+            );
             describe_counter!(CACHE_HITS, "Searches answered from the hot-query cache.");
             describe_counter!(WIDENED, "Searches whose query was unlike the calibration's queries, so searched more widely (drift from the data).");
             describe_counter!(CACHE_MISSES, "Searches the hot-query cache had no answer for (then searched and kept).");
@@ -218,6 +223,8 @@ impl Metrics {
                 for (kind, n) in [("seal", o.seals), ("merge", o.merges), ("rewrite", o.rewrites)] {
                     counter!(COLLECTION_OPTIMISER, "collection" => name.clone(), "kind" => kind).absolute(n);
                 }
+                counter!(COLLECTION_WRITE_STALLS, "collection" => name.clone(), "outcome" => "waited").absolute(o.writes_waited);
+                counter!(COLLECTION_WRITE_STALLS, "collection" => name.clone(), "outcome" => "refused").absolute(o.writes_refused);
                 for lane in ["seal", "merge"] {
                     let busy = (lane == "seal" && o.state.contains("sealing")) || (lane == "merge" && o.state.contains("merging"));
                     gauge!(COLLECTION_OPTIMISER_BUSY, "collection" => name.clone(), "lane" => lane).set(if busy { 1.0 } else { 0.0 });

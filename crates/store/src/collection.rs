@@ -202,6 +202,10 @@ pub struct OptimiserStats {
     pub seals: u64,
     pub merges: u64,
     pub rewrites: u64,
+    /// Upserts that waited for the seal lane (the write backlog was over
+    /// its limit), and those of them refused after the wait (503).
+    pub writes_waited: u64,
+    pub writes_refused: u64,
     /// The last failed step's error, until that lane next succeeds.
     pub last_error: Option<String>,
     /// The lane (0 seal, 1 merge) whose failure `last_error` is.
@@ -1177,7 +1181,7 @@ impl Collection {
         let wait = std::time::Duration::from_millis(self.backlog_wait_ms.load(Ordering::Relaxed));
         let deadline = std::time::Instant::now() + wait;
         let mut g = self.sealed_signal.0.lock();
-        let mut timed_out = false;
+        let (mut timed_out, mut waited) = (false, false);
         loop {
             self.check_open()?;
             if !self.seal_lane_started.load(Ordering::Acquire) || self.seal_failed.load(Ordering::Acquire) || *self.wake.0.lock() {
@@ -1195,7 +1199,12 @@ impl Collection {
                 return Ok(());
             }
             if timed_out {
+                self.optimiser.lock().writes_refused += 1;
                 return Err(Error::Backlogged { frozen, limit });
+            }
+            if !waited {
+                waited = true;
+                self.optimiser.lock().writes_waited += 1;
             }
             // Looked at once more after the deadline: a seal just then lets it through.
             timed_out = self.sealed_signal.1.wait_until(&mut g, deadline).timed_out();

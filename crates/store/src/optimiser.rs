@@ -614,6 +614,7 @@ mod tests {
         drop(held);
         assert_eq!(waiting.join().unwrap().unwrap(), 10, "a seal let it through");
         assert_eq!(c.len(), 40);
+        assert_eq!((c.stats().optimiser.writes_waited, c.stats().optimiser.writes_refused), (1, 0));
 
         // A wait that runs out writes nothing.
         c.backlog_wait_ms.store(200, std::sync::atomic::Ordering::Relaxed);
@@ -629,6 +630,7 @@ mod tests {
             other => panic!("expected Backlogged, got {other:?}"),
         }
         assert_eq!(c.len(), before, "nothing written");
+        assert_eq!((c.stats().optimiser.writes_waited, c.stats().optimiser.writes_refused), (2, 1));
         // Deletes never wait.
         assert_eq!(c.delete([200u64]).unwrap(), 1);
         // Nor do upserts once the limit is off.
