@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::Server;
+use common::{Reply, Server};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
@@ -322,17 +322,9 @@ fn queries_unlike_the_data_are_counted_and_flagged_as_widened() {
     assert!(exported >= before + added, "{line}");
 }
 
-/// The demo's batch on the served index file names its widened queries as
-/// the collections' batch does, and they are the ones single searches flag.
-#[test]
-fn the_demo_batch_says_which_queries_were_widened() {
-    let server = serve(&FIXTURE.graph, ServerConfig::default());
-    // Even positions: random vectors (unlike the clustered data); odd: held-out rows like it.
-    let random = dataset::sphere(20, DIM, 4545);
-    let like = held_out(true, 20);
-    let queries: Vec<Vec<f32>> = random.rows().zip(like.rows()).flat_map(|(r, l)| [r.to_vec(), l.to_vec()]).collect();
-    let r = server.post_json("/search/batch", &json!({"query_vectors": queries, "k": 10}));
-    assert_eq!(r.status, 200, "{}", r.body);
+/// The queries a batch's `x-vectorwise-widened-queries` names (indices and
+/// ranges `0-3,7`), checked against its `x-vectorwise-widened-count`.
+fn widened_listed(r: &Reply) -> Vec<usize> {
     let listed: Vec<usize> = r
         .header("x-vectorwise-widened-queries")
         .unwrap_or("")
@@ -344,6 +336,21 @@ fn the_demo_batch_says_which_queries_were_widened() {
         })
         .collect();
     assert_eq!(r.header("x-vectorwise-widened-count").map(|c| c.parse::<usize>().unwrap()), Some(listed.len()));
+    listed
+}
+
+/// The demo's batch on the served index file names its widened queries as
+/// the collections' batch does, and they are the ones single searches flag.
+#[test]
+fn the_demo_batch_says_which_queries_were_widened() {
+    let server = serve(&FIXTURE.graph, ServerConfig::default());
+    // Even positions: random vectors (unlike the clustered data); odd: held-out rows like it.
+    let random = dataset::sphere(20, DIM, 4545);
+    let like = held_out(true, 20);
+    let queries: Vec<Vec<f32>> = random.rows().zip(like.rows()).flat_map(|(r, l)| [r.to_vec(), l.to_vec()]).collect();
+    let r = server.post_json("/search/batch", &json!({"query_vectors": queries, "k": 10}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let listed = widened_listed(&r);
     let random_flagged = listed.iter().filter(|&&i| i % 2 == 0).count();
     assert!(random_flagged >= 18, "{random_flagged} of 20 random queries named as widened: {listed:?}");
     assert!(listed.len() - random_flagged <= 2, "queries like the data named as widened: {listed:?}");
@@ -369,17 +376,7 @@ fn collection_searches_and_batches_say_which_queries_were_widened() {
     let queries: Vec<Vec<f32>> = random.rows().zip(like.rows()).flat_map(|(r, l)| [r.to_vec(), l.to_vec()]).collect();
     let r = server.post_json("/collections/g/search/batch", &json!({"vectors": queries, "k": 10}));
     assert_eq!(r.status, 200, "{}", r.body);
-    let listed: Vec<usize> = r
-        .header("x-vectorwise-widened-queries")
-        .unwrap_or("")
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .flat_map(|s| match s.split_once('-') {
-            Some((a, b)) => a.parse::<usize>().unwrap()..=b.parse().unwrap(),
-            None => s.parse().unwrap()..=s.parse().unwrap(),
-        })
-        .collect();
-    assert_eq!(r.header("x-vectorwise-widened-count").map(|c| c.parse::<usize>().unwrap()), Some(listed.len()));
+    let listed = widened_listed(&r);
     let random_flagged = listed.iter().filter(|&&i| i % 2 == 0).count();
     let like_flagged = listed.len() - random_flagged;
     assert!(random_flagged >= 18, "{random_flagged} of 20 random queries named as widened: {listed:?}");
