@@ -177,8 +177,9 @@ pub struct Args {
     pub wal_sync: vectorwise_store::SyncMode,
     /// Written points not yet indexed (frozen, searched exactly) past which
     /// an upsert waits for the optimiser (a write stall; 503 with Retry-After
-    /// after 5 s); at least twice a collection's seal_points; 0: never wait. Bounds how slow searches get during a
-    /// fast ingest and how long indexing lags behind the last write.
+    /// after 5 s); at least twice a collection's seal_points; 0: never wait.
+    /// Bounds how slow searches get during a fast ingest and how long
+    /// indexing lags behind the last write.
     #[arg(long, env = "VECTORWISE_WRITE_BACKLOG_POINTS", default_value_t = vectorwise_store::DEFAULT_WRITE_BACKLOG)]
     pub write_backlog_points: usize,
     /// Snapshots a collection may keep; past it, taking one answers 409

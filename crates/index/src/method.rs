@@ -40,9 +40,19 @@ pub(crate) trait SearchMethod: Sync {
     /// widened (see [`crate::widened_in`]). Per query on the pool unless a
     /// method does better and never widens inside.
     fn search_many_flagged(&self, queries: &[f32], dim: usize, k: usize, params: &SearchParams) -> Vec<(Vec<Scored>, bool)> {
-        use rayon::prelude::*;
-        queries.par_chunks_exact(dim).map(|q| crate::widened_in(|| self.search(q, k, params, None))).collect()
+        each_flagged(self, queries, dim, k, params)
     }
+}
+
+/// [`SearchMethod::search`] of each query on the pool, with whether it widened.
+fn each_flagged<M: SearchMethod + ?Sized>(m: &M, queries: &[f32], dim: usize, k: usize, params: &SearchParams) -> Vec<(Vec<Scored>, bool)> {
+    use rayon::prelude::*;
+    queries.par_chunks_exact(dim).map(|q| crate::widened_in(|| m.search(q, k, params, None))).collect()
+}
+
+/// Answers of a method that never widens inside, flagged so.
+fn unflagged(found: Vec<Vec<Scored>>) -> Vec<(Vec<Scored>, bool)> {
+    found.into_iter().map(|f| (f, false)).collect()
 }
 
 /// The stored rows of the space.
@@ -75,7 +85,7 @@ impl SearchMethod for Exact<'_> {
     }
 
     fn search_many_flagged(&self, queries: &[f32], dim: usize, k: usize, params: &SearchParams) -> Vec<(Vec<Scored>, bool)> {
-        self.search_many(queries, dim, k, params).into_iter().map(|f| (f, false)).collect()
+        unflagged(self.search_many(queries, dim, k, params))
     }
 }
 
@@ -154,13 +164,12 @@ impl SearchMethod for Scan<'_> {
     }
 
     fn search_many_flagged(&self, queries: &[f32], dim: usize, k: usize, params: &SearchParams) -> Vec<(Vec<Scored>, bool)> {
-        use rayon::prelude::*;
         if self.scan.partial(params.nprobe) {
             // Each query reads its own lists and may widen among them.
-            return queries.par_chunks_exact(dim).map(|q| crate::widened_in(|| self.search(q, k, params, None))).collect();
+            return each_flagged(self, queries, dim, k, params);
         }
         // The exhaustive scan never widens inside (`Index::widen_far` does).
-        self.search_many(queries, dim, k, params).into_iter().map(|f| (f, false)).collect()
+        unflagged(self.search_many(queries, dim, k, params))
     }
 }
 

@@ -1174,9 +1174,10 @@ impl Collection {
     }
 
     /// Waits while the frozen backlog holds more than the limit (at least
-    /// twice `seal_points`) and the
-    /// seal lane is at work on it (running, stopping not asked, its last
-    /// seal not failed); [`Error::Backlogged`] after [`BACKLOG_WAIT_MS`].
+    /// twice `seal_points`, and the largest frozen segment plus
+    /// `seal_points`) and the seal lane is at work on it (running, stopping
+    /// not asked, its last seal not failed); [`Error::Backlogged`] after
+    /// [`BACKLOG_WAIT_MS`].
     fn wait_for_backlog(&self) -> Result<()> {
         let wait = std::time::Duration::from_millis(self.backlog_wait_ms.load(Ordering::Relaxed));
         let deadline = std::time::Instant::now() + wait;

@@ -203,11 +203,10 @@ fn seal_step(c: &Arc<Collection>) -> Result<bool> {
         return Ok(false);
     }
     let _busy = Busy::new(c, Lane::Seal);
-    let sealed = seal(c, &joined);
-    // Upserts waiting on the backlog look again (after a failure too: the
-    // lane's error lets them through).
+    seal(c, &joined)?;
+    // Upserts waiting on the backlog look again (after a failure `run`
+    // wakes them, once `seal_failed` lets them through).
     c.signal_sealed();
-    sealed?;
     c.optimiser.lock().seals += 1;
     Ok(true)
 }

@@ -40,6 +40,12 @@ pub struct Store {
 /// so a client in a loop would otherwise fill the disk).
 pub const DEFAULT_MAX_SNAPSHOTS: usize = 32;
 
+/// The snapshot a file of a snapshots folder is (`<name>.tar`, a valid
+/// name); none for temporaries and anything else.
+fn archive_name(file: &str) -> Option<&str> {
+    file.strip_suffix(".tar").filter(|n| valid_name(n))
+}
+
 /// Where the snapshots of a data directory live (a dot folder: never a
 /// collection's name).
 pub const SNAPSHOTS_DIR: &str = ".snapshots";
@@ -171,11 +177,17 @@ impl Store {
             Error::io(&dir, e)
         })?;
         sync_dir(&self.dir);
-        let c = Collection::open(name, &dir, self.sync).inspect_err(|_| {
+        let c = self.open_collection(name, &dir).inspect_err(|_| {
             let _ = std::fs::remove_dir_all(&dir);
         })?;
-        c.set_write_backlog(self.backlog.load(std::sync::atomic::Ordering::Relaxed));
         map.insert(name.to_string(), Arc::clone(&c));
+        Ok(c)
+    }
+
+    /// Opens the collection in `dir` with this store's settings.
+    fn open_collection(&self, name: &str, dir: &Path) -> Result<Arc<Collection>> {
+        let c = Collection::open(name, dir, self.sync)?;
+        c.set_write_backlog(self.backlog.load(std::sync::atomic::Ordering::Relaxed));
         Ok(c)
     }
 
@@ -387,7 +399,7 @@ impl Store {
                 let kept = std::fs::read_dir(&dir)
                     .map_err(|e| Error::io(&dir, e))?
                     .filter_map(|e| e.ok())
-                    .filter(|e| e.file_name().to_str().and_then(|f| f.strip_suffix(".tar")).is_some_and(valid_name))
+                    .filter(|e| archive_name(&e.file_name().to_string_lossy()).is_some())
                     .count();
                 // Not yet renamed into place (else counted above).
                 let being_written =
@@ -429,7 +441,7 @@ impl Store {
         let mut out = Vec::new();
         for e in entries.flatten() {
             let file = e.file_name().to_string_lossy().into_owned();
-            let Some(name) = file.strip_suffix(".tar").filter(|n| valid_name(n)) else { continue };
+            let Some(name) = archive_name(&file) else { continue };
             let path = e.path();
             let Ok(size) = e.metadata().map(|m| m.len()) else { continue };
             match crate::snapshot::read_info(&path) {
@@ -507,17 +519,15 @@ impl Store {
             return self.install(map, name, tmp);
         }
         sync_dir(&self.dir);
-        match Collection::open(name, &dir, self.sync) {
+        match self.open_collection(name, &dir) {
             Ok(c) => {
-                c.set_write_backlog(self.backlog.load(std::sync::atomic::Ordering::Relaxed));
                 map.insert(name.to_string(), Arc::clone(&c));
                 Ok(c)
             }
             Err(e) => {
                 if exchange(tmp, &dir).is_ok() {
                     sync_dir(&self.dir);
-                    if let Ok(c) = Collection::open(name, &dir, self.sync) {
-                        c.set_write_backlog(self.backlog.load(std::sync::atomic::Ordering::Relaxed));
+                    if let Ok(c) = self.open_collection(name, &dir) {
                         map.insert(name.to_string(), c);
                     }
                 }
