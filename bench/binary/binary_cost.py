@@ -15,7 +15,11 @@ octet-stream, in alternating order, and one `GET /` beside them. The two answers
 byte-identical. Each pass's p50 of the three is recorded per index, from the client's clock and,
 for the searches, from the server's access log (`latency_ms`, the time inside the service); the
 median over --passes passes is reported, with the spread, and the load average before and
-after. Standard library only.
+after; "over GET /" is the median over passes of a search's p50 less the bare round trip's.
+`--near LABEL=vectors.npy` queries with rows of the indexed data plus a little noise (the queries
+a calibration expects; random vectors sit far from clustered data and are searched more widely);
+`--bin` repeated serves every index from each binary, in the same passes (an A/B of two
+builds). Standard library only.
 """
 
 from __future__ import annotations
@@ -37,12 +41,44 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from vwserver import start  # noqa: E402
 
 
-def make_queries(n: int, dim: int, seed: int) -> list[tuple[bytes, bytes]]:
-    """`n` random unit queries as (JSON body, octet-stream body), the same float32 values."""
+def npy_rows(path: str) -> tuple[int, int, int, object]:
+    """(rows, columns, offset of the data, open file) of a 2-D little-endian float32 .npy."""
+    f = open(path, "rb")
+    head = f.read(10)
+    if head[:6] != b"\x93NUMPY":
+        raise SystemExit(f"{path} is not a .npy file")
+    if head[6] == 1:
+        length, offset = struct.unpack("<H", head[8:10])[0], 10
+    else:
+        f.seek(8)
+        length, offset = struct.unpack("<I", f.read(4))[0], 12
+    f.seek(offset)
+    header = f.read(length).decode("latin1")
+    if "'<f4'" not in header or "True" in header:
+        raise SystemExit(f"{path}: expected a C-order float32 array")
+    shape = header.split("'shape':")[1].split("(")[1].split(")")[0]
+    rows, cols = (int(x) for x in shape.split(",")[:2])
+    return rows, cols, offset + length, f
+
+
+def make_queries(n: int, dim: int, seed: int, data: str | None = None) -> list[tuple[bytes, bytes]]:
+    """`n` unit queries as (JSON body, octet-stream body), the same float32 values: random, or
+    (with `data`, a .npy of the indexed vectors) rows of the data with a little noise, the
+    queries an index's calibration expects."""
     rng = random.Random(seed)
+    rows = npy_rows(data) if data else None
+    if rows and rows[1] != dim:
+        raise SystemExit(f"{data} has {rows[1]} columns, the index {dim}")
     out = []
     for _ in range(n):
-        v = [rng.gauss(0.0, 1.0) for _ in range(dim)]
+        if rows:
+            count, _, offset, f = rows
+            f.seek(offset + 4 * dim * rng.randrange(count))
+            base = struct.unpack(f"<{dim}f", f.read(4 * dim))
+            scale = math.sqrt(sum(x * x for x in base)) or 1.0
+            v = [x / scale + rng.gauss(0.0, 0.1 / math.sqrt(dim)) for x in base]
+        else:
+            v = [rng.gauss(0.0, 1.0) for _ in range(dim)]
         norm = math.sqrt(sum(x * x for x in v))
         raw = struct.pack(f"<{dim}f", *(x / norm for x in v))
         f32 = struct.unpack(f"<{dim}f", raw)
@@ -95,13 +131,20 @@ def one_pass(port: int, bodies: list[tuple[bytes, bytes]], binary_first: bool) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bin", default="target/release/vectorwise")
+    parser.add_argument("--bin", action="append", metavar="PATH",
+                        help="the server binary (default target/release/vectorwise); repeat to compare "
+                             "binaries side by side, each serving every index, in the same passes")
     parser.add_argument("--index", action="append", required=True, metavar="LABEL=PATH",
                         help="an index to serve (repeat); LABEL names its row (e.g. 384=c100k-384.vwi)")
+    parser.add_argument("--near", action="append", default=[], metavar="LABEL=PATH",
+                        help="query index LABEL with rows of this .npy (its vectors) plus a little "
+                             "noise, instead of random unit vectors (which sit far from clustered data)")
     parser.add_argument("--queries", type=int, default=500, help="queries per pass and index")
     parser.add_argument("--passes", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=100)
     args = parser.parse_args()
+    bins = args.bin or ["target/release/vectorwise"]
+    near = dict(spec.split("=", 1) for spec in args.near)
 
     load_before = os.getloadavg()
     env = {**os.environ, "VECTORWISE_CACHE_BYTES": "0"}
@@ -109,23 +152,27 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         servers = []
-        for i, spec in enumerate(args.index):
+        specs = [(b, spec) for spec in args.index for b in bins]
+        for i, (binary, spec) in enumerate(specs):
             label, path = spec.split("=", 1)
-            proc, port, log = start(args.bin, path, work, f"s{i}", ["--cache-bytes", "0"], env=env)
+            data = near.get(label)
+            if len(bins) > 1:
+                label = f"{label}@{bins.index(binary)}"
+            proc, port, log = start(binary, path, work, f"s{i}", ["--cache-bytes", "0"], env=env)
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             conn.request("GET", "/stats")
             dim = json.loads(conn.getresponse().read())["dimension"]
             conn.close()
-            servers.append((label, proc, port, dim, log))
+            servers.append((label, proc, port, dim, log, data))
         try:
             seen = {}
-            for label, _, port, dim, log in servers:
-                one_pass(port, make_queries(args.warmup, dim, 999), False)
+            for label, _, port, dim, log, data in servers:
+                one_pass(port, make_queries(args.warmup, dim, 999, data), False)
                 time.sleep(0.3)
                 seen[label] = logged(log, 0)[1]
             for p in range(args.passes):
-                for label, _, port, dim, log in servers:
-                    bodies = make_queries(args.queries, dim, 1000 * p + dim)
+                for label, _, port, dim, log, data in servers:
+                    bodies = make_queries(args.queries, dim, 1000 * p + dim, data)
                     result = one_pass(port, bodies, p % 2 == 1)
                     time.sleep(0.3)  # the last log lines
                     inside, seen[label] = logged(log, seen[label])
@@ -136,7 +183,7 @@ def main() -> None:
                     result["octet_in"] = statistics.median(octet_ms)
                     results.setdefault(label, []).append(result)
         finally:
-            for _, proc, _, _, _ in servers:
+            for _, proc, *_ in servers:
                 proc.terminate()
                 proc.wait()
     load_after = os.getloadavg()
@@ -145,15 +192,18 @@ def main() -> None:
           f"cache and monitor off; p50 per pass, median [min-max] over passes, ms")
     print(f"load average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
           f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f} ({os.cpu_count()} cores)")
-    print(f"{'index':>5} {'GET /':>20} {'POST /search JSON':>22} {'octet-stream':>22} {'JSON - octet':>13}"
-          f" | {'inside: JSON':>22} {'octet-stream':>22}")
+    if len(bins) > 1:
+        print("binaries: " + ", ".join(f"@{i} {b}" for i, b in enumerate(bins)))
+    print(f"{'index':>7} {'GET /':>20} {'POST /search JSON':>22} {'octet-stream':>22} {'JSON - octet':>13}"
+          f" | {'inside: JSON':>22} {'octet-stream':>22} | {'over GET /: JSON':>16} {'octet':>6}")
     for label, passes in results.items():
         def cell(name: str) -> str:
             v = [p[name] for p in passes]
             return f"{statistics.median(v):.3f} [{min(v):.3f}-{max(v):.3f}]"
         saved = statistics.median(p["json"] - p["octet"] for p in passes)
-        print(f"{label:>5} {cell('get'):>20} {cell('json'):>22} {cell('octet'):>22} {saved:>13.3f}"
-              f" | {cell('json_in'):>22} {cell('octet_in'):>22}")
+        over = {name: statistics.median(p[name] - p["get"] for p in passes) for name in ("json", "octet")}
+        print(f"{label:>7} {cell('get'):>20} {cell('json'):>22} {cell('octet'):>22} {saved:>13.3f}"
+              f" | {cell('json_in'):>22} {cell('octet_in'):>22} | {over['json']:>16.3f} {over['octet']:>6.3f}")
 
 
 if __name__ == "__main__":

@@ -145,6 +145,9 @@ impl Target {
 enum Scope {
     Local,
     Shared,
+    /// What a search costs: its target by identity, not contents (a
+    /// collection's writes do not change the key), and not the vector.
+    Cost,
 }
 
 /// A shared key's first bytes: the key and value encoding, and the build
@@ -193,6 +196,14 @@ impl Key {
         Key::encode(q, Scope::Shared)
     }
 
+    /// The key under which [`crate::dispatch::Dispatch`] learns what such a
+    /// search costs: everything that chooses the plan (target, k, request,
+    /// filter's shape, what the hits carry), not the vector nor the values
+    /// the filter compares with.
+    pub(crate) fn cost(q: &Query<'_>) -> u64 {
+        xxhash_rust::xxh3::xxh3_64(Key::encode(q, Scope::Cost).bytes())
+    }
+
     #[cfg(test)]
     pub(crate) fn from_bytes(b: &[u8]) -> Key {
         Key(b.into())
@@ -212,7 +223,7 @@ impl Key {
             Shape::Hits => 2,
         });
         match (q.target, scope) {
-            (Target::Index { generation, .. }, Scope::Local) => {
+            (Target::Index { generation, .. }, Scope::Local | Scope::Cost) => {
                 b.push(1);
                 put_u64(&mut b, generation);
             }
@@ -220,6 +231,10 @@ impl Key {
                 b.push(2);
                 put_u64(&mut b, incarnation);
                 put_u64(&mut b, state.version);
+            }
+            (Target::Collection { incarnation, .. }, Scope::Cost) => {
+                b.push(2);
+                put_u64(&mut b, incarnation);
             }
             (Target::Index { file, .. }, Scope::Shared) => {
                 b.push(3);
@@ -252,8 +267,11 @@ impl Key {
             None => b.push(0),
             Some(f) => {
                 b.push(1);
-                put_filter(&mut b, f);
+                put_filter(&mut b, f, scope != Scope::Cost);
             }
+        }
+        if scope == Scope::Cost {
+            return Key(b.into());
         }
         put_u64(&mut b, q.vector.len() as u64);
         for x in q.vector {
@@ -284,14 +302,17 @@ fn put_str(b: &mut Vec<u8>, s: &str) {
 /// `must_not` does not depend on the order of their conditions, nor on a
 /// condition given twice, so each list is written sorted and without
 /// repeats (likewise `match.any` values and `has_id` ids); keys are in their
-/// parsed form (`a[].b` is `a.b`); a bound of -0 is 0.
-fn put_filter(b: &mut Vec<u8>, f: &Filter) {
+/// parsed form (`a[].b` is `a.b`); a bound of -0 is 0. Without `values`,
+/// the filter's shape only: each condition's kind and key (and which bounds
+/// a range has), not what it compares with (one key for every tenant's
+/// filter, in [`Key::cost`]).
+fn put_filter(b: &mut Vec<u8>, f: &Filter, values: bool) {
     for list in [&f.must, &f.should, &f.must_not] {
         let mut items: Vec<Vec<u8>> = list
             .iter()
             .map(|c| {
                 let mut one = Vec::new();
-                put_condition(&mut one, c);
+                put_condition(&mut one, c, values);
                 one
             })
             .collect();
@@ -304,11 +325,14 @@ fn put_filter(b: &mut Vec<u8>, f: &Filter) {
     }
 }
 
-fn put_condition(b: &mut Vec<u8>, c: &Condition) {
+fn put_condition(b: &mut Vec<u8>, c: &Condition, with_values: bool) {
     match c {
         Condition::Match { key, values } => {
             b.push(1);
             put_str(b, key.as_str());
+            if !with_values {
+                return;
+            }
             let mut items: Vec<Vec<u8>> = values
                 .iter()
                 .map(|v| {
@@ -346,11 +370,15 @@ fn put_condition(b: &mut Vec<u8>, c: &Condition) {
                     Some(x) => {
                         b.push(1);
                         // -0.0 + 0.0 is 0.0: both compare alike.
-                        put_u64(b, (x + 0.0).to_bits());
+                        if with_values {
+                            put_u64(b, (x + 0.0).to_bits());
+                        }
                     }
                 }
             }
         }
+        Condition::HasId(_) if !with_values => b.push(3),
+        Condition::HasUuid(_) if !with_values => b.push(6),
         Condition::HasId(ids) => {
             b.push(3);
             let mut ids = ids.clone();
@@ -378,7 +406,7 @@ fn put_condition(b: &mut Vec<u8>, c: &Condition) {
         Condition::Nested(f) => {
             b.push(5);
             let mut one = Vec::new();
-            put_filter(&mut one, f);
+            put_filter(&mut one, f, with_values);
             put_bytes(b, &one);
         }
     }
@@ -683,6 +711,35 @@ mod tests {
         for f in &different {
             assert!(seen.insert(Key::new(&query(Some(f), &v))), "{f:?} shares a key");
         }
+    }
+
+    #[test]
+    fn cost_keys_follow_the_filters_shape_not_its_values_nor_the_vector() {
+        let tag = |s: &str| Condition::Match { key: key("tag"), values: vec![MatchValue::Keyword(s.into())] };
+        let range = |gte: f64| Condition::Range { key: key("n"), range: NumRange { gte: Some(gte), ..NumRange::default() } };
+        let one = |c: Condition| Filter { must: vec![c], ..Filter::default() };
+        let cost = |f: Option<&Filter>, v: &[f32]| Key::cost(&query(f, v));
+        // Every tenant's filter, any query: one kind of search.
+        assert_eq!(cost(Some(&one(tag("a"))), &[1.0]), cost(Some(&one(tag("b"))), &[2.0]));
+        assert_eq!(cost(Some(&one(range(1.0))), &[1.0]), cost(Some(&one(range(7.0))), &[1.0]));
+        assert_eq!(cost(Some(&one(Condition::HasId(vec![1]))), &[1.0]), cost(Some(&one(Condition::HasId(vec![2, 3]))), &[1.0]));
+        let other_key = Condition::Match { key: key("lang"), values: vec![MatchValue::Keyword("a".into())] };
+        let lt = Condition::Range { key: key("n"), range: NumRange { lt: Some(1.0), ..NumRange::default() } };
+        let kinds = [
+            cost(None, &[1.0]),
+            cost(Some(&one(tag("a"))), &[1.0]),
+            cost(Some(&one(other_key)), &[1.0]),
+            cost(Some(&one(range(1.0))), &[1.0]),
+            cost(Some(&one(lt)), &[1.0]),
+            cost(Some(&Filter { must_not: vec![tag("a")], ..Filter::default() }), &[1.0]),
+        ];
+        let distinct: std::collections::HashSet<u64> = kinds.iter().copied().collect();
+        assert_eq!(distinct.len(), kinds.len(), "{kinds:?}");
+        // A collection's writes do not change its kinds; another collection's are its own.
+        let at = |target: Target| Key::cost(&Query { target, ..query(None, &[1.0]) });
+        let c = |incarnation: u64, version: u64| Target::Collection { incarnation, state: state(version) };
+        assert_eq!(at(c(1, 5)), at(c(1, 6)));
+        assert_ne!(at(c(1, 5)), at(c(2, 5)));
     }
 
     #[test]

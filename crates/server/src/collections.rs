@@ -967,7 +967,8 @@ pub(crate) fn offer_to_monitor(
 /// Searches `c` for every query, in order, on the rayon pool from a blocking
 /// task that holds `permit` (`Collection::search_many`: a filter is applied
 /// to each sealed segment once for the batch); a query the metric refuses is
-/// a 422 at `loc(i)`.
+/// a 422 at `loc(i)`. A single query with a `cost` key is dispatched as
+/// `/collections/{name}/search` dispatches it (`dispatch.rs`).
 /// With the time the searches took.
 pub(crate) async fn search_all(
     state: AppState,
@@ -975,9 +976,12 @@ pub(crate) async fn search_all(
     queries: Vec<Vec<f32>>,
     opts: vectorwise_store::SearchOptions,
     permit: SearchPermit,
+    cost: Option<u64>,
     loc: impl Fn(usize) -> Vec<LocItem> + Send + Sync + 'static,
 ) -> Result<(Vec<vectorwise_store::SearchOutcome>, std::time::Duration), ApiError> {
-    blocking(move || {
+    let dispatch = Arc::clone(state.dispatch());
+    let queries_len = queries.len();
+    let search = move || {
         let _permit = permit;
         let start = std::time::Instant::now();
         // One filter evaluation per sealed segment for the whole batch.
@@ -992,8 +996,11 @@ pub(crate) async fn search_all(
             offer_to_monitor(&state, &c, &opts, q, outcome);
         }
         Ok((outcomes, took))
-    })
-    .await
+    };
+    match cost {
+        Some(key) if queries_len == 1 => dispatch.run(key, search).await,
+        _ => blocking(search).await,
+    }
 }
 
 /// The k nearest live points of the collection, merged over its segments by exact distance.
@@ -1037,7 +1044,17 @@ pub(crate) async fn search(
     let with_payload = opts.with_payload;
     let monitored = state.clone();
     let searched = Arc::clone(&c);
-    let (outcome, took) = blocking(move || {
+    let cost = crate::cache::Key::cost(&Query {
+        shape: Shape::Hits,
+        target,
+        k: opts.k,
+        request: opts.request,
+        with_payload: opts.with_payload,
+        with_vector: opts.with_vector,
+        filter: opts.filter.as_deref(),
+        vector: &[],
+    });
+    let (outcome, took) = state.dispatch().run(cost, move || {
         let _permit = permit;
         let start = std::time::Instant::now();
         let outcome = c.search(&req.vector, &opts)?;
@@ -1113,7 +1130,7 @@ pub(crate) async fn search_batch(
     let opts = store_options(&state, req.k, req.with_payload, req.with_vector, &search, req.vectors.len(), req.filter);
     let with_payload = opts.with_payload;
     let (outcomes, _) =
-        search_all(state.clone(), c, req.vectors, opts, permit, |i| vec!["body".into(), "vectors".into(), LocItem::Index(i)]).await?;
+        search_all(state.clone(), c, req.vectors, opts, permit, None, |i| vec!["body".into(), "vectors".into(), LocItem::Index(i)]).await?;
     let mut headers = outcomes.first().map(outcome_headers).unwrap_or_default();
     widened_queries(&mut headers, outcomes.iter().map(|o| o.widened));
     let results = outcomes.into_iter().map(|o| hits_out(o.hits, with_payload)).collect();

@@ -120,6 +120,10 @@ pub enum ApiError {
     #[error("search task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 
+    /// A search run on the async worker panicked (500; see `dispatch.rs`).
+    #[error("search panicked")]
+    Panicked,
+
     /// A response body failed to serialise (500; the answer types always
     /// serialise, so this is a fault of ours).
     #[error("response body failed to serialise: {0}")]
@@ -152,7 +156,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Engine(e) => engine_status(e),
-            ApiError::Task(_) | ApiError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Task(_) | ApiError::Panicked | ApiError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::PointNotFound => StatusCode::NOT_FOUND,
             ApiError::VectorDimension { .. } => StatusCode::BAD_REQUEST,
             ApiError::Store(e) => {

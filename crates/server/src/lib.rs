@@ -26,6 +26,7 @@ mod auth;
 mod binary;
 mod cache;
 mod collections;
+mod dispatch;
 mod docs;
 mod error;
 mod extract;

@@ -243,7 +243,8 @@ pub(crate) async fn search(
     let resolved = index.plan(k, planned);
     let mut headers = headers(&resolved);
     let monitored = state.clone();
-    let (hits, took, widened) = tokio::task::spawn_blocking(move || {
+    let cost = crate::cache::Key::cost(&demo_query(target, k, planned, &[]));
+    let (hits, took, widened) = state.dispatch().run(cost, move || {
         // Held until the search ends, even if the client has gone away.
         let _permit = permit;
         let start = Instant::now();
@@ -254,9 +255,9 @@ pub(crate) async fn search(
             offer_to_monitor(&monitored, &index, &resolved, &query, k, hits);
         }
         hits.map(|hits| (hits, took, widened))
+            .map_err(|e| located(e.into(), |_| (vec!["body".into(), "query_vector".into()], "query_vector".into())))
     })
-    .await?
-    .map_err(|e| located(e.into(), |_| (vec!["body".into(), "query_vector".into()], "query_vector".into())))?;
+    .await?;
     if widened {
         headers.insert(crate::resolve::header::WIDENED, axum::http::HeaderValue::from_static("true"));
     }
@@ -394,7 +395,11 @@ async fn search_default(
         payload_budget: 0,
         filter: None,
     };
-    let (outcomes, took) = crate::collections::search_all(state.clone(), c, queries, opts, permit, move |i| {
+    let cost = (!batch).then(|| {
+        let target = crate::cache::Target::collection(&c);
+        crate::cache::Key::cost(&demo_query(target, k, opts.request, &[]))
+    });
+    let (outcomes, took) = crate::collections::search_all(state.clone(), c, queries, opts, permit, cost, move |i| {
         if batch { vec!["body".into(), "query_vectors".into(), i.into()] } else { vec!["body".into(), "query_vector".into()] }
     })
     .await?;
@@ -440,7 +445,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
         let all: Vec<_> = store.list().iter().filter_map(|(name, _)| store.get(name).ok()).map(|c| c.stats()).collect();
         state.metrics().collections(&all);
     }
-    state.metrics().cache(&state.cache().stats());
+    state.metrics().cache(&state.cache().stats(), state.dispatch().counts());
     ([(header::CONTENT_TYPE, content_type)], state.metrics().render())
 }
 

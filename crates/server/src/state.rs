@@ -110,6 +110,8 @@ struct Inner {
     generations: std::sync::atomic::AtomicU64,
     /// The batch jobs of the data directory, once there is one.
     jobs: RwLock<Option<crate::jobs::Jobs>>,
+    /// Where single searches run (the async worker or the blocking pool).
+    dispatch: Arc<crate::dispatch::Dispatch>,
 }
 
 /// Shared state of the router; cheap to clone.
@@ -162,6 +164,10 @@ impl AppState {
                 cache,
                 generations: std::sync::atomic::AtomicU64::new(0),
                 jobs: RwLock::new(None),
+                // The runtime `serve` builds has a worker per core.
+                dispatch: Arc::new(crate::dispatch::Dispatch::new(
+                    std::thread::available_parallelism().map_or(1, |n| n.get()),
+                )),
             }),
         }
     }
@@ -279,6 +285,10 @@ impl AppState {
     /// cores), so batches of any admitted size run beside single searches
     /// instead of waiting for an idle server. A batch larger than the whole
     /// bound takes the whole bound.
+    pub(crate) fn dispatch(&self) -> &Arc<crate::dispatch::Dispatch> {
+        &self.inner.dispatch
+    }
+
     pub(crate) fn try_acquire_search(&self, kind: SearchKind, queries: usize) -> Result<SearchPermit, ApiError> {
         // At least one, so that a bound of 0 refuses everything.
         let wanted = queries.clamp(1, self.inner.permits.max(1)).min(u32::MAX as usize);

@@ -65,6 +65,7 @@ const COLLECTION_OPTIMISER_BUSY: &str = "vectorwise_collection_optimiser_busy";
 const COLLECTION_WRITE_STALLS: &str = "vectorwise_collection_write_stalls_total";
 const CACHE_HITS: &str = "vectorwise_cache_hits_total";
 const WIDENED: &str = "vectorwise_searches_widened_total";
+const DISPATCHED: &str = "vectorwise_searches_dispatched_total";
 const CACHE_MISSES: &str = "vectorwise_cache_misses_total";
 const CACHE_ENTRIES: &str = "vectorwise_cache_entries";
 const CACHE_BYTES: &str = "vectorwise_cache_bytes";
@@ -166,6 +167,10 @@ impl Metrics {
             );
             describe_counter!(CACHE_HITS, "Searches answered from the hot-query cache.");
             describe_counter!(WIDENED, "Searches whose query was unlike the calibration's queries, so searched more widely (drift from the data).");
+            describe_counter!(
+                DISPATCHED,
+                "Single searches by where they ran: place=worker (the async worker; short searches), place=pool (the blocking pool)."
+            );
             describe_counter!(CACHE_MISSES, "Searches the hot-query cache had no answer for (then searched and kept).");
             describe_gauge!(CACHE_ENTRIES, Unit::Count, "Answers the hot-query cache holds.");
             describe_gauge!(CACHE_BYTES, Unit::Bytes, "Bytes the hot-query cache holds (keys, answers, headers, an estimate of overhead).");
@@ -233,11 +238,14 @@ impl Metrics {
         });
     }
 
-    /// The hot-query cache's series, and the engine's widened searches, as
-    /// they are now (called before a render).
-    pub(crate) fn cache(&self, s: &crate::cache::CacheStats) {
+    /// The hot-query cache's series, the engine's widened searches and
+    /// where single searches ran (`dispatched`: on a worker, on the pool),
+    /// as they are now (called before a render).
+    pub(crate) fn cache(&self, s: &crate::cache::CacheStats, dispatched: (u64, u64)) {
         with_local_recorder(&self.recorder, || {
             counter!(WIDENED).absolute(vectorwise_index::widened_searches());
+            counter!(DISPATCHED, "place" => "worker").absolute(dispatched.0);
+            counter!(DISPATCHED, "place" => "pool").absolute(dispatched.1);
             counter!(CACHE_HITS).absolute(s.hits);
             counter!(CACHE_MISSES).absolute(s.misses);
             gauge!(CACHE_ENTRIES).set(s.entries as f64);

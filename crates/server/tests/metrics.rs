@@ -173,6 +173,7 @@ fn metrics_are_prometheus_text_and_documented() {
         ("vectorwise_vectors_indexed", "gauge"),
         ("vectorwise_index_load_seconds", "gauge"),
         ("vectorwise_build_info", "gauge"),
+        ("vectorwise_searches_dispatched_total", "counter"),
     ] {
         assert!(reply.body.contains(&format!("# TYPE {name} {kind}\n")), "{name}:\n{}", reply.body);
         assert!(reply.body.contains(&format!("# HELP {name} ")), "{name}");
@@ -182,4 +183,34 @@ fn metrics_are_prometheus_text_and_documented() {
     // The document names the very Content-Type the server sends.
     let content_type = reply.content_type.as_deref().unwrap();
     assert!(op["responses"]["200"]["content"][content_type].is_object(), "{op}");
+}
+
+/// Single searches run on the blocking pool until their kind is known to be
+/// short, then on the async worker (`dispatch.rs`); both answer alike, and
+/// `vectorwise_searches_dispatched_total` says where each ran.
+#[test]
+fn short_searches_move_to_the_worker_once_known_and_answer_as_on_the_pool() {
+    const DISPATCHED: &str = "vectorwise_searches_dispatched_total";
+    let server = Server::start(state_with(ServerConfig { cache_bytes: 0, ..ServerConfig::default() }));
+    let placed = |m: &common::Scrape| {
+        (m.value(DISPATCHED, &[("place", "worker")]).unwrap(), m.value(DISPATCHED, &[("place", "pool")]).unwrap())
+    };
+    assert_eq!(placed(&server.scrape()), (0.0, 0.0), "exported before any search");
+    let params = vectorwise_index::SearchParams::default();
+    for i in 0..40 {
+        let reply = server.post_json("/search", &json!({"query_vector": query(i), "k": 5}));
+        assert_eq!(reply.status, 200);
+        let want: Vec<u64> = FIXTURE.index.search(&query(i), 5, &params).unwrap().iter().map(|n| n.id).collect();
+        let got: Vec<u64> = serde_json::from_value(reply.json()["indices"].clone()).unwrap();
+        assert_eq!(got, want, "query {i}");
+    }
+    let (worker, pool) = placed(&server.scrape());
+    assert_eq!(worker + pool, 40.0);
+    // The first of a kind is never known; a search of 1000 points takes
+    // microseconds, so most of the rest run on the worker even on a loaded machine.
+    assert!(pool >= 1.0 && worker >= 20.0, "worker {worker}, pool {pool}");
+    // Another k is another kind: its first search goes to the pool.
+    assert_eq!(server.post_json("/search", &json!({"query_vector": query(99), "k": 7})).status, 200);
+    let (_, after) = placed(&server.scrape());
+    assert_eq!(after, pool + 1.0);
 }
