@@ -61,6 +61,11 @@ pub struct Args {
     /// Most of one core the monitor's exact re-runs may use.
     #[arg(long, env = "VECTORWISE_MONITOR_CPU_SHARE", default_value_t = MonitorConfig::default().cpu_share)]
     pub monitor_cpu_share: f64,
+    /// Learn the served index's recall table again from live queries when
+    /// they are unlike the indexed data (a fifth or more of 300 searches
+    /// widened), and keep it beside the index (`<index>.calibration.json`).
+    #[arg(long, env = "VECTORWISE_LEARN_CALIBRATION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub learn_calibration: bool,
     /// Largest k a request may ask for.
     #[arg(long, env = "VECTORWISE_MAX_K", default_value_t = 100)]
     pub max_k: usize,
@@ -262,6 +267,7 @@ pub fn run(a: Args) -> Result<()> {
         cache_url: a.cache_url.clone().filter(|u| !u.is_empty()),
         cache_timeout: std::time::Duration::from_millis(a.cache_timeout_ms),
         cache_ttl: std::time::Duration::from_secs(a.cache_ttl_seconds),
+        learn_calibration: a.learn_calibration,
     };
     if let Some(url) = &config.cache_url {
         vectorwise_server::check_cache_url(url).map_err(|e| anyhow::anyhow!("--cache-url: {e}"))?;
@@ -332,7 +338,7 @@ pub fn run(a: Args) -> Result<()> {
     let (state, pending) = if must_build {
         (AppState::new(config), Some(a))
     } else {
-        let index = open(&a.index)?;
+        let index = open(&a.index, a.learn_calibration)?;
         if let Some(m) = a.hnsw.metric.filter(|&m| m != index.metric()) {
             anyhow::bail!(
                 "the metric of {} is {}; --metric {m} applies only when serve builds the index (build a new one with `vectorwise build --metric {m}`)",
@@ -362,9 +368,12 @@ pub fn run(a: Args) -> Result<()> {
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
     // Searches run on the blocking pool. More threads than cores only adds
     // switching: extra searches wait in tokio's queue, still bounded by
-    // --max-pending. One more thread for the first-run build.
+    // --max-pending. One more thread for the first-run build, and one for
+    // each worker core a search run on a worker hands over meanwhile
+    // (`block_in_place`; at most all the workers but one, `dispatch.rs`).
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(cores + 1).build()?;
+    let threads = cores + 1 + cores.saturating_sub(1).max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(threads).build()?;
     let store_for_loader = Arc::clone(&store);
     let result = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind((host.as_str(), port))
@@ -521,9 +530,10 @@ fn default_max_connections() -> usize {
     soft.map_or(1024, |n| (n.saturating_sub(64) as usize).clamp(16, 1024))
 }
 
-fn open(path: &Path) -> Result<Index> {
+fn open(path: &Path, learnt: bool) -> Result<Index> {
     let started = Instant::now();
     let index = Index::open(path)?;
+    let index = if learnt { vectorwise_server::learn::with_learnt(index) } else { index };
     tracing::info!(
         vectors = index.len(),
         dim = index.dim(),
@@ -543,7 +553,7 @@ fn build_and_open(a: &Args) -> Result<Index> {
     // The demo's data and queries are compared by direction, as the demo's
     // normalised search did: a cosine index.
     build(&a.vectors, None, &a.index, &a.hnsw, vectorwise_index::Metric::Cosine)?;
-    open(&a.index)
+    open(&a.index, a.learn_calibration)
 }
 
 async fn shutdown_signal() {

@@ -491,6 +491,19 @@ impl Index {
         self.file.calibration.as_ref()
     }
 
+    /// Searches with `calibration` in place of the file's table from now on
+    /// (one learnt from live queries; the file is not changed). Refused, and
+    /// nothing changed, when the table does not fit the index (its methods,
+    /// its dimension).
+    pub fn set_calibration(&mut self, calibration: Calibration) -> Result<()> {
+        let h = &self.file.header;
+        calibration
+            .check(h.graph.is_some(), h.scan.is_some(), h.dim as usize)
+            .map_err(|reason| Error::InvalidParameter { name: "calibration", reason })?;
+        self.file.calibration = Some(calibration);
+        Ok(())
+    }
+
     /// The validated file behind the index.
     pub(crate) fn file(&self) -> &MappedFile {
         &self.file

@@ -268,6 +268,13 @@ impl Key {
             Some(f) => {
                 b.push(1);
                 put_filter(&mut b, f, scope != Scope::Cost);
+                if scope == Scope::Cost {
+                    // What a filter's cost grows with, by powers of two: its
+                    // conditions and the values they compare with.
+                    let (conditions, values) = filter_size(f);
+                    b.push((usize::BITS - conditions.leading_zeros()) as u8);
+                    b.push((usize::BITS - values.leading_zeros()) as u8);
+                }
             }
         }
         if scope == Scope::Cost {
@@ -323,6 +330,26 @@ fn put_filter(b: &mut Vec<u8>, f: &Filter, values: bool) {
             put_bytes(b, item);
         }
     }
+}
+
+/// A filter's conditions (nested ones included) and the values they hold
+/// (`match` values, `has_id` ids).
+fn filter_size(f: &Filter) -> (usize, usize) {
+    let (mut conditions, mut values) = (0, 0);
+    for c in f.must.iter().chain(&f.should).chain(&f.must_not) {
+        conditions += 1;
+        match c {
+            Condition::Match { values: v, .. } => values += v.len(),
+            Condition::HasId(ids) => values += ids.len(),
+            Condition::HasUuid(ids) => values += ids.len(),
+            Condition::Nested(inner) => {
+                let (c, v) = filter_size(inner);
+                (conditions, values) = (conditions + c, values + v);
+            }
+            Condition::Range { .. } | Condition::IsEmpty(_) => {}
+        }
+    }
+    (conditions, values)
 }
 
 fn put_condition(b: &mut Vec<u8>, c: &Condition, with_values: bool) {
@@ -722,7 +749,7 @@ mod tests {
         // Every tenant's filter, any query: one kind of search.
         assert_eq!(cost(Some(&one(tag("a"))), &[1.0]), cost(Some(&one(tag("b"))), &[2.0]));
         assert_eq!(cost(Some(&one(range(1.0))), &[1.0]), cost(Some(&one(range(7.0))), &[1.0]));
-        assert_eq!(cost(Some(&one(Condition::HasId(vec![1]))), &[1.0]), cost(Some(&one(Condition::HasId(vec![2, 3]))), &[1.0]));
+        assert_eq!(cost(Some(&one(Condition::HasId(vec![1, 2]))), &[1.0]), cost(Some(&one(Condition::HasId(vec![5, 6, 7]))), &[1.0]));
         let other_key = Condition::Match { key: key("lang"), values: vec![MatchValue::Keyword("a".into())] };
         let lt = Condition::Range { key: key("n"), range: NumRange { lt: Some(1.0), ..NumRange::default() } };
         let kinds = [
@@ -735,6 +762,12 @@ mod tests {
         ];
         let distinct: std::collections::HashSet<u64> = kinds.iter().copied().collect();
         assert_eq!(distinct.len(), kinds.len(), "{kinds:?}");
+        // What the cost grows with: more conditions, or many more values, is another kind.
+        let any = |n: usize| Condition::Match { key: key("tag"), values: (0..n).map(|i| MatchValue::Integer(i as i64)).collect() };
+        assert_eq!(cost(Some(&one(any(5))), &[1.0]), cost(Some(&one(any(6))), &[1.0]), "within a power of two");
+        assert_ne!(cost(Some(&one(any(1))), &[1.0]), cost(Some(&one(any(1024))), &[1.0]));
+        let many = Filter { must: vec![tag("a"); 64], ..Filter::default() };
+        assert_ne!(cost(Some(&one(tag("a"))), &[1.0]), cost(Some(&many), &[1.0]));
         // A collection's writes do not change its kinds; another collection's are its own.
         let at = |target: Target| Key::cost(&Query { target, ..query(None, &[1.0]) });
         let c = |incarnation: u64, version: u64| Target::Collection { incarnation, state: state(version) };

@@ -40,6 +40,8 @@ pub(crate) struct Dispatch {
     costs: Box<[AtomicU64]>,
     inline_now: AtomicUsize,
     inline_most: usize,
+    /// Searches running on the blocking pool now.
+    pool_now: AtomicUsize,
     /// Searches run on a worker, and on the pool, since the start.
     on_worker: AtomicU64,
     on_pool: AtomicU64,
@@ -51,6 +53,7 @@ impl Dispatch {
         Dispatch {
             costs: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
             inline_now: AtomicUsize::new(0),
+            pool_now: AtomicUsize::new(0),
             inline_most: workers.saturating_sub(1).max(1),
             on_worker: AtomicU64::new(0),
             on_pool: AtomicU64::new(0),
@@ -88,7 +91,12 @@ impl Dispatch {
     /// Takes a worker's place for a search of `key` when its kind is known
     /// to be short and fewer than the most run on workers.
     fn inline_place(&self, key: u64) -> Option<InlinePlace<'_>> {
-        if self.estimate(key).is_none_or(|e| e > INLINE_BUDGET) {
+        // `block_in_place` needs the multi-thread runtime, and hands the
+        // worker's core to an idle blocking thread: none is idle while pool
+        // searches run (the hand-off would queue behind them).
+        let multi = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if !multi || self.pool_now.load(Ordering::Acquire) > 0 || self.estimate(key).is_none_or(|e| e > INLINE_BUDGET) {
             return None;
         }
         let taken = self.inline_now.fetch_add(1, Ordering::AcqRel);
@@ -107,13 +115,21 @@ impl Dispatch {
         if let Some(_place) = self.inline_place(key) {
             self.on_worker.fetch_add(1, Ordering::Relaxed);
             let start = Instant::now();
-            let out = std::panic::catch_unwind(AssertUnwindSafe(search)).map_err(|_| ApiError::Panicked);
+            // The worker's core (its queue, its LIFO slot, the I/O it
+            // drives) goes on on another thread meanwhile: a search that
+            // turns out slow holds this thread only, never the tasks queued
+            // behind it (on one core, or a TLS connection woken into the
+            // LIFO slot, those waited for the whole search).
+            let out = tokio::task::block_in_place(|| std::panic::catch_unwind(AssertUnwindSafe(search)))
+                .map_err(|_| ApiError::Panicked);
             self.record(key, start.elapsed());
             return out?;
         }
         self.on_pool.fetch_add(1, Ordering::Relaxed);
+        self.pool_now.fetch_add(1, Ordering::AcqRel);
         let dispatch = std::sync::Arc::clone(self);
         tokio::task::spawn_blocking(move || {
+            let _running = InlinePlace(&dispatch.pool_now);
             let start = Instant::now();
             let out = search();
             dispatch.record(key, start.elapsed());
@@ -152,29 +168,44 @@ mod tests {
         Duration::from_secs_f64(x / 1e3)
     }
 
+    /// Runs `f` inside a multi-thread runtime of `workers` workers (where
+    /// searches may run on a worker).
+    fn within<T>(workers: usize, f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().unwrap().block_on(f)
+    }
+
     #[test]
     fn an_unknown_kind_goes_to_the_pool_and_a_short_one_then_runs_here() {
+        within(2, async {
+            let d = Dispatch::new(2);
+            assert!(d.inline_place(7).is_none(), "never seen");
+            d.record(7, ms(0.05));
+            assert!(d.inline_place(7).is_some());
+            d.record(8, ms(3.0));
+            assert!(d.inline_place(8).is_none(), "known slow");
+        });
         let d = Dispatch::new(2);
-        assert!(d.inline_place(7).is_none(), "never seen");
         d.record(7, ms(0.05));
-        assert!(d.inline_place(7).is_some());
-        d.record(8, ms(3.0));
-        assert!(d.inline_place(8).is_none(), "known slow");
+        assert!(d.inline_place(7).is_none(), "outside a multi-thread runtime");
+        let current = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        assert!(current.block_on(async { d.inline_place(7).is_none() }), "on a current-thread runtime");
     }
 
     #[test]
     fn a_slow_search_sets_the_estimate_and_cheap_ones_bring_it_down_slowly() {
-        let d = Dispatch::new(2);
-        d.record(1, ms(0.05));
-        d.record(1, ms(2.0));
-        assert_eq!(d.estimate(1), Some(ms(2.0)));
-        let mut cheap = 0;
-        while d.inline_place(1).is_none() {
+        within(2, async {
+            let d = Dispatch::new(2);
             d.record(1, ms(0.05));
-            cheap += 1;
-            assert!(cheap < 100, "never came down");
-        }
-        assert!((15..=30).contains(&cheap), "{cheap} cheap searches to come down");
+            d.record(1, ms(2.0));
+            assert_eq!(d.estimate(1), Some(ms(2.0)));
+            let mut cheap = 0;
+            while d.inline_place(1).is_none() {
+                d.record(1, ms(0.05));
+                cheap += 1;
+                assert!(cheap < 100, "never came down");
+            }
+            assert!((15..=30).contains(&cheap), "{cheap} cheap searches to come down");
+        });
     }
 
     #[test]
@@ -189,31 +220,113 @@ mod tests {
     }
 
     #[test]
-    fn at_most_all_workers_but_one_run_searches() {
-        let d = Dispatch::new(3);
-        d.record(1, ms(0.01));
-        let first = d.inline_place(1).expect("one");
-        let second = d.inline_place(1).expect("two");
-        assert!(d.inline_place(1).is_none(), "a third would take the last worker");
-        assert_eq!(d.inline_now(), 2, "a refused place is given back");
-        drop((first, second));
-        assert_eq!(d.inline_now(), 0);
-        let one = Dispatch::new(1);
-        one.record(1, ms(0.01));
-        assert!(one.inline_place(1).is_some(), "a 1-worker runtime still runs one");
+    fn at_most_all_workers_but_one_run_searches_and_none_while_the_pool_searches() {
+        within(3, async {
+            let d = Dispatch::new(3);
+            d.record(1, ms(0.01));
+            let first = d.inline_place(1).expect("one");
+            let second = d.inline_place(1).expect("two");
+            assert!(d.inline_place(1).is_none(), "a third would take the last worker");
+            assert_eq!(d.inline_now(), 2, "a refused place is given back");
+            drop((first, second));
+            assert_eq!(d.inline_now(), 0);
+            d.pool_now.fetch_add(1, Ordering::AcqRel);
+            assert!(d.inline_place(1).is_none(), "a pool search runs: no idle thread to take the core");
+            d.pool_now.fetch_sub(1, Ordering::AcqRel);
+            let one = Dispatch::new(1);
+            one.record(1, ms(0.01));
+            assert!(one.inline_place(1).is_some(), "a 1-worker runtime still runs one");
+        });
     }
 
-    #[tokio::test]
-    async fn run_answers_alike_in_both_places_and_a_panic_is_a_500() {
-        let d = Arc::new(Dispatch::new(2));
-        assert_eq!(d.run(3, || Ok(41 + 1)).await.unwrap(), 42, "on the pool");
-        assert!(d.estimate(3).is_some(), "the pool's run is timed");
-        assert_eq!(d.run(3, || Ok(43)).await.unwrap(), 43, "here");
-        for key in [3, 4] {
-            let e = d.run::<()>(key, || panic!("boom")).await.unwrap_err();
-            assert_eq!(e.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-        }
-        assert_eq!(d.inline_now(), 0, "the place is given back after a panic");
-        assert_eq!(d.counts(), (2, 2));
+    #[test]
+    fn run_answers_alike_in_both_places_and_a_panic_is_a_500() {
+        within(2, async {
+            let d = Arc::new(Dispatch::new(2));
+            assert_eq!(d.run(3, || Ok(41 + 1)).await.unwrap(), 42, "on the pool");
+            assert!(d.estimate(3).is_some(), "the pool's run is timed");
+            assert_eq!(d.run(3, || Ok(43)).await.unwrap(), 43, "here");
+            for key in [3, 4] {
+                let e = d.run::<()>(key, || panic!("boom")).await.unwrap_err();
+                assert_eq!(e.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+            }
+            assert_eq!(d.inline_now(), 0, "the place is given back after a panic");
+            assert_eq!(d.counts(), (2, 2));
+        });
+    }
+
+    /// A task the search's own task woke just before it (into its worker's
+    /// LIFO slot, which no other worker takes) runs while the search does.
+    #[test]
+    fn a_task_woken_just_before_a_slow_search_runs_meanwhile() {
+        within(2, async {
+            let d = Arc::new(Dispatch::new(2));
+            d.record(9, ms(0.01));
+            let started = Instant::now();
+            let searched = tokio::spawn({
+                let d = Arc::clone(&d);
+                async move {
+                    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                    let woken = tokio::spawn(async move {
+                        rx.await.unwrap();
+                        Instant::now()
+                    });
+                    // Let it park on the channel.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    tx.send(()).unwrap();
+                    d.run(9, || {
+                        std::thread::sleep(Duration::from_millis(400));
+                        Ok(())
+                    })
+                    .await
+                    .unwrap();
+                    woken.await.unwrap()
+                }
+            });
+            let ran_at = searched.await.unwrap();
+            assert_eq!(d.counts(), (1, 0), "it ran on the worker");
+            let waited = ran_at.duration_since(started);
+            assert!(waited < Duration::from_millis(300), "the woken task ran {waited:?} after the start, behind a 400 ms search");
+        });
+    }
+
+    /// A search known to be short that turns out slow, on the only worker:
+    /// the runtime's other tasks (timers, connections) go on meanwhile.
+    #[test]
+    fn a_slow_search_on_the_only_worker_does_not_stop_its_other_tasks() {
+        within(1, async {
+            let d = Arc::new(Dispatch::new(1));
+            d.record(9, ms(0.01));
+            let ticks = Arc::new(AtomicUsize::new(0));
+            let ticker = tokio::spawn({
+                let ticks = Arc::clone(&ticks);
+                async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        ticks.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+            // Let the ticker start.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let during = Arc::clone(&ticks);
+            // On the worker, as a request's task is (`block_on` runs on this thread).
+            let searching = Arc::clone(&d);
+            let seen = tokio::spawn(async move {
+                searching
+                    .run(9, move || {
+                        let before = during.load(Ordering::Relaxed);
+                        std::thread::sleep(Duration::from_millis(400));
+                        Ok(during.load(Ordering::Relaxed) - before)
+                    })
+                    .await
+            })
+            .await
+            .unwrap()
+            .unwrap();
+            ticker.abort();
+            assert_eq!(d.counts(), (1, 0), "it ran on the worker");
+            assert!(seen >= 10, "the timer ticked {seen} times during a 400 ms search on the only worker");
+        });
     }
 }

@@ -33,6 +33,7 @@ mod extract;
 mod filter;
 mod jobs;
 mod layers;
+pub mod learn;
 mod listener;
 mod models;
 mod multipart;

@@ -73,6 +73,9 @@ pub struct StatsResponse {
     pub recall_monitor: RecallMonitorStats,
     /// The hot-query cache (every route's answers, collections' included).
     pub cache: CacheInfo,
+    /// Learning the table again from live queries unlike the indexed data
+    /// (`calibration.source` is then `live`).
+    pub live_calibration: crate::learn::LearnStats,
 }
 
 /// The hot-query cache's state (`--cache-bytes`).

@@ -107,6 +107,7 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<StatsRes
             widened: vectorwise_index::widened_searches(),
         },
         cache: state.cache().stats().into(),
+        live_calibration: state.learner().stats(),
     }))
 }
 
@@ -253,6 +254,9 @@ pub(crate) async fn search(
         monitored.metrics().search(SearchKind::Single, took);
         if let Ok(hits) = &hits {
             offer_to_monitor(&monitored, &index, &resolved, &query, k, hits);
+            if resolved.params.method != vectorwise_index::Method::Exact {
+                monitored.learner().offer(&monitored, &index, generation, &query, widened);
+            }
         }
         hits.map(|hits| (hits, took, widened))
             .map_err(|e| located(e.into(), |_| (vec!["body".into(), "query_vector".into()], "query_vector".into())))

@@ -53,6 +53,9 @@ pub struct ServerConfig {
     pub cache_timeout: std::time::Duration,
     /// How long Redis keeps an answer.
     pub cache_ttl: std::time::Duration,
+    /// Learn the served index's recall table again from live queries unlike
+    /// the indexed data (`learn.rs`).
+    pub learn_calibration: bool,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +76,7 @@ impl Default for ServerConfig {
             cache_url: None,
             cache_timeout: crate::shared_cache::DEFAULT_TIMEOUT,
             cache_ttl: crate::shared_cache::DEFAULT_TTL,
+            learn_calibration: true,
         }
     }
 }
@@ -112,6 +116,8 @@ struct Inner {
     jobs: RwLock<Option<crate::jobs::Jobs>>,
     /// Where single searches run (the async worker or the blocking pool).
     dispatch: Arc<crate::dispatch::Dispatch>,
+    /// The served index's recent queries, to learn its table from.
+    learner: crate::learn::Learner,
 }
 
 /// Shared state of the router; cheap to clone.
@@ -150,8 +156,10 @@ impl AppState {
                 Err(e) => tracing::error!(error = e, "the shared cache is off"),
             }
         }
+        let learner = crate::learn::Learner::new(config.learn_calibration);
         AppState {
             inner: Arc::new(Inner {
+                learner,
                 config,
                 index: RwLock::new(IndexSlot::Loading),
                 searches: Arc::new(Semaphore::new(permits)),
@@ -187,6 +195,24 @@ impl AppState {
         self.inner.monitor.reset();
         let generation = self.inner.generations.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         *self.inner.index.write() = IndexSlot::Ready(index, generation);
+    }
+
+    /// Serves `index` in place of the index of `generation`, if that is
+    /// still the one served (a reload meanwhile wins); whether it did.
+    pub(crate) fn replace_index_if(&self, generation: u64, index: Arc<Index>) -> bool {
+        let mut slot = self.inner.index.write();
+        if !matches!(*slot, IndexSlot::Ready(_, g) if g == generation) {
+            return false;
+        }
+        self.inner.metrics.index_ready(&index.info());
+        self.inner.monitor.reset();
+        let generation = self.inner.generations.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        *slot = IndexSlot::Ready(index, generation);
+        true
+    }
+
+    pub(crate) fn learner(&self) -> &crate::learn::Learner {
+        &self.inner.learner
     }
 
     /// Records that the background load failed: health reports `unavailable`.

@@ -177,6 +177,7 @@ async fn stats_reports_the_index_and_settings() {
             "ids",
             "index_path",
             "index_type",
+            "live_calibration",
             "load_seconds",
             "max_k",
             "metric",

@@ -396,3 +396,76 @@ fn collection_searches_and_batches_say_which_queries_were_widened() {
     let r = server.post_json("/collections/g/search/batch", &json!({"vectors": calm, "k": 10}));
     assert_eq!((r.status, r.header("x-vectorwise-widened-queries")), (200, None));
 }
+
+/// Queries unlike the indexed data (random unit vectors against clustered
+/// points) are widened one by one; after a window of them the server learns
+/// the table again on them (`learn.rs`), serves it (`calibration.source`
+/// `live`), keeps its promise on more such queries without widening most of
+/// them, and keeps the table beside the index for the next start; a damaged
+/// or foreign kept table is refused.
+#[test]
+fn a_workload_unlike_the_data_gets_its_table_learnt_served_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    // A copy: the learnt table is written beside the index.
+    let path = dir.path().join("graph.vwi");
+    std::fs::copy(&FIXTURE.graph_path, &path).unwrap();
+    let index = Arc::new(Index::open(&path).unwrap());
+    let server = serve(&index, ServerConfig { cache_bytes: 0, ..ServerConfig::default() });
+    let random = dataset::sphere(700, DIM, 5151);
+    let rows: Vec<Vec<f32>> = random.rows().map(unit).collect();
+    let search = |q: &[f32]| {
+        let r = server.post_json("/search", &json!({"query_vector": q, "k": 10}));
+        assert_eq!(r.status, 200, "{}", r.body);
+        let widened = r.header("x-vectorwise-widened") == Some("true");
+        (ids(&r.json()), widened)
+    };
+    let widened_before = rows[..300].iter().filter(|q| search(q).1).count();
+    assert!(widened_before >= 150, "{widened_before} of 300 random queries widened: the test needs them unlike the data");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let stats = loop {
+        let s = server.get("/stats").json();
+        if s["calibration"]["source"] == "live" {
+            break s;
+        }
+        assert!(s["live_calibration"]["last_error"].is_null(), "{}", s["live_calibration"]);
+        assert!(Instant::now() < deadline, "nothing learnt: {}", s["live_calibration"]);
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(stats["calibration"]["queries"], 300);
+    assert_eq!(stats["live_calibration"]["learnt"], 1);
+    let exact = vectorwise_index::SearchParams::exact();
+    let (mut recall, mut widened_after) = (0.0, 0);
+    for q in &rows[300..] {
+        let (got, widened) = search(q);
+        widened_after += usize::from(widened);
+        let truth: HashSet<u64> = index.search(q, 10, &exact).unwrap().iter().map(|n| n.id).collect();
+        recall += got.iter().filter(|id| truth.contains(id)).count() as f64 / 10.0;
+    }
+    let recall = recall / 400.0;
+    eprintln!("widened {widened_before}/300 before, {widened_after}/400 after; balanced recall@10 on the learnt table {recall:.3}");
+    assert!(recall >= Profile::Balanced.target() - 0.01, "balanced on the learnt table: recall@10 {recall}");
+    assert!(widened_after * 4 < widened_before, "widened: {widened_before} of 300 before, {widened_after} of 400 after");
+
+    // Kept: the next start on this file serves it.
+    let sidecar = vectorwise_server::learn::sidecar_path(&path);
+    let kept = vectorwise_server::learn::with_learnt(Index::open(&path).unwrap());
+    assert_eq!(kept.calibration().unwrap().source.as_str(), "live");
+    // Damaged, or learnt on another file: refused, the file's own table is used.
+    let text = std::fs::read_to_string(&sidecar).unwrap();
+    let damaged = text.replacen("recall_mean", "recall_meam", 1);
+    assert_ne!(damaged, text);
+    std::fs::write(&sidecar, &damaged).unwrap();
+    let refused = vectorwise_server::learn::load(&Index::open(&path).unwrap()).unwrap_err();
+    assert!(refused.contains("checksum"), "{refused}");
+    assert_eq!(vectorwise_server::learn::with_learnt(Index::open(&path).unwrap()).calibration().unwrap().source.as_str(), "leave_one_out");
+    std::fs::write(&sidecar, &text).unwrap();
+    let other = dir.path().join("other.vwi");
+    std::fs::copy(&FIXTURE.graph_path, &other).unwrap();
+    std::fs::copy(&sidecar, vectorwise_server::learn::sidecar_path(&other)).unwrap();
+    // The same bytes are the same file; a scan index is another.
+    let scan_copy = dir.path().join("scan.vwi");
+    std::fs::copy(FIXTURE.scan.path(), &scan_copy).unwrap();
+    std::fs::copy(&sidecar, vectorwise_server::learn::sidecar_path(&scan_copy)).unwrap();
+    let foreign = vectorwise_server::learn::load(&Index::open(&scan_copy).unwrap()).unwrap_err();
+    assert!(foreign.contains("another index file"), "{foreign}");
+}

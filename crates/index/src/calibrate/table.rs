@@ -86,6 +86,9 @@ pub enum QuerySource {
     LeaveOneOut,
     /// Queries the user gave (`--calibration-queries`).
     Given,
+    /// Queries the server was sent: the table was learnt again from live
+    /// traffic unlike the queries it was first measured on.
+    Live,
 }
 
 impl QuerySource {
@@ -94,6 +97,7 @@ impl QuerySource {
         match self {
             QuerySource::LeaveOneOut => "leave_one_out",
             QuerySource::Given => "given",
+            QuerySource::Live => "live",
         }
     }
 }
