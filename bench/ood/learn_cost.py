@@ -82,7 +82,7 @@ def main() -> None:
         work = Path(tmp)
         copy = work / "index.vwi"
         shutil.copy(args.index, copy)
-        proc, port, log = start(args.bin, str(copy), work, "s", ["--cache-bytes", "0"])
+        proc, port, log = start(args.bin, str(copy), work, "s", ["--cache-bytes", "0", "--learn-calibration", "true"])
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
             conn.request("GET", "/stats")

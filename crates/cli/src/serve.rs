@@ -62,10 +62,16 @@ pub struct Args {
     #[arg(long, env = "VECTORWISE_MONITOR_CPU_SHARE", default_value_t = MonitorConfig::default().cpu_share)]
     pub monitor_cpu_share: f64,
     /// Learn the served index's recall table again from live queries when
-    /// they are unlike the indexed data (a fifth or more of 300 searches
+    /// they are unlike the indexed data (nine tenths or more of 300 searches
     /// widened), and keep it beside the index (`<index>.calibration.json`).
-    #[arg(long, env = "VECTORWISE_LEARN_CALIBRATION", default_value_t = true, action = clap::ArgAction::Set)]
+    /// Off by default: clients' queries then steer the table (README).
+    #[arg(long, env = "VECTORWISE_LEARN_CALIBRATION", default_value_t = false, action = clap::ArgAction::Set)]
     pub learn_calibration: bool,
+    /// Seconds between two learnings of the table at least; while a learnt
+    /// table is served, the interval at which it is learnt again from the
+    /// last queries (so that it follows the workload back).
+    #[arg(long, env = "VECTORWISE_LEARN_EVERY", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub learn_every: u64,
     /// Largest k a request may ask for.
     #[arg(long, env = "VECTORWISE_MAX_K", default_value_t = 100)]
     pub max_k: usize,
@@ -268,6 +274,7 @@ pub fn run(a: Args) -> Result<()> {
         cache_timeout: std::time::Duration::from_millis(a.cache_timeout_ms),
         cache_ttl: std::time::Duration::from_secs(a.cache_ttl_seconds),
         learn_calibration: a.learn_calibration,
+        learn_every: std::time::Duration::from_secs(a.learn_every),
     };
     if let Some(url) = &config.cache_url {
         vectorwise_server::check_cache_url(url).map_err(|e| anyhow::anyhow!("--cache-url: {e}"))?;

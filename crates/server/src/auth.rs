@@ -796,7 +796,10 @@ mod tests {
     }
 
     /// Finding a key among 100 (the last one, all compared) stays well
-    /// under a search's cost; a generous bound, as the machine is shared.
+    /// under a search's cost. The bound only catches a gross mistake (a
+    /// hash per comparison, say): 20 µs failed once when the 2-core machine
+    /// also ran a build; the figure itself is printed, and measured in
+    /// `bench/security/auth_cost.py`.
     #[test]
     fn comparing_a_hundred_keys_is_cheap() {
         let list = (0..100).map(|i| key(&format!("k{i}"), Role::Read, &format!("key-{i}-aaaaaaaaaaaaaaaa"), None)).collect();
@@ -811,7 +814,7 @@ mod tests {
         }
         let each = start.elapsed() / n;
         eprintln!("decide with 100 keys: {each:?}");
-        assert!(each < std::time::Duration::from_micros(20), "{each:?}");
+        assert!(each < std::time::Duration::from_micros(500), "{each:?}");
         // And what a rate-limit check adds (a budget that never refuses).
         let limits = crate::ratelimit::RateLimits { search: Some(1e6), ..Default::default() };
         let limiters = crate::ratelimit::Limiters::new(&limits, 1024);

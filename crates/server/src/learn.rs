@@ -8,16 +8,27 @@
 //! widening's price. Here the server keeps the last [`LEARN_QUERIES`]
 //! queries of the served index (a copy each, on the request path: about
 //! 0.1 µs at 128-d) and counts, per window of as many searches, how many were
-//! widened. When a window has [`LEARN_WIDENED_SHARE`] or more widened, and
-//! nothing was learnt for [`LEARN_EVERY`], a background thread (niced, one
-//! core) measures the table again on those queries
+//! widened. When a window has [`LEARN_WIDENED_SHARE`] (nine tenths) or more widened, and
+//! nothing was learnt for [`DEFAULT_LEARN_EVERY`] (`--learn-every`), a
+//! background thread (niced, one core) measures the table again on those queries
 //! (`vectorwise_index::calibrate::calibrate`, exact truth included), opens the
 //! same file again with it and serves that; the profiles then choose the
 //! settings that keep their promise on *this* workload, and the widening
-//! judges queries against it. The table is kept beside the index
+//! judges queries against it. While the table served was learnt so, it is
+//! learnt again at that interval from the last queries whatever they are:
+//! a workload that moves back to queries like the data (which nothing
+//! widens) gets a table of its own again. The table is kept beside the index
 //! (`<index>.calibration.json`, written atomically, with the file's identity
 //! and a checksum) and used again when the same file is served next; another
 //! file, or a damaged table, is refused with a logged reason.
+//!
+//! Off by default (`--learn-calibration true` turns it on): the table then
+//! follows what clients send, and a client can steer it. A review poisoned
+//! it with 300 searches (rows of the data, a fifth of them pushed outward):
+//! the learnt table judged random queries easy and gave them recall@10 0.15
+//! under a 0.95 promise, kept across restarts. Turn it on for a workload
+//! from trusted clients that has moved as a whole (a new embedding model,
+//! questions against passages).
 
 use crate::state::AppState;
 use parking_lot::Mutex;
@@ -32,10 +43,18 @@ use vectorwise_index::calibrate::{CalibrateOptions, Calibration, QuerySource};
 
 /// Recent queries kept, and searches in a window.
 pub const LEARN_QUERIES: usize = 300;
-/// Share of a window's searches that must have been widened to learn.
-pub const LEARN_WIDENED_SHARE: f64 = 0.2;
-/// Least time between two learnings of one server.
-pub const LEARN_EVERY: Duration = Duration::from_secs(600);
+/// Share of a window's searches that must have been widened to learn: the
+/// workload as a whole has moved away from the data. A table learnt on a
+/// mix promises its mean over the mix and judges queries against the mix,
+/// so the minority unlike the rest lost its widening (a review: 25 % random
+/// queries among queries like the data, learnt at a 20 % threshold, got
+/// recall@10 0.85 under a 0.95 promise).
+pub const LEARN_WIDENED_SHARE: f64 = 0.9;
+/// Largest kept table read (a real one is tens of KiB).
+const SIDECAR_MAX_BYTES: u64 = 16 << 20;
+/// Least time between two learnings of one server, by default; while a
+/// learnt table is served, the time between two learnings.
+pub const DEFAULT_LEARN_EVERY: Duration = Duration::from_secs(600);
 
 /// The learnt table's file format.
 const SIDECAR_VERSION: u32 = 1;
@@ -71,6 +90,7 @@ struct Window {
 #[derive(Debug)]
 pub(crate) struct Learner {
     enabled: bool,
+    every: Duration,
     window: Mutex<Window>,
     learning: AtomicBool,
     learnt: AtomicU64,
@@ -79,9 +99,10 @@ pub(crate) struct Learner {
 }
 
 impl Learner {
-    pub(crate) fn new(enabled: bool) -> Learner {
+    pub(crate) fn new(enabled: bool, every: Duration) -> Learner {
         Learner {
             enabled,
+            every,
             window: Mutex::new(Window::default()),
             learning: AtomicBool::new(false),
             learnt: AtomicU64::new(0),
@@ -124,9 +145,11 @@ impl Learner {
             return;
         }
         let unlike = w.widened as f64 >= LEARN_WIDENED_SHARE * w.searches as f64;
+        // A table learnt from traffic follows it, both ways.
+        let learnt = index.calibration().is_some_and(|c| c.source == QuerySource::Live);
         (w.searches, w.widened) = (0, 0);
-        let due = self.last.lock().is_none_or(|t| t.elapsed() >= LEARN_EVERY);
-        if !unlike || !due || self.learning.swap(true, Ordering::AcqRel) {
+        let due = self.last.lock().is_none_or(|t| t.elapsed() >= self.every);
+        if !(unlike || learnt) || !due || self.learning.swap(true, Ordering::AcqRel) {
             return;
         }
         *self.last.lock() = Some(Instant::now());
@@ -138,7 +161,6 @@ impl Learner {
             match learn(&state, &index, generation, queries) {
                 Ok(true) => {
                     learner.learnt.fetch_add(1, Ordering::Relaxed);
-                    *learner.last_error.lock() = None;
                 }
                 Ok(false) => {}
                 Err(e) => {
@@ -186,7 +208,10 @@ fn learn(state: &AppState, index: &Arc<Index>, generation: u64, queries: Vec<f32
     );
     if let Err(e) = save(index.path(), index.file_identity(), &calibration) {
         tracing::warn!(error = %e, "the learnt recall table is served but not saved: it is lost at the next start");
+        *state.learner().last_error.lock() = Some(format!("served but not saved (lost at the next start): {e}"));
+        return Ok(true);
     }
+    *state.learner().last_error.lock() = None;
     Ok(true)
 }
 
@@ -229,12 +254,25 @@ fn save(index: &Path, identity: u128, calibration: &Calibration) -> Result<(), S
 /// was learnt on this very file; `Err` says why a kept one is refused.
 pub fn load(index: &Index) -> Result<Option<Calibration>, String> {
     let path = sidecar_path(index.path());
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
-    };
     let bad = |why: String| format!("{}: {why}", path.display());
+    // Looked at before it is opened: a FIFO would block the start, a
+    // device or a huge file fill the memory.
+    match std::fs::metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(bad(e.to_string())),
+        Ok(m) if !m.is_file() => return Err(bad("not a regular file".into())),
+        Ok(m) if m.len() > SIDECAR_MAX_BYTES => {
+            return Err(bad(format!("{} bytes: larger than a learnt table can be ({SIDECAR_MAX_BYTES})", m.len())));
+        }
+        Ok(_) => {}
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(&path)
+        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, SIDECAR_MAX_BYTES + 1), &mut bytes))
+        .map_err(|e| bad(e.to_string()))?;
+    if bytes.len() as u64 > SIDECAR_MAX_BYTES {
+        return Err(bad("grew past the largest a learnt table can be".into()));
+    }
     let sidecar: Sidecar = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not a learnt recall table: {e}")))?;
     if sidecar.version != SIDECAR_VERSION {
         return Err(bad(format!("version {} (this build reads {SIDECAR_VERSION})", sidecar.version)));

@@ -254,7 +254,14 @@ pub(crate) async fn search(
         monitored.metrics().search(SearchKind::Single, took);
         if let Ok(hits) = &hits {
             offer_to_monitor(&monitored, &index, &resolved, &query, k, hits);
-            if resolved.params.method != vectorwise_index::Method::Exact {
+            // What the table chooses for (a profile, a recall target short
+            // of exact) is what it learns from.
+            let tabled = match planned {
+                vectorwise_index::plan::SearchRequest::Profile(_) => true,
+                vectorwise_index::plan::SearchRequest::RecallTarget(r) => r < 1.0,
+                vectorwise_index::plan::SearchRequest::EfSearch(_) => false,
+            };
+            if tabled {
                 monitored.learner().offer(&monitored, &index, generation, &query, widened);
             }
         }

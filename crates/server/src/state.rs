@@ -56,6 +56,9 @@ pub struct ServerConfig {
     /// Learn the served index's recall table again from live queries unlike
     /// the indexed data (`learn.rs`).
     pub learn_calibration: bool,
+    /// Least time between two learnings; while a learnt table is served,
+    /// the time between two (`--learn-every`).
+    pub learn_every: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -76,7 +79,8 @@ impl Default for ServerConfig {
             cache_url: None,
             cache_timeout: crate::shared_cache::DEFAULT_TIMEOUT,
             cache_ttl: crate::shared_cache::DEFAULT_TTL,
-            learn_calibration: true,
+            learn_calibration: false,
+            learn_every: crate::learn::DEFAULT_LEARN_EVERY,
         }
     }
 }
@@ -156,7 +160,7 @@ impl AppState {
                 Err(e) => tracing::error!(error = e, "the shared cache is off"),
             }
         }
-        let learner = crate::learn::Learner::new(config.learn_calibration);
+        let learner = crate::learn::Learner::new(config.learn_calibration, config.learn_every);
         AppState {
             inner: Arc::new(Inner {
                 learner,

@@ -410,7 +410,7 @@ fn a_workload_unlike_the_data_gets_its_table_learnt_served_and_kept() {
     let path = dir.path().join("graph.vwi");
     std::fs::copy(&FIXTURE.graph_path, &path).unwrap();
     let index = Arc::new(Index::open(&path).unwrap());
-    let server = serve(&index, ServerConfig { cache_bytes: 0, ..ServerConfig::default() });
+    let server = serve(&index, ServerConfig { cache_bytes: 0, learn_calibration: true, ..ServerConfig::default() });
     let random = dataset::sphere(700, DIM, 5151);
     let rows: Vec<Vec<f32>> = random.rows().map(unit).collect();
     let search = |q: &[f32]| {
@@ -468,4 +468,102 @@ fn a_workload_unlike_the_data_gets_its_table_learnt_served_and_kept() {
     std::fs::copy(&sidecar, vectorwise_server::learn::sidecar_path(&scan_copy)).unwrap();
     let foreign = vectorwise_server::learn::load(&Index::open(&scan_copy).unwrap()).unwrap_err();
     assert!(foreign.contains("another index file"), "{foreign}");
+    // Not a regular file (a FIFO would block the start), or too large to be a table: refused unread.
+    std::fs::remove_file(&sidecar).unwrap();
+    let fifo = std::process::Command::new("mkfifo").arg(&sidecar).status().unwrap();
+    assert!(fifo.success());
+    let refused = vectorwise_server::learn::load(&Index::open(&path).unwrap()).unwrap_err();
+    assert!(refused.contains("not a regular file"), "{refused}");
+    std::fs::remove_file(&sidecar).unwrap();
+    std::fs::File::create(&sidecar).unwrap().set_len(64 << 20).unwrap();
+    let refused = vectorwise_server::learn::load(&Index::open(&path).unwrap()).unwrap_err();
+    assert!(refused.contains("larger than"), "{refused}");
+}
+
+/// A window where only some queries are unlike the data is not learnt: a
+/// table learnt on a mix promises its mean over the mix, and the minority
+/// would lose its per-query widening.
+#[test]
+fn a_mixed_workload_keeps_the_build_table_and_its_widening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("graph.vwi");
+    std::fs::copy(&FIXTURE.graph_path, &path).unwrap();
+    let index = Arc::new(Index::open(&path).unwrap());
+    let server = serve(&index, ServerConfig { cache_bytes: 0, learn_calibration: true, ..ServerConfig::default() });
+    let like = held_out(true, 450);
+    let random = dataset::sphere(150, DIM, 7171);
+    let mut widened = 0;
+    for (i, q) in like.rows().map(|r| r.to_vec()).zip(random.rows().map(unit).chain(std::iter::repeat_n(Vec::new(), 300))).flat_map(|(a, b)| [a, b]).filter(|q| !q.is_empty()).enumerate() {
+        let r = server.post_json("/search", &json!({"query_vector": q, "k": 10}));
+        assert_eq!(r.status, 200, "query {i}");
+        widened += usize::from(r.header("x-vectorwise-widened") == Some("true"));
+    }
+    assert!(widened >= 100, "{widened} of 600 widened: the test needs the random quarter unlike the data");
+    std::thread::sleep(Duration::from_millis(500));
+    let s = server.get("/stats").json();
+    assert_eq!(s["live_calibration"]["learnt"], 0, "{}", s["live_calibration"]);
+    assert_eq!(s["live_calibration"]["learning"], false);
+    assert_eq!(s["calibration"]["source"], "leave_one_out");
+}
+
+/// The balanced profile's setting at k = 10 in `/stats`, and its calibrated p50.
+fn balanced_setting(stats: &Value) -> (String, f64) {
+    let p = stats["calibration"]["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["profile"] == "balanced" && p["k"] == 10)
+        .unwrap_or_else(|| panic!("no balanced k=10 in {}", stats["calibration"]));
+    (p["setting"].as_str().unwrap().to_owned(), p["latency_p50_ms"].as_f64().unwrap_or(f64::NAN))
+}
+
+/// A learnt table is learnt again from the last queries at `learn_every`,
+/// whatever they are: traffic that moves back to queries like the data gets
+/// a cheaper table again (nothing would widen to start it otherwise).
+#[test]
+fn a_learnt_table_follows_the_workload_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("graph.vwi");
+    std::fs::copy(&FIXTURE.graph_path, &path).unwrap();
+    let index = Arc::new(Index::open(&path).unwrap());
+    let config = ServerConfig { cache_bytes: 0, learn_calibration: true, learn_every: Duration::from_secs(1), ..ServerConfig::default() };
+    let server = serve(&index, config);
+    let send = |rows: &[Vec<f32>]| {
+        for q in rows {
+            assert_eq!(server.post_json("/search", &json!({"query_vector": q, "k": 10})).status, 200);
+        }
+    };
+    let learnt = |n: u64| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let s = server.get("/stats").json();
+            if s["live_calibration"]["learnt"] == n && s["calibration"]["source"] == "live" {
+                return s;
+            }
+            assert!(s["live_calibration"]["last_error"].is_null(), "{}", s["live_calibration"]);
+            assert!(Instant::now() < deadline, "not learnt {n} times: {}", s["live_calibration"]);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let random: Vec<Vec<f32>> = dataset::sphere(300, DIM, 6161).rows().map(unit).collect();
+    send(&random);
+    let (on_random, random_ms) = balanced_setting(&learnt(1));
+    std::thread::sleep(Duration::from_millis(1100));
+    let like: Vec<Vec<f32>> = held_out(true, 300).rows().map(|r| r.to_vec()).collect();
+    send(&like);
+    let (on_like, like_ms) = balanced_setting(&learnt(2));
+    eprintln!("balanced k=10: {on_random} ({random_ms} ms) learnt on random queries, {on_like} ({like_ms} ms) on queries like the data");
+    assert_ne!(on_like, on_random, "the table did not follow the workload back");
+    assert!(like_ms < random_ms, "{on_random} ({random_ms} ms) on random queries, {on_like} ({like_ms} ms) on queries like the data");
+    // And the promise holds on queries like the data with the table learnt on them.
+    let exact = vectorwise_index::SearchParams::exact();
+    let fresh = held_out(true, 200);
+    let mut recall = 0.0;
+    for q in fresh.rows() {
+        let got = ids(&server.post_json("/search", &json!({"query_vector": q, "k": 10})).json());
+        let truth: HashSet<u64> = index.search(q, 10, &exact).unwrap().iter().map(|n| n.id).collect();
+        recall += got.iter().filter(|id| truth.contains(id)).count() as f64 / 10.0;
+    }
+    let recall = recall / 200.0;
+    assert!(recall >= Profile::Balanced.target() - 0.01, "recall@10 {recall}");
 }
