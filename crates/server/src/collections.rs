@@ -1025,7 +1025,7 @@ pub(crate) async fn search(
     let opts = store_options(&state, req.k, req.with_payload, req.with_vector, &search, 1, req.filter);
     // The version is read before the search runs (see `cache.rs`).
     let target = Target::collection(&c);
-    let key = state.cache().key(&Query {
+    let query = Query {
         shape: Shape::Hits,
         target,
         k: opts.k,
@@ -1034,7 +1034,10 @@ pub(crate) async fn search(
         with_vector: opts.with_vector,
         filter: opts.filter.as_deref(),
         vector: &req.vector,
-    });
+    };
+    let key = state.cache().key(&query);
+    // What dispatch.rs learns the cost of: the query without its vector.
+    let cost = crate::cache::Key::cost(&query);
     if let Some(key) = &key
         && let Some(hit) = state.cache().get(key).await
     {
@@ -1044,16 +1047,6 @@ pub(crate) async fn search(
     let with_payload = opts.with_payload;
     let monitored = state.clone();
     let searched = Arc::clone(&c);
-    let cost = crate::cache::Key::cost(&Query {
-        shape: Shape::Hits,
-        target,
-        k: opts.k,
-        request: opts.request,
-        with_payload: opts.with_payload,
-        with_vector: opts.with_vector,
-        filter: opts.filter.as_deref(),
-        vector: &[],
-    });
     let (outcome, took) = state.dispatch().run(cost, move || {
         let _permit = permit;
         let start = std::time::Instant::now();

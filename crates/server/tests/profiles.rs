@@ -397,6 +397,19 @@ fn collection_searches_and_batches_say_which_queries_were_widened() {
     assert_eq!((r.status, r.header("x-vectorwise-widened-queries")), (200, None));
 }
 
+/// A server learning its table (`learn.rs`) every `every`, on a copy of the
+/// clustered graph index (the learnt table is written beside the file):
+/// (its folder, the copy's path, the index, the server).
+fn learning(every: Duration) -> (tempfile::TempDir, std::path::PathBuf, Arc<Index>, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("graph.vwi");
+    std::fs::copy(&FIXTURE.graph_path, &path).unwrap();
+    let index = Arc::new(Index::open(&path).unwrap());
+    let config = ServerConfig { cache_bytes: 0, learn_calibration: true, learn_every: every, ..ServerConfig::default() };
+    let server = serve(&index, config);
+    (dir, path, index, server)
+}
+
 /// Queries unlike the indexed data (random unit vectors against clustered
 /// points) are widened one by one; after a window of them the server learns
 /// the table again on them (`learn.rs`), serves it (`calibration.source`
@@ -405,12 +418,7 @@ fn collection_searches_and_batches_say_which_queries_were_widened() {
 /// or foreign kept table is refused.
 #[test]
 fn a_workload_unlike_the_data_gets_its_table_learnt_served_and_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    // A copy: the learnt table is written beside the index.
-    let path = dir.path().join("graph.vwi");
-    std::fs::copy(&FIXTURE.graph_path, &path).unwrap();
-    let index = Arc::new(Index::open(&path).unwrap());
-    let server = serve(&index, ServerConfig { cache_bytes: 0, learn_calibration: true, ..ServerConfig::default() });
+    let (dir, path, index, server) = learning(vectorwise_server::learn::DEFAULT_LEARN_EVERY);
     let random = dataset::sphere(700, DIM, 5151);
     let rows: Vec<Vec<f32>> = random.rows().map(unit).collect();
     let search = |q: &[f32]| {
@@ -485,11 +493,7 @@ fn a_workload_unlike_the_data_gets_its_table_learnt_served_and_kept() {
 /// would lose its per-query widening.
 #[test]
 fn a_mixed_workload_keeps_the_build_table_and_its_widening() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("graph.vwi");
-    std::fs::copy(&FIXTURE.graph_path, &path).unwrap();
-    let index = Arc::new(Index::open(&path).unwrap());
-    let server = serve(&index, ServerConfig { cache_bytes: 0, learn_calibration: true, ..ServerConfig::default() });
+    let (_dir, _, _, server) = learning(vectorwise_server::learn::DEFAULT_LEARN_EVERY);
     let like = held_out(true, 450);
     let random = dataset::sphere(150, DIM, 7171);
     let mut widened = 0;
@@ -522,12 +526,7 @@ fn balanced_setting(stats: &Value) -> (String, f64) {
 /// a cheaper table again (nothing would widen to start it otherwise).
 #[test]
 fn a_learnt_table_follows_the_workload_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("graph.vwi");
-    std::fs::copy(&FIXTURE.graph_path, &path).unwrap();
-    let index = Arc::new(Index::open(&path).unwrap());
-    let config = ServerConfig { cache_bytes: 0, learn_calibration: true, learn_every: Duration::from_secs(1), ..ServerConfig::default() };
-    let server = serve(&index, config);
+    let (_dir, _, index, server) = learning(Duration::from_secs(1));
     let send = |rows: &[Vec<f32>]| {
         for q in rows {
             assert_eq!(server.post_json("/search", &json!({"query_vector": q, "k": 10})).status, 200);
