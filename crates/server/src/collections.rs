@@ -743,8 +743,29 @@ pub(crate) async fn upsert(
     let c = collection(&state, &name)?;
     let form = body.form;
     let points: Vec<NewPoint> = body.request.points.into_iter().map(|p| NewPoint { id: p.id, vector: p.vector, payload: p.payload }).collect();
-    let upserted = blocking(move || Ok(c.upsert(points)?)).await.map_err(|e| if form { crate::multipart::locate_in_parts(e) } else { e })?;
+    let (deadline, waited) = backlog_wait(&c).await;
+    let upserted = blocking(move || Ok(c.upsert_until(points, deadline, waited)?))
+        .await
+        .map_err(|e| if form { crate::multipart::locate_in_parts(e) } else { e })?;
     Ok(Json(UpsertResponse { upserted }))
+}
+
+/// Waits while `c`'s write backlog is over its limit, up to the collection's
+/// wait, on the async side: an upsert waiting in the blocking pool held one
+/// of its few threads for up to 5 s, and a few of them left searches (and the
+/// hand-off of a search run on a worker, `dispatch.rs`) queued behind. The
+/// upsert's deadline, and whether it waited (counted here).
+async fn backlog_wait(c: &Collection) -> (std::time::Instant, bool) {
+    let deadline = std::time::Instant::now() + c.backlog_wait();
+    let mut waited = false;
+    while c.write_backlogged() && std::time::Instant::now() < deadline {
+        if !waited {
+            waited = true;
+            c.note_write_waited();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    (deadline, waited)
 }
 
 /// Deletes points by id; answers once durable.

@@ -673,13 +673,21 @@ impl Collection {
     /// written (an id given twice: the later point wins). A bad point
     /// refuses the whole batch.
     pub fn upsert(&self, points: Vec<NewPoint>) -> Result<usize> {
+        self.upsert_until(points, std::time::Instant::now() + self.backlog_wait(), false)
+    }
+
+    /// [`Collection::upsert`], waiting for the write backlog only until
+    /// `deadline`; `waited`: the caller already waited for it (and counted
+    /// the wait, [`Collection::note_write_waited`]), e.g. without holding a
+    /// thread ([`Collection::write_backlogged`]).
+    pub fn upsert_until(&self, points: Vec<NewPoint>, deadline: std::time::Instant, waited: bool) -> Result<usize> {
         self.check_open()?;
         let prepared = self.prepare_points(points)?;
         if prepared.is_empty() {
             return Ok(0);
         }
         let distinct = prepared.iter().map(|p| (p.id, p.uuid)).collect::<std::collections::HashSet<_>>().len();
-        self.wait_for_backlog()?;
+        self.wait_for_backlog(deadline, waited)?;
         self.write(Record::Upsert(prepared), &[])?;
         Ok(distinct)
     }
@@ -1173,39 +1181,57 @@ impl Collection {
         self.sealed_signal.1.notify_all();
     }
 
-    /// Waits while the frozen backlog holds more than the limit (at least
-    /// twice `seal_points`, and the largest frozen segment plus
-    /// `seal_points`) and the seal lane is at work on it (running, stopping
-    /// not asked, its last seal not failed); [`Error::Backlogged`] after
-    /// [`BACKLOG_WAIT_MS`].
-    fn wait_for_backlog(&self) -> Result<()> {
-        let wait = std::time::Duration::from_millis(self.backlog_wait_ms.load(Ordering::Relaxed));
-        let deadline = std::time::Instant::now() + wait;
+    /// How long an upsert waits for the write backlog at most.
+    pub fn backlog_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.backlog_wait_ms.load(Ordering::Relaxed))
+    }
+
+    /// Whether an upsert now would wait for the seal lane (see
+    /// [`Collection::upsert_until`]): a caller may wait for this to clear
+    /// without holding a thread.
+    pub fn write_backlogged(&self) -> bool {
+        matches!(self.backlog_over(), Ok(Some(_)))
+    }
+
+    /// Counts a write that waited for the backlog outside the collection.
+    pub fn note_write_waited(&self) {
+        self.optimiser.lock().writes_waited += 1;
+    }
+
+    /// The frozen points and the limit when the frozen backlog holds more
+    /// than the limit (at least twice `seal_points`, and the largest frozen
+    /// segment plus `seal_points`) and the seal lane is at work on it
+    /// (running, stopping not asked, its last seal not failed); else `None`.
+    fn backlog_over(&self) -> Result<Option<(usize, usize)>> {
+        self.check_open()?;
+        if !self.seal_lane_started.load(Ordering::Acquire) || self.seal_failed.load(Ordering::Acquire) || *self.wake.0.lock() {
+            return Ok(None);
+        }
+        let set = self.set();
+        let (frozen, largest) = set.frozen.iter().map(|f| f.len()).fold((0, 0), |(sum, max), n| (sum + n, max.max(n)));
+        // At least one segment being sealed (a write can freeze one past
+        // `seal_points`) plus one more.
+        let limit = match self.backlog_limit.load(Ordering::Relaxed) {
+            0 => return Ok(None),
+            l => l.max(2 * self.config.seal_points).max(largest + self.config.seal_points),
+        };
+        Ok((frozen > limit).then_some((frozen, limit)))
+    }
+
+    /// Waits while [`Collection::backlog_over`]; [`Error::Backlogged`] once
+    /// `deadline` has passed (`waited`: the caller waited and counted it).
+    fn wait_for_backlog(&self, deadline: std::time::Instant, mut waited: bool) -> Result<()> {
         let mut g = self.sealed_signal.0.lock();
-        let (mut timed_out, mut waited) = (false, false);
+        let mut timed_out = std::time::Instant::now() >= deadline;
         loop {
-            self.check_open()?;
-            if !self.seal_lane_started.load(Ordering::Acquire) || self.seal_failed.load(Ordering::Acquire) || *self.wake.0.lock() {
-                return Ok(());
-            }
-            let set = self.set();
-            let (frozen, largest) = set.frozen.iter().map(|f| f.len()).fold((0, 0), |(sum, max), n| (sum + n, max.max(n)));
-            // At least one segment being sealed (a write can freeze one past
-            // `seal_points`) plus one more.
-            let limit = match self.backlog_limit.load(Ordering::Relaxed) {
-                0 => return Ok(()),
-                l => l.max(2 * self.config.seal_points).max(largest + self.config.seal_points),
-            };
-            if frozen <= limit {
-                return Ok(());
-            }
+            let Some((frozen, limit)) = self.backlog_over()? else { return Ok(()) };
             if timed_out {
                 self.optimiser.lock().writes_refused += 1;
                 return Err(Error::Backlogged { frozen, limit });
             }
             if !waited {
                 waited = true;
-                self.optimiser.lock().writes_waited += 1;
+                self.note_write_waited();
             }
             // Looked at once more after the deadline: a seal just then lets it through.
             timed_out = self.sealed_signal.1.wait_until(&mut g, deadline).timed_out();

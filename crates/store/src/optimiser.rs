@@ -589,6 +589,41 @@ mod tests {
     /// Upserts wait while the frozen backlog is over the limit and the seal
     /// lane is at work, go on once a seal brings it down, and are refused
     /// (nothing written) when the wait runs out.
+    /// The server waits for the backlog on its async side
+    /// (`write_backlogged`), then writes with what is left of the wait.
+    #[test]
+    fn a_caller_may_wait_for_the_backlog_without_holding_a_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+        store.set_write_backlog(25);
+        let (c, _) = store.create("c", CollectionConfig { seal_points: 10, ..CollectionConfig::new(8, Metric::L2) }).unwrap();
+        let mut rng = StdRng::seed_from_u64(11);
+        let held = c.seal_lock.lock();
+        for b in 0..3 {
+            c.upsert(points(10, b * 10, &mut rng)).unwrap();
+        }
+        assert!(c.write_backlogged(), "30 frozen points > 25");
+        // Its deadline passed, its wait counted by the caller: refused at once, nothing written.
+        let started = std::time::Instant::now();
+        match c.upsert_until(points(10, 500, &mut rng), std::time::Instant::now(), true) {
+            Err(crate::Error::Backlogged { frozen: 30, limit: 25 }) => {}
+            other => panic!("expected Backlogged, got {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "it waited {:?}", started.elapsed());
+        assert_eq!(c.len(), 30);
+        assert_eq!((c.stats().optimiser.writes_waited, c.stats().optimiser.writes_refused), (0, 1));
+        c.note_write_waited();
+        assert_eq!(c.stats().optimiser.writes_waited, 1);
+        drop(held);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while c.write_backlogged() {
+            assert!(std::time::Instant::now() < deadline, "never sealed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(c.upsert_until(points(10, 600, &mut rng), std::time::Instant::now(), true).unwrap(), 10);
+        assert_eq!(c.stats().optimiser.writes_waited, 1, "a write let through is not counted again");
+    }
+
     #[test]
     fn upserts_wait_for_the_seal_lane_past_the_backlog_limit() {
         let dir = tempfile::tempdir().unwrap();
