@@ -194,11 +194,16 @@ impl AppState {
                  with no recall promise; run `vectorwise calibrate --index <path>`"
             );
         }
+        self.install(&mut self.inner.index.write(), index);
+    }
+
+    /// Puts `index` in `slot` under a new generation: its gauges, and a
+    /// fresh recall estimate (delivered recall is the served index's).
+    fn install(&self, slot: &mut IndexSlot, index: Arc<Index>) {
         self.inner.metrics.index_ready(&index.info());
-        // Delivered recall is the served index's: start the estimate afresh.
         self.inner.monitor.reset();
         let generation = self.inner.generations.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        *self.inner.index.write() = IndexSlot::Ready(index, generation);
+        *slot = IndexSlot::Ready(index, generation);
     }
 
     /// Serves `index` in place of the index of `generation`, if that is
@@ -208,10 +213,7 @@ impl AppState {
         if !matches!(*slot, IndexSlot::Ready(_, g) if g == generation) {
             return false;
         }
-        self.inner.metrics.index_ready(&index.info());
-        self.inner.monitor.reset();
-        let generation = self.inner.generations.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        *slot = IndexSlot::Ready(index, generation);
+        self.install(&mut slot, index);
         true
     }
 
@@ -302,6 +304,11 @@ impl AppState {
         &self.inner.monitor
     }
 
+    /// Where single searches run (`dispatch.rs`).
+    pub(crate) fn dispatch(&self) -> &Arc<crate::dispatch::Dispatch> {
+        &self.inner.dispatch
+    }
+
     /// Permits for a request of `queries` queries, held until its blocking
     /// task ends; too few left means overload, answered at once rather than
     /// queued (and counted).
@@ -315,10 +322,6 @@ impl AppState {
     /// cores), so batches of any admitted size run beside single searches
     /// instead of waiting for an idle server. A batch larger than the whole
     /// bound takes the whole bound.
-    pub(crate) fn dispatch(&self) -> &Arc<crate::dispatch::Dispatch> {
-        &self.inner.dispatch
-    }
-
     pub(crate) fn try_acquire_search(&self, kind: SearchKind, queries: usize) -> Result<SearchPermit, ApiError> {
         // At least one, so that a bound of 0 refuses everything.
         let wanted = queries.clamp(1, self.inner.permits.max(1)).min(u32::MAX as usize);

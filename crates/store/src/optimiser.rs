@@ -586,17 +586,21 @@ mod tests {
         assert_eq!(codebook(&c).as_deref(), sixty.index.scan_centroids());
     }
 
-    /// Upserts wait while the frozen backlog is over the limit and the seal
-    /// lane is at work, go on once a seal brings it down, and are refused
-    /// (nothing written) when the wait runs out.
+    /// A store whose write backlog is 25 points, and its collection of 8-d
+    /// points sealed every 10.
+    fn backlog_of_25(dir: &std::path::Path) -> (Store, Arc<Collection>) {
+        let store = Store::open(dir, SyncMode::Always).unwrap();
+        store.set_write_backlog(25);
+        let (c, _) = store.create("c", CollectionConfig { seal_points: 10, ..CollectionConfig::new(8, Metric::L2) }).unwrap();
+        (store, c)
+    }
+
     /// The server waits for the backlog on its async side
     /// (`write_backlogged`), then writes with what is left of the wait.
     #[test]
     fn a_caller_may_wait_for_the_backlog_without_holding_a_thread() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), SyncMode::Always).unwrap();
-        store.set_write_backlog(25);
-        let (c, _) = store.create("c", CollectionConfig { seal_points: 10, ..CollectionConfig::new(8, Metric::L2) }).unwrap();
+        let (_store, c) = backlog_of_25(dir.path());
         let mut rng = StdRng::seed_from_u64(11);
         let held = c.seal_lock.lock();
         for b in 0..3 {
@@ -624,12 +628,13 @@ mod tests {
         assert_eq!(c.stats().optimiser.writes_waited, 1, "a write let through is not counted again");
     }
 
+    /// Upserts wait while the frozen backlog is over the limit and the seal
+    /// lane is at work, go on once a seal brings it down, and are refused
+    /// (nothing written) when the wait runs out.
     #[test]
     fn upserts_wait_for_the_seal_lane_past_the_backlog_limit() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), SyncMode::Always).unwrap();
-        store.set_write_backlog(25);
-        let (c, _) = store.create("c", CollectionConfig { seal_points: 10, ..CollectionConfig::new(8, Metric::L2) }).unwrap();
+        let (store, c) = backlog_of_25(dir.path());
         let mut rng = StdRng::seed_from_u64(9);
         // The seal lane is held: every full mutable segment stays frozen.
         let held = c.seal_lock.lock();
