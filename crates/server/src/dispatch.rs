@@ -126,13 +126,12 @@ impl Dispatch {
             return out?;
         }
         self.on_pool.fetch_add(1, Ordering::Relaxed);
-        self.pool_now.fetch_add(1, Ordering::AcqRel);
-        let dispatch = std::sync::Arc::clone(self);
+        // Given back when the task ends, or is dropped unrun.
+        let place = PoolPlace::take(self);
         tokio::task::spawn_blocking(move || {
-            let _running = InlinePlace(&dispatch.pool_now);
             let start = Instant::now();
             let out = search();
-            dispatch.record(key, start.elapsed());
+            place.0.record(key, start.elapsed());
             out
         })
         .await?
@@ -147,6 +146,22 @@ impl Dispatch {
     #[cfg(test)]
     fn inline_now(&self) -> usize {
         self.inline_now.load(Ordering::Acquire)
+    }
+}
+
+/// A search's place on the blocking pool, given back on drop.
+struct PoolPlace(std::sync::Arc<Dispatch>);
+
+impl PoolPlace {
+    fn take(d: &std::sync::Arc<Dispatch>) -> PoolPlace {
+        d.pool_now.fetch_add(1, Ordering::AcqRel);
+        PoolPlace(std::sync::Arc::clone(d))
+    }
+}
+
+impl Drop for PoolPlace {
+    fn drop(&mut self) {
+        self.0.pool_now.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -251,6 +266,7 @@ mod tests {
                 assert_eq!(e.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
             }
             assert_eq!(d.inline_now(), 0, "the place is given back after a panic");
+            assert_eq!(d.pool_now.load(Ordering::Acquire), 0, "and the pool's, after a panic there");
             assert_eq!(d.counts(), (2, 2));
         });
     }
