@@ -534,20 +534,24 @@ fn out(entry: &Entry) -> JobOut {
     }
 }
 
-/// Nice 19 for the calling thread (Linux: per thread); best effort.
-fn lowest_priority() {
-    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
+/// A rayon pool of `threads` threads named `name-i`, each at `nice`
+/// (Linux: per thread; best effort), for background work the searches
+/// must not wait for: the jobs' searches, a live calibration (`learn.rs`).
+pub(crate) fn niced_pool(name: &'static str, threads: usize, nice: i32) -> Result<rayon::ThreadPool, rayon::ThreadPoolBuildError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(move |i| format!("{name}-{i}"))
+        .start_handler(move |_| {
+            let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice);
+        })
+        .build()
 }
 
 /// The worker: runs queued jobs one at a time, oldest first; removes
 /// expired ones; ends when the store is gone.
 fn work(shared: Arc<Shared>) {
-    let pool = match rayon::ThreadPoolBuilder::new()
-        .num_threads(shared.limits.threads.max(1))
-        .thread_name(|i| format!("job-search-{i}"))
-        .start_handler(|_| lowest_priority())
-        .build()
-    {
+    // Nice 19: below everything else the server does.
+    let pool = match niced_pool("job-search", shared.limits.threads.max(1), 19) {
         Ok(pool) => pool,
         Err(error) => {
             tracing::error!(%error, "cannot start the jobs' threads: jobs stay queued");

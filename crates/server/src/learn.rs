@@ -183,12 +183,7 @@ fn learn(state: &AppState, index: &Arc<Index>, generation: u64, queries: Vec<f32
     let started = Instant::now();
     let nq = queries.len() / index.dim().max(1);
     // One niced thread: the searches keep the cores.
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .thread_name(|_| "learn-calibration-pool".into())
-        .start_handler(|_| lower_priority())
-        .build()
-        .map_err(|e| format!("no thread for the measurement: {e}"))?;
+    let pool = crate::jobs::niced_pool("learn-calibration-pool", 1, 10).map_err(|e| format!("no thread for the measurement: {e}"))?;
     let opts = CalibrateOptions { queries: Some(queries), sample: LEARN_QUERIES, ..CalibrateOptions::default() };
     let mut calibration = pool.install(|| vectorwise_index::calibrate::calibrate(index, &opts)).map_err(|e| e.to_string())?;
     calibration.source = QuerySource::Live;
@@ -213,10 +208,6 @@ fn learn(state: &AppState, index: &Arc<Index>, generation: u64, queries: Vec<f32
     }
     *state.learner().last_error.lock() = None;
     Ok(true)
-}
-
-fn lower_priority() {
-    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10);
 }
 
 /// Where the table learnt for the index at `index` is kept.
