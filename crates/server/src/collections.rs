@@ -534,6 +534,10 @@ impl FromBody for CreatePayloadIndex {
 }
 
 impl FromBody for CollectionSearchRequest {
+    fn fast(bytes: &[u8], config: &ServerConfig) -> Option<Self> {
+        crate::validate::fast_search(bytes, "vector", config)
+    }
+
     fn from_body(body: &Value, config: &ServerConfig) -> Result<Self, Vec<FieldError>> {
         let map = body_object(body)?;
         let mut errors = Vec::new();
@@ -556,6 +560,10 @@ impl FromBody for CollectionSearchRequest {
 }
 
 impl FromBody for CollectionSearchBatchRequest {
+    fn fast(bytes: &[u8], config: &ServerConfig) -> Option<Self> {
+        crate::validate::fast_search(bytes, "vectors", config)
+    }
+
     fn from_body(body: &Value, config: &ServerConfig) -> Result<Self, Vec<FieldError>> {
         let map = body_object(body)?;
         let mut errors = Vec::new();

@@ -22,6 +22,162 @@ pub(crate) trait FromBody: Sized {
     }
 }
 
+/// The search routes' [`FromBody::fast`]: the vector field (`field`; a list of
+/// lists when `T::BATCH`) is read straight into f32s and every other field into
+/// a `Value` map, which [`FromBinary::from_parts`] checks by the same rules as
+/// the full path. Building no `Value` for each of a query's numbers is most of
+/// a JSON search's parse (see `a_json_search_parses_fast_and_as_the_full_path_does`
+/// for the equality; bench/results/HISTORY.md for the time). `None`, for the
+/// full path and its located errors, on anything unusual: a value that is not
+/// a number or not finite as an f32, rows of unequal or zero length, a batch
+/// of more than `max_batch` or none, a repeated key, any field's error.
+pub(crate) fn fast_search<T: FromBinary>(bytes: &[u8], field: &'static str, config: &ServerConfig) -> Option<T> {
+    use serde::de::DeserializeSeed;
+    let seed = FastSearchBody { field, batch: T::BATCH, max_rows: config.max_batch };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let (vectors, dim, fields) = seed.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    let mut errors = Vec::new();
+    let request = T::from_parts(&fields, Some(vectors?), dim, config, &mut errors)?;
+    errors.is_empty().then_some(request)
+}
+
+/// What [`fast_search`] reads: (the vectors row-major, their dimension, the other fields).
+struct FastSearchBody {
+    field: &'static str,
+    batch: bool,
+    max_rows: usize,
+}
+
+type FastParts = (Option<Vec<f32>>, usize, Map<String, Value>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for FastSearchBody {
+    type Value = FastParts;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<FastParts, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FastSearchBody {
+    type Value = FastParts;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a search body")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<FastParts, A::Error> {
+        use serde::de::Error;
+        let (mut vectors, mut dim, mut fields) = (None, 0, Map::new());
+        while let Some(key) = map.next_key::<String>()? {
+            if key == self.field {
+                if vectors.is_some() {
+                    return Err(A::Error::custom("repeated key"));
+                }
+                let mut out = Vec::new();
+                if self.batch {
+                    let rows = map.next_value_seed(FastRows { out: &mut out, max_rows: self.max_rows })?;
+                    dim = out.len() / rows;
+                } else {
+                    map.next_value_seed(FastRow { out: &mut out, len: None })?;
+                    dim = out.len();
+                }
+                vectors = Some(out);
+            } else {
+                let value = map.next_value::<Value>()?;
+                if fields.insert(key, value).is_some() {
+                    return Err(A::Error::custom("repeated key"));
+                }
+            }
+        }
+        Ok((vectors, dim, fields))
+    }
+}
+
+/// One vector appended to `out`: JSON numbers read as f64 and narrowed, as
+/// [`parse_vector`] does; of `len` values when given.
+struct FastRow<'a> {
+    out: &'a mut Vec<f32>,
+    len: Option<usize>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for FastRow<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FastRow<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of numbers")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        use serde::de::Error;
+        let start = self.out.len();
+        self.out.reserve(self.len.unwrap_or(seq.size_hint().unwrap_or(0)));
+        while let Some(x) = seq.next_element::<f64>()? {
+            let x = x as f32;
+            if !x.is_finite() {
+                return Err(A::Error::custom("not a finite f32"));
+            }
+            self.out.push(x);
+        }
+        match self.len {
+            Some(len) if self.out.len() - start != len => Err(A::Error::custom("rows of unequal length")),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A batch's vectors appended to `out`, all of the first one's nonzero length;
+/// the number of rows, 1 to `max_rows`.
+struct FastRows<'a> {
+    out: &'a mut Vec<f32>,
+    max_rows: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for FastRows<'_> {
+    type Value = usize;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<usize, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FastRows<'_> {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of lists of numbers")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        use serde::de::Error;
+        let (mut rows, mut len) = (0, None);
+        while seq.next_element_seed(FastRow { out: &mut *self.out, len })?.is_some() {
+            rows += 1;
+            if rows > self.max_rows {
+                return Err(A::Error::custom("too many rows"));
+            }
+            if len.is_none() {
+                if self.out.is_empty() {
+                    return Err(A::Error::custom("an empty row"));
+                }
+                len = Some(self.out.len());
+            }
+        }
+        if rows == 0 {
+            return Err(A::Error::custom("no rows"));
+        }
+        Ok(rows)
+    }
+}
+
 /// Element errors reported per list. pydantic reports all of them, but a
 /// 4 MiB body of strings would then answer with ~100 MB of errors.
 pub(crate) const MAX_ELEMENT_ERRORS: usize = 32;
@@ -334,6 +490,10 @@ impl FromBinary for SearchBatchRequest {
 }
 
 impl FromBody for SearchRequest {
+    fn fast(bytes: &[u8], config: &ServerConfig) -> Option<Self> {
+        fast_search(bytes, "query_vector", config)
+    }
+
     fn from_body(body: &Value, config: &ServerConfig) -> Result<Self, Vec<FieldError>> {
         let map = body_object(body)?;
         let mut errors = Vec::new();
@@ -357,6 +517,10 @@ impl FromBody for SearchRequest {
 }
 
 impl FromBody for SearchBatchRequest {
+    fn fast(bytes: &[u8], config: &ServerConfig) -> Option<Self> {
+        fast_search(bytes, "query_vectors", config)
+    }
+
     fn from_body(body: &Value, config: &ServerConfig) -> Result<Self, Vec<FieldError>> {
         let map = body_object(body)?;
         let mut errors = Vec::new();
@@ -521,5 +685,104 @@ mod tests {
         let errors = check(json!({"query_vector": [long], "k": "abc"})).unwrap_err();
         assert_eq!(errors[0].input, None);
         assert_eq!(errors[1].input, Some(json!("abc")));
+    }
+
+    /// Bodies of every kind, valid and not, from a fixed seed: whenever the
+    /// fast path answers, the full path accepts the body with the same request;
+    /// and it answers every body a client usually sends.
+    #[test]
+    fn a_json_search_parses_fast_and_as_the_full_path_does() {
+        use crate::collections::{CollectionSearchBatchRequest, CollectionSearchRequest};
+        let seed = std::cell::Cell::new(0x9e37_79b9_7f4a_7c15_u64);
+        let next = |n: u64| {
+            let mut x = seed.get();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            seed.set(x);
+            x % n
+        };
+        let config = ServerConfig { max_batch: 4, ..ServerConfig::default() };
+        fn same<T: FromBody + PartialEq + std::fmt::Debug>(body: &str, config: &ServerConfig) -> Option<bool> {
+            let fast = T::fast(body.as_bytes(), config);
+            let full = serde_json::from_str::<Value>(body).ok().map(|v| T::from_body(&v, config));
+            if let Some(fast) = &fast {
+                assert_eq!(full.as_ref().and_then(|r| r.as_ref().ok()), Some(fast), "{body}");
+            }
+            Some(fast.is_some())
+        }
+        let number = |clean: bool| -> String {
+            let x = (next(2_000_001) as f64 - 1e6) / 7e5;
+            match next(if clean { 5 } else { 12 }) {
+                0 => format!("{x:.9}"),
+                1 => format!("{x}"),
+                2 => format!("{:e}", x / 1e3),
+                3 => format!("{}", next(7) as i64 - 3),
+                4 => format!("{:.9}", (x as f32) as f64),
+                5 => "1e39".into(),
+                6 => "\"0.5\"".into(),
+                7 => "true".into(),
+                8 => "null".into(),
+                9 => "123456789012345678901234567890".into(),
+                10 => "-3.4028235e38".into(),
+                _ => "[1]".into(),
+            }
+        };
+        let (mut answered, mut clean_bodies) = (0, 0);
+        for round in 0..4000 {
+            let clean = round % 2 == 0;
+            let row = |n: usize| format!("[{}]", (0..n).map(|_| number(clean)).collect::<Vec<_>>().join(","));
+            let dim = 1 + round % 5;
+            let single = row(dim);
+            let rows = 1 + round % 4;
+            let batch = format!("[{}]", (0..rows).map(|_| row(if clean || round % 3 > 0 { dim } else { 1 + round % 7 })).collect::<Vec<_>>().join(","));
+            let mut extra: Vec<String> = Vec::new();
+            let options: &[&str] = if clean {
+                &["", r#""profile": "low_latency""#, r#""recall_target": 0.97"#, r#""ef_search": 40"#, r#""profile": "high_accuracy""#]
+            } else {
+                &[r#""profile": null"#, r#""profile": "fast""#, r#""recall_target": 1.5"#, r#""ef_search": 0"#, r#""ef_search": 40, "profile": "balanced""#, r#""other": {"a": [1]}"#, r#""k": 3"#]
+            };
+            let option = options[next(options.len() as u64) as usize];
+            if !option.is_empty() {
+                extra.push(option.into());
+            }
+            let k = if clean { format!("{}", 1 + next(20)) } else { ["0", "10.0", "\"10\"", "1000", "2.5", "-1"][next(6) as usize].to_string() };
+            let collection_extra: &[&str] = if clean {
+                &["", r#""with_payload": true"#, r#""with_vector": false"#, r#""filter": {"must": [{"key": "tag", "match": {"value": "a"}}]}"#]
+            } else {
+                &[r#""with_payload": 1"#, r#""filter": {"must": [{"key": "", "match": {}}]}"#, r#""vector": [1]"#]
+            };
+            let c = collection_extra[next(collection_extra.len() as u64) as usize];
+            let tail = |extra: &[String]| extra.iter().map(|e| format!(", {e}")).collect::<String>();
+            let results = [
+                same::<SearchRequest>(&format!(r#"{{"query_vector": {single}, "k": {k}{}}}"#, tail(&extra)), &config),
+                same::<SearchBatchRequest>(&format!(r#"{{"k": {k}, "query_vectors": {batch}{}}}"#, tail(&extra)), &config),
+                same::<CollectionSearchRequest>(
+                    &format!(r#"{{"vector": {single}{}, "k": {k}{}}}"#, if c.is_empty() { String::new() } else { format!(", {c}") }, tail(&extra)),
+                    &config,
+                ),
+                same::<CollectionSearchBatchRequest>(&format!(r#"{{"vectors": {batch}, "k": {k}{}}}"#, tail(&extra)), &config),
+            ];
+            if clean {
+                clean_bodies += results.len();
+                answered += results.iter().filter(|r| **r == Some(true)).count();
+            }
+        }
+        assert_eq!(answered, clean_bodies, "every usual body takes the fast path");
+        // A repeated key, trailing bytes, a body that is not an object: the full path.
+        for body in [
+            r#"{"query_vector": [1, 2], "query_vector": [3, 4], "k": 1}"#,
+            r#"{"query_vector": [1, 2], "k": 1, "k": 2}"#,
+            r#"{"query_vector": [1, 2], "k": 1} x"#,
+            r#"[[1, 2], 1]"#,
+            r#"{"query_vector": [], "k": 1}"#,
+        ] {
+            let fast = SearchRequest::fast(body.as_bytes(), &config);
+            assert!(fast.is_none() || body.contains("[]"), "{body}");
+            same::<SearchRequest>(body, &config);
+        }
+        assert_eq!(same::<SearchBatchRequest>(r#"{"query_vectors": [[], []], "k": 1}"#, &config), Some(false));
+        assert_eq!(same::<SearchBatchRequest>(r#"{"query_vectors": [], "k": 1}"#, &config), Some(false));
+        assert_eq!(same::<SearchBatchRequest>(r#"{"query_vectors": [[1], [2], [3], [4], [5]], "k": 1}"#, &config), Some(false));
     }
 }
