@@ -8,16 +8,7 @@ use rayon::prelude::*;
 /// The `k` rows of `data` (row-major, `dim` wide) nearest to `query` in squared
 /// L2, ascending. `skip` excludes one offset (leave-one-out queries).
 pub fn search(data: &[f32], dim: usize, query: &[f32], k: usize, skip: Option<u32>) -> Vec<Scored> {
-    assert_eq!(query.len(), dim, "query has the wrong dimension");
-    let l2 = kernels().l2_squared;
-    let mut top = TopK::new(k);
-    for (i, row) in data.chunks_exact(dim).enumerate() {
-        let d = l2(row, query);
-        if d < top.threshold() && Some(i as u32) != skip {
-            top.push(Scored { distance: d, offset: i as u32 });
-        }
-    }
-    top.into_sorted()
+    search_kept(data, dim, query, k, &|i| Some(i) != skip)
 }
 
 /// [`search`] over the rows `keep` accepts (a segment's live points).
@@ -25,13 +16,30 @@ pub fn search_kept(data: &[f32], dim: usize, query: &[f32], k: usize, keep: &dyn
     assert_eq!(query.len(), dim, "query has the wrong dimension");
     let l2 = kernels().l2_squared;
     let mut top = TopK::new(k);
-    for (i, row) in data.chunks_exact(dim).enumerate() {
-        let d = l2(row, query);
-        if d < top.threshold() && keep(i as u32) {
-            top.push(Scored { distance: d, offset: i as u32 });
+    let (pause, step) = pacing(dim, data.len() / dim.max(1));
+    for (c, part) in data.chunks(step * dim.max(1)).enumerate() {
+        if c > 0 && let Some(pause) = &pause {
+            pause();
+        }
+        let first = c * step;
+        for (j, row) in part.chunks_exact(dim).enumerate() {
+            let i = (first + j) as u32;
+            let d = l2(row, query);
+            if d < top.threshold() && keep(i) {
+                top.push(Scored { distance: d, offset: i });
+            }
         }
     }
     top.into_sorted()
+}
+
+/// The pause of [`crate::paced`] on this thread and the rows between two of
+/// its calls; without one, all `rows` in one step.
+fn pacing(dim: usize, rows: usize) -> (Option<crate::Pause>, usize) {
+    match crate::pause_here() {
+        Some(pause) => (Some(pause), (crate::PACE_STEP_BYTES / (dim.max(1) * 4)).max(1)),
+        None => (None, rows.max(1)),
+    }
 }
 
 /// [`search`] over the rows at `offsets` only (a filter's allowed points):
@@ -40,7 +48,11 @@ pub fn search_among(data: &[f32], dim: usize, query: &[f32], k: usize, offsets: 
     assert_eq!(query.len(), dim, "query has the wrong dimension");
     let l2 = kernels().l2_squared;
     let mut top = TopK::new(k);
-    for o in offsets {
+    let (pause, step) = pacing(dim, usize::MAX);
+    for (n, o) in offsets.enumerate() {
+        if n > 0 && n % step == 0 && let Some(pause) = &pause {
+            pause();
+        }
         let row = &data[o as usize * dim..(o as usize + 1) * dim];
         let d = l2(row, query);
         if d < top.threshold() {
@@ -168,6 +180,30 @@ pub fn recall_at(found: &[u32], truth: &[u32], k: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Under `paced`, every exact scan pauses between steps of
+    /// `PACE_STEP_BYTES` of rows and answers as without.
+    #[test]
+    fn a_paced_scan_pauses_between_steps_and_answers_the_same() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dim = 64;
+        let step = crate::PACE_STEP_BYTES / (dim * 4);
+        let rows = 3 * step + 17;
+        let data: Vec<f32> = (0..rows * dim).map(|i| ((i * 7919) % 1013) as f32 / 1013.0).collect();
+        let query: Vec<f32> = data[5 * dim..6 * dim].iter().map(|x| x + 0.01).collect();
+        let pauses = std::sync::Arc::new(AtomicUsize::new(0));
+        let counted = std::sync::Arc::clone(&pauses);
+        let pause: crate::Pause = std::sync::Arc::new(move || {
+            counted.fetch_add(1, Ordering::Relaxed);
+        });
+        let plain = (search(&data, dim, &query, 10, None), search_among(&data, dim, &query, 10, 0..rows as u32));
+        let paced = crate::paced(pause, || (search(&data, dim, &query, 10, None), search_among(&data, dim, &query, 10, 0..rows as u32)));
+        assert_eq!(plain, paced);
+        assert_eq!(pauses.load(Ordering::Relaxed), 2 * 3, "three pauses between four steps, in each scan");
+        // The pause was this thread's for the closure only.
+        search(&data, dim, &query, 10, None);
+        assert_eq!(pauses.load(Ordering::Relaxed), 6);
+    }
 
     #[test]
     fn finds_the_nearest_rows_in_order() {

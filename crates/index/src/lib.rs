@@ -71,6 +71,34 @@ pub fn widened_in<T>(f: impl FnOnce() -> T) -> (T, bool) {
     (out, widened)
 }
 
+thread_local! {
+    /// What an exact scan on this thread calls between its steps (see [`paced`]).
+    static PACE: std::cell::RefCell<Option<Pause>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A pause an exact scan takes between steps of about [`PACE_STEP_BYTES`].
+pub type Pause = std::sync::Arc<dyn Fn() + Send + Sync>;
+
+/// Rows an exact scan under [`paced`] reads between two calls of its pause.
+pub const PACE_STEP_BYTES: usize = 2 << 20;
+
+/// Runs `f` with every exact scan it makes on this thread (a whole-matrix
+/// scan, a segment's live rows, a filter's allowed rows) calling `pause`
+/// after each [`PACE_STEP_BYTES`] of rows read: background work that must
+/// not share the memory bus with searches (the recall monitor's exact
+/// re-runs) waits there while they run. The answer is the one without it.
+pub fn paced<T>(pause: Pause, f: impl FnOnce() -> T) -> T {
+    let before = PACE.with(|p| p.replace(Some(pause)));
+    let out = f();
+    PACE.with(|p| *p.borrow_mut() = before);
+    out
+}
+
+/// The pause [`paced`] set on this thread, if any.
+pub(crate) fn pause_here() -> Option<Pause> {
+    PACE.with(|p| p.borrow().clone())
+}
+
 /// One search hit.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Neighbor {

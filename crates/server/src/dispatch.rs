@@ -137,6 +137,12 @@ impl Dispatch {
         .await?
     }
 
+    /// Whether a single search runs now, on a worker or on the pool (or
+    /// waits for a pool thread): what the recall monitor's re-runs give way to.
+    pub(crate) fn searching(&self) -> bool {
+        self.inline_now.load(Ordering::Acquire) + self.pool_now.load(Ordering::Acquire) > 0
+    }
+
     /// Searches run on a worker and on the blocking pool, since the start.
     pub(crate) fn counts(&self) -> (u64, u64) {
         (self.on_worker.load(Ordering::Relaxed), self.on_pool.load(Ordering::Relaxed))

@@ -149,7 +149,10 @@ impl AppState {
         config.ef_search = config.ef_search.map(|ef| ef.max(1));
         let permits = config.max_pending_searches.min(Semaphore::MAX_PERMITS);
         let metrics = Metrics::new(config.max_batch);
-        let monitor = RecallMonitor::new(config.monitor.clone());
+        // The runtime `serve` builds has a worker per core.
+        let dispatch = Arc::new(crate::dispatch::Dispatch::new(std::thread::available_parallelism().map_or(1, |n| n.get())));
+        let searching = Arc::clone(&dispatch);
+        let monitor = RecallMonitor::yielding(config.monitor.clone(), Arc::new(move || searching.searching()));
         let limiters = Limiters::new(&config.rate_limits, config.max_batch);
         let mut cache = AnswerCache::new(config.cache_bytes);
         if let Some(url) = &config.cache_url {
@@ -176,10 +179,7 @@ impl AppState {
                 cache,
                 generations: std::sync::atomic::AtomicU64::new(0),
                 jobs: RwLock::new(None),
-                // The runtime `serve` builds has a worker per core.
-                dispatch: Arc::new(crate::dispatch::Dispatch::new(
-                    std::thread::available_parallelism().map_or(1, |n| n.get()),
-                )),
+                dispatch,
             }),
         }
     }
