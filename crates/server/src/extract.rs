@@ -103,7 +103,7 @@ fn is_json_content_type(value: &str) -> bool {
 }
 
 /// The body as JSON, or the error FastAPI gives for it.
-fn parse_body(bytes: &[u8], is_json: bool) -> Result<Value, Vec<FieldError>> {
+pub(crate) fn parse_body(bytes: &[u8], is_json: bool) -> Result<Value, Vec<FieldError>> {
     if bytes.is_empty() {
         return Err(vec![FieldError::new(vec!["body".into()], "missing", "Field required")]);
     }

@@ -84,7 +84,8 @@ impl<'de> serde::de::Visitor<'de> for FastSearchBody {
                 }
                 vectors = Some(out);
             } else {
-                let value = map.next_value::<Value>()?;
+                // As the full path reads them: a key repeated at any depth is an error.
+                let crate::extract::NoDuplicateKeys(value) = map.next_value()?;
                 if fields.insert(key, value).is_some() {
                     return Err(A::Error::custom("repeated key"));
                 }
@@ -705,7 +706,8 @@ mod tests {
         let config = ServerConfig { max_batch: 4, ..ServerConfig::default() };
         fn same<T: FromBody + PartialEq + std::fmt::Debug>(body: &str, config: &ServerConfig) -> Option<bool> {
             let fast = T::fast(body.as_bytes(), config);
-            let full = serde_json::from_str::<Value>(body).ok().map(|v| T::from_body(&v, config));
+            // The full path as the extractor takes it.
+            let full = crate::extract::parse_body(body.as_bytes(), true).ok().map(|v| T::from_body(&v, config));
             if let Some(fast) = &fast {
                 assert_eq!(full.as_ref().and_then(|r| r.as_ref().ok()), Some(fast), "{body}");
             }
@@ -750,7 +752,13 @@ mod tests {
             let collection_extra: &[&str] = if clean {
                 &["", r#""with_payload": true"#, r#""with_vector": false"#, r#""filter": {"must": [{"key": "tag", "match": {"value": "a"}}]}"#]
             } else {
-                &[r#""with_payload": 1"#, r#""filter": {"must": [{"key": "", "match": {}}]}"#, r#""vector": [1]"#]
+                &[
+                    r#""with_payload": 1"#,
+                    r#""filter": {"must": [{"key": "", "match": {}}]}"#,
+                    r#""vector": [1]"#,
+                    r#""filter": {"must_not": [{"has_id": [1]}], "must_not": []}"#,
+                    r#""filter": {"must": [{"key": "price", "range": {"lt": 4, "lt": 100}}]}"#,
+                ]
             };
             let c = collection_extra[next(collection_extra.len() as u64) as usize];
             let tail = |extra: &[String]| extra.iter().map(|e| format!(", {e}")).collect::<String>();
@@ -773,6 +781,7 @@ mod tests {
         for body in [
             r#"{"query_vector": [1, 2], "query_vector": [3, 4], "k": 1}"#,
             r#"{"query_vector": [1, 2], "k": 1, "k": 2}"#,
+            r#"{"query_vector": [1, 2], "k": 1, "other": {"a": 1, "a": 2}}"#,
             r#"{"query_vector": [1, 2], "k": 1} x"#,
             r#"[[1, 2], 1]"#,
             r#"{"query_vector": [], "k": 1}"#,
