@@ -520,6 +520,9 @@ fn lowest_priority_here() {
 fn run(shared: &Shared, samples: &Receiver<Sample>, cpu_share: f64, searching: Option<Arc<dyn Fn() -> bool + Send + Sync>>) {
     // Giving way: the lowest priority, a pool of one such thread, a pause
     // between the steps of an exact scan.
+    // Time a re-run spent waiting for searches: not work, so neither in
+    // `cpu_seconds` nor in the pause that keeps the work to `cpu_share`.
+    let waited_nanos = Arc::new(AtomicU64::new(0));
     let giving_way = searching.map(|searching| {
         lowest_priority_here();
         let pool = rayon::ThreadPoolBuilder::new()
@@ -529,11 +532,13 @@ fn run(shared: &Shared, samples: &Receiver<Sample>, cpu_share: f64, searching: O
             .build()
             .map_err(|error| tracing::warn!(%error, "recall monitor: no pool of its own; exact re-runs split over the search threads"))
             .ok();
+        let waited = Arc::clone(&waited_nanos);
         let pause: vectorwise_index::Pause = Arc::new(move || {
             let start = Instant::now();
             while searching() && start.elapsed() < MAX_YIELD {
                 std::thread::sleep(YIELD_POLL);
             }
+            waited.fetch_add(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX), Relaxed);
         });
         (pool, pause)
     });
@@ -561,7 +566,7 @@ fn run(shared: &Shared, samples: &Receiver<Sample>, cpu_share: f64, searching: O
         }
         let start = Instant::now();
         let measured = measure(&sample);
-        let took = start.elapsed();
+        let took = start.elapsed().saturating_sub(Duration::from_nanos(waited_nanos.swap(0, Relaxed)));
         shared.busy_nanos.fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed);
         shared.exact_runs.fetch_add(1, Relaxed);
         match measured {
