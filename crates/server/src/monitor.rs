@@ -392,7 +392,12 @@ impl RecallMonitor {
     /// [`MAX_YIELD`] a step). A search then shares its cores and the memory
     /// bus with at most one step of a re-run, not a whole scan of the index;
     /// on a server that searches all the time, fewer samples are measured
-    /// (the queue drops the rest, counted).
+    /// (the queue drops the rest, counted). A re-run's time, its waits
+    /// included, counts toward `cpu_share`, so the busier the server the
+    /// longer the pause after it: the back-off is what keeps the re-runs out
+    /// of the tail. Counting the work alone gave 8–12 re-runs in a run of
+    /// 10,000 sequential searches of the 1M demo against 4–5, and p99/p50
+    /// 1.86–3.60 against 1.59–2.02 (bench/results/HISTORY.md).
     pub fn yielding(config: MonitorConfig, searching: Arc<dyn Fn() -> bool + Send + Sync>) -> Self {
         Self::start(config, Some(searching))
     }
@@ -520,9 +525,6 @@ fn lowest_priority_here() {
 fn run(shared: &Shared, samples: &Receiver<Sample>, cpu_share: f64, searching: Option<Arc<dyn Fn() -> bool + Send + Sync>>) {
     // Giving way: the lowest priority, a pool of one such thread, a pause
     // between the steps of an exact scan.
-    // Time a re-run spent waiting for searches: not work, so neither in
-    // `cpu_seconds` nor in the pause that keeps the work to `cpu_share`.
-    let waited_nanos = Arc::new(AtomicU64::new(0));
     let giving_way = searching.map(|searching| {
         lowest_priority_here();
         let pool = rayon::ThreadPoolBuilder::new()
@@ -532,13 +534,11 @@ fn run(shared: &Shared, samples: &Receiver<Sample>, cpu_share: f64, searching: O
             .build()
             .map_err(|error| tracing::warn!(%error, "recall monitor: no pool of its own; exact re-runs split over the search threads"))
             .ok();
-        let waited = Arc::clone(&waited_nanos);
         let pause: vectorwise_index::Pause = Arc::new(move || {
             let start = Instant::now();
             while searching() && start.elapsed() < MAX_YIELD {
                 std::thread::sleep(YIELD_POLL);
             }
-            waited.fetch_add(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX), Relaxed);
         });
         (pool, pause)
     });
@@ -566,7 +566,7 @@ fn run(shared: &Shared, samples: &Receiver<Sample>, cpu_share: f64, searching: O
         }
         let start = Instant::now();
         let measured = measure(&sample);
-        let took = start.elapsed().saturating_sub(Duration::from_nanos(waited_nanos.swap(0, Relaxed)));
+        let took = start.elapsed();
         shared.busy_nanos.fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed);
         shared.exact_runs.fetch_add(1, Relaxed);
         match measured {
