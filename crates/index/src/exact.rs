@@ -37,7 +37,7 @@ pub fn search_kept(data: &[f32], dim: usize, query: &[f32], k: usize, keep: &dyn
 /// its calls; without one, all `rows` in one step.
 fn pacing(dim: usize, rows: usize) -> (Option<crate::Pause>, usize) {
     match crate::pause_here() {
-        Some(pause) => (Some(pause), (crate::PACE_STEP_BYTES / (dim.max(1) * 4)).max(1)),
+        Some(pause) => (Some(pause), (crate::PACE_STEP_BYTES / (dim.max(1) * size_of::<f32>())).max(1)),
         None => (None, rows.max(1)),
     }
 }
@@ -50,7 +50,7 @@ pub fn search_among(data: &[f32], dim: usize, query: &[f32], k: usize, offsets: 
     let mut top = TopK::new(k);
     let (pause, step) = pacing(dim, usize::MAX);
     for (n, o) in offsets.enumerate() {
-        if n > 0 && n % step == 0 && let Some(pause) = &pause {
+        if let Some(pause) = &pause && n > 0 && n % step == 0 {
             pause();
         }
         let row = &data[o as usize * dim..(o as usize + 1) * dim];
@@ -196,13 +196,24 @@ mod tests {
         let pause: crate::Pause = std::sync::Arc::new(move || {
             counted.fetch_add(1, Ordering::Relaxed);
         });
-        let plain = (search(&data, dim, &query, 10, None), search_among(&data, dim, &query, 10, 0..rows as u32));
-        let paced = crate::paced(pause, || (search(&data, dim, &query, 10, None), search_among(&data, dim, &query, 10, 0..rows as u32)));
+        let odd = |o: u32| o % 2 == 1;
+        let scans = || {
+            (
+                search(&data, dim, &query, 10, Some(5)),
+                search_kept(&data, dim, &query, 10, &odd),
+                search_among(&data, dim, &query, 10, 0..rows as u32),
+            )
+        };
+        let plain = scans();
+        let paced = crate::paced(pause.clone(), scans);
         assert_eq!(plain, paced);
-        assert_eq!(pauses.load(Ordering::Relaxed), 2 * 3, "three pauses between four steps, in each scan");
-        // The pause was this thread's for the closure only.
+        assert_eq!(pauses.load(Ordering::Relaxed), 3 * 3, "three pauses between four steps, in each scan");
+        // The pause was this thread's for the closure only, even one that unwinds.
         search(&data, dim, &query, 10, None);
-        assert_eq!(pauses.load(Ordering::Relaxed), 6);
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| crate::paced(pause, || panic!("in a paced scan"))));
+        assert!(unwound.is_err());
+        search(&data, dim, &query, 10, None);
+        assert_eq!(pauses.load(Ordering::Relaxed), 9);
     }
 
     #[test]

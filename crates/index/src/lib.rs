@@ -79,19 +79,29 @@ thread_local! {
 /// A pause an exact scan takes between steps of about [`PACE_STEP_BYTES`].
 pub type Pause = std::sync::Arc<dyn Fn() + Send + Sync>;
 
-/// Rows an exact scan under [`paced`] reads between two calls of its pause.
+/// Bytes of rows an exact scan under [`paced`] reads between two calls of
+/// its pause.
 pub const PACE_STEP_BYTES: usize = 2 << 20;
 
-/// Runs `f` with every exact scan it makes on this thread (a whole-matrix
-/// scan, a segment's live rows, a filter's allowed rows) calling `pause`
-/// after each [`PACE_STEP_BYTES`] of rows read: background work that must
-/// not share the memory bus with searches (the recall monitor's exact
-/// re-runs) waits there while they run. The answer is the one without it.
+/// Runs `f` with the exact scans it makes on this thread
+/// ([`exact::search`], [`exact::search_kept`], [`exact::search_among`]: a
+/// whole matrix, a segment's live rows, a filter's allowed rows) calling
+/// `pause` after each [`PACE_STEP_BYTES`] of rows read within one scan:
+/// background work that must not share the memory bus with searches (the
+/// recall monitor's exact re-runs) waits there while they run. Scans of
+/// under one step (small segments) and other reads (a memory segment, a
+/// re-rank) are not paced. The answer is the one without it. The previous
+/// pause of the thread is back when `f` returns or unwinds.
 pub fn paced<T>(pause: Pause, f: impl FnOnce() -> T) -> T {
-    let before = PACE.with(|p| p.replace(Some(pause)));
-    let out = f();
-    PACE.with(|p| *p.borrow_mut() = before);
-    out
+    struct Restore(Option<Pause>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let before = self.0.take();
+            PACE.with(|p| *p.borrow_mut() = before);
+        }
+    }
+    let _restore = Restore(PACE.with(|p| p.replace(Some(pause))));
+    f()
 }
 
 /// The pause [`paced`] set on this thread, if any.

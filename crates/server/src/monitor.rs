@@ -12,7 +12,9 @@
 //!   `try_send` into a bounded queue ([`MonitorConfig::queue`]), which may
 //!   take the channel's internal lock for a moment to wake the thread. A full
 //!   queue drops the sample and counts it; `offer` never blocks.
-//! - **In the background** (one std thread named `recall-monitor`): each
+//! - **In the background** (a std thread named `recall-monitor`; in the
+//!   server, a served index's re-runs on a second, `recall-monitor-exact`,
+//!   see [`RecallMonitor::yielding`]): each
 //!   sample's exact top-k is computed on *the index it was searched on* (the
 //!   sample holds its own `Arc<Index>`, so a swapped-out index stays mapped
 //!   until its queued samples are done), and the sample's recall@k =
@@ -61,6 +63,9 @@ pub const MAX_LABELS: usize = 64;
 pub const OVERFLOW_LABEL: &str = "other";
 /// Longest pause between two exact runs, whatever `cpu_share` says.
 const MAX_PAUSE: Duration = Duration::from_secs(3600);
+/// A collection's sample older than this when its turn comes is dropped
+/// (counted), not measured.
+pub const STALE_AFTER: Duration = Duration::from_secs(60);
 /// How often a yielding re-run looks again whether searches still run.
 pub const YIELD_POLL: Duration = Duration::from_micros(200);
 /// Longest a yielding re-run waits for searches before one step: a server
@@ -208,6 +213,7 @@ struct Sample {
     k: usize,
     returned: Vec<u64>,
     generation: u64,
+    offered: Instant,
 }
 
 /// Running mean and variance (Welford).
@@ -385,7 +391,7 @@ impl RecallMonitor {
     }
 
     /// [`RecallMonitor::new`] whose exact re-runs give way to searches (the
-    /// server's): its threads run at the lowest priority
+    /// server's): a served index's re-runs run at the lowest priority
     /// ([`lowest_priority_here`]), and before each step of about
     /// [`vectorwise_index::PACE_STEP_BYTES`] of rows a re-run waits while
     /// `searching()` says a search runs (polling every [`YIELD_POLL`], at most
@@ -459,6 +465,7 @@ impl RecallMonitor {
             // More than k returned ids: only the first k count.
             returned: returned[..returned.len().min(k)].to_vec(),
             generation: h.shared.generation.load(Relaxed),
+            offered: Instant::now(),
         };
         let sent = match &h.sender {
             Some(sender) => sender.try_send(sample),
@@ -502,41 +509,52 @@ impl RecallMonitor {
     }
 }
 
-/// The monitor's threads run under Linux's `SCHED_IDLE` (else at nice 19):
-/// a search thread woken on their core takes it at once. A nice-19 thread
-/// still keeps its core for the rest of its time slice (EEVDF's run to
-/// parity): one 1M × 128 re-run (~15 ms) stalled the searches that woke
-/// beside it, and the demo's sequential p99 was 2.4–4.2 × its p50 (monitor
-/// off: 1.5–2.3 ×; with these threads idle and the re-runs yielding,
-/// 1.6–2.0 ×; `vectorwise bench`, bench/results/HISTORY.md).
+/// The thread that re-runs a served index's samples runs under Linux's
+/// `SCHED_IDLE` (else at nice 19): a search thread woken on its core takes
+/// it at once. A nice-19 thread still keeps its core for the rest of its
+/// time slice (EEVDF's run to parity): one 1M × 128 re-run (~15 ms) stalled
+/// the searches that woke beside it, and the demo's sequential p99 was
+/// 2.45–4.15 × its p50 (with the re-runs idle and yielding, 1.52–2.07 ×;
+/// `vectorwise bench`, bench/results/HISTORY.md). Linux only: elsewhere
+/// nothing changes.
+#[cfg(target_os = "linux")]
 fn lowest_priority_here() {
-    use thread_priority::unix::{NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy, thread_native_id};
+    use thread_priority::unix::{NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy, thread_native_id, thread_schedule_policy};
     let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
-    if let Err(error) = set_thread_priority_and_policy(thread_native_id(), thread_priority::ThreadPriority::Min, idle) {
-        tracing::debug!(?error, "recall monitor: no SCHED_IDLE; nice 19");
+    // The crate also resets the nice value, which fails in a process above
+    // nice 0 after SCHED_IDLE is set: what counts is the policy.
+    let result = set_thread_priority_and_policy(thread_native_id(), thread_priority::ThreadPriority::Min, idle);
+    if result.is_err() && thread_schedule_policy().ok() != Some(idle) {
+        tracing::warn!(error = ?result, "recall monitor: SCHED_IDLE refused; its exact re-runs run at nice 19");
         let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
     }
 }
 
+#[cfg(not(target_os = "linux"))]
+fn lowest_priority_here() {}
+
 /// The thread: exact re-run, record, pause; until the monitor is dropped.
-/// Giving way to `searching`, the re-runs run on a one-thread pool of their
-/// own at the lowest priority ([`lowest_priority_here`]), so that any work
-/// they split (a collection's segments) stays on that one thread.
-fn run(shared: &Shared, samples: &Receiver<Sample>, cpu_share: f64, searching: Option<Arc<dyn Fn() -> bool + Send + Sync>>) {
-    // Giving way: the lowest priority, a pool of one such thread, a pause
-    // between the steps of an exact scan.
+/// Giving way to `searching`, a served index's re-runs run on a one-thread
+/// pool of their own at the lowest priority ([`lowest_priority_here`]) and
+/// are paced; a collection's are paced on this thread, at the process's
+/// priority: they take a memory segment's read lock, and one starved there
+/// would hold up the writers and the searches queued behind them. Once the
+/// monitor stops, nothing waits for searches.
+fn run(shared: &Arc<Shared>, samples: &Receiver<Sample>, cpu_share: f64, searching: Option<Arc<dyn Fn() -> bool + Send + Sync>>) {
+    // Giving way: a pool of one lowest-priority thread, a pause between the
+    // steps of an exact scan.
     let giving_way = searching.map(|searching| {
-        lowest_priority_here();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(1)
             .thread_name(|_| "recall-monitor-exact".to_owned())
             .start_handler(|_| lowest_priority_here())
             .build()
-            .map_err(|error| tracing::warn!(%error, "recall monitor: no pool of its own; exact re-runs split over the search threads"))
+            .map_err(|error| tracing::warn!(%error, "recall monitor: no pool of its own; a served index's re-runs run at the process's priority"))
             .ok();
+        let stopping = Arc::clone(shared);
         let pause: vectorwise_index::Pause = Arc::new(move || {
             let start = Instant::now();
-            while searching() && start.elapsed() < MAX_YIELD {
+            while searching() && start.elapsed() < MAX_YIELD && !stopping.stopping() {
                 std::thread::sleep(YIELD_POLL);
             }
         });
@@ -549,9 +567,9 @@ fn run(shared: &Shared, samples: &Receiver<Sample>, cpu_share: f64, searching: O
                 pause();
                 vectorwise_index::paced(Arc::clone(pause), || measure(sample))
             };
-            match pool {
-                Some(pool) => pool.install(run),
-                None => run(),
+            match (pool, &sample.searched) {
+                (Some(pool), Searched::Index(_)) => pool.install(run),
+                _ => run(),
             }
         }
     };
@@ -564,17 +582,26 @@ fn run(shared: &Shared, samples: &Receiver<Sample>, cpu_share: f64, searching: O
         if sample.generation != shared.generation.load(Relaxed) {
             continue;
         }
+        // A collection's data moves on: an exact answer long after the
+        // search would judge it against points it never saw.
+        if matches!(sample.searched, Searched::Collection(..)) && sample.offered.elapsed() > STALE_AFTER {
+            shared.dropped.fetch_add(1, Relaxed);
+            continue;
+        }
         let start = Instant::now();
         let measured = measure(&sample);
         let took = start.elapsed();
         shared.busy_nanos.fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed);
         shared.exact_runs.fetch_add(1, Relaxed);
         match measured {
+            // Each arm lets go of the sample, so that its index or
+            // collection is not held through the pause.
             Ok(Some(recall)) => record(shared, sample, recall),
-            Ok(None) => {}
+            Ok(None) => drop(sample),
             Err(e) => {
                 shared.failed.fetch_add(1, Relaxed);
                 tracing::debug!(error = %e, label = %sample.label, "recall monitor: exact re-run failed");
+                drop(sample);
             }
         }
         let pause = Duration::try_from_secs_f64(took.as_secs_f64() * pause_factor).unwrap_or(MAX_PAUSE);
