@@ -538,12 +538,22 @@ fn out(entry: &Entry) -> JobOut {
 /// (Linux: per thread; best effort), for background work the searches
 /// must not wait for: the jobs' searches, a live calibration (`learn.rs`).
 pub(crate) fn niced_pool(name: &'static str, threads: usize, nice: i32) -> Result<rayon::ThreadPool, rayon::ThreadPoolBuildError> {
+    background_pool(name, threads, move || {
+        let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice);
+    })
+}
+
+/// A rayon pool of `threads` threads named `name-i`, each calling `lower`
+/// (which lowers its own priority) when it starts.
+pub(crate) fn background_pool(
+    name: &'static str,
+    threads: usize,
+    lower: impl Fn() + Send + Sync + 'static,
+) -> Result<rayon::ThreadPool, rayon::ThreadPoolBuildError> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(move |i| format!("{name}-{i}"))
-        .start_handler(move |_| {
-            let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice);
-        })
+        .start_handler(move |_| lower())
         .build()
 }
 

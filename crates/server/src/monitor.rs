@@ -13,7 +13,7 @@
 //!   take the channel's internal lock for a moment to wake the thread. A full
 //!   queue drops the sample and counts it; `offer` never blocks.
 //! - **In the background** (a std thread named `recall-monitor`; in the
-//!   server, a served index's re-runs on a second, `recall-monitor-exact`,
+//!   server, a served index's re-runs on a second, `recall-monitor-exact-0`,
 //!   see [`RecallMonitor::yielding`]): each
 //!   sample's exact top-k is computed on *the index it was searched on* (the
 //!   sample holds its own `Arc<Index>`, so a swapped-out index stays mapped
@@ -544,11 +544,7 @@ fn run(shared: &Arc<Shared>, samples: &Receiver<Sample>, cpu_share: f64, searchi
     // Giving way: a pool of one lowest-priority thread, a pause between the
     // steps of an exact scan.
     let giving_way = searching.map(|searching| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .thread_name(|_| "recall-monitor-exact".to_owned())
-            .start_handler(|_| lowest_priority_here())
-            .build()
+        let pool = crate::jobs::background_pool("recall-monitor-exact", 1, lowest_priority_here)
             .map_err(|error| tracing::warn!(%error, "recall monitor: no pool of its own; a served index's re-runs run at the process's priority"))
             .ok();
         let stopping = Arc::clone(shared);
@@ -744,7 +740,6 @@ mod tests {
         MonitorConfig { sample_rate: 1.0, cpu_share: 1.0, queue: 4096 }
     }
 
-    /// Polls until the thread has run `runs` exact searches (or 5 s passed).
     /// A yielding monitor waits while searches run (up to `MAX_YIELD` a
     /// step) and measures once they stop.
     #[test]
@@ -763,6 +758,7 @@ mod tests {
         assert_eq!(wait_for_runs(&monitor, 1).exact_runs, 1);
     }
 
+    /// Polls until the thread has run `runs` exact searches (or 5 s passed).
     fn wait_for_runs(monitor: &RecallMonitor, runs: u64) -> MonitorTotals {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
