@@ -684,8 +684,58 @@ class VectorWise:
                 self.proc.kill()
 
 
+class VectorWiseInProcess(VectorWise):
+    """The same collection as `vectorwise` (its own copy: import, serve, a payload index per
+    field, then the server stopped), searched in-process by `vectorwise search --collection`:
+    the store's search call as the server makes it, minus HTTP, timed in Rust per query after
+    one untimed pass over the queries. `threads` in the config: the threads a search may use."""
+
+    def build(self):
+        res = super().build()
+        super().close()  # the data directory is locked while a server has it
+        self.proc = None
+        res["info"] += "; then the server stopped and `vectorwise search --collection` in-process"
+        return res
+
+    def search(self, flt, config, nq):
+        cond = flt["cond"]
+        q = self.work / "queries.npy"
+        if not q.exists() or np.load(q, mmap_mode="r").shape[0] < nq:
+            np.save(q, np.ascontiguousarray(self.d.queries, dtype=np.float32))
+        qn = self.work / f"queries-{nq}.npy"
+        if not qn.exists():
+            np.save(qn, np.ascontiguousarray(self.d.queries[:nq], dtype=np.float32))
+        fpath = self.work / "filters.jsonl"
+        with open(fpath, "w") as f:
+            for qi in range(nq):
+                f.write(json.dumps(self.vfilter(cond, qi)) + "\n")
+        cmd = [self.bin, "search", "--collection", "bench", "--data-dir", str(self.work / "data"),
+               "--query-file", str(qn), "--filters", str(fpath), "--k", str(K), "--warmup",
+               "--threads", str(config.get("threads", 1))]
+        if "profile" in config:
+            cmd += ["--profile", config["profile"]]
+        if "recall_target" in config:
+            cmd += ["--recall-target", str(config["recall_target"])]
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RuntimeError(f"vectorwise search: {p.stderr[-1000:]}")
+        rows, lat, paths, settings = [], [], {}, {}
+        for line in p.stdout.splitlines():
+            r = json.loads(line)
+            rows.append(r["ids"])
+            lat.append(r["micros"] / 1e6)
+            if r.get("paths"):
+                paths[r["paths"]] = paths.get(r["paths"], 0) + 1
+            if r.get("setting"):
+                settings[r["setting"]] = settings.get(r["setting"], 0) + 1
+        if len(rows) != nq:
+            raise RuntimeError(f"vectorwise search answered {len(rows)} of {nq} queries")
+        return rows, lat, {"paths": paths, "settings": settings}
+
+
 ENGINES = {"faiss-hnsw": FaissHNSW, "faiss-ivf": FaissIVF, "hnswlib": Hnswlib, "qdrant-edge": QdrantEdge,
-           "lancedb": LanceDB, "milvus-lite": MilvusLite, "chromadb": Chroma, "vectorwise": VectorWise}
+           "lancedb": LanceDB, "milvus-lite": MilvusLite, "chromadb": Chroma, "vectorwise": VectorWise,
+           "vectorwise-inproc": VectorWiseInProcess}
 
 
 def main():

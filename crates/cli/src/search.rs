@@ -1,9 +1,13 @@
-//! `vectorwise search`: query an index file from the command line.
+//! `vectorwise search`: query an index file, or a collection of a data
+//! directory in-process (no server), from the command line.
 
 use anyhow::{Context, Result};
-use std::io::Write;
-use std::path::PathBuf;
-use vectorwise_index::{Index, Matrix, SearchParams};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use vectorwise_index::plan::SearchRequest;
+use vectorwise_index::{Index, Matrix, Profile, SearchParams};
+use vectorwise_store::{Store, SyncMode};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -22,9 +26,37 @@ pub struct Args {
     /// Scan every vector instead of walking the graph.
     #[arg(long)]
     pub exact: bool,
+    /// Search this collection of --data-dir in-process instead of --index
+    /// (no server may have the directory open). Prints `ids`, `distances`
+    /// and `micros` (the time of the search call alone) per query.
+    #[arg(long)]
+    pub collection: Option<String>,
+    /// The data directory of --collection.
+    #[arg(long, env = "VECTORWISE_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// With --collection: a filter per query, JSON lines in the API's
+    /// `filter` shape (`null`: none), one line per row of --query-file.
+    #[arg(long, requires = "collection")]
+    pub filters: Option<PathBuf>,
+    /// With --collection: `low_latency`, `balanced` (the default) or `high_accuracy`.
+    #[arg(long, requires = "collection", conflicts_with_all = ["recall_target", "exact"])]
+    pub profile: Option<String>,
+    /// With --collection: the cheapest calibrated setting reaching this recall@k (1: exact).
+    #[arg(long, requires = "collection", conflicts_with = "exact")]
+    pub recall_target: Option<f64>,
+    /// With --collection: search every query once, untimed, before the timed pass.
+    #[arg(long, requires = "collection")]
+    pub warmup: bool,
+    /// With --collection: threads a search may use (the server splits a
+    /// query over every core; 1 times one thread, as most peers search).
+    #[arg(long, requires = "collection")]
+    pub threads: Option<usize>,
 }
 
 pub fn run(a: Args) -> Result<()> {
+    if let Some(name) = &a.collection {
+        return run_collection(&a, name);
+    }
     let index = Index::open(&a.index)?;
     let queries = Matrix::load(&a.query_file).with_context(|| format!("cannot read {}", a.query_file.display()))?;
     anyhow::ensure!(a.k >= 1, "--k must be at least 1");
@@ -41,4 +73,89 @@ pub fn run(a: Args) -> Result<()> {
         writeln!(out, "{}", serde_json::json!({ "indices": indices, "distances": distances }))?;
     }
     Ok(())
+}
+
+/// `--collection`: the store's own search, as `POST
+/// /collections/{name}/search` runs it minus HTTP, timed per query.
+fn run_collection(a: &Args, name: &str) -> Result<()> {
+    anyhow::ensure!(a.k >= 1, "--k must be at least 1");
+    let queries = Matrix::load(&a.query_file).with_context(|| format!("cannot read {}", a.query_file.display()))?;
+    let filters = match &a.filters {
+        Some(path) => read_filters(path, queries.len())?,
+        None => vec![None; queries.len()],
+    };
+    let request = if a.exact {
+        SearchRequest::RecallTarget(1.0)
+    } else if let Some(t) = a.recall_target {
+        anyhow::ensure!(t > 0.0 && t <= 1.0, "--recall-target must be in (0, 1]");
+        SearchRequest::RecallTarget(t)
+    } else {
+        let p = a.profile.as_deref().unwrap_or("balanced");
+        SearchRequest::Profile(p.parse::<Profile>().map_err(|e| anyhow::anyhow!("--profile: {e}"))?)
+    };
+    let store = Store::open(&a.data_dir, SyncMode::Always).with_context(|| format!("cannot open {}", a.data_dir.display()))?;
+    let c = store.get(name).with_context(|| format!("no collection '{name}' in {}", a.data_dir.display()))?;
+    anyhow::ensure!(queries.dim() == c.dimension(), "--query-file has dimension {}, the collection {}", queries.dim(), c.dimension());
+    let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build()?;
+    let opts = |filter: &Option<Arc<vectorwise_store::Filter>>| vectorwise_store::SearchOptions {
+        k: a.k,
+        request,
+        with_payload: false,
+        with_vector: false,
+        payload_budget: usize::MAX,
+        filter: filter.clone(),
+    };
+    let result = pool.install(|| -> Result<()> {
+        if a.warmup {
+            for (q, f) in queries.rows().zip(&filters) {
+                c.search(q, &opts(f))?;
+            }
+        }
+        let mut out = std::io::stdout().lock();
+        for (i, (q, f)) in queries.rows().zip(&filters).enumerate() {
+            let o = opts(f);
+            let start = std::time::Instant::now();
+            let found = c.search(q, &o).with_context(|| format!("query {i}"))?;
+            let micros = start.elapsed().as_secs_f64() * 1e6;
+            let ids: Vec<&vectorwise_store::PointId> = found.hits.iter().map(|h| &h.id).collect();
+            let distances: Vec<f32> = found.hits.iter().map(|h| h.distance).collect();
+            let mut line = serde_json::json!({ "ids": ids, "distances": distances, "micros": micros });
+            if let Some(plan) = &found.plan {
+                line["setting"] = plan.params.to_string().into();
+            }
+            if let Some(r) = &found.filter {
+                line["allowed"] = r.allowed.into();
+                line["live"] = r.live.into();
+                line["paths"] = r.paths.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(",").into();
+            }
+            writeln!(out, "{line}")?;
+        }
+        Ok(())
+    });
+    store.close_and_wait();
+    result
+}
+
+/// One filter per query from JSON lines, each checked as the API checks it.
+fn read_filters(path: &Path, rows: usize) -> Result<Vec<Option<Arc<vectorwise_store::Filter>>>> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut filters = Vec::with_capacity(rows);
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("{}: line {}", path.display(), n + 1))?;
+        let v: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("{}: line {}: not JSON", path.display(), n + 1))?;
+        let f = vectorwise_server::parse_filter(&v).map_err(|errors| {
+            let first = errors.first().map(|e| {
+                let loc: Vec<String> = e.loc.iter().map(|l| match l {
+                    vectorwise_server::LocItem::Key(k) => k.clone(),
+                    vectorwise_server::LocItem::Index(i) => i.to_string(),
+                }).collect();
+                format!("{}: {}", loc.join("."), e.msg)
+            });
+            anyhow::anyhow!("{}: line {}: {}", path.display(), n + 1, first.unwrap_or_else(|| "invalid filter".into()))
+        })?;
+        filters.push(f.map(Arc::new));
+    }
+    anyhow::ensure!(filters.len() == rows, "{}: {} filters for {rows} queries", path.display(), filters.len());
+    Ok(filters)
 }

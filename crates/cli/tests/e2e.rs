@@ -826,6 +826,66 @@ fn import_loads_a_collection_that_serve_then_serves() {
     server.terminate();
 }
 
+/// `vectorwise search --collection` answers in-process as the API does:
+/// the exact nearest allowed points under each query's filter, one JSON
+/// line per query with its time; a bad filter is refused naming its place,
+/// and a directory a server holds is refused.
+#[test]
+fn search_queries_a_collection_in_process_under_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vectors, index) = generate_and_build(dir.path());
+    let payloads = dir.path().join("p.jsonl");
+    let lines: Vec<String> = (0..3000).map(|i| format!("{{\"row\": {i}, \"tag\": \"t{}\"}}", i % 7)).collect();
+    std::fs::write(&payloads, lines.join("\n") + "\n").unwrap();
+    let data = dir.path().join("data").display().to_string();
+    run_ok(&["import", "--data-dir", &data, "--collection", "c", "--vectors", &vectors, "--payloads", payloads.to_str().unwrap(), "--metric", "l2"]);
+    let queries = dir.path().join("q.npy").display().to_string();
+    run_ok(&["generate", "--n", "4", "--dim", "32", "--seed", "77", "--out", &queries]);
+    let filters = dir.path().join("f.jsonl");
+    let conds = [
+        json!({"must": [{"key": "tag", "match": {"value": "t3"}}]}),
+        json!({"must": [{"key": "row", "range": {"gte": 100, "lt": 130}}]}),
+        Value::Null,
+        json!({"must_not": [{"key": "tag", "match": {"any": ["t0", "t1", "t2"]}}], "must": [{"key": "row", "range": {"lt": 2000}}]}),
+    ];
+    let allowed = |f: usize, row: usize| match f {
+        0 => row % 7 == 3,
+        1 => (100..130).contains(&row),
+        2 => true,
+        _ => row % 7 >= 3 && row < 2000,
+    };
+    std::fs::write(&filters, conds.iter().map(|c| c.to_string()).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    let base = vectorwise_index::Matrix::load(Path::new(&vectors)).unwrap();
+    let q = vectorwise_index::Matrix::load(Path::new(&queries)).unwrap();
+    let f = filters.to_str().unwrap();
+    for extra in [&["--recall-target", "1"][..], &["--profile", "balanced", "--warmup", "--threads", "1"][..]] {
+        let out = run_ok(&[&["search", "--data-dir", &data, "--collection", "c", "--query-file", &queries, "--filters", f, "--k", "5"][..], extra].concat());
+        let rows: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(rows.len(), 4, "{out}");
+        for (i, row) in rows.iter().enumerate() {
+            let mut truth: Vec<(f32, u64)> = (0..3000)
+                .filter(|&r| allowed(i, r))
+                .map(|r| (base.row(r).iter().zip(q.row(i)).map(|(a, b)| (a - b) * (a - b)).sum::<f32>(), r as u64))
+                .collect();
+            truth.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let want: Vec<u64> = truth[..5].iter().map(|t| t.1).collect();
+            let got: Vec<u64> = row["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+            assert_eq!(got, want, "query {i} {extra:?}: {row}");
+            assert!(row["micros"].as_f64().unwrap() > 0.0, "{row}");
+            assert_eq!(row.get("allowed").is_some(), i != 2, "{row}");
+        }
+    }
+    std::fs::write(&filters, "null\n{\"must\": [{\"key\": \"tag\", \"match\": {\"valu\": 1}}]}\nnull\nnull\n").unwrap();
+    let bad = run(&["search", "--data-dir", &data, "--collection", "c", "--query-file", &queries, "--filters", f]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("line 2") && err.contains("filter.must.0.match"), "{err}");
+    let server = Server::start(&["--index", &index, "--data-dir", &data]);
+    server.wait_healthy(Duration::from_secs(30));
+    let busy = run(&["search", "--data-dir", &data, "--collection", "c", "--query-file", &queries]);
+    assert!(!busy.status.success() && String::from_utf8_lossy(&busy.stderr).contains("in use by another"), "{busy:?}");
+    server.terminate();
+}
+
 /// The served index is the collection `default`, hard-linked; the demo's
 /// routes see what is written to it, across a restart.
 #[test]

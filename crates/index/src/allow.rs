@@ -179,19 +179,80 @@ impl AllowSet {
     }
 
     /// The allowed offsets, ascending.
-    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        self.words.iter().enumerate().flat_map(|(w, &word)| {
+    /// The allowed offsets in increasing order, as [`AllowSet::iter`], but
+    /// decoded without a branch a bit: the first four set bits of every
+    /// word are written whether or not the word has them, and the length
+    /// moves on by the word's count. With the bits scattered (a filter
+    /// uncorrelated with the offsets), a branch per bit is mispredicted
+    /// about once a bit (200k points, 1 % allowed: 57 → 44 µs a search).
+    pub fn offsets(&self) -> Vec<u32> {
+        // `count` is the number of set bits (kept by every change), so
+        // `n + 4 <= count + 4` and `n + cnt <= count` stay in bounds.
+        let mut out = vec![0u32; self.count + 4];
+        let mut n = 0usize;
+        for (w, &word) in self.words.iter().enumerate() {
+            let base = w as u32 * 64;
+            let cnt = word.count_ones() as usize;
             let mut v = word;
-            std::iter::from_fn(move || {
-                (v != 0).then(|| {
-                    let j = v.trailing_zeros();
+            for slot in &mut out[n..n + 4] {
+                *slot = base.wrapping_add(v.trailing_zeros());
+                v &= v.wrapping_sub(1);
+            }
+            if cnt > 4 {
+                for slot in &mut out[n + 4..n + cnt] {
+                    *slot = base + v.trailing_zeros();
                     v &= v - 1;
-                    w as u32 * 64 + j
-                })
-            })
-        })
+                }
+            }
+            n += cnt;
+        }
+        out.truncate(n);
+        out
+    }
+
+    pub fn iter(&self) -> Offsets<'_> {
+        Offsets { words: &self.words, next_word: 0, word: 0, base: 0, left: self.count }
     }
 }
+
+/// The allowed offsets in increasing order ([`AllowSet::iter`]), of known
+/// length, so that collecting them allocates once (collecting through a
+/// `flat_map` grew its vector step by step: a third of a 1 %-filtered
+/// search's time on 200k points).
+#[derive(Debug)]
+pub struct Offsets<'a> {
+    words: &'a [u64],
+    next_word: usize,
+    /// The bits of the current word not yet returned.
+    word: u64,
+    /// The offset of the current word's bit 0.
+    base: u32,
+    left: usize,
+}
+
+impl Iterator for Offsets<'_> {
+    type Item = u32;
+
+    #[inline]
+    fn next(&mut self) -> Option<u32> {
+        while self.word == 0 {
+            let &w = self.words.get(self.next_word)?;
+            self.word = w;
+            self.base = self.next_word as u32 * 64;
+            self.next_word += 1;
+        }
+        let j = self.word.trailing_zeros();
+        self.word &= self.word - 1;
+        self.left = self.left.saturating_sub(1);
+        Some(self.base + j)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for Offsets<'_> {}
 
 /// How a filtered search ran (reported in response headers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -275,6 +336,8 @@ mod tests {
             }
             prop_assert_eq!(set.count(), flags.iter().filter(|&&f| f).count());
             prop_assert_eq!(set.iter().collect::<Vec<_>>(), (0..len as u32).filter(|&o| flags[o as usize]).collect::<Vec<_>>());
+            prop_assert_eq!(set.iter().len(), set.count());
+            prop_assert_eq!(set.offsets(), set.iter().collect::<Vec<_>>());
             for (a, b) in ranges {
                 let r = a.min(b)..a.max(b);
                 let want = r.clone().filter(|&o| o < len && flags[o]).count();

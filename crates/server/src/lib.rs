@@ -63,6 +63,19 @@ pub use tls::{Tls, TlsError};
 pub use ratelimit::{Budget, RateLimits};
 pub use state::{AppState, ServerConfig};
 
+/// A collection search's `filter` (the JSON the API takes) as the store's
+/// [`vectorwise_store::Filter`], by the same rules as `POST
+/// /collections/{name}/search`; `null` is no filter. On a bad filter, the
+/// errors as the API would name them (`filter.must[0].match: ...`), for the
+/// command line's in-process search.
+pub fn parse_filter(v: &serde_json::Value) -> Result<Option<vectorwise_store::Filter>, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    match filter::parse(v, &[LocItem::from("filter")], &mut errors) {
+        Some(f) if errors.is_empty() => Ok(f),
+        _ => Err(errors),
+    }
+}
+
 use axum::extract::DefaultBodyLimit;
 
 /// The collection the served index is (`serve` imports it under this name):

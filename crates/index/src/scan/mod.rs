@@ -1142,7 +1142,7 @@ impl ScanView<'_> {
     /// The `k` of `allow`'s points nearest to `query`: every allowed point's
     /// SQ8 distance, the `rerank` best re-ranked exactly.
     pub fn search_sq8_allowed(&self, vectors: &[f32], query: &[f32], k: usize, rerank: usize, allow: &AllowSet) -> Vec<Scored> {
-        let found: Vec<(u16, u32)> = allow.iter().map(|o| (0, o)).collect();
+        let found: Vec<(u16, u32)> = allow.offsets().into_iter().map(|o| (0, o)).collect();
         self.rerank(vectors, query, k, found, rerank.max(k))
     }
 
