@@ -51,6 +51,11 @@ pub struct Args {
     /// query over every core; 1 times one thread, as most peers search).
     #[arg(long, requires = "collection")]
     pub threads: Option<usize>,
+    /// With --collection: sleep this many microseconds before each timed
+    /// query, as a sequential client leaves the server idle between its
+    /// requests (the pool's threads fall asleep).
+    #[arg(long, requires = "collection", default_value_t = 0)]
+    pub pause_us: u64,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -115,6 +120,9 @@ fn run_collection(a: &Args, name: &str) -> Result<()> {
         let mut out = std::io::stdout().lock();
         for (i, (q, f)) in queries.rows().zip(&filters).enumerate() {
             let o = opts(f);
+            if a.pause_us > 0 {
+                std::thread::sleep(std::time::Duration::from_micros(a.pause_us));
+            }
             let start = std::time::Instant::now();
             let found = c.search(q, &o).with_context(|| format!("query {i}"))?;
             let micros = start.elapsed().as_secs_f64() * 1e6;
