@@ -417,7 +417,7 @@ impl Index {
         };
         let (scan_points, local) = read.as_ref().map_or((0, true), |r| (r.points, r.local));
         let code_bytes = scan.filter(|_| method != Method::Exact).map(|v| v.shape.block_bytes() / BLOCK);
-        let path = if method == Method::Exact {
+        let path = if method == Method::Exact || (sq8_first && allowed <= SQ8_MIN_PER_KEPT * rerank.max(exact_keep(k))) {
             FilteredPath::Exact
         } else if sq8_first {
             FilteredPath::Sq8
@@ -639,6 +639,13 @@ pub const FILTERED_LIST_FACTOR: usize = 4;
 /// by SQ8, at the same latency (0.8 ms, HTTP); a query near that end passes
 /// the locality test (`ScanView::allowed_ranges`) and its lists still miss.
 pub const PARTITION_SQ8_SHARE: usize = 4;
+
+/// The SQ8 path keeps `exact_keep(k)` (or the plan's re-rank depth) of the
+/// allowed points for the exact re-rank: with at most this many times as
+/// many allowed, the allowed rows are read exactly instead (its SQ8 pass
+/// would save almost nothing and cost its setup: 200k points, a 0.01 %
+/// filter of ~20 allowed points, see bench/results/HISTORY.md).
+pub const SQ8_MIN_PER_KEPT: usize = 2;
 
 /// Past that, a filter correlated away from the query (not local) starts
 /// the masked scan's stage 1 at 1/this of the allowed points.
