@@ -699,12 +699,8 @@ class VectorWiseInProcess(VectorWise):
 
     def search(self, flt, config, nq):
         cond = flt["cond"]
-        q = self.work / "queries.npy"
-        if not q.exists() or np.load(q, mmap_mode="r").shape[0] < nq:
-            np.save(q, np.ascontiguousarray(self.d.queries, dtype=np.float32))
-        qn = self.work / f"queries-{nq}.npy"
-        if not qn.exists():
-            np.save(qn, np.ascontiguousarray(self.d.queries[:nq], dtype=np.float32))
+        qn = self.work / "queries.npy"  # written for every call: the data's queries may change
+        np.save(qn, np.ascontiguousarray(self.d.queries[:nq], dtype=np.float32))
         fpath = self.work / "filters.jsonl"
         with open(fpath, "w") as f:
             for qi in range(nq):

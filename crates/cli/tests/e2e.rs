@@ -879,6 +879,15 @@ fn search_queries_a_collection_in_process_under_filters() {
     let bad = run(&["search", "--data-dir", &data, "--collection", "c", "--query-file", &queries, "--filters", f]);
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success() && err.contains("line 2") && err.contains("filter.must.0.match"), "{err}");
+    // A key repeated in an object is refused, as the API refuses it (not last-wins).
+    std::fs::write(&filters, "null\n{\"must\": [{\"key\": \"tag\", \"match\": {\"value\": \"t1\"}}], \"must\": []}\nnull\nnull\n").unwrap();
+    let dup = run(&["search", "--data-dir", &data, "--collection", "c", "--query-file", &queries, "--filters", f]);
+    let err = String::from_utf8_lossy(&dup.stderr);
+    assert!(!dup.status.success() && err.contains("line 2") && err.contains("duplicate key"), "{err}");
+    // A missing data directory is an error, not created.
+    let missing = dir.path().join("nowhere");
+    let none = run(&["search", "--data-dir", missing.to_str().unwrap(), "--collection", "c", "--query-file", &queries]);
+    assert!(!none.status.success() && !missing.exists(), "{none:?}");
     let server = Server::start(&["--index", &index, "--data-dir", &data]);
     server.wait_healthy(Duration::from_secs(30));
     let busy = run(&["search", "--data-dir", &data, "--collection", "c", "--query-file", &queries]);

@@ -178,7 +178,6 @@ impl AllowSet {
         n
     }
 
-    /// The allowed offsets, ascending.
     /// The allowed offsets in increasing order, as [`AllowSet::iter`], but
     /// decoded without a branch a bit: the first four set bits of every
     /// word are written whether or not the word has them, and the length
@@ -210,6 +209,7 @@ impl AllowSet {
         out
     }
 
+    /// The allowed offsets, ascending.
     pub fn iter(&self) -> Offsets<'_> {
         Offsets { words: &self.words, next_word: 0, word: 0, base: 0, left: self.count }
     }

@@ -63,16 +63,27 @@ pub use tls::{Tls, TlsError};
 pub use ratelimit::{Budget, RateLimits};
 pub use state::{AppState, ServerConfig};
 
-/// A collection search's `filter` (the JSON the API takes) as the store's
-/// [`vectorwise_store::Filter`], by the same rules as `POST
-/// /collections/{name}/search`; `null` is no filter. On a bad filter, the
-/// errors as the API would name them (`filter.must[0].match: ...`), for the
-/// command line's in-process search.
-pub fn parse_filter(v: &serde_json::Value) -> Result<Option<vectorwise_store::Filter>, Vec<FieldError>> {
+/// A collection search's `filter` written as JSON text (the API's shape),
+/// as the store's [`vectorwise_store::Filter`], by the same rules as `POST
+/// /collections/{name}/search` (a key repeated in an object is refused, as
+/// there); `null` is no filter. On a bad filter, a message naming the first
+/// problem's place (`filter.must.0.match: ...`), for the command line's
+/// in-process search.
+pub fn parse_filter(text: &str) -> Result<Option<vectorwise_store::Filter>, String> {
+    let value = serde_json::from_str::<extract::NoDuplicateKeys>(text).map_err(|e| format!("not a JSON filter: {e}"))?.0;
     let mut errors = Vec::new();
-    match filter::parse(v, &[LocItem::from("filter")], &mut errors) {
+    match filter::parse(&value, &[LocItem::from("filter")], &mut errors) {
         Some(f) if errors.is_empty() => Ok(f),
-        _ => Err(errors),
+        _ => Err(errors.first().map_or_else(
+            || "invalid filter".to_owned(),
+            |e| {
+                let loc: Vec<String> = e.loc.iter().map(|l| match l {
+                    LocItem::Key(k) => k.clone(),
+                    LocItem::Index(i) => i.to_string(),
+                }).collect();
+                format!("{}: {}", loc.join("."), e.msg)
+            },
+        )),
     }
 }
 

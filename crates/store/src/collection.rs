@@ -754,7 +754,7 @@ impl Collection {
         let filter = opts.filter.as_deref().filter(|f| f.has_uuids())?;
         let uuids = self.uuids.read();
         let resolved = filter.resolve_uuids(&|u| uuids.key_of(u));
-        let k = opts.k + uuid_overfetch(filter);
+        let k = opts.k.saturating_add(uuid_overfetch(filter));
         Some(SearchOptions { filter: Some(Arc::new(resolved)), k, ..opts.clone() })
     }
 
