@@ -492,6 +492,26 @@ def test_batch_search_with_a_filter(filter_server: LocalServer, coll: Coll) -> N
     assert batch.consistent
 
 
+def test_a_filter_too_long_for_a_url_goes_as_json(filter_server: LocalServer, coll: Coll) -> None:
+    # 10,000 ids (the server's limit): far past what a query string carries.
+    ids = [int(i) for i in coll.data.ids[:20]] + list(range(10**9, 10**9 + 9_980))
+    fj = {"must": [{"has_id": ids}]}
+    q = coll.data.queries[1]
+    transport = CountingTransport()
+    with VectorWiseClient(filter_server.url, transport=transport) as vw:
+        assert vw.binary
+        # Before: httpx.InvalidURL ("URL too long") from the binary form's query string.
+        hits = vw.search(q, k=5, collection=coll.name, filter=HasId(ids), recall_target=1.0)
+        batch = vw.search_batch(
+            coll.data.queries, k=5, collection=coll.name, filter=HasId(ids), recall_target=1.0
+        )
+        assert vw.binary, "short requests still go in binary"
+    np.testing.assert_array_equal(hits.ids, coll.data.expected(fj, q, 5))
+    for row, query in enumerate(coll.data.queries):
+        np.testing.assert_array_equal(batch.ids[row], coll.data.expected(fj, query, 5))
+    assert [status for _, status in transport.calls] == [200, 200], transport.calls
+
+
 def test_a_filter_that_matches_nothing_returns_no_hits(vw: VectorWiseClient, coll: Coll) -> None:
     nothing: list[Condition | dict[str, Any]] = [
         Match("topic", "nope"),

@@ -1028,7 +1028,7 @@ pub(crate) async fn search_all(
     };
     match cost {
         Some(key) if queries_len == 1 => dispatch.run(key, search).await,
-        _ => blocking(search).await,
+        _ => dispatch.pool(search).await,
     }
 }
 

@@ -45,6 +45,12 @@ pub(crate) struct Dispatch {
     /// Searches run on a worker, and on the pool, since the start.
     on_worker: AtomicU64,
     on_pool: AtomicU64,
+    /// Places for searches on the blocking pool: as many as the workers, so
+    /// that slow searches never hold every blocking thread and writes (and
+    /// the other blocking work) still find one. A helper's four crafted
+    /// slow filters held all four and stalled writes to other collections
+    /// for 11–15 s.
+    pool_slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Dispatch {
@@ -57,6 +63,7 @@ impl Dispatch {
             inline_most: workers.saturating_sub(1).max(1),
             on_worker: AtomicU64::new(0),
             on_pool: AtomicU64::new(0),
+            pool_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(workers.max(1))),
         }
     }
 
@@ -128,13 +135,32 @@ impl Dispatch {
         self.on_pool.fetch_add(1, Ordering::Relaxed);
         // Given back when the task ends, or is dropped unrun.
         let place = PoolPlace::take(self);
+        let slot = self.pool_slot().await?;
         tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let start = Instant::now();
             let out = search();
             place.0.record(key, start.elapsed());
             out
         })
         .await?
+    }
+
+    /// Runs `work` (a batch or another search not timed by kind) on the
+    /// blocking pool, in one of the pool's search places.
+    pub(crate) async fn pool<T: Send + 'static>(&self, work: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+        let slot = self.pool_slot().await?;
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            work()
+        })
+        .await?
+    }
+
+    /// Waits for a search place on the blocking pool; held until the search
+    /// ends (also when the request that wanted it is dropped meanwhile).
+    async fn pool_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        std::sync::Arc::clone(&self.pool_slots).acquire_owned().await.map_err(|_| ApiError::Panicked)
     }
 
     /// Whether a single search runs now, on a worker or on the pool (or
@@ -193,6 +219,39 @@ mod tests {
     /// searches may run on a worker).
     fn within<T>(workers: usize, f: impl std::future::Future<Output = T>) -> T {
         tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().unwrap().block_on(f)
+    }
+
+    /// Searches on the blocking pool take at most one place per worker, so
+    /// that other blocking work (a write's sync) still finds a thread while
+    /// slow searches hold theirs.
+    #[test]
+    fn pool_searches_leave_blocking_threads_for_other_work() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).max_blocking_threads(4).enable_all().build().unwrap();
+        rt.block_on(async {
+            let d = Arc::new(Dispatch::new(2));
+            let (release, held) = std::sync::mpsc::channel::<()>();
+            let held = Arc::new(std::sync::Mutex::new(held));
+            let mut searches = Vec::new();
+            for _ in 0..6 {
+                let (d, held) = (Arc::clone(&d), Arc::clone(&held));
+                searches.push(tokio::spawn(async move {
+                    d.pool(move || {
+                        let _ = held.lock().unwrap().recv();
+                        Ok(())
+                    })
+                    .await
+                }));
+            }
+            tokio::time::sleep(ms(200.0)).await;
+            let write = tokio::time::timeout(Duration::from_secs(5), tokio::task::spawn_blocking(|| 7)).await;
+            assert_eq!(write.expect("no blocking thread left for a write").unwrap(), 7);
+            for _ in 0..6 {
+                release.send(()).unwrap();
+            }
+            for s in searches {
+                s.await.unwrap().unwrap();
+            }
+        });
     }
 
     #[test]

@@ -348,7 +348,8 @@ pub(crate) async fn search_batch(
     let mut headers = headers(&resolved);
     // One blocking task for the whole batch; the engine spreads its queries
     // over the rayon pool.
-    let results = tokio::task::spawn_blocking(move || {
+    let dispatch = Arc::clone(state.dispatch());
+    let results = dispatch.pool(move || {
         let _permit = permit;
         let flat: Vec<f32> = query_vectors.concat();
         state.metrics().batch_size(n);
@@ -360,7 +361,7 @@ pub(crate) async fn search_batch(
                 offer_to_monitor(&state, &index, &resolved, query, k, hits);
             }
         }
-        results
+        Ok(results)
     })
     .await?
     .map_err(|e| located(e.into(), |i| (vec!["body".into(), "query_vectors".into(), i.into()], format!("query_vectors[{i}]"))))?;

@@ -4,7 +4,7 @@
 use crate::error::{Error, Loc, Result};
 use crate::filter::Filter;
 use crate::ids::{PointId, UuidMap, is_uuid_key};
-use crate::payload_index::{FieldSpec, SegmentPoints, select};
+use crate::payload_index::{FieldSpec, ScanBudget, SegmentPoints, select};
 use crate::manifest::{CollectionConfig, Manifest, SegmentEntry};
 use crate::record::{PointWrite, Record};
 use crate::segment::{Hit, MemSegment, SealedSegment, SegmentId};
@@ -774,7 +774,10 @@ impl Collection {
         let opts = resolved.as_ref().unwrap_or(opts);
         let set = self.set();
         let selected: Option<Vec<Selected>> = match opts.filter.as_deref() {
-            Some(filter) if queries.len() > 1 => Some(set.sealed.iter().map(|s| select_sealed(s, filter)).collect()),
+            Some(filter) if queries.len() > 1 => {
+                let budget = ScanBudget::new();
+                Some(set.sealed.iter().map(|s| select_sealed(s, filter, &budget)).collect::<Result<_>>()?)
+            }
             _ => None,
         };
         Ok(queries.par_iter().map(|q| self.search_in(&set, q, opts, selected.as_deref(), recheck)).collect())
@@ -834,6 +837,7 @@ impl Collection {
         recheck: Option<&Filter>,
     ) -> Result<SearchOutcome> {
         let filter = opts.filter.as_deref();
+        let budget = &ScanBudget::new();
         // No lock: segments are read in the order points move between them
         // (sealed, frozen, then the mutable one; a write adds the new copy
         // before it deletes the old), so a point being replaced is seen at
@@ -861,7 +865,7 @@ impl Collection {
                     let sel = match selected.and_then(|all| all.get(i)) {
                         Some(sel) => sel,
                         None => {
-                            own = select_sealed(s, filter);
+                            own = select_sealed(s, filter, budget)?;
                             &own
                         }
                     };
@@ -898,7 +902,7 @@ impl Collection {
                         id: &|o| d.ids[o as usize],
                         offsets_of: &offsets_of,
                     };
-                    let (bits, unindexed) = select(filter, &seg);
+                    let (bits, unindexed) = select(filter, &seg, budget)?;
                     report.unindexed.extend(unindexed);
                     report.allowed += bits.iter().filter(|&o| !d.deleted[o as usize]).count();
                     report.live += d.ids.len() - d.deleted_count;
@@ -1424,7 +1428,7 @@ struct Selected {
     unindexed: Vec<String>,
 }
 
-fn select_sealed(s: &SealedSegment, filter: &Filter) -> Selected {
+fn select_sealed(s: &SealedSegment, filter: &Filter, budget: &ScanBudget) -> Result<Selected> {
     let fields = s.fields.read().clone();
     let ids = s.index.ids();
     let seg = SegmentPoints {
@@ -1434,13 +1438,13 @@ fn select_sealed(s: &SealedSegment, filter: &Filter) -> Selected {
         id: &|o| ids[o as usize],
         offsets_of: &|ids| ids.iter().filter_map(|&id| s.index.offset_of(id)).collect(),
     };
-    let (mut allow, unindexed) = select(filter, &seg);
+    let (mut allow, unindexed) = select(filter, &seg, budget)?;
     if s.deleted() > 0 {
         for o in s.deleted.ones() {
             allow.remove(o);
         }
     }
-    Selected { allowed: allow.count(), live: s.live(), allow, unindexed }
+    Ok(Selected { allowed: allow.count(), live: s.live(), allow, unindexed })
 }
 
 /// Checks a batch of points for `config` (every error names `points[i]`)

@@ -24,7 +24,7 @@ pub use collection::{
 };
 pub use ids::PointId;
 pub use filter::{Condition, Filter, KeyPath, MatchValue, NumRange};
-pub use payload_index::{FieldSpec, FieldType};
+pub use payload_index::{FieldSpec, FieldType, MAX_PAYLOAD_CHECKS};
 pub use error::{Error, Loc, Result};
 pub use manifest::CollectionConfig;
 pub use state::StateId;

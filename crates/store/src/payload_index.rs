@@ -646,12 +646,52 @@ pub(crate) struct SegmentPoints<'a> {
 /// The points of a segment `filter` lets through (deleted ones included:
 /// the caller removes them), and the keys whose conditions had to read
 /// payloads.
-pub(crate) fn select(filter: &Filter, seg: &SegmentPoints<'_>) -> (AllowSet, Vec<String>) {
-    let mut ctx = Ctx { seg, scans: 0, parsed: None, unindexed: Vec::new() };
+pub(crate) fn select(filter: &Filter, seg: &SegmentPoints<'_>, budget: &ScanBudget) -> crate::Result<(AllowSet, Vec<String>)> {
+    let mut ctx = Ctx { seg, scans: 0, parsed: None, unindexed: Vec::new(), budget, over: false };
     let out = ctx.filter(filter);
     ctx.unindexed.sort();
     ctx.unindexed.dedup();
-    (out, ctx.unindexed)
+    if ctx.over {
+        return Err(budget.error(&ctx.unindexed));
+    }
+    Ok((out, ctx.unindexed))
+}
+
+/// Most payload checks (conditions decided point by point from payloads,
+/// times the points they read) one search may make: about half a second
+/// of one core. A filter of many conditions on keys without a payload
+/// index, over many points, would otherwise hold a search thread for
+/// seconds (a helper's crafted filter: 961 such conditions on 50k points,
+/// 2–3 s a search, four at once stalled every collection); past the budget
+/// the search is refused, naming the keys to index.
+pub const MAX_PAYLOAD_CHECKS: usize = 10_000_000;
+
+/// What is left of a search's [`MAX_PAYLOAD_CHECKS`], shared by the
+/// segments it selects (from several threads in a batch).
+#[derive(Debug)]
+pub(crate) struct ScanBudget(std::sync::atomic::AtomicUsize);
+
+impl ScanBudget {
+    pub(crate) fn new() -> ScanBudget {
+        ScanBudget(std::sync::atomic::AtomicUsize::new(MAX_PAYLOAD_CHECKS))
+    }
+
+    /// Takes `n` checks; false (and nothing taken) when fewer are left.
+    fn take(&self, n: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        self.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| left.checked_sub(n)).is_ok()
+    }
+
+    fn error(&self, keys: &[String]) -> crate::Error {
+        crate::Error::invalid(
+            vec![crate::error::Loc::Field("filter")],
+            format!(
+                "the filter decides too many conditions from the payloads of too many points (over {MAX_PAYLOAD_CHECKS} checks); \
+                 declare a payload index on {} (PUT /collections/{{name}}/index), or use fewer conditions on unindexed keys",
+                if keys.is_empty() { "its keys".to_owned() } else { keys.join(", ") }
+            ),
+        )
+    }
 }
 
 struct Ctx<'s, 'a> {
@@ -662,6 +702,9 @@ struct Ctx<'s, 'a> {
     /// conditions need them.
     parsed: Option<Vec<Option<Value>>>,
     unindexed: Vec<String>,
+    budget: &'s ScanBudget,
+    /// The budget ran out: every later scan is skipped, the search refused.
+    over: bool,
 }
 
 impl Ctx<'_, '_> {
@@ -721,6 +764,10 @@ impl Ctx<'_, '_> {
         self.scans += 1;
         let seg = self.seg;
         let mut out = AllowSet::none(seg.len);
+        if self.over || !self.budget.take(seg.len.max(1)) {
+            self.over = true;
+            return out;
+        }
         if self.parsed.is_none() && self.scans <= STREAMED_SCANS {
             for o in 0..seg.len as u32 {
                 let payload = (seg.payload)(o).and_then(|text| only_key(text, key.head()));
@@ -988,7 +1035,7 @@ mod tests {
             ];
             for c in conditions {
                 let f = Filter { must: vec![c.clone()], ..Default::default() };
-                let (got, unindexed) = select(&f, &seg);
+                let (got, unindexed) = select(&f, &seg, &ScanBudget::new()).unwrap();
                 assert!(unindexed.is_empty());
                 let want: Vec<u32> = (0..n as u32).filter(|&o| c.matches(u64::from(o), parsed[o as usize].as_ref())).collect();
                 assert_eq!(got.iter().collect::<Vec<_>>(), want, "{c:?}");
@@ -1016,7 +1063,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let (got, unindexed) = select(&f, &seg);
+        let (got, unindexed) = select(&f, &seg, &ScanBudget::new()).unwrap();
         assert_eq!(got.iter().collect::<Vec<_>>(), vec![23, 33, 43, 53]);
         assert!(unindexed.is_empty());
     }

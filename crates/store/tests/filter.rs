@@ -274,3 +274,50 @@ fn a_point_replaced_during_searches_is_seen_once() {
     });
     c.close();
 }
+
+/// A filter deciding too many conditions from payloads over too many points
+/// is refused (naming the keys to index) instead of holding a search thread
+/// for seconds; with an index on its key the same filter is answered.
+#[test]
+fn a_filter_past_the_payload_check_budget_is_refused_until_its_key_is_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+    let (c, _) = store.create("b", CollectionConfig { seal_points: 100_000, ..CollectionConfig::new(DIM, Metric::L2) }).unwrap();
+    c.stop_optimiser();
+    let n = 10_000;
+    c.upsert(points(n, 5, 0)).unwrap();
+    c.optimise().unwrap();
+    // Each condition reads every point's payload: conditions × points over the budget.
+    let conditions = vectorwise_store::MAX_PAYLOAD_CHECKS / n + 1;
+    let range = |lo: usize| Condition::Range { key: key("price"), range: NumRange { gte: Some(lo as f64), lt: Some(lo as f64 + 0.5), ..Default::default() } };
+    let costly = Filter { should: (0..conditions).map(range).collect(), ..Default::default() };
+    let opts = SearchOptions {
+        k: 5,
+        request: SearchRequest::Profile(Profile::Balanced),
+        with_payload: false,
+        with_vector: false,
+        payload_budget: usize::MAX,
+        filter: Some(std::sync::Arc::new(costly)),
+    };
+    let q = vec![0.0f32; DIM];
+    match c.search(&q, &opts) {
+        Err(vectorwise_store::Error::Invalid { loc, reason }) => {
+            assert_eq!(format!("{loc:?}"), "[Field(\"filter\")]");
+            assert!(reason.contains("price") && reason.contains("payload index"), "{reason}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let batch = c.search_many(&[q.clone(), q.clone()], &opts);
+    let refused = match &batch {
+        Err(vectorwise_store::Error::Invalid { .. }) => true,
+        Ok(each) => each.iter().all(|r| matches!(r, Err(vectorwise_store::Error::Invalid { .. }))),
+        Err(_) => false,
+    };
+    assert!(refused, "a batch too: {batch:?}");
+    // One condition fewer than the budget allows is answered.
+    let within = Filter { should: (0..conditions - 2).map(range).collect(), ..Default::default() };
+    assert!(c.search(&q, &SearchOptions { filter: Some(std::sync::Arc::new(within)), ..opts.clone() }).is_ok());
+    c.create_payload_index(FieldSpec { field: "price".into(), field_type: FieldType::Integer }).unwrap();
+    let found = c.search(&q, &opts).unwrap();
+    assert_eq!(found.filter.unwrap().unindexed, Vec::<String>::new());
+}

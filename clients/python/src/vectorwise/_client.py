@@ -894,6 +894,12 @@ def _query_fields_exact(k: Any, fields: Mapping[str, Any]) -> bool:
     return True
 
 
+# Longest query string a binary search sends; longer options go in a JSON body.
+_MAX_QUERY_STRING = 4096
+# httpx refuses URLs past 65,536 characters; a job has no JSON form to fall back to.
+_MAX_JOB_URL = 65_000
+
+
 def _query_string(k: Any, fields: Mapping[str, Any]) -> str:
     """``k`` and ``fields`` as a binary search's query string: text as it is, the rest
     as its JSON text (``true``, ``0.97``, the filter's object); ``None`` (JSON's
@@ -2435,7 +2441,13 @@ class VectorWiseClient:
             start = end
 
     def _binary_ok(self, k: Any, fields: Mapping[str, Any]) -> bool:
-        return self.binary and _query_fields_exact(k, fields)
+        # A binary search carries its options in the query string: a long
+        # filter (thousands of ids) goes as JSON instead, whose body has room.
+        return (
+            self.binary
+            and _query_fields_exact(k, fields)
+            and len(_query_string(k, fields)) <= _MAX_QUERY_STRING
+        )
 
     def _binary_refused(self, response: httpx.Response) -> None:
         """After a refused binary search: raise what JSON would repeat; else leave the
@@ -2545,6 +2557,14 @@ class VectorWiseClient:
             "filter": None if filter is None else _encode_filter(filter, collection),
         }
         path = f"{_collection_path(collection, 'jobs')}?{_query_string(k, fields)}"
+        if len(path) > _MAX_JOB_URL:
+            raise ValidationError(
+                f"invalid job, filter: the job's options take {len(path)} characters in its URL, "
+                f"more than {_MAX_JOB_URL}; use a shorter filter (a payload index and a match "
+                "condition instead of a long has_id list)",
+                status=None,
+                detail=[{"loc": ["query", "filter"], "msg": "too long for a URL", "type": "too_long"}],
+            )
         response = self._send(
             "POST", path, _npy_bytes(arr), retry_statuses=frozenset(), content_type="application/x-npy"
         )
