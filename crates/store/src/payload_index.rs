@@ -941,7 +941,7 @@ mod tests {
                     id: &|o| u64::from(o) * 3,
                     offsets_of: &|ids| ids.iter().filter(|&&id| id % 3 == 0 && id / 3 < payloads.len() as u64).map(|&id| (id / 3) as u32).collect(),
                 };
-                let (got, _) = select(&filter, &seg);
+                let (got, _) = select(&filter, &seg, &ScanBudget::new()).unwrap();
                 prop_assert_eq!(got.iter().collect::<Vec<_>>(), want.clone());
                 prop_assert_eq!(got.count(), want.len());
             }
