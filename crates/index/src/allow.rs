@@ -210,49 +210,19 @@ impl AllowSet {
     }
 
     /// The allowed offsets, ascending.
-    pub fn iter(&self) -> Offsets<'_> {
-        Offsets { words: &self.words, next_word: 0, word: 0, base: 0, left: self.count }
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.words.iter().enumerate().flat_map(|(w, &word)| {
+            let mut v = word;
+            std::iter::from_fn(move || {
+                (v != 0).then(|| {
+                    let j = v.trailing_zeros();
+                    v &= v - 1;
+                    w as u32 * 64 + j
+                })
+            })
+        })
     }
 }
-
-/// The allowed offsets in increasing order ([`AllowSet::iter`]), of known
-/// length, so that collecting them allocates once (collecting through a
-/// `flat_map` grew its vector step by step: a third of a 1 %-filtered
-/// search's time on 200k points).
-#[derive(Debug)]
-pub struct Offsets<'a> {
-    words: &'a [u64],
-    next_word: usize,
-    /// The bits of the current word not yet returned.
-    word: u64,
-    /// The offset of the current word's bit 0.
-    base: u32,
-    left: usize,
-}
-
-impl Iterator for Offsets<'_> {
-    type Item = u32;
-
-    #[inline]
-    fn next(&mut self) -> Option<u32> {
-        while self.word == 0 {
-            let &w = self.words.get(self.next_word)?;
-            self.word = w;
-            self.base = self.next_word as u32 * 64;
-            self.next_word += 1;
-        }
-        let j = self.word.trailing_zeros();
-        self.word &= self.word - 1;
-        self.left = self.left.saturating_sub(1);
-        Some(self.base + j)
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.left, Some(self.left))
-    }
-}
-
-impl ExactSizeIterator for Offsets<'_> {}
 
 /// How a filtered search ran (reported in response headers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -336,7 +306,6 @@ mod tests {
             }
             prop_assert_eq!(set.count(), flags.iter().filter(|&&f| f).count());
             prop_assert_eq!(set.iter().collect::<Vec<_>>(), (0..len as u32).filter(|&o| flags[o as usize]).collect::<Vec<_>>());
-            prop_assert_eq!(set.iter().len(), set.count());
             prop_assert_eq!(set.offsets(), set.iter().collect::<Vec<_>>());
             for (a, b) in ranges {
                 let r = a.min(b)..a.max(b);

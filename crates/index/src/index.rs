@@ -417,7 +417,9 @@ impl Index {
         };
         let (scan_points, local) = read.as_ref().map_or((0, true), |r| (r.points, r.local));
         let code_bytes = scan.filter(|_| method != Method::Exact).map(|v| v.shape.block_bytes() / BLOCK);
-        let path = if method == Method::Exact || (sq8_first && allowed <= SQ8_MIN_PER_KEPT * rerank.max(exact_keep(k))) {
+        // What the SQ8 paths keep for the exact re-rank.
+        let keep = rerank.max(exact_keep(k));
+        let path = if method == Method::Exact || (sq8_first && allowed <= SQ8_MIN_PER_KEPT * keep) {
             FilteredPath::Exact
         } else if sq8_first {
             FilteredPath::Sq8
@@ -425,9 +427,8 @@ impl Index {
             plan_filtered(allowed, self.len(), d, code_bytes, scan_points, method == Method::Hnsw)
         };
         let candidates = if local { candidates } else { candidates.max(allowed / NONLOCAL_DEPTH_DIVISOR) };
-        let mut widened_early = false;
         let mut found = match (path, scan) {
-            (FilteredPath::Sq8, Some(view)) => view.search_sq8_allowed(rows, &prepared, k, rerank.max(exact_keep(k)), allow),
+            (FilteredPath::Sq8, Some(view)) => view.search_sq8_allowed(rows, &prepared, k, keep, allow),
             (FilteredPath::Scan, Some(view)) => {
                 let read = read.as_ref().expect("the scan path has its lists");
                 let mut found = view.search_allowed(rows, &prepared, k, candidates, rerank, &read.ranges, allow);
@@ -437,18 +438,12 @@ impl Index {
                 let (more, _) = read.nearer_than(kth);
                 // A query whose first answers are already far (a filter
                 // correlated with the data, the query on its refused side)
-                // would read many more lists and most often still be far,
-                // then be widened below: it goes to the SQ8 codes of every
-                // allowed point at once
-                // (200k points, a correlated 50 % filter: p95 2.3–3.1 →
-                // 1.8–2.2 ms, the same recall).
+                // would read many more lists and most often still be far:
+                // it skips them and is widened below at once, to the SQ8
+                // codes of every allowed point (200k points, a correlated
+                // 50 % filter: p95 2.3–3.1 → 1.8–2.2 ms, the same recall).
                 let hard_now = found.len() >= want && self.calibration().is_some_and(|c| c.is_hard(&prepared, k, &found));
-                if hard_now {
-                    crate::count_widened();
-                    widened_early = true;
-                    let wider = view.search_sq8_allowed(rows, &prepared, k, rerank.max(exact_keep(k)), allow);
-                    found = crate::topk::merge(found, wider, k);
-                } else if !more.is_empty() {
+                if !hard_now && !more.is_empty() {
                     found.extend(view.search_allowed(rows, &prepared, k, candidates, rerank, &more, allow));
                     found.sort_unstable();
                     found.truncate(k);
@@ -467,13 +462,12 @@ impl Index {
         // point by SQ8, the graph walks with FAR_EF_FACTOR times the beam.
         // The SQ8 and exact paths read every allowed point already.
         if matches!(path, FilteredPath::Scan | FilteredPath::Graph)
-            && !widened_early
             && found.len() >= want
             && self.calibration().is_some_and(|c| c.is_hard(&prepared, k, &found))
         {
             crate::count_widened();
             let wider = match scan {
-                Some(view) => view.search_sq8_allowed(rows, &prepared, k, rerank.max(exact_keep(k)), allow),
+                Some(view) => view.search_sq8_allowed(rows, &prepared, k, keep, allow),
                 None => self.walk_allowed(&prepared, k, params, allow, allowed, FAR_EF_FACTOR)?,
             };
             found = crate::topk::merge(found, wider, k);

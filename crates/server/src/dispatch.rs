@@ -135,32 +135,26 @@ impl Dispatch {
         self.on_pool.fetch_add(1, Ordering::Relaxed);
         // Given back when the task ends, or is dropped unrun.
         let place = PoolPlace::take(self);
-        let slot = self.pool_slot().await?;
-        tokio::task::spawn_blocking(move || {
-            let _slot = slot;
+        self.pool(move || {
             let start = Instant::now();
             let out = search();
             place.0.record(key, start.elapsed());
             out
         })
-        .await?
+        .await
     }
 
-    /// Runs `work` (a batch or another search not timed by kind) on the
-    /// blocking pool, in one of the pool's search places.
+    /// Runs `work` (a search; a batch is one) on the blocking pool, in one
+    /// of the pool's search places.
     pub(crate) async fn pool<T: Send + 'static>(&self, work: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
-        let slot = self.pool_slot().await?;
+        // Held until the work ends, also when the request that wanted it is
+        // dropped meanwhile (the semaphore is never closed).
+        let slot = std::sync::Arc::clone(&self.pool_slots).acquire_owned().await.map_err(|_| ApiError::Panicked)?;
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
             work()
         })
         .await?
-    }
-
-    /// Waits for a search place on the blocking pool; held until the search
-    /// ends (also when the request that wanted it is dropped meanwhile).
-    async fn pool_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-        std::sync::Arc::clone(&self.pool_slots).acquire_owned().await.map_err(|_| ApiError::Panicked)
     }
 
     /// Whether a single search runs now, on a worker or on the pool (or
