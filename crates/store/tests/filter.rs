@@ -111,12 +111,19 @@ fn check(c: &vectorwise_store::Collection, model: &HashMap<u64, Point>, filter: 
     (if want_total == 0 { 1.0 } else { got_total as f64 / want_total as f64 }, unindexed)
 }
 
+/// A new L2 collection of `DIM` in a store at `dir`, sealing past
+/// `seal_points`, its optimiser stopped (the tests seal with `optimise`).
+fn collection(dir: &std::path::Path, name: &str, seal_points: usize) -> (Store, std::sync::Arc<vectorwise_store::Collection>) {
+    let store = Store::open(dir, SyncMode::Always).unwrap();
+    let (c, _) = store.create(name, CollectionConfig { seal_points, ..CollectionConfig::new(DIM, Metric::L2) }).unwrap();
+    c.stop_optimiser();
+    (store, c)
+}
+
 #[test]
 fn filtered_search_matches_a_brute_force_model_across_segments_indexes_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), SyncMode::Always).unwrap();
-    let (c, _) = store.create("f", CollectionConfig { seal_points: 700, ..CollectionConfig::new(DIM, Metric::L2) }).unwrap();
-    c.stop_optimiser();
+    let (store, c) = collection(dir.path(), "f", 700);
     let mut model: HashMap<u64, Point> = HashMap::new();
     let add = |c: &vectorwise_store::Collection, batch: Vec<NewPoint>, model: &mut HashMap<u64, Point>| {
         for p in &batch {
@@ -281,9 +288,7 @@ fn a_point_replaced_during_searches_is_seen_once() {
 #[test]
 fn a_filter_past_the_payload_check_budget_is_refused_until_its_key_is_indexed() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), SyncMode::Always).unwrap();
-    let (c, _) = store.create("b", CollectionConfig { seal_points: 100_000, ..CollectionConfig::new(DIM, Metric::L2) }).unwrap();
-    c.stop_optimiser();
+    let (_store, c) = collection(dir.path(), "b", 100_000);
     let n = 10_000;
     c.upsert(points(n, 5, 0)).unwrap();
     c.optimise().unwrap();
