@@ -52,12 +52,13 @@ pub const SNAPSHOTS_DIR: &str = ".snapshots";
 
 impl Store {
     /// Opens every collection in `dir` (created if missing). A damaged
-    /// collection stops the open with its file and reason.
+    /// collection stops the open with its file and reason; a directory
+    /// another opening holds is refused after [`LOCK_WAIT`].
     pub fn open(dir: &Path, sync: SyncMode) -> Result<Store> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let lock_path = dir.join(".lock");
         let lock = std::fs::File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
-        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        if !take_lock(&lock) {
             let source = std::io::Error::new(std::io::ErrorKind::WouldBlock, "the data directory is in use by another VectorWise process");
             return Err(Error::Io { path: dir.to_path_buf(), source });
         }
@@ -554,6 +555,29 @@ impl Store {
         for c in self.collections.read().values() {
             c.close();
         }
+    }
+}
+
+/// How long [`Store::open`] waits for the directory's lock before refusing.
+/// A lock goes with the last descriptor of its open file, and a process
+/// that spawns a child (a test starting Redis, a supervisor) lends it
+/// every descriptor until the child's `exec` closes them: a store dropped
+/// in that moment keeps its lock a little longer. A CI run failed
+/// `a_restarted_replica_finds_its_answers_in_redis` so, reopening the
+/// folder a dropped store had held while another test spawned Redis.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Takes the exclusive lock on `lock`, trying for [`LOCK_WAIT`].
+fn take_lock(lock: &std::fs::File) -> bool {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        if rustix::fs::flock(lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
