@@ -130,6 +130,10 @@ fn run_collection(a: &Args, name: &str) -> Result<()> {
     );
     let store = Store::open(&a.data_dir, SyncMode::Always).with_context(|| format!("cannot open {}", a.data_dir.display()))?;
     let c = store.get(name).with_context(|| format!("no collection '{name}' in {}", a.data_dir.display()))?;
+    // Searched as it is on disk: no seal or merge writes to the folder or
+    // takes a core from the timed searches meanwhile (the log's points are
+    // searched exactly, as the server does until it seals them).
+    c.close();
     anyhow::ensure!(queries.dim() == c.dimension(), "--query-file has dimension {}, the collection {}", queries.dim(), c.dimension());
     let threads = a.threads.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;

@@ -4,9 +4,7 @@
 //!   time: `cargo run --release -p vectorwise-store --example filter_probe --
 //!   search DATA_DIR [COLLECTION]` (the collection `c` of
 //!   `bench/filter`-style data: integer keys `u2`…`u10000`, `c2`…`c10000`);
-//! - upsert throughput with and without payload indexes: `... -- ingest`;
-//! - search right after an ingest, many segments unmerged: `... --
-//!   segments [N]`.
+//! - upsert throughput with and without payload indexes: `... -- ingest`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,8 +17,7 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("search") if args.len() >= 3 => search(&args[2], args.get(3).map_or("c", String::as_str)),
         Some("ingest") => ingest_with_and_without_payload_indexes(),
-        Some("segments") => segments_right_after_ingest(args.get(2).map_or(600_000, |n| n.parse().unwrap())),
-        _ => eprintln!("usage: filter_probe search DATA_DIR [COLLECTION] | filter_probe ingest | filter_probe segments [N]"),
+        _ => eprintln!("usage: filter_probe search DATA_DIR [COLLECTION] | filter_probe ingest"),
     }
 }
 
@@ -102,51 +99,5 @@ fn ingest_with_and_without_payload_indexes() {
         let s = t.elapsed().as_secs_f64();
         eprintln!("indexed {indexed}: {:.0} points/s", 100_000.0 / s);
         c.close();
-    }
-}
-
-/// Searches right after an ingest: the optimiser is stopped at the last
-/// write, so the segments it had not merged yet stay (sealed, and frozen
-/// ones searched exactly). N clustered points by 1000, `seal_points`
-/// 20,000; 4000 queries, a 200 µs pause before each, from a thread outside
-/// the rayon pool as the server's are; the segments read side by side and
-/// one after another (`set_parallel_segment_points`), alternating in blocks
-/// of 100 queries.
-fn segments_right_after_ingest(n: usize) {
-    use vectorwise_store::{CollectionConfig, NewPoint, PointId};
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), SyncMode::Always).unwrap();
-    let mut config = CollectionConfig::new(128, vectorwise_index::Metric::L2);
-    config.seal_points = 20_000;
-    let (c, _) = store.create("s", config).unwrap();
-    let data = vectorwise_index::dataset::clustered(n + 1000, 128, 1000, 1, 2);
-    let t = Instant::now();
-    for start in (0..n).step_by(1000) {
-        let points = (start..(start + 1000).min(n))
-            .map(|i| NewPoint { id: PointId::Num(i as u64), vector: data.row(i).to_vec(), payload: None })
-            .collect();
-        c.upsert(points).unwrap();
-    }
-    c.close();
-    let st = c.stats();
-    let count = |kind: &str| st.segments.iter().filter(|s| s.kind == kind).map(|s| s.points).collect::<Vec<_>>();
-    eprintln!("{n} points in {:.1} s; sealed {:?}; frozen {:?}", t.elapsed().as_secs_f64(), count("sealed"), count("frozen"));
-    let opts = SearchOptions { k: 10, request: SearchRequest::Profile(Profile::Balanced), with_payload: false, with_vector: false, payload_budget: 0, filter: None };
-    let mut times = [Vec::new(), Vec::new()];
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            for (i, q) in data.rows().skip(n).cycle().take(4000).enumerate() {
-                let way = (i / 100) % 2;
-                c.set_parallel_segment_points(if way == 0 { 0 } else { usize::MAX });
-                std::thread::sleep(std::time::Duration::from_micros(200));
-                let t = Instant::now();
-                c.search(q, &opts).unwrap();
-                times[way].push(t.elapsed().as_secs_f64() * 1e3);
-            }
-        });
-    });
-    for (way, t) in ["side by side", "in turn"].iter().zip(&mut times) {
-        t.sort_by(f64::total_cmp);
-        eprintln!("{way:12} p50 {:.3} ms p90 {:.3} ms", t[t.len() / 2], t[t.len() * 9 / 10]);
     }
 }

@@ -277,9 +277,6 @@ pub struct Collection {
     /// Frozen points past which an upsert waits for the seal lane (0: never;
     /// see [`Collection::set_write_backlog`]).
     pub(crate) backlog_limit: AtomicUsize,
-    /// Points from which a search reads its segments side by side
-    /// ([`Collection::set_parallel_segment_points`]).
-    parallel_points: AtomicUsize,
     /// Signalled after every seal and at stop: upserts waiting on the backlog.
     pub(crate) sealed_signal: (Mutex<()>, Condvar),
     /// Whether the seal lane's thread runs (no wait for a lane that never
@@ -402,7 +399,6 @@ impl Collection {
             worker: Mutex::new(Vec::new()),
             pins: Default::default(),
             backlog_limit: AtomicUsize::new(DEFAULT_WRITE_BACKLOG),
-            parallel_points: AtomicUsize::new(PARALLEL_SEGMENT_POINTS),
             sealed_signal: (Mutex::new(()), Condvar::new()),
             seal_lane_started: AtomicBool::new(false),
             seal_failed: AtomicBool::new(false),
@@ -822,46 +818,13 @@ impl Collection {
             let (outcome, widened) = vectorwise_index::widened_in(|| self.search_segments(&set, query, opts, selected, recheck));
             let now = self.set();
             if attempt >= SEARCH_ATTEMPTS || Arc::ptr_eq(&now.mutable, &set.mutable) {
-                return outcome.map(|o| SearchOutcome { widened: widened || o.widened, ..o });
+                return outcome.map(|o| SearchOutcome { widened, ..o });
             }
             set = now;
             // Selected for the old list's sealed segments.
             selected = None;
             attempt += 1;
         }
-    }
-
-    /// One sealed segment's part of [`Collection::search_segments`]: its
-    /// plan, its hits, and under a filter what it let through (`selected`
-    /// when the caller chose already).
-    fn search_sealed(
-        &self,
-        s: &SealedSegment,
-        query: &[f32],
-        opts: &SearchOptions,
-        selected: Option<&Selected>,
-        budget: &ScanBudget,
-    ) -> Result<PartFound> {
-        let plan = s.index.plan(opts.k, opts.request);
-        let Some(filter) = opts.filter.as_deref() else {
-            return Ok(PartFound { hits: s.search(query, opts.k, &plan.params)?, plan: Some((s.len(), plan)), filtered: None });
-        };
-        let own;
-        let sel = match selected {
-            Some(sel) => sel,
-            None => {
-                own = select_sealed(s, filter, budget)?;
-                &own
-            }
-        };
-        let mut filtered =
-            SegmentFiltered { unindexed: sel.unindexed.clone(), allowed: sel.allowed, live: sel.live, path: None };
-        if sel.allowed == 0 {
-            return Ok(PartFound { hits: Vec::new(), plan: Some((s.len(), plan)), filtered: Some(filtered) });
-        }
-        let (hits, path) = s.search_allowed(query, opts.k, &plan.params, &sel.allow)?;
-        filtered.path = Some(path);
-        Ok(PartFound { hits, plan: Some((s.len(), plan)), filtered: Some(filtered) })
     }
 
     /// [`Collection::search_in`] but for saying whether it was widened.
@@ -887,61 +850,66 @@ impl Collection {
         let mut plan: Option<(usize, SearchPlan)> = None;
         let mut expected = Some(1.0f64);
         let mut report = filter.map(|_| FilterReport::default());
-        // Sealed and frozen segments side by side on the pool when there are
-        // several and enough points to pay for the hand-off (a collection
-        // just written to holds many; at rest, one large one, which splits
-        // its own scan); the mutable segment after all of them, as the order
-        // above needs (a point moves only by a new set, so the sealed and
-        // frozen segments of one set may be read in any order).
-        let mut parts: Vec<Part<'_>> = (0..set.sealed.len()).filter(|&i| set.sealed[i].live() > 0).map(Part::Sealed).collect();
-        parts.extend(set.frozen.iter().map(Part::Memory));
-        let points: usize = parts
-            .iter()
-            .map(|p| match p {
-                Part::Sealed(i) => set.sealed[*i].live(),
-                Part::Memory(m) => m.len(),
-            })
-            .sum();
-        // A segment widens on the thread it runs on (`widened_in`): counted there.
-        let one = |p: &Part<'_>| {
-            let (found, widened) = vectorwise_index::widened_in(|| match p {
-                Part::Sealed(i) => self.search_sealed(&set.sealed[*i], query, opts, selected.and_then(|all| all.get(*i)), budget),
-                Part::Memory(m) => search_memory(m, metric, &prepared, opts, budget),
-            });
-            (found, widened)
-        };
-        let mut found: Vec<(Result<PartFound>, bool)> =
-            if parts.len() >= 2 && points >= self.parallel_points.load(Ordering::Relaxed) {
-                use rayon::prelude::*;
-                parts.par_iter().map(one).collect()
-            } else {
-                parts.iter().map(one).collect()
+        for (i, s) in set.sealed.iter().enumerate() {
+            if s.live() == 0 {
+                continue;
+            }
+            let p = s.index.plan(opts.k, opts.request);
+            expected = match (expected, p.expected_recall) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                _ => None,
             };
-        found.push((search_memory(&set.mutable, metric, &prepared, opts, budget), false));
-        let mut widened = false;
-        for (f, w) in found {
-            let f = f?;
-            widened |= w;
-            if let Some((len, p)) = f.plan {
-                expected = match (expected, p.expected_recall) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    _ => None,
-                };
-                if plan.as_ref().is_none_or(|(n, _)| len > *n) {
-                    plan = Some((len, p));
+            match (filter, report.as_mut()) {
+                (Some(filter), Some(report)) => {
+                    let own;
+                    let sel = match selected.and_then(|all| all.get(i)) {
+                        Some(sel) => sel,
+                        None => {
+                            own = select_sealed(s, filter, budget)?;
+                            &own
+                        }
+                    };
+                    report.unindexed.extend(sel.unindexed.iter().cloned());
+                    report.allowed += sel.allowed;
+                    report.live += sel.live;
+                    if sel.allowed == 0 {
+                        continue;
+                    }
+                    let (found, path) = s.search_allowed(query, opts.k, &p.params, &sel.allow)?;
+                    if !report.paths.contains(&path) {
+                        report.paths.push(path);
+                    }
+                    hits.extend(found);
                 }
+                _ => hits.extend(s.search(query, opts.k, &p.params)?),
             }
-            if let (Some(report), Some(sel)) = (report.as_mut(), f.filtered) {
-                report.unindexed.extend(sel.unindexed);
-                report.allowed += sel.allowed;
-                report.live += sel.live;
-                if let Some(path) = sel.path
-                    && !report.paths.contains(&path)
-                {
-                    report.paths.push(path);
+            if plan.as_ref().is_none_or(|(n, _)| s.len() > *n) {
+                plan = Some((s.len(), p));
+            }
+        }
+        for m in set.frozen.iter().chain(std::iter::once(&set.mutable)) {
+            let d = m.data.read();
+            match (filter, report.as_mut()) {
+                (Some(filter), Some(report)) => {
+                    let offsets_of = |ids: &[u64]| -> Vec<u32> {
+                        let wanted: std::collections::HashSet<u64> = ids.iter().copied().collect();
+                        d.ids.iter().enumerate().filter(|(_, id)| wanted.contains(id)).map(|(o, _)| o as u32).collect()
+                    };
+                    let seg = SegmentPoints {
+                        len: d.ids.len(),
+                        indexes: &d.fields,
+                        payload: &|o| d.payloads[o as usize].as_deref(),
+                        id: &|o| d.ids[o as usize],
+                        offsets_of: &offsets_of,
+                    };
+                    let (bits, unindexed) = select(filter, &seg, budget)?;
+                    report.unindexed.extend(unindexed);
+                    report.allowed += bits.iter().filter(|&o| !d.deleted[o as usize]).count();
+                    report.live += d.ids.len() - d.deleted_count;
+                    hits.extend(m.search_data(&d, metric, &prepared, opts.k, Some(&bits)));
                 }
+                _ => hits.extend(m.search_data(&d, metric, &prepared, opts.k, None)),
             }
-            hits.extend(f.hits);
         }
         if let Some(r) = report.as_mut() {
             r.unindexed.sort();
@@ -998,7 +966,7 @@ impl Collection {
             expected_recall: expected,
             segments: set.sealed.len() + set.frozen.len() + 1,
             filter: report,
-            widened,
+            widened: false,
         })
     }
 
@@ -1194,14 +1162,6 @@ impl Collection {
         frozen.push(Arc::clone(&set.mutable));
         *self.segments.write() = Arc::new(SegmentSet { sealed: set.sealed.clone(), frozen, mutable: fresh });
         true
-    }
-
-    /// Sets how many points (in sealed and frozen segments, two or more)
-    /// a search needs to read those segments side by side on the rayon
-    /// pool rather than one after another ([`PARALLEL_SEGMENT_POINTS`] by
-    /// default; 0: always, as the tests of that path set it).
-    pub fn set_parallel_segment_points(&self, points: usize) {
-        self.parallel_points.store(points, Ordering::Relaxed);
     }
 
     /// Sets the frozen points past which upserts wait for the seal lane (0:
@@ -1461,64 +1421,6 @@ fn uuid_overfetch(filter: &Filter) -> usize {
 
 /// A filter's selection of one sealed segment: the live points it lets
 /// through, and the keys no payload index answered.
-/// A segment a search reads: a sealed one (by its place in the set) or one
-/// in memory.
-enum Part<'a> {
-    Sealed(usize),
-    Memory(&'a Arc<MemSegment>),
-}
-
-/// One segment's answer to a search.
-struct PartFound {
-    hits: Vec<Hit>,
-    /// A sealed segment's plan, with the segment's size.
-    plan: Option<(usize, SearchPlan)>,
-    /// Under a filter: what the segment let through and how it searched.
-    filtered: Option<SegmentFiltered>,
-}
-
-/// A memory segment's part of a search: exact, among the points `opts`'
-/// filter lets through.
-fn search_memory(m: &MemSegment, metric: Metric, query: &[f32], opts: &SearchOptions, budget: &ScanBudget) -> Result<PartFound> {
-    let d = m.data.read();
-    let Some(filter) = opts.filter.as_deref() else {
-        return Ok(PartFound { hits: m.search_data(&d, metric, query, opts.k, None), plan: None, filtered: None });
-    };
-    let offsets_of = |ids: &[u64]| -> Vec<u32> {
-        let wanted: std::collections::HashSet<u64> = ids.iter().copied().collect();
-        d.ids.iter().enumerate().filter(|(_, id)| wanted.contains(id)).map(|(o, _)| o as u32).collect()
-    };
-    let seg = SegmentPoints {
-        len: d.ids.len(),
-        indexes: &d.fields,
-        payload: &|o| d.payloads[o as usize].as_deref(),
-        id: &|o| d.ids[o as usize],
-        offsets_of: &offsets_of,
-    };
-    let (bits, unindexed) = select(filter, &seg, budget)?;
-    let filtered = SegmentFiltered {
-        unindexed: unindexed.into_iter().collect(),
-        allowed: bits.iter().filter(|&o| !d.deleted[o as usize]).count(),
-        live: d.ids.len() - d.deleted_count,
-        path: None,
-    };
-    Ok(PartFound { hits: m.search_data(&d, metric, query, opts.k, Some(&bits)), plan: None, filtered: Some(filtered) })
-}
-
-/// What a filter let through in one segment.
-struct SegmentFiltered {
-    unindexed: Vec<String>,
-    allowed: usize,
-    live: usize,
-    /// None when nothing was allowed (nothing searched).
-    path: Option<vectorwise_index::FilteredPath>,
-}
-
-/// Points in sealed and frozen segments from which a search reads two or
-/// more of them side by side on the rayon pool: as many as one segment's
-/// scan needs before it splits ([`vectorwise_index::scan::SPLIT_MIN_POINTS`]).
-pub const PARALLEL_SEGMENT_POINTS: usize = vectorwise_index::scan::SPLIT_MIN_POINTS;
-
 struct Selected {
     allow: AllowSet,
     allowed: usize,
