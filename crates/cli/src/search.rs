@@ -130,10 +130,11 @@ fn run_collection(a: &Args, name: &str) -> Result<()> {
     );
     let store = Store::open(&a.data_dir, SyncMode::Always).with_context(|| format!("cannot open {}", a.data_dir.display()))?;
     let c = store.get(name).with_context(|| format!("no collection '{name}' in {}", a.data_dir.display()))?;
-    // Searched as it is on disk: no seal or merge writes to the folder or
-    // takes a core from the timed searches meanwhile (the log's points are
-    // searched exactly, as the server does until it seals them).
-    c.close();
+    // Searched as it is on disk: no seal or merge (of this collection or
+    // another) writes to the folder or takes a core from the timed searches
+    // meanwhile (the log's points are searched exactly, as the server does
+    // until it seals them).
+    store.close_and_wait();
     anyhow::ensure!(queries.dim() == c.dimension(), "--query-file has dimension {}, the collection {}", queries.dim(), c.dimension());
     let threads = a.threads.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
@@ -145,7 +146,7 @@ fn run_collection(a: &Args, name: &str) -> Result<()> {
         payload_budget: usize::MAX,
         filter: filter.clone(),
     };
-    let result = pool.install(|| -> Result<()> {
+    pool.install(|| -> Result<()> {
         if a.warmup {
             for (i, (q, f)) in queries.rows().zip(&filters).enumerate() {
                 c.search(q, &opts(f)).with_context(|| format!("query {i}"))?;
@@ -180,9 +181,7 @@ fn run_collection(a: &Args, name: &str) -> Result<()> {
             }
         }
         Ok(())
-    });
-    store.close_and_wait();
-    result
+    })
 }
 
 /// One filter per query from JSON lines (blank lines skipped), each checked
