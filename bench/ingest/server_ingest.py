@@ -27,6 +27,9 @@ ap.add_argument("--delete-share", type=float, default=0.3)
 ap.add_argument("--rate", type=float, default=0, help="points/s to send at (0: as fast as the server takes them)")
 ap.add_argument("--body", choices=["json", "form"], default="json",
                 help="upserts as JSON, or as multipart/form-data with the vectors in raw float32")
+ap.add_argument("--exit-after-writes", action="store_true",
+                help="print the ingest figures and exit at the last write's 200 (then SIGKILL the server to keep "
+                     "the collection as the last write left it, for `vectorwise search --collection`)")
 a = ap.parse_args()
 u = urllib.parse.urlparse(a.url)
 C = f"/collections/{a.collection}"
@@ -148,6 +151,9 @@ for k, b in enumerate(bodies):
     assert st == 200, (st, js)
 ingest_s = time.perf_counter() - t0
 stop.set(); t.join()
+if a.exit_after_writes:
+    print(json.dumps({"n": a.n, "ingest_points_per_s": round(a.n / ingest_s), "refused_503": REFUSED[0]}), flush=True)
+    raise SystemExit(0)
 # After the last write: search p50 over successive windows, while the
 # optimiser seals and merges what the ingest left (searches "at full indexed
 # speed within seconds of the last write"?).

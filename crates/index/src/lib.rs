@@ -8,6 +8,7 @@
 //! searches by squared L2 (see [`metric`]).
 
 pub mod allow;
+pub mod bounded;
 pub mod calibrate;
 pub mod choose;
 pub mod dataset;
