@@ -71,7 +71,10 @@ impl BoundedRows {
         // `|m| + 255 step` a dimension, and the sum of squares by a relative
         // (dim + 2) · 2⁻²⁴ (taken as (dim + 8) · 2⁻²²).
         let widest_value = min.iter().map(|m| m.abs() + 255.0 * step).fold(0f32, f32::max);
-        let arithmetic = (dim as f32).sqrt() * widest_value * 2f32.powi(-22);
+        // And an absolute term: squares of tiny values round to denormals
+        // or 0, where f32 errors are absolute (below 2⁻¹⁴⁹ a term); with it,
+        // a row pruned is farther by more than any of that.
+        let arithmetic = (dim as f32).sqrt() * widest_value * 2f32.powi(-22) + ((dim as f64 + 2.0).sqrt() * 2f64.powi(-73)) as f32;
         let rel = (dim as f32 + 8.0) * 2f32.powi(-22);
         let mut codes = vec![0u8; n * dim];
         let mut err = Vec::with_capacity(n);
@@ -111,7 +114,7 @@ impl BoundedRows {
 
     /// The `k` rows of `rows` (the rows encoded) nearest `query` by squared L2,
     /// among those `keep` accepts, as (distance, offset) ascending by
-    /// (distance, `tie(offset)`): the same answer as scanning every kept row
+    /// (distance, `tie(offset)`, offset): the same answer as scanning every kept row
     /// with [`crate::distance::l2_squared`]. `None` when the query lies too far
     /// outside the rows' range for the codes to bound it: scan exactly.
     pub fn search(
@@ -125,7 +128,8 @@ impl BoundedRows {
         let dim = self.dim;
         assert_eq!(query.len(), dim, "query has the wrong dimension");
         assert_eq!(rows.len(), self.len() * dim, "rows are not the rows encoded");
-        if k == 0 || self.is_empty() {
+        let k = k.min(self.len());
+        if k == 0 {
             return Some(Vec::new());
         }
         // The query in half steps, rounded: q2 = round(2 (q − min) / step),
@@ -204,10 +208,10 @@ impl BoundedRows {
             read += 1;
             let d = l2(&rows[o as usize * dim..(o as usize + 1) * dim], query);
             let key = (d, tie(o), o);
-            if top.len() == k && (key.0, key.1) >= (top[k - 1].0, top[k - 1].1) {
+            if top.len() == k && key >= top[k - 1] {
                 continue;
             }
-            let at = top.partition_point(|t| (t.0, t.1) <= (key.0, key.1));
+            let at = top.partition_point(|t| *t <= key);
             top.insert(at, key);
             top.truncate(k);
         }
@@ -406,6 +410,57 @@ mod tests {
         assert_eq!(b.search(&rows, &[1.0, 1e9, 1.0, -2.0], 3, |_| true, u64::from), None);
         let empty = BoundedRows::encode(&[], dim).unwrap();
         assert_eq!(empty.search(&[], &q, 3, |_| true, u64::from).unwrap(), vec![]);
+    }
+
+    /// Tiny and huge scales, offsets far from 0, a constant dimension,
+    /// duplicates, ties broken by a key that is not one-to-one, k past the
+    /// rows: whenever the codes answer, they answer as the exact scan.
+    /// (Found by review: values near 1e-25 square to denormals or 0, where
+    /// relative margins alone dropped a tied row.)
+    #[test]
+    fn equals_the_exact_scan_at_every_scale() {
+        let mut rng = StdRng::seed_from_u64(99);
+        let mut fails = Vec::new();
+        // 32 rows at i * 1e-30: every squared distance to 0 rounds to 0.
+        let rows: Vec<f32> = (0..32).map(|i| i as f32 * 1e-30).collect();
+        let b = BoundedRows::encode(&rows, 1).unwrap();
+        let tie = |o: u32| 1000 - u64::from(o);
+        assert_eq!(b.search(&rows, &[0.0], 1, |_| true, tie).unwrap(), brute(&rows, 1, &[0.0], 1, |_| true, tie));
+        let scales = [(1e-36f32, 0.0f32), (1e-30, 0.0), (1e-25, 0.0), (1e-22, 0.0), (1e-19, 0.0), (1e-13, 0.0), (1e-3, 1e3), (1.0, 1e6), (10.0, -1e6), (1e5, 0.0), (1e15, 0.0)];
+        for &(scale, offset) in &scales {
+            for dim in [1usize, 3, 16, 33] {
+                let n = 400;
+                let mut rows: Vec<f32> = (0..n * dim).map(|_| offset + scale * rng.random_range(-1.0f32..1.0)).collect();
+                for r in 0..n {
+                    rows[r * dim] = offset + scale * 0.25;
+                }
+                for r in (0..n).step_by(5) {
+                    let v = rows[(r / 50) * dim..(r / 50 + 1) * dim].to_vec();
+                    rows[r * dim..(r + 1) * dim].copy_from_slice(&v);
+                }
+                let b = BoundedRows::encode(&rows, dim).unwrap();
+                for t in 0..20 {
+                    let at = (t * 13 % n) * dim..(t * 13 % n + 1) * dim;
+                    let q: Vec<f32> = match t % 3 {
+                        0 => rows[at].to_vec(),
+                        1 => rows[at].iter().map(|x| x + scale * 1e-3 * rng.random_range(-1.0f32..1.0)).collect(),
+                        _ => (0..dim).map(|_| offset + scale * rng.random_range(-1.5f32..1.5)).collect(),
+                    };
+                    for (k, one_to_one) in [(1usize, false), (7, true), (50, false), (n, true), (n + 5, false)] {
+                        let tie = |o: u32| if one_to_one { u64::from(o).wrapping_mul(2654435761) % 100_003 } else { u64::from(o % 3) };
+                        let keep = |o: u32| o % 11 != 4;
+                        if let Some(got) = b.search(&rows, &q, k, keep, tie)
+                            && got != brute(&rows, dim, &q, k, keep, tie)
+                        {
+                            fails.push(format!("scale {scale} offset {offset} dim {dim} query {t} k {k}"));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(fails.is_empty(), "{} differ, e.g. {:?}", fails.len(), &fails[..fails.len().min(5)]);
+        // A k past any allocation is cut to the rows.
+        assert_eq!(b.search(&rows, &[0.0], usize::MAX, |_| true, tie).unwrap().len(), 32);
     }
 
     #[test]

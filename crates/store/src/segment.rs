@@ -193,10 +193,15 @@ impl MemSegment {
                 continue;
             }
             let dist = metric.point_distance(query, row);
-            if top.len() == k && dist >= worst {
+            // Equal to the k-th: kept if its id is smaller (the order is
+            // distance, then id, whichever segment kind answers).
+            if top.len() == k && dist > worst {
                 continue;
             }
             let hit = Hit { distance: dist, id: d.ids[o], segment: self.id, offset: o as PointOffset };
+            if top.len() == k && hit.key() >= top[k - 1].key() {
+                continue;
+            }
             let at = top.partition_point(|h| h.key() <= hit.key());
             top.insert(at, hit);
             top.truncate(k);
@@ -413,6 +418,17 @@ mod tests {
                 }
             }
             assert!(seg.bounds.get().is_some_and(|b| b.is_some()), "{metric:?}: the codes were made and used");
+        }
+        // Ties at the k-th place go to the smaller id, in both ways: 200
+        // copies of one row, ids falling as offsets rise.
+        let seg = MemSegment::new(2, 0, [0; 32], 4, &[]);
+        for i in 0..200u64 {
+            seg.push(1000 - i, &[0.5, -1.0, 2.0, 0.25], None);
+        }
+        let d = seg.data.read();
+        for frozen in [false, true] {
+            let ids: Vec<u64> = seg.search_data(&d, Metric::L2, &[0.5, -1.0, 2.0, 0.25], 10, None, frozen).iter().map(|h| h.id).collect();
+            assert_eq!(ids, (801..=810).collect::<Vec<u64>>(), "frozen {frozen}");
         }
     }
 }
