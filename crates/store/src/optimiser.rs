@@ -321,12 +321,21 @@ fn candidates(c: &Collection, set: &SegmentSet) -> Vec<(Vec<Arc<SealedSegment>>,
         .filter(|s| s.deleted() > 0 && s.deleted() as f64 >= REWRITE_DELETED * s.len() as f64)
         .map(|s| (vec![Arc::clone(s)], true))
         .collect();
-    out.extend(pick_merge(c, set).map(|g| (g, false)));
+    out.extend(pick_merge(c, set, quiet(c)).map(|g| (g, false)));
     out
 }
 
-/// Sealed segments of the lowest tier holding enough of them to merge.
-fn pick_merge(c: &Collection, set: &SegmentSet) -> Option<Vec<Arc<SealedSegment>>> {
+/// Most bytes of vectors a pile merge (below) builds at once.
+const PILE_BYTES: usize = 1 << 30;
+
+/// Sealed segments of the lowest tier holding enough of them to merge:
+/// [`MERGE_FACTOR`] of them, the smallest; or, once writes have stopped
+/// (`quiet`), the whole tier when a bulk load left a pile of at least twice
+/// that (as many as [`PILE_BYTES`] of vectors allow, smallest first). After
+/// a 1M ingest the seals leave ~25 segments of 40k: merged 4 at a time, then
+/// 4 of those, every point is built twice more and searches reach their
+/// at-rest speed ~45 s after the last write; as one pile, once.
+fn pick_merge(c: &Collection, set: &SegmentSet, quiet: bool) -> Option<Vec<Arc<SealedSegment>>> {
     let tier = |n: usize| {
         let mut t = 0;
         let mut size = c.config().seal_points.max(1) * MERGE_FACTOR;
@@ -344,7 +353,16 @@ fn pick_merge(c: &Collection, set: &SegmentSet) -> Option<Vec<Arc<SealedSegment>
     for (t, mut group) in tiers {
         if group.len() >= MERGE_FACTOR && best.as_ref().is_none_or(|(bt, _)| t < *bt) {
             group.sort_by_key(|s| s.live());
-            group.truncate(MERGE_FACTOR);
+            let row_bytes = c.dimension() * size_of::<f32>();
+            let mut bytes = 0usize;
+            let fits = group
+                .iter()
+                .take_while(|s| {
+                    bytes = bytes.saturating_add(s.live().saturating_mul(row_bytes));
+                    bytes <= PILE_BYTES
+                })
+                .count();
+            group.truncate(if quiet && fits >= 2 * MERGE_FACTOR { fits } else { MERGE_FACTOR });
             best = Some((t, group));
         }
     }
@@ -584,6 +602,37 @@ mod tests {
         let sixty = set.sealed.iter().find(|s| s.len() == 60).expect("the 60 points sealed");
         assert_ne!(sixty.index.scan_centroids().unwrap(), &tiny[..], "the seal trained its own codebook");
         assert_eq!(codebook(&c).as_deref(), sixty.index.scan_centroids());
+    }
+
+    /// Merges take the lowest tier's four smallest segments while writes go
+    /// on, and the whole pile a bulk load left once they have stopped.
+    #[test]
+    fn a_pile_of_one_tier_is_merged_at_once_when_writes_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+        let (c, _) = store.create("c", CollectionConfig { seal_points: 10, ..CollectionConfig::new(8, Metric::L2) }).unwrap();
+        c.stop_optimiser();
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut sealed = |from: usize, n: usize| {
+            for b in from..from + n {
+                c.upsert(points(10, 1000 * b as u64, &mut rng)).unwrap();
+                assert!(seal_step(&c).unwrap());
+            }
+        };
+        sealed(0, 7);
+        let set = c.set();
+        assert_eq!(set.sealed.len(), 7);
+        assert_eq!(pick_merge(&c, &set, false).map(|g| g.len()), Some(4));
+        assert_eq!(pick_merge(&c, &set, true).map(|g| g.len()), Some(4), "7 < 8: no pile");
+        sealed(7, 3);
+        let set = c.set();
+        assert_eq!(pick_merge(&c, &set, false).map(|g| g.len()), Some(4), "writes going on: four");
+        let pile = pick_merge(&c, &set, true).expect("a pile");
+        assert_eq!(pile.len(), 10, "quiet: the whole tier");
+        merge(&c, &pile).unwrap();
+        let set = c.set();
+        assert_eq!(set.sealed.iter().map(|s| s.live()).collect::<Vec<_>>(), vec![100]);
+        assert_eq!(c.len(), 100);
     }
 
     /// A store whose write backlog is 25 points, and its collection of 8-d
