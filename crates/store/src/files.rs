@@ -93,6 +93,11 @@ impl Payloads {
     }
 
     /// No payloads at all (an imported index).
+    /// Bytes of the file (0 without one).
+    pub(crate) fn file_bytes(&self) -> usize {
+        self.map.as_ref().map_or(0, |m| m.len())
+    }
+
     pub(crate) fn none(count: usize) -> Payloads {
         Payloads { map: None, count, path: PathBuf::new() }
     }

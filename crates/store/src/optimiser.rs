@@ -183,10 +183,12 @@ fn lower_priority() {
 
 /// One unit of `lane`'s work; whether there was any.
 pub(crate) fn step(c: &Arc<Collection>, lane: Lane) -> Result<bool> {
-    let pool = if lane == Lane::Merge && quiet(c) { wide_pool() } else { pool(lane) };
+    // Once: a pile merge (see `pick_merge`) runs on the wide pool only.
+    let quiet = lane == Lane::Merge && quiet(c);
+    let pool = if quiet { wide_pool() } else { pool(lane) };
     pool.install(|| match lane {
         Lane::Seal => seal_step(c),
-        Lane::Merge => merge_step(c),
+        Lane::Merge => merge_step(c, quiet),
     })
 }
 
@@ -234,7 +236,7 @@ fn seal_group(frozen: &[Arc<MemSegment>], alone: bool) -> Vec<Arc<MemSegment>> {
     out
 }
 
-fn merge_step(c: &Arc<Collection>) -> Result<bool> {
+fn merge_step(c: &Arc<Collection>, quiet: bool) -> Result<bool> {
     let _one = c.merge_lock.lock();
     let set = c.set();
     // Behind on seals: merges wait (every frozen point is searched exactly;
@@ -244,7 +246,7 @@ fn merge_step(c: &Arc<Collection>) -> Result<bool> {
     // The first candidate the disk has room for: a rewrite put off must
     // not hold back a small merge that fits.
     let mut refused = None;
-    for (inputs, rewrite) in candidates(c, &set).into_iter().filter(|(_, rewrite)| *rewrite || !behind) {
+    for (inputs, rewrite) in candidates(c, &set, quiet).into_iter().filter(|(_, rewrite)| *rewrite || !behind) {
         if let Err(e) = check_room(c, &inputs, rewrite) {
             refused.get_or_insert(e);
             continue;
@@ -313,25 +315,34 @@ fn disk_space(dir: &std::path::Path) -> Option<(u64, u64)> {
 
 /// Sealed segments worth merging or rewriting, best first: every segment
 /// with many deletions (a rewrite), then a group of the lowest tier that
-/// has one.
-fn candidates(c: &Collection, set: &SegmentSet) -> Vec<(Vec<Arc<SealedSegment>>, bool)> {
+/// has one: when `quiet`, the pile if there is one, then the usual four (the
+/// disk may have room for those only).
+fn candidates(c: &Collection, set: &SegmentSet, quiet: bool) -> Vec<(Vec<Arc<SealedSegment>>, bool)> {
     let mut out: Vec<(Vec<Arc<SealedSegment>>, bool)> = set
         .sealed
         .iter()
         .filter(|s| s.deleted() > 0 && s.deleted() as f64 >= REWRITE_DELETED * s.len() as f64)
         .map(|s| (vec![Arc::clone(s)], true))
         .collect();
-    out.extend(pick_merge(c, set, quiet(c)).map(|g| (g, false)));
+    let four = pick_merge(c, set, false);
+    if quiet && let Some(pile) = pick_merge(c, set, true).filter(|p| Some(p.len()) != four.as_ref().map(Vec::len)) {
+        out.push((pile, false));
+    }
+    out.extend(four.map(|g| (g, false)));
     out
 }
 
-/// Most bytes of vectors a pile merge (below) builds at once.
+/// Most bytes a pile merge (below) holds in memory at once: its vectors,
+/// ids and bookkeeping (64 bytes a point, counted generously) and its
+/// payloads; and most segments it merges.
 const PILE_BYTES: usize = 1 << 30;
+const PILE_SEGMENTS: usize = 32;
 
 /// Sealed segments of the lowest tier holding enough of them to merge:
 /// [`MERGE_FACTOR`] of them, the smallest; or, once writes have stopped
 /// (`quiet`), the whole tier when a bulk load left a pile of at least twice
-/// that (as many as [`PILE_BYTES`] of vectors allow, smallest first). After
+/// that (smallest first, as many as [`PILE_BYTES`] of memory and
+/// [`PILE_SEGMENTS`] allow). After
 /// a 1M ingest the seals leave ~25 segments of 40k: merged 4 at a time, then
 /// 4 of those, every point is built twice more and searches reach their
 /// at-rest speed ~45 s after the last write; as one pile, once.
@@ -353,12 +364,14 @@ fn pick_merge(c: &Collection, set: &SegmentSet, quiet: bool) -> Option<Vec<Arc<S
     for (t, mut group) in tiers {
         if group.len() >= MERGE_FACTOR && best.as_ref().is_none_or(|(bt, _)| t < *bt) {
             group.sort_by_key(|s| s.live());
-            let row_bytes = c.dimension() * size_of::<f32>();
+            let row_bytes = c.dimension() * size_of::<f32>() + 64;
             let mut bytes = 0usize;
             let fits = group
                 .iter()
+                .take(PILE_SEGMENTS)
                 .take_while(|s| {
-                    bytes = bytes.saturating_add(s.live().saturating_mul(row_bytes));
+                    let payloads = (s.payloads.file_bytes() as f64 * s.live() as f64 / s.len().max(1) as f64) as usize;
+                    bytes = bytes.saturating_add(s.live().saturating_mul(row_bytes)).saturating_add(payloads);
                     bytes <= PILE_BYTES
                 })
                 .count();
@@ -629,10 +642,22 @@ mod tests {
         assert_eq!(pick_merge(&c, &set, false).map(|g| g.len()), Some(4), "writes going on: four");
         let pile = pick_merge(&c, &set, true).expect("a pile");
         assert_eq!(pile.len(), 10, "quiet: the whole tier");
-        merge(&c, &pile).unwrap();
+        // When quiet, the four come after the pile, for a disk with room
+        // for them only (the first candidate with room is merged).
+        let sizes = |quiet: bool| candidates(&c, &c.set(), quiet).iter().map(|(g, _)| g.len()).collect::<Vec<_>>();
+        assert_eq!((sizes(true), sizes(false)), (vec![10, 4], vec![4]));
+        // At most PILE_SEGMENTS at once.
+        sealed(10, PILE_SEGMENTS);
+        assert_eq!(pick_merge(&c, &c.set(), true).map(|g| g.len()), Some(PILE_SEGMENTS));
         let set = c.set();
-        assert_eq!(set.sealed.iter().map(|s| s.live()).collect::<Vec<_>>(), vec![100]);
-        assert_eq!(c.len(), 100);
+        let pile: Vec<_> = set.sealed.iter().take(10).cloned().collect();
+        merge(&c, &pile).unwrap();
+        let rest: Vec<_> = c.set().sealed.iter().filter(|s| s.live() == 10).cloned().collect();
+        merge(&c, &rest).unwrap();
+        let mut sizes: Vec<usize> = c.set().sealed.iter().map(|s| s.live()).collect();
+        sizes.sort();
+        assert_eq!(sizes, vec![100, 320]);
+        assert_eq!(c.len(), 420);
     }
 
     /// A store whose write backlog is 25 points, and its collection of 8-d
