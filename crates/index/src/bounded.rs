@@ -14,7 +14,7 @@
 //! many rows in full stops using the codes ([`BoundedRows::worth_it`]).
 
 use crate::distance::kernels;
-use std::collections::BinaryHeap;
+use crate::topk::{Scored, TopK};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -54,28 +54,22 @@ impl BoundedRows {
             return None;
         }
         let n = rows.len() / dim;
-        let mut lo = vec![f32::INFINITY; dim];
-        let mut hi = vec![f32::NEG_INFINITY; dim];
-        for row in rows.chunks_exact(dim) {
-            for ((l, h), &x) in lo.iter_mut().zip(hi.iter_mut()).zip(row) {
-                *l = l.min(x);
-                *h = h.max(x);
-            }
-        }
+        // (A memory segment's rows are finite: checked when written.)
+        let (lo, hi, _) = crate::vectors::column_ranges(rows, dim);
         let widest = lo.iter().zip(&hi).map(|(l, h)| h - l).fold(0f32, f32::max);
         let step = if n > 0 && (widest / 255.0).is_normal() { widest / 255.0 } else { 1.0 };
         let min: Vec<f32> = lo.iter().map(|&l| if l.is_finite() { l } else { 0.0 }).collect();
         let inv = 1.0 / step;
         // f32 arithmetic's own error, added to every row's: the
         // reconstruction `m + step · c` is off by at most 2⁻²³ of
-        // `|m| + 255 step` a dimension, and the sum of squares by a relative
-        // (dim + 2) · 2⁻²⁴ (taken as (dim + 8) · 2⁻²²).
+        // `|m| + 255 step` a dimension, and the sum of squares by
+        // `relative_error`.
         let widest_value = min.iter().map(|m| m.abs() + 255.0 * step).fold(0f32, f32::max);
         // And an absolute term: squares of tiny values round to denormals
         // or 0, where f32 errors are absolute (below 2⁻¹⁴⁹ a term); with it,
         // a row pruned is farther by more than any of that.
         let arithmetic = (dim as f32).sqrt() * widest_value * 2f32.powi(-22) + ((dim as f64 + 2.0).sqrt() * 2f64.powi(-73)) as f32;
-        let rel = (dim as f32 + 8.0) * 2f32.powi(-22);
+        let rel = relative_error(dim);
         let mut codes = vec![0u8; n * dim];
         let mut err = Vec::with_capacity(n);
         for (row, out) in rows.chunks_exact(dim).zip(codes.chunks_exact_mut(dim)) {
@@ -146,10 +140,9 @@ impl BoundedRows {
             q2.push(h as i16);
             shift2 += (f64::from(q) - (f64::from(m) + f64::from(self.step) * f64::from(h) / 2.0)).powi(2);
         }
-        // ‖q − q'‖, rounded up; f32 sums' relative error, generously (the
-        // exact kernel's sums as well).
+        // ‖q − q'‖, rounded up.
         let shift = (shift2.sqrt() * (1.0 + 1e-6)) as f32;
-        let rel = (dim as f32 + 8.0) * 2f32.powi(-22);
+        let rel = relative_error(dim);
         let half_step = f64::from(self.step) / 2.0;
         let diff = int_kernel();
         let code = |o: usize| &self.codes[o * dim..(o + 1) * dim];
@@ -159,7 +152,7 @@ impl BoundedRows {
         // past `tau` as it stood then (it only falls). A row is first tested
         // against `limit`, the integer sum past which no row's lower bound
         // can be under `tau`.
-        let mut upper: BinaryHeap<OrdF32> = BinaryHeap::with_capacity(k + 1);
+        let mut upper = TopK::new(k);
         let mut tau = f32::INFINITY;
         let mut limit = u32::MAX;
         let mut candidates: Vec<(f32, u32)> = Vec::new();
@@ -176,13 +169,11 @@ impl BoundedRows {
                 continue;
             }
             let up = s * (1.0 + rel) + e;
-            if up < tau || upper.len() < k {
-                upper.push(OrdF32(up));
-                if upper.len() > k {
-                    upper.pop();
-                }
-                if upper.len() == k {
-                    tau = upper.peek().map_or(f32::INFINITY, |u| u.0);
+            if up < upper.threshold() {
+                upper.push(Scored { distance: up, offset: o as u32 });
+                // The k-th upper bound once there are k (+inf before).
+                tau = upper.threshold();
+                if tau.is_finite() {
                     // lower > tau for every row with s > (tau + e_max) / (1 − rel).
                     let s_max = f64::from(tau + err_max) / f64::from(1.0 - rel) / half_step;
                     limit = if s_max * s_max < f64::from(u32::MAX) { (s_max * s_max).ceil() as u32 } else { u32::MAX };
@@ -219,6 +210,12 @@ impl BoundedRows {
         self.reads.fetch_add(read, Ordering::Relaxed);
         Some(top.into_iter().map(|(d, _, o)| (d, o)).collect())
     }
+}
+
+/// The relative error of a sum of `dim` f32 squares, generously: (dim + 2)
+/// · 2⁻²⁴ taken as (dim + 8) · 2⁻²² (the exact kernel's sums as well).
+fn relative_error(dim: usize) -> f32 {
+    (dim as f32 + 8.0) * 2f32.powi(-22)
 }
 
 /// `Σ (q_i − 2 c_i)²` over codes `c` and a query in half steps `q`
@@ -292,24 +289,6 @@ mod x86 {
         let mut sum = _mm_cvtsi128_si32(folded) as u32;
         sum += super::diff_scalar(&codes[i..], &q[i..]);
         sum
-    }
-}
-
-/// An f32 ordered by [`f32::total_cmp`] (for the heap of upper bounds).
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct OrdF32(f32);
-
-impl Eq for OrdF32 {}
-
-impl PartialOrd for OrdF32 {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for OrdF32 {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
     }
 }
 

@@ -75,6 +75,23 @@ fn to_le(values: &[f32]) -> Vec<u32> {
 /// The NumPy 1.0 header for a C-order `rows x cols` array of `descr`
 /// (`<f4`, `<i8`, ...), padded so the data starts on a 64-byte boundary (as
 /// NumPy itself does).
+/// Each column's smallest and largest value over `rows` (row-major, `dim`
+/// wide; ±inf for none), and whether any value is NaN (`f32::min`/`max`
+/// skip one, so it is looked for on its own).
+pub(crate) fn column_ranges(rows: &[f32], dim: usize) -> (Vec<f32>, Vec<f32>, bool) {
+    let mut lo = vec![f32::INFINITY; dim];
+    let mut hi = vec![f32::NEG_INFINITY; dim];
+    let mut nan = false;
+    for r in rows.chunks_exact(dim.max(1)) {
+        for ((l, h), &x) in lo.iter_mut().zip(hi.iter_mut()).zip(r) {
+            *l = l.min(x);
+            *h = h.max(x);
+            nan |= x.is_nan();
+        }
+    }
+    (lo, hi, nan)
+}
+
 pub fn npy_header(descr: &str, rows: usize, cols: usize) -> Vec<u8> {
     let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     let unpadded = 10 + dict.len() + 1;

@@ -342,10 +342,10 @@ const PILE_SEGMENTS: usize = 32;
 /// [`MERGE_FACTOR`] of them, the smallest; or, once writes have stopped
 /// (`quiet`), the whole tier when a bulk load left a pile of at least twice
 /// that (smallest first, as many as [`PILE_BYTES`] of memory and
-/// [`PILE_SEGMENTS`] allow). After
-/// a 1M ingest the seals leave ~25 segments of 40k: merged 4 at a time, then
-/// 4 of those, every point is built twice more and searches reach their
-/// at-rest speed ~45 s after the last write; as one pile, once.
+/// [`PILE_SEGMENTS`] allow). After a 1M ingest the seals leave ~25
+/// segments of 40k: merged 4 at a time, then 4 of those, every point is
+/// built twice more and searches reach their at-rest speed 41–50 s after the
+/// last write; as one pile, once (26 s).
 fn pick_merge(c: &Collection, set: &SegmentSet, quiet: bool) -> Option<Vec<Arc<SealedSegment>>> {
     let tier = |n: usize| {
         let mut t = 0;

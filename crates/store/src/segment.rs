@@ -147,9 +147,8 @@ impl MemSegment {
     /// by squared L2 and it has not yet. Only for a frozen segment: the
     /// mutable one still takes rows.
     pub(crate) fn prepare_bounds(&self, metric: Metric) {
-        if metric != Metric::Ip && self.bounds.get().is_none() {
-            let d = self.data.read();
-            self.bounds_of(&d, metric);
+        if self.bounds.get().is_none() {
+            self.bounds_of(&self.data.read(), metric);
         }
     }
 

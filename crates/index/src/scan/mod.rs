@@ -1282,17 +1282,7 @@ pub fn build_with(vectors: &[f32], dim: usize, opts: &ScanOptions, trained: Opti
     let codes = ScanView { centroids: &centroids, ..view_for_ranges }.encode(vectors);
 
     // SQ8: per-dimension range over all points.
-    // (`f32::min`/`max` skip a NaN: it is looked for on its own.)
-    let mut lo = vec![f32::INFINITY; dim];
-    let mut hi = vec![f32::NEG_INFINITY; dim];
-    let mut nan = false;
-    for r in vectors.chunks_exact(dim) {
-        for ((l, h), &x) in lo.iter_mut().zip(hi.iter_mut()).zip(r) {
-            *l = l.min(x);
-            *h = h.max(x);
-            nan |= x.is_nan();
-        }
-    }
+    let (lo, hi, nan) = crate::vectors::column_ranges(vectors, dim);
     let step: Vec<f32> = lo.iter().zip(&hi).map(|(l, h)| if h > l { (h - l) / 255.0 } else { 1.0 }).collect();
     if nan || lo.iter().chain(&hi).chain(&step).any(|x| !x.is_finite()) {
         return Err(Error::InvalidParameter { name: "vectors", reason: "contain non-finite values".into() });
