@@ -52,6 +52,7 @@ pub fn choose(vectors: &Matrix, metric: Metric, seed: u64) -> crate::Result<Choi
         Error::NonFinite { index } => Error::NonFinite { index: picked[index] },
         Error::ZeroVector { index } => Error::ZeroVector { index: picked[index] },
         Error::TooLarge { index } => Error::TooLarge { index: picked[index] },
+        Error::TooSmall { index } => Error::TooSmall { index: picked[index] },
         e => e,
     })?;
     let dim = space.dim();

@@ -50,6 +50,12 @@ pub enum Error {
     #[error("vector {index} is too large: its squared norm must stay below 1e34; scale the vectors down")]
     TooLarge { index: usize },
 
+    /// A non-zero vector's values are so small that distances would
+    /// underflow f32 (squared norm under [`crate::metric::MIN_NORM_SQUARED`]
+    /// under `l2` or `ip`). User error.
+    #[error("vector {index} is too small: a non-zero vector's squared norm must be at least 1e-20 under l2 and ip; scale the vectors up, or use cosine")]
+    TooSmall { index: usize },
+
     /// Two points were given the same id. User error.
     #[error("duplicate id {id} (rows {first} and {second})")]
     DuplicateId { id: u64, first: usize, second: usize },

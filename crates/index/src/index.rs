@@ -236,6 +236,7 @@ impl Index {
                 Error::NonFinite { .. } => Error::NonFinite { index: i },
                 Error::ZeroVector { .. } => Error::ZeroVector { index: i },
                 Error::TooLarge { .. } => Error::TooLarge { index: i },
+                Error::TooSmall { .. } => Error::TooSmall { index: i },
                 e => e,
             })?;
             out.extend_from_slice(&prepared);

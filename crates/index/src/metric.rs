@@ -25,9 +25,13 @@
 //! `ip` distance is recomputed from the stored x (its first `dim` values) and
 //! the original query, so it is exact, not derived from the space's rounding.
 //!
-//! Values are bounded so that no distance overflows f32: under `l2` and `ip`
-//! a stored row or a query whose squared norm reaches [`MAX_NORM_SQUARED`] is
-//! refused (`cosine` scales any finite vector to unit length first).
+//! Values are bounded so that no distance overflows or underflows f32: under
+//! `l2` and `ip` a stored row or a query whose squared norm reaches
+//! [`MAX_NORM_SQUARED`] is refused, and so is a non-zero one whose squared
+//! norm is under [`MIN_NORM_SQUARED`]: between such vectors every squared
+//! difference is a denormal or 0, so all distances tie and the answer would
+//! be the lowest ids, not the nearest (`cosine` scales any finite vector to
+//! unit length first; the zero vector stays allowed under `l2` and `ip`).
 
 use crate::distance::{dot, normalize_query};
 use crate::error::{Error, Result};
@@ -38,6 +42,12 @@ use std::borrow::Cow;
 /// such vectors, and of an `ip` query scaled to [`IP_QUERY_SCALE`]·M, stay
 /// far below `f32::MAX` ≈ 3.4e38).
 pub const MAX_NORM_SQUARED: f64 = 1e34;
+
+/// Smallest squared norm a non-zero stored row or query may have under
+/// `l2` and `ip`. At 1e-20 a 4096-d vector's components are about 1.6e-12,
+/// and a difference of 1e-4 of them squares to 2.5e-32, still a normal f32
+/// (from 1.2e-38); at 1e-25 scale (squared norm 1e-48) every f32 square is 0.
+pub const MIN_NORM_SQUARED: f64 = 1e-20;
 
 /// An `ip` query is scaled to this many times the stored rows' norm M.
 pub const IP_QUERY_SCALE: f32 = 10.0;
@@ -90,7 +100,8 @@ impl Metric {
     }
 
     /// The stored rows for `vectors` (see the module doc). Refuses non-finite
-    /// values, rows too large for f32 distances and, for `cosine`, zero rows,
+    /// values, rows too large or too small for f32 distances and, for
+    /// `cosine`, zero rows,
     /// naming the first such row.
     pub fn prepare_rows(self, vectors: &Matrix) -> Result<Cow<'_, Matrix>> {
         let dim = vectors.dim();
@@ -99,6 +110,9 @@ impl Metric {
         }
         if let Some(i) = vectors.rows().position(|r| self.too_large(r)) {
             return Err(Error::TooLarge { index: i });
+        }
+        if let Some(i) = vectors.rows().position(|r| self.too_small(r)) {
+            return Err(Error::TooSmall { index: i });
         }
         match self {
             Metric::L2 => Ok(Cow::Borrowed(vectors)),
@@ -138,6 +152,9 @@ impl Metric {
         if self.too_large(query) {
             return Err(Error::TooLarge { index: 0 });
         }
+        if self.too_small(query) {
+            return Err(Error::TooSmall { index: 0 });
+        }
         Ok(match self {
             Metric::L2 => Cow::Borrowed(query),
             Metric::Cosine => {
@@ -160,6 +177,9 @@ impl Metric {
         }
         if self.too_large(v) {
             return Err(Error::TooLarge { index });
+        }
+        if self.too_small(v) {
+            return Err(Error::TooSmall { index });
         }
         match self {
             Metric::L2 | Metric::Ip => Ok(Cow::Borrowed(v)),
@@ -203,6 +223,15 @@ impl Metric {
     /// vector to unit length first, so any finite one will do.
     fn too_large(self, v: &[f32]) -> bool {
         self != Metric::Cosine && norm_squared(v) >= MAX_NORM_SQUARED
+    }
+
+    /// Whether `v` is non-zero but so small that f32 distances between such
+    /// vectors underflow ([`MIN_NORM_SQUARED`]); not for `cosine`.
+    fn too_small(self, v: &[f32]) -> bool {
+        self != Metric::Cosine && {
+            let n = norm_squared(v);
+            n > 0.0 && n < MIN_NORM_SQUARED
+        }
     }
 
     /// The query an indexed point makes, in the space (leave-one-out

@@ -287,3 +287,38 @@ fn vectors_too_large_for_f32_distances_are_refused() {
     assert!(matches!(index.search(&[1e20; DIM], 3, &SearchParams::exact()), Err(Error::TooLarge { .. })));
     assert_eq!(index.search(&[1e15; DIM], 3, &SearchParams::exact()).unwrap().len(), 3);
 }
+
+/// Under l2 and ip, a non-zero vector whose squared norm is under 1e-20
+/// would make every f32 squared difference a denormal or 0, so distances
+/// tie and the answer is the lowest ids: a build naming the row and a query
+/// are refused. The zero vector stays allowed; cosine takes any scale.
+#[test]
+fn vectors_too_small_for_f32_distances_are_refused() {
+    let mut data = scaled_clustered(100, 8).into_vec();
+    data[40 * DIM..41 * DIM].fill(1e-25);
+    data[41 * DIM..42 * DIM].fill(0.0);
+    let tiny = Matrix::new(DIM, data).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.vwi");
+    for metric in [Metric::L2, Metric::Ip] {
+        let opts = IndexOptions { metric, graph: None, scan: Some(ScanOptions::default()), default_method: Method::Scan };
+        let e = vectorwise_index::build(&tiny, &path, &opts, &|_| {}).unwrap_err();
+        assert!(matches!(e, Error::TooSmall { index: 40 }), "{metric}: {e}");
+        assert!(metric.prepare_point(&[1e-25; DIM], 7).is_err_and(|e| matches!(e, Error::TooSmall { index: 7 })));
+        assert!(metric.prepare_point(&[0.0; DIM], 7).is_ok());
+        assert!(metric.prepare_point(&[1e-9; DIM], 7).is_ok());
+    }
+    let opts = IndexOptions { metric: Metric::Cosine, graph: None, scan: Some(ScanOptions::default()), default_method: Method::Scan };
+    let mut data = scaled_clustered(100, 8).into_vec();
+    data[40 * DIM..41 * DIM].fill(1e-25);
+    vectorwise_index::build(&Matrix::new(DIM, data).unwrap(), &path, &opts, &|_| {}).unwrap();
+    let index = Index::open(&path).unwrap();
+    assert_eq!(index.search(&[1e-25; DIM], 3, &SearchParams::exact()).unwrap().len(), 3);
+
+    let opts = IndexOptions { graph: None, scan: Some(ScanOptions::default()), default_method: Method::Scan, ..Default::default() };
+    vectorwise_index::build(&scaled_clustered(100, 8), &path, &opts, &|_| {}).unwrap();
+    let index = Index::open(&path).unwrap();
+    assert!(matches!(index.search(&[1e-25; DIM], 3, &SearchParams::exact()), Err(Error::TooSmall { .. })));
+    assert_eq!(index.search(&[0.0; DIM], 3, &SearchParams::exact()).unwrap().len(), 3);
+    assert_eq!(index.search(&[1e-9; DIM], 3, &SearchParams::exact()).unwrap().len(), 3);
+}

@@ -190,7 +190,7 @@ fn engine_status(e: &vectorwise_index::Error) -> StatusCode {
         }
         // Routes turn it into a located 422 (`zero_vector` in routes.rs);
         // unlocated it is still the caller's input.
-        E::ZeroVector { .. } | E::TooLarge { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        E::ZeroVector { .. } | E::TooLarge { .. } | E::TooSmall { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         // The engine calls a bad file a user error, but the file is ours,
         // not the HTTP caller's: internal.
         E::Io { .. } | E::CorruptFile { .. } | E::UnsupportedFile { .. } => StatusCode::INTERNAL_SERVER_ERROR,

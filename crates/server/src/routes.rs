@@ -168,6 +168,9 @@ pub(crate) fn located(error: ApiError, at: impl FnOnce(usize) -> (Vec<LocItem>, 
             (*index, "must not be the zero vector: it has no direction under the cosine metric")
         }
         ApiError::Engine(E::TooLarge { index }) => (*index, "is too large: its squared norm must stay below 1e34"),
+        ApiError::Engine(E::TooSmall { index }) => {
+            (*index, "is too small: a non-zero vector's squared norm must be at least 1e-20 under l2 and ip")
+        }
         _ => return error,
     };
     let (loc, name) = at(index);
@@ -199,7 +202,7 @@ pub(crate) fn located(error: ApiError, at: impl FnOnce(usize) -> (Vec<LocItem>, 
         (status = 422, description = "Invalid body: every problem, located. Also an empty or `null` body, \
             a body whose Content-Type is neither JSON (`application/json`, `application/*+json` \
             or none) nor binary (`application/octet-stream`, `application/x-npy`), and a query the index's metric refuses: the zero vector under \
-            `cosine`, a squared norm of 1e34 or more under `l2` and `ip`", body = ValidationErrorResponse),
+            `cosine`, a squared norm of 1e34 or more, or non-zero under 1e-20, under `l2` and `ip`", body = ValidationErrorResponse),
         (status = 500, description = "Internal error (details in the server log)", body = ErrorResponse),
         (status = 503, description = "Index not loaded, or too many pending searches", body = ErrorResponse,
             headers(("retry-after" = u32, description = "`1`, when the searches pending are too many"))),
@@ -317,7 +320,7 @@ pub(crate) fn keep(state: &AppState, key: Option<Keys>, headers: HeaderMap, body
             every problem located (`loc` holds the query's index). Also an empty or `null` body, a body \
             whose Content-Type is neither JSON (`application/json`, `application/*+json` or none) nor \
             binary (`application/octet-stream`, `application/x-npy`), and a query the index's metric refuses: the zero vector under `cosine`, \
-            a squared norm of 1e34 or more under `l2` and `ip`", body = ValidationErrorResponse),
+            a squared norm of 1e34 or more, or non-zero under 1e-20, under `l2` and `ip`", body = ValidationErrorResponse),
         (status = 500, description = "Internal error (details in the server log)", body = ErrorResponse),
         (status = 503, description = "Index not loaded, or too many pending searches", body = ErrorResponse,
             headers(("retry-after" = u32, description = "`1`, when the searches pending are too many"))),
