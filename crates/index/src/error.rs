@@ -56,6 +56,11 @@ pub enum Error {
     #[error("vector {index} is too small: a non-zero vector's squared norm must be at least 1e-20 under l2 and ip; scale the vectors up, or use cosine")]
     TooSmall { index: usize },
 
+    /// A build was asked to stop ([`crate::Cancel`]); nothing was written
+    /// at its path.
+    #[error("the build was cancelled")]
+    Cancelled,
+
     /// Two points were given the same id. User error.
     #[error("duplicate id {id} (rows {first} and {second})")]
     DuplicateId { id: u64, first: usize, second: usize },

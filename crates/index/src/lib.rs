@@ -10,6 +10,7 @@
 pub mod allow;
 pub mod bounded;
 pub mod calibrate;
+pub mod cancel;
 pub mod choose;
 pub mod dataset;
 pub mod distance;
@@ -31,6 +32,7 @@ pub mod visited;
 
 pub use allow::{AllowSet, FilteredPath};
 pub use calibrate::{Calibration, Profile};
+pub use cancel::Cancel;
 pub use error::{Error, Result};
 pub use fsutil::{remove_stale_temporaries, write_atomic};
 pub use index::{FILTERED_LIST_FACTOR, Index, IndexInfo, PointOffset, exact_keep, scan_keep};
@@ -198,7 +200,7 @@ pub fn build<'a>(
     opts: &IndexOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<f64> {
-    build_then(points.into(), path, opts, None, progress, |_| Ok(()))
+    build_then(points.into(), path, opts, None, &Cancel::never(), progress, |_| Ok(()))
 }
 
 /// [`build`], then measures the new index's recall table ([`calibrate`]) and
@@ -212,27 +214,29 @@ pub fn build_calibrated<'a>(
     calibration: &calibrate::CalibrateOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(f64, Option<Calibration>)> {
-    build_calibrated_with(points, path, opts, None, calibration, progress)
+    build_calibrated_with(points, path, opts, None, calibration, &Cancel::never(), progress)
 }
 
 /// [`build_calibrated`], with the scan's product-quantiser centroids from an
-/// earlier build where they fit (see [`scan::build_with`]).
+/// earlier build where they fit (see [`scan::build_with`]), stopping with
+/// [`Error::Cancelled`] (nothing written at `path`) once `cancel` is set.
 pub fn build_calibrated_with<'a>(
     points: impl Into<Points<'a>>,
     path: &std::path::Path,
     opts: &IndexOptions,
     trained: Option<&[f32]>,
     calibration: &calibrate::CalibrateOptions,
+    cancel: &Cancel,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(f64, Option<Calibration>)> {
     let points = points.into();
     if points.vectors.len() < 2 && calibration.queries.is_none() {
-        return Ok((build_then(points, path, opts, trained, progress, |_| Ok(()))?, None));
+        return Ok((build_then(points, path, opts, trained, cancel, progress, |_| Ok(()))?, None));
     }
     let mut table = None;
-    let seconds = build_then(points, path, opts, trained, progress, |tmp| {
+    let seconds = build_then(points, path, opts, trained, cancel, progress, |tmp| {
         let index = Index::open(tmp)?;
-        let c = calibrate::calibrate(&index, calibration)?;
+        let c = calibrate::calibrate_with(&index, calibration, cancel)?;
         drop(index);
         format::append_calibration(tmp, &c)?;
         table = Some(c);
@@ -246,6 +250,7 @@ fn build_then(
     path: &std::path::Path,
     opts: &IndexOptions,
     trained: Option<&[f32]>,
+    cancel: &Cancel,
     progress: &(dyn Fn(u64) + Sync),
     finish: impl FnOnce(&std::path::Path) -> Result<()>,
 ) -> Result<f64> {
@@ -264,11 +269,11 @@ fn build_then(
     // A partitioned scan stores its points in list order: every structure is
     // built over the reordered vectors, and the ids map offsets back to rows.
     let partition = opts.scan.filter(|o| o.lists > 0).map(|o| {
-        let (centroids, assign) = scan::lists::train(vectors.as_slice(), dim, o.lists, o.seed);
+        let (centroids, assign) = scan::lists::train(vectors.as_slice(), dim, o.lists, o.seed, cancel)?;
         let lists = centroids.len() / dim.max(1);
         let (order, starts) = scan::lists::order(&assign, lists);
-        (scan::lists::Lists { centroids, starts }, order)
-    });
+        Ok::<_, Error>((scan::lists::Lists { centroids, starts }, order))
+    }).transpose()?;
     let reordered: Option<Vec<f32>> = partition.as_ref().map(|(_, order)| {
         let mut out = Vec::with_capacity(vectors.as_slice().len());
         for &row in order {
@@ -282,7 +287,7 @@ fn build_then(
         None => points.ids.map(<[u64]>::to_vec),
     };
     let data: &[f32] = reordered.as_deref().unwrap_or(vectors.as_slice());
-    let mut scan = opts.scan.map(|o| scan::build_with(data, dim, &o, trained)).transpose()?;
+    let mut scan = opts.scan.map(|o| scan::build_with(data, dim, &o, trained, cancel)).transpose()?;
     if let (Some(codes), Some((lists, _))) = (scan.as_mut(), partition) {
         codes.set_lists(lists);
     }
@@ -292,6 +297,7 @@ fn build_then(
         m => m,
     };
     let build_seconds = start.elapsed().as_secs_f64();
+    cancel.check()?;
     format::write_then(
         path,
         &format::IndexParts {

@@ -205,3 +205,27 @@ fn leave_one_out_does_not_flatter_the_graph() {
     let delivered = recall_of(&index, &held_out, 10, &first.setting);
     assert!(first.recall_mean <= delivered + 0.05, "{}: table {} vs held out {delivered}", first.setting, first.recall_mean);
 }
+
+/// A build or a calibration whose `Cancel` is set stops with `Cancelled`
+/// and leaves nothing behind (the optimiser of a collection that closes).
+#[test]
+fn a_cancelled_build_stops_and_leaves_nothing() {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    let dir = tempfile::tempdir().unwrap();
+    let base = dataset::sphere(3_000, DIM, 43);
+    let cancel = vectorwise_index::Cancel::new(Arc::new(AtomicBool::new(true)));
+    let calibration = CalibrateOptions { sample: 60, ..Default::default() };
+    for lists in [0, 20] {
+        let opts = IndexOptions { graph: None, scan: Some(ScanOptions { dsub: 4, seed: 2, lists }), default_method: Method::Scan, ..Default::default() };
+        let path = dir.path().join(format!("cancelled-{lists}.vwi"));
+        let r = vectorwise_index::build_calibrated_with(&base, &path, &opts, None, &calibration, &cancel, &|_| {});
+        assert!(matches!(r, Err(vectorwise_index::Error::Cancelled)), "lists {lists}: {r:?}");
+    }
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(names.is_empty(), "{names:?}");
+    let (index, _) = scan_index(dir.path());
+    let r = vectorwise_index::calibrate::calibrate_with(&index, &calibration, &cancel);
+    assert!(matches!(r, Err(vectorwise_index::Error::Cancelled)), "{r:?}");
+    assert!(vectorwise_index::calibrate::calibrate_with(&index, &calibration, &vectorwise_index::Cancel::never()).is_ok());
+}

@@ -194,6 +194,8 @@ fn engine_status(e: &vectorwise_index::Error) -> StatusCode {
         // The engine calls a bad file a user error, but the file is ours,
         // not the HTTP caller's: internal.
         E::Io { .. } | E::CorruptFile { .. } | E::UnsupportedFile { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        // Only the optimiser's builds are cancelled, when their collection goes.
+        E::Cancelled => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 

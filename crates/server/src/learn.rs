@@ -159,10 +159,7 @@ impl Learner {
         let started = std::thread::Builder::new().name("learn-calibration".into()).spawn(move || {
             let learner = state.learner();
             match learn(&state, &index, generation, queries) {
-                Ok(true) => {
-                    learner.learnt.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(false) => {}
+                Ok(()) => {}
                 Err(e) => {
                     tracing::error!(error = %e, "learning the recall table from live queries failed");
                     *learner.last_error.lock() = Some(e);
@@ -178,8 +175,9 @@ impl Learner {
 }
 
 /// Measures `index`'s table on `queries` (rows of its dimension) and serves
-/// it, if `generation` is still served; whether it was.
-fn learn(state: &AppState, index: &Arc<Index>, generation: u64, queries: Vec<f32>) -> Result<bool, String> {
+/// it, if `generation` is still served (counted in `learnt` as it is
+/// served: a client that sees the table in `/stats` sees the count too).
+fn learn(state: &AppState, index: &Arc<Index>, generation: u64, queries: Vec<f32>) -> Result<(), String> {
     let started = Instant::now();
     let nq = queries.len() / index.dim().max(1);
     // One niced thread: the searches keep the cores.
@@ -189,11 +187,15 @@ fn learn(state: &AppState, index: &Arc<Index>, generation: u64, queries: Vec<f32
     calibration.source = QuerySource::Live;
     let mut fresh = Index::open(index.path()).map_err(|e| format!("reopening the index: {e}"))?;
     if fresh.file_identity() != index.file_identity() {
-        return Ok(false);
+        return Ok(());
     }
     fresh.set_calibration(calibration.clone()).map_err(|e| e.to_string())?;
+    // Counted before it is served: `/stats` never shows a learnt table
+    // with `learnt` still 0 (a test read the two in between once).
+    state.learner().learnt.fetch_add(1, Ordering::Relaxed);
     if !state.replace_index_if(generation, Arc::new(fresh)) {
-        return Ok(false);
+        state.learner().learnt.fetch_sub(1, Ordering::Relaxed);
+        return Ok(());
     }
     tracing::info!(
         queries = nq,
@@ -204,10 +206,10 @@ fn learn(state: &AppState, index: &Arc<Index>, generation: u64, queries: Vec<f32
     if let Err(e) = save(index.path(), index.file_identity(), &calibration) {
         tracing::warn!(error = %e, "the learnt recall table is served but not saved: it is lost at the next start");
         *state.learner().last_error.lock() = Some(format!("served but not saved (lost at the next start): {e}"));
-        return Ok(true);
+        return Ok(());
     }
     *state.learner().last_error.lock() = None;
-    Ok(true)
+    Ok(())
 }
 
 /// Where the table learnt for the index at `index` is kept.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use vectorwise_index::calibrate::CalibrateOptions;
 use vectorwise_index::plan::{AUTO_LISTS_MIN_POINTS, BuildMethod, BuildRequest, plan_build};
-use vectorwise_index::{Matrix, Points};
+use vectorwise_index::{Cancel, Matrix, Points};
 
 /// Sealed segments merged at once, and the size ratio of a tier.
 const MERGE_FACTOR: usize = 4;
@@ -89,6 +89,12 @@ fn run(weak: std::sync::Weak<Collection>, lane: Lane) {
                 if worked {
                     continue;
                 }
+            }
+            Err(crate::Error::Index(vectorwise_index::Error::Cancelled)) => {
+                // The collection is closing: its points are still in the
+                // log or the input segments, and the build's files are gone.
+                tracing::info!(collection = c.name(), ?lane, "build cancelled: the collection is closing");
+                return;
             }
             Err(e) => {
                 if let crate::Error::MergeNeedsRoom { what, .. } = &e {
@@ -492,7 +498,7 @@ fn build_files(
     let matrix = Matrix::new(c.dimension(), vectors)?;
     let known = *c.structured.lock();
     let (index_path, payload_path, verdict) =
-        write_segment(&segments_dir(&c.dir), id, c.metric(), &matrix, &ids, &payloads, trained, known)?;
+        write_segment(&segments_dir(&c.dir), id, c.metric(), &matrix, &ids, &payloads, trained, known, &Cancel::new(Arc::clone(&c.cancel)))?;
     if verdict.is_some() {
         *c.structured.lock() = verdict;
     }
@@ -515,6 +521,7 @@ pub(crate) fn write_segment(
     payloads: &[Option<Arc<str>>],
     trained: Option<&[f32]>,
     known: Option<bool>,
+    cancel: &Cancel,
 ) -> Result<(std::path::PathBuf, std::path::PathBuf, Option<bool>)> {
     let index_path = dir.join(index_name(id));
     let payload_path = dir.join(payloads_name(id));
@@ -539,7 +546,7 @@ pub(crate) fn write_segment(
     let plan = plan_build(matrix, &request)?;
     let verdict = plan.choice.map(|choice| choice.method == vectorwise_index::Method::Hnsw);
     let points = Points { vectors: matrix, ids: Some(ids), keys: true };
-    vectorwise_index::build_calibrated_with(points, &index_path, &plan.options, trained, &CalibrateOptions::default(), &|_| {})?;
+    vectorwise_index::build_calibrated_with(points, &index_path, &plan.options, trained, &CalibrateOptions::default(), cancel, &|_| {})?;
     let index = vectorwise_index::Index::open(&index_path)?;
     let position: HashMap<u64, usize> = ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
     let ordered: Vec<Option<&str>> = index.ids().iter().map(|id| payloads[position[id]].as_deref()).collect();
@@ -658,6 +665,46 @@ mod tests {
         sizes.sort();
         assert_eq!(sizes, vec![100, 320]);
         assert_eq!(c.len(), 420);
+    }
+
+    /// A collection that closes (dropped, replaced, shut down) cancels the
+    /// build in progress: a merge or a seal stopped so changes nothing and
+    /// leaves no file; the points stay in the inputs and the log.
+    #[test]
+    fn builds_stop_when_the_collection_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = || {
+            let mut names: Vec<String> =
+                std::fs::read_dir(segments_dir(&dir.path().join("c"))).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+            names.sort();
+            names
+        };
+        {
+            let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+            let (c, _) = store.create("c", CollectionConfig { seal_points: 10, ..CollectionConfig::new(8, Metric::L2) }).unwrap();
+            c.stop_optimiser();
+            let mut rng = StdRng::seed_from_u64(4);
+            for b in 0..4 {
+                c.upsert(points(10, 100 * b, &mut rng)).unwrap();
+                assert!(seal_step(&c).unwrap());
+            }
+            c.upsert(points(10, 1000, &mut rng)).unwrap();
+            let before = files();
+            c.cancel_builds();
+            let cancelled = |r: Result<_>| matches!(r, Err(crate::Error::Index(vectorwise_index::Error::Cancelled)));
+            let four = c.set().sealed.clone();
+            assert!(cancelled(merge(&c, &four)), "the merge was cancelled");
+            assert!(cancelled(seal_step(&c).map(|_| ())), "the seal was cancelled");
+            let set = c.set();
+            assert_eq!((set.sealed.len(), set.frozen.len(), c.len()), (4, 1, 50));
+            assert_eq!(files(), before, "no file of a cancelled build is left");
+            c.close();
+        }
+        let store = Store::open(dir.path(), SyncMode::Always).unwrap();
+        let c = store.get("c").unwrap();
+        assert_eq!(c.len(), 50, "every point is still there");
+        c.optimise().unwrap();
+        assert_eq!(c.len(), 50);
     }
 
     /// A store whose write backlog is 25 points, and its collection of 8-d

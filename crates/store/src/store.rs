@@ -5,6 +5,7 @@ use crate::error::{Error, Loc, Result};
 use crate::manifest::{CollectionConfig, MANIFEST, Manifest, SegmentEntry};
 use crate::snapshot::{SnapshotInfo, SnapshotSummary};
 use crate::wal::SyncMode;
+use vectorwise_index::Cancel;
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -268,7 +269,7 @@ impl Store {
             let matrix = vectorwise_index::Matrix::new(config.dimension, vectors)?;
             let seg_dir = segments_dir(tmp);
             let (index, payload_file, _) =
-                crate::optimiser::write_segment(&seg_dir, 1, config.metric, &matrix, &ids, &payloads, None, None)?;
+                crate::optimiser::write_segment(&seg_dir, 1, config.metric, &matrix, &ids, &payloads, None, None, &Cancel::never())?;
             let name_of = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             manifest.segments.push(SegmentEntry {
                 id: 1,
@@ -543,6 +544,7 @@ impl Store {
     pub fn close(&self) {
         for c in self.collections.read().values() {
             c.stop_optimiser();
+            c.cancel_builds();
         }
     }
 

@@ -16,6 +16,7 @@
 //! profiles use, and for exact search.
 
 use super::table::{Calibration, Centre, KS, KTable, Latency, Point, Profile, QuerySource, TABLE_VERSION};
+use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::exact;
 use crate::format;
@@ -97,6 +98,13 @@ fn latency(mut ms: Vec<f64>) -> Latency {
 
 /// Measures the calibration table of `index` (see the module doc).
 pub fn calibrate(index: &Index, opts: &CalibrateOptions) -> Result<Calibration> {
+    calibrate_with(index, opts, &Cancel::never())
+}
+
+/// [`calibrate`], stopping with [`Error::Cancelled`] once `cancel` is set
+/// (checked after the ground truth, each sweep and each timing).
+pub fn calibrate_with(index: &Index, opts: &CalibrateOptions, cancel: &Cancel) -> Result<Calibration> {
+    cancel.check()?;
     let start = Instant::now();
     // Queries, truth and searches are all in the metric's space: given
     // queries are prepared as a search prepares them, and an indexed point
@@ -142,6 +150,7 @@ pub fn calibrate(index: &Index, opts: &CalibrateOptions) -> Result<Calibration> 
 
     // Ground truth: one more than kmax, then each query's own point dropped.
     let found = exact::search_many(index.space_vectors(), dim, &rows, kmax + usize::from(leave_one_out));
+    cancel.check()?;
     let found: Vec<Vec<Scored>> =
         found.into_iter().zip(&own).map(|(f, own)| f.into_iter().filter(|s| Some(s.offset) != *own).take(kmax).collect()).collect();
     let centre = centre(index.space_vectors(), dim);
@@ -160,12 +169,14 @@ pub fn calibrate(index: &Index, opts: &CalibrateOptions) -> Result<Calibration> 
     if info.has_graph {
         for t in &mut tables {
             t.points.extend(sweep_graph(index, &q, t.k)?);
+            cancel.check()?;
         }
     }
     if let Some(scan) = index.scan_view() {
         for (t, points) in tables.iter_mut().zip(sweep_lists(index.space_vectors(), &scan, &q, &ks, leave_one_out)) {
             t.points.extend(points);
         }
+        cancel.check()?;
     }
     // Exact, timed.
     let timed = nq.min(TIMED_EXACT);
@@ -181,6 +192,7 @@ pub fn calibrate(index: &Index, opts: &CalibrateOptions) -> Result<Calibration> 
             let chosen = calibration.for_target(k, profile.target()).params;
             let table = &calibration.tables[ti];
             let Some(pi) = table.points.iter().position(|p| p.setting == chosen && p.latency.is_none()) else { continue };
+            cancel.check()?;
             let ms = time_searches(index, &q, nq.min(TIMED_QUERIES), k, &chosen)?;
             calibration.tables[ti].points[pi].latency = Some(ms);
         }

@@ -6,5 +6,5 @@
 pub mod measure;
 pub mod table;
 
-pub use measure::{CalibrateOptions, DEFAULT_QUERIES, calibrate, calibrate_in_place};
+pub use measure::{CalibrateOptions, DEFAULT_QUERIES, calibrate, calibrate_in_place, calibrate_with};
 pub use table::*;

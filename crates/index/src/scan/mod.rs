@@ -22,6 +22,7 @@ pub mod kmeans;
 pub mod lists;
 
 use crate::allow::AllowSet;
+use crate::cancel::Cancel;
 use crate::distance::prefetch_lines;
 use crate::error::{Error, Result};
 use crate::topk::Scored;
@@ -1242,14 +1243,14 @@ impl Sq8Query<'_> {
 
 /// Trains the quantisers on a sample of `vectors` and encodes every point.
 pub fn build(vectors: &[f32], dim: usize, opts: &ScanOptions) -> Result<ScanCodes> {
-    build_with(vectors, dim, opts, None)
+    build_with(vectors, dim, opts, None, &Cancel::never())
 }
 
 /// [`build`], taking the product quantiser's centroids from `trained` (those
 /// of an earlier build of the same shape, [`ScanView::centroids`]) instead of
 /// training them when they fit: a collection's seals encode with the
 /// codebook its last build trained (20k x 128: 0.3 s of k-means saved).
-pub fn build_with(vectors: &[f32], dim: usize, opts: &ScanOptions, trained: Option<&[f32]>) -> Result<ScanCodes> {
+pub fn build_with(vectors: &[f32], dim: usize, opts: &ScanOptions, trained: Option<&[f32]>, cancel: &Cancel) -> Result<ScanCodes> {
     let count = vectors.len() / dim.max(1);
     if count == 0 || vectors.len() != count * dim {
         return Err(Error::InvalidParameter { name: "vectors", reason: "empty or not a whole number of rows".into() });
@@ -1278,8 +1279,10 @@ pub fn build_with(vectors: &[f32], dim: usize, opts: &ScanOptions, trained: Opti
             kmeans::kmeans(&sub, dsub, CENTROIDS, KMEANS_ITERS, opts.seed ^ s as u64)
         })
         .collect() };
+    cancel.check()?;
 
     let codes = ScanView { centroids: &centroids, ..view_for_ranges }.encode(vectors);
+    cancel.check()?;
 
     // SQ8: per-dimension range over all points.
     let (lo, hi, nan) = crate::vectors::column_ranges(vectors, dim);
