@@ -234,6 +234,9 @@ pub fn build(vectors: &Path, ids: Option<&Path>, out: &Path, h: &HnswArgs, defau
     let ids = ids
         .map(|p| vectorwise_index::vectors::load_ids(p).with_context(|| format!("cannot read ids from {}", p.display())))
         .transpose()?;
+    // Points whose distances would all underflow are refused, as a
+    // collection's writes refuse them (the row is named).
+    metric.refuse_too_small(&m)?;
     if let Some(advice) = metric.advice(&m) {
         println!("      warning: {advice}");
     }

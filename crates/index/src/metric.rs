@@ -25,13 +25,19 @@
 //! `ip` distance is recomputed from the stored x (its first `dim` values) and
 //! the original query, so it is exact, not derived from the space's rounding.
 //!
-//! Values are bounded so that no distance overflows or underflows f32: under
-//! `l2` and `ip` a stored row or a query whose squared norm reaches
-//! [`MAX_NORM_SQUARED`] is refused, and so is a non-zero one whose squared
-//! norm is under [`MIN_NORM_SQUARED`]: between such vectors every squared
-//! difference is a denormal or 0, so all distances tie and the answer would
-//! be the lowest ids, not the nearest (`cosine` scales any finite vector to
-//! unit length first; the zero vector stays allowed under `l2` and `ip`).
+//! Values are bounded so that no distance overflows f32: under `l2` and `ip`
+//! a stored row or a query whose squared norm reaches [`MAX_NORM_SQUARED`] is
+//! refused (`cosine` scales any finite vector to unit length first).
+//!
+//! Nor may distances between stored points underflow: a point admitted under
+//! `l2` or `ip` (a collection's write, `vectorwise build`'s input,
+//! [`Metric::refuse_too_small`]) must not be a non-zero vector whose squared
+//! norm is under [`MIN_NORM_SQUARED`]. Between such points every f32
+//! squared difference is a denormal or 0, so all distances tie and a search
+//! near them answers the lowest ids, not the nearest. The rule is on
+//! admission only: a query may be of any scale (under `l2` a tiny one is as
+//! near the points as the zero vector; `ip` scales it), and builds of points
+//! a store took before the rule existed do not fail on them.
 
 use crate::distance::{dot, normalize_query};
 use crate::error::{Error, Result};
@@ -100,8 +106,7 @@ impl Metric {
     }
 
     /// The stored rows for `vectors` (see the module doc). Refuses non-finite
-    /// values, rows too large or too small for f32 distances and, for
-    /// `cosine`, zero rows,
+    /// values, rows too large for f32 distances and, for `cosine`, zero rows,
     /// naming the first such row.
     pub fn prepare_rows(self, vectors: &Matrix) -> Result<Cow<'_, Matrix>> {
         let dim = vectors.dim();
@@ -110,9 +115,6 @@ impl Metric {
         }
         if let Some(i) = vectors.rows().position(|r| self.too_large(r)) {
             return Err(Error::TooLarge { index: i });
-        }
-        if let Some(i) = vectors.rows().position(|r| self.too_small(r)) {
-            return Err(Error::TooSmall { index: i });
         }
         match self {
             Metric::L2 => Ok(Cow::Borrowed(vectors)),
@@ -152,9 +154,6 @@ impl Metric {
         if self.too_large(query) {
             return Err(Error::TooLarge { index: 0 });
         }
-        if self.too_small(query) {
-            return Err(Error::TooSmall { index: 0 });
-        }
         Ok(match self {
             Metric::L2 => Cow::Borrowed(query),
             Metric::Cosine => {
@@ -170,16 +169,33 @@ impl Metric {
 
     /// A point as a collection keeps it before it is indexed (the user's
     /// view, what a get returns): checked as [`Metric::prepare_rows`] checks
-    /// a row, and scaled to unit length under `cosine`. Errors name `index`.
+    /// a row, refused if [too small](Metric::refuse_too_small), and scaled
+    /// to unit length under `cosine`. Errors name `index`.
     pub fn prepare_point(self, v: &[f32], index: usize) -> Result<Cow<'_, [f32]>> {
+        let point = self.point(v, index)?;
+        if self.too_small(v) {
+            return Err(Error::TooSmall { index });
+        }
+        Ok(point)
+    }
+
+    /// Refuses, naming the first, a non-zero row whose squared norm is under
+    /// [`MIN_NORM_SQUARED`] under `l2` or `ip` (see the module doc): for
+    /// points being admitted, not for builds of points already stored.
+    pub fn refuse_too_small(self, vectors: &Matrix) -> Result<()> {
+        match vectors.rows().position(|r| self.too_small(r)) {
+            Some(index) => Err(Error::TooSmall { index }),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Metric::prepare_point`] without the admission rule.
+    fn point(self, v: &[f32], index: usize) -> Result<Cow<'_, [f32]>> {
         if v.iter().any(|x| !x.is_finite()) {
             return Err(Error::NonFinite { index });
         }
         if self.too_large(v) {
             return Err(Error::TooLarge { index });
-        }
-        if self.too_small(v) {
-            return Err(Error::TooSmall { index });
         }
         match self {
             Metric::L2 | Metric::Ip => Ok(Cow::Borrowed(v)),
@@ -200,7 +216,7 @@ impl Metric {
         if query.len() != dim {
             return Err(Error::DimensionMismatch { expected: dim, actual: query.len() });
         }
-        self.prepare_point(query, 0)
+        self.point(query, 0)
     }
 
     /// The metric's distance between a query and a point, both as

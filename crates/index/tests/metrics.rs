@@ -288,12 +288,14 @@ fn vectors_too_large_for_f32_distances_are_refused() {
     assert_eq!(index.search(&[1e15; DIM], 3, &SearchParams::exact()).unwrap().len(), 3);
 }
 
-/// Under l2 and ip, a non-zero vector whose squared norm is under 1e-20
-/// would make every f32 squared difference a denormal or 0, so distances
-/// tie and the answer is the lowest ids: a build naming the row and a query
-/// are refused. The zero vector stays allowed; cosine takes any scale.
+/// Under l2 and ip, a non-zero point whose squared norm is under 1e-20
+/// would make every f32 squared difference between such points a denormal
+/// or 0, so distances tie and the answer is the lowest ids: admission
+/// (`refuse_too_small`, `prepare_point`) refuses it, naming the row. The
+/// zero vector is admitted; cosine takes any scale. Queries may be of any
+/// scale, and a build of points already admitted does not fail on them.
 #[test]
-fn vectors_too_small_for_f32_distances_are_refused() {
+fn points_too_small_for_f32_distances_are_refused_at_admission() {
     let mut data = scaled_clustered(100, 8).into_vec();
     data[40 * DIM..41 * DIM].fill(1e-25);
     data[41 * DIM..42 * DIM].fill(0.0);
@@ -301,24 +303,23 @@ fn vectors_too_small_for_f32_distances_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tiny.vwi");
     for metric in [Metric::L2, Metric::Ip] {
-        let opts = IndexOptions { metric, graph: None, scan: Some(ScanOptions::default()), default_method: Method::Scan };
-        let e = vectorwise_index::build(&tiny, &path, &opts, &|_| {}).unwrap_err();
-        assert!(matches!(e, Error::TooSmall { index: 40 }), "{metric}: {e}");
+        assert!(matches!(metric.refuse_too_small(&tiny), Err(Error::TooSmall { index: 40 })), "{metric}");
         assert!(metric.prepare_point(&[1e-25; DIM], 7).is_err_and(|e| matches!(e, Error::TooSmall { index: 7 })));
+        assert!(metric.prepare_point(&[f32::NAN; DIM], 7).is_err_and(|e| matches!(e, Error::NonFinite { index: 7 })));
         assert!(metric.prepare_point(&[0.0; DIM], 7).is_ok());
         assert!(metric.prepare_point(&[1e-9; DIM], 7).is_ok());
+        assert!(metric.prepare_point_query(&[1e-25; DIM], DIM).is_ok(), "{metric}: a query of any scale");
+        let opts = IndexOptions { metric, graph: None, scan: Some(ScanOptions::default()), default_method: Method::Scan };
+        vectorwise_index::build(&tiny, &path, &opts, &|_| {}).unwrap();
     }
-    let opts = IndexOptions { metric: Metric::Cosine, graph: None, scan: Some(ScanOptions::default()), default_method: Method::Scan };
-    let mut data = scaled_clustered(100, 8).into_vec();
-    data[40 * DIM..41 * DIM].fill(1e-25);
-    vectorwise_index::build(&Matrix::new(DIM, data).unwrap(), &path, &opts, &|_| {}).unwrap();
-    let index = Index::open(&path).unwrap();
-    assert_eq!(index.search(&[1e-25; DIM], 3, &SearchParams::exact()).unwrap().len(), 3);
+    assert!(Metric::Cosine.refuse_too_small(&tiny).is_ok());
+    assert!(Metric::Cosine.prepare_point(&[1e-25; DIM], 7).is_ok());
 
+    // A query of tiny scale against points of normal scale: as near every
+    // point as the zero query, answered as the zero query is.
     let opts = IndexOptions { graph: None, scan: Some(ScanOptions::default()), default_method: Method::Scan, ..Default::default() };
     vectorwise_index::build(&scaled_clustered(100, 8), &path, &opts, &|_| {}).unwrap();
     let index = Index::open(&path).unwrap();
-    assert!(matches!(index.search(&[1e-25; DIM], 3, &SearchParams::exact()), Err(Error::TooSmall { .. })));
-    assert_eq!(index.search(&[0.0; DIM], 3, &SearchParams::exact()).unwrap().len(), 3);
-    assert_eq!(index.search(&[1e-9; DIM], 3, &SearchParams::exact()).unwrap().len(), 3);
+    let ids = |q: &[f32]| index.search(q, 3, &SearchParams::exact()).unwrap().iter().map(|n| n.id).collect::<Vec<_>>();
+    assert_eq!(ids(&[1e-25; DIM]), ids(&[0.0; DIM]));
 }

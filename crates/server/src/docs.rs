@@ -347,8 +347,7 @@ const F32_ROUNDS_TO_ZERO: f64 = 7.006_492_321_624_085e-46;
 /// The rules on one query vector (`query_vector`, an item of
 /// `query_vectors`): finite f32 values; with an index, exactly its dimension
 /// of them and, under `cosine`, at least one that is not 0 as an f32. (Under
-/// `l2` and `ip` a vector whose squared norm reaches 1e34, or is non-zero
-/// and under 1e-20, is a 422 too,
+/// `l2` and `ip` a vector whose squared norm reaches 1e34 is a 422 too,
 /// which no schema keyword can say; the description does.)
 fn vector_rules(vector: &mut Array, rules: Option<VectorRules>) {
     if let ArrayItems::RefOrSchema(item) = &mut vector.items

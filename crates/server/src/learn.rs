@@ -115,7 +115,7 @@ impl Learner {
         let w = self.window.lock();
         LearnStats {
             enabled: self.enabled,
-            learnt: self.learnt.load(Ordering::Relaxed),
+            learnt: self.learnt.load(Ordering::Acquire),
             learning: self.learning.load(Ordering::Relaxed),
             window_searches: w.searches,
             window_widened: w.widened,
@@ -175,8 +175,9 @@ impl Learner {
 }
 
 /// Measures `index`'s table on `queries` (rows of its dimension) and serves
-/// it, if `generation` is still served (counted in `learnt` as it is
-/// served: a client that sees the table in `/stats` sees the count too).
+/// it, if `generation` is still served (counted in `learnt` once served:
+/// `/stats` reads the count before the index, so a count it shows is of
+/// tables it serves).
 fn learn(state: &AppState, index: &Arc<Index>, generation: u64, queries: Vec<f32>) -> Result<(), String> {
     let started = Instant::now();
     let nq = queries.len() / index.dim().max(1);
@@ -190,13 +191,10 @@ fn learn(state: &AppState, index: &Arc<Index>, generation: u64, queries: Vec<f32
         return Ok(());
     }
     fresh.set_calibration(calibration.clone()).map_err(|e| e.to_string())?;
-    // Counted before it is served: `/stats` never shows a learnt table
-    // with `learnt` still 0 (a test read the two in between once).
-    state.learner().learnt.fetch_add(1, Ordering::Relaxed);
     if !state.replace_index_if(generation, Arc::new(fresh)) {
-        state.learner().learnt.fetch_sub(1, Ordering::Relaxed);
         return Ok(());
     }
+    state.learner().learnt.fetch_add(1, Ordering::Release);
     tracing::info!(
         queries = nq,
         seconds = started.elapsed().as_secs_f64(),

@@ -235,8 +235,7 @@ pub struct SearchRequest {
     /// states is the served index's), each finite as an f32. On a `cosine`
     /// index it is scaled to unit length inside the engine (so scaling it
     /// changes nothing, and the zero vector is refused); `l2` and `ip` take it
-    /// as it is, and refuse a vector whose squared norm reaches 1e34 or, if it
-    /// is not all zeros, is under 1e-20 (422: its f32 distances underflow).
+    /// as it is, and refuse a vector whose squared norm reaches 1e34 (422).
     pub query_vector: Vec<f32>,
     /// Number of neighbours wanted; at most `max_k` (see `/stats`).
     #[schema(minimum = 1, maximum = 100, example = 10)]
@@ -312,7 +311,7 @@ impl From<SearchProfile> for vectorwise_index::Profile {
 pub struct SearchBatchRequest {
     /// The queries, each as `query_vector` in `/search`: `dimension` numbers
     /// finite as f32 (not all zero on a `cosine` index; squared norm below
-    /// 1e34, and 0 or at least 1e-20, on `l2` and `ip`). At most `max_batch` of them (1024 by default).
+    /// 1e34 on `l2` and `ip`). At most `max_batch` of them (1024 by default).
     #[schema(min_items = 1, max_items = 1024)]
     pub query_vectors: Vec<Vec<f32>>,
     /// Number of neighbours wanted for every query; at most `max_k`.

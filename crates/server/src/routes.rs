@@ -71,6 +71,8 @@ pub(crate) async fn health(State(state): State<AppState>) -> (StatusCode, Json<H
     )
 )]
 pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<StatsResponse>, ApiError> {
+    // Before the index: a table counted as learnt is served already.
+    let live_calibration = state.learner().stats();
     let index = state.index()?;
     let info = index.info();
     let config = state.config();
@@ -107,7 +109,7 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<StatsRes
             widened: vectorwise_index::widened_searches(),
         },
         cache: state.cache().stats().into(),
-        live_calibration: state.learner().stats(),
+        live_calibration,
     }))
 }
 
@@ -202,7 +204,7 @@ pub(crate) fn located(error: ApiError, at: impl FnOnce(usize) -> (Vec<LocItem>, 
         (status = 422, description = "Invalid body: every problem, located. Also an empty or `null` body, \
             a body whose Content-Type is neither JSON (`application/json`, `application/*+json` \
             or none) nor binary (`application/octet-stream`, `application/x-npy`), and a query the index's metric refuses: the zero vector under \
-            `cosine`, a squared norm of 1e34 or more, or non-zero under 1e-20, under `l2` and `ip`", body = ValidationErrorResponse),
+            `cosine`, a squared norm of 1e34 or more under `l2` and `ip`", body = ValidationErrorResponse),
         (status = 500, description = "Internal error (details in the server log)", body = ErrorResponse),
         (status = 503, description = "Index not loaded, or too many pending searches", body = ErrorResponse,
             headers(("retry-after" = u32, description = "`1`, when the searches pending are too many"))),
@@ -320,7 +322,7 @@ pub(crate) fn keep(state: &AppState, key: Option<Keys>, headers: HeaderMap, body
             every problem located (`loc` holds the query's index). Also an empty or `null` body, a body \
             whose Content-Type is neither JSON (`application/json`, `application/*+json` or none) nor \
             binary (`application/octet-stream`, `application/x-npy`), and a query the index's metric refuses: the zero vector under `cosine`, \
-            a squared norm of 1e34 or more, or non-zero under 1e-20, under `l2` and `ip`", body = ValidationErrorResponse),
+            a squared norm of 1e34 or more under `l2` and `ip`", body = ValidationErrorResponse),
         (status = 500, description = "Internal error (details in the server log)", body = ErrorResponse),
         (status = 503, description = "Index not loaded, or too many pending searches", body = ErrorResponse,
             headers(("retry-after" = u32, description = "`1`, when the searches pending are too many"))),

@@ -432,7 +432,8 @@ fn a_workload_unlike_the_data_gets_its_table_learnt_served_and_kept() {
     let deadline = Instant::now() + Duration::from_secs(120);
     let stats = loop {
         let s = server.get("/stats").json();
-        if s["calibration"]["source"] == "live" {
+        // The count is read before the table: both, or wait for both.
+        if s["calibration"]["source"] == "live" && s["live_calibration"]["learnt"].as_u64() >= Some(1) {
             break s;
         }
         assert!(s["live_calibration"]["last_error"].is_null(), "{}", s["live_calibration"]);

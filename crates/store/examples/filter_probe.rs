@@ -27,7 +27,7 @@ fn search(dir: &str, name: &str) {
     let store = Store::open(std::path::Path::new(&dir), SyncMode::Always).unwrap();
     eprintln!("opened in {:.2} s wall, {:.2} s CPU", t.elapsed().as_secs_f64(), cpu_seconds() - cpu);
     let c = store.get(name).unwrap();
-    c.stop_optimiser();
+    c.pause_optimiser();
     let dim = c.dimension();
     let queries: Vec<Vec<f32>> = (0..50).map(|i| c.get(&[i * 7919 % 100_000], false, true).unwrap()[0].vector.clone().unwrap()).collect();
     let queries: Vec<Vec<f32>> = queries.into_iter().map(|q| q.iter().enumerate().map(|(j, x)| x + ((j * 31 % 7) as f32 - 3.0) * 0.01).collect()).collect();

@@ -1257,7 +1257,6 @@ impl Collection {
         self.wake.1.notify_all();
     }
 
-    /// Asks the optimiser to stop after the step it is in.
     /// Makes the optimiser's build in progress, and any later one, stop at
     /// its next check, its files removed: the points stay in the log or the
     /// input segments. A pile merge of 800k points that ran 18 s to its end
@@ -1266,6 +1265,19 @@ impl Collection {
         self.cancel.store(true, std::sync::atomic::Ordering::Release);
     }
 
+    /// Stops the optimiser and waits for the step it is in to end (a build
+    /// runs to its end, not cancelled): the caller then drives the
+    /// collection's optimisation alone ([`Collection::optimise`]). Without
+    /// the wait, a step running at the stop could seal the segment a test
+    /// had just frozen for itself (a CI run failed so).
+    pub fn pause_optimiser(&self) {
+        self.stop_optimiser();
+        for h in std::mem::take(&mut *self.worker.lock()) {
+            let _ = h.join();
+        }
+    }
+
+    /// Asks the optimiser to stop after the step it is in.
     pub fn stop_optimiser(&self) {
         {
             let mut stop = self.wake.0.lock();
@@ -1279,11 +1291,8 @@ impl Collection {
     /// [`Collection::cancel_builds`]) and waits for the step to end. The
     /// collection still answers reads.
     pub fn close(&self) {
-        self.stop_optimiser();
         self.cancel_builds();
-        for h in std::mem::take(&mut *self.worker.lock()) {
-            let _ = h.join();
-        }
+        self.pause_optimiser();
     }
 
     /// Writes the deleted sets that changed and a new manifest, then drops

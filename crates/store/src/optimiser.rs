@@ -610,7 +610,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), SyncMode::Always).unwrap();
         let (c, _) = store.create("c", CollectionConfig { seal_points: 60, ..CollectionConfig::new(8, Metric::L2) }).unwrap();
-        c.stop_optimiser();
+        c.pause_optimiser();
         let mut rng = StdRng::seed_from_u64(5);
         c.upsert(points(3, 0, &mut rng)).unwrap();
         c.flush().unwrap();
@@ -631,7 +631,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), SyncMode::Always).unwrap();
         let (c, _) = store.create("c", CollectionConfig { seal_points: 10, ..CollectionConfig::new(8, Metric::L2) }).unwrap();
-        c.stop_optimiser();
+        c.pause_optimiser();
         let mut rng = StdRng::seed_from_u64(3);
         let mut sealed = |from: usize, n: usize| {
             for b in from..from + n {
@@ -682,7 +682,7 @@ mod tests {
         {
             let store = Store::open(dir.path(), SyncMode::Always).unwrap();
             let (c, _) = store.create("c", CollectionConfig { seal_points: 10, ..CollectionConfig::new(8, Metric::L2) }).unwrap();
-            c.stop_optimiser();
+            c.pause_optimiser();
             let mut rng = StdRng::seed_from_u64(4);
             for b in 0..4 {
                 c.upsert(points(10, 100 * b, &mut rng)).unwrap();

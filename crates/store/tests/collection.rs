@@ -134,7 +134,7 @@ fn sealed_segments_keep_recall_through_deletes_merges_and_reopen() {
         let (c, _) = store.create("c", config(16, metric, 300)).unwrap();
         // The optimiser's work runs here, by `optimise`, so that what the
         // stats see below does not race a background rewrite.
-        c.stop_optimiser();
+        c.pause_optimiser();
         let mut model: HashMap<u64, Vec<f32>> = HashMap::new();
         for b in 0..16 {
             let batch = points(250, 16, 10 + b, b * 250);
@@ -416,7 +416,7 @@ fn a_replayed_log_is_frozen_in_pieces_and_sealed() {
         let store = Store::open(dir.path(), SyncMode::Always).unwrap();
         let (c, _) = store.create("r", config(4, Metric::L2, 50)).unwrap();
         // Nothing sealed: every point stays in the log.
-        c.stop_optimiser();
+        c.pause_optimiser();
         for batch in written.chunks(10) {
             c.upsert(batch.to_vec()).unwrap();
         }
@@ -593,7 +593,7 @@ fn a_merge_waits_for_disk_room_while_writes_and_seals_go_on() {
     let Some(tmpfs) = Tmpfs::mount(96) else { return };
     let store = Store::open(&tmpfs.dir.join("data"), SyncMode::Always).unwrap();
     let (c, _) = store.create("c", config(16, Metric::L2, 500)).unwrap();
-    c.stop_optimiser();
+    c.pause_optimiser();
     // 90 MiB of the 96 taken: less free than the reserve, plenty for writes.
     let filler = tmpfs.dir.join("filler");
     std::fs::write(&filler, vec![1u8; 90 << 20]).unwrap();
@@ -635,7 +635,7 @@ fn a_rewrite_put_off_for_room_does_not_hold_back_a_merge_that_fits() {
     let data = tmpfs.dir.join("data");
     let store = Store::open(&data, SyncMode::Always).unwrap();
     let (c, _) = store.create("c", config(64, Metric::L2, 500)).unwrap();
-    c.stop_optimiser();
+    c.pause_optimiser();
     // One large sealed segment, a third of it deleted: a rewrite is due.
     let big = points(32_000, 64, 50, 0);
     let ids: Vec<u64> = big.iter().map(|p| p.id.as_num().unwrap()).filter(|i| i % 3 == 0).collect();

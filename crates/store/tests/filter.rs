@@ -116,7 +116,7 @@ fn check(c: &vectorwise_store::Collection, model: &HashMap<u64, Point>, filter: 
 fn collection(dir: &std::path::Path, name: &str, seal_points: usize) -> (Store, std::sync::Arc<vectorwise_store::Collection>) {
     let store = Store::open(dir, SyncMode::Always).unwrap();
     let (c, _) = store.create(name, CollectionConfig { seal_points, ..CollectionConfig::new(DIM, Metric::L2) }).unwrap();
-    c.stop_optimiser();
+    c.pause_optimiser();
     (store, c)
 }
 
@@ -195,7 +195,7 @@ fn filtered_search_matches_a_brute_force_model_across_segments_indexes_and_reope
     drop(store);
     let store = Store::open(dir.path(), SyncMode::Always).unwrap();
     let c = store.get("f").unwrap();
-    c.stop_optimiser();
+    c.pause_optimiser();
     assert_eq!(c.stats().payload_indexes.len(), 3);
     assert_ne!(std::fs::read(&victim).unwrap(), damaged, "the damaged file was rebuilt");
     report(&c, &model, "reopened", true);
