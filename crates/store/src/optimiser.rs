@@ -543,6 +543,8 @@ pub(crate) fn write_segment(
         },
         (false, None) => BuildRequest { metric, method: BuildMethod::Auto, ..Default::default() },
     };
+    cancel.check()?;
+    // Not cancellable inside: `auto`'s sample graph, once per collection (2 s).
     let plan = plan_build(matrix, &request)?;
     let verdict = plan.choice.map(|choice| choice.method == vectorwise_index::Method::Hnsw);
     let points = Points { vectors: matrix, ids: Some(ids), keys: true };

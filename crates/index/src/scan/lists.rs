@@ -12,7 +12,6 @@
 
 use crate::cancel::Cancel;
 use crate::error::Result;
-use crate::exact;
 use rand::SeedableRng;
 use rand::seq::index::sample;
 use std::ops::Range;
@@ -268,9 +267,10 @@ pub fn train(vectors: &[f32], dim: usize, lists: usize, seed: u64, cancel: &Canc
         }
     }
     let mut assign = Vec::with_capacity(count);
+    let blocked = super::assign::Blocked::new(&centroids, dim);
     for slice in vectors.chunks(ASSIGN_SLICE * dim) {
         cancel.check()?;
-        assign.extend(nearest(&centroids, dim, slice));
+        assign.extend(super::assign::nearest(&blocked, slice));
     }
     Ok((centroids, assign))
 }
@@ -279,9 +279,9 @@ pub fn train(vectors: &[f32], dim: usize, lists: usize, seed: u64, cancel: &Canc
 /// at 128-d and 1000 lists on one core).
 const ASSIGN_SLICE: usize = 1 << 16;
 
-/// Each row's nearest centroid, by the grouped exact search.
+/// Each row's nearest centroid ([`super::assign`]).
 fn nearest(centroids: &[f32], dim: usize, rows: &[f32]) -> Vec<u32> {
-    exact::search_many(centroids, dim, rows, 1).into_iter().map(|f| f.first().map_or(0, |s| s.offset)).collect()
+    super::assign::nearest(&super::assign::Blocked::new(centroids, dim), rows)
 }
 
 /// Orders points by list (stable: by input row within a list). Returns the

@@ -17,6 +17,7 @@
 //! Unstructured data (the demo's Gaussian sphere) defeats graphs but not this:
 //! the work per query is a sequential pass over a cache-resident array.
 
+pub mod assign;
 pub mod kernels;
 pub mod kmeans;
 pub mod lists;
