@@ -172,11 +172,7 @@ impl Metric {
     /// a row, refused if [too small](Metric::refuse_too_small), and scaled
     /// to unit length under `cosine`. Errors name `index`.
     pub fn prepare_point(self, v: &[f32], index: usize) -> Result<Cow<'_, [f32]>> {
-        let point = self.point(v, index)?;
-        if self.too_small(v) {
-            return Err(Error::TooSmall { index });
-        }
-        Ok(point)
+        self.point(v, index, true)
     }
 
     /// Refuses, naming the first, a non-zero row whose squared norm is under
@@ -189,13 +185,13 @@ impl Metric {
         }
     }
 
-    /// [`Metric::prepare_point`] without the admission rule.
-    fn point(self, v: &[f32], index: usize) -> Result<Cow<'_, [f32]>> {
+    /// [`Metric::prepare_point`], with the admission rule only if `admit`.
+    fn point(self, v: &[f32], index: usize, admit: bool) -> Result<Cow<'_, [f32]>> {
         if v.iter().any(|x| !x.is_finite()) {
             return Err(Error::NonFinite { index });
         }
-        if self.too_large(v) {
-            return Err(Error::TooLarge { index });
+        if let Some(e) = self.size_refusal(v, index, admit) {
+            return Err(e);
         }
         match self {
             Metric::L2 | Metric::Ip => Ok(Cow::Borrowed(v)),
@@ -216,7 +212,7 @@ impl Metric {
         if query.len() != dim {
             return Err(Error::DimensionMismatch { expected: dim, actual: query.len() });
         }
-        self.point(query, 0)
+        self.point(query, 0, false)
     }
 
     /// The metric's distance between a query and a point, both as
@@ -238,15 +234,28 @@ impl Metric {
     /// Whether `v` is too large for f32 distances; `cosine` scales every
     /// vector to unit length first, so any finite one will do.
     fn too_large(self, v: &[f32]) -> bool {
-        self != Metric::Cosine && norm_squared(v) >= MAX_NORM_SQUARED
+        matches!(self.size_refusal(v, 0, false), Some(Error::TooLarge { .. }))
     }
 
     /// Whether `v` is non-zero but so small that f32 distances between such
     /// vectors underflow ([`MIN_NORM_SQUARED`]); not for `cosine`.
     fn too_small(self, v: &[f32]) -> bool {
-        self != Metric::Cosine && {
-            let n = norm_squared(v);
-            n > 0.0 && n < MIN_NORM_SQUARED
+        matches!(self.size_refusal(v, 0, true), Some(Error::TooSmall { .. }))
+    }
+
+    /// The refusal of `v` (named `index`) for its size, from one norm: too
+    /// large under `l2` and `ip`, and with `admit` too small as well.
+    fn size_refusal(self, v: &[f32], index: usize, admit: bool) -> Option<Error> {
+        if self == Metric::Cosine {
+            return None;
+        }
+        let n = norm_squared(v);
+        if n >= MAX_NORM_SQUARED {
+            Some(Error::TooLarge { index })
+        } else if admit && n > 0.0 && n < MIN_NORM_SQUARED {
+            Some(Error::TooSmall { index })
+        } else {
+            None
         }
     }
 

@@ -605,14 +605,21 @@ mod tests {
         (0..n).map(|i| NewPoint { id: (first_id + i as u64).into(), vector: (0..8).map(|_| rng.random_range(-1.0..1.0f32)).collect(), payload: None }).collect()
     }
 
+    /// A store in `dir` and its collection `c` of 8-d points sealed every
+    /// `seal_points`, its optimiser paused: the test drives the steps.
+    fn paused(dir: &std::path::Path, seal_points: usize) -> (Store, Arc<Collection>) {
+        let store = Store::open(dir, SyncMode::Always).unwrap();
+        let (c, _) = store.create("c", CollectionConfig { seal_points, ..CollectionConfig::new(8, Metric::L2) }).unwrap();
+        c.pause_optimiser();
+        (store, c)
+    }
+
     /// A first seal of a few flushed points trains a codebook on them: it
     /// is not the one later seals encode with.
     #[test]
     fn a_codebook_trained_on_a_few_points_is_not_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), SyncMode::Always).unwrap();
-        let (c, _) = store.create("c", CollectionConfig { seal_points: 60, ..CollectionConfig::new(8, Metric::L2) }).unwrap();
-        c.pause_optimiser();
+        let (_store, c) = paused(dir.path(), 60);
         let mut rng = StdRng::seed_from_u64(5);
         c.upsert(points(3, 0, &mut rng)).unwrap();
         c.flush().unwrap();
@@ -631,9 +638,7 @@ mod tests {
     #[test]
     fn a_pile_of_one_tier_is_merged_at_once_when_writes_stop() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), SyncMode::Always).unwrap();
-        let (c, _) = store.create("c", CollectionConfig { seal_points: 10, ..CollectionConfig::new(8, Metric::L2) }).unwrap();
-        c.pause_optimiser();
+        let (_store, c) = paused(dir.path(), 10);
         let mut rng = StdRng::seed_from_u64(3);
         let mut sealed = |from: usize, n: usize| {
             for b in from..from + n {
@@ -682,9 +687,7 @@ mod tests {
             names
         };
         {
-            let store = Store::open(dir.path(), SyncMode::Always).unwrap();
-            let (c, _) = store.create("c", CollectionConfig { seal_points: 10, ..CollectionConfig::new(8, Metric::L2) }).unwrap();
-            c.pause_optimiser();
+            let (_store, c) = paused(dir.path(), 10);
             let mut rng = StdRng::seed_from_u64(4);
             for b in 0..4 {
                 c.upsert(points(10, 100 * b, &mut rng)).unwrap();

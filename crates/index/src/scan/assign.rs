@@ -124,18 +124,26 @@ pub fn nearest_with(k: &AssignKernels, centroids: &Blocked, rows: &[f32]) -> Vec
 }
 
 fn nearest_scalar(c: &Blocked, rows: &[f32], out: &mut [u32]) {
-    tiles::<4>(c, rows, out);
+    each_tile::<4>(c.dim, rows, out, |tile, o| tile_nearest::<4>(c, tile, o), |row, o| tile_nearest::<1>(c, row, o));
 }
 
-/// The scalar kernel: tiles of `R` rows, then the rest one at a time.
-fn tiles<const R: usize>(c: &Blocked, rows: &[f32], out: &mut [u32]) {
-    let dim = c.dim;
+/// Every kernel's walk: `tile` on each `R` rows (whole rows of `dim`) with
+/// their `R` outputs, then `one` on each row left over with its output.
+#[inline(always)]
+fn each_tile<const R: usize>(
+    dim: usize,
+    rows: &[f32],
+    out: &mut [u32],
+    mut tile: impl FnMut(&[f32], &mut [u32]),
+    mut one: impl FnMut(&[f32], &mut [u32]),
+) {
     let full = out.len() / R * R;
-    for (tile, o) in rows[..full * dim].chunks_exact(R * dim).zip(out[..full].chunks_exact_mut(R)) {
-        tile_nearest::<R>(c, tile, o);
+    let (head, rest) = out.split_at_mut(full);
+    for (t, o) in rows[..full * dim].chunks_exact(R * dim).zip(head.chunks_exact_mut(R)) {
+        tile(t, o);
     }
-    for (row, o) in rows[full * dim..].chunks_exact(dim).zip(out[full..].chunks_exact_mut(1)) {
-        tile_nearest::<1>(c, row, o);
+    for (row, o) in rows[full * dim..].chunks_exact(dim).zip(rest.chunks_exact_mut(1)) {
+        one(row, o);
     }
 }
 
@@ -171,7 +179,7 @@ fn tile_nearest<const R: usize>(c: &Blocked, tile: &[f32], out: &mut [u32]) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Blocked, W};
+    use super::{Blocked, W, each_tile};
     use std::arch::x86_64::*;
 
     pub(super) fn nearest_avx2(c: &Blocked, rows: &[f32], out: &mut [u32]) {
@@ -188,32 +196,30 @@ mod x86 {
     /// The CPU must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn tiles_avx2(c: &Blocked, rows: &[f32], out: &mut [u32]) {
-        let dim = c.dim;
-        let full = out.len() / 4 * 4;
-        for (tile, o) in rows[..full * dim].chunks_exact(4 * dim).zip(out[..full].chunks_exact_mut(4)) {
-            // SAFETY: same features; `tile` is 4 whole rows.
-            unsafe { tile_avx2::<4>(c, tile, o) };
-        }
-        for (row, o) in rows[full * dim..].chunks_exact(dim).zip(out[full..].chunks_exact_mut(1)) {
-            // SAFETY: same features; `row` is one whole row.
-            unsafe { tile_avx2::<1>(c, row, o) };
-        }
+        each_tile::<4>(
+            c.dim,
+            rows,
+            out,
+            // SAFETY: same features; `each_tile` hands 4 whole rows.
+            |t, o| unsafe { tile_avx2::<4>(c, t, o) },
+            // SAFETY: same features; one whole row.
+            |r, o| unsafe { tile_avx2::<1>(c, r, o) },
+        );
     }
 
     /// # Safety
     /// The CPU must support AVX-512F and FMA.
     #[target_feature(enable = "avx512f,fma")]
     unsafe fn tiles_avx512(c: &Blocked, rows: &[f32], out: &mut [u32]) {
-        let dim = c.dim;
-        let full = out.len() / 8 * 8;
-        for (tile, o) in rows[..full * dim].chunks_exact(8 * dim).zip(out[..full].chunks_exact_mut(8)) {
-            // SAFETY: same features; `tile` is 8 whole rows.
-            unsafe { tile_avx512::<8>(c, tile, o) };
-        }
-        for (row, o) in rows[full * dim..].chunks_exact(dim).zip(out[full..].chunks_exact_mut(1)) {
-            // SAFETY: same features; `row` is one whole row.
-            unsafe { tile_avx512::<1>(c, row, o) };
-        }
+        each_tile::<8>(
+            c.dim,
+            rows,
+            out,
+            // SAFETY: same features; `each_tile` hands 8 whole rows.
+            |t, o| unsafe { tile_avx512::<8>(c, t, o) },
+            // SAFETY: same features; one whole row.
+            |r, o| unsafe { tile_avx512::<1>(c, r, o) },
+        );
     }
 
     /// The lowest index among the lanes holding the least score.
